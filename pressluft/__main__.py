@@ -1,0 +1,5 @@
+"""`python -m pressluft` runs the CLI."""
+
+from pressluft.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The HTTP API: routes from `openapi/pressluft.yaml`, errors, request context."""

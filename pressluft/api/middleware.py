@@ -1,0 +1,141 @@
+"""Request context: correlation id, security headers, JSON-only bodies, metrics, access log.
+
+Runs around every HTTP request as plain ASGI middleware:
+- accepts a well-formed `X-Request-ID` or generates one, exposes it to the code
+  (context variable, `scope["state"]`), echoes it on the response;
+- refuses API request bodies that are not JSON (415), before any handler runs;
+- adds the security headers to every response;
+- records latency and status by route template, and writes one access line.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, cast
+
+import msgspec
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from pressluft.api.errors import envelope
+from pressluft.logs import correlation_id, get_logger
+from pressluft.metrics import Metrics
+
+__all__ = ["REQUEST_ID_PATTERN", "SECURITY_HEADERS", "request_context_middleware"]
+
+log = get_logger("pressluft.http")
+
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+)
+
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _has_body(scope: dict[str, Any]) -> bool:
+    length = _header(scope, b"content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return _header(scope, b"transfer-encoding") is not None
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def request_context_middleware(metrics: Metrics) -> Callable[[ASGIApp], ASGIApp]:
+    def factory(app: ASGIApp) -> ASGIApp:
+        async def middleware(asgi_scope: Scope, receive: Receive, send: Send) -> None:
+            scope = cast(dict[str, Any], asgi_scope)
+            if scope["type"] != "http":
+                await app(asgi_scope, receive, send)
+                return
+            supplied = _header(scope, b"x-request-id")
+            rid = supplied if supplied and REQUEST_ID_PATTERN.match(supplied) else uuid.uuid4().hex
+            token = correlation_id.set(rid)
+            scope.setdefault("state", {})["correlation_id"] = rid
+            started = time.perf_counter()
+            status = 500
+            method = scope["method"]
+            path = scope["path"]
+
+            async def send_wrapper(asgi_message: Message) -> None:
+                nonlocal status
+                message = cast(dict[str, Any], asgi_message)
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    headers = list(message.get("headers", []))
+                    headers.append((b"x-request-id", rid.encode()))
+                    headers.extend(SECURITY_HEADERS)
+                    message["headers"] = headers
+                await send(asgi_message)
+
+            try:
+                if (
+                    method in _BODY_METHODS
+                    and path.startswith("/api/")
+                    and _has_body(scope)
+                    and not _is_json(_header(scope, b"content-type"))
+                ):
+                    await _reply(
+                        send_wrapper,
+                        415,
+                        envelope(
+                            "unsupported_media_type",
+                            "request bodies must be JSON",
+                            {"hint": "send Content-Type: application/json"},
+                        ),
+                    )
+                    return
+                await app(asgi_scope, receive, send_wrapper)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = str(scope.get("path_template") or "<unmatched>")
+                metrics.observe_request(method, route, status, elapsed)
+                log.info(
+                    "%s %s %s",
+                    method,
+                    path,
+                    status,
+                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+                )
+                correlation_id.reset(token)
+
+        return middleware
+
+    return factory
+
+
+async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = msgspec.json.encode(body)
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ],
+    }
+    await send(cast(Message, start))
+    await send(cast(Message, {"type": "http.response.body", "body": payload}))

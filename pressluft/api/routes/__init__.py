@@ -1,0 +1,19 @@
+"""Route handlers of the API, one module per resource."""
+
+from litestar.types import ControllerRouterHandler
+
+from pressluft.api.routes.contract import CONTRACT_ROUTES
+from pressluft.api.routes.events import EVENT_ROUTES
+from pressluft.api.routes.health import HEALTH_ROUTES
+from pressluft.api.routes.metrics import METRICS_ROUTES
+from pressluft.api.routes.settings import SETTINGS_ROUTES
+
+__all__ = ["API_ROUTES"]
+
+API_ROUTES: list[ControllerRouterHandler] = [
+    *CONTRACT_ROUTES,
+    *EVENT_ROUTES,
+    *HEALTH_ROUTES,
+    *METRICS_ROUTES,
+    *SETTINGS_ROUTES,
+]

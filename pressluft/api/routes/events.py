@@ -1,0 +1,80 @@
+"""`/api/events`: the event log, paged, and live as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import msgspec
+from litestar import get
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from pressluft.errors import BadRequest
+from pressluft.runtime import Runtime
+from pressluft.services.events import EventPage, follow_events, list_events
+
+__all__ = ["EVENT_ROUTES"]
+
+StreamFilter = Annotated[str | None, Parameter(query="stream", min_length=1, max_length=200)]
+TypeFilter = Annotated[str | None, Parameter(query="type", min_length=1, max_length=100)]
+After = Annotated[int, Parameter(query="after", ge=0, le=2**62)]
+
+
+@get("/api/events", operation_id="listEvents", tags=["events"])
+async def events_page(
+    runtime: Runtime,
+    stream: StreamFilter = None,
+    type_: TypeFilter = None,
+    after: After = 0,
+    limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 100,
+) -> EventPage:
+    return await list_events(runtime.db, after=after, limit=limit, stream=stream, type_=type_)
+
+
+def _resume_point(after: int, last_event_id: str | None) -> int:
+    if last_event_id is None:
+        return after
+    text = last_event_id.strip()
+    if not text.isdigit() or len(text) > 18:
+        raise BadRequest(
+            "Last-Event-ID must be the seq of an event",
+            details={
+                "errors": [{"field": "Last-Event-ID", "message": "not a seq", "in": "header"}]
+            },
+        )
+    return int(text)
+
+
+@get("/api/events/stream", operation_id="streamEvents", tags=["events"])
+async def events_stream(
+    runtime: Runtime,
+    stream: StreamFilter = None,
+    type_: TypeFilter = None,
+    after: After = 0,
+    last_event_id: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+) -> ServerSentEvent:
+    start = _resume_point(after, last_event_id)
+
+    async def messages() -> AsyncIterator[ServerSentEventMessage]:
+        yield ServerSentEventMessage(data=None, retry=2000, comment="pressluft event stream")
+        async for item in follow_events(
+            runtime.db,
+            runtime.notifier,
+            runtime.stopping,
+            after=start,
+            stream=stream,
+            type_=type_,
+            keepalive=runtime.config.sse_keepalive_seconds,
+        ):
+            if item is None:
+                yield ServerSentEventMessage(data=None, comment="keep-alive")
+            else:
+                yield ServerSentEventMessage(
+                    id=str(item.seq), data=msgspec.json.encode(item).decode()
+                )
+
+    return ServerSentEvent(messages(), headers={"Cache-Control": "no-store"})
+
+
+EVENT_ROUTES = [events_page, events_stream]

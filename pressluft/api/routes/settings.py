@@ -1,0 +1,63 @@
+"""`/api/settings`: the control plane's settings."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from litestar import Response, get, patch
+from litestar.params import Body, Parameter
+
+from pressluft.errors import BadRequest
+from pressluft.runtime import Runtime
+from pressluft.services.context import Context
+from pressluft.services.settings import (
+    SettingsPatch,
+    SettingsView,
+    change_settings,
+    get_settings,
+)
+
+__all__ = ["SETTINGS_ROUTES"]
+
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+
+
+def _etag(view: SettingsView) -> dict[str, str]:
+    return {"ETag": f'"{view.version}"'}
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    match = _ETAG.match(if_match)
+    if match is None:
+        raise BadRequest(
+            'If-Match must be the ETag of the settings, e.g. "3"',
+            details={
+                "errors": [{"field": "If-Match", "message": "not a version ETag", "in": "header"}]
+            },
+        )
+    return int(match[1])
+
+
+@get("/api/settings", operation_id="getSettings", tags=["settings"])
+async def read_settings(runtime: Runtime) -> Response[SettingsView]:
+    view = await get_settings(runtime.db)
+    return Response(view, headers=_etag(view))
+
+
+@patch("/api/settings", operation_id="updateSettings", tags=["settings"])
+async def update_settings(
+    runtime: Runtime,
+    ctx: Context,
+    data: Annotated[SettingsPatch, Body()],
+    if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
+) -> Response[SettingsView]:
+    view = await change_settings(
+        runtime.db, runtime.vault, data, ctx, expected_version=_expected_version(if_match)
+    )
+    return Response(view, headers=_etag(view))
+
+
+SETTINGS_ROUTES = [read_settings, update_settings]

@@ -1,0 +1,57 @@
+"""The application factory: one Litestar app serving the API, the dashboard and /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.di import Provide
+from litestar.template.config import TemplateConfig
+
+from pressluft.api.deps import provide_context, provide_runtime
+from pressluft.api.errors import handle_exception
+from pressluft.api.middleware import request_context_middleware
+from pressluft.api.routes import API_ROUTES
+from pressluft.runtime import Runtime
+from pressluft.web import TEMPLATES_DIR, WEB_ROUTES
+
+__all__ = ["create_app"]
+
+
+def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
+    """Build the app around `runtime`.
+
+    With `own_runtime`, the app's lifespan starts and stops the runtime (tests
+    with an in-process client); otherwise the server does (`pressluft.server`).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        if own_runtime:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if own_runtime:
+                await runtime.stop()
+
+    app = Litestar(
+        route_handlers=[*API_ROUTES, *WEB_ROUTES],
+        dependencies={
+            "runtime": Provide(provide_runtime, sync_to_thread=False),
+            "ctx": Provide(provide_context, sync_to_thread=False),
+        },
+        exception_handlers={Exception: handle_exception},
+        middleware=[request_context_middleware(runtime.metrics)],
+        lifespan=[lifespan],
+        template_config=TemplateConfig(directory=Path(TEMPLATES_DIR), engine=JinjaTemplateEngine),
+        openapi_config=None,
+        logging_config=None,
+        request_max_body_size=runtime.config.max_body_bytes,
+        debug=False,
+    )
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,331 @@
+"""The `pressluft` command line.
+
+    pressluft dev | serve        run the daemon (zero-config dev mode / production mode)
+    pressluft config             show the effective configuration and where each value came from
+    pressluft migrate            bring the database to this code's schema
+    pressluft replay [--verify]  rebuild projections from the event log (or diff a rebuild)
+    pressluft events tail|verify read the event log / check its hash chain
+    pressluft openapi check      compare the contract with the app's routes
+    pressluft doctor             check this machine and data dir
+
+Exit codes: 0 success; 1 a check or verification found a problem; 2 bad usage or
+configuration; 3 the command could not run (data dir locked, no database, …).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import msgspec
+
+from pressluft import __version__
+from pressluft.clock import SystemClock, format_ts
+from pressluft.config import SETTINGS, Config, ConfigError, Mode, resolve, settings_markdown
+from pressluft.logs import setup_logging
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_CANNOT_RUN = 0, 1, 2, 3
+
+
+def _fail(message: str, code: int = EXIT_CANNOT_RUN) -> NoReturn:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one option per entry of the settings table."""
+    for setting in reversed(SETTINGS):
+        func = click.option(
+            setting.option,
+            setting.name,
+            default=None,
+            metavar=setting.metavar,
+            help=f"{setting.help} [env {setting.env}; default {setting.default_for('serve')!r}"
+            + (f", dev {setting.dev_default!r}]" if setting.dev_default is not None else "]"),
+        )(func)
+    return func
+
+
+def _resolve(mode: Mode, options: dict[str, Any]) -> Config:
+    try:
+        config, _ = resolve(mode, {k: None if v is None else str(v) for k, v in options.items()})
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    return config
+
+
+def _tool_data_dir(data_dir: str | None) -> Path:
+    """Data dir for maintenance commands: option, env, ./.pressluft if present, else serve's."""
+    if data_dir:
+        return Path(data_dir).expanduser().resolve()
+    if os.environ.get("PRESSLUFT_DATA_DIR"):
+        return Path(os.environ["PRESSLUFT_DATA_DIR"]).expanduser().resolve()
+    local = Path(".pressluft")
+    if local.is_dir():
+        return local.resolve()
+    return Path("/var/lib/pressluft")
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    default=None,
+    metavar="PATH",
+    help="Data directory [env PRESSLUFT_DATA_DIR; default ./.pressluft if it exists, "
+    "else /var/lib/pressluft].",
+)
+
+
+def _database(data_dir: Path) -> Path:
+    path = data_dir / "pressluft.db"
+    if not path.is_file():
+        _fail(f"no database at {path}; start the daemon or run `pressluft migrate` first")
+    return path
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pressluft")
+def main() -> None:
+    """Pressluft: a self-hosted control plane for professional WordPress hosting."""
+
+
+def _run_daemon(mode: Mode, options: dict[str, Any]) -> None:
+    from pressluft.errors import PressluftError
+    from pressluft.server import ServeError, serve
+
+    config = _resolve(mode, options)
+    setup_logging(config.log_format, config.log_level)
+    try:
+        asyncio.run(serve(config))
+    except ServeError as exc:
+        _fail(str(exc), EXIT_USAGE if "refusing" in str(exc) else EXIT_CANNOT_RUN)
+    except PressluftError as exc:
+        hint = (exc.details or {}).get("hint")
+        _fail(exc.message + (f" ({hint})" if hint else ""))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@_setting_options
+def dev(**options: Any) -> None:
+    """Run the daemon for development: zero config, data in ./.pressluft, text logs."""
+    _run_daemon("dev", options)
+
+
+@main.command()
+@_setting_options
+def serve(**options: Any) -> None:
+    """Run the daemon in production mode (configured by PRESSLUFT_* variables, JSON logs)."""
+    _run_daemon("serve", options)
+
+
+@main.command("config")
+@click.option("--mode", type=click.Choice(["dev", "serve"]), default="serve", show_default=True)
+@click.option("--markdown", is_flag=True, help="Print the settings table for the docs instead.")
+@_setting_options
+def config_cmd(mode: Mode, markdown: bool, **options: Any) -> None:
+    """Show every setting's effective value and where it came from."""
+    if markdown:
+        click.echo(settings_markdown(), nl=False)
+        return
+    try:
+        config, sources = resolve(mode, {k: v for k, v in options.items() if v is not None})
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    width = max(len(s.name) for s in SETTINGS)
+    for setting in SETTINGS:
+        value = getattr(config, setting.name)
+        click.echo(f"{setting.name:<{width}}  {value!s:<28}  ({sources[setting.name]})")
+
+
+@main.command()
+@data_dir_option
+def migrate(data_dir: str | None) -> None:
+    """Bring the database to this code's schema (creates it if missing)."""
+    from pressluft.datadir import DataDirLock, prepare
+    from pressluft.db import MigrationError, current_version, migrate_file, open_sync
+    from pressluft.errors import DataDirLocked
+
+    path = _tool_data_dir(data_dir)
+    prepare(path)
+    try:
+        with DataDirLock(path, "pressluft migrate"):
+            applied = migrate_file(str(path / "pressluft.db"), format_ts(SystemClock().now()))
+            conn = open_sync(path / "pressluft.db", "reader")
+            version = current_version(conn)
+            conn.close()
+    except DataDirLocked as exc:
+        _fail(exc.message)
+    except MigrationError as exc:
+        _fail(str(exc))
+    for m in applied:
+        click.echo(f"applied {m.version:04d}_{m.name}")
+    click.echo(f"schema version {version} (up to date)")
+
+
+@main.command()
+@click.option(
+    "--verify", is_flag=True, help="Rebuild into a scratch database and diff; change nothing."
+)
+@data_dir_option
+def replay(verify: bool, data_dir: str | None) -> None:
+    """Rebuild every projection from the event log."""
+    from pressluft.datadir import DataDirLock
+    from pressluft.db import open_sync
+    from pressluft.errors import DataDirLocked
+    from pressluft.events.replay import rebuild_in_place, verify_replay
+
+    path = _tool_data_dir(data_dir)
+    db_path = _database(path)
+    started = time.perf_counter()
+    if verify:
+        conn = open_sync(db_path, "reader")
+        try:
+            result = verify_replay(conn, format_ts(SystemClock().now()))
+        except RuntimeError as exc:
+            _fail(str(exc))
+        finally:
+            conn.close()
+        took = time.perf_counter() - started
+        if result.ok:
+            click.echo(f"replay verified: {result.events} events, projections match ({took:.2f}s)")
+            return
+        click.echo(f"replay differs from the live tables ({len(result.differences)} rows):")
+        for d in result.differences:
+            click.echo(f"  {d.table} key={list(d.key)}")
+            click.echo(f"    live:     {d.live}")
+            click.echo(f"    replayed: {d.replayed}")
+        sys.exit(EXIT_PROBLEM)
+    try:
+        with DataDirLock(path, "pressluft replay"):
+            conn = open_sync(db_path, "writer")
+            try:
+                count = rebuild_in_place(conn)
+            except RuntimeError as exc:
+                _fail(str(exc))
+            finally:
+                conn.close()
+    except DataDirLocked as exc:
+        _fail(exc.message + "; `replay --verify` works while it runs")
+    click.echo(f"rebuilt projections from {count} events ({time.perf_counter() - started:.2f}s)")
+
+
+@main.group()
+def events() -> None:
+    """Read and check the event log."""
+
+
+@events.command("verify")
+@data_dir_option
+def events_verify(data_dir: str | None) -> None:
+    """Check the hash chain; names the first event that does not hold."""
+    from pressluft.db import open_sync
+    from pressluft.events import verify_chain
+
+    conn = open_sync(_database(_tool_data_dir(data_dir)), "reader")
+    try:
+        conn.execute("BEGIN")
+        result = verify_chain(conn)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    if result.ok:
+        click.echo(f"event log intact: {result.checked} events, head seq {result.head_seq}")
+        return
+    click.echo(f"event log broken at seq {result.first_bad_seq}: {result.reason}")
+    sys.exit(EXIT_PROBLEM)
+
+
+def _format_row(row: Any, as_json: bool) -> str:
+    from pressluft.services.events import to_out
+
+    if as_json:
+        return msgspec.json.encode(to_out(row)).decode()
+    actor = msgspec.json.decode(row.meta).get("actor", "")
+    return (
+        f"{row.seq:>8}  {row.recorded_at}  {row.stream}@{row.stream_version}  "
+        f"{row.type}  {actor}  {row.data}"
+    )
+
+
+@events.command("tail")
+@click.option("-n", "--lines", default=20, show_default=True, help="How many recent events first.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they commit.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--stream", default=None, help="Only this stream.")
+@click.option("--type", "type_", default=None, help="Only this event type.")
+@data_dir_option
+def events_tail(
+    lines: int,
+    follow: bool,
+    as_json: bool,
+    stream: str | None,
+    type_: str | None,
+    data_dir: str | None,
+) -> None:
+    """Print the newest events (and follow new ones)."""
+    from pressluft.db import open_sync
+    from pressluft.events import head_seq, read_last_rows, read_rows
+
+    conn = open_sync(_database(_tool_data_dir(data_dir)), "reader")
+    head = head_seq(conn)
+    rows = read_last_rows(conn, max(lines, 0), stream=stream, type_=type_)
+    cursor = head
+    for row in rows:
+        click.echo(_format_row(row, as_json))
+    try:
+        while follow:
+            new = read_rows(conn, after=cursor, limit=1000, stream=stream, type_=type_)
+            for row in new:
+                click.echo(_format_row(row, as_json))
+            cursor = max([cursor, head_seq(conn), *(r.seq for r in new)])
+            if not new:
+                time.sleep(0.25)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        conn.close()
+
+
+@main.group()
+def openapi() -> None:
+    """The HTTP contract (openapi/pressluft.yaml)."""
+
+
+@openapi.command("check")
+def openapi_check() -> None:
+    """Validate the contract and compare its operations with the app's routes."""
+    from pressluft.contract_check import check_contract
+
+    problems = check_contract()
+    if problems:
+        for line in problems:
+            click.echo(line)
+        sys.exit(EXIT_PROBLEM)
+    click.echo("contract valid; the app's routes match it")
+
+
+@main.command()
+@data_dir_option
+def doctor(data_dir: str | None) -> None:
+    """Check the machine and the data dir; exits 1 when a required check fails."""
+    from pressluft.services.doctor import run_checks
+
+    results = run_checks(_tool_data_dir(data_dir))
+    width = max(len(r.name) for r in results)
+    colors = {"ok": "green", "fail": "red", "warn": "yellow", "info": "blue"}
+    for r in results:
+        click.echo(
+            click.style(f"{r.status.upper():<5}", fg=colors[r.status])
+            + f" {r.name:<{width}}  {r.detail}"
+        )
+    if any(r.status == "fail" for r in results):
+        sys.exit(EXIT_PROBLEM)

@@ -1,0 +1,225 @@
+"""Daemon configuration: the one table of settings.
+
+`SETTINGS` lists every knob once (name, environment variable, default, help).
+It generates the CLI options of `pressluft dev`/`serve`, the output of
+`pressluft config`, and the table in `specs/daemon.md` (a test fails when the
+two differ). Precedence: command-line option > `PRESSLUFT_*` variable > default.
+`dev` and `serve` differ only in a few defaults (`dev_default`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["SETTINGS", "Config", "ConfigError", "Mode", "Setting", "resolve", "settings_markdown"]
+
+Mode = Literal["dev", "serve"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"expected an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        for option in options:
+            if value.lower() == option.lower():
+                return option
+        raise ConfigError(f"must be one of {', '.join(options)}, got {raw!r}")
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ConfigError("must not be empty")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration knob."""
+
+    name: str
+    default: str
+    help: str
+    parse: Callable[[str], Any]
+    dev_default: str | None = None
+    metavar: str = "VALUE"
+
+    @property
+    def env(self) -> str:
+        return "PRESSLUFT_" + self.name.upper()
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def default_for(self, mode: Mode) -> str:
+        if mode == "dev" and self.dev_default is not None:
+            return self.dev_default
+        return self.default
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "data_dir",
+        "/var/lib/pressluft",
+        "Directory for the database, secrets and job artifacts.",
+        _text,
+        dev_default="./.pressluft",
+        metavar="PATH",
+    ),
+    Setting("host", "127.0.0.1", "Address to listen on.", _text, metavar="ADDR"),
+    Setting("port", "8080", "TCP port to listen on.", _int_between(1, 65535), metavar="PORT"),
+    Setting(
+        "log_format",
+        "json",
+        "Log line format: `json` (one object per line) or `text`.",
+        _choice("json", "text"),
+        dev_default="text",
+        metavar="FORMAT",
+    ),
+    Setting(
+        "log_level",
+        "info",
+        "Lowest log level written: debug, info, warning or error.",
+        _choice("debug", "info", "warning", "error"),
+        metavar="LEVEL",
+    ),
+    Setting(
+        "db_synchronous",
+        "FULL",
+        "SQLite `synchronous` mode. FULL makes every acknowledged write survive a power cut.",
+        _choice("FULL", "EXTRA", "NORMAL"),
+        metavar="MODE",
+    ),
+    Setting(
+        "db_busy_timeout_ms",
+        "5000",
+        "How long a connection waits for a lock held by another process (ms).",
+        _int_between(0, 600_000),
+        metavar="MS",
+    ),
+    Setting(
+        "db_readers",
+        "4",
+        "Number of read-only database connections.",
+        _int_between(1, 64),
+        metavar="N",
+    ),
+    Setting(
+        "write_batch_max",
+        "512",
+        "Most commands committed together in one group-commit transaction.",
+        _int_between(1, 10_000),
+        metavar="N",
+    ),
+    Setting(
+        "sse_keepalive_seconds",
+        "15",
+        "Seconds between keep-alive comments on idle event streams.",
+        _int_between(1, 300),
+        metavar="SECONDS",
+    ),
+    Setting(
+        "shutdown_timeout_seconds",
+        "10",
+        "Grace period for in-flight requests on shutdown.",
+        _int_between(0, 600),
+        metavar="SECONDS",
+    ),
+    Setting(
+        "max_body_bytes",
+        "1048576",
+        "Largest request body accepted (bytes).",
+        _int_between(1024, 1 << 30),
+        metavar="BYTES",
+    ),
+)
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """The resolved configuration of one daemon or CLI run."""
+
+    mode: Mode
+    data_dir: Path
+    host: str
+    port: int
+    log_format: str
+    log_level: str
+    db_synchronous: str
+    db_busy_timeout_ms: int
+    db_readers: int
+    write_batch_max: int
+    sse_keepalive_seconds: int
+    shutdown_timeout_seconds: int
+    max_body_bytes: int
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "pressluft.db"
+
+
+def resolve(
+    mode: Mode,
+    overrides: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Config, dict[str, str]]:
+    """Resolve every setting; returns the config and where each value came from."""
+    overrides = overrides or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        raw = overrides.get(setting.name)
+        source = "option " + setting.option
+        if raw is None:
+            raw = environ.get(setting.env)
+            source = "env " + setting.env
+        if raw is None:
+            raw = setting.default_for(mode)
+            source = "default"
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ConfigError as exc:
+            where = "default" if source == "default" else source
+            raise ConfigError(f"{setting.name} ({where}): {exc}") from None
+        sources[setting.name] = source
+    values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
+    return Config(mode=mode, **values), sources
+
+
+def settings_markdown() -> str:
+    """The settings table as Markdown, exactly as it appears in `specs/daemon.md`."""
+    lines = [
+        "| Setting | Option | Environment | Default (`serve`) | Default (`dev`) | Meaning |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        lines.append(
+            f"| `{s.name}` | `{s.option}` | `{s.env}` | `{s.default}` "
+            f"| `{s.default_for('dev')}` | {s.help} |"
+        )
+    return "\n".join(lines) + "\n"

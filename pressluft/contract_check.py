@@ -1,0 +1,35 @@
+"""`pressluft openapi check`: the contract is valid OpenAPI and matches the app's routes."""
+
+from __future__ import annotations
+
+import yaml
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+from pressluft.api.contract import app_operations, contract_operations, load_contract
+from pressluft.app import create_app
+from pressluft.config import resolve
+from pressluft.runtime import Runtime
+
+__all__ = ["check_contract"]
+
+
+def check_contract() -> list[str]:
+    """Problems with the contract file or between it and the app; empty when all is well."""
+    problems: list[str] = []
+    try:
+        document = load_contract()
+        validate(document)
+    except (OSError, ValueError, yaml.YAMLError, OpenAPIValidationError) as exc:
+        return [f"the contract is not a valid OpenAPI document: {exc}"]
+    config, _ = resolve("dev", environ={})
+    try:
+        declared = contract_operations(document)
+    except (KeyError, ValueError) as exc:
+        return [f"the contract's operations cannot be read: {exc}"]
+    actual = app_operations(create_app(Runtime(config)))
+    for op in sorted(declared - actual):
+        problems.append("in the contract, not in the app: {} {} ({}, {})".format(*op))
+    for op in sorted(actual - declared):
+        problems.append("in the app, not in the contract: {} {} ({}, {})".format(*op))
+    return problems

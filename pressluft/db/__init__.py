@@ -1,0 +1,24 @@
+"""Storage: SQLite connections, migrations and the group-committing writer."""
+
+from pressluft.db.connection import SQLITE_MIN_VERSION, open_sync
+from pressluft.db.database import CommitInfo, Database, WriteTx
+from pressluft.db.migrate import (
+    MigrationError,
+    current_version,
+    latest_version,
+    migrate,
+    migrate_file,
+)
+
+__all__ = [
+    "SQLITE_MIN_VERSION",
+    "CommitInfo",
+    "Database",
+    "MigrationError",
+    "WriteTx",
+    "current_version",
+    "latest_version",
+    "migrate",
+    "migrate_file",
+    "open_sync",
+]

@@ -1,0 +1,124 @@
+"""Projections: state tables derived from the event log.
+
+A projector owns some tables and maps event types to handlers
+`handler(conn, event, envelope)`. A handler is deterministic: it reads only the
+event, its envelope (seq, stream version, time) and the rows of its own tables,
+and writes only those tables. Handlers run inside the appending transaction, and
+the same handlers rebuild every table from the log (`rebuild_into`), which is
+what `pressluft replay` and `replay --verify` do.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pressluft.events.types import Event
+
+__all__ = [
+    "NON_PROJECTION_TABLES",
+    "Difference",
+    "Envelope",
+    "Projector",
+    "ProjectorSet",
+    "diff_tables",
+]
+
+#: Tables that are not derived from events, and why.
+NON_PROJECTION_TABLES: Mapping[str, str] = {
+    "events": "the log itself",
+    "event_log_head": "the chain's tail anchor, written by every append",
+    "schema_migrations": "the migration ledger",
+    "secrets": "sealed secrets; events hold only their ids",
+}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Where an event sits in the log."""
+
+    seq: int
+    stream: str
+    stream_version: int
+    recorded_at: str
+
+
+Handler = Callable[[sqlite3.Connection, Any, Envelope], None]
+
+
+@dataclass(frozen=True)
+class Projector:
+    """A named set of handlers that own `tables`."""
+
+    name: str
+    tables: tuple[str, ...]
+    handlers: Mapping[type[Event], Handler]
+
+
+@dataclass
+class ProjectorSet:
+    """All projectors, indexed by the event type they handle."""
+
+    projectors: tuple[Projector, ...]
+    _by_type: dict[type[Event], list[Handler]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        owners: dict[str, str] = {}
+        for projector in self.projectors:
+            for table in projector.tables:
+                if table in owners:
+                    raise ValueError(f"table {table} owned by {owners[table]} and {projector.name}")
+                owners[table] = projector.name
+            for cls, handler in projector.handlers.items():
+                self._by_type.setdefault(cls, []).append(handler)
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(t for p in self.projectors for t in p.tables)
+
+    def apply(self, conn: sqlite3.Connection, event: Event, envelope: Envelope) -> None:
+        for handler in self._by_type.get(type(event), ()):
+            handler(conn, event, envelope)
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        """Empty every projection table (before a rebuild)."""
+        for table in reversed(self.tables):
+            conn.execute(f"DELETE FROM {table}")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A row that differs between the live tables and a replay."""
+
+    table: str
+    key: tuple[Any, ...]
+    live: tuple[Any, ...] | None
+    replayed: tuple[Any, ...] | None
+
+
+def _key_columns(conn: sqlite3.Connection, table: str) -> list[int]:
+    info = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    keys = sorted((row[5], row[0]) for row in info if row[5] > 0)
+    return [cid for _, cid in keys] or list(range(len(info)))
+
+
+def diff_tables(
+    live: sqlite3.Connection, replayed: sqlite3.Connection, tables: Iterable[str]
+) -> list[Difference]:
+    """Row-by-row differences of `tables` between two databases (same schema)."""
+    out: list[Difference] = []
+    for table in tables:
+        keys = _key_columns(live, table)
+        live_rows = {tuple(r) for r in live.execute(f"SELECT * FROM {table}")}
+        replayed_rows = {tuple(r) for r in replayed.execute(f"SELECT * FROM {table}")}
+        by_key: dict[tuple[Any, ...], list[tuple[Any, ...] | None]] = {}
+        for row in live_rows - replayed_rows:
+            by_key.setdefault(tuple(row[k] for k in keys), [None, None])[0] = row
+        for row in replayed_rows - live_rows:
+            by_key.setdefault(tuple(row[k] for k in keys), [None, None])[1] = row
+        for key in sorted(by_key, key=repr):
+            live_row, replayed_row = by_key[key]
+            out.append(Difference(table, key, live_row, replayed_row))
+    return out

@@ -1,0 +1,18 @@
+"""The catalog of event types: every `<aggregate>.<past participle>` Struct.
+
+Each aggregate's events live in their own module; `ALL_EVENTS` lists them all
+and `EVENT_TYPES` maps a tag to its class. An event type, once recorded, is
+never renamed or given an incompatible field: new fields need defaults, and
+anything else is a new `schema_version` with an upcaster (`events/upcast.py`).
+"""
+
+from __future__ import annotations
+
+from pressluft.events.types.base import Event, event_type, schema_version
+from pressluft.events.types.settings import SettingsChanged
+
+__all__ = ["ALL_EVENTS", "EVENT_TYPES", "Event", "SettingsChanged", "event_type", "schema_version"]
+
+ALL_EVENTS: tuple[type[Event], ...] = (SettingsChanged,)
+
+EVENT_TYPES: dict[str, type[Event]] = {event_type(cls): cls for cls in ALL_EVENTS}

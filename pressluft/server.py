@@ -1,0 +1,156 @@
+"""Running the daemon: one process, one event loop, API + dashboard + background services.
+
+uvicorn serves the app inside our own loop (`serve()`), on a socket we bind
+first so a busy port is a clear error. SIGINT/SIGTERM stop accepting, let
+in-flight requests finish (event streams end at once), stop the services and
+close the database; the process then exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import signal
+import socket
+import threading
+from collections.abc import Callable, Generator
+from types import FrameType
+
+import uvicorn
+
+from pressluft.app import create_app
+from pressluft.clock import Clock
+from pressluft.config import Config
+from pressluft.logs import get_logger
+from pressluft.runtime import Runtime
+
+__all__ = ["ServeError", "bind", "is_loopback", "serve"]
+
+log = get_logger("pressluft.server")
+
+
+class ServeError(RuntimeError):
+    """The daemon cannot start (bad address, port in use)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its habit of re-raising the stop signal after shutdown."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {
+            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_stop()
+        super().handle_exit(sig, frame)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    loop.call_soon_threadsafe(callback)
+
+
+def _banner(config: Config, url: str) -> str:
+    return "\n".join(
+        [
+            f"Pressluft ({config.mode}) — data in {config.data_dir}",
+            f"  Dashboard  {url}/",
+            f"  API        {url}/api/   docs: {url}/api/docs",
+            f"  Health     {url}/api/health",
+            f"  Metrics    {url}/metrics",
+            "Press Ctrl-C to stop.",
+        ]
+    )
+
+
+async def serve(
+    config: Config,
+    clock: Clock | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Run the daemon until a stop signal; raises ServeError if it cannot start."""
+    if not is_loopback(config.host):
+        raise ServeError(
+            f"refusing to listen on {config.host}: Pressluft has no login yet, so it only "
+            "listens on loopback addresses (127.0.0.1, ::1, localhost)"
+        )
+    sock = bind(config.host, config.port)
+    runtime = Runtime(config, clock)
+    try:
+        await runtime.start()
+    except BaseException:
+        sock.close()
+        raise
+    loop = asyncio.get_running_loop()
+    try:
+        server = _Server(
+            uvicorn.Config(
+                create_app(runtime),
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                server_header=False,
+                proxy_headers=False,
+                timeout_graceful_shutdown=config.shutdown_timeout_seconds,
+            ),
+            on_stop=lambda: _call_soon(loop, runtime.stopping.set),
+        )
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}"
+
+        async def announce_when_ready() -> None:
+            await server.ready.wait()
+            announce(_banner(config, url))
+            log.info("serving", extra={"url": url, "mode": config.mode})
+
+        announcer = asyncio.create_task(announce_when_ready())
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            announcer.cancel()
+    finally:
+        sock.close()
+        await runtime.stop()

@@ -1,0 +1,1 @@
+"""Services: commands (one transaction each) and queries over the projections."""

@@ -1,0 +1,119 @@
+"""Queries over the event log: pages for the API and CLI, and live following."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from pressluft.db import Database
+from pressluft.events import StoredRow, head_seq, read_rows
+from pressluft.events.notify import LogNotifier
+
+__all__ = ["EventOut", "EventPage", "follow_events", "list_events", "to_out"]
+
+MAX_PAGE = 1000
+
+
+class EventOut(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as the API shows it (data and meta as stored JSON)."""
+
+    seq: int
+    stream: str
+    stream_version: int
+    type: str
+    schema_version: int
+    data: msgspec.Raw
+    meta: msgspec.Raw
+    recorded_at: str
+    prev_hash: str
+    hash: str
+
+
+class EventPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of events; continue with `after=next_after` while `has_more`."""
+
+    items: list[EventOut]
+    next_after: int
+    has_more: bool
+
+
+def to_out(row: StoredRow) -> EventOut:
+    return EventOut(
+        seq=row.seq,
+        stream=row.stream,
+        stream_version=row.stream_version,
+        type=row.type,
+        schema_version=row.schema_version,
+        data=msgspec.Raw(row.data.encode()),
+        meta=msgspec.Raw(row.meta.encode()),
+        recorded_at=row.recorded_at,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+async def list_events(
+    db: Database,
+    *,
+    after: int = 0,
+    limit: int = 100,
+    stream: str | None = None,
+    type_: str | None = None,
+) -> EventPage:
+    limit = max(1, min(limit, MAX_PAGE))
+
+    def query(conn: sqlite3.Connection) -> list[StoredRow]:
+        return read_rows(conn, after=after, limit=limit + 1, stream=stream, type_=type_)
+
+    rows = await db.read(query)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    return EventPage(
+        items=[to_out(r) for r in rows],
+        next_after=rows[-1].seq if rows else after,
+        has_more=has_more,
+    )
+
+
+async def follow_events(
+    db: Database,
+    notifier: LogNotifier,
+    stopping: asyncio.Event,
+    *,
+    after: int = 0,
+    stream: str | None = None,
+    type_: str | None = None,
+    keepalive: float = 15.0,
+    page: int = 500,
+) -> AsyncIterator[EventOut | None]:
+    """Every matching event after `after`, then new ones as they commit.
+
+    Yields `None` when `keepalive` seconds pass without an event. Always reads
+    from the database, so a slow consumer falls behind but never loses an event.
+    """
+    cursor = after
+    while not stopping.is_set():
+
+        def query(conn: sqlite3.Connection, cursor: int = cursor) -> tuple[list[StoredRow], int]:
+            rows = read_rows(conn, after=cursor, limit=page, stream=stream, type_=type_)
+            return rows, head_seq(conn)
+
+        rows, head = await db.read(query)
+        for row in rows:
+            yield to_out(row)
+            cursor = row.seq
+        if len(rows) == page:
+            continue
+        # Everything up to `head` has been scanned (filters may have skipped rows).
+        cursor = max(cursor, head)
+        stop_wait = asyncio.ensure_future(stopping.wait())
+        moved = asyncio.ensure_future(notifier.wait_beyond(cursor, keepalive))
+        done, _ = await asyncio.wait({stop_wait, moved}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stop_wait, moved):
+            if task not in done:
+                task.cancel()
+        if moved in done and not moved.result():
+            yield None

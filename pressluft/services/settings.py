@@ -1,0 +1,242 @@
+"""The control plane's settings: read them, change them (one `settings.changed` event).
+
+Rules (from the reference's routing section, decided where it was silent):
+- `control_plane_domain` and `preview_domain` are DNS names (lower-cased, ≥ 2 labels,
+  a TLD that starts with a letter, so no IP addresses).
+- A `preview_domain` needs DNS-01 (`dns01_provider` and `dns01_credentials`), because
+  previews are served under a wildcard certificate.
+- `dns01_credentials` are write-only: sealed in the vault, never returned or logged;
+  the provider decides which keys are required. Changing the provider requires new
+  credentials in the same request. Clearing the provider clears the credentials.
+- A change that changes nothing appends nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from typing import Annotated
+
+import msgspec
+
+from pressluft.db import Database, WriteTx
+from pressluft.errors import BadRequest, StreamConflict, ValidationFailed
+from pressluft.events import SettingsChanged, append
+from pressluft.services.context import Context
+from pressluft.vault import Vault
+
+__all__ = [
+    "DNS01_CREDENTIAL_KEYS",
+    "HOSTNAME_PATTERN",
+    "SettingsPatch",
+    "SettingsView",
+    "change_settings",
+    "get_settings",
+]
+
+STREAM = "settings"
+
+HOSTNAME_PATTERN = (
+    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
+_HOSTNAME = re.compile(HOSTNAME_PATTERN)
+
+#: Keys each DNS-01 provider's certbot plugin needs.
+DNS01_CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
+    "cloudflare": ("api_token",),
+    "digitalocean": ("token",),
+    "hetzner": ("api_token",),
+    "route53": ("access_key_id", "secret_access_key"),
+}
+
+Hostname = Annotated[str, msgspec.Meta(max_length=253, pattern=HOSTNAME_PATTERN)]
+CredentialValue = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+CredentialKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Provider = Annotated[str, msgspec.Meta(pattern=r"^(cloudflare|digitalocean|hetzner|route53)$")]
+
+
+class SettingsView(msgspec.Struct, frozen=True, kw_only=True):
+    """The settings as the API returns them (credentials only as a flag)."""
+
+    control_plane_domain: str | None
+    preview_domain: str | None
+    dns01_provider: str | None
+    dns01_credentials_configured: bool
+    version: int
+    updated_at: str | None
+
+
+class SettingsPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A partial change; omitted fields stay as they are, `null` clears."""
+
+    control_plane_domain: Hostname | msgspec.UnsetType | None = msgspec.UNSET
+    preview_domain: Hostname | msgspec.UnsetType | None = msgspec.UNSET
+    dns01_provider: Provider | msgspec.UnsetType | None = msgspec.UNSET
+    dns01_credentials: (
+        Annotated[dict[CredentialKey, CredentialValue], msgspec.Meta(min_length=1, max_length=16)]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f) is msgspec.UNSET for f in self.__struct_fields__)
+
+
+class _Row(msgspec.Struct, kw_only=True):
+    control_plane_domain: str | None = None
+    preview_domain: str | None = None
+    dns01_provider: str | None = None
+    dns01_credentials_ref: str | None = None
+    version: int = 0
+    updated_at: str | None = None
+
+    def view(self) -> SettingsView:
+        return SettingsView(
+            control_plane_domain=self.control_plane_domain,
+            preview_domain=self.preview_domain,
+            dns01_provider=self.dns01_provider,
+            dns01_credentials_configured=self.dns01_credentials_ref is not None,
+            version=self.version,
+            updated_at=self.updated_at,
+        )
+
+
+def _load(conn: sqlite3.Connection) -> _Row:
+    row = conn.execute(
+        "SELECT control_plane_domain, preview_domain, dns01_provider, dns01_credentials_ref,"
+        " state_version, updated_at FROM settings WHERE id = 1"
+    ).fetchone()
+    if row is None:
+        return _Row()
+    return _Row(
+        control_plane_domain=row[0],
+        preview_domain=row[1],
+        dns01_provider=row[2],
+        dns01_credentials_ref=row[3],
+        version=row[4],
+        updated_at=row[5],
+    )
+
+
+async def get_settings(db: Database) -> SettingsView:
+    return (await db.read(_load)).view()
+
+
+def _hostname(field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    normal = value.strip().lower()
+    if len(normal) > 253 or not _HOSTNAME.match(normal):
+        raise ValidationFailed(
+            f"{field} must be a DNS name such as example.com",
+            details={"errors": [{"field": field, "message": "not a valid DNS name"}]},
+        )
+    return normal
+
+
+def _invalid(field: str, message: str, hint: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{field}: {message}",
+        details={"errors": [{"field": field, "message": message}], "hint": hint},
+    )
+
+
+def _decide(
+    tx: WriteTx, vault: Vault, patch: SettingsPatch, expected_version: int | None
+) -> tuple[_Row, SettingsChanged | None]:
+    """Validate `patch` against the current row; the event to append (or None)."""
+    current = _load(tx.conn)
+    if expected_version is not None and expected_version != current.version:
+        raise StreamConflict(STREAM, expected_version, current.version)
+    changes: dict[str, str | None] = {}
+
+    if patch.control_plane_domain is not msgspec.UNSET:
+        changes["control_plane_domain"] = _hostname(
+            "control_plane_domain", patch.control_plane_domain
+        )
+    if patch.preview_domain is not msgspec.UNSET:
+        changes["preview_domain"] = _hostname("preview_domain", patch.preview_domain)
+
+    provider = current.dns01_provider
+    if patch.dns01_provider is not msgspec.UNSET:
+        provider = patch.dns01_provider
+        changes["dns01_provider"] = provider
+
+    credentials_ref = current.dns01_credentials_ref
+    new_credentials = patch.dns01_credentials
+    provider_changed = provider != current.dns01_provider
+    if new_credentials is msgspec.UNSET:
+        if provider is None:
+            credentials_ref = None
+        elif provider_changed and credentials_ref is not None:
+            raise _invalid(
+                "dns01_credentials",
+                "a new provider needs its own credentials",
+                f"send dns01_credentials with {', '.join(DNS01_CREDENTIAL_KEYS[provider])}",
+            )
+    elif new_credentials is None:
+        credentials_ref = None
+    else:
+        if provider is None:
+            raise _invalid(
+                "dns01_credentials",
+                "credentials need a dns01_provider",
+                "set dns01_provider in the same request",
+            )
+        missing = [k for k in DNS01_CREDENTIAL_KEYS[provider] if k not in new_credentials]
+        if missing:
+            raise _invalid(
+                "dns01_credentials",
+                f"{provider} needs {', '.join(missing)}",
+                f"{provider} credentials take {', '.join(DNS01_CREDENTIAL_KEYS[provider])}",
+            )
+        plaintext = msgspec.json.encode(dict(sorted(new_credentials.items())))
+        unchanged = (
+            credentials_ref is not None
+            and not provider_changed
+            and vault.open(tx.conn, credentials_ref) == plaintext
+        )
+        if not unchanged:
+            credentials_ref = vault.seal(tx.conn, "dns01_credentials", plaintext, tx.now_ts)
+
+    if credentials_ref != current.dns01_credentials_ref:
+        if current.dns01_credentials_ref is not None:
+            vault.destroy(tx.conn, current.dns01_credentials_ref)
+        changes["dns01_credentials_ref"] = credentials_ref
+
+    preview = changes.get("preview_domain", current.preview_domain)
+    if preview is not None and (provider is None or credentials_ref is None):
+        raise _invalid(
+            "preview_domain",
+            "a preview domain needs DNS-01 (dns01_provider and dns01_credentials)",
+            "previews use a wildcard certificate issued over DNS-01; configure both first",
+        )
+
+    effective = {k: v for k, v in changes.items() if getattr(current, k) != v}
+    if not effective:
+        return current, None
+    return current, SettingsChanged(**effective)
+
+
+async def change_settings(
+    db: Database,
+    vault: Vault,
+    patch: SettingsPatch,
+    ctx: Context,
+    expected_version: int | None = None,
+) -> SettingsView:
+    """Apply `patch`; appends one `settings.changed` when anything changes."""
+    if patch.is_empty():
+        raise BadRequest(
+            "the request body must contain at least one setting",
+            details={"hint": "send one or more of " + ", ".join(SettingsPatch.__struct_fields__)},
+        )
+
+    def command(tx: WriteTx) -> SettingsView:
+        current, event = _decide(tx, vault, patch, expected_version)
+        if event is None:
+            return current.view()
+        append(tx, STREAM, current.version, [event], ctx.meta())
+        return _load(tx.conn).view()
+
+    return await db.write(command)

@@ -1,0 +1,79 @@
+"""Dashboard pages. Forms and live views talk only to the public API (`/api/...`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from litestar import get
+from litestar.response import Template
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+
+from pressluft.runtime import Runtime, find_ansible_playbook
+from pressluft.services.counters import read_counters
+from pressluft.services.events import list_events
+from pressluft.services.health import check_health
+from pressluft.services.settings import DNS01_CREDENTIAL_KEYS, get_settings
+
+__all__ = ["TEMPLATES_DIR", "WEB_ROUTES"]
+
+_HERE = Path(__file__).parent
+TEMPLATES_DIR = _HERE / "templates"
+STATIC_DIR = _HERE / "static"
+
+
+@get("/", include_in_schema=False, media_type="text/html")
+async def overview(runtime: Runtime) -> Template:
+    report = await check_health(
+        runtime.db,
+        runtime.supervisor.states,
+        find_ansible_playbook,
+        version=runtime.version,
+        uptime_seconds=runtime.clock.monotonic() - runtime.started_at,
+    )
+    counters = await read_counters(runtime.db)
+    recent = await list_events(runtime.db, after=max(0, counters.events_total - 10), limit=10)
+    return Template(
+        template_name="overview.html",
+        context={
+            "page": "overview",
+            "health": report,
+            "counters": counters,
+            "recent": [
+                {
+                    "seq": e.seq,
+                    "recorded_at": e.recorded_at,
+                    "type": e.type,
+                    "stream": f"{e.stream}@{e.stream_version}",
+                    "actor": msgspec.json.decode(e.meta).get("actor", ""),
+                }
+                for e in reversed(recent.items)
+            ],
+        },
+    )
+
+
+@get("/settings", include_in_schema=False, media_type="text/html")
+async def settings_page(runtime: Runtime) -> Template:
+    return Template(
+        template_name="settings.html",
+        context={
+            "page": "settings",
+            "settings": await get_settings(runtime.db),
+            "providers": DNS01_CREDENTIAL_KEYS,
+        },
+    )
+
+
+@get("/events", include_in_schema=False, media_type="text/html")
+async def events_page() -> Template:
+    return Template(template_name="events.html", context={"page": "events"})
+
+
+WEB_ROUTES: list[ControllerRouterHandler] = [
+    overview,
+    settings_page,
+    events_page,
+    create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
+]

@@ -1,0 +1,109 @@
+// Pressluft dashboard: small progressive enhancement over server-rendered pages.
+// Talks only to the public API (/api/...), like any other client.
+"use strict";
+
+function el(tag, attrs, text) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+async function api(method, path, body, headers) {
+  const init = { method, headers: Object.assign({ Accept: "application/json" }, headers || {}) };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = { message: text }; }
+  return { ok: res.ok, status: res.status, data, headers: res.headers };
+}
+
+function describeError(data) {
+  if (!data) return "request failed";
+  let msg = data.message || data.code || "request failed";
+  if (data.details && data.details.hint) msg += " — " + data.details.hint;
+  return msg;
+}
+
+// --- settings -------------------------------------------------------------
+function setupSettings() {
+  const form = document.getElementById("settings-form");
+  if (!form) return;
+  const select = form.elements["dns01_provider"];
+  const holder = document.getElementById("credential-fields");
+
+  function renderCredentialFields() {
+    holder.replaceChildren();
+    const option = select.options[select.selectedIndex];
+    const keys = (option && option.dataset.keys) ? option.dataset.keys.split(",") : [];
+    for (const key of keys) {
+      const label = el("label", {}, key);
+      label.appendChild(el("input", { name: "cred:" + key, type: "password", autocomplete: "off" }));
+      holder.appendChild(label);
+    }
+  }
+  select.addEventListener("change", renderCredentialFields);
+  renderCredentialFields();
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const result = document.getElementById("settings-result");
+    const patch = {};
+    for (const name of ["control_plane_domain", "preview_domain"]) {
+      patch[name] = form.elements[name].value.trim() || null;
+    }
+    patch.dns01_provider = select.value || null;
+    const creds = {};
+    for (const input of holder.querySelectorAll("input")) {
+      if (input.value) creds[input.name.slice(5)] = input.value;
+    }
+    if (Object.keys(creds).length) patch.dns01_credentials = creds;
+    const version = form.dataset.version;
+    const res = await api("PATCH", "/api/settings", patch, { "If-Match": '"' + version + '"' });
+    if (res.ok) {
+      form.dataset.version = String(res.data.version);
+      document.getElementById("settings-version").textContent = String(res.data.version);
+      for (const input of holder.querySelectorAll("input")) input.value = "";
+      result.className = "result-ok";
+      result.textContent = "Saved (version " + res.data.version + ").";
+    } else {
+      result.className = "result-error";
+      result.textContent = describeError(res.data);
+    }
+  });
+}
+
+// --- live event feed --------------------------------------------------------
+async function setupEventFeed() {
+  const table = document.getElementById("event-feed");
+  if (!table) return;
+  const body = table.querySelector("tbody");
+  const state = document.getElementById("feed-state");
+  // Show the newest 50 events, then follow live; EventSource resumes by Last-Event-ID.
+  const counters = await api("GET", "/api/metrics");
+  const total = counters.ok ? counters.data.events_total : 0;
+  const source = new EventSource("/api/events/stream?after=" + Math.max(0, total - 50));
+  source.onopen = () => { state.textContent = "live"; state.className = "pill live"; };
+  source.onerror = () => { state.textContent = "reconnecting"; state.className = "pill down"; };
+  source.onmessage = (msg) => {
+    const e = JSON.parse(msg.data);
+    const row = el("tr", { "data-seq": String(e.seq), class: "fresh" });
+    row.appendChild(el("td", {}, String(e.seq)));
+    row.appendChild(el("td", {}, e.recorded_at));
+    row.appendChild(el("td", {}, e.type));
+    row.appendChild(el("td", {}, e.stream + "@" + e.stream_version));
+    row.appendChild(el("td", {}, (e.meta && e.meta.actor) || ""));
+    row.appendChild(el("td", { class: "data" }, JSON.stringify(e.data)));
+    body.insertBefore(row, body.firstChild);
+    while (body.children.length > 500) body.removeChild(body.lastChild);
+  };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupSettings();
+  setupEventFeed();
+});
