@@ -1,4 +1,9 @@
-"""The application factory: one Litestar app serving the API, the dashboard and /metrics."""
+"""The application factory: one Litestar app serving the API, the dashboard and /metrics.
+
+`create_asgi` is what gets served: the app wrapped in the request-context
+middleware, which must also see requests no route matched (404s get the
+correlation id and security headers too).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from litestar import Litestar
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.di import Provide
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
+from litestar.types import ASGIApp
 
 from pressluft.api.deps import provide_context, provide_runtime
 from pressluft.api.errors import handle_exception
@@ -18,7 +24,7 @@ from pressluft.api.routes import API_ROUTES
 from pressluft.runtime import Runtime
 from pressluft.web import TEMPLATES_DIR, WEB_ROUTES
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_asgi"]
 
 
 def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
@@ -45,7 +51,6 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
             "ctx": Provide(provide_context, sync_to_thread=False),
         },
         exception_handlers={Exception: handle_exception},
-        middleware=[request_context_middleware(runtime.metrics)],
         lifespan=[lifespan],
         template_config=TemplateConfig(directory=Path(TEMPLATES_DIR), engine=JinjaTemplateEngine),
         openapi_config=None,
@@ -55,3 +60,8 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
     )
     app.state.runtime = runtime
     return app
+
+
+def create_asgi(runtime: Runtime, *, own_runtime: bool = False) -> ASGIApp:
+    """The served ASGI application: `create_app` inside the request-context middleware."""
+    return request_context_middleware(runtime.metrics)(create_app(runtime, own_runtime=own_runtime))

@@ -1,7 +1,7 @@
 """Logging: one setup for text (dev) and JSON (serve) lines, with the correlation id.
 
-The current request's or job's correlation id lives in a context variable; a
-filter stamps it on every record, so each log line can be tied to the HTTP
+The current request's or job's correlation id lives in a context variable; the
+log record factory stamps it on every record, so each log line can be tied to the HTTP
 request and the events it produced.
 """
 
@@ -27,11 +27,19 @@ _RESERVED = set(logging.makeLogRecord({}).__dict__) | {
 }
 
 
-class _CorrelationFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "correlation_id"):
-            record.correlation_id = correlation_id.get()
-        return True
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Stamp every record with the current correlation id (for every handler)."""
+    record = _base_factory(*args, **kwargs)
+    record.correlation_id = correlation_id.get()
+    return record
+
+
+if not getattr(_base_factory, "_pressluft", False):
+    _record_factory._pressluft = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(_record_factory)
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -74,7 +82,6 @@ def setup_logging(fmt: str, level: str, stream: Any = None) -> None:
     """Route all loggers (ours, uvicorn's, litestar's) through one handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
-    handler.addFilter(_CorrelationFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -19,7 +19,7 @@ from types import FrameType
 
 import uvicorn
 
-from pressluft.app import create_app
+from pressluft.app import create_asgi
 from pressluft.clock import Clock
 from pressluft.config import Config
 from pressluft.logs import get_logger
@@ -127,7 +127,7 @@ async def serve(
     try:
         server = _Server(
             uvicorn.Config(
-                create_app(runtime),
+                create_asgi(runtime),
                 log_config=None,
                 access_log=False,
                 lifespan="on",

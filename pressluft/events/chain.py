@@ -68,7 +68,7 @@ def verify_chain(conn: sqlite3.Connection, batch: int = 10_000) -> VerifyResult:
         for seq, stream, version, type_, sv, data, meta, at, stored_prev, stored_hash in rows:
             if seq != prev_seq + 1:
                 return VerifyResult(
-                    checked, prev_seq, seq, f"events {prev_seq + 1}..{seq - 1} are missing"
+                    checked, prev_seq, prev_seq + 1, f"events {prev_seq + 1}..{seq - 1} are missing"
                 )
             if stored_prev != prev_hash:
                 return VerifyResult(

@@ -41,9 +41,12 @@ class ServiceState:
 class Supervisor:
     """Runs services until shutdown; restarts the ones that crash."""
 
-    def __init__(self, clock: Clock, max_backoff: float = 30.0) -> None:
+    def __init__(
+        self, clock: Clock, initial_backoff: float = 1.0, max_backoff: float = 30.0
+    ) -> None:
         self.clock = clock
         self.stopping = asyncio.Event()
+        self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.states: dict[str, ServiceState] = {}
@@ -55,7 +58,7 @@ class Supervisor:
         )
 
     async def _keep_running(self, service: Service, state: ServiceState) -> None:
-        backoff = 1.0
+        backoff = self._initial_backoff
         while not self.stopping.is_set():
             state.running = True
             try:

@@ -172,7 +172,8 @@ def _decide(
             raise _invalid(
                 "dns01_credentials",
                 "a new provider needs its own credentials",
-                f"send dns01_credentials with {', '.join(DNS01_CREDENTIAL_KEYS[provider])}",
+                f"{provider} needs dns01_credentials with "
+                + ", ".join(DNS01_CREDENTIAL_KEYS[provider]),
             )
     elif new_credentials is None:
         credentials_ref = None

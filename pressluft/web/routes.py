@@ -6,6 +6,7 @@ from pathlib import Path
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
@@ -24,7 +25,7 @@ STATIC_DIR = _HERE / "static"
 
 
 @get("/", include_in_schema=False, media_type="text/html")
-async def overview(runtime: Runtime) -> Template:
+async def overview(runtime: NamedDependency[Runtime]) -> Template:
     report = await check_health(
         runtime.db,
         runtime.supervisor.states,
@@ -55,7 +56,7 @@ async def overview(runtime: Runtime) -> Template:
 
 
 @get("/settings", include_in_schema=False, media_type="text/html")
-async def settings_page(runtime: Runtime) -> Template:
+async def settings_page(runtime: NamedDependency[Runtime]) -> Template:
     return Template(
         template_name="settings.html",
         context={

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import msgspec
 from litestar import get
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from pressluft.errors import BadRequest
@@ -16,18 +17,18 @@ from pressluft.services.events import EventPage, follow_events, list_events
 
 __all__ = ["EVENT_ROUTES"]
 
-StreamFilter = Annotated[str | None, Parameter(query="stream", min_length=1, max_length=200)]
-TypeFilter = Annotated[str | None, Parameter(query="type", min_length=1, max_length=100)]
-After = Annotated[int, Parameter(query="after", ge=0, le=2**62)]
+StreamFilter = Annotated[str | None, QueryParameter(name="stream", min_length=1, max_length=200)]
+TypeFilter = Annotated[str | None, QueryParameter(name="type", min_length=1, max_length=100)]
+After = Annotated[int, QueryParameter(name="after", ge=0, le=2**62)]
 
 
 @get("/api/events", operation_id="listEvents", tags=["events"])
 async def events_page(
-    runtime: Runtime,
+    runtime: NamedDependency[Runtime],
     stream: StreamFilter = None,
     type_: TypeFilter = None,
     after: After = 0,
-    limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 100,
+    limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 100,
 ) -> EventPage:
     return await list_events(runtime.db, after=after, limit=limit, stream=stream, type_=type_)
 
@@ -48,11 +49,11 @@ def _resume_point(after: int, last_event_id: str | None) -> int:
 
 @get("/api/events/stream", operation_id="streamEvents", tags=["events"])
 async def events_stream(
-    runtime: Runtime,
+    runtime: NamedDependency[Runtime],
     stream: StreamFilter = None,
     type_: TypeFilter = None,
     after: After = 0,
-    last_event_id: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent:
     start = _resume_point(after, last_event_id)
 

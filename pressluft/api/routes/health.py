@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 
 from pressluft.errors import ServiceUnavailable
 from pressluft.runtime import Runtime, find_ansible_playbook
@@ -13,7 +14,7 @@ __all__ = ["HEALTH_ROUTES"]
 
 
 @get("/api/health", operation_id="getHealth", tags=["operations"])
-async def health(runtime: Runtime) -> HealthReport:
+async def health(runtime: NamedDependency[Runtime]) -> HealthReport:
     report = await check_health(
         runtime.db,
         runtime.supervisor.states,

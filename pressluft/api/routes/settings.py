@@ -6,7 +6,8 @@ import re
 from typing import Annotated
 
 from litestar import Response, get, patch
-from litestar.params import Body, Parameter
+from litestar.di import NamedDependency
+from litestar.params import Body, HeaderParameter
 
 from pressluft.errors import BadRequest
 from pressluft.runtime import Runtime
@@ -42,17 +43,17 @@ def _expected_version(if_match: str | None) -> int | None:
 
 
 @get("/api/settings", operation_id="getSettings", tags=["settings"])
-async def read_settings(runtime: Runtime) -> Response[SettingsView]:
+async def read_settings(runtime: NamedDependency[Runtime]) -> Response[SettingsView]:
     view = await get_settings(runtime.db)
     return Response(view, headers=_etag(view))
 
 
 @patch("/api/settings", operation_id="updateSettings", tags=["settings"])
 async def update_settings(
-    runtime: Runtime,
-    ctx: Context,
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
     data: Annotated[SettingsPatch, Body()],
-    if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
+    if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
 ) -> Response[SettingsView]:
     view = await change_settings(
         runtime.db, runtime.vault, data, ctx, expected_version=_expected_version(if_match)

@@ -1,0 +1,242 @@
+"""The HTTP layer: envelopes for bad input, internal errors, correlation ids, headers, health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from pressluft.api.contract import contract_bytes
+from pressluft.api.middleware import SECURITY_HEADERS
+from pressluft.runtime import Runtime
+from pressluft.services.background import Service
+
+
+def _runtime(client: httpx.AsyncClient) -> Runtime:
+    return client.app_runtime  # type: ignore[attr-defined,no-any-return]
+
+
+async def _event_count(client: httpx.AsyncClient) -> int:
+    return int((await client.get("/api/metrics")).json()["events_total"])
+
+
+@pytest.mark.spec("API-3")
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [
+        (
+            "PATCH",
+            "/api/settings",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            400,
+            "bad_request",
+        ),
+        (
+            "PATCH",
+            "/api/settings",
+            {"json": {"control_plane_domain": "a.example.com", "colour": "red"}},
+            400,
+            "bad_request",
+        ),
+        ("PATCH", "/api/settings", {"json": {"control_plane_domain": 42}}, 400, "bad_request"),
+        ("PATCH", "/api/settings", {"json": ["control_plane_domain"]}, 400, "bad_request"),
+        (
+            "PATCH",
+            "/api/settings",
+            {"content": b"", "headers": {"content-type": "application/json"}},
+            400,
+            "bad_request",
+        ),
+        (
+            "PATCH",
+            "/api/settings",
+            {
+                "content": b"control_plane_domain=a.example.com",
+                "headers": {"content-type": "application/x-www-form-urlencoded"},
+            },
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "PATCH",
+            "/api/settings",
+            {"json": {"control_plane_domain": "a" * 2_000_000 + ".com"}},
+            413,
+            "payload_too_large",
+        ),
+        ("DELETE", "/api/settings", {}, 405, "method_not_allowed"),
+        ("POST", "/api/events", {"json": {}}, 405, "method_not_allowed"),
+        ("GET", "/api/nothing-here", {}, 404, "not_found"),
+        ("GET", "/no/such/page", {}, 404, "not_found"),
+        ("GET", "/api/events", {"params": {"limit": "many"}}, 400, "bad_request"),
+        ("GET", "/api/events", {"params": {"after": -1}}, 400, "bad_request"),
+        ("GET", "/api/events/stream", {"headers": {"Last-Event-ID": "banana"}}, 400, "bad_request"),
+    ],
+)
+async def test_bad_input_gets_the_envelope_and_changes_nothing(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    before = await _event_count(client)
+    response = await client.request(method, path, **kwargs)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code
+    assert set(body) <= {"code", "message", "details"} and body["message"]
+    if status == 405:
+        assert response.headers["allow"]
+        assert method not in response.headers["allow"]
+    assert await _event_count(client) == before
+
+
+@pytest.mark.spec("API-4")
+async def test_an_internal_error_names_only_the_correlation_id(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = _runtime(client)
+    raw = sqlite3.connect(runtime.config.database_path)
+    raw.execute("ALTER TABLE settings RENAME TO settings_gone")
+    raw.commit()
+    raw.close()
+    response = await client.get("/api/settings", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "code": "internal_error",
+        "message": "internal error; the log has details under this correlation id",
+        "details": {"correlation_id": "boom-1"},
+    }
+    assert "settings" not in response.text
+    logged = [r for r in caplog.records if getattr(r, "correlation_id", None) == "boom-1"]
+    assert any(r.exc_info for r in logged), "the cause was not logged under the correlation id"
+
+
+@pytest.mark.spec("API-6")
+async def test_the_contract_is_served_and_documented(client: httpx.AsyncClient) -> None:
+    document = await client.get("/api/openapi.yaml")
+    assert document.status_code == 200
+    assert document.content == contract_bytes()
+    docs = await client.get("/api/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    for operation_id in (
+        "getHealth",
+        "getSettings",
+        "updateSettings",
+        "listEvents",
+        "streamEvents",
+    ):
+        assert f'id="{operation_id}"' in docs.text
+
+
+@pytest.mark.spec("API-8")
+async def test_correlation_ids_are_echoed_and_recorded(client: httpx.AsyncClient) -> None:
+    sent = await client.patch(
+        "/api/settings",
+        json={"control_plane_domain": "a.example.com"},
+        headers={"X-Request-ID": "req-42"},
+    )
+    assert sent.headers["x-request-id"] == "req-42"
+    generated = await client.patch("/api/settings", json={"control_plane_domain": "b.example.com"})
+    minted = generated.headers["x-request-id"]
+    assert len(minted) == 32
+    hostile = await client.get("/api/settings", headers={"X-Request-ID": "x" * 200})
+    assert hostile.headers["x-request-id"] != "x" * 200
+    items = (await client.get("/api/events")).json()["items"]
+    assert [e["meta"]["correlation_id"] for e in items] == ["req-42", minted]
+
+
+@pytest.mark.spec("API-9")
+@pytest.mark.parametrize(
+    "path", ["/api/health", "/", "/api/nothing", "/static/app.css", "/metrics"]
+)
+async def test_security_headers_on_every_response(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    for name, value in SECURITY_HEADERS:
+        assert response.headers[name.decode()] == value.decode()
+
+
+@pytest.mark.spec("DMN-10")
+async def test_health_reports_every_check(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"database", "services", "ansible"}
+
+
+@pytest.mark.spec("DMN-10")
+async def test_health_is_503_when_a_required_check_fails(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pressluft.api.routes.health.find_ansible_playbook", lambda: None)
+    response = await client.get("/api/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["code"] == "service_unavailable"
+    assert body["details"]["checks"]["ansible"]["status"] == "fail"
+    assert body["details"]["checks"]["database"]["status"] == "ok"
+
+
+@pytest.mark.spec("DMN-12")
+async def test_a_crashed_service_is_restarted_and_reported(client: httpx.AsyncClient) -> None:
+    runtime = _runtime(client)
+    runtime.supervisor._initial_backoff = 0.05
+    runs = 0
+    release = asyncio.Event()
+
+    async def flaky(stopping: asyncio.Event) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            await release.wait()
+            raise RuntimeError("worker fell over")
+        await stopping.wait()
+
+    runtime.supervisor.start(Service("flaky", flaky))
+    await asyncio.sleep(0)
+    assert (await client.get("/api/health")).status_code == 200
+    release.set()
+    await asyncio.sleep(0.01)
+    down = await client.get("/api/health")
+    assert down.status_code == 503
+    assert "flaky" in down.json()["details"]["checks"]["services"]["detail"]
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if runtime.supervisor.states["flaky"].running:
+            break
+    state = runtime.supervisor.states["flaky"]
+    assert state.running and state.restarts == 1
+    assert state.last_error == "RuntimeError: worker fell over"
+    assert (await client.get("/api/health")).status_code == 200
+
+
+@pytest.mark.spec("DMN-11")
+async def test_prometheus_and_json_metrics(client: httpx.AsyncClient) -> None:
+    await asyncio.gather(
+        *(
+            client.patch("/api/settings", json={"control_plane_domain": f"h{i}.example.com"})
+            for i in range(8)
+        )
+    )
+    text = (await client.get("/metrics")).text
+    assert (
+        'pressluft_http_requests_total{method="PATCH",route="/api/settings",status="200"} 8.0'
+        in text
+    )
+    assert (
+        'pressluft_http_request_duration_seconds_bucket{le="0.005",method="PATCH",route="/api/settings"}'
+        in text
+    )
+    assert 'pressluft_events_appended_total{type="settings.changed"}' in text
+    assert "pressluft_group_commit_batch_size_count" in text
+    assert "pressluft_event_log_head_seq" in text
+    counters = (await client.get("/api/metrics")).json()
+    assert counters["events_total"] >= 1
+    assert msgspec.json.decode(msgspec.json.encode(counters)) == counters

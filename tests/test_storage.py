@@ -1,0 +1,243 @@
+"""Storage: pragmas, STRICT schema with CHECKs, migrations, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from pressluft.clock import FrozenClock
+from pressluft.db import Database, MigrationError, WriteTx, current_version, latest_version, migrate
+from pressluft.db.connection import open_sync
+from pressluft.db.migrate import load_migrations
+from pressluft.errors import Conflict, ServiceUnavailable
+from pressluft.runtime import Runtime
+
+NOW = "2026-01-01T00:00:00.000000Z"
+
+
+def _schema(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    rows = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
+    return [(t, n, s or "") for t, n, s in rows]
+
+
+@pytest.mark.spec("STO-1")
+async def test_connections_use_wal_full_sync_foreign_keys_and_readonly_readers(
+    runtime: Runtime,
+) -> None:
+    def pragmas(conn: sqlite3.Connection) -> tuple[str, int, int, int]:
+        return (
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+            conn.execute("PRAGMA foreign_keys").fetchone()[0],
+            conn.execute("PRAGMA busy_timeout").fetchone()[0],
+            conn.execute("PRAGMA query_only").fetchone()[0],
+        )
+
+    mode, fks, busy, query_only = await runtime.db.read(pragmas)
+    assert (mode, fks, busy, query_only) == ("wal", 1, 5000, 1)
+
+    def writer_pragmas(tx: WriteTx) -> tuple[int, int]:
+        return (
+            tx.conn.execute("PRAGMA synchronous").fetchone()[0],
+            tx.conn.execute("PRAGMA foreign_keys").fetchone()[0],
+        )
+
+    assert await runtime.db.write(writer_pragmas) == (2, 1)  # 2 = FULL
+
+    def sneaky_write(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE event_log_head SET seq = 99")
+
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await runtime.db.read(sneaky_write)
+
+
+@pytest.mark.spec("STO-1")
+def test_thread_bridge_relies_on_aiosqlite_execute() -> None:
+    # The one non-public aiosqlite name we use; fail loudly if an upgrade drops it.
+    assert callable(aiosqlite.Connection._execute)
+
+
+@pytest.mark.spec("STO-2")
+def test_every_table_is_strict_and_checks_its_values(tmp_path: Path) -> None:
+    conn = open_sync(tmp_path / "x.db")
+    migrate(conn, NOW)
+    tables = conn.execute("PRAGMA table_list").fetchall()
+    ours = [
+        (name, strict)
+        for _, name, kind, _, _, strict in tables
+        if kind == "table" and not name.startswith("sqlite_")
+    ]
+    assert ours, "no tables"
+    assert all(strict == 1 for _, strict in ours), ours
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute(
+            "INSERT INTO settings (id, dns01_provider, state_version, updated_at)"
+            " VALUES (1, 'godaddy', 1, ?)",
+            (NOW,),
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute(
+            "INSERT INTO settings (id, preview_domain, state_version, updated_at)"
+            " VALUES (1, 'p.example.com', 1, ?)",
+            (NOW,),
+        )
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(
+            "INSERT INTO settings (id, state_version, updated_at) VALUES (2, 1, ?)", (NOW,)
+        )
+
+
+@pytest.mark.spec("STO-3")
+@pytest.mark.parametrize("start", range(latest_version() + 1))
+def test_migrating_from_any_version_equals_a_fresh_schema(tmp_path: Path, start: int) -> None:
+    fresh = open_sync(tmp_path / "fresh.db")
+    migrate(fresh, NOW)
+    old = open_sync(tmp_path / "old.db")
+    migrate(old, NOW, target=start)
+    assert current_version(old) == start
+    migrate(old, NOW)
+    assert current_version(old) == latest_version()
+    assert _schema(old) == _schema(fresh)
+    assert migrate(old, NOW) == []
+
+
+@pytest.mark.spec("STO-3")
+def test_migrations_are_contiguous_and_checksummed(tmp_path: Path) -> None:
+    migrations = load_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    conn = open_sync(tmp_path / "x.db")
+    migrate(conn, NOW)
+    stored = dict(conn.execute("SELECT version, checksum FROM schema_migrations"))
+    assert stored == {m.version: m.checksum for m in migrations}
+
+
+@pytest.mark.spec("STO-4")
+def test_a_changed_migration_is_refused(tmp_path: Path) -> None:
+    conn = open_sync(tmp_path / "x.db")
+    migrate(conn, NOW)
+    conn.execute("UPDATE schema_migrations SET checksum = ? WHERE version = 1", ("0" * 64,))
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        migrate(conn, NOW)
+
+
+@pytest.mark.spec("STO-4")
+def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    conn = open_sync(tmp_path / "x.db")
+    migrate(conn, NOW)
+    conn.execute(
+        "INSERT INTO schema_migrations VALUES (?, 'from_the_future', ?, ?)",
+        (latest_version() + 1, "f" * 64, NOW),
+    )
+    with pytest.raises(MigrationError, match="newer than this Pressluft"):
+        migrate(conn, NOW)
+
+
+async def _database(tmp_path: Path) -> Database:
+    path = tmp_path / "db.sqlite"
+    conn = open_sync(path)
+    migrate(conn, NOW)
+    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL) STRICT")
+    conn.close()
+    db = Database(path, FrozenClock())
+    await db.open()
+    return db
+
+
+@pytest.mark.spec("STO-5")
+async def test_a_failing_command_fails_alone_in_its_batch(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    sizes: list[int] = []
+    db.add_commit_listener(lambda info: sizes.append(info.batch_size))
+
+    def insert(key: str, fail: bool = False):  # type: ignore[no-untyped-def]
+        def command(tx: WriteTx) -> str:
+            tx.conn.execute("INSERT INTO t VALUES (?, 1)", (key,))
+            if fail:
+                raise ValueError("boom")
+            return key
+
+        return command
+
+    try:
+        results = await asyncio.gather(
+            db.write(insert("a")),
+            db.write(insert("b", fail=True)),
+            db.write(insert("c")),
+            db.write(insert("a")),  # duplicate key: a constraint → Conflict
+            return_exceptions=True,
+        )
+        assert results[0] == "a" and results[2] == "c"
+        assert isinstance(results[1], ValueError)
+        assert isinstance(results[3], Conflict)
+        rows = await db.read(lambda c: c.execute("SELECT k FROM t ORDER BY k").fetchall())
+        assert rows == [("a",), ("c",)]
+        assert max(sizes) > 1, "the commands were not committed together"
+    finally:
+        await db.close()
+
+
+@pytest.mark.spec("STO-6")
+async def test_a_failed_commit_acknowledges_nothing(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+
+    def setup(tx: WriteTx) -> None:
+        tx.conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY) STRICT")
+        tx.conn.execute(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL"
+            " REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED) STRICT"
+        )
+
+    def good(tx: WriteTx) -> str:
+        tx.conn.execute("INSERT INTO t VALUES ('ok', 1)")
+        return "ok"
+
+    def orphan(tx: WriteTx) -> str:
+        # A deferred foreign-key violation surfaces only at COMMIT.
+        tx.conn.execute("INSERT INTO child VALUES (1, 42)")
+        return "orphan"
+
+    try:
+        await db.write(setup)
+        results = await asyncio.gather(db.write(good), db.write(orphan), return_exceptions=True)
+        assert all(isinstance(r, ServiceUnavailable) for r in results), results
+        rows = await db.read(
+            lambda c: (
+                c.execute("SELECT count(*) FROM t").fetchone()[0],
+                c.execute("SELECT count(*) FROM child").fetchone()[0],
+            )
+        )
+        assert rows == (0, 0)
+        assert await db.write(good) == "ok"  # the writer recovered
+    finally:
+        await db.close()
+
+
+@pytest.mark.spec("STO-7")
+async def test_concurrent_commands_share_transactions(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    sizes: list[int] = []
+    db.add_commit_listener(lambda info: sizes.append(info.batch_size))
+
+    def insert(i: int):  # type: ignore[no-untyped-def]
+        return lambda tx: tx.conn.execute("INSERT INTO t VALUES (?, ?)", (f"k{i}", i)) and i
+
+    try:
+        results = await asyncio.gather(*(db.write(insert(i)) for i in range(200)))
+        assert sorted(results) == list(range(200))
+        assert sum(sizes) == 200
+        assert len(sizes) < 200
+    finally:
+        await db.close()
+
+
+@pytest.mark.spec("STO-6")
+async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    await db.close()
+    with pytest.raises(ServiceUnavailable):
+        await db.write(lambda tx: None)
