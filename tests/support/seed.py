@@ -1,0 +1,29 @@
+"""Seeds a data dir with real events through the service layer (no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pressluft.config import resolve
+from pressluft.runtime import Runtime
+from pressluft.services.context import Context
+from pressluft.services.settings import SettingsPatch, change_settings
+
+
+def seed_settings(data_dir: Path, count: int) -> None:
+    """Run `count` settings changes against `data_dir` (creates it)."""
+
+    async def main() -> None:
+        config, _ = resolve("dev", {"data_dir": str(data_dir)}, environ={})
+        runtime = Runtime(config)
+        await runtime.start()
+        try:
+            ctx = Context(actor="test:seed")
+            for i in range(count):
+                patch = SettingsPatch(control_plane_domain=f"host{i}.example.com")
+                await change_settings(runtime.db, runtime.vault, patch, ctx)
+        finally:
+            await runtime.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,247 @@
+"""Real `pressluft` processes: zero-config start, clean shutdown, refusals, serve mode, SSE, crash."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from tests.support.daemon import Daemon, free_port, run_cli
+
+pytestmark = pytest.mark.daemon
+
+
+@pytest.mark.spec("DMN-1")
+def test_zero_config_start(tmp_path: Path) -> None:
+    with Daemon(tmp_path) as daemon:
+        health = httpx.get(daemon.url + "/api/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "ok"
+        assert httpx.get(daemon.url + "/").status_code == 200
+        out = daemon.output()
+        for line in ("Dashboard", "API", "docs:", "Health", "Metrics"):
+            assert line in out
+        assert f"{daemon.url}/api/docs" in out
+        data = tmp_path / ".pressluft"
+        assert oct(data.stat().st_mode & 0o777) == "0o700"
+        assert (data / "pressluft.db").is_file()
+        assert oct((data / "secrets" / "master.key").stat().st_mode & 0o777) == "0o600"
+        assert daemon.stop() == 0
+
+
+def _raw_request(port: int, head: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(head)
+    return sock
+
+
+@pytest.mark.spec("DMN-2")
+def test_sigterm_finishes_in_flight_requests_and_closes_the_database(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path).start().wait_ready()
+    try:
+        body = b'{"control_plane_domain": "inflight.example.com"}'
+        half = len(body) // 2
+        sock = _raw_request(
+            daemon.port,
+            b"PATCH /api/settings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:half],
+        )
+        with httpx.stream("GET", daemon.url + "/api/events/stream", timeout=10) as stream:
+            lines = stream.iter_lines()
+            assert next(lines).startswith(": pressluft event stream")
+            time.sleep(0.3)
+            daemon.send(signal.SIGTERM)
+            time.sleep(0.3)
+            sock.sendall(body[half:])
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+            assert b"inflight.example.com" in reply
+            rest = list(lines)  # the stream ends instead of hanging
+            assert all(not line.startswith("data:") or "inflight" in line for line in rest)
+        assert daemon.wait(timeout=20) == 0
+        data = tmp_path / ".pressluft"
+        assert not (data / "pressluft.db-wal").exists(), "the database was not closed"
+        assert "runtime stopped; database closed" in daemon.output()
+    finally:
+        daemon.stop(signal.SIGKILL)
+    env = {"PRESSLUFT_DATA_DIR": str(tmp_path / ".pressluft")}
+    tail = run_cli("events", "tail", "-n", "1", env=env)
+    assert "inflight.example.com" in tail.stdout
+
+
+@pytest.mark.spec("DMN-2")
+def test_sigint_is_a_clean_stop_too(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path).start().wait_ready()
+    assert daemon.stop(signal.SIGINT) == 0
+    assert not (tmp_path / ".pressluft" / "pressluft.db-wal").exists()
+
+
+@pytest.mark.spec("DMN-3")
+@pytest.mark.parametrize("mode", ["dev", "serve"])
+def test_non_loopback_addresses_are_refused(tmp_path: Path, mode: str) -> None:
+    daemon = Daemon(tmp_path, mode, args=("--host", "0.0.0.0", "--data-dir", str(tmp_path / "d")))
+    daemon.start()
+    assert daemon.wait(timeout=30) == 2
+    assert "refusing to listen on 0.0.0.0" in daemon.output()
+    assert "loopback" in daemon.output()
+
+
+@pytest.mark.spec("DMN-4")
+def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        daemon = Daemon(tmp_path, port=port).start()
+        assert daemon.wait(timeout=30) == 3
+        assert f"cannot listen on 127.0.0.1:{port}" in daemon.output()
+    # The data dir was not left locked: a daemon on a free port starts.
+    with Daemon(tmp_path) as again:
+        assert httpx.get(again.url + "/api/health").status_code == 200
+
+
+@pytest.mark.spec("DMN-5")
+def test_one_owner_per_data_dir(tmp_path: Path) -> None:
+    with Daemon(tmp_path) as first:
+        pid = first.proc.pid if first.proc else 0
+        second = Daemon(tmp_path).start()
+        assert second.wait(timeout=30) == 3
+        assert f"in use by pid {pid}" in second.output()
+        env = {"PRESSLUFT_DATA_DIR": str(tmp_path / ".pressluft")}
+        for command in (("migrate",), ("replay",)):
+            result = run_cli(*command, env=env)
+            assert result.returncode == 3
+            assert f"pid {pid}" in result.stderr
+        # Read-only commands work while the daemon runs.
+        assert run_cli("replay", "--verify", env=env).returncode == 0
+        assert run_cli("events", "verify", env=env).returncode == 0
+
+
+@pytest.mark.spec("DMN-6")
+def test_serve_reads_the_environment_and_logs_json(tmp_path: Path) -> None:
+    data = tmp_path / "var-lib"
+    port = free_port()
+    daemon = Daemon(
+        tmp_path,
+        "serve",
+        env={"PRESSLUFT_DATA_DIR": str(data), "PRESSLUFT_PORT": str(port)},
+        port=port,
+    )
+    daemon.args = ()
+    with daemon:
+        reply = httpx.patch(
+            daemon.url + "/api/settings",
+            json={"control_plane_domain": "serve.example.com"},
+            headers={"X-Request-ID": "serve-req-1"},
+        )
+        assert reply.status_code == 200
+        assert (data / "pressluft.db").is_file()
+        assert daemon.stop() == 0
+    records = [json.loads(line) for line in daemon.output().splitlines() if line.startswith("{")]
+    assert records, daemon.output()
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    access = [r for r in records if r.get("correlation_id") == "serve-req-1"]
+    assert any("PATCH /api/settings 200" in r["message"] for r in access)
+
+
+@pytest.mark.spec("EVT-13")
+def test_live_event_stream_resumes_and_keeps_alive(tmp_path: Path) -> None:
+    env = {"PRESSLUFT_SSE_KEEPALIVE_SECONDS": "1"}
+    with Daemon(tmp_path, env=env) as daemon:
+        for i in range(3):
+            httpx.patch(
+                daemon.url + "/api/settings", json={"control_plane_domain": f"s{i}.example.com"}
+            )
+        with httpx.stream(
+            "GET", daemon.url + "/api/events/stream", headers={"Last-Event-ID": "1"}, timeout=10
+        ) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            seen: list[dict[str, object]] = []
+            ids: list[str] = []
+            keepalive = False
+            started = time.monotonic()
+            for line in stream.iter_lines():
+                if line.startswith("id: "):
+                    ids.append(line[4:])
+                elif line.startswith("data: "):
+                    seen.append(msgspec.json.decode(line[6:]))
+                    if len(seen) == 2:
+                        # Live: appended after the stream is open, delivered without polling.
+                        httpx.patch(
+                            daemon.url + "/api/settings",
+                            json={"control_plane_domain": "live.example.com"},
+                        )
+                elif line == ": keep-alive":
+                    keepalive = True
+                if len(seen) == 3 and keepalive:
+                    break
+                assert time.monotonic() - started < 10
+        assert ids == ["2", "3", "4"]
+        assert [e["data"]["control_plane_domain"] for e in seen] == [  # type: ignore[index]
+            "s1.example.com",
+            "s2.example.com",
+            "live.example.com",
+        ]
+
+
+@pytest.mark.spec("EVT-15")
+def test_sigkill_while_64_clients_append_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path).start().wait_ready()
+    acknowledged: set[str] = set()
+
+    async def client(n: int, http: httpx.AsyncClient) -> None:
+        i = 0
+        while True:
+            value = f"c{n}-{i}.example.com"
+            try:
+                reply = await http.patch("/api/settings", json={"control_plane_domain": value})
+            except httpx.HTTPError:
+                return
+            if reply.status_code == 200:
+                acknowledged.add(value)
+            i += 1
+
+    async def run() -> None:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=daemon.url, limits=limits, timeout=10) as http:
+            tasks = [asyncio.create_task(client(n, http)) for n in range(64)]
+            await asyncio.sleep(2.0)
+            daemon.send(signal.SIGKILL)
+            await asyncio.wait(tasks, timeout=30)
+
+    asyncio.run(run())
+    assert daemon.wait(timeout=10) == -signal.SIGKILL
+    assert len(acknowledged) > 64, "too few appends to make the test meaningful"
+    print(f"acknowledged before SIGKILL: {len(acknowledged)}")
+
+    with Daemon(tmp_path) as again:
+        present: set[str] = set()
+        after = 0
+        while True:
+            page = httpx.get(
+                again.url + "/api/events",
+                params={"after": after, "limit": 1000, "type": "settings.changed"},
+            ).json()
+            present |= {e["data"]["control_plane_domain"] for e in page["items"]}
+            after = page["next_after"]
+            if not page["has_more"]:
+                break
+        missing = acknowledged - present
+        assert not missing, f"{len(missing)} acknowledged appends lost, e.g. {sorted(missing)[:3]}"
+        assert again.stop() == 0
+    env = {"PRESSLUFT_DATA_DIR": str(tmp_path / ".pressluft")}
+    verify = run_cli("events", "verify", env=env)
+    assert verify.returncode == 0, verify.stdout
+    replay = run_cli("replay", "--verify", env=env)
+    assert replay.returncode == 0, replay.stdout
