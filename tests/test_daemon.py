@@ -90,7 +90,8 @@ def test_sigint_is_a_clean_stop_too(tmp_path: Path) -> None:
 @pytest.mark.spec("DMN-3")
 @pytest.mark.parametrize("mode", ["dev", "serve"])
 def test_non_loopback_addresses_are_refused(tmp_path: Path, mode: str) -> None:
-    daemon = Daemon(tmp_path, mode, args=("--host", "0.0.0.0", "--data-dir", str(tmp_path / "d")))
+    everywhere = "0.0.0.0"  # noqa: S104 - the point of the test
+    daemon = Daemon(tmp_path, mode, args=("--host", everywhere, "--data-dir", str(tmp_path / "d")))
     daemon.start()
     assert daemon.wait(timeout=30) == 2
     assert "refusing to listen on 0.0.0.0" in daemon.output()
