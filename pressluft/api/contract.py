@@ -19,6 +19,7 @@ from litestar import Litestar
 
 __all__ = [
     "Operation",
+    "allowed_methods",
     "app_operations",
     "contract_bytes",
     "contract_operations",
@@ -72,6 +73,24 @@ def contract_operations(document: dict[str, Any] | None = None) -> set[Operation
                     (method.upper(), path, str(op.get("operationId")), _success(op["responses"]))
                 )
     return ops
+
+
+@lru_cache(maxsize=1)
+def _path_methods() -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
+    table = []
+    for template, item in (load_contract().get("paths") or {}).items():
+        regex = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
+        methods = tuple(sorted(m.upper() for m in item if m in _METHODS))
+        table.append((re.compile(regex), methods))
+    return tuple(table)
+
+
+def allowed_methods(path: str) -> list[str] | None:
+    """The methods the contract declares for `path`; None if no operation matches it."""
+    for pattern, methods in _path_methods():
+        if pattern.match(path):
+            return list(methods)
+    return None
 
 
 def is_api_path(path: str) -> bool:

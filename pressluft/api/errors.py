@@ -19,6 +19,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 
+from pressluft.api.contract import allowed_methods
 from pressluft.errors import PressluftError
 from pressluft.logs import correlation_id, get_logger
 
@@ -90,16 +91,6 @@ def _field_errors(extra: Any) -> list[dict[str, str]]:
     return errors
 
 
-def _allowed_methods(request: Request[Any, Any, Any]) -> list[str]:
-    path = request.url.path
-    for route in request.app.routes:
-        methods = getattr(route, "methods", None)
-        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", route.path_format) + "$"
-        if methods and re.match(pattern, path):
-            return sorted(m for m in methods if m != "OPTIONS")
-    return []
-
-
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The one exception handler of the app."""
     if isinstance(exc, PressluftError):
@@ -123,7 +114,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             {"hint": "see /api/docs for the routes this server has"},
         )
     if isinstance(exc, MethodNotAllowedException):
-        allowed = _allowed_methods(request)
+        allowed = allowed_methods(request.url.path) or []
         return error_response(
             405,
             "method_not_allowed",

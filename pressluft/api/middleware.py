@@ -4,6 +4,7 @@ Runs around every HTTP request as plain ASGI middleware:
 - accepts a well-formed `X-Request-ID` or generates one, exposes it to the code
   (context variable, `scope["state"]`), echoes it on the response;
 - refuses API request bodies that are not JSON (415), before any handler runs;
+- answers OPTIONS on API paths with the contract's methods in `Allow`;
 - adds the security headers to every response;
 - records latency and status by route template, and writes one access line.
 """
@@ -19,6 +20,7 @@ from typing import Any, cast
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from pressluft.api.contract import allowed_methods, is_api_path
 from pressluft.api.errors import envelope
 from pressluft.logs import correlation_id, get_logger
 from pressluft.metrics import Metrics
@@ -92,6 +94,15 @@ def request_context_middleware(metrics: Metrics) -> Callable[[ASGIApp], ASGIApp]
                 await send(asgi_message)
 
             try:
+                if method == "OPTIONS" and is_api_path(path):
+                    # Answered from the contract (Litestar's automatic OPTIONS
+                    # lists only the methods registered first for a path).
+                    allowed = allowed_methods(path)
+                    if allowed is not None:
+                        await _reply(
+                            send_wrapper, 204, None, {"allow": ", ".join([*allowed, "OPTIONS"])}
+                        )
+                        return
                 if (
                     method in _BODY_METHODS
                     and path.startswith("/api/")
@@ -127,15 +138,14 @@ def request_context_middleware(metrics: Metrics) -> Callable[[ASGIApp], ASGIApp]
     return factory
 
 
-async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = msgspec.json.encode(body)
-    start = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-        ],
-    }
+async def _reply(
+    send: Send, status: int, body: dict[str, Any] | None, headers: dict[str, str] | None = None
+) -> None:
+    payload = b"" if body is None else msgspec.json.encode(body)
+    raw_headers = [(b"content-length", str(len(payload)).encode())]
+    if body is not None:
+        raw_headers.append((b"content-type", b"application/json"))
+    raw_headers.extend((k.encode(), v.encode()) for k, v in (headers or {}).items())
+    start = {"type": "http.response.start", "status": status, "headers": raw_headers}
     await send(cast(Message, start))
     await send(cast(Message, {"type": "http.response.body", "body": payload}))

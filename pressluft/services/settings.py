@@ -160,6 +160,12 @@ def _decide(
     provider = current.dns01_provider
     if patch.dns01_provider is not msgspec.UNSET:
         provider = patch.dns01_provider
+        if provider is not None and provider not in DNS01_CREDENTIAL_KEYS:
+            raise _invalid(
+                "dns01_provider",
+                f"unknown provider {provider!r}",
+                "use one of " + ", ".join(DNS01_CREDENTIAL_KEYS),
+            )
         changes["dns01_provider"] = provider
 
     credentials_ref = current.dns01_credentials_ref

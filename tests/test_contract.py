@@ -1,0 +1,114 @@
+"""The contract: route set equality, response validation, registered error codes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pressluft import errors
+from pressluft.api.contract import app_operations, contract_operations
+from pressluft.api.errors import STATUS_CODES
+from pressluft.app import create_app
+from pressluft.contract_check import check_contract
+from pressluft.runtime import Runtime
+from tests.support.contract import ContractValidator, ContractViolation
+
+
+@pytest.mark.spec("API-1")
+def test_the_apps_operations_equal_the_contracts(runtime: Runtime) -> None:
+    declared = contract_operations()
+    actual = app_operations(create_app(runtime))
+    assert actual == declared
+    assert check_contract() == []
+
+
+@pytest.mark.spec("API-1")
+def test_a_missing_operation_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pressluft import contract_check
+
+    document = contract_check.load_contract()
+    trimmed = {
+        **document,
+        "paths": {k: v for k, v in document["paths"].items() if k != "/api/metrics"},
+    }
+    monkeypatch.setattr(contract_check, "load_contract", lambda: trimmed)
+    problems = check_contract()
+    assert problems == ["in the app, not in the contract: GET /api/metrics (getMetrics, 200)"]
+
+
+@pytest.mark.spec("API-2")
+async def test_every_operation_answers_as_the_contract_says(
+    client: httpx.AsyncClient, contract: ContractValidator
+) -> None:
+    # Each response below is validated by the client's hook; this test makes
+    # sure every operation is exercised at least once in one place.
+    calls = [
+        ("GET", "/api/health"),
+        ("GET", "/api/metrics"),
+        ("GET", "/metrics"),
+        ("GET", "/api/openapi.yaml"),
+        ("GET", "/api/docs"),
+        ("GET", "/api/settings"),
+        ("PATCH", "/api/settings"),
+        ("GET", "/api/events"),
+    ]
+    for method, path in calls:
+        kwargs = {"json": {"control_plane_domain": "c.example.com"}} if method == "PATCH" else {}
+        response = await client.request(method, path, **kwargs)
+        assert response.status_code == 200, (method, path, response.text)
+    exercised = {(m, p) for m, p, s in contract.seen if 200 <= s < 300}
+    missing = (
+        {(m, p) for m, p, _, _ in contract_operations()}
+        - exercised
+        - {("GET", "/api/events/stream")}
+    )
+    assert not missing, f"operations never answered successfully: {sorted(missing)}"
+
+
+@pytest.mark.spec("API-2")
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (200, b'{"control_plane_domain": null}', "required property"),
+        (418, b'{"code": "teapot", "message": "x"}', "does not declare"),
+        (409, b'{"code": "conflict", "message": "x", "trace": "y"}', "Additional properties"),
+        (
+            500,
+            b'{"code": "internal_error", "message": "Traceback (most recent call last)"}',
+            "leaks",
+        ),
+    ],
+)
+def test_the_validator_catches_violations(status: int, body: bytes, message: str) -> None:
+    validator = ContractValidator()
+    with pytest.raises(ContractViolation, match=message):
+        validator.check(
+            "GET" if status != 409 else "PATCH", "/api/settings", status, "application/json", body
+        )
+
+
+def _codes_in_code() -> set[str]:
+    found: set[str] = set(STATUS_CODES.values())
+    stack: list[type[errors.PressluftError]] = [errors.PressluftError]
+    while stack:
+        cls = stack.pop()
+        found.add(cls.code)
+        stack.extend(cls.__subclasses__())
+    source = Path(errors.__file__).parent
+    for path in source.rglob("*.py"):
+        found.update(re.findall(r'envelope\(\s*"([a-z_]+)"', path.read_text()))
+    return found
+
+
+@pytest.mark.spec("API-7")
+def test_every_error_code_is_registered(repo_root: Path) -> None:
+    registry = (repo_root / "specs" / "error-codes.md").read_text()
+    registered = set(re.findall(r"`([a-z][a-z0-9_]+)`", registry))
+    unregistered = _codes_in_code() - registered
+    assert not unregistered, f"register these in specs/error-codes.md: {sorted(unregistered)}"
+    contract = (repo_root / "openapi" / "pressluft.yaml").read_text()
+    for code in re.findall(r"code: ([a-z_]+)", contract):
+        assert code in registered
