@@ -14,7 +14,6 @@ configuration; 3 the command could not run (data dir locked, no database, …).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any, NoReturn
 
 import click
 import msgspec
+import uvloop
 
 from pressluft import __version__
 from pressluft.clock import SystemClock, format_ts
@@ -103,7 +103,7 @@ def _run_daemon(mode: Mode, options: dict[str, Any]) -> None:
     config = _resolve(mode, options)
     setup_logging(config.log_format, config.log_level)
     try:
-        asyncio.run(serve(config))
+        uvloop.run(serve(config))
     except ServeError as exc:
         _fail(str(exc), EXIT_USAGE if "refusing" in str(exc) else EXIT_CANNOT_RUN)
     except PressluftError as exc:

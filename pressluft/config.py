@@ -137,6 +137,14 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="N",
     ),
     Setting(
+        "cpu_affinity",
+        "colocate",
+        "`colocate`: the event loop and database threads share one CPU (a thread "
+        "hand-off costs ~26 µs instead of ~110 µs on VMs); `off`: leave it to the OS.",
+        _choice("colocate", "off"),
+        metavar="MODE",
+    ),
+    Setting(
         "sse_keepalive_seconds",
         "15",
         "Seconds between keep-alive comments on idle event streams.",
@@ -173,6 +181,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     db_busy_timeout_ms: int
     db_readers: int
     write_batch_max: int
+    cpu_affinity: str
     sse_keepalive_seconds: int
     shutdown_timeout_seconds: int
     max_body_bytes: int

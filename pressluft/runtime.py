@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from pressluft import __version__
+from pressluft.affinity import colocate_current_thread, restore_current_thread
 from pressluft.clock import Clock, SystemClock, format_ts
 from pressluft.config import Config
 from pressluft.datadir import DataDirLock, prepare
@@ -62,6 +63,7 @@ class Runtime:
         self.stopping = asyncio.Event()
         self._lock = DataDirLock(config.data_dir, f"pressluft {config.mode}")
         self._vault: Vault | None = None
+        self._affinity: set[int] | None = None
         self.started_at = self.clock.monotonic()
         self.started = False
 
@@ -74,6 +76,9 @@ class Runtime:
     async def start(self) -> None:
         prepare(self.config.data_dir)
         self._lock.acquire()
+        if self.config.cpu_affinity == "colocate":
+            # First: every thread the loop creates from here on inherits its CPU.
+            self._affinity = colocate_current_thread()
         try:
             self._vault = Vault.load_or_create(self.config.data_dir / "secrets")
             applied = await asyncio.to_thread(
@@ -86,6 +91,7 @@ class Runtime:
                 log.info("applied migration %04d_%s", migration.version, migration.name)
             await self.db.open()
         except BaseException:
+            restore_current_thread(self._affinity)
             self._lock.release()
             raise
         head = await self.db.read(head_seq)
@@ -104,6 +110,8 @@ class Runtime:
         self.stopping.set()
         await self.supervisor.stop(grace=self.config.shutdown_timeout_seconds)
         await self.db.close()
+        restore_current_thread(self._affinity)
+        self._affinity = None
         self._lock.release()
         log.info("runtime stopped; database closed")
 

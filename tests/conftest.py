@@ -35,7 +35,9 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def config(data_dir: Path) -> Config:
-    cfg, _ = resolve("dev", {"data_dir": str(data_dir)}, environ={})
+    # In-process runtimes run in pytest's main thread: leave its CPU mask alone
+    # (subprocesses started later would inherit it). Real daemons colocate.
+    cfg, _ = resolve("dev", {"data_dir": str(data_dir), "cpu_affinity": "off"}, environ={})
     return cfg
 
 
@@ -86,3 +88,22 @@ def cli_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESSLUFT_")}
     env["PRESSLUFT_DATA_DIR"] = str(data_dir)
     return env
+
+
+# -- no silent skips -------------------------------------------------------------
+
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A tier that cannot run must fail loudly: any skipped test fails the run."""
+    if _SKIPPED and exitstatus == 0:
+        print(f"\n{len(_SKIPPED)} test(s) were skipped; skips fail the run:")
+        for nodeid in _SKIPPED:
+            print(f"  {nodeid}")
+        session.exitstatus = 1

@@ -246,3 +246,69 @@ def test_sigkill_while_64_clients_append_loses_nothing_acknowledged(tmp_path: Pa
     assert verify.returncode == 0, verify.stdout
     replay = run_cli("replay", "--verify", env=env)
     assert replay.returncode == 0, replay.stdout
+
+
+def _allowed_cpus(pid: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        status = (task / "status").read_text()
+        name = next(
+            line.split(":", 1)[1].strip()
+            for line in status.splitlines()
+            if line.startswith("Name:")
+        )
+        cpus = next(
+            line.split(":", 1)[1].strip()
+            for line in status.splitlines()
+            if line.startswith("Cpus_allowed_list:")
+        )
+        out[f"{task.name}:{name}"] = cpus
+    return out
+
+
+@pytest.mark.spec("DMN-13")
+def test_loop_and_database_threads_share_one_cpu(tmp_path: Path) -> None:
+    import os
+
+    with Daemon(tmp_path) as daemon:
+        assert daemon.proc is not None
+        threads = _allowed_cpus(daemon.proc.pid)
+        assert len(threads) >= 6, threads  # loop + writer + 4 readers
+        assert len(set(threads.values())) == 1, threads
+        only = next(iter(threads.values()))
+        assert only.isdigit(), f"threads are not pinned to one CPU: {threads}"
+    if (os.cpu_count() or 1) > 1:
+        with Daemon(tmp_path / "off", args=("--cpu-affinity", "off")) as unpinned:
+            assert unpinned.proc is not None
+            assert all(not c.isdigit() for c in _allowed_cpus(unpinned.proc.pid).values())
+
+
+@pytest.mark.spec("DMN-13")
+def test_a_released_thread_may_use_every_cpu() -> None:
+    import os
+    import threading
+
+    from pressluft.affinity import (
+        colocate_current_thread,
+        release_current_thread,
+        restore_current_thread,
+    )
+
+    previous = colocate_current_thread()
+    try:
+        assert len(os.sched_getaffinity(0)) == 1
+        seen: list[set[int]] = []
+
+        def worker() -> None:
+            inherited = os.sched_getaffinity(0)
+            release_current_thread()
+            seen.extend([inherited, os.sched_getaffinity(0)])
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        assert len(seen[0]) == 1  # inherited from the pinned creator
+        assert seen[1] == set(range(os.cpu_count() or 1))
+    finally:
+        restore_current_thread(previous)
+    assert os.sched_getaffinity(0) == previous

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import aiosqlite
@@ -137,6 +138,12 @@ def test_a_newer_database_is_refused(tmp_path: Path) -> None:
         migrate(conn, NOW)
 
 
+def _blocker(tx: WriteTx) -> str:
+    """Holds the writer for a moment, so the commands sent meanwhile form one batch."""
+    time.sleep(0.2)
+    return "blocker"
+
+
 async def _database(tmp_path: Path) -> Database:
     path = tmp_path / "db.sqlite"
     conn = open_sync(path)
@@ -164,19 +171,22 @@ async def test_a_failing_command_fails_alone_in_its_batch(tmp_path: Path) -> Non
         return command
 
     try:
+        blocker = asyncio.create_task(db.write(_blocker))
+        await asyncio.sleep(0.05)  # the blocker is on the writer thread now
         results = await asyncio.gather(
+            blocker,
             db.write(insert("a")),
             db.write(insert("b", fail=True)),
             db.write(insert("c")),
             db.write(insert("a")),  # duplicate key: a constraint → Conflict
             return_exceptions=True,
         )
-        assert results[0] == "a" and results[2] == "c"
-        assert isinstance(results[1], ValueError)
-        assert isinstance(results[3], Conflict)
+        assert results[1] == "a" and results[3] == "c"
+        assert isinstance(results[2], ValueError)
+        assert isinstance(results[4], Conflict)
         rows = await db.read(lambda c: c.execute("SELECT k FROM t ORDER BY k").fetchall())
         assert rows == [("a",), ("c",)]
-        assert max(sizes) > 1, "the commands were not committed together"
+        assert sizes == [1, 4], "the four commands were not committed together"
     finally:
         await db.close()
 
@@ -203,8 +213,13 @@ async def test_a_failed_commit_acknowledges_nothing(tmp_path: Path) -> None:
 
     try:
         await db.write(setup)
-        results = await asyncio.gather(db.write(good), db.write(orphan), return_exceptions=True)
-        assert all(isinstance(r, ServiceUnavailable) for r in results), results
+        blocker = asyncio.create_task(db.write(_blocker))
+        await asyncio.sleep(0.05)
+        results = await asyncio.gather(
+            blocker, db.write(good), db.write(orphan), return_exceptions=True
+        )
+        assert results[0] == "blocker"
+        assert all(isinstance(r, ServiceUnavailable) for r in results[1:]), results
         rows = await db.read(
             lambda c: (
                 c.execute("SELECT count(*) FROM t").fetchone()[0],
@@ -231,6 +246,30 @@ async def test_concurrent_commands_share_transactions(tmp_path: Path) -> None:
         assert sorted(results) == list(range(200))
         assert sum(sizes) == 200
         assert len(sizes) < 200
+    finally:
+        await db.close()
+
+
+@pytest.mark.spec("STO-5")
+async def test_a_caller_that_goes_away_does_not_stall_or_cancel_its_command(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    try:
+        leader = asyncio.create_task(db.write(_blocker))
+        await asyncio.sleep(0.05)
+        follower = asyncio.create_task(
+            db.write(lambda tx: tx.conn.execute("INSERT INTO t VALUES ('f', 1)") and "f")
+        )
+        await asyncio.sleep(0.01)
+        leader.cancel()
+        follower_gone = asyncio.create_task(
+            db.write(lambda tx: tx.conn.execute("INSERT INTO t VALUES ('g', 1)") and "g")
+        )
+        await asyncio.sleep(0.01)
+        follower_gone.cancel()
+        assert await follower == "f"
+        rows = await db.read(lambda c: c.execute("SELECT k FROM t ORDER BY k").fetchall())
+        assert rows == [("f",), ("g",)]  # the cancelled caller's command still committed
+        assert await db.write(lambda tx: "after") == "after"
     finally:
         await db.close()
 

@@ -1,28 +1,34 @@
 """The database: one group-committing writer and a pool of readers.
 
 Every mutation is a *command*: a synchronous function `fn(tx)` that reads,
-decides and writes inside one transaction. `Database.write(fn)` queues it; the
-committer takes everything queued (up to `batch_max`), runs the batch on the
-writer thread as ONE `BEGIN IMMEDIATE … COMMIT` (one fsync), each command inside
-its own savepoint, and only then resolves the callers' futures. A command that
-raises is rolled back to its savepoint and fails alone; a failed COMMIT fails the
-whole batch, so nothing is acknowledged that is not durable. Sequential callers
-get batches of one and pay no added latency; concurrent callers share fsyncs.
+decides and writes inside one transaction. `Database.write(fn)` runs it:
 
-Commit listeners run on the event loop after each durable commit (notifications,
-metrics); they receive what the commands `publish`ed.
+- If no batch is in flight, the caller becomes the leader: it yields once (so
+  callers woken in the same loop iteration can join), then dispatches everything
+  queued to the writer thread and drives it. A lone caller pays one loop
+  iteration, no task and no committer wake-up.
+- Otherwise it queues; when the in-flight batch is done, everything queued (up
+  to `batch_max`) goes to the writer thread as the next batch.
+
+A batch is ONE `BEGIN IMMEDIATE … COMMIT` (one fsync) with each command in its
+own savepoint. A command that raises is rolled back to its savepoint and fails
+alone; a failed COMMIT fails the whole batch, so nothing is acknowledged that is
+not durable. The writer thread hands each finished batch back to the event loop
+with one `call_soon_threadsafe`, which resolves the callers' futures, runs the
+commit listeners (notifications, metrics) and dispatches the next batch — so a
+caller that goes away (client disconnect) neither cancels its command nor stalls
+the queue behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from pressluft.clock import Clock, format_ts
 from pressluft.db.connection import ThreadConnection
@@ -40,10 +46,10 @@ class WriteTx:
 
     __slots__ = ("_published", "conn", "now", "now_ts")
 
-    def __init__(self, conn: sqlite3.Connection, now: datetime) -> None:
+    def __init__(self, conn: sqlite3.Connection, now: datetime, now_ts: str | None = None) -> None:
         self.conn = conn
         self.now = now
-        self.now_ts = format_ts(now)
+        self.now_ts = now_ts if now_ts is not None else format_ts(now)
         self._published: list[Any] = []
 
     def publish(self, item: Any) -> None:
@@ -60,13 +66,14 @@ class CommitInfo:
 
 
 @dataclass
-class _Outcome(Generic[T]):
-    value: T | None = None
+class _Outcome:
+    value: Any = None
     error: BaseException | None = None
     published: list[Any] = field(default_factory=list)
 
 
 _Command = Callable[[WriteTx], Any]
+_Batch = list[tuple[_Command, "asyncio.Future[Any]"]]
 
 
 def _translate(exc: BaseException) -> BaseException:
@@ -102,15 +109,20 @@ class Database:
         self._writer: ThreadConnection | None = None
         self._readers: asyncio.Queue[ThreadConnection] = asyncio.Queue()
         self._all_readers: list[ThreadConnection] = []
-        self._pending: list[tuple[_Command, asyncio.Future[Any]]] = []
-        self._wakeup = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: _Batch = []
+        self._inflight = 0  # batches handed to the writer thread, not yet delivered
+        self._gathering = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._closing = False
         self._listeners: list[Callable[[CommitInfo], None]] = []
+        self._dispatches: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._writer = await ThreadConnection.open(
             self.path,
             "writer",
@@ -123,16 +135,11 @@ class Database:
             )
             self._all_readers.append(reader)
             self._readers.put_nowait(reader)
-        self._committer = asyncio.create_task(self._commit_loop(), name="pressluft-committer")
 
     async def close(self) -> None:
         """Refuse new writes, commit what is queued, close every connection."""
         self._closing = True
-        self._wakeup.set()
-        if self._committer is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._committer
-            self._committer = None
+        await self._idle.wait()
         for reader in self._all_readers:
             await reader.close()
         self._all_readers.clear()
@@ -142,12 +149,7 @@ class Database:
 
     @property
     def writer_alive(self) -> bool:
-        return (
-            self._writer is not None
-            and self._writer.alive
-            and self._committer is not None
-            and not self._committer.done()
-        )
+        return self._writer is not None and self._writer.alive and not self._closing
 
     def add_commit_listener(self, listener: Callable[[CommitInfo], None]) -> None:
         self._listeners.append(listener)
@@ -156,58 +158,103 @@ class Database:
 
     async def write(self, command: Callable[[WriteTx], T]) -> T:
         """Run `command(tx)` in a durable transaction; returns its result after commit."""
-        if self._closing or self._committer is None:
+        if self._closing or self._writer is None or self._loop is None:
             raise ServiceUnavailable("the database is shutting down")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._loop.create_future()
         self._pending.append((command, future))
-        self._wakeup.set()
-        # Shield: a caller that goes away (client disconnect) must not cancel a
-        # command that may already be committed together with others.
-        return await asyncio.shield(future)
+        self._idle.clear()
+        if self._inflight or self._gathering:
+            return await future  # a follower: the batch in flight hands it on
+        # The leader: yield once so callers woken in this same loop iteration can
+        # join the batch, then dispatch everything queued and drive it.
+        self._gathering = True
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self._gathering = False
+            future.cancel()  # its command stays queued and still commits
+            self._dispatch_pending()
+            raise
+        self._gathering = False
+        batch = self._take_batch()
+        try:
+            await self._dispatch(batch)
+        except asyncio.CancelledError:
+            future.cancel()  # the batch still commits; nobody is left to hear of it
+            raise
+        return await future
 
-    async def _commit_loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                batch = self._pending[: self._batch_max]
-                del self._pending[: self._batch_max]
-                await self._commit_batch(batch)
-            if self._closing:
-                return
+    def _take_batch(self) -> _Batch:
+        """Take the next batch off the queue; it counts as in flight from now on."""
+        batch = self._pending[: self._batch_max]
+        del self._pending[: self._batch_max]
+        self._inflight += 1
+        return batch
 
-    async def _commit_batch(self, batch: list[tuple[_Command, asyncio.Future[Any]]]) -> None:
+    def _dispatch_pending(self) -> None:
+        """Dispatch what is queued from a task (no caller is driving it)."""
+        if self._pending and not self._inflight:
+            task = asyncio.ensure_future(self._dispatch(self._take_batch()))
+            self._dispatches.add(task)
+            task.add_done_callback(self._dispatches.discard)
+
+    async def _dispatch(self, batch: _Batch) -> None:
+        """Send `batch` to the writer thread; returns when the thread is done with it."""
         assert self._writer is not None
+        assert self._loop is not None
         commands = [command for command, _ in batch]
         now = self.clock.now()
+        loop = self._loop
+        delivered = False
+
+        def run(conn: sqlite3.Connection) -> None:
+            nonlocal delivered
+            try:
+                result: list[_Outcome] | BaseException = _run_batch(conn, commands, now)
+            except BaseException as exc:  # BEGIN or COMMIT failed: nothing is durable
+                result = exc
+            delivered = True
+            loop.call_soon_threadsafe(self._deliver, batch, result)
+
         try:
-            outcomes = await self._writer.run(lambda conn: _run_batch(conn, commands, now))
-        except BaseException as exc:  # the COMMIT (or BEGIN) failed: nothing is durable
-            log.error("group commit failed", exc_info=exc, extra={"batch_size": len(batch)})
+            await self._writer.run(run)
+        except asyncio.CancelledError:
+            raise  # the thread still runs the batch and delivers it
+        except BaseException as exc:  # the writer thread is gone
+            if not delivered:
+                self._deliver(batch, exc)
+
+    def _deliver(self, batch: _Batch, result: list[_Outcome] | BaseException) -> None:
+        """On the loop: resolve the batch's futures, notify listeners, dispatch the next batch."""
+        if isinstance(result, BaseException):
+            log.error("group commit failed", exc_info=result, extra={"batch_size": len(batch)})
             failure = (
-                exc
-                if isinstance(exc, PressluftError)
+                result
+                if isinstance(result, PressluftError)
                 else ServiceUnavailable("the database could not commit the change")
             )
             for _, future in batch:
                 if not future.done():
                     future.set_exception(failure)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        info = CommitInfo(batch_size=len(batch))
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if outcome.error is None:
-                info.published.extend(outcome.published)
-                if not future.done():
-                    future.set_result(outcome.value)
-            elif not future.done():
-                future.set_exception(outcome.error)
-        for listener in self._listeners:
-            try:
-                listener(info)
-            except Exception:
-                log.exception("commit listener failed")
+        else:
+            info = CommitInfo(batch_size=len(batch))
+            for (_, future), outcome in zip(batch, result, strict=True):
+                if outcome.error is None:
+                    info.published.extend(outcome.published)
+                    if not future.done():
+                        future.set_result(outcome.value)
+                elif not future.done():
+                    future.set_exception(outcome.error)
+            for listener in self._listeners:
+                try:
+                    listener(info)
+                except Exception:
+                    log.exception("commit listener failed")
+        self._inflight -= 1
+        if self._pending:
+            self._dispatch_pending()
+        elif not self._gathering and not self._inflight:
+            self._idle.set()
 
     async def checkpoint(self) -> tuple[int, int, int]:
         """Run a passive WAL checkpoint on the writer thread, between batches."""
@@ -238,16 +285,15 @@ def _in_snapshot(conn: sqlite3.Connection, query: Callable[[sqlite3.Connection],
         conn.execute("COMMIT")
 
 
-def _run_batch(
-    conn: sqlite3.Connection, commands: list[_Command], now: datetime
-) -> list[_Outcome[Any]]:
+def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime) -> list[_Outcome]:
     """Runs on the writer thread: one transaction, one savepoint per command."""
-    outcomes: list[_Outcome[Any]] = []
+    outcomes: list[_Outcome] = []
+    now_ts = format_ts(now)
     conn.execute("BEGIN IMMEDIATE")
     try:
         if len(commands) == 1:
             # No savepoint needed: the command's failure rolls back the transaction.
-            tx = WriteTx(conn, now)
+            tx = WriteTx(conn, now, now_ts)
             try:
                 value = commands[0](tx)
             except Exception as exc:
@@ -256,7 +302,7 @@ def _run_batch(
             outcomes.append(_Outcome(value=value, published=tx._published))
         else:
             for command in commands:
-                tx = WriteTx(conn, now)
+                tx = WriteTx(conn, now, now_ts)
                 conn.execute("SAVEPOINT command")
                 try:
                     value = command(tx)

@@ -76,6 +76,12 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
     recorded_at: str
 
 
+_POSITION = (
+    "SELECT coalesce((SELECT max(stream_version) FROM events WHERE stream = ?), 0), seq, hash"
+    " FROM event_log_head WHERE id = 1"
+)
+
+
 def stream_version(conn: sqlite3.Connection, stream: str) -> int:
     row = conn.execute(
         "SELECT max(stream_version) FROM events WHERE stream = ?", (stream,)
@@ -97,10 +103,10 @@ def append(
 ) -> list[Recorded]:
     """Append `events` to `stream` and project them, inside the caller's transaction."""
     conn = tx.conn
-    version = stream_version(conn, stream)
+    # One statement for the stream's version and the log head.
+    version, seq, prev_hash = conn.execute(_POSITION, (stream,)).fetchone()
     if expected_version is not None and expected_version != version:
         raise StreamConflict(stream, expected_version, version)
-    seq, prev_hash = conn.execute("SELECT seq, hash FROM event_log_head WHERE id = 1").fetchone()
     meta_text = _encode(meta).decode()
     recorded: list[Recorded] = []
     for event in events:

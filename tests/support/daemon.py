@@ -116,5 +116,4 @@ class Daemon:
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.stop()  # graceful; kills if it does not stop in time

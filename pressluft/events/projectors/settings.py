@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from functools import cache
 
 import msgspec
 
@@ -14,6 +15,15 @@ __all__ = ["SETTINGS_PROJECTOR"]
 _COLUMNS = ("control_plane_domain", "preview_domain", "dns01_provider", "dns01_credentials_ref")
 
 
+@cache
+def _upsert(columns: tuple[str, ...]) -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+    return (
+        f"INSERT INTO settings ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}"
+    )
+
+
 def _changed(conn: sqlite3.Connection, event: SettingsChanged, env: Envelope) -> None:
     columns = ["id", "state_version", "updated_at"]
     values: list[object] = [1, env.stream_version, env.recorded_at]
@@ -22,12 +32,7 @@ def _changed(conn: sqlite3.Connection, event: SettingsChanged, env: Envelope) ->
         if value is not msgspec.UNSET:
             columns.append(name)
             values.append(value)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
-    conn.execute(
-        f"INSERT INTO settings ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-        f"ON CONFLICT (id) DO UPDATE SET {updates}",
-        values,
-    )
+    conn.execute(_upsert(tuple(columns)), values)
 
 
 SETTINGS_PROJECTOR = Projector(

@@ -66,6 +66,11 @@ function setupSettings() {
     const res = await api("PATCH", "/api/settings", patch, { "If-Match": '"' + version + '"' });
     if (res.ok) {
       form.dataset.version = String(res.data.version);
+      for (const name of ["control_plane_domain", "preview_domain"]) {
+        form.elements[name].value = res.data[name] || "";
+      }
+      const pill = document.getElementById("credentials-state");
+      pill.hidden = !res.data.dns01_credentials_configured;
       document.getElementById("settings-version").textContent = String(res.data.version);
       for (const input of holder.querySelectorAll("input")) input.value = "";
       result.className = "result-ok";

@@ -1,0 +1,98 @@
+# Pressluft — every workflow is a target here. `make` alone prints this help.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARTIFACTS ?= .artifacts
+PYTEST := $(BIN)/pytest -p no:cacheprovider
+
+.PHONY: help dev venv system-deps lint format typecheck contract traceability locks static \
+        test test-unit test-daemon test-contract test-browser fuzz check bench clean
+
+help: ## Show this help
+	@echo "Pressluft — make targets:"
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@echo
+	@echo "Two commands: 'make dev' runs Pressluft, 'make test' runs every test tier."
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install Pressluft with its dev tools
+
+dev: $(STAMP) ## Run `pressluft dev` (dashboard on http://127.0.0.1:8080/)
+	$(BIN)/pressluft dev
+
+# Debian packages the tests need: the sqlite3 CLI (tamper tests) and Chromium (browser tests).
+system-deps: ## Install the Debian packages the tests need (when missing and root)
+	@missing=""; \
+	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	  else \
+	    echo "missing Debian packages:$$missing — install them (sudo apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check pressluft tests bench
+	$(BIN)/ruff format --check pressluft tests bench
+
+format: $(STAMP) ## Apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix pressluft tests bench
+	$(BIN)/ruff format pressluft tests bench
+
+typecheck: $(STAMP) ## mypy --strict on pressluft/
+	$(BIN)/mypy
+
+contract: $(STAMP) ## The OpenAPI file is valid and equals the app's routes
+	$(BIN)/pressluft openapi check
+
+traceability: ## Every spec scenario is cited by a test and every citation exists
+	$(BIN)/python scripts/check-traceability
+
+locks: ## coordination/locks.md is well-formed and has no stale locks
+	$(BIN)/python scripts/check-locks
+
+static: lint typecheck contract traceability locks ## All static checks
+
+test: system-deps $(STAMP) static ## Install what is needed, then run every test tier
+	@mkdir -p $(ARTIFACTS)
+	PRESSLUFT_ARTIFACTS=$(abspath $(ARTIFACTS)) $(PYTEST) tests -q \
+	  --junitxml=$(ARTIFACTS)/junit.xml
+
+test-unit: $(STAMP) ## Only the in-process tests (fast)
+	$(PYTEST) tests -q -m "not daemon and not contract and not browser"
+
+test-daemon: $(STAMP) ## Only the tests that run real pressluft processes
+	$(PYTEST) tests -q -m daemon
+
+test-contract: $(STAMP) ## schemathesis against a live daemon
+	$(PYTEST) tests -q -m contract
+
+fuzz: test-contract ## Alias of test-contract
+
+test-browser: system-deps $(STAMP) ## Headless Chromium against a live daemon
+	@mkdir -p $(ARTIFACTS)
+	PRESSLUFT_ARTIFACTS=$(abspath $(ARTIFACTS)) $(PYTEST) tests -q -m browser
+
+check: static test ## Everything CI checks: lint, types, contract, traceability, locks, tests
+
+bench: $(STAMP) ## Benchmarks (ratios against raw sqlite3 on the same disk)
+	$(BIN)/python bench/events.py
+
+clean: ## Remove caches and artifacts (keeps .venv and .pressluft)
+	rm -rf $(ARTIFACTS) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

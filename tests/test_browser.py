@@ -1,0 +1,98 @@
+"""The dashboard in a real headless Chromium against a live daemon."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.support.daemon import Daemon
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "Chromium is required for the browser tier (make test installs Debian's chromium)"
+    return path
+
+
+@pytest.fixture
+def shots(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    root = Path(os.environ.get("PRESSLUFT_ARTIFACTS", tmp_path)) / "screenshots" / request.node.name
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture
+def page(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(f"JS error: {exc}"))
+        page.on(
+            "response",
+            lambda r: (
+                errors.append(f"{r.status} {r.url}") if r.status >= 500 or r.status == 404 else None
+            ),
+        )
+        yield page
+        browser.close()
+        assert not errors, f"browser errors: {errors}"
+
+
+@pytest.mark.spec("WEB-2")
+def test_settings_form_and_live_event_feed(tmp_path: Path, page: Page, shots: Path) -> None:
+    with Daemon(tmp_path) as daemon:
+        page.goto(daemon.url + "/")
+        expect(page.locator("#health-status")).to_have_text("ok")
+        page.screenshot(path=str(shots / "overview.png"), full_page=True)
+
+        page.goto(daemon.url + "/settings")
+        page.fill("input[name=control_plane_domain]", "Panel.Example.com")
+        page.select_option("select[name=dns01_provider]", "cloudflare")
+        page.fill("input[name='cred:api_token']", "cf-token-123")
+        page.fill("input[name=preview_domain]", "preview.example.com")
+        page.click("button[type=submit]")
+        expect(page.locator("#settings-result")).to_have_text("Saved (version 1).")
+        expect(page.locator("input[name=control_plane_domain]")).to_have_value("panel.example.com")
+        expect(page.locator("#credentials-state")).to_be_visible()
+        page.screenshot(path=str(shots / "settings-saved.png"), full_page=True)
+        settings = httpx.get(daemon.url + "/api/settings").json()
+        assert settings["control_plane_domain"] == "panel.example.com"
+        assert settings["dns01_credentials_configured"] is True
+        assert "cf-token-123" not in page.content()
+
+        # A rule violation is shown with its hint, and changes nothing.
+        page.select_option("select[name=dns01_provider]", "route53")
+        page.click("button[type=submit]")
+        expect(page.locator("#settings-result")).to_contain_text("needs dns01_credentials")
+        assert httpx.get(daemon.url + "/api/settings").json()["version"] == 1
+
+        page.goto(daemon.url + "/events")
+        feed = page.locator("#event-feed tbody tr")
+        expect(feed).to_have_count(1)
+        expect(page.locator("#feed-state")).to_have_text("live")
+        httpx.patch(daemon.url + "/api/settings", json={"control_plane_domain": "live.example.com"})
+        expect(feed).to_have_count(2)
+        expect(feed.first).to_contain_text("live.example.com")
+        expect(feed.first).to_contain_text("settings.changed")
+        page.screenshot(path=str(shots / "events-live.png"), full_page=True)
+        page.goto("about:blank")  # close the event stream before the daemon stops
+    assert (shots / "events-live.png").stat().st_size > 0
