@@ -1,0 +1,106 @@
+"""`/api/events` paging and filters, and the live-follow service under the SSE route."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from pressluft.runtime import Runtime
+from pressluft.services.events import follow_events
+
+
+async def _patch(client: httpx.AsyncClient, n: int) -> None:
+    for i in range(n):
+        reply = await client.patch(
+            "/api/settings", json={"control_plane_domain": f"p{i}.example.com"}
+        )
+        assert reply.status_code == 200
+
+
+@pytest.mark.spec("EVT-12")
+async def test_paging_walks_the_log_in_order(client: httpx.AsyncClient) -> None:
+    await _patch(client, 7)
+    seen: list[int] = []
+    after = 0
+    pages = 0
+    while True:
+        page = (await client.get("/api/events", params={"after": after, "limit": 3})).json()
+        seen += [e["seq"] for e in page["items"]]
+        after = page["next_after"]
+        pages += 1
+        if not page["has_more"]:
+            break
+    assert seen == list(range(1, 8))
+    assert pages == 3
+    empty = (await client.get("/api/events", params={"after": 7})).json()
+    assert empty == {"items": [], "next_after": 7, "has_more": False}
+
+
+@pytest.mark.spec("EVT-12")
+async def test_filters_by_stream_and_type(client: httpx.AsyncClient) -> None:
+    await _patch(client, 3)
+    by_type = (await client.get("/api/events", params={"type": "settings.changed"})).json()
+    assert len(by_type["items"]) == 3
+    assert (await client.get("/api/events", params={"type": "node.created"})).json()["items"] == []
+    by_stream = (await client.get("/api/events", params={"stream": "settings", "after": 1})).json()
+    assert [e["stream_version"] for e in by_stream["items"]] == [2, 3]
+    assert (await client.get("/api/events", params={"stream": "site:x"})).json()["items"] == []
+
+
+@pytest.mark.spec("EVT-12")
+@pytest.mark.parametrize("limit", [0, 1001, -5])
+async def test_limit_out_of_range_is_400(client: httpx.AsyncClient, limit: int) -> None:
+    reply = await client.get("/api/events", params={"limit": limit})
+    assert reply.status_code == 400
+    assert reply.json()["details"]["errors"][0]["field"] == "limit"
+
+
+@pytest.mark.spec("EVT-13")
+async def test_follow_delivers_backlog_then_live_events_then_keepalives(
+    client: httpx.AsyncClient,
+) -> None:
+    runtime: Runtime = client.app_runtime  # type: ignore[attr-defined]
+    await _patch(client, 2)
+    stopping = asyncio.Event()
+    received: list[int | None] = []
+
+    async def consume() -> None:
+        async for item in follow_events(
+            runtime.db,
+            runtime.notifier,
+            stopping,
+            after=1,
+            type_="settings.changed",
+            keepalive=0.05,
+        ):
+            received.append(None if item is None else item.seq)
+            if received.count(None) >= 1 and 3 in received:
+                stopping.set()
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.01)
+    await _patch(client, 1)  # seq 3, delivered live through the commit notification
+    await asyncio.wait_for(consumer, timeout=5)
+    assert received[:2] == [2, 3]
+    assert None in received
+
+
+@pytest.mark.spec("EVT-13")
+async def test_follow_skips_filtered_events_without_spinning(client: httpx.AsyncClient) -> None:
+    runtime: Runtime = client.app_runtime  # type: ignore[attr-defined]
+    await _patch(client, 3)
+    stopping = asyncio.Event()
+    items: list[object] = []
+
+    async def consume() -> None:
+        async for item in follow_events(
+            runtime.db, runtime.notifier, stopping, stream="elsewhere", keepalive=0.05
+        ):
+            items.append(item)
+            if len(items) >= 2:
+                stopping.set()
+
+    await asyncio.wait_for(consume(), timeout=5)
+    assert items == [None, None]  # only keep-alives: nothing matched, nothing re-read in a loop
