@@ -21,11 +21,18 @@ __all__ = ["DataDirLock", "prepare"]
 
 
 def prepare(data_dir: Path) -> None:
-    """Create the data directory tree with private permissions."""
+    """Create the data directory tree with private permissions.
+
+    The database file is created 0600 before SQLite opens it: SQLite gives its
+    `-wal` and `-shm` files the same mode as the database file.
+    """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     for sub in ("secrets", "jobs"):
         (data_dir / sub).mkdir(mode=0o700, exist_ok=True)
+    database = data_dir / "pressluft.db"
+    if not database.exists():
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 class DataDirLock:
