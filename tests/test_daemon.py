@@ -32,7 +32,12 @@ def test_zero_config_start(tmp_path: Path) -> None:
         data = tmp_path / ".pressluft"
         assert oct(data.stat().st_mode & 0o777) == "0o700"
         assert (data / "pressluft.db").is_file()
-        for private in ("pressluft.db", "pressluft.db-wal", "pressluft.db-shm", "secrets/master.key"):
+        for private in (
+            "pressluft.db",
+            "pressluft.db-wal",
+            "pressluft.db-shm",
+            "secrets/master.key",
+        ):
             assert oct((data / private).stat().st_mode & 0o777) == "0o600", private
         assert daemon.stop() == 0
 

@@ -207,3 +207,64 @@ async def test_schema_level_rejects(
     if field != "body":
         assert payload["details"]["errors"][0]["field"] == field
     assert await _events(client) == []
+
+
+@pytest.mark.spec("SET-2")
+async def test_settings_change_field_by_field_over_several_requests(
+    client: httpx.AsyncClient,
+) -> None:
+    dns = {"dns01_provider": "hetzner", "dns01_credentials": {"api_token": "tok"}}
+    assert (await client.patch("/api/settings", json=dns)).status_code == 200
+    first = await client.patch("/api/settings", json={"preview_domain": "preview.example.com"})
+    assert first.status_code == 200, first.text
+    again = await client.patch(
+        "/api/settings", json={"preview_domain": "p2.example.com", "dns01_provider": "hetzner"}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["preview_domain"] == "p2.example.com"
+    assert again.json()["version"] == 3
+    cleared = await client.patch("/api/settings", json={"preview_domain": None})
+    assert cleared.status_code == 200
+    assert cleared.json()["dns01_credentials_configured"] is True
+
+
+@pytest.mark.spec("SET-6")
+async def test_unknown_credential_keys_are_rejected(client: httpx.AsyncClient) -> None:
+    reply = await client.patch(
+        "/api/settings",
+        json={
+            "dns01_provider": "hetzner",
+            "dns01_credentials": {"api_token": "t", "extra_key": "x"},
+        },
+    )
+    assert reply.status_code == 422
+    assert "extra_key" in reply.json()["message"]
+    assert await _events(client) == []
+
+
+@pytest.mark.spec("SET-4")
+async def test_the_control_plane_may_not_live_under_the_preview_wildcard(
+    client: httpx.AsyncClient,
+) -> None:
+    dns = {"dns01_provider": "hetzner", "dns01_credentials": {"api_token": "tok"}}
+    await client.patch("/api/settings", json={**dns, "preview_domain": "preview.example.com"})
+    reply = await client.patch(
+        "/api/settings", json={"control_plane_domain": "panel.preview.example.com"}
+    )
+    assert reply.status_code == 422
+    assert reply.json()["details"]["errors"][0]["field"] == "control_plane_domain"
+
+
+@pytest.mark.spec("SET-5")
+async def test_credentials_sealed_under_a_lost_key_can_be_replaced(
+    client: httpx.AsyncClient,
+) -> None:
+    from pressluft.vault import Vault
+
+    runtime = _runtime(client)
+    patch = {"dns01_provider": "route53", "dns01_credentials": ROUTE53}
+    await client.patch("/api/settings", json=patch)
+    runtime._vault = Vault(b"\x01" * 32)  # as if the key file had been replaced
+    reply = await client.patch("/api/settings", json=patch)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["version"] == 2  # re-sealed under the current key

@@ -6,8 +6,10 @@ Rules (from the reference's routing section, decided where it was silent):
 - A `preview_domain` needs DNS-01 (`dns01_provider` and `dns01_credentials`), because
   previews are served under a wildcard certificate.
 - `dns01_credentials` are write-only: sealed in the vault, never returned or logged;
-  the provider decides which keys are required. Changing the provider requires new
-  credentials in the same request. Clearing the provider clears the credentials.
+  the provider decides which keys are required and accepted.
+  Changing the provider requires new credentials in the same request; clearing the
+  provider clears the credentials. Credentials sealed under a lost key are replaced.
+- The control-plane domain may not lie under the preview wildcard.
 - A change that changes nothing appends nothing.
 """
 
@@ -23,7 +25,7 @@ from pressluft.db import Database, WriteTx
 from pressluft.errors import BadRequest, StreamConflict, ValidationFailed
 from pressluft.events import SettingsChanged, append
 from pressluft.services.context import Context
-from pressluft.vault import Vault
+from pressluft.vault import Vault, VaultError
 
 __all__ = [
     "DNS01_CREDENTIAL_KEYS",
@@ -48,6 +50,8 @@ DNS01_CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
     "hetzner": ("api_token",),
     "route53": ("access_key_id", "secret_access_key"),
 }
+#: Keys a provider's plugin accepts in addition to the required ones.
+DNS01_OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {"route53": ("session_token",)}
 
 Hostname = Annotated[str, msgspec.Meta(max_length=253, pattern=HOSTNAME_PATTERN)]
 CredentialValue = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
@@ -134,6 +138,14 @@ def _hostname(field: str, value: str | None) -> str | None:
     return normal
 
 
+def _opens_to(vault: Vault, tx: WriteTx, ref: str, plaintext: bytes) -> bool:
+    """Whether the sealed secret `ref` holds `plaintext`; False if it cannot be opened."""
+    try:
+        return vault.open(tx.conn, ref) == plaintext
+    except VaultError:
+        return False  # sealed under a lost key: replace it
+
+
 def _invalid(field: str, message: str, hint: str) -> ValidationFailed:
     return ValidationFailed(
         f"{field}: {message}",
@@ -190,18 +202,24 @@ def _decide(
                 "credentials need a dns01_provider",
                 "set dns01_provider in the same request",
             )
-        missing = [k for k in DNS01_CREDENTIAL_KEYS[provider] if k not in new_credentials]
-        if missing:
+        required = DNS01_CREDENTIAL_KEYS[provider]
+        accepted = (*required, *DNS01_OPTIONAL_KEYS.get(provider, ()))
+        missing = [k for k in required if k not in new_credentials]
+        unknown = sorted(k for k in new_credentials if k not in accepted)
+        if missing or unknown:
+            problem = (
+                f"{provider} needs {', '.join(missing)}"
+                if missing
+                else f"{provider} does not take {', '.join(unknown)}"
+            )
             raise _invalid(
-                "dns01_credentials",
-                f"{provider} needs {', '.join(missing)}",
-                f"{provider} credentials take {', '.join(DNS01_CREDENTIAL_KEYS[provider])}",
+                "dns01_credentials", problem, f"{provider} credentials take {', '.join(accepted)}"
             )
         plaintext = msgspec.json.encode(dict(sorted(new_credentials.items())))
         unchanged = (
             credentials_ref is not None
             and not provider_changed
-            and vault.open(tx.conn, credentials_ref) == plaintext
+            and _opens_to(vault, tx, credentials_ref, plaintext)
         )
         if not unchanged:
             credentials_ref = vault.seal(tx.conn, "dns01_credentials", plaintext, tx.now_ts)
@@ -217,6 +235,13 @@ def _decide(
             "preview_domain",
             "a preview domain needs DNS-01 (dns01_provider and dns01_credentials)",
             "previews use a wildcard certificate issued over DNS-01; configure both first",
+        )
+    panel = changes.get("control_plane_domain", current.control_plane_domain)
+    if panel is not None and preview is not None and panel.endswith("." + preview):
+        raise _invalid(
+            "control_plane_domain",
+            f"{panel} lies under the preview wildcard *.{preview}",
+            "use a control-plane domain outside the preview domain",
         )
 
     effective = {k: v for k, v in changes.items() if getattr(current, k) != v}

@@ -16,23 +16,29 @@ _COLUMNS = ("control_plane_domain", "preview_domain", "dns01_provider", "dns01_c
 
 
 @cache
-def _upsert(columns: tuple[str, ...]) -> str:
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
-    return (
-        f"INSERT INTO settings ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-        f"ON CONFLICT (id) DO UPDATE SET {updates}"
-    )
+def _update(columns: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{c} = ?" for c in columns)
+    return f"UPDATE settings SET {assignments} WHERE id = 1"
+
+
+@cache
+def _insert(columns: tuple[str, ...]) -> str:
+    placeholders = ", ".join("?" * len(columns))
+    return f"INSERT INTO settings (id, {', '.join(columns)}) VALUES (1, {placeholders})"
 
 
 def _changed(conn: sqlite3.Connection, event: SettingsChanged, env: Envelope) -> None:
-    columns = ["id", "state_version", "updated_at"]
-    values: list[object] = [1, env.stream_version, env.recorded_at]
+    # UPDATE the merged row (an upsert checks its CHECK constraints against the
+    # partial new row before merging it); only the stream's first event inserts.
+    columns = ["state_version", "updated_at"]
+    values: list[object] = [env.stream_version, env.recorded_at]
     for name in _COLUMNS:
         value = getattr(event, name)
         if value is not msgspec.UNSET:
             columns.append(name)
             values.append(value)
-    conn.execute(_upsert(tuple(columns)), values)
+    statement = _insert if env.stream_version == 1 else _update
+    conn.execute(statement(tuple(columns)), values)
 
 
 SETTINGS_PROJECTOR = Projector(
