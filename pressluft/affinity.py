@@ -8,7 +8,7 @@ daemon's Python code on one core at a time, so `colocate_current_thread()` pins
 the calling thread (the loop) to the CPU it runs on; threads it creates later
 (the database connections) inherit that CPU. Threads that start subprocesses
 (job runners) must call `release_current_thread()` first, so child processes
-may use every CPU. Linux only; elsewhere these are no-ops.
+may use every CPU the process was given. Linux only; elsewhere these are no-ops.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ import os
 from pathlib import Path
 
 __all__ = ["colocate_current_thread", "release_current_thread", "restore_current_thread"]
+
+#: The process's CPU mask before Pressluft narrowed any thread's (an operator's
+#: taskset is respected: releasing returns to it, not to every CPU).
+_original: set[int] | None = None
 
 
 def _supported() -> bool:
@@ -35,9 +39,12 @@ def _current_cpu() -> int | None:
 
 def colocate_current_thread() -> set[int] | None:
     """Pin the calling thread to its current CPU; returns the previous mask (None: no-op)."""
+    global _original
     if not _supported():
         return None
     previous = os.sched_getaffinity(0)
+    if _original is None:
+        _original = set(previous)
     cpu = _current_cpu()
     if cpu is None or cpu not in previous:
         cpu = min(previous)
@@ -52,6 +59,6 @@ def restore_current_thread(previous: set[int] | None) -> None:
 
 
 def release_current_thread() -> None:
-    """Let the calling thread (and the processes it starts) run on every CPU."""
+    """Let the calling thread (and the processes it starts) use the process's CPUs again."""
     if _supported():
-        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+        os.sched_setaffinity(0, _original or os.sched_getaffinity(0))

@@ -97,8 +97,10 @@ def main() -> None:
 
 
 def _run_daemon(mode: Mode, options: dict[str, Any]) -> None:
+    from pressluft.db import MigrationError
     from pressluft.errors import PressluftError
     from pressluft.server import ServeError, serve
+    from pressluft.vault import VaultError
 
     config = _resolve(mode, options)
     setup_logging(config.log_format, config.log_level)
@@ -106,6 +108,8 @@ def _run_daemon(mode: Mode, options: dict[str, Any]) -> None:
         uvloop.run(serve(config))
     except ServeError as exc:
         _fail(str(exc), EXIT_USAGE if "refusing" in str(exc) else EXIT_CANNOT_RUN)
+    except (MigrationError, VaultError) as exc:
+        _fail(str(exc))
     except PressluftError as exc:
         hint = (exc.details or {}).get("hint")
         _fail(exc.message + (f" ({hint})" if hint else ""))

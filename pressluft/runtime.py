@@ -1,9 +1,11 @@
 """The daemon's runtime: everything one `pressluft` process owns, started and stopped together.
 
-Start order: take the data-dir lock, create the directory tree and master key,
-migrate, open the database, seed the notifier and metrics with the log head,
-start the background services. Stop in reverse: services, then the database
-(which commits whatever is still queued), then the lock.
+Start order: create the directory tree, take the data-dir lock, pin the loop's
+CPU, migrate, load the master key (refusing to mint a new one while sealed
+secrets exist), open the database, seed the notifier and metrics with the log
+head, start the background services. Stop in reverse: services, then the
+database (which commits whatever is still queued), the CPU mask, the lock. A
+start that fails half-way undoes what it started, so the process can exit.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pressluft.affinity import colocate_current_thread, restore_current_thread
 from pressluft.clock import Clock, SystemClock, format_ts
 from pressluft.config import Config
 from pressluft.datadir import DataDirLock, prepare
-from pressluft.db import CommitInfo, Database, migrate_file
+from pressluft.db import CommitInfo, Database, migrate_file, open_sync
 from pressluft.events import Recorded, head_seq
 from pressluft.events.notify import LogNotifier
 from pressluft.logs import get_logger
@@ -31,6 +33,14 @@ __all__ = ["Runtime", "find_ansible_playbook"]
 log = get_logger("pressluft.runtime")
 
 CHECKPOINT_INTERVAL_SECONDS = 300.0
+
+
+def _sealed_secret_count(path: Path) -> int:
+    conn = open_sync(path, "reader")
+    try:
+        return int(conn.execute("SELECT count(*) FROM secrets").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def find_ansible_playbook() -> str | None:
@@ -74,46 +84,58 @@ class Runtime:
         return self._vault
 
     async def start(self) -> None:
+        """Start everything; on any failure, undo what was started and re-raise."""
         prepare(self.config.data_dir)
         self._lock.acquire()
         if self.config.cpu_affinity == "colocate":
             # First: every thread the loop creates from here on inherits its CPU.
             self._affinity = colocate_current_thread()
         try:
-            self._vault = Vault.load_or_create(self.config.data_dir / "secrets")
-            applied = await asyncio.to_thread(
-                migrate_file,
-                str(self.config.database_path),
-                format_ts(self.clock.now()),
-                synchronous=self.config.db_synchronous,
-            )
-            for migration in applied:
-                log.info("applied migration %04d_%s", migration.version, migration.name)
-            await self.db.open()
+            await self._start()
         except BaseException:
-            restore_current_thread(self._affinity)
-            self._lock.release()
+            await self._shutdown()
             raise
+        self.started = True
+        log.info("runtime started", extra={"data_dir": str(self.config.data_dir)})
+
+    async def _start(self) -> None:
+        applied = await asyncio.to_thread(
+            migrate_file,
+            str(self.config.database_path),
+            format_ts(self.clock.now()),
+            synchronous=self.config.db_synchronous,
+        )
+        for migration in applied:
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+        sealed = await asyncio.to_thread(_sealed_secret_count, self.config.database_path)
+        self._vault = Vault.load_or_create(self.config.data_dir / "secrets", sealed=sealed)
+        await self.db.open()
         head = await self.db.read(head_seq)
         self.notifier.advance(head)
         self.metrics.log_head.set(head)
         self.db.add_commit_listener(self._on_commit)
         self.supervisor.start(Service("wal-checkpoint", self._checkpoint_loop))
         self.started_at = self.clock.monotonic()
-        self.started = True
-        log.info("runtime started", extra={"data_dir": str(self.config.data_dir)})
 
     async def stop(self) -> None:
         if not self.started:
             return
         self.started = False
-        self.stopping.set()
-        await self.supervisor.stop(grace=self.config.shutdown_timeout_seconds)
-        await self.db.close()
-        restore_current_thread(self._affinity)
-        self._affinity = None
-        self._lock.release()
+        await self._shutdown()
         log.info("runtime stopped; database closed")
+
+    async def _shutdown(self) -> None:
+        """Stop services, close the database, restore the CPU mask, release the lock."""
+        self.stopping.set()
+        try:
+            await self.supervisor.stop(grace=self.config.shutdown_timeout_seconds)
+        finally:
+            try:
+                await self.db.close()
+            finally:
+                restore_current_thread(self._affinity)
+                self._affinity = None
+                self._lock.release()
 
     def _on_commit(self, info: CommitInfo) -> None:
         self.metrics.observe_commit(info)

@@ -1,11 +1,13 @@
 """Secrets at rest: one master key and AES-GCM sealed rows.
 
 The master key is 32 random bytes in `<data dir>/secrets/master.key` (0600),
-created on first run. `seal` encrypts a secret into the `secrets` table inside
-the caller's transaction and returns its id; events and state tables store only
-that id. The secret's id and purpose are bound as associated data, so a sealed
-row cannot be moved to another id. Losing the key loses every secret: back it up
-with the database.
+created on first run (written to a temp file, fsynced, linked into place, the
+directory fsynced) and never re-created while secrets sealed with it exist.
+`seal` encrypts a secret into the `secrets` table inside the caller's
+transaction and returns its id; events and state tables store only that id. The
+secret's id and purpose are bound as associated data, so a sealed row cannot be
+moved to another id. Losing the key loses every secret: back it up with the
+database.
 """
 
 from __future__ import annotations
@@ -28,6 +30,25 @@ class VaultError(RuntimeError):
     """A secret cannot be opened (missing, wrong key, tampered)."""
 
 
+def _write_new_file(path: Path, content: bytes) -> None:
+    """Create `path` (0600) with `content` durably and atomically; never overwrite."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temp, path)  # fails if another process created the key meanwhile
+    finally:
+        temp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
 class Vault:
     """Seals and opens secrets with the data dir's master key."""
 
@@ -38,23 +59,28 @@ class Vault:
         self.key_id = hashlib.sha256(b"pressluft-key-id:" + key).hexdigest()[:16]
 
     @classmethod
-    def load_or_create(cls, secrets_dir: Path) -> Vault:
-        """The data dir's vault; creates the key file (0600) on first use."""
+    def load_or_create(cls, secrets_dir: Path, *, sealed: int = 0) -> Vault:
+        """The data dir's vault; creates the key file (0600) on first use.
+
+        Refuses to mint a new key while `sealed` secrets exist: they were sealed
+        with the missing key, which has to be restored from a backup.
+        """
         secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = secrets_dir / "master.key"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            fd = -1
-        if fd < 0:
+        if path.exists():
             if (path.stat().st_mode & 0o077) != 0:
-                raise VaultError(f"{path.name} must be readable by its owner only (chmod 600)")
-            return cls(path.read_bytes())
+                raise VaultError(f"{path} must be readable by its owner only (chmod 600)")
+            key = path.read_bytes()
+            if len(key) != 32:
+                raise VaultError(f"{path} is not a Pressluft master key (expected 32 bytes)")
+            return cls(key)
+        if sealed:
+            raise VaultError(
+                f"the master key {path} is missing but {sealed} secret(s) are sealed with it; "
+                "restore it from your backup of the data directory"
+            )
         key = _random.token_bytes(32)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _write_new_file(path, key)
         return cls(key)
 
     def seal(self, conn: sqlite3.Connection, purpose: str, plaintext: bytes, now: str) -> str:

@@ -104,3 +104,29 @@ async def test_follow_skips_filtered_events_without_spinning(client: httpx.Async
 
     await asyncio.wait_for(consume(), timeout=5)
     assert items == [None, None]  # only keep-alives: nothing matched, nothing re-read in a loop
+
+
+@pytest.mark.spec("EVT-13")
+async def test_a_consumer_that_goes_away_leaves_no_task_behind(client: httpx.AsyncClient) -> None:
+    runtime: Runtime = client.app_runtime  # type: ignore[attr-defined]
+    before = len(asyncio.all_tasks())
+
+    async def consume() -> None:
+        async for _ in follow_events(runtime.db, runtime.notifier, runtime.stopping, keepalive=30):
+            pass
+
+    consumers = [asyncio.create_task(consume()) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    for task in consumers:
+        task.cancel()
+    await asyncio.gather(*consumers, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert len(asyncio.all_tasks()) <= before
+
+
+@pytest.mark.spec("EVT-13")
+@pytest.mark.parametrize("value", [b"\xb2", b"12a", b"-1", b"9" * 19])
+async def test_last_event_id_must_be_ascii_digits(client: httpx.AsyncClient, value: bytes) -> None:
+    reply = await client.get("/api/events/stream", headers={"Last-Event-ID": value})
+    assert reply.status_code == 400
+    assert reply.json()["details"]["errors"][0]["field"] == "Last-Event-ID"

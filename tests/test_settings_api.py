@@ -177,10 +177,19 @@ async def test_if_match_makes_changes_conditional(client: httpx.AsyncClient) -> 
     assert stale.status_code == 409
     assert stale.json()["code"] == "conflict"
     assert stale.json()["details"]["actual_version"] == 2
-    bad = await client.patch(
-        "/api/settings", json={"control_plane_domain": "c.example.com"}, headers={"If-Match": "v2"}
+    for malformed in ("v2", '"2', "2"):
+        bad = await client.patch(
+            "/api/settings",
+            json={"control_plane_domain": "c.example.com"},
+            headers={"If-Match": malformed},
+        )
+        assert bad.status_code == 400, malformed
+    weak = await client.patch(
+        "/api/settings",
+        json={"control_plane_domain": "c.example.com"},
+        headers={"If-Match": 'W/"2"'},
     )
-    assert bad.status_code == 400
+    assert weak.status_code == 409  # RFC 9110: weak tags never match If-Match
     assert (await client.get("/api/settings")).json()["control_plane_domain"] == "b.example.com"
     assert len(await _events(client)) == 2
 

@@ -280,3 +280,54 @@ async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
     await db.close()
     with pytest.raises(ServiceUnavailable):
         await db.write(lambda tx: None)
+
+
+@pytest.mark.spec("STO-5")
+async def test_a_listener_that_blows_up_does_not_stall_the_writer(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+
+    def explode(info: object) -> None:
+        raise RuntimeError("listener bug")
+
+    db.add_commit_listener(explode)
+    try:
+        assert await db.write(lambda tx: "first") == "first"  # committed: the caller hears so
+        results = await asyncio.gather(*(db.write(lambda tx, i=i: i) for i in range(5)))
+        assert results == list(range(5))
+        assert await asyncio.wait_for(db.write(lambda tx: "after"), 5) == "after"
+    finally:
+        await db.close()
+
+
+@pytest.mark.spec("STO-6")
+async def test_a_command_that_ends_the_transaction_fails_its_batch(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+
+    def rogue(tx: WriteTx) -> str:
+        tx.conn.execute("COMMIT")  # pretend SQLite rolled back under us
+        return "rogue"
+
+    try:
+        blocker = asyncio.create_task(db.write(_blocker))
+        await asyncio.sleep(0.05)
+        results = await asyncio.gather(
+            blocker,
+            db.write(lambda tx: tx.conn.execute("INSERT INTO t VALUES ('x', 1)") and "x"),
+            db.write(rogue),
+            return_exceptions=True,
+        )
+        assert results[0] == "blocker"
+        assert all(isinstance(r, ServiceUnavailable) for r in results[1:]), results
+        assert await db.write(lambda tx: "after") == "after"
+    finally:
+        await db.close()
+
+
+@pytest.mark.spec("STO-6")
+async def test_reads_and_checkpoints_after_close_are_service_unavailable(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    await db.close()
+    with pytest.raises(ServiceUnavailable):
+        await db.read(lambda c: 1)
+    with pytest.raises(ServiceUnavailable):
+        await db.checkpoint()

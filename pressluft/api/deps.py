@@ -19,8 +19,5 @@ def provide_runtime(request: Request[Any, Any, Any]) -> Runtime:
 
 def provide_context(request: Request[Any, Any, Any]) -> Context:
     state = request.scope.get("state", {})
-    return Context(
-        actor=LOOPBACK_ACTOR,
-        correlation_id=state.get("correlation_id"),
-        idempotency_key=request.headers.get("idempotency-key"),
-    )
+    # Idempotency-Key is honoured (and recorded) once the job queue implements it.
+    return Context(actor=LOOPBACK_ACTOR, correlation_id=state.get("correlation_id"))

@@ -84,9 +84,15 @@ class ThreadConnection:
         _check_version()
         conn = await aiosqlite.connect(str(path), isolation_level=None)
         self = cls(conn)
-        await self.run(
-            lambda c: configure(c, role, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
-        )
+        try:
+            await self.run(
+                lambda c: configure(
+                    c, role, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms
+                )
+            )
+        except BaseException:
+            await conn.close()
+            raise
         return self
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -99,7 +105,11 @@ class ThreadConnection:
 
     @property
     def alive(self) -> bool:
-        return bool(self._conn._running) and self._conn._connection is not None
+        return (
+            bool(self._conn._running)
+            and self._conn._connection is not None
+            and self._conn._thread.is_alive()
+        )
 
     async def close(self) -> None:
         await self._conn.close()

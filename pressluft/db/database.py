@@ -123,18 +123,22 @@ class Database:
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._writer = await ThreadConnection.open(
-            self.path,
-            "writer",
-            synchronous=self._synchronous,
-            busy_timeout_ms=self._busy_timeout_ms,
-        )
-        for _ in range(self._reader_count):
-            reader = await ThreadConnection.open(
-                self.path, "reader", busy_timeout_ms=self._busy_timeout_ms
+        try:
+            self._writer = await ThreadConnection.open(
+                self.path,
+                "writer",
+                synchronous=self._synchronous,
+                busy_timeout_ms=self._busy_timeout_ms,
             )
-            self._all_readers.append(reader)
-            self._readers.put_nowait(reader)
+            for _ in range(self._reader_count):
+                reader = await ThreadConnection.open(
+                    self.path, "reader", busy_timeout_ms=self._busy_timeout_ms
+                )
+                self._all_readers.append(reader)
+                self._readers.put_nowait(reader)
+        except BaseException:
+            await self.close()  # threads are not daemons: never leave one behind
+            raise
 
     async def close(self) -> None:
         """Refuse new writes, commit what is queued, close every connection."""
@@ -200,65 +204,80 @@ class Database:
 
     async def _dispatch(self, batch: _Batch) -> None:
         """Send `batch` to the writer thread; returns when the thread is done with it."""
-        assert self._writer is not None
-        assert self._loop is not None
-        commands = [command for command, _ in batch]
-        now = self.clock.now()
-        loop = self._loop
         delivered = False
-
-        def run(conn: sqlite3.Connection) -> None:
-            nonlocal delivered
-            try:
-                result: list[_Outcome] | BaseException = _run_batch(conn, commands, now)
-            except BaseException as exc:  # BEGIN or COMMIT failed: nothing is durable
-                result = exc
-            delivered = True
-            loop.call_soon_threadsafe(self._deliver, batch, result)
-
         try:
+            assert self._writer is not None
+            assert self._loop is not None
+            commands = [command for command, _ in batch]
+            now = self.clock.now()
+            loop = self._loop
+
+            def run(conn: sqlite3.Connection) -> None:
+                nonlocal delivered
+                try:
+                    result: list[_Outcome] | BaseException = _run_batch(conn, commands, now)
+                except BaseException as exc:  # BEGIN or COMMIT failed
+                    result = exc
+                delivered = True
+                loop.call_soon_threadsafe(self._deliver, batch, result)
+
             await self._writer.run(run)
         except asyncio.CancelledError:
-            raise  # the thread still runs the batch and delivers it
-        except BaseException as exc:  # the writer thread is gone
+            if not delivered and self._writer is None:
+                self._deliver(batch, ServiceUnavailable("the database is closed"))
+            raise  # otherwise the thread still runs the batch and delivers it
+        except BaseException as exc:  # never reached the writer thread
             if not delivered:
                 self._deliver(batch, exc)
 
     def _deliver(self, batch: _Batch, result: list[_Outcome] | BaseException) -> None:
         """On the loop: resolve the batch's futures, notify listeners, dispatch the next batch."""
-        if isinstance(result, BaseException):
-            log.error("group commit failed", exc_info=result, extra={"batch_size": len(batch)})
-            failure = (
-                result
-                if isinstance(result, PressluftError)
-                else ServiceUnavailable("the database could not commit the change")
+        try:
+            if isinstance(result, BaseException):
+                self._fail(batch, result)
+            else:
+                self._succeed(batch, result)
+        finally:
+            # Whatever happened above, the queue must move on.
+            self._inflight -= 1
+            if self._pending:
+                self._dispatch_pending()
+            elif not self._gathering and not self._inflight:
+                self._idle.set()
+
+    def _fail(self, batch: _Batch, error: BaseException) -> None:
+        log.error("group commit failed", exc_info=error, extra={"batch_size": len(batch)})
+        failure = (
+            error
+            if isinstance(error, PressluftError)
+            else ServiceUnavailable(
+                "the database could not confirm the change",
+                details={"hint": "re-read before retrying: the change may or may not be stored"},
             )
-            for _, future in batch:
+        )
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(failure)
+
+    def _succeed(self, batch: _Batch, outcomes: list[_Outcome]) -> None:
+        info = CommitInfo(batch_size=len(batch))
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if outcome.error is None:
+                info.published.extend(outcome.published)
                 if not future.done():
-                    future.set_exception(failure)
-        else:
-            info = CommitInfo(batch_size=len(batch))
-            for (_, future), outcome in zip(batch, result, strict=True):
-                if outcome.error is None:
-                    info.published.extend(outcome.published)
-                    if not future.done():
-                        future.set_result(outcome.value)
-                elif not future.done():
-                    future.set_exception(outcome.error)
-            for listener in self._listeners:
-                try:
-                    listener(info)
-                except Exception:
-                    log.exception("commit listener failed")
-        self._inflight -= 1
-        if self._pending:
-            self._dispatch_pending()
-        elif not self._gathering and not self._inflight:
-            self._idle.set()
+                    future.set_result(outcome.value)
+            elif not future.done():
+                future.set_exception(outcome.error)
+        for listener in self._listeners:
+            try:
+                listener(info)
+            except Exception:
+                log.exception("commit listener failed")
 
     async def checkpoint(self) -> tuple[int, int, int]:
         """Run a passive WAL checkpoint on the writer thread, between batches."""
-        assert self._writer is not None
+        if self._writer is None:
+            raise ServiceUnavailable("the database is closed")
 
         def run(conn: sqlite3.Connection) -> tuple[int, int, int]:
             busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -270,6 +289,8 @@ class Database:
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run `query(conn)` on a reader inside one snapshot."""
+        if self._closing and not self._all_readers:
+            raise ServiceUnavailable("the database is closed")
         reader = await self._readers.get()
         try:
             return await reader.run(lambda conn: _in_snapshot(conn, query))
@@ -285,6 +306,15 @@ def _in_snapshot(conn: sqlite3.Connection, query: Callable[[sqlite3.Connection],
         conn.execute("COMMIT")
 
 
+class TransactionLost(RuntimeError):
+    """SQLite ended the batch's transaction under a command (e.g. after an I/O error)."""
+
+
+def _still_in_transaction(conn: sqlite3.Connection) -> None:
+    if not conn.in_transaction:
+        raise TransactionLost("the transaction ended inside a command")
+
+
 def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime) -> list[_Outcome]:
     """Runs on the writer thread: one transaction, one savepoint per command."""
     outcomes: list[_Outcome] = []
@@ -296,8 +326,10 @@ def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime
             tx = WriteTx(conn, now, now_ts)
             try:
                 value = commands[0](tx)
+                _still_in_transaction(conn)
             except Exception as exc:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 return [_Outcome(error=_translate(exc))]
             outcomes.append(_Outcome(value=value, published=tx._published))
         else:
@@ -307,10 +339,12 @@ def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime
                 try:
                     value = command(tx)
                 except Exception as exc:
+                    _still_in_transaction(conn)  # else the whole batch is lost: fail it
                     conn.execute("ROLLBACK TO command")
                     conn.execute("RELEASE command")
                     outcomes.append(_Outcome(error=_translate(exc)))
                     continue
+                _still_in_transaction(conn)
                 conn.execute("RELEASE command")
                 outcomes.append(_Outcome(value=value, published=tx._published))
         conn.execute("COMMIT")

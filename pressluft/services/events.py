@@ -111,9 +111,11 @@ async def follow_events(
         cursor = max(cursor, head)
         stop_wait = asyncio.ensure_future(stopping.wait())
         moved = asyncio.ensure_future(notifier.wait_beyond(cursor, keepalive))
-        done, _ = await asyncio.wait({stop_wait, moved}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (stop_wait, moved):
-            if task not in done:
-                task.cancel()
+        try:
+            done, _ = await asyncio.wait({stop_wait, moved}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also when the consumer goes away mid-wait: leave no task behind.
+            stop_wait.cancel()
+            moved.cancel()
         if moved in done and not moved.result():
             yield None

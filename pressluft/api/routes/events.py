@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -16,6 +17,8 @@ from pressluft.runtime import Runtime
 from pressluft.services.events import EventPage, follow_events, list_events
 
 __all__ = ["EVENT_ROUTES"]
+
+_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is True)
 
 StreamFilter = Annotated[str | None, QueryParameter(name="stream", min_length=1, max_length=200)]
 TypeFilter = Annotated[str | None, QueryParameter(name="type", min_length=1, max_length=100)]
@@ -37,7 +40,7 @@ def _resume_point(after: int, last_event_id: str | None) -> int:
     if last_event_id is None:
         return after
     text = last_event_id.strip()
-    if not text.isdigit() or len(text) > 18:
+    if not _SEQ.fullmatch(text):
         raise BadRequest(
             "Last-Event-ID must be the seq of an event",
             details={

@@ -9,7 +9,7 @@ from litestar import Response, get, patch
 from litestar.di import NamedDependency
 from litestar.params import Body, HeaderParameter
 
-from pressluft.errors import BadRequest
+from pressluft.errors import BadRequest, Conflict
 from pressluft.runtime import Runtime
 from pressluft.services.context import Context
 from pressluft.services.settings import (
@@ -21,7 +21,7 @@ from pressluft.services.settings import (
 
 __all__ = ["SETTINGS_ROUTES"]
 
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+_ETAG = re.compile(r'^\s*(W/)?"([0-9]{1,18})"\s*$')
 
 
 def _etag(view: SettingsView) -> dict[str, str]:
@@ -29,17 +29,22 @@ def _etag(view: SettingsView) -> dict[str, str]:
 
 
 def _expected_version(if_match: str | None) -> int | None:
+    """The version `If-Match` demands; None for no condition or `*`."""
     if if_match is None or if_match.strip() == "*":
         return None
     match = _ETAG.match(if_match)
     if match is None:
         raise BadRequest(
-            'If-Match must be the ETag of the settings, e.g. "3"',
-            details={
-                "errors": [{"field": "If-Match", "message": "not a version ETag", "in": "header"}]
-            },
+            'If-Match must be the quoted ETag of the settings, e.g. "3"',
+            details={"errors": [{"field": "If-Match", "message": "not an ETag", "in": "header"}]},
         )
-    return int(match[1])
+    if match[1]:
+        # RFC 9110: If-Match uses the strong comparison; a weak tag never matches.
+        raise Conflict(
+            "a weak ETag never matches If-Match",
+            details={"hint": "send the ETag exactly as GET /api/settings returned it"},
+        )
+    return int(match[2])
 
 
 @get("/api/settings", operation_id="getSettings", tags=["settings"])
