@@ -29,7 +29,7 @@ def _insert(columns: tuple[str, ...]) -> str:
 
 def _changed(conn: sqlite3.Connection, event: SettingsChanged, env: Envelope) -> None:
     # UPDATE the merged row (an upsert checks its CHECK constraints against the
-    # partial new row before merging it); only the stream's first event inserts.
+    # partial new row before merging it); INSERT only when there is no row yet.
     columns = ["state_version", "updated_at"]
     values: list[object] = [env.stream_version, env.recorded_at]
     for name in _COLUMNS:
@@ -37,8 +37,9 @@ def _changed(conn: sqlite3.Connection, event: SettingsChanged, env: Envelope) ->
         if value is not msgspec.UNSET:
             columns.append(name)
             values.append(value)
-    statement = _insert if env.stream_version == 1 else _update
-    conn.execute(statement(tuple(columns)), values)
+    key = tuple(columns)
+    if conn.execute(_update(key), values).rowcount == 0:
+        conn.execute(_insert(key), values)
 
 
 SETTINGS_PROJECTOR = Projector(
