@@ -17,10 +17,11 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp
 
-from pressluft.api.deps import provide_context, provide_runtime
+from pressluft.api.deps import provide_context, provide_principal, provide_runtime
 from pressluft.api.errors import handle_exception
 from pressluft.api.middleware import request_context_middleware
 from pressluft.api.routes import API_ROUTES
+from pressluft.api.security import access_guard, requirements
 from pressluft.runtime import Runtime
 from pressluft.web import TEMPLATES_DIR, WEB_ROUTES
 
@@ -49,7 +50,9 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "ctx": Provide(provide_context, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
         },
+        guards=[access_guard],
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],
         template_config=TemplateConfig(directory=Path(TEMPLATES_DIR), engine=JinjaTemplateEngine),
@@ -59,6 +62,7 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
         debug=False,
     )
     app.state.runtime = runtime
+    app.state.requirements = requirements()
     return app
 
 

@@ -7,6 +7,7 @@
     pressluft events tail|verify read the event log / check its hash chain
     pressluft openapi check      compare the contract with the app's routes
     pressluft doctor             check this machine and data dir
+    pressluft admin create|reset-password   operator accounts
 
 Exit codes: 0 success; 1 a check or verification found a problem; 2 bad usage or
 configuration; 3 the command could not run (data dir locked, no database, …).
@@ -43,14 +44,21 @@ def _fail(message: str, code: int = EXIT_CANNOT_RUN) -> NoReturn:
 def _setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add one option per entry of the settings table."""
     for setting in reversed(SETTINGS):
-        func = click.option(
-            setting.option,
-            setting.name,
-            default=None,
-            metavar=setting.metavar,
-            help=f"{setting.help} [env {setting.env}; default {setting.default_for('serve')!r}"
-            + (f", dev {setting.dev_default!r}]" if setting.dev_default is not None else "]"),
-        )(func)
+        described = f"{setting.help} [env {setting.env}"
+        if setting.default:
+            described += f"; default {setting.default_for('serve')!r}"
+        if setting.dev_default is not None:
+            described += f", dev {setting.dev_default!r}"
+        described += "]"
+        if setting.flag:
+            option = click.option(
+                setting.option, setting.name, is_flag=True, default=None, help=described
+            )
+        else:
+            option = click.option(
+                setting.option, setting.name, default=None, metavar=setting.metavar, help=described
+            )
+        func = option(func)
     return func
 
 
@@ -315,6 +323,133 @@ def openapi_check() -> None:
             click.echo(line)
         sys.exit(EXIT_PROBLEM)
     click.echo("contract valid; the app's routes match it")
+
+
+@main.group()
+def admin() -> None:
+    """Operator accounts (works whether or not the daemon is running)."""
+
+
+def _read_password(password: str | None, password_stdin: bool) -> str:
+    if password is not None:
+        return password
+    if password_stdin or not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            _fail("no password on standard input", EXIT_USAGE)
+        return line
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def _admin_write(data_dir: Path, make_command: Callable[..., Any]) -> Any:
+    """Open the data dir (creating and migrating it if no daemon runs) and run a command."""
+    from pressluft.datadir import DataDirLock, prepare
+    from pressluft.db import MigrationError, current_version, latest_version, migrate_file
+    from pressluft.db.connection import open_sync
+    from pressluft.db.database import write_now
+    from pressluft.errors import DataDirLocked, PressluftError
+    from pressluft.vault import Vault, VaultError
+
+    prepare(data_dir)
+    db_path = data_dir / "pressluft.db"
+    lock = DataDirLock(data_dir, "pressluft admin")
+    try:
+        lock.acquire()
+    except DataDirLocked:
+        lock = None  # type: ignore[assignment]  # the daemon runs: write alongside it
+    try:
+        if lock is not None:
+            try:
+                migrate_file(str(db_path), format_ts(SystemClock().now()))
+            except MigrationError as exc:
+                _fail(str(exc))
+        conn = open_sync(db_path, "writer")
+        try:
+            if current_version(conn) != latest_version():
+                _fail("the database schema is not current; run `pressluft migrate`")
+            sealed = int(conn.execute("SELECT count(*) FROM secrets").fetchone()[0])
+            try:
+                vault = Vault.load_or_create(data_dir / "secrets", sealed=sealed)
+            except VaultError as exc:
+                _fail(str(exc))
+            try:
+                return write_now(conn, make_command(vault), SystemClock().now())
+            except PressluftError as exc:
+                code = EXIT_USAGE if exc.status in (400, 422) else EXIT_PROBLEM
+                _fail(exc.message, code)
+        finally:
+            conn.close()
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+@admin.command("create")
+@click.option("--email", required=True, help="The account's email (its login name).")
+@click.option("--password", default=None, help="Avoid: visible in process lists and history.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--role", type=click.Choice(["admin", "viewer"]), default="admin", show_default=True)
+@click.option(
+    "--name", "display_name", default=None, help="Display name [default: from the email]."
+)
+@data_dir_option
+def admin_create(
+    email: str,
+    password: str | None,
+    password_stdin: bool,
+    role: str,
+    display_name: str | None,
+    data_dir: str | None,
+) -> None:
+    """Create an operator account (prompts for the password unless given)."""
+    from pressluft.errors import ValidationFailed
+    from pressluft.events import Meta
+    from pressluft.services.context import CLI_ACTOR
+    from pressluft.services.passwords import PasswordHasher, password_problem
+    from pressluft.services.users import create_user_command, valid_email
+
+    try:
+        valid_email(email)
+    except ValidationFailed as exc:
+        _fail(exc.message, EXIT_USAGE)
+    secret = _read_password(password, password_stdin)
+    problem = password_problem(secret)
+    if problem:
+        _fail(f"password rejected: {problem}", EXIT_USAGE)
+    password_hash = PasswordHasher().hash_sync(secret)
+    user = _admin_write(
+        _tool_data_dir(data_dir),
+        lambda vault: create_user_command(
+            vault, email, password_hash, role, display_name, Meta(actor=CLI_ACTOR)
+        ),
+    )
+    click.echo(f"created {user.role} {user.email} (id {user.id})")
+
+
+@admin.command("reset-password")
+@click.option("--email", required=True)
+@click.option("--password", default=None, help="Avoid: visible in process lists and history.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@data_dir_option
+def admin_reset_password(
+    email: str, password: str | None, password_stdin: bool, data_dir: str | None
+) -> None:
+    """Set a new password for an account; its open sessions end."""
+    from pressluft.events import Meta
+    from pressluft.services.context import CLI_ACTOR
+    from pressluft.services.passwords import PasswordHasher, password_problem
+    from pressluft.services.users import change_password_command
+
+    secret = _read_password(password, password_stdin)
+    problem = password_problem(secret)
+    if problem:
+        _fail(f"password rejected: {problem}", EXIT_USAGE)
+    password_hash = PasswordHasher().hash_sync(secret)
+    ended = _admin_write(
+        _tool_data_dir(data_dir),
+        lambda vault: change_password_command(vault, email, password_hash, Meta(actor=CLI_ACTOR)),
+    )
+    click.echo(f"password changed for {email.strip().lower()}; {ended} session(s) ended")
 
 
 @main.command()

@@ -50,6 +50,20 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"expected true or false, got {raw!r}")
+
+
+def _optional_path(raw: str) -> str | None:
+    value = raw.strip()
+    return value or None
+
+
 def _text(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -67,6 +81,8 @@ class Setting:
     parse: Callable[[str], Any]
     dev_default: str | None = None
     metavar: str = "VALUE"
+    #: A switch: `--option` alone turns it on (the environment takes true/false).
+    flag: bool = False
 
     @property
     def env(self) -> str:
@@ -91,8 +107,50 @@ SETTINGS: tuple[Setting, ...] = (
         dev_default="./.pressluft",
         metavar="PATH",
     ),
-    Setting("host", "127.0.0.1", "Address to listen on.", _text, metavar="ADDR"),
+    Setting(
+        "host",
+        "127.0.0.1",
+        "Address to listen on. A non-loopback address needs TLS or `--insecure-http`.",
+        _text,
+        metavar="ADDR",
+    ),
     Setting("port", "8080", "TCP port to listen on.", _int_between(1, 65535), metavar="PORT"),
+    Setting(
+        "tls_cert_file",
+        "",
+        "PEM certificate (chain) to serve HTTPS with; needs `tls_key_file`.",
+        _optional_path,
+        metavar="PATH",
+    ),
+    Setting(
+        "tls_key_file",
+        "",
+        "PEM private key for `tls_cert_file`.",
+        _optional_path,
+        metavar="PATH",
+    ),
+    Setting(
+        "insecure_http",
+        "false",
+        "Allow plain HTTP on a non-loopback address (credentials travel in clear text).",
+        _flag,
+        metavar="BOOL",
+        flag=True,
+    ),
+    Setting(
+        "session_ttl_seconds",
+        "86400",
+        "Lifetime of a dashboard login session.",
+        _int_between(60, 90 * 86400),
+        metavar="SECONDS",
+    ),
+    Setting(
+        "login_attempts_per_minute",
+        "10",
+        "Login attempts allowed per client address and per account in any minute.",
+        _int_between(1, 10_000),
+        metavar="N",
+    ),
     Setting(
         "log_format",
         "json",
@@ -175,6 +233,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path
     host: str
     port: int
+    tls_cert_file: str | None
+    tls_key_file: str | None
+    insecure_http: bool
+    session_ttl_seconds: int
+    login_attempts_per_minute: int
     log_format: str
     log_level: str
     db_synchronous: str
@@ -189,6 +252,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "pressluft.db"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 def resolve(
@@ -227,8 +294,6 @@ def settings_markdown() -> str:
         "|---|---|---|---|---|---|",
     ]
     for s in SETTINGS:
-        lines.append(
-            f"| `{s.name}` | `{s.option}` | `{s.env}` | `{s.default}` "
-            f"| `{s.default_for('dev')}` | {s.help} |"
-        )
+        serve, dev = (f"`{v}`" if v else "(none)" for v in (s.default, s.default_for("dev")))
+        lines.append(f"| `{s.name}` | `{s.option}` | `{s.env}` | {serve} | {dev} | {s.help} |")
     return "\n".join(lines) + "\n"

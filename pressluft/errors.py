@@ -3,11 +3,14 @@
     PressluftError                      500 internal_error
     ├── BadRequest                      400 bad_request
     ├── Unauthorized                    401 unauthorized
+    │   └── LoginRequired               (dashboard pages: a redirect to /login)
+    ├── Forbidden                       403 forbidden
     ├── NotFound                        404 not_found
     ├── MethodNotAllowed                405 method_not_allowed
     ├── Conflict                        409 conflict
     │   └── StreamConflict              409 conflict (an event stream moved)
     ├── PayloadTooLarge                 413 payload_too_large
+    ├── RateLimited                     429 rate_limited (+ Retry-After)
     ├── ValidationFailed                422 validation_failed
     ├── ServiceUnavailable              503 service_unavailable
     └── DataDirLocked                   (CLI only) another process owns the data dir
@@ -25,10 +28,13 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "DataDirLocked",
+    "Forbidden",
+    "LoginRequired",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "PressluftError",
+    "RateLimited",
     "ServiceUnavailable",
     "StreamConflict",
     "Unauthorized",
@@ -42,10 +48,17 @@ class PressluftError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers = headers
 
 
 class BadRequest(PressluftError):
@@ -60,6 +73,21 @@ class Unauthorized(PressluftError):
 
     status = 401
     code = "unauthorized"
+
+
+class LoginRequired(Unauthorized):
+    """A dashboard page without a session: answered with a redirect to the login page."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__("log in to continue")
+        self.next_path = next_path
+
+
+class Forbidden(PressluftError):
+    """The credentials are valid but not enough for this operation."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(PressluftError):
@@ -106,6 +134,21 @@ class PayloadTooLarge(PressluftError):
 
     status = 413
     code = "payload_too_large"
+
+
+class RateLimited(PressluftError):
+    """Too many attempts; `retry_after` seconds until the next may succeed."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(
+            message,
+            details={"retry_after": retry_after, "hint": f"retry in {retry_after} s"},
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after
 
 
 class ValidationFailed(PressluftError):

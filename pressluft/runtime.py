@@ -11,6 +11,9 @@ start that fails half-way undoes what it started, so the process can exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -21,11 +24,14 @@ from pressluft.clock import Clock, SystemClock, format_ts
 from pressluft.config import Config
 from pressluft.datadir import DataDirLock, prepare
 from pressluft.db import CommitInfo, Database, migrate_file, open_sync
-from pressluft.events import Recorded, head_seq
+from pressluft.events import Meta, Recorded, head_seq
 from pressluft.events.notify import LogNotifier
 from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
 from pressluft.services.background import Service, Supervisor
+from pressluft.services.passwords import PasswordHasher
+from pressluft.services.sessions import LoginLimits, expire_sessions
+from pressluft.services.users import count_users, create_user_command
 from pressluft.vault import Vault
 
 __all__ = ["Runtime", "find_ansible_playbook"]
@@ -33,6 +39,10 @@ __all__ = ["Runtime", "find_ansible_playbook"]
 log = get_logger("pressluft.runtime")
 
 CHECKPOINT_INTERVAL_SECONDS = 300.0
+SESSION_SWEEP_SECONDS = 60.0
+INITIAL_ADMIN_EMAIL = "admin@pressluft.local"
+INITIAL_ADMIN_FILE = "initial-admin-password"
+FIRST_RUN_ACTOR = "system:first-run"
 
 
 def _sealed_secret_count(path: Path) -> int:
@@ -74,6 +84,11 @@ class Runtime:
         self._lock = DataDirLock(config.data_dir, f"pressluft {config.mode}")
         self._vault: Vault | None = None
         self._affinity: set[int] | None = None
+        self.hasher = PasswordHasher()
+        self.login_limits = LoginLimits(config.login_attempts_per_minute, self.clock)
+        #: Set on the first `dev` start: (email, password) to show once, then cleared.
+        self.initial_admin: tuple[str, str] | None = None
+        self.user_count = 0
         self.started_at = self.clock.monotonic()
         self.started = False
 
@@ -114,7 +129,11 @@ class Runtime:
         self.notifier.advance(head)
         self.metrics.log_head.set(head)
         self.db.add_commit_listener(self._on_commit)
+        self.user_count = await self.db.read(count_users)
+        if self.user_count == 0 and self.config.mode == "dev":
+            await self._create_initial_admin()
         self.supervisor.start(Service("wal-checkpoint", self._checkpoint_loop))
+        self.supervisor.start(Service("session-sweeper", self._session_sweeper))
         self.started_at = self.clock.monotonic()
 
     async def stop(self) -> None:
@@ -130,6 +149,7 @@ class Runtime:
         try:
             await self.supervisor.stop(grace=self.config.shutdown_timeout_seconds)
         finally:
+            self.hasher.close()
             try:
                 await self.db.close()
             finally:
@@ -141,6 +161,36 @@ class Runtime:
         self.metrics.observe_commit(info)
         newest = max((i.seq for i in info.published if isinstance(i, Recorded)), default=0)
         self.notifier.advance(newest)
+
+    async def _create_initial_admin(self) -> None:
+        """First `dev` start: an admin with a random password, shown once, kept 0600."""
+        password = secrets.token_urlsafe(18)
+        password_hash = await self.hasher.hash(password)
+        command = create_user_command(
+            self.vault,
+            INITIAL_ADMIN_EMAIL,
+            password_hash,
+            "admin",
+            "Administrator",
+            Meta(actor=FIRST_RUN_ACTOR),
+        )
+        await self.db.write(command)
+        path = self.config.data_dir / INITIAL_ADMIN_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"email: {INITIAL_ADMIN_EMAIL}\npassword: {password}\n")
+        self.initial_admin = (INITIAL_ADMIN_EMAIL, password)
+        self.user_count = 1
+        log.info("created the initial admin", extra={"email": INITIAL_ADMIN_EMAIL})
+
+    async def _session_sweeper(self, stopping: asyncio.Event) -> None:
+        """Every minute: record expired sessions as `auth.session_expired`."""
+        while not stopping.is_set():
+            ended = await expire_sessions(self.db)
+            if ended:
+                log.info("expired %d session(s)", ended)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), SESSION_SWEEP_SECONDS)
 
     async def _checkpoint_loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import signal
 import socket
 import threading
@@ -90,21 +91,57 @@ class _Server(uvicorn.Server):
         self.ready.set()
 
 
+def _check_exposure(config: Config) -> None:
+    """Fail closed: no clear-text credentials on the network unless explicitly allowed."""
+    if bool(config.tls_cert_file) != bool(config.tls_key_file):
+        raise ServeError("tls_cert_file and tls_key_file must be given together")
+    for path in (config.tls_cert_file, config.tls_key_file):
+        if path is not None and not os.access(path, os.R_OK):
+            raise ServeError(f"cannot read {path}")
+    if is_loopback(config.host) or config.tls:
+        return
+    if not config.insecure_http:
+        raise ServeError(
+            f"refusing to listen on {config.host} without TLS: passwords and tokens would "
+            "cross the network in clear text. Set --tls-cert-file and --tls-key-file, or pass "
+            "--insecure-http if something else encrypts the traffic"
+        )
+    log.warning(
+        "serving plain HTTP on a non-loopback address: credentials travel in clear text",
+        extra={"host": config.host},
+    )
+
+
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
     loop.call_soon_threadsafe(callback)
 
 
-def _banner(config: Config, url: str) -> str:
-    return "\n".join(
-        [
-            f"Pressluft ({config.mode}) — data in {config.data_dir}",
-            f"  Dashboard  {url}/",
-            f"  API        {url}/api/   docs: {url}/api/docs",
-            f"  Health     {url}/api/health",
-            f"  Metrics    {url}/metrics",
-            "Press Ctrl-C to stop.",
+def _banner(runtime: Runtime, url: str) -> str:
+    config = runtime.config
+    lines = [
+        f"Pressluft ({config.mode}) — data in {config.data_dir}",
+        f"  Dashboard  {url}/",
+        f"  API        {url}/api/   docs: {url}/api/docs",
+        f"  Health     {url}/api/health",
+        f"  Metrics    {url}/metrics",
+    ]
+    if runtime.initial_admin is not None:
+        email, password = runtime.initial_admin
+        lines += [
+            "",
+            f"First run: log in as {email} with password {password}",
+            f"  (saved 0600 in {config.data_dir / 'initial-admin-password'}; shown only now."
+            " Change it with `pressluft admin reset-password`.)",
         ]
-    )
+        runtime.initial_admin = None
+    elif runtime.user_count == 0:
+        lines += [
+            "",
+            "No operator accounts yet: create the first admin with",
+            "  pressluft admin create --email you@example.com",
+        ]
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
 
 
 async def serve(
@@ -113,11 +150,7 @@ async def serve(
     announce: Callable[[str], None] = print,
 ) -> None:
     """Run the daemon until a stop signal; raises ServeError if it cannot start."""
-    if not is_loopback(config.host):
-        raise ServeError(
-            f"refusing to listen on {config.host}: Pressluft has no login yet, so it only "
-            "listens on loopback addresses (127.0.0.1, ::1, localhost)"
-        )
+    _check_exposure(config)
     sock = bind(config.host, config.port)
     runtime = Runtime(config, clock)
     try:
@@ -135,17 +168,19 @@ async def serve(
                 lifespan="on",
                 server_header=False,
                 proxy_headers=False,
+                ssl_certfile=config.tls_cert_file,
+                ssl_keyfile=config.tls_key_file,
                 timeout_graceful_shutdown=config.shutdown_timeout_seconds,
             ),
             on_stop=lambda: _call_soon(loop, runtime.stopping.set),
         )
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        url = f"http://{shown}:{port}"
+        url = f"{'https' if config.tls else 'http'}://{shown}:{port}"
 
         async def announce_when_ready() -> None:
             await server.ready.wait()
-            announce(_banner(config, url))
+            announce(_banner(runtime, url))
             log.info("serving", extra={"url": url, "mode": config.mode})
 
         announcer = asyncio.create_task(announce_when_ready())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,11 @@ import pytest
 from pressluft.app import create_asgi
 from pressluft.clock import FrozenClock
 from pressluft.config import Config, resolve
+from pressluft.events import Meta
 from pressluft.runtime import Runtime
+from pressluft.services.principals import UserView
+from pressluft.services.tokens import TokenCreateRequest, create_token_command
+from pressluft.services.users import create_user_command
 from tests.support.contract import ContractValidator
 
 _VALIDATOR = ContractValidator()
@@ -37,7 +42,8 @@ def data_dir(tmp_path: Path) -> Path:
 def config(data_dir: Path) -> Config:
     # In-process runtimes run in pytest's main thread: leave its CPU mask alone
     # (subprocesses started later would inherit it). Real daemons colocate.
-    cfg, _ = resolve("dev", {"data_dir": str(data_dir), "cpu_affinity": "off"}, environ={})
+    # `serve` mode: no first-run admin; tests create the principals they need.
+    cfg, _ = resolve("serve", {"data_dir": str(data_dir), "cpu_affinity": "off"}, environ={})
     return cfg
 
 
@@ -51,8 +57,31 @@ async def runtime(config: Config, clock: FrozenClock) -> AsyncIterator[Runtime]:
         await rt.stop()
 
 
-@pytest.fixture
-async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "correct horse battery staple"
+ORIGIN = "http://127.0.0.1"
+
+
+async def make_user(
+    runtime: Runtime, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD, role: str = "admin"
+) -> UserView:
+    password_hash = await runtime.hasher.hash(password)
+    command = create_user_command(
+        runtime.vault, email, password_hash, role, None, Meta(actor="test:fixture")
+    )
+    return await runtime.db.write(command)
+
+
+async def make_token(runtime: Runtime, scopes: list[str], name: str = "test") -> str:
+    request = TokenCreateRequest(name=name, scopes=scopes)  # type: ignore[arg-type]
+    command = create_token_command(request, ["read", "write", "admin"], Meta(actor="test:fixture"))
+    return (await runtime.db.write(command)).token
+
+
+@asynccontextmanager
+async def contract_client(
+    runtime: Runtime, headers: dict[str, str] | None = None, address: str = "127.0.0.1"
+) -> AsyncIterator[httpx.AsyncClient]:
     """An in-process client whose every response is validated against the contract.
 
     The app runs in the test's own event loop (httpx's ASGI transport), so tests
@@ -70,11 +99,41 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
             response.content,
         )
 
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
     async with httpx.AsyncClient(
-        transport=transport, base_url="http://127.0.0.1", event_hooks={"response": [validate]}
+        transport=transport,
+        base_url=ORIGIN,
+        headers=headers,
+        event_hooks={"response": [validate]},
     ) as test_client:
         test_client.app_runtime = runtime  # type: ignore[attr-defined]
+        yield test_client
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """Authenticated with an admin API token."""
+    token = await make_token(runtime, ["admin"], name="test-admin")
+    async with contract_client(runtime, {"Authorization": f"Bearer {token}"}) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def anon(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """No credentials at all."""
+    async with contract_client(runtime) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def session(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """Logged in to the dashboard as an admin (cookie), sending a same-origin Origin."""
+    await make_user(runtime)
+    async with contract_client(runtime, {"Origin": ORIGIN}) as test_client:
+        reply = await test_client.post(
+            "/api/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        )
+        assert reply.status_code == 200, reply.text
         yield test_client
 
 
@@ -107,3 +166,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for nodeid in _SKIPPED:
             print(f"  {nodeid}")
         session.exitstatus = 1
+
+
+# -- never touch the machine's real data dir -----------------------------------
+
+_SYSTEM_DATA_DIR = Path("/var/lib/pressluft")
+_SYSTEM_DATA_DIR_EXISTED = _SYSTEM_DATA_DIR.exists()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _SYSTEM_DATA_DIR_EXISTED and _SYSTEM_DATA_DIR.exists():
+        raise pytest.UsageError(
+            f"the tests created {_SYSTEM_DATA_DIR}: a test ran `serve` without its own data dir"
+        )

@@ -148,7 +148,7 @@ async def test_correlation_ids_are_echoed_and_recorded(client: httpx.AsyncClient
     assert len(minted) == 32
     hostile = await client.get("/api/settings", headers={"X-Request-ID": "x" * 200})
     assert hostile.headers["x-request-id"] != "x" * 200
-    items = (await client.get("/api/events")).json()["items"]
+    items = (await client.get("/api/events", params={"stream": "settings"})).json()["items"]
     assert [e["meta"]["correlation_id"] for e in items] == ["req-42", minted]
 
 

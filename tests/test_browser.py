@@ -57,10 +57,21 @@ def page(tmp_path: Path):  # type: ignore[no-untyped-def]
         assert not errors, f"browser errors: {errors}"
 
 
+def _log_in(page: Page, daemon: Daemon) -> None:
+    email, password = daemon.admin_credentials()
+    page.goto(daemon.url + "/")
+    expect(page).to_have_url(daemon.url + "/login?next=/")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(daemon.url + "/")
+    expect(page.locator("#current-user")).to_have_text(email)
+
+
 @pytest.mark.spec("WEB-2")
 def test_settings_form_and_live_event_feed(tmp_path: Path, page: Page, shots: Path) -> None:
     with Daemon(tmp_path) as daemon:
-        page.goto(daemon.url + "/")
+        _log_in(page, daemon)
         expect(page.locator("#health-status")).to_have_text("ok")
         page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
@@ -74,7 +85,7 @@ def test_settings_form_and_live_event_feed(tmp_path: Path, page: Page, shots: Pa
         expect(page.locator("input[name=control_plane_domain]")).to_have_value("panel.example.com")
         expect(page.locator("#credentials-state")).to_be_visible()
         page.screenshot(path=str(shots / "settings-saved.png"), full_page=True)
-        settings = httpx.get(daemon.url + "/api/settings").json()
+        settings = httpx.get(daemon.url + "/api/settings", headers=daemon.auth()).json()
         assert settings["control_plane_domain"] == "panel.example.com"
         assert settings["dns01_credentials_configured"] is True
         assert "cf-token-123" not in page.content()
@@ -83,16 +94,77 @@ def test_settings_form_and_live_event_feed(tmp_path: Path, page: Page, shots: Pa
         page.select_option("select[name=dns01_provider]", "route53")
         page.click("button[type=submit]")
         expect(page.locator("#settings-result")).to_contain_text("needs dns01_credentials")
-        assert httpx.get(daemon.url + "/api/settings").json()["version"] == 1
+        assert httpx.get(daemon.url + "/api/settings", headers=daemon.auth()).json()["version"] == 1
 
         page.goto(daemon.url + "/events")
         feed = page.locator("#event-feed tbody tr")
-        expect(feed).to_have_count(1)
+        expect(feed.filter(has_text="settings.changed")).to_have_count(1)
         expect(page.locator("#feed-state")).to_have_text("live")
-        httpx.patch(daemon.url + "/api/settings", json={"control_plane_domain": "live.example.com"})
-        expect(feed).to_have_count(2)
+        httpx.patch(
+            daemon.url + "/api/settings",
+            json={"control_plane_domain": "live.example.com"},
+            headers=daemon.auth(),
+        )
+        expect(feed.filter(has_text="live.example.com")).to_have_count(1)
         expect(feed.first).to_contain_text("live.example.com")
         expect(feed.first).to_contain_text("settings.changed")
         page.screenshot(path=str(shots / "events-live.png"), full_page=True)
         page.goto("about:blank")  # close the event stream before the daemon stops
     assert (shots / "events-live.png").stat().st_size > 0
+
+
+@pytest.mark.spec("WEB-3", "TOK-1", "AUD-1")
+def test_login_create_a_token_see_it_once_and_revoke_it(
+    tmp_path: Path, page: Page, shots: Path
+) -> None:
+    with Daemon(tmp_path) as daemon:
+        # A wrong password is refused with a message, and the page stays.
+        email, _ = daemon.admin_credentials()
+        page.goto(daemon.url + "/login")
+        page.fill("input[name=email]", email)
+        page.fill("input[name=password]", "not the password")
+        page.click("button[type=submit]")
+        expect(page.locator("#login-result")).to_have_text("invalid email or password")
+        _log_in(page, daemon)
+
+        page.goto(daemon.url + "/tokens")
+        page.fill("input[name=name]", "ci-deploy")
+        page.check("input[name=scope][value=write]")
+        page.click("#token-form button[type=submit]")
+        secret_box = page.locator("#token-secret-value")
+        expect(secret_box).to_contain_text("plt_")
+        secret = secret_box.inner_text().strip()
+        page.screenshot(path=str(shots / "token-created.png"), full_page=True)
+        row = page.locator("#token-table tbody tr", has_text="ci-deploy")
+        expect(row).to_contain_text("read, write")
+        expect(row).to_contain_text("active")
+        # The secret works as a bearer token ...
+        me = httpx.get(
+            daemon.url + "/api/tokens/current", headers={"Authorization": f"Bearer {secret}"}
+        )
+        assert me.status_code == 200
+        assert me.json()["name"] == "ci-deploy"
+        # ... and is never shown again.
+        page.reload()
+        expect(page.locator("#token-secret")).to_be_hidden()
+        assert secret not in page.content()
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.get_by_role("button", name="Revoke").click()
+        expect(row).to_contain_text("revoked")
+        page.screenshot(path=str(shots / "token-revoked.png"), full_page=True)
+        refused = httpx.get(daemon.url + "/api/me", headers={"Authorization": f"Bearer {secret}"})
+        assert refused.status_code == 401
+
+        page.goto(daemon.url + "/audit")
+        table = page.locator("#audit-table tbody")
+        expect(table).to_contain_text("token.revoked")
+        expect(table).to_contain_text("token.created")
+        expect(table).to_contain_text("auth.login_failed")
+        page.screenshot(path=str(shots / "audit.png"), full_page=True)
+
+        page.click("#logout")
+        expect(page).to_have_url(daemon.url + "/login")
+        page.goto(daemon.url + "/settings")
+        expect(page).to_have_url(daemon.url + "/login?next=/settings")
+        page.goto("about:blank")

@@ -24,7 +24,8 @@ def test_zero_config_start(tmp_path: Path) -> None:
         health = httpx.get(daemon.url + "/api/health")
         assert health.status_code == 200
         assert health.json()["status"] == "ok"
-        assert httpx.get(daemon.url + "/").status_code == 200
+        assert httpx.get(daemon.url + "/").status_code == 303  # the dashboard wants a login
+        assert httpx.get(daemon.url + "/login").status_code == 200
         out = daemon.output()
         for line in ("Dashboard", "API", "docs:", "Health", "Metrics"):
             assert line in out
@@ -54,14 +55,22 @@ def test_sigterm_finishes_in_flight_requests_and_closes_the_database(tmp_path: P
     try:
         body = b'{"control_plane_domain": "inflight.example.com"}'
         half = len(body) // 2
+        auth = daemon.auth()
         sock = _raw_request(
             daemon.port,
             b"PATCH /api/settings HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: application/json\r\nConnection: close\r\n"
+            + f"Authorization: {auth['Authorization']}\r\n".encode()
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body[:half],
         )
-        with httpx.stream("GET", daemon.url + "/api/events/stream", timeout=10) as stream:
+        with httpx.stream(
+            "GET",
+            daemon.url + "/api/events/stream",
+            params={"type": "settings.changed"},
+            headers=auth,
+            timeout=10,
+        ) as stream:
             lines = stream.iter_lines()
             assert next(lines).startswith(": pressluft event stream")
             time.sleep(0.3)
@@ -93,15 +102,16 @@ def test_sigint_is_a_clean_stop_too(tmp_path: Path) -> None:
     assert not (tmp_path / ".pressluft" / "pressluft.db-wal").exists()
 
 
-@pytest.mark.spec("DMN-3")
+@pytest.mark.spec("DMN-3", "SEC-4")
 @pytest.mark.parametrize("mode", ["dev", "serve"])
-def test_non_loopback_addresses_are_refused(tmp_path: Path, mode: str) -> None:
+def test_non_loopback_addresses_need_tls_or_an_explicit_opt_out(tmp_path: Path, mode: str) -> None:
     everywhere = "0.0.0.0"  # noqa: S104 - the point of the test
     daemon = Daemon(tmp_path, mode, args=("--host", everywhere, "--data-dir", str(tmp_path / "d")))
     daemon.start()
     assert daemon.wait(timeout=30) == 2
-    assert "refusing to listen on 0.0.0.0" in daemon.output()
-    assert "loopback" in daemon.output()
+    out = daemon.output()
+    assert "refusing to listen on 0.0.0.0 without TLS" in out
+    assert "--insecure-http" in out
 
 
 @pytest.mark.spec("DMN-4")
@@ -150,7 +160,7 @@ def test_serve_reads_the_environment_and_logs_json(tmp_path: Path) -> None:
         reply = httpx.patch(
             daemon.url + "/api/settings",
             json={"control_plane_domain": "serve.example.com"},
-            headers={"X-Request-ID": "serve-req-1"},
+            headers={"X-Request-ID": "serve-req-1", **daemon.auth()},
         )
         assert reply.status_code == 200
         assert (data / "pressluft.db").is_file()
@@ -166,12 +176,19 @@ def test_serve_reads_the_environment_and_logs_json(tmp_path: Path) -> None:
 def test_live_event_stream_resumes_and_keeps_alive(tmp_path: Path) -> None:
     env = {"PRESSLUFT_SSE_KEEPALIVE_SECONDS": "1"}
     with Daemon(tmp_path, env=env) as daemon:
+        auth = daemon.auth()  # events 1-3: user.created, session started, token.created
         for i in range(3):
             httpx.patch(
-                daemon.url + "/api/settings", json={"control_plane_domain": f"s{i}.example.com"}
+                daemon.url + "/api/settings",
+                json={"control_plane_domain": f"s{i}.example.com"},
+                headers=auth,
             )
         with httpx.stream(
-            "GET", daemon.url + "/api/events/stream", headers={"Last-Event-ID": "1"}, timeout=10
+            "GET",
+            daemon.url + "/api/events/stream",
+            params={"type": "settings.changed"},
+            headers={"Last-Event-ID": "4", **auth},
+            timeout=10,
         ) as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")
             seen: list[dict[str, object]] = []
@@ -188,13 +205,14 @@ def test_live_event_stream_resumes_and_keeps_alive(tmp_path: Path) -> None:
                         httpx.patch(
                             daemon.url + "/api/settings",
                             json={"control_plane_domain": "live.example.com"},
+                            headers=auth,
                         )
                 elif line == ": keep-alive":
                     keepalive = True
                 if len(seen) == 3 and keepalive:
                     break
                 assert time.monotonic() - started < 10
-        assert ids == ["2", "3", "4"]
+        assert ids == ["5", "6", "7"]
         assert [e["data"]["control_plane_domain"] for e in seen] == [  # type: ignore[index]
             "s1.example.com",
             "s2.example.com",
@@ -205,6 +223,7 @@ def test_live_event_stream_resumes_and_keeps_alive(tmp_path: Path) -> None:
 @pytest.mark.spec("EVT-15")
 def test_sigkill_while_64_clients_append_loses_nothing_acknowledged(tmp_path: Path) -> None:
     daemon = Daemon(tmp_path).start().wait_ready()
+    auth = daemon.auth()
     acknowledged: set[str] = set()
 
     async def client(n: int, http: httpx.AsyncClient) -> None:
@@ -221,7 +240,9 @@ def test_sigkill_while_64_clients_append_loses_nothing_acknowledged(tmp_path: Pa
 
     async def run() -> None:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=daemon.url, limits=limits, timeout=10) as http:
+        async with httpx.AsyncClient(
+            base_url=daemon.url, limits=limits, timeout=10, headers=auth
+        ) as http:
             tasks = [asyncio.create_task(client(n, http)) for n in range(64)]
             await asyncio.sleep(2.0)
             daemon.send(signal.SIGKILL)
@@ -239,6 +260,7 @@ def test_sigkill_while_64_clients_append_loses_nothing_acknowledged(tmp_path: Pa
             page = httpx.get(
                 again.url + "/api/events",
                 params={"after": after, "limit": 1000, "type": "settings.changed"},
+                headers=auth,
             ).json()
             present |= {e["data"]["control_plane_domain"] for e in page["items"]}
             after = page["next_after"]
@@ -279,10 +301,12 @@ def test_loop_and_database_threads_share_one_cpu(tmp_path: Path) -> None:
     with Daemon(tmp_path) as daemon:
         assert daemon.proc is not None
         threads = _allowed_cpus(daemon.proc.pid)
-        assert len(threads) >= 6, threads  # loop + writer + 4 readers
-        assert len(set(threads.values())) == 1, threads
-        only = next(iter(threads.values()))
-        assert only.isdigit(), f"threads are not pinned to one CPU: {threads}"
+        loop = threads[f"{daemon.proc.pid}:python3"]
+        assert loop.isdigit(), f"the loop thread is not pinned to one CPU: {threads}"
+        pinned = [t for t, cpus in threads.items() if cpus == loop]
+        # loop + writer + 4 readers (+ executor threads); password hashing threads
+        # release the pin on purpose, so they may differ.
+        assert len(pinned) >= 6, threads
     if (os.cpu_count() or 1) > 1:
         with Daemon(tmp_path / "off", args=("--cpu-affinity", "off")) as unpinned:
             assert unpinned.proc is not None
@@ -326,13 +350,15 @@ def test_a_missing_master_key_with_sealed_secrets_refuses_to_start(tmp_path: Pat
         reply = httpx.patch(
             daemon.url + "/api/settings",
             json={"dns01_provider": "hetzner", "dns01_credentials": {"api_token": "tok"}},
+            headers=daemon.auth(),
         )
         assert reply.status_code == 200
     (tmp_path / ".pressluft" / "secrets" / "master.key").unlink()
     again = Daemon(tmp_path).start()
     assert again.wait(timeout=30) == 3
     out = again.output()
-    assert "master key" in out and "1 secret(s) are sealed" in out
+    assert "master key" in out
+    assert "secret(s) are sealed" in out
     assert "Traceback" not in out
     assert not (tmp_path / ".pressluft" / "secrets" / "master.key").exists()
 

@@ -21,7 +21,7 @@ async def _patch(client: httpx.AsyncClient, n: int) -> None:
 
 @pytest.mark.spec("EVT-12")
 async def test_paging_walks_the_log_in_order(client: httpx.AsyncClient) -> None:
-    await _patch(client, 7)
+    await _patch(client, 6)  # 7 events with the fixture's token.created
     seen: list[int] = []
     after = 0
     pages = 0
@@ -43,8 +43,10 @@ async def test_filters_by_stream_and_type(client: httpx.AsyncClient) -> None:
     await _patch(client, 3)
     by_type = (await client.get("/api/events", params={"type": "settings.changed"})).json()
     assert len(by_type["items"]) == 3
+    tokens = (await client.get("/api/events", params={"type": "token.created"})).json()
+    assert len(tokens["items"]) == 1
     assert (await client.get("/api/events", params={"type": "node.created"})).json()["items"] == []
-    by_stream = (await client.get("/api/events", params={"stream": "settings", "after": 1})).json()
+    by_stream = (await client.get("/api/events", params={"stream": "settings", "after": 2})).json()
     assert [e["stream_version"] for e in by_stream["items"]] == [2, 3]
     assert (await client.get("/api/events", params={"stream": "site:x"})).json()["items"] == []
 

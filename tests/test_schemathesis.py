@@ -17,13 +17,14 @@ pytestmark = pytest.mark.contract
 MAX_EXAMPLES = os.environ.get("PRESSLUFT_FUZZ_EXAMPLES", "100")
 
 
-@pytest.mark.spec("API-5")
+@pytest.mark.spec("API-5", "SEC-2")
 def test_schemathesis_finds_nothing(tmp_path: Path, repo_root: Path) -> None:
     cli = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
     assert Path(cli).exists(), "schemathesis is a dev dependency; run make test"
     artifacts = Path(os.environ.get("PRESSLUFT_ARTIFACTS", tmp_path)) / "schemathesis"
     artifacts.mkdir(parents=True, exist_ok=True)
     with Daemon(tmp_path, args=("--log-level", "warning")) as daemon:
+        token = daemon.token(("admin",))
         result = subprocess.run(
             [
                 cli,
@@ -31,6 +32,10 @@ def test_schemathesis_finds_nothing(tmp_path: Path, repo_root: Path) -> None:
                 str(repo_root / "openapi" / "pressluft.yaml"),
                 "--url",
                 daemon.url,
+                # Authenticated as an admin API token (every operation accepts one,
+                # except logout, which is for dashboard sessions and answers 401).
+                "--header",
+                f"Authorization: Bearer {token}",
                 # The endless SSE stream has its own tests (test_daemon.py).
                 "--exclude-operation-id",
                 "streamEvents",

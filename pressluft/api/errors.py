@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -18,9 +19,10 @@ from litestar.exceptions import (
     NotFoundException,
     ValidationException,
 )
+from litestar.response import Redirect
 
 from pressluft.api.contract import allowed_methods
-from pressluft.errors import PressluftError
+from pressluft.errors import LoginRequired, PressluftError
 from pressluft.logs import correlation_id, get_logger
 
 __all__ = ["STATUS_CODES", "envelope", "error_response", "handle_exception"]
@@ -93,10 +95,12 @@ def _field_errors(extra: Any) -> list[dict[str, str]]:
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The one exception handler of the app."""
+    if isinstance(exc, LoginRequired):
+        return Redirect("/login?next=" + quote(exc.next_path, safe="/"), status_code=303)
     if isinstance(exc, PressluftError):
         if exc.status >= 500:
             log.error("request failed: %s", exc.message, extra={"code": exc.code})
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     if isinstance(exc, ValidationException):
         errors = _field_errors(exc.extra)
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)

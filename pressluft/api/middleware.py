@@ -5,7 +5,7 @@ Runs around every HTTP request as plain ASGI middleware:
   (context variable, `scope["state"]`), echoes it on the response;
 - refuses API request bodies that are not JSON (415), before any handler runs;
 - answers OPTIONS on API paths with the contract's methods in `Allow`;
-- adds the security headers to every response;
+- adds the security headers to every response (and HSTS when served over TLS);
 - records latency and status by route template, and writes one access line.
 """
 
@@ -25,7 +25,7 @@ from pressluft.api.errors import envelope
 from pressluft.logs import correlation_id, get_logger
 from pressluft.metrics import Metrics
 
-__all__ = ["REQUEST_ID_PATTERN", "SECURITY_HEADERS", "request_context_middleware"]
+__all__ = ["HSTS_HEADER", "REQUEST_ID_PATTERN", "SECURITY_HEADERS", "request_context_middleware"]
 
 log = get_logger("pressluft.http")
 
@@ -41,6 +41,9 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
         b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ),
 )
+
+#: Only over TLS: browsers then refuse plain HTTP to this host for a year.
+HSTS_HEADER = (b"strict-transport-security", b"max-age=31536000")
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -73,6 +76,7 @@ def request_context_middleware(metrics: Metrics) -> Callable[[ASGIApp], ASGIApp]
             if scope["type"] != "http":
                 await app(asgi_scope, receive, send)
                 return
+            tls = scope.get("scheme") == "https"
             supplied = _header(scope, b"x-request-id")
             rid = supplied if supplied and REQUEST_ID_PATTERN.match(supplied) else uuid.uuid4().hex
             token = correlation_id.set(rid)
@@ -90,6 +94,8 @@ def request_context_middleware(metrics: Metrics) -> Callable[[ASGIApp], ASGIApp]
                     headers = list(message.get("headers", []))
                     headers.append((b"x-request-id", rid.encode()))
                     headers.extend(SECURITY_HEADERS)
+                    if tls:
+                        headers.append(HSTS_HEADER)
                     message["headers"] = headers
                 await send(asgi_message)
 

@@ -1,7 +1,7 @@
 """Storage: SQLite connections, migrations and the group-committing writer."""
 
 from pressluft.db.connection import SQLITE_MIN_VERSION, open_sync
-from pressluft.db.database import CommitInfo, Database, WriteTx
+from pressluft.db.database import CommitInfo, Database, WriteTx, write_now
 from pressluft.db.migrate import (
     MigrationError,
     current_version,
@@ -21,4 +21,5 @@ __all__ = [
     "migrate",
     "migrate_file",
     "open_sync",
+    "write_now",
 ]

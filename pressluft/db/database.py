@@ -28,14 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pressluft.clock import Clock, format_ts
 from pressluft.db.connection import ThreadConnection
 from pressluft.errors import Conflict, PressluftError, ServiceUnavailable
 from pressluft.logs import get_logger
 
-__all__ = ["CommitInfo", "Database", "WriteTx"]
+__all__ = ["CommitInfo", "Database", "WriteTx", "write_now"]
 
 T = TypeVar("T")
 log = get_logger("pressluft.db")
@@ -353,3 +353,15 @@ def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def write_now(conn: sqlite3.Connection, command: Callable[[WriteTx], T], now: datetime) -> T:
+    """Run one command in its own transaction on a synchronous connection (CLI tools).
+
+    The same commands the daemon runs; SQLite's locking serializes them with a
+    daemon that may be running on the same file.
+    """
+    [outcome] = _run_batch(conn, [command], now)
+    if outcome.error is not None:
+        raise outcome.error
+    return cast(T, outcome.value)

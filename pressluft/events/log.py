@@ -134,7 +134,11 @@ def append(
                 digest,
             ),
         )
-        projectors.apply(conn, event, Envelope(seq, stream, version, tx.now_ts))
+        projectors.apply(
+            conn,
+            event,
+            Envelope(seq, stream, version, tx.now_ts, meta.actor, meta.correlation_id),
+        )
         prev_hash = digest
         record = Recorded(
             seq=seq,
@@ -170,6 +174,9 @@ class StoredRow(msgspec.Struct, frozen=True, array_like=True):
 _COLUMNS = (
     "seq, stream, stream_version, type, schema_version, data, meta, recorded_at, prev_hash, hash"
 )
+
+
+_decode_meta = msgspec.json.Decoder(Meta).decode
 
 
 def read_rows(
@@ -237,8 +244,15 @@ def rebuild(
     projectors.reset(target)
     for row in iter_rows(source):
         event = decode_event(row.type, row.schema_version, row.data)
-        projectors.apply(
-            target, event, Envelope(row.seq, row.stream, row.stream_version, row.recorded_at)
+        meta = _decode_meta(row.meta)
+        envelope = Envelope(
+            row.seq,
+            row.stream,
+            row.stream_version,
+            row.recorded_at,
+            meta.actor,
+            meta.correlation_id,
         )
+        projectors.apply(target, event, envelope)
         count += 1
     return count

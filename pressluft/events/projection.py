@@ -37,12 +37,14 @@ NON_PROJECTION_TABLES: Mapping[str, str] = {
 
 @dataclass(frozen=True)
 class Envelope:
-    """Where an event sits in the log."""
+    """Where an event sits in the log, and who caused it."""
 
     seq: int
     stream: str
     stream_version: int
     recorded_at: str
+    actor: str = ""
+    correlation_id: str | None = None
 
 
 Handler = Callable[[sqlite3.Connection, Any, Envelope], None]
@@ -50,11 +52,15 @@ Handler = Callable[[sqlite3.Connection, Any, Envelope], None]
 
 @dataclass(frozen=True)
 class Projector:
-    """A named set of handlers that own `tables`."""
+    """A named set of handlers that own `tables`.
+
+    `every_event`, when set, sees every event of every type (the audit log).
+    """
 
     name: str
     tables: tuple[str, ...]
     handlers: Mapping[type[Event], Handler]
+    every_event: Handler | None = None
 
 
 @dataclass
@@ -63,6 +69,7 @@ class ProjectorSet:
 
     projectors: tuple[Projector, ...]
     _by_type: dict[type[Event], list[Handler]] = field(default_factory=dict, init=False)
+    _every: list[Handler] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         owners: dict[str, str] = {}
@@ -73,6 +80,8 @@ class ProjectorSet:
                 owners[table] = projector.name
             for cls, handler in projector.handlers.items():
                 self._by_type.setdefault(cls, []).append(handler)
+            if projector.every_event is not None:
+                self._every.append(projector.every_event)
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -80,6 +89,8 @@ class ProjectorSet:
 
     def apply(self, conn: sqlite3.Connection, event: Event, envelope: Envelope) -> None:
         for handler in self._by_type.get(type(event), ()):
+            handler(conn, event, envelope)
+        for handler in self._every:
             handler(conn, event, envelope)
 
     def reset(self, conn: sqlite3.Connection) -> None:

@@ -6,10 +6,11 @@ import msgspec
 
 from pressluft.events import Meta
 
-__all__ = ["CLI_ACTOR", "LOOPBACK_ACTOR", "Context"]
+__all__ = ["ANONYMOUS_ACTOR", "CLI_ACTOR", "Context"]
 
-#: Until operator login exists (issue 3), requests reach the daemon only over loopback.
-LOOPBACK_ACTOR = "local:loopback"
+#: Requests without credentials (only login and health accept them).
+ANONYMOUS_ACTOR = "anonymous"
+#: Commands run by `pressluft …` on the machine itself (whoever holds the data dir).
 CLI_ACTOR = "local:cli"
 
 

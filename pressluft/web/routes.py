@@ -1,12 +1,18 @@
-"""Dashboard pages. Forms and live views talk only to the public API (`/api/...`)."""
+"""Dashboard pages. Forms and live views talk only to the public API (`/api/...`).
+
+Every page but `/login` needs a session (the access guard redirects to `/login`);
+pages receive the `principal` to show who is logged in.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 from litestar import get
 from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
@@ -15,6 +21,7 @@ from pressluft.runtime import Runtime, find_ansible_playbook
 from pressluft.services.counters import read_counters
 from pressluft.services.events import list_events
 from pressluft.services.health import check_health
+from pressluft.services.principals import Principal
 from pressluft.services.settings import DNS01_CREDENTIAL_KEYS, get_settings
 
 __all__ = ["TEMPLATES_DIR", "WEB_ROUTES"]
@@ -24,8 +31,33 @@ TEMPLATES_DIR = _HERE / "templates"
 STATIC_DIR = _HERE / "static"
 
 
+@get("/login", include_in_schema=False, media_type="text/html", opt={"public": True})
+async def login_page(
+    runtime: NamedDependency[Runtime],
+    next_path: Annotated[str, QueryParameter(name="next", max_length=2000)] = "/",
+) -> Template:
+    # Only same-site paths: never an open redirect.
+    target = next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
+    return Template(
+        template_name="login.html",
+        context={"page": "login", "next": target, "has_users": runtime.user_count > 0},
+    )
+
+
+@get("/tokens", include_in_schema=False, media_type="text/html")
+async def tokens_page(principal: NamedDependency[Principal]) -> Template:
+    return Template(template_name="tokens.html", context={"page": "tokens", "principal": principal})
+
+
+@get("/audit", include_in_schema=False, media_type="text/html")
+async def audit_page(principal: NamedDependency[Principal]) -> Template:
+    return Template(template_name="audit.html", context={"page": "audit", "principal": principal})
+
+
 @get("/", include_in_schema=False, media_type="text/html")
-async def overview(runtime: NamedDependency[Runtime]) -> Template:
+async def overview(
+    runtime: NamedDependency[Runtime], principal: NamedDependency[Principal]
+) -> Template:
     report = await check_health(
         runtime.db,
         runtime.supervisor.states,
@@ -39,6 +71,7 @@ async def overview(runtime: NamedDependency[Runtime]) -> Template:
         template_name="overview.html",
         context={
             "page": "overview",
+            "principal": principal,
             "health": report,
             "counters": counters,
             "recent": [
@@ -56,11 +89,14 @@ async def overview(runtime: NamedDependency[Runtime]) -> Template:
 
 
 @get("/settings", include_in_schema=False, media_type="text/html")
-async def settings_page(runtime: NamedDependency[Runtime]) -> Template:
+async def settings_page(
+    runtime: NamedDependency[Runtime], principal: NamedDependency[Principal]
+) -> Template:
     return Template(
         template_name="settings.html",
         context={
             "page": "settings",
+            "principal": principal,
             "settings": await get_settings(runtime.db),
             "providers": DNS01_CREDENTIAL_KEYS,
         },
@@ -68,11 +104,14 @@ async def settings_page(runtime: NamedDependency[Runtime]) -> Template:
 
 
 @get("/events", include_in_schema=False, media_type="text/html")
-async def events_page() -> Template:
-    return Template(template_name="events.html", context={"page": "events"})
+async def events_page(principal: NamedDependency[Principal]) -> Template:
+    return Template(template_name="events.html", context={"page": "events", "principal": principal})
 
 
 WEB_ROUTES: list[ControllerRouterHandler] = [
+    login_page,
+    tokens_page,
+    audit_page,
     overview,
     settings_page,
     events_page,

@@ -54,12 +54,66 @@ class Daemon:
         self.args = args
         base = {k: v for k, v in os.environ.items() if not k.startswith("PRESSLUFT_")}
         self.env = {**base, **(env or {})}
+        if mode == "serve" and "--data-dir" not in args and "PRESSLUFT_DATA_DIR" not in self.env:
+            # Never the machine's real /var/lib/pressluft.
+            self.env["PRESSLUFT_DATA_DIR"] = str(workdir / "var-lib-pressluft")
         self.log_path = workdir / f"daemon-{self.port}-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._tokens: dict[tuple[str, ...], str] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        args = list(self.args)
+        if "--data-dir" in args:
+            return Path(args[args.index("--data-dir") + 1])
+        if "PRESSLUFT_DATA_DIR" in self.env:
+            return Path(self.env["PRESSLUFT_DATA_DIR"])
+        return self.workdir / ".pressluft"
+
+    def admin_credentials(self) -> tuple[str, str]:
+        """The first-run admin of `dev`, or an admin created with the CLI for `serve`."""
+        first_run = self.data_dir / "initial-admin-password"
+        if first_run.exists():
+            fields = dict(line.split(": ", 1) for line in first_run.read_text().splitlines())
+            return fields["email"], fields["password"]
+        email, password = "ops@example.com", "a long enough test password"
+        env = {**self.env, "PRESSLUFT_DATA_DIR": str(self.data_dir)}
+        result = subprocess.run(
+            pressluft_argv("admin", "create", "--email", email, "--password-stdin"),
+            input=password + "\n",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode not in (0, 1):  # 1: it exists already
+            raise AssertionError(result.stderr)
+        return email, password
+
+    def token(self, scopes: tuple[str, ...] = ("admin",)) -> str:
+        """An API token, created through a real login."""
+        if scopes in self._tokens:
+            return self._tokens[scopes]
+        email, password = self.admin_credentials()
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            login = http.post("/api/login", json={"email": email, "password": password})
+            assert login.status_code == 200, login.text
+            created = http.post(
+                "/api/tokens",
+                json={"name": "tests", "scopes": list(scopes)},
+                headers={"Origin": self.url},
+            )
+            assert created.status_code == 201, created.text
+        self._tokens[scopes] = created.json()["token"]
+        return self._tokens[scopes]
+
+    def auth(self, scopes: tuple[str, ...] = ("admin",)) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(scopes)}"}
 
     def start(self) -> Daemon:
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,8 @@ def seed_settings(data_dir: Path, count: int) -> None:
     """Run `count` settings changes against `data_dir` (creates it)."""
 
     async def main() -> None:
-        config, _ = resolve("dev", {"data_dir": str(data_dir)}, environ={})
+        # `serve` mode: no first-run admin, so the log holds exactly these events.
+        config, _ = resolve("serve", {"data_dir": str(data_dir)}, environ={})
         runtime = Runtime(config)
         await runtime.start()
         try:

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from pressluft.events.projection import ProjectorSet
+from pressluft.events.projectors.access import (
+    SESSIONS_PROJECTOR,
+    TOKENS_PROJECTOR,
+    USERS_PROJECTOR,
+)
+from pressluft.events.projectors.audit import AUDIT_PROJECTOR
 from pressluft.events.projectors.settings import SETTINGS_PROJECTOR
 
 __all__ = ["PROJECTORS"]
 
-PROJECTORS = ProjectorSet((SETTINGS_PROJECTOR,))
+#: Order matters for foreign keys: users before the sessions that point at them.
+PROJECTORS = ProjectorSet(
+    (SETTINGS_PROJECTOR, USERS_PROJECTOR, SESSIONS_PROJECTOR, TOKENS_PROJECTOR, AUDIT_PROJECTOR)
+)

@@ -8,11 +8,46 @@ anything else is a new `schema_version` with an upcaster (`events/upcast.py`).
 
 from __future__ import annotations
 
+from pressluft.events.types.access import (
+    LoginFailed,
+    SessionExpired,
+    SessionRevoked,
+    SessionStarted,
+    TokenCreated,
+    TokenRevoked,
+    UserCreated,
+    UserPasswordChanged,
+)
 from pressluft.events.types.base import Event, event_type, schema_version
 from pressluft.events.types.settings import SettingsChanged
 
-__all__ = ["ALL_EVENTS", "EVENT_TYPES", "Event", "SettingsChanged", "event_type", "schema_version"]
+__all__ = [
+    "ALL_EVENTS",
+    "EVENT_TYPES",
+    "Event",
+    "LoginFailed",
+    "SessionExpired",
+    "SessionRevoked",
+    "SessionStarted",
+    "SettingsChanged",
+    "TokenCreated",
+    "TokenRevoked",
+    "UserCreated",
+    "UserPasswordChanged",
+    "event_type",
+    "schema_version",
+]
 
-ALL_EVENTS: tuple[type[Event], ...] = (SettingsChanged,)
+ALL_EVENTS: tuple[type[Event], ...] = (
+    SettingsChanged,
+    UserCreated,
+    UserPasswordChanged,
+    SessionStarted,
+    SessionRevoked,
+    SessionExpired,
+    LoginFailed,
+    TokenCreated,
+    TokenRevoked,
+)
 
 EVENT_TYPES: dict[str, type[Event]] = {event_type(cls): cls for cls in ALL_EVENTS}

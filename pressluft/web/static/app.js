@@ -108,7 +108,136 @@ async function setupEventFeed() {
   };
 }
 
+// --- login / logout ---------------------------------------------------------
+function setupLogin() {
+  const form = document.getElementById("login-form");
+  if (!form) return;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const result = document.getElementById("login-result");
+    const res = await api("POST", "/api/login", {
+      email: form.elements["email"].value.trim(),
+      password: form.elements["password"].value,
+    });
+    if (res.ok) {
+      window.location.assign(form.dataset.next || "/");
+    } else {
+      result.className = "result-error";
+      result.textContent = describeError(res.data);
+      form.elements["password"].value = "";
+    }
+  });
+}
+
+function setupLogout() {
+  const button = document.getElementById("logout");
+  if (!button) return;
+  button.addEventListener("click", async () => {
+    await api("POST", "/api/logout");
+    window.location.assign("/login");
+  });
+}
+
+// --- tokens -----------------------------------------------------------------
+function fmtTime(value) { return value ? value.replace("T", " ").replace(/\.\d+Z$/, "Z") : "—"; }
+
+async function loadTokens() {
+  const body = document.querySelector("#token-table tbody");
+  const res = await api("GET", "/api/tokens");
+  if (!res.ok) return;
+  body.replaceChildren();
+  for (const t of res.data.items) {
+    const row = el("tr", { "data-token-id": t.id, "data-status": t.status });
+    row.appendChild(el("td", {}, t.name));
+    row.appendChild(el("td", {}, t.prefix + "…"));
+    row.appendChild(el("td", {}, t.scopes.join(", ")));
+    row.appendChild(el("td", { class: "status-" + (t.status === "active" ? "ok" : "fail") }, t.status));
+    row.appendChild(el("td", {}, fmtTime(t.created_at)));
+    row.appendChild(el("td", {}, fmtTime(t.expires_at)));
+    const cell = el("td");
+    if (t.status === "active") {
+      const revoke = el("button", { type: "button", class: "link danger" }, "Revoke");
+      revoke.addEventListener("click", async () => {
+        if (!window.confirm("Revoke the token \"" + t.name + "\"? Clients using it stop working at once.")) return;
+        const done = await api("DELETE", "/api/tokens/" + t.id);
+        if (done.ok) loadTokens();
+      });
+      cell.appendChild(revoke);
+    }
+    row.appendChild(cell);
+    body.appendChild(row);
+  }
+}
+
+function setupTokens() {
+  const form = document.getElementById("token-form");
+  if (!form) return;
+  loadTokens();
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const result = document.getElementById("token-result");
+    const scopes = [...form.querySelectorAll("input[name=scope]:checked")].map((i) => i.value);
+    const body = { name: form.elements["name"].value.trim(), scopes };
+    const local = form.elements["expires_at"].value;
+    if (local) body.expires_at = new Date(local).toISOString();
+    const res = await api("POST", "/api/tokens", body);
+    if (res.ok) {
+      document.getElementById("token-secret-value").textContent = res.data.token;
+      document.getElementById("token-secret").hidden = false;
+      result.className = "result-ok";
+      result.textContent = "Created " + res.data.name + ".";
+      form.reset();
+      loadTokens();
+    } else {
+      result.className = "result-error";
+      result.textContent = describeError(res.data);
+    }
+  });
+}
+
+// --- audit ------------------------------------------------------------------
+function setupAudit() {
+  const table = document.getElementById("audit-table");
+  if (!table) return;
+  const body = table.querySelector("tbody");
+  const more = document.getElementById("audit-more");
+  const filter = document.getElementById("audit-filter");
+  let before = null;
+
+  async function load(reset) {
+    const params = new URLSearchParams({ limit: "50" });
+    for (const name of ["actor", "resource_type"]) {
+      const value = filter.elements[name].value.trim();
+      if (value) params.set(name, value);
+    }
+    if (!reset && before) params.set("before", String(before));
+    const res = await api("GET", "/api/audit?" + params.toString());
+    if (!res.ok) return;
+    if (reset) body.replaceChildren();
+    for (const e of res.data.items) {
+      const row = el("tr", { "data-seq": String(e.seq) });
+      row.appendChild(el("td", {}, String(e.seq)));
+      row.appendChild(el("td", {}, fmtTime(e.recorded_at)));
+      row.appendChild(el("td", {}, e.actor));
+      row.appendChild(el("td", {}, e.action));
+      row.appendChild(el("td", {}, e.resource_type + (e.resource_id ? ":" + e.resource_id.slice(0, 8) : "")));
+      row.appendChild(el("td", { class: "status-" + (e.result === "failed" ? "fail" : "ok") }, e.result));
+      row.appendChild(el("td", { class: "data" }, e.correlation_id || ""));
+      body.appendChild(row);
+    }
+    before = res.data.next_before;
+    more.hidden = !res.data.has_more;
+  }
+  filter.addEventListener("submit", (ev) => { ev.preventDefault(); load(true); });
+  more.addEventListener("click", () => load(false));
+  load(true);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  setupLogin();
+  setupLogout();
   setupSettings();
   setupEventFeed();
+  setupTokens();
+  setupAudit();
 });

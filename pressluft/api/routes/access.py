@@ -1,0 +1,90 @@
+"""`/api/login`, `/api/logout`, `/api/me`: dashboard sessions and introspection."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.params import Body
+
+from pressluft.api.security import SESSION_COOKIE
+from pressluft.runtime import Runtime
+from pressluft.services.context import Context
+from pressluft.services.principals import Principal, PrincipalView, UserView
+from pressluft.services.sessions import log_in, log_out
+
+__all__ = ["ACCESS_ROUTES"]
+
+
+class LoginRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    email: Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class LoginResponse(msgspec.Struct, frozen=True, kw_only=True):
+    success: bool
+    user: UserView
+    expires_at: str
+
+
+class Success(msgspec.Struct, frozen=True):
+    success: bool = True
+
+
+def _cookie(runtime: Runtime, value: str, max_age: int) -> Cookie:
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=runtime.config.tls,
+    )
+
+
+@post("/api/login", operation_id="login", status_code=200, tags=["access"])
+async def login(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    data: Annotated[LoginRequest, Body()],
+) -> Response[LoginResponse]:
+    result = await log_in(
+        runtime.db,
+        runtime.vault,
+        runtime.hasher,
+        runtime.login_limits,
+        email=data.email,
+        password=data.password,
+        client_address=request.client.host if request.client else None,
+        presented_token=request.cookies.get(SESSION_COOKIE),
+        ttl_seconds=runtime.config.session_ttl_seconds,
+        ctx=ctx,
+    )
+    return Response(
+        LoginResponse(success=True, user=result.user, expires_at=result.expires_at),
+        cookies=[_cookie(runtime, result.token, runtime.config.session_ttl_seconds)],
+    )
+
+
+@post("/api/logout", operation_id="logout", status_code=200, tags=["access"])
+async def logout(
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    principal: NamedDependency[Principal],
+) -> Response[Success]:
+    if principal.session_id is not None:
+        await log_out(runtime.db, principal.session_id, ctx)
+    return Response(Success(), cookies=[_cookie(runtime, "", 0)])
+
+
+@get("/api/me", operation_id="getMe", tags=["access"])
+async def me(principal: NamedDependency[Principal]) -> PrincipalView:
+    return principal.view()
+
+
+ACCESS_ROUTES = [login, logout, me]

@@ -1,0 +1,43 @@
+"""`/api/audit`: who did what, newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+
+from pressluft.api.params import query_int
+from pressluft.runtime import Runtime
+from pressluft.services.audit import AuditPage, AuditQuery, query_audit
+
+__all__ = ["AUDIT_ROUTES"]
+
+Text = Annotated[str | None, QueryParameter(min_length=1, max_length=200)]
+
+
+@get("/api/audit", operation_id="listAudit", tags=["access"])
+async def audit(
+    runtime: NamedDependency[Runtime],
+    actor: Text = None,
+    resource_type: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
+    resource_id: Text = None,
+    since: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    until: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    before: Annotated[str | None, QueryParameter(max_length=20)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+) -> AuditPage:
+    query = AuditQuery(
+        actor=actor,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        since=since,
+        until=until,
+        before=query_int("before", before, 1, 2**62),
+        limit=limit,
+    )
+    return await runtime.db.read(lambda conn: query_audit(conn, query))
+
+
+AUDIT_ROUTES = [audit]

@@ -1,0 +1,80 @@
+"""`/api/tokens`: API tokens for clients and automation agents."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import Body, PathParameter, QueryParameter
+
+from pressluft.api.params import query_choice
+from pressluft.clock import format_ts
+from pressluft.errors import Unauthorized
+from pressluft.runtime import Runtime
+from pressluft.services.context import Context
+from pressluft.services.principals import Principal
+from pressluft.services.tokens import (
+    TokenCreatedView,
+    TokenCreateRequest,
+    TokenView,
+    create_token_command,
+    get_token,
+    list_tokens,
+    revoke_token_command,
+)
+
+__all__ = ["TOKEN_ROUTES"]
+
+import msgspec
+
+
+class TokenList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[TokenView]
+
+
+def _now(runtime: Runtime) -> str:
+    return format_ts(runtime.clock.now())
+
+
+@get("/api/tokens", operation_id="listTokens", tags=["access"])
+async def tokens(
+    runtime: NamedDependency[Runtime],
+    status: Annotated[str | None, QueryParameter(name="status", max_length=20)] = None,
+) -> TokenList:
+    status = query_choice("status", status, ("active", "revoked", "expired"))
+    now = _now(runtime)
+    return TokenList(items=await runtime.db.read(lambda conn: list_tokens(conn, now, status)))
+
+
+@post("/api/tokens", operation_id="createToken", status_code=201, tags=["access"])
+async def create_token(
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    principal: NamedDependency[Principal],
+    data: Annotated[TokenCreateRequest, Body()],
+) -> TokenCreatedView:
+    return await runtime.db.write(create_token_command(data, principal.scopes, ctx.meta()))
+
+
+@get("/api/tokens/current", operation_id="getCurrentToken", tags=["access"])
+async def current_token(
+    runtime: NamedDependency[Runtime], principal: NamedDependency[Principal]
+) -> TokenView:
+    if principal.token is None:
+        raise Unauthorized("this request carries no API token")
+    token_id = principal.token.id
+    now = _now(runtime)
+    return await runtime.db.read(lambda conn: get_token(conn, token_id, now))
+
+
+@delete("/api/tokens/{token_id:str}", operation_id="revokeToken", status_code=200, tags=["access"])
+async def revoke_token(
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    token_id: Annotated[str, PathParameter(max_length=64)],
+) -> TokenView:
+    return await runtime.db.write(revoke_token_command(token_id, ctx.meta()))
+
+
+TOKEN_ROUTES = [tokens, create_token, current_token, revoke_token]

@@ -1,0 +1,189 @@
+"""Access control for every route, driven by the contract's security declarations.
+
+`openapi/pressluft.yaml` declares, per operation, which credentials it accepts
+and with which scope (`bearerAuth: [write]`, `sessionAuth: [read]`, or
+`security: []` for public ones; the document's default is admin-only). At app
+creation those declarations become a table, and one guard on every handler:
+
+- API operations: authenticate (bearer token or session cookie), 401 without
+  valid credentials, 401 for credentials the operation does not accept, 403
+  without the scope; cookie-authenticated unsafe requests need a same-origin
+  `Origin` (or, lacking it, `Referer`) — CSRF;
+- a handler whose operation the contract does not list is refused (fail closed);
+- dashboard pages need a session and redirect to `/login` otherwise; the login
+  page and `/static` are public.
+
+The authenticated `Principal` is left in `scope["state"]["principal"]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+
+from pressluft.api.contract import load_contract
+from pressluft.clock import format_ts
+from pressluft.errors import Forbidden, LoginRequired, Unauthorized
+from pressluft.runtime import Runtime
+from pressluft.services.principals import (
+    Principal,
+    grants,
+    principal_for_session,
+    principal_for_token,
+)
+
+__all__ = [
+    "SESSION_COOKIE",
+    "Requirement",
+    "access_guard",
+    "authenticate",
+    "requirements",
+]
+
+SESSION_COOKIE = "session_token"
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+_SCHEMES = {"bearerAuth": "token", "sessionAuth": "session"}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What one operation accepts: None = that kind of credential is not accepted."""
+
+    public: bool
+    token_scope: str | None = None
+    session_scope: str | None = None
+
+    def scope_for(self, kind: str) -> str | None:
+        return self.token_scope if kind == "token" else self.session_scope
+
+
+def requirements(document: dict[str, Any] | None = None) -> dict[str, Requirement]:
+    """operationId → Requirement, from the contract (the default applies when unset)."""
+    document = document or load_contract()
+    default = document.get("security", [])
+    table: dict[str, Requirement] = {}
+    for item in document.get("paths", {}).values():
+        for method, op in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            declared = op.get("security", default)
+            if declared == []:
+                table[op["operationId"]] = Requirement(public=True)
+                continue
+            scopes: dict[str, str] = {}
+            for alternative in declared:
+                for scheme, needed in alternative.items():
+                    kind = _SCHEMES[scheme]
+                    if len(needed) != 1:
+                        raise ValueError(f"{op['operationId']}: declare exactly one scope")
+                    scopes[kind] = needed[0]
+            table[op["operationId"]] = Requirement(
+                public=False,
+                token_scope=scopes.get("token"),
+                session_scope=scopes.get("session"),
+            )
+    return table
+
+
+async def authenticate(
+    connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime
+) -> Principal | None:
+    """The principal of the request's credentials; None if it presents none.
+
+    Raises Unauthorized for credentials that are present but not valid.
+    """
+    now = format_ts(runtime.clock.now())
+    header = connection.headers.get("authorization")
+    if header is not None:
+        scheme, _, value = header.strip().partition(" ")
+        secret = value.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise Unauthorized(
+                "send the token as 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": 'Bearer realm="pressluft"'},
+            )
+        principal = await runtime.db.read(lambda conn: principal_for_token(conn, secret, now))
+        if principal is None:
+            raise Unauthorized(
+                "the API token is unknown, expired or revoked",
+                headers={"WWW-Authenticate": 'Bearer realm="pressluft", error="invalid_token"'},
+            )
+        return principal
+    cookie = connection.cookies.get(SESSION_COOKIE)
+    if cookie:
+        principal = await runtime.db.read(lambda conn: principal_for_session(conn, cookie, now))
+        if principal is None:
+            raise Unauthorized(
+                "the session has expired or was ended; log in again",
+                details={"hint": "POST /api/login"},
+            )
+        return principal
+    return None
+
+
+def _same_origin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    host = connection.headers.get("host", "")
+    expected = f"{connection.scope.get('scheme', 'http')}://{host}".lower()
+    origin = connection.headers.get("origin")
+    if origin is not None:
+        return origin.strip().lower() == expected
+    referer = connection.headers.get("referer")
+    if referer is not None:
+        parts = urlsplit(referer)
+        return f"{parts.scheme}://{parts.netloc}".lower() == expected
+    return False
+
+
+async def access_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """The one guard on every route (installed app-wide)."""
+    runtime: Runtime = connection.app.state.runtime
+    table: dict[str, Requirement] = connection.app.state.requirements
+    operation = getattr(handler, "operation_id", None)
+    state = connection.scope.setdefault("state", {})
+    if not isinstance(operation, str):
+        if handler.opt.get("public") or connection.scope["path"].startswith("/static/"):
+            return
+        # A dashboard page: a session, or off to the login page.
+        try:
+            principal = await authenticate(connection, runtime)
+        except Unauthorized:
+            principal = None
+        if principal is None or principal.kind != "session":
+            raise LoginRequired(connection.scope["path"])
+        state["principal"] = principal
+        return
+    requirement = table.get(operation)
+    if requirement is None:
+        raise Forbidden(f"operation {operation} is not in the contract; refused")
+    if requirement.public:
+        return
+    principal = await authenticate(connection, runtime)
+    if principal is None:
+        raise Unauthorized(
+            "authentication required: log in, or send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="pressluft"'},
+        )
+    needed = requirement.scope_for(principal.kind)
+    if needed is None:
+        accepted = "a dashboard session" if requirement.session_scope else "an API token"
+        raise Unauthorized(f"this operation needs {accepted}")
+    if not grants(list(principal.scopes), needed):
+        raise Forbidden(
+            f"this operation needs the '{needed}' scope",
+            details={"required_scope": needed, "scopes": list(principal.scopes)},
+        )
+    unsafe = connection.scope["method"] not in _SAFE_METHODS  # type: ignore[typeddict-item]
+    if principal.kind == "session" and unsafe and not _same_origin(connection):
+        raise Forbidden(
+            "cross-origin request refused (CSRF protection)",
+            details={
+                "hint": "cookie sessions are for the dashboard; API clients use a bearer token"
+            },
+        )
+    state["principal"] = principal

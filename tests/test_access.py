@@ -1,0 +1,394 @@
+"""Access: login sessions, rate limits, API tokens and scopes, CSRF, the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from pressluft.clock import FrozenClock
+from pressluft.errors import Forbidden
+from pressluft.events import Meta
+from pressluft.runtime import Runtime
+from pressluft.services.sessions import expire_sessions
+from pressluft.services.tokens import TokenCreateRequest, create_token_command
+from tests.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    ORIGIN,
+    contract_client,
+    make_token,
+    make_user,
+)
+
+LOGIN = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+
+
+def _runtime(client: httpx.AsyncClient) -> Runtime:
+    return client.app_runtime  # type: ignore[attr-defined,no-any-return]
+
+
+async def _events(client: httpx.AsyncClient, type_: str) -> list[dict[str, Any]]:
+    return (await client.get("/api/events", params={"type": type_, "limit": 1000})).json()["items"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.spec("AUTH-1")
+async def test_login_sets_a_hardened_session_cookie(
+    runtime: Runtime, anon: httpx.AsyncClient
+) -> None:
+    await make_user(runtime)
+    reply = await anon.post("/api/login", json=LOGIN)
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["success"] is True
+    assert body["user"]["email"] == ADMIN_EMAIL
+    assert body["expires_at"] == "2026-01-02T00:00:00.000000Z"  # frozen clock + 24 h
+    cookie = reply.headers["set-cookie"]
+    assert cookie.startswith("session_token=")
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=86400"):
+        assert attribute.lower() in cookie.lower(), cookie
+    assert "secure" not in cookie.lower()  # plain HTTP here; Secure over TLS (test_daemon)
+    me = await anon.get("/api/me")
+    assert me.status_code == 200
+    assert me.json()["kind"] == "session"
+    assert me.json()["scopes"] == ["read", "write", "admin"]
+
+
+@pytest.mark.spec("AUTH-2")
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"email": ADMIN_EMAIL, "password": "wrong password!"},
+        {"email": "nobody@example.com", "password": "Nope-Unknown-9"},
+    ],
+)
+async def test_bad_credentials_are_refused_and_audited(
+    runtime: Runtime,
+    anon: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    credentials: dict[str, str],
+) -> None:
+    await make_user(runtime)
+    reply = await anon.post("/api/login", json=credentials)
+    assert reply.status_code == 401
+    assert reply.json()["code"] == "unauthorized"
+    assert "set-cookie" not in reply.headers
+    [failed] = await _events(client, "auth.login_failed")
+    assert failed["data"]["email"] == credentials["email"]
+    assert credentials["password"] not in str(failed)
+    audit = (await client.get("/api/audit", params={"limit": 1})).json()["items"][0]
+    assert audit["action"] == "auth.login_failed"
+    assert audit["result"] == "failed"
+
+
+@pytest.mark.spec("AUTH-3")
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": ADMIN_EMAIL},
+        {"email": "not-an-email", "password": "x"},
+        {"email": ADMIN_EMAIL, "password": "x", "remember": True},
+        {"email": ADMIN_EMAIL, "password": ""},
+    ],
+)
+async def test_malformed_login_is_400(anon: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    reply = await anon.post("/api/login", json=body)
+    assert reply.status_code == 400
+    assert reply.json()["code"] == "bad_request"
+
+
+@pytest.mark.spec("AUTH-4", "AUTH-8")
+async def test_expired_sessions_are_refused_and_swept_once(
+    runtime: Runtime, anon: httpx.AsyncClient, client: httpx.AsyncClient, clock: FrozenClock
+) -> None:
+    await make_user(runtime)
+    assert (await anon.post("/api/login", json=LOGIN)).status_code == 200
+    clock.advance(runtime.config.session_ttl_seconds + 1)
+    refused = await anon.get("/api/settings")
+    assert refused.status_code == 401
+    assert "log in again" in refused.json()["message"]
+    assert await expire_sessions(runtime.db) == 1
+    assert await expire_sessions(runtime.db) == 0
+    [expired] = await _events(client, "auth.session_expired")
+    assert expired["meta"]["actor"] == "system:session-sweeper"
+
+
+@pytest.mark.spec("AUTH-5", "AUTH-4")
+async def test_logout_ends_the_session_and_clears_the_cookie(
+    runtime: Runtime, session: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    token = session.cookies["session_token"]
+    reply = await session.post("/api/logout")
+    assert reply.status_code == 200
+    assert reply.json() == {"success": True}
+    assert (
+        'session_token=""' in reply.headers["set-cookie"]
+        or "Max-Age=0" in reply.headers["set-cookie"]
+    )
+    [revoked] = await _events(client, "auth.session_revoked")
+    assert revoked["data"]["reason"] == "logout"
+    async with contract_client(runtime, {"Cookie": f"session_token={token}"}) as replay:
+        assert (await replay.get("/api/me")).status_code == 401
+
+
+@pytest.mark.spec("AUTH-6")
+async def test_logging_in_again_rotates_the_session(
+    session: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    old = session.cookies["session_token"]
+    again = await session.post("/api/login", json=LOGIN)
+    assert again.status_code == 200
+    assert session.cookies["session_token"] != old
+    [rotated] = await _events(client, "auth.session_revoked")
+    assert rotated["data"]["reason"] == "rotated"
+    assert len(await _events(client, "auth.session_started")) == 2
+
+
+@pytest.mark.spec("AUTH-7")
+async def test_the_eleventh_attempt_from_an_address_is_rate_limited(runtime: Runtime) -> None:
+    await make_user(runtime)
+    bad = {"email": ADMIN_EMAIL, "password": "guess guess guess"}
+    async with contract_client(runtime, address="10.9.8.7") as attacker:
+        for _ in range(10):
+            assert (await attacker.post("/api/login", json=bad)).status_code == 401
+        limited = await attacker.post("/api/login", json=LOGIN)
+        assert limited.status_code == 429
+        assert limited.json()["code"] == "rate_limited"
+        assert int(limited.headers["retry-after"]) >= 1
+    async with contract_client(runtime, address="10.1.1.1") as owner:
+        assert (await owner.post("/api/login", json=LOGIN)).status_code == 200
+
+
+@pytest.mark.spec("AUTH-9", "TOK-4")
+async def test_introspection_for_tokens_and_sessions(
+    client: httpx.AsyncClient, session: httpx.AsyncClient
+) -> None:
+    me = (await client.get("/api/me")).json()
+    assert me["kind"] == "token"
+    assert me["actor"].startswith("token:")
+    assert me["token"]["name"] == "test-admin"
+    assert me["user"] is None
+    current = await client.get("/api/tokens/current")
+    assert current.status_code == 200
+    assert current.json()["scopes"] == ["admin"]
+    assert current.json()["status"] == "active"
+    assert (await session.get("/api/tokens/current")).status_code == 401  # not a token
+    assert (await session.get("/api/me")).json()["user"]["email"] == ADMIN_EMAIL
+
+
+@pytest.mark.spec("TOK-1")
+async def test_a_token_secret_is_returned_once_and_stored_hashed(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/api/tokens", json={"name": " deploy ", "scopes": ["write", "read", "write"]}
+    )
+    assert created.status_code == 201
+    body = created.json()
+    secret = body["token"]
+    assert secret.startswith("plt_")
+    assert body["name"] == "deploy"
+    assert body["scopes"] == ["read", "write"]
+    assert secret.startswith(body["prefix"])
+    listing = await client.get("/api/tokens")
+    assert secret not in listing.text
+    assert {t["name"] for t in listing.json()["items"]} == {"deploy", "test-admin"}
+    runtime = _runtime(client)
+    stored = await runtime.db.read(
+        lambda c: c.execute("SELECT token_hash FROM api_tokens").fetchall()
+    )
+    assert all(secret not in row[0] for row in stored)
+    [event] = [e for e in await _events(client, "token.created") if e["data"]["name"] == "deploy"]
+    assert secret not in str(event)
+
+
+@pytest.mark.spec("TOK-2")
+async def test_scopes_gate_operations(runtime: Runtime) -> None:
+    read = await make_token(runtime, ["read"])
+    write = await make_token(runtime, ["write"])
+    async with contract_client(runtime, {"Authorization": f"Bearer {read}"}) as reader:
+        assert (await reader.get("/api/settings")).status_code == 200
+        assert (await reader.get("/api/audit")).status_code == 200
+        denied = await reader.patch("/api/settings", json={"control_plane_domain": "a.example.com"})
+        assert denied.status_code == 403
+        assert denied.json()["details"]["required_scope"] == "admin"
+        assert (
+            await reader.post("/api/tokens", json={"name": "x", "scopes": ["read"]})
+        ).status_code == 403
+    async with contract_client(runtime, {"Authorization": f"Bearer {write}"}) as writer:
+        assert (await writer.get("/api/events")).status_code == 200  # write includes read
+        assert (
+            await writer.patch("/api/settings", json={"preview_domain": None})
+        ).status_code == 403
+
+
+@pytest.mark.spec("TOK-2")
+def test_a_token_never_exceeds_its_creators_scopes() -> None:
+    request = TokenCreateRequest(name="escalate", scopes=["admin"])
+    with pytest.raises(Forbidden, match="creator lacks: admin"):
+        create_token_command(request, ["read", "write"], Meta(actor="test"))
+
+
+@pytest.mark.spec("TOK-3")
+async def test_revoked_tokens_are_refused_and_revoking_is_idempotent(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await make_token(runtime, ["read"], name="doomed")
+    token_id = next(
+        t["id"] for t in (await client.get("/api/tokens")).json()["items"] if t["name"] == "doomed"
+    )
+    first = await client.delete(f"/api/tokens/{token_id}")
+    assert first.status_code == 200
+    assert first.json()["status"] == "revoked"
+    again = await client.delete(f"/api/tokens/{token_id}")
+    assert again.status_code == 200
+    assert len(await _events(client, "token.revoked")) == 1
+    async with contract_client(runtime, {"Authorization": f"Bearer {secret}"}) as revoked:
+        refused = await revoked.get("/api/settings")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert (
+        await client.delete("/api/tokens/00000000-0000-4000-8000-000000000000")
+    ).status_code == 404
+    assert (await client.delete("/api/tokens/not-a-uuid")).status_code == 404
+
+
+@pytest.mark.spec("TOK-5")
+async def test_tokens_expire(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FrozenClock
+) -> None:
+    created = await client.post(
+        "/api/tokens",
+        json={"name": "short", "scopes": ["read"], "expires_at": "2026-01-01T00:01:00+00:00"},
+    )
+    assert created.status_code == 201
+    assert created.json()["expires_at"] == "2026-01-01T00:01:00.000000Z"
+    secret = created.json()["token"]
+    async with contract_client(runtime, {"Authorization": f"Bearer {secret}"}) as short:
+        assert (await short.get("/api/me")).status_code == 200
+        clock.advance(61)
+        assert (await short.get("/api/me")).status_code == 401
+    listed = {t["name"]: t["status"] for t in (await client.get("/api/tokens")).json()["items"]}
+    assert listed["short"] == "expired"
+    assert [
+        t["name"]
+        for t in (await client.get("/api/tokens", params={"status": "expired"})).json()["items"]
+    ] == ["short"]
+    past = await client.post(
+        "/api/tokens",
+        json={"name": "late", "scopes": ["read"], "expires_at": "2025-01-01T00:00:00Z"},
+    )
+    assert past.status_code == 422
+
+
+@pytest.mark.spec("SEC-3")
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 403),
+        ({"Origin": "https://evil.example.com"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Referer": "https://evil.example.com/page"}, 403),
+        ({"Origin": ORIGIN}, 200),
+        ({"Referer": ORIGIN + "/settings"}, 200),
+    ],
+)
+async def test_cookie_mutations_need_a_same_origin_request(
+    runtime: Runtime, headers: dict[str, str], status: int
+) -> None:
+    await make_user(runtime)
+    async with contract_client(runtime, {"Origin": ORIGIN}) as browser:
+        assert (await browser.post("/api/login", json=LOGIN)).status_code == 200
+        cookie = browser.cookies["session_token"]
+    async with contract_client(runtime, {"Cookie": f"session_token={cookie}", **headers}) as page:
+        reply = await page.patch("/api/settings", json={"control_plane_domain": "csrf.example.com"})
+        assert reply.status_code == status, reply.text
+        changed = (await page.get("/api/settings")).json()["control_plane_domain"]
+        assert (changed == "csrf.example.com") == (status == 200)
+
+
+@pytest.mark.spec("SEC-3")
+async def test_bearer_requests_need_no_origin(client: httpx.AsyncClient) -> None:
+    reply = await client.patch("/api/settings", json={"control_plane_domain": "bearer.example.com"})
+    assert reply.status_code == 200
+
+
+@pytest.mark.spec("AUD-1")
+async def test_every_event_has_an_audit_entry_with_actor_and_correlation(
+    session: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    await session.patch(
+        "/api/settings",
+        json={"control_plane_domain": "audited.example.com"},
+        headers={"X-Request-ID": "aud-1"},
+    )
+    events = (await client.get("/api/events", params={"limit": 1000})).json()["items"]
+    audit = (await client.get("/api/audit", params={"limit": 500})).json()["items"]
+    assert sorted(e["seq"] for e in audit) == [e["seq"] for e in events]
+    by_seq = {e["seq"]: e for e in audit}
+    for event in events:
+        entry = by_seq[event["seq"]]
+        assert entry["action"] == event["type"]
+        assert entry["actor"] == event["meta"]["actor"]
+        assert entry["correlation_id"] == event["meta"].get("correlation_id")
+    settings_entry = next(e for e in audit if e["action"] == "settings.changed")
+    assert settings_entry["actor"].startswith("user:")
+    assert settings_entry["resource_type"] == "settings"
+    assert settings_entry["correlation_id"] == "aud-1"
+
+
+@pytest.mark.spec("AUD-2")
+async def test_audit_filters_and_pages(client: httpx.AsyncClient, clock: FrozenClock) -> None:
+    for i in range(5):
+        await client.patch("/api/settings", json={"control_plane_domain": f"a{i}.example.com"})
+        clock.advance(60)
+    page = (await client.get("/api/audit", params={"resource_type": "settings", "limit": 2})).json()
+    assert len(page["items"]) == 2
+    assert page["has_more"] is True
+    seqs = [e["seq"] for e in page["items"]]
+    assert seqs == sorted(seqs, reverse=True)
+    older = (
+        await client.get(
+            "/api/audit",
+            params={"resource_type": "settings", "limit": 10, "before": page["next_before"]},
+        )
+    ).json()
+    assert len(older["items"]) == 3
+    assert older["has_more"] is False
+    assert older["next_before"] is None
+    window = (
+        await client.get(
+            "/api/audit",
+            params={
+                "since": "2026-01-01T00:01:00Z",
+                "until": "2026-01-01T00:03:00Z",
+                "resource_type": "settings",
+            },
+        )
+    ).json()
+    assert len(window["items"]) == 2
+    actor = page["items"][0]["actor"]
+    assert all(
+        e["actor"] == actor
+        for e in (await client.get("/api/audit", params={"actor": actor})).json()["items"]
+    )
+    assert (await client.get("/api/audit", params={"actor": "user:nobody"})).json()["items"] == []
+    assert (await client.get("/api/audit", params={"since": "yesterday"})).status_code == 400
+
+
+@pytest.mark.spec("AUD-2", "TOK-1")
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/audit", {"before": "null"}, "before"),
+        ("/api/audit", {"before": "0"}, "before"),
+        ("/api/audit", {"before": "1.5"}, "before"),
+        ("/api/tokens", {"status": "null"}, "status"),
+        ("/api/tokens", {"status": "ACTIVE"}, "status"),
+    ],
+)
+async def test_optional_query_parameters_are_parsed_strictly(
+    client: httpx.AsyncClient, path: str, params: dict[str, str], field: str
+) -> None:
+    reply = await client.get(path, params=params)
+    assert reply.status_code == 400
+    assert reply.json()["details"]["errors"][0]["field"] == field
