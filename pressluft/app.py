@@ -19,7 +19,7 @@ from litestar.types import ASGIApp
 
 from pressluft.api.deps import provide_context, provide_principal, provide_runtime
 from pressluft.api.errors import handle_exception
-from pressluft.api.middleware import request_context_middleware
+from pressluft.api.middleware import host_policy, request_context_middleware
 from pressluft.api.routes import API_ROUTES
 from pressluft.api.security import access_guard, requirements
 from pressluft.runtime import Runtime
@@ -68,4 +68,6 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
 
 def create_asgi(runtime: Runtime, *, own_runtime: bool = False) -> ASGIApp:
     """The served ASGI application: `create_app` inside the request-context middleware."""
-    return request_context_middleware(runtime.metrics)(create_app(runtime, own_runtime=own_runtime))
+    allows_host = host_policy(runtime.config.host, runtime.config.allowed_hosts)
+    app = create_app(runtime, own_runtime=own_runtime)
+    return request_context_middleware(runtime.metrics, allows_host)(app)

@@ -430,11 +430,17 @@ def admin_create(
 @click.option("--email", required=True)
 @click.option("--password", default=None, help="Avoid: visible in process lists and history.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--keep-tokens",
+    is_flag=True,
+    help="Keep the API tokens this account created (default: revoke them, with the tokens "
+    "they created).",
+)
 @data_dir_option
 def admin_reset_password(
-    email: str, password: str | None, password_stdin: bool, data_dir: str | None
+    email: str, password: str | None, password_stdin: bool, keep_tokens: bool, data_dir: str | None
 ) -> None:
-    """Set a new password for an account; its open sessions end."""
+    """Set a new password; the account's sessions end and its API tokens are revoked."""
     from pressluft.events import Meta
     from pressluft.services.context import CLI_ACTOR
     from pressluft.services.passwords import PasswordHasher, password_problem
@@ -445,11 +451,16 @@ def admin_reset_password(
     if problem:
         _fail(f"password rejected: {problem}", EXIT_USAGE)
     password_hash = PasswordHasher().hash_sync(secret)
-    ended = _admin_write(
+    reset = _admin_write(
         _tool_data_dir(data_dir),
-        lambda vault: change_password_command(vault, email, password_hash, Meta(actor=CLI_ACTOR)),
+        lambda vault: change_password_command(
+            vault, email, password_hash, Meta(actor=CLI_ACTOR), revoke_tokens=not keep_tokens
+        ),
     )
-    click.echo(f"password changed for {email.strip().lower()}; {ended} session(s) ended")
+    click.echo(
+        f"password changed for {email.strip().lower()}; {reset.sessions_ended} session(s) "
+        f"ended, {reset.tokens_revoked} token(s) revoked"
+    )
 
 
 @main.command()

@@ -8,12 +8,13 @@ and a `Z` suffix, so they sort lexicographically.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "FrozenClock", "SystemClock", "format_ts", "parse_ts"]
+__all__ = ["Clock", "FrozenClock", "SystemClock", "format_ts", "parse_rfc3339", "parse_ts"]
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -31,6 +32,25 @@ def parse_ts(text: str) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {text!r}")
     return parsed.astimezone(UTC)
+
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 `date-time` (what the API's `format: date-time` promises).
+
+    Stricter than `datetime.fromisoformat`: a `T`, seconds and an offset are
+    required. Raises ValueError otherwise.
+    """
+    if not _RFC3339.match(text):
+        raise ValueError(f"not an RFC 3339 date-time: {text!r}")
+    head, _, fraction = text.partition(".")
+    if fraction:  # Python takes at most microseconds
+        digits = re.match(r"\d+", fraction)
+        assert digits is not None
+        text = head + "." + digits[0][:6].ljust(6, "0") + fraction[len(digits[0]) :]
+    return parse_ts(text.upper().replace("Z", "+00:00") if text[-1] in "zZ" else text)
 
 
 class Clock(Protocol):

@@ -64,6 +64,14 @@ def _optional_path(raw: str) -> str | None:
     return value or None
 
 
+def _host_list(raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    for host in hosts:
+        if not all(c.isalnum() or c in ".-:[]" for c in host):
+            raise ConfigError(f"not a host name: {host!r}")
+    return hosts
+
+
 def _text(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -115,6 +123,14 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="ADDR",
     ),
     Setting("port", "8080", "TCP port to listen on.", _int_between(1, 65535), metavar="PORT"),
+    Setting(
+        "allowed_hosts",
+        "",
+        "Extra host names requests may be addressed to (comma-separated, e.g. behind a "
+        "reverse proxy). Bound to loopback, only loopback names are answered otherwise.",
+        _host_list,
+        metavar="HOSTS",
+    ),
     Setting(
         "tls_cert_file",
         "",
@@ -233,6 +249,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: Path
     host: str
     port: int
+    allowed_hosts: tuple[str, ...]
     tls_cert_file: str | None
     tls_key_file: str | None
     insecure_http: bool

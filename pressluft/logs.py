@@ -8,6 +8,7 @@ request and the events it produced.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -62,12 +63,20 @@ class _JsonFormatter(logging.Formatter):
         return msgspec.json.encode(line, enc_hook=str).decode()
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _clean(value: object) -> str:
+    """No control characters in a text line (no forged lines, no terminal escapes)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(value))
+
+
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        fields = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        fields = " ".join(f"{k}={_clean(v)}" for k, v in _extras(record).items())
         cid = record.correlation_id  # type: ignore[attr-defined]
-        parts = [stamp, f"{record.levelname.lower():7}", record.getMessage()]
+        parts = [stamp, f"{record.levelname.lower():7}", _clean(record.getMessage())]
         if fields:
             parts.append(fields)
         if cid:

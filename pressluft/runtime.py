@@ -43,6 +43,9 @@ SESSION_SWEEP_SECONDS = 60.0
 INITIAL_ADMIN_EMAIL = "admin@pressluft.local"
 INITIAL_ADMIN_FILE = "initial-admin-password"
 FIRST_RUN_ACTOR = "system:first-run"
+_ENDS_CREDENTIALS = frozenset(
+    {"auth.session_revoked", "auth.session_expired", "token.revoked", "user.password_changed"}
+)
 
 
 def _sealed_secret_count(path: Path) -> int:
@@ -89,6 +92,8 @@ class Runtime:
         #: Set on the first `dev` start: (email, password) to show once, then cleared.
         self.initial_admin: tuple[str, str] | None = None
         self.user_count = 0
+        #: Moves whenever a session or token ends, so long-lived streams re-check theirs.
+        self.auth_epoch = 0
         self.started_at = self.clock.monotonic()
         self.started = False
 
@@ -159,6 +164,8 @@ class Runtime:
 
     def _on_commit(self, info: CommitInfo) -> None:
         self.metrics.observe_commit(info)
+        if any(isinstance(i, Recorded) and i.type in _ENDS_CREDENTIALS for i in info.published):
+            self.auth_epoch += 1
         newest = max((i.seq for i in info.published if isinstance(i, Recorded)), default=0)
         self.notifier.advance(newest)
 
@@ -176,7 +183,8 @@ class Runtime:
         )
         await self.db.write(command)
         path = self.config.data_dir / INITIAL_ADMIN_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        path.unlink(missing_ok=True)  # a leftover from a removed database
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(f"email: {INITIAL_ADMIN_EMAIL}\npassword: {password}\n")
         self.initial_admin = (INITIAL_ADMIN_EMAIL, password)

@@ -180,7 +180,7 @@ async def test_introspection_for_tokens_and_sessions(
 @pytest.mark.spec("TOK-1")
 async def test_a_token_secret_is_returned_once_and_stored_hashed(client: httpx.AsyncClient) -> None:
     created = await client.post(
-        "/api/tokens", json={"name": " deploy ", "scopes": ["write", "read", "write"]}
+        "/api/tokens", json={"name": " deploy ", "scopes": ["write", "read"]}
     )
     assert created.status_code == 201
     body = created.json()
@@ -392,3 +392,189 @@ async def test_optional_query_parameters_are_parsed_strictly(
     reply = await client.get(path, params=params)
     assert reply.status_code == 400
     assert reply.json()["details"]["errors"][0]["field"] == field
+
+
+@pytest.mark.spec("AUTH-12")
+@pytest.mark.parametrize(
+    ("next_param", "expected"),
+    [
+        ("/settings", "/settings"),
+        ("/events?type=settings.changed", "/events?type=settings.changed"),
+        ("/\\evil.example", "/"),
+        ("/\t/evil.example", "/"),
+        ("//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+    ],
+)
+async def test_the_login_page_only_returns_to_same_site_paths(
+    anon: httpx.AsyncClient, next_param: str, expected: str
+) -> None:
+    page = await anon.get("/login", params={"next": next_param})
+    assert page.status_code == 200
+    assert f'data-next="{expected}"' in page.text.replace("&amp;", "&")
+
+
+@pytest.mark.spec("AUTH-13")
+async def test_concurrent_guesses_are_counted_before_the_slow_check(runtime: Runtime) -> None:
+    import asyncio
+
+    await make_user(runtime)
+    limit = runtime.config.login_attempts_per_minute * 5
+    statuses: list[int] = []
+
+    async def guess(i: int) -> None:
+        async with contract_client(runtime, address=f"10.0.{i // 250}.{i % 250}") as http:
+            reply = await http.post(
+                "/api/login", json={"email": ADMIN_EMAIL, "password": f"guess {i}"}
+            )
+            statuses.append(reply.status_code)
+
+    await asyncio.gather(*(guess(i) for i in range(80)))
+    assert statuses.count(401) <= limit
+    assert statuses.count(429) >= 80 - limit
+    assert set(statuses) <= {401, 429}
+
+
+@pytest.mark.spec("AUTH-13")
+def test_ipv6_clients_are_limited_per_64_and_the_limiter_stays_small() -> None:
+    from pressluft.services.ratelimit import SlidingWindow, client_key
+
+    assert (
+        client_key("2001:db8:1:2:aaaa::1")
+        == client_key("2001:db8:1:2:ffff::9")
+        == "2001:db8:1:2::/64"
+    )
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:10.0.0.1") == "10.0.0.1"
+    assert client_key("10.0.0.1") == "10.0.0.1"
+    assert client_key(None) == "unknown"
+    clock = FrozenClock()
+    window = SlidingWindow(3, 60, clock, max_keys=1000, sweep_every=100)
+    for i in range(5000):
+        window.hit(f"client-{i}")
+        clock.advance(0.1)
+    assert len(window) <= 1000
+    clock.advance(61)
+    window.hit("late")
+    for _ in range(100):
+        window.hit("late")
+    assert len(window) == 1  # every stale client was forgotten
+
+
+@pytest.mark.spec("AUTH-13")
+async def test_waiting_password_checks_are_bounded(
+    runtime: Runtime, anon: httpx.AsyncClient
+) -> None:
+    runtime.hasher.pending = runtime.hasher.max_pending  # as if a burst were being checked
+    reply = await anon.post("/api/login", json=LOGIN)
+    runtime.hasher.pending = 0
+    assert reply.status_code == 429
+    assert reply.json()["message"] == "too many logins in progress"
+
+
+@pytest.mark.spec("SEC-6")
+async def test_a_loopback_daemon_answers_only_loopback_host_names(runtime: Runtime) -> None:
+    from pressluft.app import create_asgi
+
+    transport = httpx.ASGITransport(app=create_asgi(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as raw:
+        for host, status in (
+            ("rebind.evil.example", 421),
+            ("rebind.evil.example:8080", 421),
+            ("localhost:8080", 200),
+            ("127.0.0.1", 200),
+            ("[::1]:8080", 200),
+        ):
+            reply = await raw.get("/api/health", headers={"Host": host})
+            assert reply.status_code == status, host
+            if status == 421:
+                assert reply.json()["code"] == "misdirected_request"
+
+
+@pytest.mark.spec("SEC-6")
+def test_allowed_hosts_extend_the_policy() -> None:
+    from pressluft.api.middleware import host_policy
+
+    proxied = host_policy("127.0.0.1", ("panel.example.com",))
+    assert proxied("panel.example.com")
+    assert proxied("PANEL.example.com:443")
+    assert not proxied("other.example.com")
+    assert host_policy("0.0.0.0", ())("anything.example")  # noqa: S104
+    assert not host_policy("0.0.0.0", ("panel.example.com",))("other.example")  # noqa: S104
+
+
+@pytest.mark.spec("SEC-8")
+async def test_credential_responses_are_not_cached(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await make_user(runtime)
+    async with contract_client(runtime, {"Origin": ORIGIN}) as browser:
+        login = await browser.post("/api/login", json=LOGIN)
+        assert login.headers["cache-control"] == "no-store"
+        assert (await browser.post("/api/logout")).headers["cache-control"] == "no-store"
+    created = await client.post("/api/tokens", json={"name": "cached?", "scopes": ["read"]})
+    assert created.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.spec("SEC-2")
+async def test_handlers_outside_the_contract_never_slip_through_as_pages(runtime: Runtime) -> None:
+    from litestar import get, post
+
+    from pressluft.app import create_app
+
+    @post("/settings/reset", status_code=200)
+    async def form_post() -> dict[str, str]:
+        return {"mutated": "yes"}
+
+    @get("/api/unlisted")
+    async def unlisted() -> dict[str, str]:
+        return {"data": "leak"}
+
+    app = create_app(runtime)
+    app.register(form_post)
+    app.register(unlisted)
+    await make_user(runtime)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url=ORIGIN, headers={"Origin": ORIGIN}
+    ) as raw:
+        assert (await raw.post("/api/login", json=LOGIN)).status_code == 200
+        assert (await raw.post("/settings/reset")).status_code == 403
+        assert (await raw.get("/api/unlisted")).status_code == 403
+
+
+@pytest.mark.spec("TOK-1", "TOK-5")
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "dup", "scopes": ["read", "read"]}, "scopes"),
+        ({"name": "many", "scopes": ["read", "write", "admin", "read"]}, "scopes"),
+        (
+            {"name": "space", "scopes": ["read"], "expires_at": "2030-01-01 00:00:00+00:00"},
+            "expires_at",
+        ),
+        ({"name": "date", "scopes": ["read"], "expires_at": "2030-01-01"}, "expires_at"),
+        ({"name": "naive", "scopes": ["read"], "expires_at": "2030-01-01T00:00:00"}, "expires_at"),
+        ({"name": " ", "scopes": ["read"]}, "name"),
+    ],
+)
+async def test_token_requests_are_validated_like_the_contract_says(
+    client: httpx.AsyncClient, body: dict[str, Any], field: str
+) -> None:
+    reply = await client.post("/api/tokens", json=body)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["details"]["errors"][0]["field"] == field
+
+
+def test_rfc3339_parsing_is_strict_and_keeps_precision() -> None:
+    from pressluft.clock import format_ts, parse_rfc3339
+
+    assert format_ts(parse_rfc3339("2030-01-01T00:00:00Z")) == "2030-01-01T00:00:00.000000Z"
+    assert (
+        format_ts(parse_rfc3339("2030-01-01t01:00:00.123456789+01:00"))
+        == "2030-01-01T00:00:00.123456Z"
+    )
+    for bad in ("2030-01-01", "2030-01-01T00:00", "2030-01-01 00:00:00Z", "2030-01-01T00:00:00"):
+        with pytest.raises(ValueError, match="RFC 3339"):
+            parse_rfc3339(bad)

@@ -270,3 +270,113 @@ def test_admin_commands_work_while_the_daemon_runs(tmp_path: Path) -> None:
             env=env,
         )
         assert missing.returncode == 1
+
+
+@pytest.mark.spec("SEC-7")
+def test_an_open_event_stream_ends_when_its_session_does(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    with Daemon(tmp_path, env={"PRESSLUFT_SSE_KEEPALIVE_SECONDS": "1"}) as daemon:
+        email, password = daemon.admin_credentials()
+        browser = httpx.Client(base_url=daemon.url, timeout=15)
+        assert (
+            browser.post("/api/login", json={"email": email, "password": password}).status_code
+            == 200
+        )
+        lines: list[str] = []
+        ended = threading.Event()
+
+        def read_stream() -> None:
+            with browser.stream("GET", "/api/events/stream") as stream:
+                for line in stream.iter_lines():
+                    lines.append(line)
+            ended.set()
+
+        reader = threading.Thread(target=read_stream, daemon=True)
+        reader.start()
+        time.sleep(0.5)
+        cookie = browser.cookies["session_token"]
+        with httpx.Client(base_url=daemon.url, cookies={"session_token": cookie}) as other:
+            assert other.post("/api/logout", headers={"Origin": daemon.url}).status_code == 200
+        # Activity after the logout must not reach the stream; it ends instead.
+        httpx.post(
+            daemon.url + "/api/tokens",
+            json={"name": "after", "scopes": ["read"]},
+            headers=daemon.auth(),
+        )
+        assert ended.wait(10), "the stream outlived its session"
+        assert ": credentials ended" in lines
+        assert not any('"name":"after"' in line for line in lines)
+        browser.close()
+
+
+@pytest.mark.spec("DMN-14")
+def test_text_log_lines_cannot_be_forged(tmp_path: Path) -> None:
+    with Daemon(tmp_path) as daemon:
+        httpx.get(daemon.url + "/x%0a08:46:00%20%20warning%20%20FORGED%1b[31m")
+        assert daemon.stop() == 0
+    out = daemon.output()
+    assert "\x1b[31m" not in out
+    assert not any(line.startswith("08:46:00  warning  FORGED") for line in out.splitlines())
+    assert "\\x0a08:46:00" in out
+
+
+@pytest.mark.spec("AUTH-14")
+def test_a_password_reset_revokes_the_tokens_the_account_minted(tmp_path: Path) -> None:
+    with Daemon(tmp_path) as daemon:
+        email, password = daemon.admin_credentials()
+        with httpx.Client(base_url=daemon.url, headers={"Origin": daemon.url}) as http:
+            assert (
+                http.post("/api/login", json={"email": email, "password": password}).status_code
+                == 200
+            )
+            minted = http.post("/api/tokens", json={"name": "minted", "scopes": ["admin"]}).json()[
+                "token"
+            ]
+        bearer = {"Authorization": f"Bearer {minted}"}
+        child = httpx.post(
+            daemon.url + "/api/tokens", json={"name": "child", "scopes": ["read"]}, headers=bearer
+        ).json()["token"]
+        env = {"PRESSLUFT_DATA_DIR": str(daemon.data_dir)}
+        reset = run_cli(
+            "admin",
+            "reset-password",
+            "--email",
+            email,
+            "--password",
+            "a brand new password",
+            env=env,
+        )
+        assert reset.returncode == 0, reset.stderr
+        assert "2 token(s) revoked" in reset.stdout  # "minted", and "child" that it minted
+        for secret in (minted, child):
+            assert (
+                httpx.get(
+                    daemon.url + "/api/me", headers={"Authorization": f"Bearer {secret}"}
+                ).status_code
+                == 401
+            )
+        # --keep-tokens leaves them alone.
+        with httpx.Client(base_url=daemon.url, headers={"Origin": daemon.url}) as http:
+            http.post("/api/login", json={"email": email, "password": "a brand new password"})
+            kept = http.post("/api/tokens", json={"name": "kept", "scopes": ["read"]}).json()[
+                "token"
+            ]
+        keep = run_cli(
+            "admin",
+            "reset-password",
+            "--email",
+            email,
+            "--password",
+            "another new password",
+            "--keep-tokens",
+            env=env,
+        )
+        assert "0 token(s) revoked" in keep.stdout
+        assert (
+            httpx.get(
+                daemon.url + "/api/me", headers={"Authorization": f"Bearer {kept}"}
+            ).status_code
+            == 200
+        )

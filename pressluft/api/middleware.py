@@ -3,6 +3,8 @@
 Runs around every HTTP request as plain ASGI middleware:
 - accepts a well-formed `X-Request-ID` or generates one, exposes it to the code
   (context variable, `scope["state"]`), echoes it on the response;
+- answers 421 to requests addressed to a host name it does not serve (a daemon
+  bound to loopback answers only loopback names: no DNS rebinding);
 - refuses API request bodies that are not JSON (415), before any handler runs;
 - answers OPTIONS on API paths with the contract's methods in `Allow`;
 - adds the security headers to every response (and HSTS when served over TLS);
@@ -25,7 +27,13 @@ from pressluft.api.errors import envelope
 from pressluft.logs import correlation_id, get_logger
 from pressluft.metrics import Metrics
 
-__all__ = ["HSTS_HEADER", "REQUEST_ID_PATTERN", "SECURITY_HEADERS", "request_context_middleware"]
+__all__ = [
+    "HSTS_HEADER",
+    "REQUEST_ID_PATTERN",
+    "SECURITY_HEADERS",
+    "host_policy",
+    "request_context_middleware",
+]
 
 log = get_logger("pressluft.http")
 
@@ -69,7 +77,37 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def request_context_middleware(metrics: Metrics) -> Callable[[ASGIApp], ASGIApp]:
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+_HOST_HINT = "use the address Pressluft listens on, or add the name to allowed_hosts"
+
+
+def host_policy(bind_host: str, extra: tuple[str, ...]) -> Callable[[str | None], bool]:
+    """Which `Host` headers to answer (against DNS rebinding of a loopback daemon).
+
+    Bound to loopback: loopback names and `extra`. Bound elsewhere: anything, unless
+    `extra` is given, then loopback names, the bind address and `extra`.
+    """
+    loopback_bound = bind_host in _LOOPBACK_NAMES or bind_host.startswith("127.")
+    if not loopback_bound and not extra:
+        return lambda host: True
+    allowed = {*_LOOPBACK_NAMES, *extra, bind_host.lower()}
+
+    def allows(host: str | None) -> bool:
+        if host is None:
+            return False
+        name = host.strip().lower()
+        if name.startswith("["):
+            name = name.split("]", 1)[0] + "]"
+        elif name.count(":") == 1:
+            name = name.split(":", 1)[0]
+        return name in allowed or name.startswith("127.")
+
+    return allows
+
+
+def request_context_middleware(
+    metrics: Metrics, allows_host: Callable[[str | None], bool] = lambda host: True
+) -> Callable[[ASGIApp], ASGIApp]:
     def factory(app: ASGIApp) -> ASGIApp:
         async def middleware(asgi_scope: Scope, receive: Receive, send: Send) -> None:
             scope = cast(dict[str, Any], asgi_scope)
@@ -100,6 +138,17 @@ def request_context_middleware(metrics: Metrics) -> Callable[[ASGIApp], ASGIApp]
                 await send(asgi_message)
 
             try:
+                if not allows_host(_header(scope, b"host")):
+                    await _reply(
+                        send_wrapper,
+                        421,
+                        envelope(
+                            "misdirected_request",
+                            "this server does not answer for that host name",
+                            {"hint": _HOST_HINT},
+                        ),
+                    )
+                    return
                 if method == "OPTIONS" and is_api_path(path):
                     # Answered from the contract (Litestar's automatic OPTIONS
                     # lists only the methods registered first for a path).

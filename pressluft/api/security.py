@@ -10,8 +10,9 @@ creation those declarations become a table, and one guard on every handler:
   without the scope; cookie-authenticated unsafe requests need a same-origin
   `Origin` (or, lacking it, `Referer`) — CSRF;
 - a handler whose operation the contract does not list is refused (fail closed);
-- dashboard pages need a session and redirect to `/login` otherwise; the login
-  page and `/static` are public.
+- a handler without an operation passes only for GET and only when it is marked
+  a dashboard page (`opt={"page": True}`, needs a session, else a redirect to
+  `/login`) or public (`opt={"public": True}`: the login page; and `/static`).
 
 The authenticated `Principal` is left in `scope["state"]["principal"]`.
 """
@@ -30,6 +31,7 @@ from pressluft.clock import format_ts
 from pressluft.errors import Forbidden, LoginRequired, Unauthorized
 from pressluft.runtime import Runtime
 from pressluft.services.principals import (
+    SCOPES,
     Principal,
     grants,
     principal_for_session,
@@ -38,9 +40,12 @@ from pressluft.services.principals import (
 
 __all__ = [
     "SESSION_COOKIE",
+    "Credential",
     "Requirement",
     "access_guard",
     "authenticate",
+    "presented_credential",
+    "principal_of",
     "requirements",
 ]
 
@@ -78,8 +83,10 @@ def requirements(document: dict[str, Any] | None = None) -> dict[str, Requiremen
             for alternative in declared:
                 for scheme, needed in alternative.items():
                     kind = _SCHEMES[scheme]
-                    if len(needed) != 1:
-                        raise ValueError(f"{op['operationId']}: declare exactly one scope")
+                    if len(needed) != 1 or needed[0] not in SCOPES:
+                        raise ValueError(
+                            f"{op['operationId']}: declare exactly one of the scopes {SCOPES}"
+                        )
                     scopes[kind] = needed[0]
             table[op["operationId"]] = Requirement(
                 public=False,
@@ -89,14 +96,11 @@ def requirements(document: dict[str, Any] | None = None) -> dict[str, Requiremen
     return table
 
 
-async def authenticate(
-    connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime
-) -> Principal | None:
-    """The principal of the request's credentials; None if it presents none.
+Credential = tuple[str, str]  # ("token" | "session", secret)
 
-    Raises Unauthorized for credentials that are present but not valid.
-    """
-    now = format_ts(runtime.clock.now())
+
+def presented_credential(connection: ASGIConnection[Any, Any, Any, Any]) -> Credential | None:
+    """The credential a request carries (a bearer token wins over a cookie)."""
     header = connection.headers.get("authorization")
     if header is not None:
         scheme, _, value = header.strip().partition(" ")
@@ -106,23 +110,41 @@ async def authenticate(
                 "send the token as 'Authorization: Bearer <token>'",
                 headers={"WWW-Authenticate": 'Bearer realm="pressluft"'},
             )
-        principal = await runtime.db.read(lambda conn: principal_for_token(conn, secret, now))
-        if principal is None:
-            raise Unauthorized(
-                "the API token is unknown, expired or revoked",
-                headers={"WWW-Authenticate": 'Bearer realm="pressluft", error="invalid_token"'},
-            )
-        return principal
+        return ("token", secret)
     cookie = connection.cookies.get(SESSION_COOKIE)
-    if cookie:
-        principal = await runtime.db.read(lambda conn: principal_for_session(conn, cookie, now))
-        if principal is None:
-            raise Unauthorized(
-                "the session has expired or was ended; log in again",
-                details={"hint": "POST /api/login"},
-            )
+    return ("session", cookie) if cookie else None
+
+
+async def principal_of(runtime: Runtime, credential: Credential) -> Principal | None:
+    """The principal a credential stands for right now (None: unknown, expired, ended)."""
+    kind, secret = credential
+    now = format_ts(runtime.clock.now())
+    lookup = principal_for_token if kind == "token" else principal_for_session
+    return await runtime.db.read(lambda conn: lookup(conn, secret, now))
+
+
+async def authenticate(
+    connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime
+) -> Principal | None:
+    """The principal of the request's credentials; None if it presents none.
+
+    Raises Unauthorized for credentials that are present but not valid.
+    """
+    credential = presented_credential(connection)
+    if credential is None:
+        return None
+    principal = await principal_of(runtime, credential)
+    if principal is not None:
         return principal
-    return None
+    if credential[0] == "token":
+        raise Unauthorized(
+            "the API token is unknown, expired or revoked",
+            headers={"WWW-Authenticate": 'Bearer realm="pressluft", error="invalid_token"'},
+        )
+    raise Unauthorized(
+        "the session has expired or was ended; log in again",
+        details={"hint": "POST /api/login"},
+    )
 
 
 def _same_origin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
@@ -138,6 +160,30 @@ def _same_origin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     return False
 
 
+async def _page_or_refuse(
+    connection: ASGIConnection[Any, Any, Any, Any],
+    handler: BaseRouteHandler,
+    runtime: Runtime,
+    state: dict[str, Any],
+) -> None:
+    """A handler without an operation: only a dashboard page (GET, marked) may pass."""
+    method = connection.scope.get("method", "GET")
+    path = connection.scope["path"]
+    if method != "GET":
+        raise Forbidden(f"{method} {path} is not an operation of the contract; refused")
+    if handler.opt.get("public") or path.startswith("/static/"):
+        return
+    if not handler.opt.get("page"):
+        raise Forbidden(f"{path} is not an operation of the contract; refused")
+    try:
+        principal = await authenticate(connection, runtime)
+    except Unauthorized:
+        principal = None
+    if principal is None or principal.kind != "session":
+        raise LoginRequired(path)
+    state["principal"] = principal
+
+
 async def access_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
@@ -147,16 +193,7 @@ async def access_guard(
     operation = getattr(handler, "operation_id", None)
     state = connection.scope.setdefault("state", {})
     if not isinstance(operation, str):
-        if handler.opt.get("public") or connection.scope["path"].startswith("/static/"):
-            return
-        # A dashboard page: a session, or off to the login page.
-        try:
-            principal = await authenticate(connection, runtime)
-        except Unauthorized:
-            principal = None
-        if principal is None or principal.kind != "session":
-            raise LoginRequired(connection.scope["path"])
-        state["principal"] = principal
+        await _page_or_refuse(connection, handler, runtime, state)
         return
     requirement = table.get(operation)
     if requirement is None:

@@ -6,7 +6,7 @@ import sqlite3
 
 import msgspec
 
-from pressluft.clock import format_ts, parse_ts
+from pressluft.clock import format_ts, parse_rfc3339
 from pressluft.errors import BadRequest
 
 __all__ = ["AuditEntry", "AuditPage", "AuditQuery", "query_audit"]
@@ -43,7 +43,7 @@ def _time(field: str, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return format_ts(parse_ts(value))
+        return format_ts(parse_rfc3339(value))
     except ValueError:
         raise BadRequest(
             f"{field} must be an RFC 3339 date-time with a time zone",

@@ -34,10 +34,13 @@ def password_problem(password: str) -> str | None:
 class PasswordHasher:
     """argon2id with the library's default (RFC 9106 low-memory) parameters."""
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, max_pending: int = 16) -> None:
         self._argon = argon2.PasswordHasher()
         self._pool: ThreadPoolExecutor | None = None
         self._workers = workers
+        #: Verifications allowed to wait at once; beyond, logins are turned away.
+        self.max_pending = max_pending
+        self.pending = 0
         self._dummy = self._argon.hash("pressluft-dummy-password")
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -64,9 +67,13 @@ class PasswordHasher:
         )
 
     async def verify(self, encoded: str | None, password: str) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor(), self.verify_sync, encoded, password
-        )
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor(), self.verify_sync, encoded, password
+            )
+        finally:
+            self.pending -= 1
 
     def close(self) -> None:
         if self._pool is not None:

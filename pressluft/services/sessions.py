@@ -2,10 +2,11 @@
 
 A session secret is 32 random bytes (URL-safe base64) sent as the cookie
 `session_token`; only its sha256 is stored. Logging in revokes the session the
-request came with (no fixation). Attempts are limited in memory: per client
-address all attempts, per account failed attempts (5x the address limit, so one
-noisy address cannot lock the owner out while a distributed attack is still
-slowed). Refused-by-limit attempts are logged, not appended to the log.
+request came with (no fixation). Attempts are limited in memory, counted before
+the password is checked: per client address (IPv6 per /64) the configured number
+a minute, per account 5x that (one noisy address cannot lock the owner out; a
+distributed attack is still slowed); and only so many password checks wait at
+once. Refused-by-limit attempts are logged, not appended to the log.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pressluft.logs import get_logger
 from pressluft.services.context import Context
 from pressluft.services.passwords import PasswordHasher
 from pressluft.services.principals import UserView, principal_for_session, secret_hash
-from pressluft.services.ratelimit import SlidingWindow
+from pressluft.services.ratelimit import SlidingWindow, client_key
 from pressluft.services.users import find_user
 from pressluft.vault import Vault, VaultError
 
@@ -65,16 +66,21 @@ async def log_in(
     ctx: Context,
 ) -> LoginResult:
     email = email.strip().lower()
-    address_key = client_address or "unknown"
+    address_key = client_key(client_address)
     for window, key, what in (
         (limits.by_address, address_key, "this address"),
         (limits.by_account, email, "this account"),
     ):
         wait = window.retry_after(key)
         if wait is not None:
-            log.warning("login refused by rate limit", extra={"limit": what, "email": email})
+            log.warning("login refused by rate limit", extra={"limit": what})
             raise RateLimited(f"too many login attempts from {what}", retry_after=wait)
+    if hasher.pending >= hasher.max_pending:
+        raise RateLimited("too many logins in progress", retry_after=1)
+    # Count the attempt before the slow verification, so concurrent guesses
+    # cannot all slip through the check above.
     limits.by_address.hit(address_key)
+    limits.by_account.hit(email)
 
     found = await db.read(lambda conn: find_user(conn, email))
     encoded: str | None = None
@@ -88,7 +94,6 @@ async def log_in(
         reason: Literal["unknown_user", "bad_password", "inactive_user"] = (
             "unknown_user" if found is None else "bad_password" if not ok else "inactive_user"
         )
-        limits.by_account.hit(email)
         user_id = found[0].id if found else None
         event = LoginFailed(
             email=email, reason=reason, client_address=client_address, user_id=user_id

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from pressluft.clock import format_ts, parse_ts
+from pressluft.clock import format_ts, parse_rfc3339
 from pressluft.db import WriteTx
 from pressluft.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from pressluft.events import Meta, append
@@ -104,7 +104,7 @@ def _normal_expiry(expires_at: str | None, now: datetime) -> str | None:
     if expires_at is None:
         return None
     try:
-        moment = parse_ts(expires_at)
+        moment = parse_rfc3339(expires_at)
     except ValueError:
         raise BadRequest(
             "expires_at must be an RFC 3339 date-time with a time zone",
@@ -121,7 +121,12 @@ def _normal_expiry(expires_at: str | None, now: datetime) -> str | None:
 def create_token_command(
     request: TokenCreateRequest, creator_scopes: list[Scope], meta: Meta
 ) -> Callable[[WriteTx], TokenCreatedView]:
-    scopes = [s for s in SCOPES if s in set(request.scopes)]  # canonical order, no duplicates
+    if len(set(request.scopes)) != len(request.scopes):
+        raise BadRequest(
+            "invalid request: scopes: each scope at most once",
+            details={"errors": [{"field": "scopes", "message": "duplicate scope", "in": "body"}]},
+        )
+    scopes = [s for s in SCOPES if s in set(request.scopes)]  # canonical order
     beyond = [s for s in scopes if not grants(list(creator_scopes), s)]
     if beyond:
         raise Forbidden(

@@ -3,7 +3,8 @@
 Commands here are plain `command(tx)` builders, so the daemon (`Database.write`)
 and the CLI (`pressluft admin …`, writing directly) run the very same code. The
 argon2id hash is sealed in the vault; the event holds only its reference.
-Changing a password ends that user's open sessions.
+Changing a password ends that user's open sessions and (unless told otherwise)
+revokes the API tokens the account minted, transitively.
 """
 
 from __future__ import annotations
@@ -12,17 +13,25 @@ import re
 import sqlite3
 from collections.abc import Callable
 
+import msgspec
+
 from pressluft.db import WriteTx
 from pressluft.errors import Conflict, NotFound, ValidationFailed
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import SessionRevoked, UserCreated, UserPasswordChanged
+from pressluft.events.types import (
+    SessionRevoked,
+    TokenRevoked,
+    UserCreated,
+    UserPasswordChanged,
+)
 from pressluft.ids import new_id
 from pressluft.services.principals import UserView
 from pressluft.vault import Vault
 
 __all__ = [
     "EMAIL_PATTERN",
+    "PasswordReset",
     "change_password_command",
     "count_users",
     "create_user_command",
@@ -93,13 +102,36 @@ def create_user_command(
     return command
 
 
+class PasswordReset(msgspec.Struct, frozen=True, kw_only=True):
+    sessions_ended: int
+    tokens_revoked: int
+
+
+def _tokens_minted_by(conn: sqlite3.Connection, actor: str) -> list[str]:
+    """Active tokens created by `actor`, and by those tokens, and so on."""
+    found: list[str] = []
+    creators = [actor]
+    while creators:
+        marks = ", ".join("?" * len(creators))
+        rows = conn.execute(
+            f"SELECT id FROM api_tokens WHERE created_by IN ({marks}) AND revoked_at IS NULL",
+            creators,
+        ).fetchall()
+        new = [row[0] for row in rows if row[0] not in found]
+        found.extend(new)
+        creators = [f"token:{token_id}" for token_id in new]
+    return found
+
+
 def change_password_command(
-    vault: Vault, email: str, password_hash: str, meta: Meta
-) -> Callable[[WriteTx], int]:
-    """Replace a user's password and end their sessions; returns how many ended."""
+    vault: Vault, email: str, password_hash: str, meta: Meta, *, revoke_tokens: bool = True
+) -> Callable[[WriteTx], PasswordReset]:
+    """Replace a user's password and end their sessions; by default also revoke the
+    API tokens the account minted (and the tokens those minted) — after a takeover,
+    an attacker's tokens must not outlive the reset."""
     email = email.strip().lower()
 
-    def command(tx: WriteTx) -> int:
+    def command(tx: WriteTx) -> PasswordReset:
         found = find_user(tx.conn, email)
         if found is None:
             raise NotFound(f"no user with email {email}")
@@ -127,6 +159,9 @@ def change_password_command(
                 [SessionRevoked(session_id=session_id, reason="password_changed")],
                 meta,
             )
-        return len(open_sessions)
+        tokens = _tokens_minted_by(tx.conn, f"user:{user.id}") if revoke_tokens else []
+        for token_id in tokens:
+            append(tx, f"token:{token_id}", None, [TokenRevoked(token_id=token_id)], meta)
+        return PasswordReset(sessions_ended=len(open_sessions), tokens_revoked=len(tokens))
 
     return command

@@ -6,6 +6,7 @@ pages receive the `principal` to show who is logged in.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -30,31 +31,44 @@ _HERE = Path(__file__).parent
 TEMPLATES_DIR = _HERE / "templates"
 STATIC_DIR = _HERE / "static"
 
+#: Marks a dashboard page for the access guard (GET, needs a session).
+PAGE = {"page": True}
+
+_SAFE_NEXT = re.compile(r"/[A-Za-z0-9/_.~-]*(\?[A-Za-z0-9/_.~=&%+-]*)?")
+
+
+def safe_next(path: str) -> str:
+    """A same-site path to return to after login; anything else becomes `/`.
+
+    Browsers treat `/\\host` and `/<tab>/host` as `//host` (another site), so only
+    plain path characters are allowed.
+    """
+    return path if _SAFE_NEXT.fullmatch(path) and not path.startswith("//") else "/"
+
 
 @get("/login", include_in_schema=False, media_type="text/html", opt={"public": True})
 async def login_page(
     runtime: NamedDependency[Runtime],
     next_path: Annotated[str, QueryParameter(name="next", max_length=2000)] = "/",
 ) -> Template:
-    # Only same-site paths: never an open redirect.
-    target = next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
+    target = safe_next(next_path)  # never an open redirect
     return Template(
         template_name="login.html",
         context={"page": "login", "next": target, "has_users": runtime.user_count > 0},
     )
 
 
-@get("/tokens", include_in_schema=False, media_type="text/html")
+@get("/tokens", include_in_schema=False, media_type="text/html", opt=PAGE)
 async def tokens_page(principal: NamedDependency[Principal]) -> Template:
     return Template(template_name="tokens.html", context={"page": "tokens", "principal": principal})
 
 
-@get("/audit", include_in_schema=False, media_type="text/html")
+@get("/audit", include_in_schema=False, media_type="text/html", opt=PAGE)
 async def audit_page(principal: NamedDependency[Principal]) -> Template:
     return Template(template_name="audit.html", context={"page": "audit", "principal": principal})
 
 
-@get("/", include_in_schema=False, media_type="text/html")
+@get("/", include_in_schema=False, media_type="text/html", opt=PAGE)
 async def overview(
     runtime: NamedDependency[Runtime], principal: NamedDependency[Principal]
 ) -> Template:
@@ -88,7 +102,7 @@ async def overview(
     )
 
 
-@get("/settings", include_in_schema=False, media_type="text/html")
+@get("/settings", include_in_schema=False, media_type="text/html", opt=PAGE)
 async def settings_page(
     runtime: NamedDependency[Runtime], principal: NamedDependency[Principal]
 ) -> Template:
@@ -103,7 +117,7 @@ async def settings_page(
     )
 
 
-@get("/events", include_in_schema=False, media_type="text/html")
+@get("/events", include_in_schema=False, media_type="text/html", opt=PAGE)
 async def events_page(principal: NamedDependency[Principal]) -> Template:
     return Template(template_name="events.html", context={"page": "events", "principal": principal})
 

@@ -16,7 +16,10 @@ from pressluft.services.context import Context
 from pressluft.services.principals import Principal, PrincipalView, UserView
 from pressluft.services.sessions import log_in, log_out
 
-__all__ = ["ACCESS_ROUTES"]
+__all__ = ["ACCESS_ROUTES", "NO_STORE"]
+
+#: Responses that set or carry credentials are never cached.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class LoginRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -68,6 +71,7 @@ async def login(
     return Response(
         LoginResponse(success=True, user=result.user, expires_at=result.expires_at),
         cookies=[_cookie(runtime, result.token, runtime.config.session_ttl_seconds)],
+        headers=NO_STORE,
     )
 
 
@@ -79,7 +83,7 @@ async def logout(
 ) -> Response[Success]:
     if principal.session_id is not None:
         await log_out(runtime.db, principal.session_id, ctx)
-    return Response(Success(), cookies=[_cookie(runtime, "", 0)])
+    return Response(Success(), cookies=[_cookie(runtime, "", 0)], headers=NO_STORE)
 
 
 @get("/api/me", operation_id="getMe", tags=["access"])

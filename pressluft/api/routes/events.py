@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import get
+from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from pressluft.api.security import presented_credential, principal_of
 from pressluft.errors import BadRequest
 from pressluft.runtime import Runtime
 from pressluft.services.events import EventPage, follow_events, list_events
@@ -50,8 +51,13 @@ def _resume_point(after: int, last_event_id: str | None) -> int:
     return int(text)
 
 
+#: How often a live stream re-checks that its credential is still valid.
+REVALIDATE_SECONDS = 1.0
+
+
 @get("/api/events/stream", operation_id="streamEvents", tags=["events"])
 async def events_stream(
+    request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     stream: StreamFilter = None,
     type_: TypeFilter = None,
@@ -59,9 +65,12 @@ async def events_stream(
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent:
     start = _resume_point(after, last_event_id)
+    credential = presented_credential(request)
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
         yield ServerSentEventMessage(data=None, retry=2000, comment="pressluft event stream")
+        checked_at = runtime.clock.monotonic()
+        epoch = runtime.auth_epoch
         async for item in follow_events(
             runtime.db,
             runtime.notifier,
@@ -71,6 +80,18 @@ async def events_stream(
             type_=type_,
             keepalive=runtime.config.sse_keepalive_seconds,
         ):
+            # A stream must not outlive its credential: re-check at once when the
+            # daemon ended any credential, and every second anyway (the CLI may
+            # have, in another process).
+            if credential is not None and (
+                epoch != runtime.auth_epoch
+                or runtime.clock.monotonic() - checked_at >= REVALIDATE_SECONDS
+            ):
+                epoch = runtime.auth_epoch
+                if await principal_of(runtime, credential) is None:
+                    yield ServerSentEventMessage(data=None, comment="credentials ended")
+                    return
+                checked_at = runtime.clock.monotonic()
             if item is None:
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
             else:

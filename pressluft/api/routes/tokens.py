@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import delete, get, post
+from litestar import Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, PathParameter, QueryParameter
 
 from pressluft.api.params import query_choice
+from pressluft.api.routes.access import NO_STORE
 from pressluft.clock import format_ts
 from pressluft.errors import Unauthorized
 from pressluft.runtime import Runtime
@@ -53,8 +54,9 @@ async def create_token(
     ctx: NamedDependency[Context],
     principal: NamedDependency[Principal],
     data: Annotated[TokenCreateRequest, Body()],
-) -> TokenCreatedView:
-    return await runtime.db.write(create_token_command(data, principal.scopes, ctx.meta()))
+) -> Response[TokenCreatedView]:
+    view = await runtime.db.write(create_token_command(data, principal.scopes, ctx.meta()))
+    return Response(view, status_code=201, headers=NO_STORE)  # the secret, once
 
 
 @get("/api/tokens/current", operation_id="getCurrentToken", tags=["access"])

@@ -120,7 +120,9 @@ function setupLogin() {
       password: form.elements["password"].value,
     });
     if (res.ok) {
-      window.location.assign(form.dataset.next || "/");
+      // Only ever back into this dashboard (the server already sanitised `next`).
+      const target = new URL(form.dataset.next || "/", window.location.origin);
+      window.location.assign(target.origin === window.location.origin ? target.pathname + target.search : "/");
     } else {
       result.className = "result-error";
       result.textContent = describeError(res.data);
