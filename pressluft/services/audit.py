@@ -1,4 +1,12 @@
-"""Queries over the audit log (the projection in `events/projectors/audit.py`)."""
+"""The audit log: a read model over the event log (no copy of it).
+
+Every event is an audit entry: its actor (`events.actor`, a virtual column of the
+meta, indexed), action (the event type), resource (the stream `<type>:<id>`, or
+just `<type>` for singletons), result and correlation id. Refusals recorded as
+events (`auth.login_failed`) are `failed`; everything else `succeeded` (jobs add
+`accepted`, `retrying` and their final result). Filters map onto the event
+log's indexes: actor → `events_by_actor`, resource → the stream index.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,10 @@ import msgspec
 from pressluft.clock import format_ts, parse_rfc3339
 from pressluft.errors import BadRequest
 
-__all__ = ["AuditEntry", "AuditPage", "AuditQuery", "query_audit"]
+__all__ = ["AuditEntry", "AuditPage", "AuditQuery", "query_audit", "resource_of"]
+
+#: Event types recorded as refusals.
+FAILED_TYPES = ("auth.login_failed",)
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +50,11 @@ class AuditQuery(msgspec.Struct, frozen=True, kw_only=True):
     limit: int = 50
 
 
+def resource_of(stream: str) -> tuple[str, str | None]:
+    kind, _, ident = stream.partition(":")
+    return kind, ident or None
+
+
 def _time(field: str, value: str | None) -> str | None:
     if value is None:
         return None
@@ -51,17 +67,27 @@ def _time(field: str, value: str | None) -> str | None:
         ) from None
 
 
+def _result(type_: str) -> str:
+    return "failed" if type_ in FAILED_TYPES else "succeeded"
+
+
 def query_audit(conn: sqlite3.Connection, query: AuditQuery) -> AuditPage:
     where: list[str] = []
     params: list[object] = []
-    for column, value in (
-        ("actor", query.actor),
-        ("resource_type", query.resource_type),
-        ("resource_id", query.resource_id),
-    ):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
+    if query.actor is not None:
+        where.append("actor = ?")
+        params.append(query.actor)
+    if query.resource_type is not None:
+        if query.resource_id is not None:
+            where.append("stream = ?")
+            params.append(f"{query.resource_type}:{query.resource_id}")
+        else:  # `<type>` itself or any `<type>:<id>` (a range on the stream index)
+            where.append("(stream = ? OR (stream >= ? AND stream < ?))")
+            params += [query.resource_type, query.resource_type + ":", query.resource_type + ";"]
+    elif query.resource_id is not None:
+        where.append("stream LIKE ? ESCAPE '\\'")
+        escaped = query.resource_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params.append("%:" + escaped)
     since, until = _time("since", query.since), _time("until", query.until)
     if since is not None:
         where.append("recorded_at >= ?")
@@ -74,13 +100,26 @@ def query_audit(conn: sqlite3.Connection, query: AuditQuery) -> AuditPage:
         params.append(query.before)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(
-        "SELECT seq, recorded_at, actor, action, resource_type, resource_id, result,"
-        f" correlation_id FROM audit_log {clause} ORDER BY seq DESC LIMIT ?",
+        "SELECT seq, recorded_at, actor, type, stream, json_extract(meta, '$.correlation_id')"
+        f" FROM events {clause} ORDER BY seq DESC LIMIT ?",
         [*params, query.limit + 1],
     ).fetchall()
     has_more = len(rows) > query.limit
-    items = [AuditEntry(**dict(zip(AuditEntry.__struct_fields__, r, strict=True))) for r in rows]
-    items = items[: query.limit]
+    items = []
+    for seq, recorded_at, actor, type_, stream, correlation_id in rows[: query.limit]:
+        resource_type, resource_id = resource_of(stream)
+        items.append(
+            AuditEntry(
+                seq=seq,
+                recorded_at=recorded_at,
+                actor=actor,
+                action=type_,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                result=_result(type_),
+                correlation_id=correlation_id,
+            )
+        )
     return AuditPage(
         items=items, next_before=items[-1].seq if has_more else None, has_more=has_more
     )
