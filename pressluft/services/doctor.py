@@ -17,7 +17,7 @@ from typing import Literal
 from pressluft.db.connection import SQLITE_MIN_VERSION, open_sync
 from pressluft.db.migrate import current_version, latest_version
 from pressluft.events.chain import verify_chain
-from pressluft.runtime import find_ansible_playbook
+from pressluft.executables import find_ansible_playbook
 
 __all__ = ["DoctorResult", "run_checks"]
 

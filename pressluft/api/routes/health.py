@@ -7,7 +7,8 @@ from litestar import get
 from litestar.di import NamedDependency
 
 from pressluft.errors import ServiceUnavailable
-from pressluft.runtime import Runtime, find_ansible_playbook
+from pressluft.executables import find_ansible_playbook
+from pressluft.runtime import Runtime
 from pressluft.services.health import HealthReport, check_health
 
 __all__ = ["HEALTH_ROUTES"]
