@@ -13,10 +13,16 @@ may use every CPU the process was given. Linux only; elsewhere these are no-ops.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["colocate_current_thread", "release_current_thread", "restore_current_thread"]
+__all__ = [
+    "colocate_current_thread",
+    "release_current_thread",
+    "release_process",
+    "restore_current_thread",
+]
 
 #: The process's CPU mask before Pressluft narrowed any thread's (an operator's
 #: taskset is respected: releasing returns to it, not to every CPU).
@@ -62,3 +68,10 @@ def release_current_thread() -> None:
     """Let the calling thread (and the processes it starts) use the process's CPUs again."""
     if _supported():
         os.sched_setaffinity(0, _original or os.sched_getaffinity(0))
+
+
+def release_process(pid: int) -> None:
+    """Let a child process (forked from the pinned loop) use the process's CPUs."""
+    if _supported():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.sched_setaffinity(pid, _original or os.sched_getaffinity(0))

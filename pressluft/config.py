@@ -219,6 +219,35 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="MODE",
     ),
     Setting(
+        "workers",
+        "4",
+        "Most jobs running at the same time (the worker pool's slots).",
+        _int_between(1, 256),
+        metavar="N",
+    ),
+    Setting(
+        "lease_seconds",
+        "30",
+        "Lease of a running job attempt; the worker renews it every third of this. "
+        "An attempt whose lease ran out is rescued (its worker is gone).",
+        _int_between(3, 3600),
+        metavar="SECONDS",
+    ),
+    Setting(
+        "job_log_retention_days",
+        "30",
+        "Days the output lines of ended jobs are kept (job rows are kept for good).",
+        _int_between(1, 3650),
+        metavar="DAYS",
+    ),
+    Setting(
+        "idempotency_ttl_seconds",
+        "86400",
+        "How long an `Idempotency-Key` and its recorded response are kept.",
+        _int_between(60, 30 * 86400),
+        metavar="SECONDS",
+    ),
+    Setting(
         "sse_keepalive_seconds",
         "15",
         "Seconds between keep-alive comments on idle event streams.",
@@ -262,6 +291,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     db_readers: int
     write_batch_max: int
     cpu_affinity: str
+    workers: int
+    lease_seconds: int
+    job_log_retention_days: int
+    idempotency_ttl_seconds: int
     sse_keepalive_seconds: int
     shutdown_timeout_seconds: int
     max_body_bytes: int

@@ -6,6 +6,8 @@ Exposed in text format at `GET /metrics`; the contract's JSON counters at
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from pressluft.db import CommitInfo
@@ -47,6 +49,48 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.jobs_total = Counter(
+            "pressluft_job_attempts_total",
+            "Job attempts that ended, by job type and resulting job status.",
+            ["job_type", "status"],
+            registry=self.registry,
+        )
+        self.jobs = Gauge(
+            "pressluft_jobs",
+            "Jobs by job type and status, as of the scrape.",
+            ["job_type", "status"],
+            registry=self.registry,
+        )
+        self.job_queue_depth = Gauge(
+            "pressluft_job_queue_depth",
+            "Queued jobs that are due (could run now, if a slot and their site/node were free).",
+            registry=self.registry,
+        )
+        self.job_claim_latency = Histogram(
+            "pressluft_job_claim_latency_seconds",
+            "Time from a job's enqueueing to the start of its first or next attempt.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 120.0, 900.0),
+            registry=self.registry,
+        )
+        self.job_duration = Histogram(
+            "pressluft_job_duration_seconds",
+            "Run time of job attempts, by job type.",
+            ["job_type"],
+            buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800),
+            registry=self.registry,
+        )
+        self.job_rescues = Counter(
+            "pressluft_job_rescues_total",
+            "Running attempts rescued after their worker went away.",
+            registry=self.registry,
+        )
+        self.job_lease_rejections = Counter(
+            "pressluft_job_lease_rejections_total",
+            "Worker transitions refused because the attempt's lease was gone.",
+            registry=self.registry,
+        )
+        self._appended: dict[str, Any] = {}
+        self._attempts: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.log_head = Gauge(
             "pressluft_event_log_head_seq",
             "Sequence number of the newest committed event.",
@@ -55,14 +99,39 @@ class Metrics:
 
     def observe_commit(self, info: CommitInfo) -> None:
         self.commit_batch.observe(info.batch_size)
+        head = 0
         for item in info.published:
             if isinstance(item, Recorded):
-                self.events_appended.labels(item.type).inc()
-                self.log_head.set(item.seq)
+                child = self._appended.get(item.type)
+                if child is None:  # labels() is a locked dict lookup: cache the child
+                    child = self._appended[item.type] = self.events_appended.labels(item.type)
+                child.inc()
+                head = item.seq
+        if head:
+            self.log_head.set(head)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_latency.labels(method, route).observe(seconds)
+
+    def observe_attempt(self, job_type: str, status: str, seconds: float) -> None:
+        """An attempt ended: count it and its run time (children cached per label)."""
+        key = (job_type, status)
+        children = self._attempts.get(key)
+        if children is None:
+            children = self._attempts[key] = (
+                self.jobs_total.labels(job_type, status),
+                self.job_duration.labels(job_type),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def set_jobs(self, counts: list[tuple[str, str, int]], due: int) -> None:
+        """The scrape-time job gauges (`counts`: job type, status, count)."""
+        self.jobs.clear()
+        for job_type, status, count in counts:
+            self.jobs.labels(job_type, status).set(count)
+        self.job_queue_depth.set(due)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

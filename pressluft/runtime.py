@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import shutil
-import sys
 from pathlib import Path
 
 from pressluft import __version__
@@ -25,16 +23,23 @@ from pressluft.config import Config
 from pressluft.datadir import DataDirLock, prepare
 from pressluft.db import CommitInfo, Database, migrate_file, open_sync
 from pressluft.events import Meta, Recorded, head_seq
-from pressluft.events.notify import LogNotifier
+from pressluft.events.notify import KeyedNotifier, LogNotifier
+from pressluft.jobs.builtin import register_diagnostics
+from pressluft.jobs.logs import LogAppended
+from pressluft.jobs.queue import JobWake
+from pressluft.jobs.registry import JobRegistry
+from pressluft.jobs.scheduler import Scheduler
+from pressluft.jobs.worker import WorkerPool
 from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
 from pressluft.services.background import Service, Supervisor
+from pressluft.services.housekeeping import register_housekeeping
 from pressluft.services.passwords import PasswordHasher
 from pressluft.services.sessions import LoginLimits, expire_sessions
 from pressluft.services.users import count_users, create_user_command
 from pressluft.vault import Vault
 
-__all__ = ["Runtime", "find_ansible_playbook"]
+__all__ = ["Runtime"]
 
 log = get_logger("pressluft.runtime")
 
@@ -56,15 +61,6 @@ def _sealed_secret_count(path: Path) -> int:
         conn.close()
 
 
-def find_ansible_playbook() -> str | None:
-    """`ansible-playbook` on PATH, or next to this interpreter (a virtualenv)."""
-    found = shutil.which("ansible-playbook")
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "ansible-playbook"
-    return str(beside) if beside.is_file() else None
-
-
 class Runtime:
     """One daemon's state and background services."""
 
@@ -83,6 +79,21 @@ class Runtime:
             batch_max=config.write_batch_max,
         )
         self.supervisor = Supervisor(self.clock)
+        #: Wakes whoever waits on one job (its end, its log lines).
+        self.job_changes = KeyedNotifier()
+        self.jobs = JobRegistry()
+        register_diagnostics(self.jobs)
+        self.scheduler = Scheduler(self.db, self.clock)
+        register_housekeeping(self.jobs, self.scheduler, self.db, config.job_log_retention_days)
+        self.workers = WorkerPool(
+            self.db,
+            self.clock,
+            self.jobs,
+            self.metrics,
+            slots=config.workers,
+            lease_seconds=config.lease_seconds,
+            data_dir=config.data_dir,
+        )
         self.stopping = asyncio.Event()
         self._lock = DataDirLock(config.data_dir, f"pressluft {config.mode}")
         self._vault: Vault | None = None
@@ -139,6 +150,8 @@ class Runtime:
             await self._create_initial_admin()
         self.supervisor.start(Service("wal-checkpoint", self._checkpoint_loop))
         self.supervisor.start(Service("session-sweeper", self._session_sweeper))
+        self.supervisor.start(Service("workers", self.workers.run))
+        self.supervisor.start(Service("scheduler", self.scheduler.run))
         self.started_at = self.clock.monotonic()
 
     async def stop(self) -> None:
@@ -163,10 +176,23 @@ class Runtime:
                 self._lock.release()
 
     def _on_commit(self, info: CommitInfo) -> None:
+        """After every durable commit: wake whoever waits for what it changed."""
         self.metrics.observe_commit(info)
-        if any(isinstance(i, Recorded) and i.type in _ENDS_CREDENTIALS for i in info.published):
-            self.auth_epoch += 1
-        newest = max((i.seq for i in info.published if isinstance(i, Recorded)), default=0)
+        newest = 0
+        for item in info.published:
+            if isinstance(item, Recorded):
+                newest = max(newest, item.seq)
+                if item.type in _ENDS_CREDENTIALS:
+                    self.auth_epoch += 1
+                elif item.stream.startswith("job:"):
+                    job_id = item.stream[4:]
+                    self.job_changes.notify(job_id)
+                    if item.type == "job.cancel_requested":
+                        self.workers.request_cancel(job_id)
+            elif isinstance(item, LogAppended):
+                self.job_changes.notify(item.job_id)
+            elif isinstance(item, JobWake):
+                self.workers.wake()
         self.notifier.advance(newest)
 
     async def _create_initial_admin(self) -> None:

@@ -118,6 +118,9 @@ class Database:
         self._closing = False
         self._listeners: list[Callable[[CommitInfo], None]] = []
         self._dispatches: set[asyncio.Task[None]] = set()
+        self._linger: asyncio.TimerHandle | None = None
+        self._linger_seconds = 0.0
+        self._lingering: set[asyncio.Future[Any]] = set()  # pending writes that may wait
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -160,15 +163,27 @@ class Database:
 
     # -- writing -----------------------------------------------------------------
 
-    async def write(self, command: Callable[[WriteTx], T]) -> T:
-        """Run `command(tx)` in a durable transaction; returns its result after commit."""
+    async def write(self, command: Callable[[WriteTx], T], *, linger: float = 0.0) -> T:
+        """Run `command(tx)` in a durable transaction; returns its result after commit.
+
+        `linger` (seconds) is for background work (the job workers): rather than
+        start a transaction of its own, the command waits up to that long for
+        another write to start one and rides along — one commit (one fsync) for
+        several writers. Requests never linger.
+        """
         if self._closing or self._writer is None or self._loop is None:
             raise ServiceUnavailable("the database is shutting down")
         future: asyncio.Future[T] = self._loop.create_future()
         self._pending.append((command, future))
         self._idle.clear()
+        if linger > 0:
+            self._lingering.add(future)
+            self._linger_seconds = linger
         if self._inflight or self._gathering:
             return await future  # a follower: the batch in flight hands it on
+        if linger > 0:
+            self._arm_linger(linger)
+            return await future
         # The leader: yield once so callers woken in this same loop iteration can
         # join the batch, then dispatch everything queued and drive it.
         self._gathering = True
@@ -180,6 +195,8 @@ class Database:
             self._dispatch_pending()
             raise
         self._gathering = False
+        if not self._pending or self._inflight:
+            return await future  # a lingering write's timer dispatched it meanwhile
         batch = self._take_batch()
         try:
             await self._dispatch(batch)
@@ -193,11 +210,22 @@ class Database:
         batch = self._pending[: self._batch_max]
         del self._pending[: self._batch_max]
         self._inflight += 1
+        if self._lingering:
+            self._lingering.difference_update(future for _, future in batch)
         return batch
+
+    def _arm_linger(self, seconds: float) -> None:
+        if self._linger is None:
+            assert self._loop is not None
+            self._linger = self._loop.call_later(seconds, self._linger_expired)
+
+    def _linger_expired(self) -> None:
+        self._linger = None
+        self._dispatch_pending()
 
     def _dispatch_pending(self) -> None:
         """Dispatch what is queued from a task (no caller is driving it)."""
-        if self._pending and not self._inflight:
+        if self._pending and not self._inflight and not self._gathering:
             task = asyncio.ensure_future(self._dispatch(self._take_batch()))
             self._dispatches.add(task)
             task.add_done_callback(self._dispatches.discard)
@@ -241,7 +269,10 @@ class Database:
             # Whatever happened above, the queue must move on.
             self._inflight -= 1
             if self._pending:
-                self._dispatch_pending()
+                if len(self._lingering) < len(self._pending):
+                    self._dispatch_pending()  # someone is waiting for a commit
+                else:  # only background writes: give a request the chance to lead
+                    self._arm_linger(self._linger_seconds)
             elif not self._gathering and not self._inflight:
                 self._idle.set()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-__all__ = ["LogNotifier"]
+__all__ = ["KeyedNotifier", "LogNotifier"]
 
 
 class LogNotifier:
@@ -38,3 +38,22 @@ class LogNotifier:
                     await changed.wait()
                     changed = self._changed
         return self.head > seq
+
+
+class KeyedNotifier:
+    """Wakes whoever watches one key (a job) when something about it was committed.
+
+    Usage: `changed = notifier.watch(key)`, then read the database, then wait on
+    `changed` — a change committed between the read and the wait is not missed.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def watch(self, key: str) -> asyncio.Event:
+        return self._events.setdefault(key, asyncio.Event())
+
+    def notify(self, key: str) -> None:
+        event = self._events.pop(key, None)
+        if event is not None:
+            event.set()

@@ -32,6 +32,9 @@ NON_PROJECTION_TABLES: Mapping[str, str] = {
     "event_log_head": "the chain's tail anchor, written by every append",
     "schema_migrations": "the migration ledger",
     "secrets": "sealed secrets; events hold only their ids",
+    "job_leases": "liveness: heartbeats extend a running attempt's lease (not history)",
+    "job_logs": "job output lines: bulk data, pruned by retention; not state changes",
+    "idempotency_keys": "request-level cache of responses, expiring after a day",
 }
 
 

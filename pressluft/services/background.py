@@ -3,8 +3,8 @@
 A service is a named coroutine `run(stopping)` that loops until `stopping` is
 set. The supervisor starts every service in the daemon's event loop, restarts
 one that crashes (with backoff, logged), reports each one's state to the health
-check, and stops them all on shutdown. Later issues add the job workers,
-scheduler and sweepers as services here.
+check, and stops them all on shutdown. The runtime starts the WAL
+checkpointer, the session sweeper, the job workers and the job scheduler here.
 """
 
 from __future__ import annotations

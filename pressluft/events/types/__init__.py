@@ -19,12 +19,30 @@ from pressluft.events.types.access import (
     UserPasswordChanged,
 )
 from pressluft.events.types.base import Event, event_type, schema_version
+from pressluft.events.types.jobs import (
+    JobCancelled,
+    JobCancelRequested,
+    JobClaimed,
+    JobEnqueued,
+    JobFailed,
+    JobLeaseExpired,
+    JobRetryScheduled,
+    JobSucceeded,
+)
 from pressluft.events.types.settings import SettingsChanged
 
 __all__ = [
     "ALL_EVENTS",
     "EVENT_TYPES",
     "Event",
+    "JobCancelRequested",
+    "JobCancelled",
+    "JobClaimed",
+    "JobEnqueued",
+    "JobFailed",
+    "JobLeaseExpired",
+    "JobRetryScheduled",
+    "JobSucceeded",
     "LoginFailed",
     "SessionExpired",
     "SessionRevoked",
@@ -48,6 +66,14 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     LoginFailed,
     TokenCreated,
     TokenRevoked,
+    JobEnqueued,
+    JobClaimed,
+    JobSucceeded,
+    JobRetryScheduled,
+    JobFailed,
+    JobCancelRequested,
+    JobCancelled,
+    JobLeaseExpired,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {event_type(cls): cls for cls in ALL_EVENTS}

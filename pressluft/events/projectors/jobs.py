@@ -1,0 +1,224 @@
+"""Projector of job.* events into `jobs` and `job_attempts`.
+
+Every transition is a guarded UPDATE: it applies only to the job in the state
+the event expects — a worker's transition only to the running attempt holding
+the event's lease token — and must change exactly one row, or the append fails
+(`GuardFailed`). The commands check first and refuse with a typed error; the
+guard is the backstop that makes a stale worker unable to change anything.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from pressluft.events.projection import Envelope, Projector
+from pressluft.events.types import (
+    JobCancelled,
+    JobCancelRequested,
+    JobClaimed,
+    JobEnqueued,
+    JobFailed,
+    JobLeaseExpired,
+    JobRetryScheduled,
+    JobSucceeded,
+)
+
+__all__ = ["JOBS_PROJECTOR", "GuardFailed"]
+
+
+class GuardFailed(RuntimeError):
+    """A job event did not match the job's state (a stale or out-of-order transition)."""
+
+
+def _one(cursor: sqlite3.Cursor, what: str) -> None:
+    if cursor.rowcount != 1:
+        raise GuardFailed(what)
+
+
+def _enqueued(conn: sqlite3.Connection, e: JobEnqueued, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO jobs (id, job_type, status, site_id, environment_id, node_id, payload_json,"
+        " max_attempts, timeout_seconds, run_after, retry_of, enqueued_seq, created_at,"
+        " updated_at, state_version) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            e.job_id,
+            e.job_type,
+            e.site_id,
+            e.environment_id,
+            e.node_id,
+            msgspec.json.encode(e.payload).decode(),
+            e.max_attempts,
+            e.timeout_seconds,
+            e.run_after,
+            e.retry_of,
+            env.seq,
+            env.recorded_at,
+            env.recorded_at,
+            env.stream_version,
+        ),
+    )
+
+
+def _claimed(conn: sqlite3.Connection, e: JobClaimed, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE jobs SET status = 'running', attempt_count = ?, lease_token = ?,"
+        " lease_expires_at = ?, locked_at = ?, locked_by = ?, started_at = ?, run_after = NULL,"
+        " updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'queued' AND attempt_count = ? - 1"
+        " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.status = 'running'"
+        "   AND ((r.site_id = jobs.site_id) OR (r.node_id = jobs.node_id)))",
+        (
+            e.attempt,
+            e.lease_token,
+            e.lease_expires_at,
+            env.recorded_at,
+            e.worker,
+            env.recorded_at,
+            env.recorded_at,
+            env.stream_version,
+            e.job_id,
+            e.attempt,
+        ),
+    )
+    _one(cursor, f"claim of {e.job_id}")
+    conn.execute(
+        "INSERT INTO job_attempts (job_id, attempt, started_at, worker) VALUES (?, ?, ?, ?)",
+        (e.job_id, e.attempt, env.recorded_at, e.worker),
+    )
+
+
+def _end_attempt(
+    conn: sqlite3.Connection, job_id: str, attempt: int, outcome: str, code: str | None, at: str
+) -> None:
+    cursor = conn.execute(
+        "UPDATE job_attempts SET finished_at = ?, outcome = ?, error_code = ?"
+        " WHERE job_id = ? AND attempt = ? AND finished_at IS NULL",
+        (at, outcome, code, job_id, attempt),
+    )
+    _one(cursor, f"attempt {attempt} of {job_id}")
+
+
+_RELEASE = (
+    "lease_token = NULL, lease_expires_at = NULL, locked_at = NULL, locked_by = NULL,"
+    " started_at = NULL"
+)
+_HELD = "WHERE id = ? AND status = 'running' AND lease_token = ? AND attempt_count = ?"
+
+
+def _succeeded(conn: sqlite3.Connection, e: JobSucceeded, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE jobs SET status = 'succeeded', finished_at = ?, lease_token = NULL,"
+        f" error_code = NULL, error_message = NULL, updated_at = ?, state_version = ? {_HELD}",
+        (env.recorded_at, env.recorded_at, env.stream_version, e.job_id, e.lease_token, e.attempt),
+    )
+    _one(cursor, f"success of {e.job_id}")
+    _end_attempt(conn, e.job_id, e.attempt, "succeeded", None, env.recorded_at)
+
+
+def _retry_scheduled(conn: sqlite3.Connection, e: JobRetryScheduled, env: Envelope) -> None:
+    cursor = conn.execute(
+        f"UPDATE jobs SET status = 'queued', {_RELEASE}, run_after = ?, error_code = ?,"
+        f" error_message = ?, updated_at = ?, state_version = ? {_HELD}",
+        (
+            e.run_after,
+            e.error_code,
+            e.error_message,
+            env.recorded_at,
+            env.stream_version,
+            e.job_id,
+            e.lease_token,
+            e.attempt,
+        ),
+    )
+    _one(cursor, f"retry of {e.job_id}")
+    _end_attempt(conn, e.job_id, e.attempt, "retry_scheduled", e.error_code, env.recorded_at)
+
+
+def _failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE jobs SET status = 'failed', finished_at = ?, lease_token = NULL, error_code = ?,"
+        f" error_message = ?, updated_at = ?, state_version = ? {_HELD}",
+        (
+            env.recorded_at,
+            e.error_code,
+            e.error_message,
+            env.recorded_at,
+            env.stream_version,
+            e.job_id,
+            e.lease_token,
+            e.attempt,
+        ),
+    )
+    _one(cursor, f"failure of {e.job_id}")
+    _end_attempt(conn, e.job_id, e.attempt, "failed", e.error_code, env.recorded_at)
+
+
+def _cancel_requested(conn: sqlite3.Connection, e: JobCancelRequested, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE jobs SET cancel_requested_at = ?, updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status IN ('queued', 'running') AND cancel_requested_at IS NULL",
+        (env.recorded_at, env.recorded_at, env.stream_version, e.job_id),
+    )
+    _one(cursor, f"cancel request of {e.job_id}")
+
+
+def _cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None:
+    if e.lease_token is None:
+        cursor = conn.execute(
+            "UPDATE jobs SET status = 'cancelled', finished_at = ?, run_after = NULL,"
+            " updated_at = ?, state_version = ? WHERE id = ? AND status = 'queued'",
+            (env.recorded_at, env.recorded_at, env.stream_version, e.job_id),
+        )
+        _one(cursor, f"cancellation of queued {e.job_id}")
+        return
+    cursor = conn.execute(
+        "UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_token = NULL,"
+        f" updated_at = ?, state_version = ? {_HELD}",
+        (env.recorded_at, env.recorded_at, env.stream_version, e.job_id, e.lease_token, e.attempt),
+    )
+    _one(cursor, f"cancellation of running {e.job_id}")
+    _end_attempt(conn, e.job_id, e.attempt, "cancelled", None, env.recorded_at)
+
+
+def _lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) -> None:
+    params = (env.recorded_at, env.stream_version, e.job_id, e.lease_token, e.attempt)
+    if e.outcome == "requeued":
+        cursor = conn.execute(
+            f"UPDATE jobs SET status = 'queued', {_RELEASE}, run_after = ?,"
+            " error_code = 'LEASE_EXPIRED', error_message = ?, updated_at = ?,"
+            f" state_version = ? {_HELD}",
+            (e.run_after, f"the worker went away ({e.reason})", *params),
+        )
+    elif e.outcome == "cancelled":
+        cursor = conn.execute(
+            "UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_token = NULL,"
+            f" updated_at = ?, state_version = ? {_HELD}",
+            (env.recorded_at, *params),
+        )
+    else:
+        cursor = conn.execute(
+            "UPDATE jobs SET status = 'failed', finished_at = ?, lease_token = NULL,"
+            " error_code = 'LEASE_EXPIRED', error_message = ?, updated_at = ?,"
+            f" state_version = ? {_HELD}",
+            (env.recorded_at, f"the worker went away ({e.reason}); no attempts left", *params),
+        )
+    _one(cursor, f"rescue of {e.job_id}")
+    _end_attempt(conn, e.job_id, e.attempt, "lease_expired", "LEASE_EXPIRED", env.recorded_at)
+
+
+JOBS_PROJECTOR = Projector(
+    name="jobs",
+    tables=("jobs", "job_attempts"),
+    handlers={
+        JobEnqueued: _enqueued,
+        JobClaimed: _claimed,
+        JobSucceeded: _succeeded,
+        JobRetryScheduled: _retry_scheduled,
+        JobFailed: _failed,
+        JobCancelRequested: _cancel_requested,
+        JobCancelled: _cancelled,
+        JobLeaseExpired: _lease_expired,
+    },
+)

@@ -1,0 +1,151 @@
+"""Job output: every line of every attempt, in order, nothing dropped.
+
+A worker appends lines only while it holds the attempt's lease (fenced like
+every other worker transition); transitions add `system` lines in their own
+transaction. Lines are read by seq (`after`/`limit`), from the end (`tail`), or
+followed live. Retention deletes the lines of jobs that ended long ago; the
+job row stays.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import msgspec
+
+from pressluft.db import WriteTx
+
+__all__ = [
+    "ERROR_TAIL_CHARS",
+    "JobLogLine",
+    "LeaseLost",
+    "LogAppended",
+    "append_lines",
+    "attempt_output_tail",
+    "last_seq",
+    "prune_before",
+    "read_lines",
+    "system_line",
+    "tail_lines",
+]
+
+#: The reference: a failed job keeps the last 10 KiB of its output in error_message.
+ERROR_TAIL_CHARS = 10 * 1024
+
+
+class LeaseLost(RuntimeError):
+    """The worker no longer holds the attempt's lease: it must stop and change nothing."""
+
+
+class JobLogLine(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    at: str
+    attempt: int
+    stream: str
+    text: str
+
+
+class LogAppended(msgspec.Struct, frozen=True):
+    """Published after commit: `job_id` has lines up to `seq` (wakes log followers)."""
+
+    job_id: str
+    seq: int
+
+
+def last_seq(conn: sqlite3.Connection, job_id: str) -> int:
+    row = conn.execute("SELECT max(seq) FROM job_logs WHERE job_id = ?", (job_id,)).fetchone()
+    return int(row[0] or 0)
+
+
+def _insert(tx: WriteTx, job_id: str, attempt: int, lines: Sequence[tuple[str, str]]) -> int:
+    base = last_seq(tx.conn, job_id)
+    tx.conn.executemany(
+        "INSERT INTO job_logs (job_id, seq, at, attempt, stream, text) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (job_id, base + i, tx.now_ts, attempt, stream, text)
+            for i, (stream, text) in enumerate(lines, start=1)
+        ],
+    )
+    seq = base + len(lines)
+    tx.publish(LogAppended(job_id, seq))
+    return seq
+
+
+def append_lines(
+    tx: WriteTx, job_id: str, lease_token: str, attempt: int, lines: Sequence[tuple[str, str]]
+) -> int:
+    """Append a running attempt's output; refused (LeaseLost) without its lease."""
+    held = tx.conn.execute(
+        "SELECT 1 FROM jobs WHERE id = ? AND status = 'running' AND lease_token = ?"
+        " AND attempt_count = ?",
+        (job_id, lease_token, attempt),
+    ).fetchone()
+    if held is None:
+        raise LeaseLost(f"job {job_id}: attempt {attempt} no longer holds its lease")
+    return _insert(tx, job_id, attempt, lines) if lines else last_seq(tx.conn, job_id)
+
+
+def system_line(tx: WriteTx, job_id: str, attempt: int, text: str) -> None:
+    """A line written by Pressluft itself, in the transaction of a transition."""
+    (seq,) = tx.conn.execute(
+        "INSERT INTO job_logs (job_id, seq, at, attempt, stream, text)"
+        " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, 'system', ?4"
+        " FROM job_logs WHERE job_id = ?1 RETURNING seq",
+        (job_id, tx.now_ts, attempt, text),
+    ).fetchone()
+    tx.publish(LogAppended(job_id, seq))
+
+
+def read_lines(conn: sqlite3.Connection, job_id: str, after: int, limit: int) -> list[JobLogLine]:
+    rows = conn.execute(
+        "SELECT seq, at, attempt, stream, text FROM job_logs WHERE job_id = ? AND seq > ?"
+        " ORDER BY seq LIMIT ?",
+        (job_id, after, limit),
+    ).fetchall()
+    return [JobLogLine(seq=r[0], at=r[1], attempt=r[2], stream=r[3], text=r[4]) for r in rows]
+
+
+def tail_lines(conn: sqlite3.Connection, job_id: str, count: int) -> list[JobLogLine]:
+    rows = conn.execute(
+        "SELECT seq, at, attempt, stream, text FROM job_logs WHERE job_id = ?"
+        " ORDER BY seq DESC LIMIT ?",
+        (job_id, count),
+    ).fetchall()
+    return [
+        JobLogLine(seq=r[0], at=r[1], attempt=r[2], stream=r[3], text=r[4]) for r in reversed(rows)
+    ]
+
+
+def attempt_output_tail(
+    conn: sqlite3.Connection, job_id: str, attempt: int, chars: int = ERROR_TAIL_CHARS
+) -> str:
+    """The last `chars` characters of one attempt's output (for error_message)."""
+    collected: list[str] = []
+    size = 0
+    for (text,) in conn.execute(
+        "SELECT text FROM job_logs WHERE job_id = ? AND attempt = ? ORDER BY seq DESC",
+        (job_id, attempt),
+    ):
+        collected.append(text)
+        size += len(text) + 1
+        if size >= chars:
+            break
+    output = "\n".join(reversed(collected))
+    return output[-chars:]
+
+
+def prune_before(tx: WriteTx, cutoff: str, after_seq: int = 0, jobs: int = 200) -> tuple[int, int]:
+    """Delete the lines of jobs that ended before `cutoff`, looking at up to `jobs`
+    jobs after `after_seq` (in queue order). Returns (lines deleted, the last job's
+    seq looked at, or 0 when there are no more jobs)."""
+    rows = tx.conn.execute(
+        "SELECT enqueued_seq, id, finished_at FROM jobs WHERE enqueued_seq > ?"
+        " ORDER BY enqueued_seq LIMIT ?",
+        (after_seq, jobs),
+    ).fetchall()
+    deleted = 0
+    for _, job_id, finished_at in rows:
+        if finished_at is not None and finished_at < cutoff:
+            deleted += tx.conn.execute("DELETE FROM job_logs WHERE job_id = ?", (job_id,)).rowcount
+    return deleted, rows[-1][0] if len(rows) == jobs else 0

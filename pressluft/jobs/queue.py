@@ -1,0 +1,493 @@
+"""The queue's commands. Each runs inside one transaction (`Database.write` or `write_now`).
+
+    enqueue      append job.enqueued inside the caller's transaction (the outbox:
+                 a command's own events and its job commit together or not at all)
+    claim        take the oldest runnable jobs whose site and node have no running
+                 job; each gets a fresh lease token (job.claimed)
+    heartbeat    extend a running attempt's lease (liveness, not an event);
+    renew        the same for every lease a worker pool holds, in one transaction
+    finish       a worker's outcome: succeeded, retry_scheduled, failed, cancelled
+                 (finish_and_claim: and the next job for the freed slot, same transaction)
+    cancel       queued → cancelled at once; running → cancel_requested
+    rescue       running attempts whose lease expired (or all, at start-up)
+                 → requeued / failed / cancelled (job.lease_expired)
+    retry        a failed or cancelled job again, as a new job (retry_of)
+
+Every worker transition presents the attempt's lease token; without it the
+command raises `LeaseLost` and changes nothing (and the projector's guarded
+UPDATE would refuse anyway).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+import msgspec
+
+from pressluft.clock import format_ts
+from pressluft.db import WriteTx
+from pressluft.errors import Conflict, NotFound
+from pressluft.events import Meta, append
+from pressluft.events.log import NO_STREAM
+from pressluft.events.types import (
+    JobCancelled,
+    JobCancelRequested,
+    JobClaimed,
+    JobEnqueued,
+    JobFailed,
+    JobLeaseExpired,
+    JobRetryScheduled,
+    JobSucceeded,
+)
+from pressluft.ids import is_uuid, new_ordered_id
+from pressluft.jobs.logs import LeaseLost, attempt_output_tail, system_line
+
+__all__ = [
+    "Claim",
+    "JobNotCancellable",
+    "JobSpec",
+    "JobWake",
+    "Outcome",
+    "RescueReason",
+    "RescueScope",
+    "Rescued",
+    "cancel",
+    "claim",
+    "enqueue",
+    "finish",
+    "finish_and_claim",
+    "heartbeat",
+    "renew",
+    "rescue",
+    "retry",
+]
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class JobNotCancellable(Conflict):
+    """The job already ended."""
+
+    code = "job_not_cancellable"
+
+
+class JobWake(msgspec.Struct, frozen=True):
+    """Published after commit: the queue changed (wakes the worker pool)."""
+
+    reason: str
+
+
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What to run."""
+
+    job_type: str
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    site_id: str | None = None
+    environment_id: str | None = None
+    node_id: str | None = None
+    max_attempts: int = 3
+    timeout_seconds: int = 1800
+    run_after: str | None = None
+    retry_of: str | None = None
+
+
+def enqueue(tx: WriteTx, spec: JobSpec, meta: Meta) -> str:
+    """Queue a job inside the caller's transaction; returns its id."""
+    job_id = new_ordered_id()
+    event = JobEnqueued(
+        job_id=job_id,
+        job_type=spec.job_type,
+        payload=spec.payload,
+        max_attempts=spec.max_attempts,
+        timeout_seconds=spec.timeout_seconds,
+        site_id=spec.site_id,
+        environment_id=spec.environment_id,
+        node_id=spec.node_id,
+        run_after=spec.run_after,
+        retry_of=spec.retry_of,
+    )
+    append(tx, f"job:{job_id}", NO_STREAM, [event], meta)
+    system_line(tx, job_id, 0, f"queued ({spec.job_type})")
+    tx.publish(JobWake("enqueued"))
+    return job_id
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed attempt: what a worker needs to run it, and its lease."""
+
+    job_id: str
+    job_type: str
+    attempt: int
+    max_attempts: int
+    lease_token: str
+    payload: dict[str, Any]
+    site_id: str | None
+    environment_id: str | None
+    node_id: str | None
+    timeout_seconds: int
+    correlation_id: str | None
+    #: When it became runnable (enqueued, or its retry fell due): for claim latency.
+    ready_at: str
+    claimed_at: str
+
+
+_CANDIDATE = """
+SELECT id, job_type, attempt_count, max_attempts, payload_json, site_id, environment_id,
+       node_id, timeout_seconds, max(created_at, coalesce(run_after, '')), enqueued_seq
+FROM jobs j
+WHERE status = 'queued' AND (run_after IS NULL OR run_after <= ?)
+  AND (site_id IS NULL OR NOT EXISTS
+       (SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.site_id = j.site_id))
+  AND (node_id IS NULL OR NOT EXISTS
+       (SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.node_id = j.node_id))
+ORDER BY enqueued_seq
+LIMIT 1
+"""
+
+
+def _correlation(conn: sqlite3.Connection, enqueued_seq: int) -> str | None:
+    row = conn.execute(
+        "SELECT json_extract(meta, '$.correlation_id') FROM events WHERE seq = ?",
+        (enqueued_seq,),
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+Claimed = tuple[list["Claim"], str | None]
+
+
+def claim(limit: int, worker: str, lease_seconds: float) -> Callable[[WriteTx], Claimed]:
+    """Claim up to `limit` runnable jobs, oldest first, for `worker`. Also returns
+    when the next queued job falls due (its `run_after`), for the pool's sleep."""
+
+    def command(tx: WriteTx) -> Claimed:
+        claims: list[Claim] = []
+        expires_at = format_ts(tx.now + timedelta(seconds=lease_seconds))
+        for _ in range(limit):
+            row = tx.conn.execute(_CANDIDATE, (tx.now_ts,)).fetchone()
+            if row is None:
+                break
+            (job_id, job_type, done, max_attempts, payload, site_id, environment_id, node_id,
+             timeout, ready_at, enqueued_seq) = row  # fmt: skip
+            attempt = done + 1
+            token = secrets.token_hex(16)
+            correlation = _correlation(tx.conn, enqueued_seq)
+            event = JobClaimed(
+                job_id=job_id,
+                attempt=attempt,
+                worker=worker,
+                lease_token=token,
+                lease_expires_at=expires_at,
+            )
+            append(tx, f"job:{job_id}", None, [event], _worker_meta(worker, correlation))
+            tx.conn.execute(
+                "INSERT INTO job_leases (job_id, lease_token, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (job_id) DO UPDATE SET lease_token = excluded.lease_token,"
+                " expires_at = excluded.expires_at",
+                (job_id, token, expires_at),
+            )
+            system_line(tx, job_id, attempt, f"attempt {attempt} of {max_attempts} started")
+            claims.append(
+                Claim(
+                    job_id=job_id,
+                    job_type=job_type,
+                    attempt=attempt,
+                    max_attempts=max_attempts,
+                    lease_token=token,
+                    payload=msgspec.json.decode(payload),
+                    site_id=site_id,
+                    environment_id=environment_id,
+                    node_id=node_id,
+                    timeout_seconds=timeout,
+                    correlation_id=correlation,
+                    ready_at=ready_at,
+                    claimed_at=tx.now_ts,
+                )
+            )
+        (next_due,) = tx.conn.execute(
+            "SELECT min(run_after) FROM jobs WHERE status = 'queued' AND run_after > ?",
+            (tx.now_ts,),
+        ).fetchone()
+        return claims, next_due
+
+    return command
+
+
+def _worker_meta(worker: str, correlation_id: str | None) -> Meta:
+    return Meta(actor=f"system:worker:{worker}", correlation_id=correlation_id)
+
+
+def _held(
+    conn: sqlite3.Connection, job_id: str, token: str, attempt: int
+) -> tuple[int, str | None]:
+    row = conn.execute(
+        "SELECT max_attempts, cancel_requested_at FROM jobs WHERE id = ? AND status = 'running'"
+        " AND lease_token = ? AND attempt_count = ?",
+        (job_id, token, attempt),
+    ).fetchone()
+    if row is None:
+        raise LeaseLost(f"job {job_id}: attempt {attempt} no longer holds its lease")
+    return int(row[0]), row[1]
+
+
+def heartbeat(
+    job_id: str, token: str, attempt: int, lease_seconds: float
+) -> Callable[[WriteTx], str]:
+    """Extend the attempt's lease; LeaseLost if it was taken away."""
+
+    def command(tx: WriteTx) -> str:
+        return _extend(tx, job_id, token, attempt, lease_seconds)
+
+    return command
+
+
+def renew(
+    leases: list[tuple[str, str, int]], lease_seconds: float
+) -> Callable[[WriteTx], set[str]]:
+    """Extend many leases (job id, token, attempt) at once; returns the tokens that
+    were taken away."""
+
+    def command(tx: WriteTx) -> set[str]:
+        lost = set()
+        for job_id, token, attempt in leases:
+            try:
+                _extend(tx, job_id, token, attempt, lease_seconds)
+            except LeaseLost:
+                lost.add(token)
+        return lost
+
+    return command
+
+
+def _extend(tx: WriteTx, job_id: str, token: str, attempt: int, lease_seconds: float) -> str:
+    _held(tx.conn, job_id, token, attempt)
+    expires_at = format_ts(tx.now + timedelta(seconds=lease_seconds))
+    cursor = tx.conn.execute(
+        "UPDATE job_leases SET expires_at = ? WHERE job_id = ? AND lease_token = ?",
+        (expires_at, job_id, token),
+    )
+    if cursor.rowcount != 1:
+        raise LeaseLost(f"job {job_id}: lease record gone")
+    return expires_at
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as the worker saw it."""
+
+    kind: Literal["succeeded", "failed", "cancelled"]
+    code: str | None = None
+    message: str | None = None
+    retryable: bool = False
+    backoff_seconds: int = 60
+
+
+def finish(claim_: Claim, outcome: Outcome, worker: str) -> Callable[[WriteTx], str]:
+    """Record an attempt's outcome; returns the job's new status. LeaseLost if stale."""
+    c = claim_
+
+    def command(tx: WriteTx) -> str:
+        max_attempts, cancel_requested = _held(tx.conn, c.job_id, c.lease_token, c.attempt)
+        tx.conn.execute("DELETE FROM job_leases WHERE job_id = ?", (c.job_id,))
+        meta = _worker_meta(worker, c.correlation_id)
+        stream = f"job:{c.job_id}"
+        if outcome.kind == "succeeded":
+            system_line(tx, c.job_id, c.attempt, f"attempt {c.attempt} succeeded")
+            append(
+                tx,
+                stream,
+                None,
+                [JobSucceeded(job_id=c.job_id, attempt=c.attempt, lease_token=c.lease_token)],
+                meta,
+            )
+            status = "succeeded"
+        elif outcome.kind == "cancelled":
+            system_line(tx, c.job_id, c.attempt, "cancelled")
+            event = JobCancelled(job_id=c.job_id, attempt=c.attempt, lease_token=c.lease_token)
+            append(tx, stream, None, [event], meta)
+            status = "cancelled"
+        else:
+            code = outcome.code or "HANDLER_ERROR"
+            system_line(
+                tx, c.job_id, c.attempt, f"attempt {c.attempt} failed: {code}: {outcome.message}"
+            )
+            message = attempt_output_tail(tx.conn, c.job_id, c.attempt)
+            again = outcome.retryable and c.attempt < max_attempts and cancel_requested is None
+            if again:
+                run_after = format_ts(tx.now + timedelta(seconds=outcome.backoff_seconds))
+                system_line(tx, c.job_id, c.attempt, f"retry scheduled for {run_after}")
+                event_r = JobRetryScheduled(
+                    job_id=c.job_id,
+                    attempt=c.attempt,
+                    lease_token=c.lease_token,
+                    error_code=code,
+                    error_message=message,
+                    run_after=run_after,
+                )
+                append(tx, stream, None, [event_r], meta)
+                status = "queued"
+            else:
+                event_f = JobFailed(
+                    job_id=c.job_id,
+                    attempt=c.attempt,
+                    lease_token=c.lease_token,
+                    error_code=code,
+                    error_message=message,
+                )
+                append(tx, stream, None, [event_f], meta)
+                status = "failed"
+        tx.publish(JobWake(status))
+        return status
+
+    return command
+
+
+def finish_and_claim(
+    claim_: Claim, outcome: Outcome, worker: str, more: int, lease_seconds: float
+) -> Callable[[WriteTx], tuple[str, list[Claim]]]:
+    """`finish`, then claim up to `more` jobs for the slot it frees — one transaction
+    where there would be two (a busy pool feeds itself)."""
+    end = finish(claim_, outcome, worker)
+    take = claim(more, worker, lease_seconds)
+
+    def command(tx: WriteTx) -> tuple[str, list[Claim]]:
+        status = end(tx)
+        claims, _ = take(tx) if more > 0 else ([], None)
+        return status, claims
+
+    return command
+
+
+def cancel(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
+    """Cancel a queued job at once, or ask a running one to stop; returns the new status."""
+    if not is_uuid(job_id):
+        raise NotFound(f"no job {job_id}")
+
+    def command(tx: WriteTx) -> str:
+        row = tx.conn.execute(
+            "SELECT status, attempt_count, cancel_requested_at FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        status, attempt, requested = row
+        if status in TERMINAL:
+            raise JobNotCancellable(
+                f"job {job_id} already {status}",
+                details={"status": status, "hint": "only queued or running jobs can be cancelled"},
+            )
+        stream = f"job:{job_id}"
+        if status == "queued":
+            append(tx, stream, None, [JobCancelled(job_id=job_id, attempt=attempt)], meta)
+            system_line(tx, job_id, attempt, "cancelled while queued")
+            tx.publish(JobWake("cancelled"))
+            return "cancelled"
+        if requested is None:
+            append(tx, stream, None, [JobCancelRequested(job_id=job_id)], meta)
+            system_line(tx, job_id, attempt, "cancellation requested")
+        tx.publish(JobWake("cancel_requested"))
+        return "cancel_requested"
+
+    return command
+
+
+@dataclass(frozen=True)
+class Rescued:
+    job_id: str
+    attempt: int
+    outcome: str
+
+
+RescueReason = Literal["lease_expired", "daemon_restarted", "daemon_stopped"]
+
+
+@dataclass
+class RescueScope:
+    """Which running attempts to rescue: all (start-up, shutdown) or only expired
+    leases, never those this process is still running (`live_tokens`)."""
+
+    all_running: bool = False
+    live_tokens: set[str] = field(default_factory=set)
+    reason: RescueReason = "lease_expired"
+
+
+def rescue(scope: RescueScope) -> Callable[[WriteTx], list[Rescued]]:
+    reason = scope.reason
+
+    def command(tx: WriteTx) -> list[Rescued]:
+        rows = tx.conn.execute(
+            "SELECT j.id, j.attempt_count, j.max_attempts, j.lease_token, j.cancel_requested_at,"
+            " coalesce(l.expires_at, j.lease_expires_at) FROM jobs j"
+            " LEFT JOIN job_leases l ON l.job_id = j.id WHERE j.status = 'running'"
+        ).fetchall()
+        rescued: list[Rescued] = []
+        for job_id, attempt, max_attempts, token, cancel_requested, expires_at in rows:
+            if token in scope.live_tokens:
+                continue
+            if not scope.all_running and expires_at > tx.now_ts:
+                continue
+            outcome: Literal["requeued", "failed", "cancelled"]
+            if cancel_requested is not None:
+                outcome = "cancelled"
+            elif attempt < max_attempts:
+                outcome = "requeued"
+            else:
+                outcome = "failed"
+            tx.conn.execute("DELETE FROM job_leases WHERE job_id = ?", (job_id,))
+            event = JobLeaseExpired(
+                job_id=job_id,
+                attempt=attempt,
+                lease_token=token,
+                outcome=outcome,
+                reason=reason,
+                run_after=tx.now_ts if outcome == "requeued" else None,
+            )
+            append(tx, f"job:{job_id}", None, [event], Meta(actor="system:rescuer"))
+            system_line(
+                tx, job_id, attempt, f"attempt {attempt} lost its worker ({reason}): {outcome}"
+            )
+            rescued.append(Rescued(job_id, attempt, outcome))
+        if rescued:
+            tx.publish(JobWake("rescued"))
+        return rescued
+
+    return command
+
+
+def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
+    """Queue a failed or cancelled job again as a new job; returns the new id."""
+    if not is_uuid(job_id):
+        raise NotFound(f"no job {job_id}")
+
+    def command(tx: WriteTx) -> str:
+        row = tx.conn.execute(
+            "SELECT status, job_type, payload_json, site_id, environment_id, node_id,"
+            " max_attempts, timeout_seconds FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        status, job_type, payload, site_id, environment_id, node_id, attempts, timeout = row
+        if status not in ("failed", "cancelled"):
+            raise Conflict(
+                f"job {job_id} is {status}; only failed or cancelled jobs can be retried",
+                details={"status": status},
+            )
+        spec = JobSpec(
+            job_type=job_type,
+            payload=msgspec.json.decode(payload),
+            site_id=site_id,
+            environment_id=environment_id,
+            node_id=node_id,
+            max_attempts=attempts,
+            timeout_seconds=timeout,
+            retry_of=job_id,
+        )
+        return enqueue(tx, spec, meta)
+
+    return command

@@ -1,0 +1,128 @@
+"""Periodic jobs: enqueued when due, never while one of the same type and scope is active.
+
+A `Schedule` names a job type, its scope (site and/or node) and an interval.
+`enqueue_due` runs in one transaction: for each schedule it skips when a job of
+that type and scope is queued or running (the de-dup), or when the newest one
+was created less than an interval ago, and otherwise enqueues it as
+`system:scheduler`. The `Scheduler` service runs it whenever the next schedule falls due (and at
+least every `max_sleep` seconds); a schedule that never ran first runs
+`first_after_seconds` after the scheduler started.
+The database is the schedule's memory, so a restart neither skips nor repeats
+a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pressluft.clock import Clock, parse_ts
+from pressluft.db import Database, WriteTx
+from pressluft.events import Meta
+from pressluft.jobs.queue import JobSpec, enqueue
+from pressluft.logs import get_logger
+
+__all__ = ["SCHEDULER_ACTOR", "Schedule", "Scheduler", "enqueue_due"]
+
+log = get_logger("pressluft.jobs")
+
+SCHEDULER_ACTOR = "system:scheduler"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    job_type: str
+    every_seconds: int
+    payload: dict[str, Any] = field(default_factory=dict)
+    site_id: str | None = None
+    node_id: str | None = None
+    max_attempts: int = 3
+    timeout_seconds: int = 1800
+    #: With no job of its kind yet: how long after the scheduler starts it first runs.
+    first_after_seconds: int = 0
+
+    def due_at(self, last: str | None, started: datetime) -> datetime:
+        if last is None:
+            return started + timedelta(seconds=self.first_after_seconds)
+        return parse_ts(last) + timedelta(seconds=self.every_seconds)
+
+
+_SCOPE = "job_type = ? AND site_id IS ? AND node_id IS ?"
+
+
+def enqueue_due(schedules: Sequence[Schedule], started: datetime) -> Callable[[WriteTx], list[str]]:
+    """Enqueue every schedule that is due and not active; returns the new job ids."""
+
+    def command(tx: WriteTx) -> list[str]:
+        created: list[str] = []
+        for s in schedules:
+            scope = (s.job_type, s.site_id, s.node_id)
+            active = tx.conn.execute(
+                f"SELECT 1 FROM jobs WHERE {_SCOPE} AND status IN ('queued', 'running') LIMIT 1",
+                scope,
+            ).fetchone()
+            if active is not None:
+                continue
+            (last,) = tx.conn.execute(
+                f"SELECT max(created_at) FROM jobs WHERE {_SCOPE}", scope
+            ).fetchone()
+            if s.due_at(last, started) > tx.now:
+                continue
+            spec = JobSpec(
+                job_type=s.job_type,
+                payload=s.payload,
+                site_id=s.site_id,
+                node_id=s.node_id,
+                max_attempts=s.max_attempts,
+                timeout_seconds=s.timeout_seconds,
+            )
+            created.append(enqueue(tx, spec, Meta(actor=SCHEDULER_ACTOR)))
+        return created
+
+    return command
+
+
+def next_due(schedules: Sequence[Schedule], started: datetime) -> Callable[[Any], datetime | None]:
+    """When the earliest schedule falls due (None: no schedules)."""
+
+    def query(conn: Any) -> datetime | None:
+        dues = []
+        for s in schedules:
+            (last,) = conn.execute(
+                f"SELECT max(created_at) FROM jobs WHERE {_SCOPE}",
+                (s.job_type, s.site_id, s.node_id),
+            ).fetchone()
+            dues.append(s.due_at(last, started))
+        return min(dues, default=None)
+
+    return query
+
+
+class Scheduler:
+    """The service that enqueues periodic jobs."""
+
+    def __init__(self, db: Database, clock: Clock, *, max_sleep: float = 60.0) -> None:
+        self.db = db
+        self.clock = clock
+        self.max_sleep = max_sleep
+        self.schedules: list[Schedule] = []
+
+    def add(self, schedule: Schedule) -> None:
+        self.schedules.append(schedule)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        started = self.clock.now()
+        while not stopping.is_set():
+            created = await self.db.write(enqueue_due(self.schedules, started))
+            if created:
+                log.info("scheduled %d periodic job(s)", len(created))
+            wait = self.max_sleep
+            due = await self.db.read(next_due(self.schedules, started))
+            if due is not None:
+                wait = min(wait, max(1.0, (due - self.clock.now()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), wait)

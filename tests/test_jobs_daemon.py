@@ -1,0 +1,98 @@
+"""Jobs against a real `pressluft serve`: SIGKILL mid-job and rescue; cancelling a process tree."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.daemon import Daemon, run_cli
+from tests.support.jobs import any_alive, recorded_groups
+
+
+def _wait(predicate: Any, within: float = 60.0) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.05)
+
+
+def _stdout(http: httpx.Client, job_id: str) -> list[tuple[int, str]]:
+    lines = http.get(f"/api/jobs/{job_id}/log", params={"limit": 5000}).json()["lines"]
+    return [(line["attempt"], line["text"]) for line in lines if line["stream"] == "stdout"]
+
+
+@pytest.mark.spec("JOB-17")
+def test_sigkill_mid_job_then_restart_rescues_and_completes_it(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, "serve").start().wait_ready()
+    try:
+        with httpx.Client(base_url=daemon.url, headers=daemon.auth(), timeout=30) as http:
+            reply = http.post(
+                "/api/diagnostics/jobs", json={"job_type": "sleep", "seconds": 4, "lines": 8}
+            )
+            assert reply.status_code == 202
+            job_id = reply.json()["job_id"]
+            seen = _wait(lambda: (s := _stdout(http, job_id)) and len(s) >= 3 and s)
+            groups = recorded_groups(daemon.data_dir / "run")
+            assert groups and any_alive(groups)
+    finally:
+        daemon.send(signal.SIGKILL)
+        daemon.wait()
+
+    restarted = Daemon(tmp_path, "serve").start().wait_ready()
+    try:
+        with httpx.Client(base_url=restarted.url, headers=restarted.auth(), timeout=30) as http:
+            final = _wait(
+                lambda: (
+                    (j := http.get(f"/api/jobs/{job_id}").json())["status"]
+                    in ("succeeded", "failed", "cancelled")
+                    and j
+                )
+            )
+            assert final["status"] == "succeeded"
+            assert [a["outcome"] for a in final["attempts"]] == ["lease_expired", "succeeded"]
+            assert not any_alive(groups)  # the crashed daemon's processes were killed
+            lines = _stdout(http, job_id)
+            first = [line for line in lines if line[0] == 1]
+            assert first[: len(seen)] == seen  # every line stored before the kill is kept
+            assert [t for a, t in lines if a == 2] == [f"line {i}/8" for i in range(1, 9)]
+            log = http.get(f"/api/jobs/{job_id}/log").json()["lines"]
+            assert any("lost its worker (daemon_restarted)" in line["text"] for line in log)
+    finally:
+        assert restarted.stop() == 0
+    env = {**restarted.env, "PRESSLUFT_DATA_DIR": str(restarted.data_dir)}
+    verify = run_cli("events", "verify", env=env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    replay = run_cli("replay", "--verify", env=env)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+@pytest.mark.spec("JOB-14")
+def test_cancel_stops_a_running_job_and_every_process_it_started(tmp_path: Path) -> None:
+    with (
+        Daemon(tmp_path, "serve") as daemon,
+        httpx.Client(base_url=daemon.url, headers=daemon.auth(), timeout=30) as http,
+    ):
+        reply = http.post(
+            "/api/diagnostics/jobs", json={"job_type": "sleep", "seconds": 600, "lines": 600}
+        )
+        job_id = reply.json()["job_id"]
+        _wait(lambda: _stdout(http, job_id))
+        groups = recorded_groups(daemon.data_dir / "run")
+        assert any_alive(groups)
+        cancelled = http.post(f"/api/jobs/{job_id}/cancel")
+        # The answer waits up to 5 s for the job to end; "cancelled" means it did.
+        assert cancelled.json() == {"success": True, "status": "cancelled", "job_id": job_id}
+        assert not any_alive(groups)
+        detail = http.get(f"/api/jobs/{job_id}").json()
+        assert detail["status"] == "cancelled"
+        again = http.post(f"/api/jobs/{job_id}/cancel")
+        assert (again.status_code, again.json()["code"]) == (409, "job_not_cancellable")

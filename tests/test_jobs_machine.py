@@ -1,0 +1,262 @@
+"""The queue under random interleavings: a Hypothesis state machine over the real commands.
+
+Several workers claim, heartbeat, log, succeed, fail and get cancelled; some
+crash (stop heartbeating, keep their stale claims and later try to use them);
+the clock jumps; the rescuer runs. After every step the invariants are checked
+against the real SQLite file; at the end, a replay must equal the tables and,
+with no new work and enough time, every job must end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+)
+
+from pressluft.clock import format_ts
+from pressluft.errors import NotFound
+from pressluft.jobs.logs import LeaseLost, append_lines
+from pressluft.jobs.queue import (
+    TERMINAL,
+    Claim,
+    JobNotCancellable,
+    Outcome,
+    RescueScope,
+    cancel,
+    claim,
+    finish,
+    heartbeat,
+    rescue,
+)
+from tests.support.queue import ACTOR, QueueDb
+
+pytestmark = [pytest.mark.spec("JOB-35", "JOB-7", "JOB-16")]
+
+EXAMPLES = int(os.environ.get("JOBS_EXAMPLES", "500"))
+LEASE = 30.0
+SITES = [None, "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"]
+NODES = [None, "00000000-0000-4000-8000-000000000001"]
+WORKERS = ["w1", "w2", "w3"]
+
+
+class QueueMachine(RuleBasedStateMachine):
+    jobs = Bundle("jobs")
+    held = Bundle("held")  # claims a live worker holds
+    stale = Bundle("stale")  # claims of crashed workers (they may still try to use them)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="pressluft-machine-"))
+        self.q = QueueDb(self.dir / "queue.db")
+        self.ended: dict[str, tuple[object, ...]] = {}
+        self.live: set[str] = set()  # lease tokens of live claims
+
+    def teardown(self) -> None:
+        try:
+            self._drain()
+            self.q.assert_consistent(self.dir)
+        finally:
+            self.q.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _row(self, job_id: str) -> tuple[object, ...]:
+        row = self.q.conn.execute(
+            "SELECT status, finished_at, attempt_count, error_code, error_message, lease_token,"
+            " updated_at, state_version FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    def _holds(self, c: Claim) -> bool:
+        return (
+            self.q.conn.execute(
+                "SELECT 1 FROM jobs WHERE id = ? AND status = 'running' AND lease_token = ?",
+                (c.job_id, c.lease_token),
+            ).fetchone()
+            is not None
+        )
+
+    def _drain(self) -> None:
+        """No new work, enough time: every job must end."""
+        self.live.clear()
+        for _ in range(50):
+            open_ = self.q.conn.execute(
+                "SELECT count(*) FROM jobs WHERE status NOT IN ('succeeded','failed','cancelled')"
+            ).fetchone()[0]
+            if open_ == 0:
+                return
+            self.q.advance(1000)
+            self.q.run(rescue(RescueScope()))
+            for c in self.q.run(claim(10, "drain", LEASE))[0]:
+                self.q.run(finish(c, Outcome("succeeded"), "drain"))
+        raise AssertionError("jobs still open after draining")
+
+    # -- rules ---------------------------------------------------------------------------
+
+    @initialize(target=jobs)
+    def first_job(self) -> str:
+        return self.q.enqueue()
+
+    @rule(
+        target=jobs,
+        site=st.sampled_from(SITES),
+        node=st.sampled_from(NODES),
+        attempts=st.integers(1, 3),
+        delay=st.sampled_from([0, 0, 0, 45]),
+    )
+    def enqueue(self, site: str | None, node: str | None, attempts: int, delay: int) -> str:
+        run_after = None
+        if delay:
+            run_after = format_ts(self.q.now + timedelta(seconds=delay))
+        return self.q.enqueue(
+            site_id=site, node_id=node, max_attempts=attempts, run_after=run_after
+        )
+
+    @rule(target=held, worker=st.sampled_from(WORKERS), limit=st.integers(1, 3))
+    def claim(self, worker: str, limit: int) -> object:
+        claims, _ = self.q.run(claim(limit, worker, LEASE))
+        for c in claims:
+            assert c.attempt <= c.max_attempts
+            self.live.add(c.lease_token)
+        return multiple(*claims)
+
+    @rule(c=held)
+    def heartbeat(self, c: Claim) -> None:
+        self._use(c, lambda: self.q.run(heartbeat(c.job_id, c.lease_token, c.attempt, LEASE)))
+
+    @rule(c=held, text=st.text(max_size=20))
+    def log(self, c: Claim, text: str) -> None:
+        self._use(c, lambda: append_lines_cmd(self.q, c, text))
+
+    @rule(c=consumes(held), how=st.sampled_from(["succeed", "retryable", "fatal", "cancelled"]))
+    def end(self, c: Claim, how: str) -> None:
+        self.live.discard(c.lease_token)
+        self._use(c, lambda: self.q.run(finish(c, outcome_of(how), "w")))
+
+    @rule(target=stale, c=consumes(held))
+    def crash(self, c: Claim) -> Claim:
+        """The worker dies: it stops heartbeating (and may come back as a zombie)."""
+        self.live.discard(c.lease_token)
+        return c
+
+    @rule(c=held)
+    def pause(self, c: Claim) -> None:
+        """The worker stalls (a long pause) past its lease and the rescuer takes the
+        attempt away; the worker resumes later with its now-stale claim."""
+        self.live.discard(c.lease_token)
+        self.q.advance(LEASE + 1)
+        self.q.run(rescue(RescueScope(live_tokens=set(self.live))))
+
+    @rule(c=consumes(stale), how=st.sampled_from(["succeed", "retryable", "fatal"]))
+    def zombie(self, c: Claim, how: str) -> None:
+        self._use(c, lambda: self.q.run(finish(c, outcome_of(how), "zombie")))
+
+    def _use(self, c: Claim, action: object) -> None:
+        """A worker transition: allowed while the claim holds the lease; otherwise
+        refused with nothing changed."""
+        assert callable(action)
+        if self._holds(c):
+            event("transition with the lease")
+            action()
+            return
+        event("transition with a stale lease")
+        before = self._row(c.job_id)
+        with pytest.raises(LeaseLost):
+            action()
+        assert self._row(c.job_id) == before
+
+    @rule(job_id=jobs)
+    def cancel(self, job_id: str) -> None:
+        status = self._row(job_id)[0]
+        if status in TERMINAL:
+            with pytest.raises(JobNotCancellable):
+                self.q.run(cancel(job_id, ACTOR))
+        else:
+            self.q.run(cancel(job_id, ACTOR))
+
+    @rule(seconds=st.sampled_from([1, 10, 31, 61, 301, 901]))
+    def advance(self, seconds: int) -> None:
+        self.q.advance(seconds)
+
+    @rule()
+    def rescue(self) -> None:
+        self.q.run(rescue(RescueScope(live_tokens=set(self.live))))
+
+    @rule()
+    def unknown_job(self) -> None:
+        with pytest.raises(NotFound):
+            self.q.run(cancel("00000000-0000-4000-8000-000000000999", ACTOR))
+
+    # -- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def one_running_per_site_and_node(self) -> None:
+        for column in ("site_id", "node_id"):
+            dupes = self.q.conn.execute(
+                f"SELECT {column} FROM jobs WHERE status = 'running' AND {column} IS NOT NULL"
+                f" GROUP BY {column} HAVING count(*) > 1"
+            ).fetchall()
+            assert dupes == []
+
+    @invariant()
+    def attempts_bounded_and_leases_present(self) -> None:
+        assert (
+            self.q.conn.execute(
+                "SELECT count(*) FROM jobs WHERE attempt_count > max_attempts"
+            ).fetchone()[0]
+            == 0
+        )
+        orphans = self.q.conn.execute(
+            "SELECT count(*) FROM jobs j WHERE status = 'running' AND NOT EXISTS"
+            " (SELECT 1 FROM job_leases l WHERE l.job_id = j.id AND l.lease_token = j.lease_token)"
+        ).fetchone()[0]
+        assert orphans == 0
+
+    @invariant()
+    def terminal_states_never_change(self) -> None:
+        for job_id, row in self.ended.items():
+            assert self._row(job_id) == row
+        for (job_id,) in self.q.conn.execute(
+            "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled')"
+        ).fetchall():
+            self.ended.setdefault(job_id, self._row(job_id))
+
+
+def outcome_of(how: str) -> Outcome:
+    if how == "succeed":
+        return Outcome("succeeded")
+    if how == "cancelled":
+        return Outcome("cancelled")
+    code = "DIAGNOSTIC_RETRYABLE" if how == "retryable" else "DIAGNOSTIC_FATAL"
+    return Outcome("failed", code, "boom", retryable=how == "retryable", backoff_seconds=60)
+
+
+def append_lines_cmd(q: QueueDb, c: Claim, text: str) -> None:
+    q.run(lambda tx: append_lines(tx, c.job_id, c.lease_token, c.attempt, [("stdout", text)]))
+
+
+QueueMachine.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestQueueMachine = QueueMachine.TestCase

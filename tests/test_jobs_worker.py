@@ -1,0 +1,292 @@
+"""The worker pool in a real runtime: real subprocesses, real SQLite, a frozen clock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from pressluft.clock import FrozenClock, format_ts
+from pressluft.config import Config
+from pressluft.db import open_sync
+from pressluft.jobs.queue import JobSpec, RescueScope, cancel, claim, enqueue, rescue
+from pressluft.runtime import Runtime
+from tests.support.jobs import (
+    TEST_ACTOR,
+    any_alive,
+    job,
+    log_lines,
+    recorded_groups,
+    submit,
+    until,
+    until_ended,
+)
+
+SITE = "00000000-0000-4000-8000-00000000000a"
+NODE = "00000000-0000-4000-8000-000000000001"
+ENDS = ("job.succeeded", "job.failed", "job.cancelled", "job.retry_scheduled", "job.lease_expired")
+
+
+def _max_concurrency(conn: sqlite3.Connection, key: str | None = None) -> int:
+    """Most attempts running at once, from the order of the log (the clock is frozen)."""
+    scope = {}
+    if key is not None:
+        scope = dict(conn.execute(f"SELECT id, {key} FROM jobs").fetchall())
+    running: Counter[object] = Counter()
+    peak = 0
+    for type_, stream in conn.execute(
+        "SELECT type, stream FROM events WHERE stream LIKE 'job:%' ORDER BY seq"
+    ):
+        job_id = stream[4:]
+        group = scope.get(job_id) if key else "all"
+        if group is None:
+            continue
+        if type_ == "job.claimed":
+            running[group] += 1
+            peak = max(peak, running[group])
+        elif type_ in ENDS:
+            running[group] -= 1
+    return peak
+
+
+def _read(runtime: Runtime) -> sqlite3.Connection:
+    return open_sync(runtime.config.database_path, "reader")
+
+
+@pytest.mark.spec("JOB-2", "JOB-29")
+async def test_a_sleep_job_runs_a_real_process_and_keeps_every_line(runtime: Runtime) -> None:
+    job_id = await submit(runtime, job_type="sleep", seconds=0.3, lines=5)
+    view = await until_ended(runtime, job_id)
+    assert view.status == "succeeded"
+    assert [a.outcome for a in view.attempts] == ["succeeded"]
+    lines = await log_lines(runtime, job_id)
+    assert [t for _, s, t in lines if s == "stdout"] == [f"line {i}/5" for i in range(1, 6)]
+    assert lines[0] == (0, "system", "queued (sleep)")
+    assert lines[-1] == (1, "system", "attempt 1 succeeded")
+    assert not (runtime.config.data_dir / "jobs" / job_id).exists()  # work dir removed
+
+
+@pytest.mark.spec("JOB-14")
+async def test_cancelling_a_running_job_stops_its_whole_process_group(runtime: Runtime) -> None:
+    job_id = await submit(runtime, job_type="sleep", seconds=600, lines=600)
+    run_dir = runtime.config.data_dir / "run"
+
+    async def started() -> bool:
+        return bool(recorded_groups(run_dir)) and any(
+            s == "stdout" for _, s, _ in await log_lines(runtime, job_id)
+        )
+
+    await until(started)
+    groups = recorded_groups(run_dir)
+    assert any_alive(groups)  # the script and its `sleep` child
+    assert await runtime.db.write(cancel(job_id, TEST_ACTOR)) == "cancel_requested"
+    view = await until_ended(runtime, job_id, within=5.0)
+    assert view.status == "cancelled"
+    assert view.attempts[-1].outcome == "cancelled"
+    assert not any_alive(groups)
+    assert recorded_groups(run_dir) == []
+
+
+@pytest.mark.spec("JOB-12")
+async def test_a_timeout_kills_the_process_group_and_fails_the_job(runtime: Runtime) -> None:
+    job_id = await submit(runtime, job_type="sleep", seconds=600, lines=600, timeout_seconds=1)
+    run_dir = runtime.config.data_dir / "run"
+    await until(lambda: _true(bool(recorded_groups(run_dir))))
+    groups = recorded_groups(run_dir)
+    view = await until_ended(runtime, job_id)
+    assert (view.status, view.error_code, view.attempt_count) == ("failed", "JOB_TIMEOUT", 1)
+    assert not any_alive(groups)
+    assert "timed out after 1 s" in (view.error_message or "")
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+@pytest.mark.spec("JOB-9", "JOB-31")
+async def test_a_retryable_exit_is_retried_after_the_backoff(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    job_id = await submit(runtime, job_type="sleep", lines=2, outcome="fail_retryable")
+    await until(lambda: _status_is(runtime, job_id, "queued", attempts=1))
+    view = await job(runtime, job_id)
+    assert view.error_code == "DIAGNOSTIC_RETRYABLE"
+    assert view.run_after == format_ts(clock.now() + timedelta(seconds=60))
+    assert "line 2/2" in (view.error_message or "")
+    assert "exiting with 75" in (view.error_message or "")
+    clock.advance(60)
+    runtime.workers.wake()
+    await until(lambda: _status_is(runtime, job_id, "queued", attempts=2))
+    clock.advance(300)
+    runtime.workers.wake()
+    view = await until_ended(runtime, job_id)
+    assert (view.status, view.attempt_count) == ("failed", 3)
+    assert [a.outcome for a in view.attempts] == ["retry_scheduled", "retry_scheduled", "failed"]
+
+
+async def _status_is(runtime: Runtime, job_id: str, status: str, attempts: int) -> bool:
+    view = await job(runtime, job_id)
+    return view.status == status and view.attempt_count == attempts
+
+
+@pytest.mark.spec("JOB-10")
+async def test_a_fatal_exit_fails_at_once(runtime: Runtime) -> None:
+    job_id = await submit(runtime, job_type="sleep", outcome="fail_fatal")
+    view = await until_ended(runtime, job_id)
+    assert (view.status, view.error_code, view.attempt_count) == ("failed", "DIAGNOSTIC_FATAL", 1)
+
+
+@pytest.mark.spec("JOB-34")
+async def test_a_job_type_without_handler_fails_unretried(runtime: Runtime) -> None:
+    job_id = await runtime.db.write(lambda tx: enqueue(tx, JobSpec(job_type="mystery"), TEST_ACTOR))
+    view = await until_ended(runtime, job_id)
+    assert (view.status, view.error_code, view.attempt_count) == ("failed", "JOB_TYPE_UNKNOWN", 1)
+
+
+@pytest.mark.spec("JOB-7")
+async def test_a_worker_whose_lease_was_taken_over_is_refused_and_stopped(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    job_id = await submit(runtime, job_type="sleep", seconds=600, lines=6000)
+    await until(lambda: _status_is(runtime, job_id, "running", attempts=1))
+    await until(lambda: _has_stdout(runtime, job_id))
+    # Another rescuer (it does not know this worker lives) takes the attempt away.
+    clock.advance(runtime.config.lease_seconds + 1)
+    [rescued] = await runtime.db.write(rescue(RescueScope()))
+    assert rescued.outcome == "requeued"
+    # The old worker's next log flush is refused: it stops its process and
+    # records nothing; the pool claims the job again as attempt 2.
+    await until(lambda: _status_is(runtime, job_id, "running", attempts=2))
+    await until(lambda: _true(runtime.metrics.job_lease_rejections._value.get() >= 1))
+    view = await job(runtime, job_id)
+    assert [a.outcome for a in view.attempts] == ["lease_expired", None]
+    attempt_1_after_rescue = [
+        line for line in await log_lines(runtime, job_id) if line[0] == 1 and line[1] != "system"
+    ]
+    stdout_1 = [t for a, s, t in attempt_1_after_rescue]
+    assert stdout_1 == [f"line {i}/6000" for i in range(1, len(stdout_1) + 1)]
+    await runtime.db.write(cancel(job_id, TEST_ACTOR))
+    assert (await until_ended(runtime, job_id, within=5.0)).status == "cancelled"
+
+
+async def _has_stdout(runtime: Runtime, job_id: str) -> bool:
+    return any(s == "stdout" for _, s, _ in await log_lines(runtime, job_id))
+
+
+@pytest.mark.spec("JOB-3", "JOB-6")
+async def test_site_and_node_locks_and_the_slot_limit_hold_in_the_pool(runtime: Runtime) -> None:
+    ids = []
+    for _ in range(3):
+        ids.append(await submit(runtime, job_type="sleep", seconds=0.2, site_id=SITE))
+        ids.append(await submit(runtime, job_type="sleep", seconds=0.2, node_id=NODE))
+    ids += [await submit(runtime, job_type="sleep", seconds=0.2) for _ in range(8)]
+    for job_id in ids:
+        assert (await until_ended(runtime, job_id)).status == "succeeded"
+    conn = _read(runtime)
+    try:
+        assert _max_concurrency(conn, "site_id") == 1
+        assert _max_concurrency(conn, "node_id") == 1
+        assert _max_concurrency(conn) <= runtime.config.workers
+        order = [
+            r[0]
+            for r in conn.execute(
+                "SELECT stream FROM events WHERE type = 'job.claimed' ORDER BY seq"
+            )
+        ]
+        site_jobs = ids[0:6:2]
+        assert [s[4:] for s in order if s[4:] in site_jobs] == site_jobs  # oldest first
+    finally:
+        conn.close()
+
+
+@pytest.mark.spec("JOB-30")
+async def test_an_enqueue_wakes_an_idle_pool_without_polling(runtime: Runtime) -> None:
+    await until(lambda: _true(runtime.supervisor.states["workers"].running))
+    runtime.workers.poll_seconds = 3600.0  # polling would take an hour
+    await asyncio.sleep(0.1)  # let the pool fall asleep on its long poll
+    job_id = await submit(runtime, job_type="noop")
+    assert (await until_ended(runtime, job_id, within=30)).status == "succeeded"
+
+
+@pytest.mark.spec("JOB-18")
+async def test_shutdown_stops_running_jobs_and_requeues_them(runtime: Runtime) -> None:
+    job_id = await submit(runtime, job_type="sleep", seconds=600, lines=600)
+    run_dir = runtime.config.data_dir / "run"
+    await until(lambda: _has_stdout(runtime, job_id))
+    groups = recorded_groups(run_dir)
+    await runtime.stop()
+    assert not any_alive(groups)
+    conn = open_sync(runtime.config.database_path, "reader")
+    try:
+        row = conn.execute(
+            "SELECT status, attempt_count, error_code FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        reason = conn.execute(
+            "SELECT json_extract(data, '$.reason') FROM events WHERE type = 'job.lease_expired'"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert row == ("queued", 1, "LEASE_EXPIRED")
+    assert reason == ("daemon_stopped",)
+
+
+@pytest.mark.spec("JOB-16")
+async def test_the_pool_rescues_expired_leases_but_not_its_own(
+    config: Config, clock: FrozenClock
+) -> None:
+    """A running attempt with an expired lease and no live worker: the pool's
+    periodic rescue requeues it and runs it again; its own live attempts stay."""
+    rt = Runtime(config, clock)
+    await rt.start()
+    try:
+        own = await submit(rt, job_type="sleep", seconds=600)
+        await until(lambda: _status_is(rt, own, "running", attempts=1))
+        # A job some vanished worker held: claimed by hand, never heartbeated.
+        rt.workers.slots = 1  # full: the pool must not claim the next job itself
+        orphan = await submit(rt, job_type="noop", site_id=SITE)
+        [taken], _ = await rt.db.write(claim(1, "vanished:1", 30))
+        assert taken.job_id == orphan
+        rt.workers.slots = 4
+        clock.advance(rt.config.lease_seconds + 1)
+        rt.workers.wake()
+        view = await until_ended(rt, orphan)
+        assert view.status == "succeeded"
+        assert [a.outcome for a in view.attempts] == ["lease_expired", "succeeded"]
+        assert (await job(rt, own)).status == "running"
+        assert rt.metrics.job_rescues._value.get() >= 1
+    finally:
+        await rt.stop()
+
+
+@pytest.mark.spec("JOB-24", "JOB-27", "JOB-28")
+async def test_housekeeping_runs_as_a_job_and_prunes_logs_and_expired_keys(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    from pressluft.services.idempotency import guarded
+    from pressluft.services.jobs import JobAccepted
+
+    old = await submit(runtime, job_type="noop")
+    assert (await until_ended(runtime, old)).status == "succeeded"
+
+    def keyed(tx: object) -> JobAccepted:
+        return JobAccepted(job_id=old)
+
+    command = guarded(runtime.vault, "test", "k", "f" * 64, 60, keyed, JobAccepted, 202)
+    await runtime.db.write(command)  # type: ignore[arg-type]
+    clock.advance((runtime.config.job_log_retention_days + 1) * 86400)
+    job_id = await runtime.db.write(
+        lambda tx: enqueue(tx, JobSpec(job_type="housekeeping"), TEST_ACTOR)
+    )
+    view = await until_ended(runtime, job_id)
+    assert view.status == "succeeded"
+    texts = [t for _, s, t in await log_lines(runtime, job_id) if s == "stdout"]
+    assert texts == [
+        f"deleted 3 log line(s) of jobs that ended over {runtime.config.job_log_retention_days}"
+        " day(s) ago",
+        "deleted 1 expired idempotency key(s)",
+    ]
+    assert await log_lines(runtime, old) == []
+    assert (await job(runtime, old)).status == "succeeded"  # the job row stays
