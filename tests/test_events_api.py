@@ -111,7 +111,13 @@ async def test_follow_skips_filtered_events_without_spinning(client: httpx.Async
 @pytest.mark.spec("EVT-13")
 async def test_a_consumer_that_goes_away_leaves_no_task_behind(client: httpx.AsyncClient) -> None:
     runtime: Runtime = client.app_runtime  # type: ignore[attr-defined]
-    before = len(asyncio.all_tasks())
+
+    def waiters() -> list[asyncio.Task[object]]:
+        return [
+            t
+            for t in asyncio.all_tasks()
+            if "wait_beyond" in t.get_coro().__qualname__  # type: ignore[union-attr]
+        ]
 
     async def consume() -> None:
         async for _ in follow_events(runtime.db, runtime.notifier, runtime.stopping, keepalive=30):
@@ -119,11 +125,12 @@ async def test_a_consumer_that_goes_away_leaves_no_task_behind(client: httpx.Asy
 
     consumers = [asyncio.create_task(consume()) for _ in range(20)]
     await asyncio.sleep(0.05)
+    assert len(waiters()) == 20
     for task in consumers:
         task.cancel()
     await asyncio.gather(*consumers, return_exceptions=True)
     await asyncio.sleep(0)
-    assert len(asyncio.all_tasks()) <= before
+    assert waiters() == []
 
 
 @pytest.mark.spec("EVT-13")

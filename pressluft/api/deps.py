@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar import Request
 
-from pressluft.errors import Unauthorized
+from pressluft.errors import BadRequest, Unauthorized
 from pressluft.runtime import Runtime
 from pressluft.services.context import ANONYMOUS_ACTOR, Context
 from pressluft.services.principals import Principal
@@ -27,11 +28,24 @@ def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
 def provide_context(request: Request[Any, Any, Any]) -> Context:
+    """Who acts, for which request, with which `Idempotency-Key` (checked here)."""
     state = request.scope.get("state", {})
     principal: Principal | None = state.get("principal")
-    # Idempotency-Key is honoured (and recorded) once the job queue implements it.
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            details={
+                "errors": [{"field": "Idempotency-Key", "message": "invalid", "in": "header"}],
+                "hint": "a UUID is a good key",
+            },
+        )
     return Context(
         actor=principal.actor if principal else ANONYMOUS_ACTOR,
         correlation_id=state.get("correlation_id"),
+        idempotency_key=key,
     )

@@ -3,9 +3,11 @@
 Every event is an audit entry: its actor (`events.actor`, a virtual column of the
 meta, indexed), action (the event type), resource (the stream `<type>:<id>`, or
 just `<type>` for singletons), result and correlation id. Refusals recorded as
-events (`auth.login_failed`) are `failed`; everything else `succeeded` (jobs add
-`accepted`, `retrying` and their final result). Filters map onto the event
-log's indexes: actor → `events_by_actor`, resource → the stream index.
+events (`auth.login_failed`) are `failed`; everything else `succeeded`, except
+jobs: `accepted` when enqueued (and while running), `retrying` when an attempt
+failed and another follows, then their final result (`succeeded`, `failed`,
+`cancelled`), each carrying the correlation id of the request that started it.
+Filters map onto the event log's indexes: actor → `events_by_actor`, resource → the stream index.
 """
 
 from __future__ import annotations
@@ -67,7 +69,25 @@ def _time(field: str, value: str | None) -> str | None:
         ) from None
 
 
-def _result(type_: str) -> str:
+#: Job events: the request was accepted, then the job retries, and ends.
+JOB_RESULTS = {
+    "job.enqueued": "accepted",
+    "job.claimed": "accepted",
+    "job.cancel_requested": "accepted",
+    "job.retry_scheduled": "retrying",
+    "job.succeeded": "succeeded",
+    "job.failed": "failed",
+    "job.cancelled": "cancelled",
+}
+#: job.lease_expired: by what the rescue did with the attempt.
+RESCUE_RESULTS = {"requeued": "retrying", "failed": "failed", "cancelled": "cancelled"}
+
+
+def _result(type_: str, outcome: str | None) -> str:
+    if type_ == "job.lease_expired":
+        return RESCUE_RESULTS.get(outcome or "", "retrying")
+    if type_ in JOB_RESULTS:
+        return JOB_RESULTS[type_]
     return "failed" if type_ in FAILED_TYPES else "succeeded"
 
 
@@ -100,13 +120,14 @@ def query_audit(conn: sqlite3.Connection, query: AuditQuery) -> AuditPage:
         params.append(query.before)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(
-        "SELECT seq, recorded_at, actor, type, stream, json_extract(meta, '$.correlation_id')"
+        "SELECT seq, recorded_at, actor, type, stream, json_extract(meta, '$.correlation_id'),"
+        " CASE type WHEN 'job.lease_expired' THEN json_extract(data, '$.outcome') END"
         f" FROM events {clause} ORDER BY seq DESC LIMIT ?",
         [*params, query.limit + 1],
     ).fetchall()
     has_more = len(rows) > query.limit
     items = []
-    for seq, recorded_at, actor, type_, stream, correlation_id in rows[: query.limit]:
+    for seq, recorded_at, actor, type_, stream, correlation_id, outcome in rows[: query.limit]:
         resource_type, resource_id = resource_of(stream)
         items.append(
             AuditEntry(
@@ -116,7 +137,7 @@ def query_audit(conn: sqlite3.Connection, query: AuditQuery) -> AuditPage:
                 action=type_,
                 resource_type=resource_type,
                 resource_id=resource_id,
-                result=_result(type_),
+                result=_result(type_, outcome),
                 correlation_id=correlation_id,
             )
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 from typing import Annotated
 
 import msgspec
@@ -33,6 +34,7 @@ __all__ = [
     "SettingsPatch",
     "SettingsView",
     "change_settings",
+    "change_settings_command",
     "get_settings",
 ]
 
@@ -250,13 +252,12 @@ def _decide(
     return current, SettingsChanged(**effective)
 
 
-async def change_settings(
-    db: Database,
+def change_settings_command(
     vault: Vault,
     patch: SettingsPatch,
     ctx: Context,
     expected_version: int | None = None,
-) -> SettingsView:
+) -> Callable[[WriteTx], SettingsView]:
     """Apply `patch`; appends one `settings.changed` when anything changes."""
     if patch.is_empty():
         raise BadRequest(
@@ -271,4 +272,14 @@ async def change_settings(
         append(tx, STREAM, current.version, [event], ctx.meta())
         return _load(tx.conn).view()
 
-    return await db.write(command)
+    return command
+
+
+async def change_settings(
+    db: Database,
+    vault: Vault,
+    patch: SettingsPatch,
+    ctx: Context,
+    expected_version: int | None = None,
+) -> SettingsView:
+    return await db.write(change_settings_command(vault, patch, ctx, expected_version))

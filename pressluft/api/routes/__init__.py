@@ -7,6 +7,7 @@ from pressluft.api.routes.audit import AUDIT_ROUTES
 from pressluft.api.routes.contract import CONTRACT_ROUTES
 from pressluft.api.routes.events import EVENT_ROUTES
 from pressluft.api.routes.health import HEALTH_ROUTES
+from pressluft.api.routes.jobs import JOB_ROUTES
 from pressluft.api.routes.metrics import METRICS_ROUTES
 from pressluft.api.routes.settings import SETTINGS_ROUTES
 from pressluft.api.routes.tokens import TOKEN_ROUTES
@@ -19,6 +20,7 @@ API_ROUTES: list[ControllerRouterHandler] = [
     *CONTRACT_ROUTES,
     *EVENT_ROUTES,
     *HEALTH_ROUTES,
+    *JOB_ROUTES,
     *METRICS_ROUTES,
     *SETTINGS_ROUTES,
     *TOKEN_ROUTES,

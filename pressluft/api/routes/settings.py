@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Response, get, patch
+from litestar import Request, Response, get, patch
 from litestar.di import NamedDependency
 from litestar.params import Body, HeaderParameter
 
+from pressluft.api.idempotency import replay_headers, run_write
 from pressluft.errors import BadRequest, Conflict
 from pressluft.runtime import Runtime
 from pressluft.services.context import Context
 from pressluft.services.settings import (
     SettingsPatch,
     SettingsView,
-    change_settings,
+    change_settings_command,
     get_settings,
 )
 
@@ -55,15 +56,17 @@ async def read_settings(runtime: NamedDependency[Runtime]) -> Response[SettingsV
 
 @patch("/api/settings", operation_id="updateSettings", tags=["settings"])
 async def update_settings(
+    request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     ctx: NamedDependency[Context],
     data: Annotated[SettingsPatch, Body()],
     if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
 ) -> Response[SettingsView]:
-    view = await change_settings(
-        runtime.db, runtime.vault, data, ctx, expected_version=_expected_version(if_match)
+    command = change_settings_command(
+        runtime.vault, data, ctx, expected_version=_expected_version(if_match)
     )
-    return Response(view, headers=_etag(view))
+    done = await run_write(request, runtime, ctx, command, SettingsView, 200)
+    return Response(done.value, headers={**_etag(done.value), **replay_headers(done)})
 
 
 SETTINGS_ROUTES = [read_settings, update_settings]

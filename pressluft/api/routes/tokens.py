@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Response, delete, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, PathParameter, QueryParameter
 
+from pressluft.api.idempotency import replay_headers, run_write
 from pressluft.api.params import query_choice
 from pressluft.api.routes.access import NO_STORE
 from pressluft.clock import format_ts
@@ -50,13 +51,16 @@ async def tokens(
 
 @post("/api/tokens", operation_id="createToken", status_code=201, tags=["access"])
 async def create_token(
+    request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     ctx: NamedDependency[Context],
     principal: NamedDependency[Principal],
     data: Annotated[TokenCreateRequest, Body()],
 ) -> Response[TokenCreatedView]:
-    view = await runtime.db.write(create_token_command(data, principal.scopes, ctx.meta()))
-    return Response(view, status_code=201, headers=NO_STORE)  # the secret, once
+    command = create_token_command(data, principal.scopes, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, TokenCreatedView, 201)
+    # The secret, once (and again only to a retry with the same Idempotency-Key).
+    return Response(done.value, status_code=201, headers={**NO_STORE, **replay_headers(done)})
 
 
 @get("/api/tokens/current", operation_id="getCurrentToken", tags=["access"])
@@ -72,11 +76,14 @@ async def current_token(
 
 @delete("/api/tokens/{token_id:str}", operation_id="revokeToken", status_code=200, tags=["access"])
 async def revoke_token(
+    request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     ctx: NamedDependency[Context],
     token_id: Annotated[str, PathParameter(max_length=64)],
-) -> TokenView:
-    return await runtime.db.write(revoke_token_command(token_id, ctx.meta()))
+) -> Response[TokenView]:
+    command = revoke_token_command(token_id, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, TokenView, 200)
+    return Response(done.value, headers=replay_headers(done))
 
 
 TOKEN_ROUTES = [tokens, create_token, current_token, revoke_token]
