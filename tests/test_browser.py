@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -168,3 +169,56 @@ def test_login_create_a_token_see_it_once_and_revoke_it(
         page.goto(daemon.url + "/settings")
         expect(page).to_have_url(daemon.url + "/login?next=/settings")
         page.goto("about:blank")
+
+
+@pytest.mark.spec("WEB-4")
+def test_jobs_run_live_survive_a_reload_cancel_and_retry(
+    tmp_path: Path, page: Page, shots: Path
+) -> None:
+    with Daemon(tmp_path) as daemon:
+        _log_in(page, daemon)
+        page.goto(daemon.url + "/jobs")
+        expect(page.locator("#jobs-state")).to_have_text("live")
+        page.select_option("#diagnostic-form select[name=job_type]", "sleep")
+        page.fill("#diagnostic-form input[name=seconds]", "2")
+        page.fill("#diagnostic-form input[name=lines]", "8")
+        page.click("#diagnostic-form button[type=submit]")
+        expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f-]{36}$"))
+        job_url = page.url
+        log = page.locator("#job-log .line.stdout")
+        expect(log).to_have_count(8, timeout=30_000)
+        expect(page.locator("#job-status")).to_have_text("succeeded")
+        expect(page.locator("#job-timeline li[data-attempt='1']")).to_contain_text("succeeded")
+        page.screenshot(path=str(shots / "job-succeeded.png"), full_page=True)
+        page.reload()  # the log is stored: all of it comes back
+        expect(log).to_have_count(8)
+        expect(log.last).to_have_text("line 8/8")
+
+        # A long job, cancelled from its page (the confirmation is accepted).
+        reply = httpx.post(
+            daemon.url + "/api/diagnostics/jobs",
+            json={"job_type": "sleep", "seconds": 600, "lines": 600},
+            headers=daemon.auth(),
+        )
+        long_id = reply.json()["job_id"]
+        page.goto(daemon.url + "/jobs")
+        row = page.locator(f"#jobs-table tr[data-job-id='{long_id}']")
+        expect(row).to_have_attribute("data-status", "running")  # live, no reload
+        page.goto(daemon.url + "/jobs/" + long_id)
+        expect(log.first).to_have_text("line 1/600", timeout=30_000)
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#job-cancel")
+        expect(page.locator("#job-status")).to_have_text("cancelled")
+        expect(page.locator("#job-action-result")).to_have_text("Cancelled.")
+        page.screenshot(path=str(shots / "job-cancelled.png"), full_page=True)
+        page.click("#job-retry")
+        expect(page).not_to_have_url(daemon.url + "/jobs/" + long_id)
+        expect(page.locator("#job .muted").first).to_contain_text("retry of")
+        new_id = page.url.rsplit("/", 1)[1]
+        httpx.post(daemon.url + f"/api/jobs/{new_id}/cancel", headers=daemon.auth())
+        expect(page.locator("#job-status")).to_have_text("cancelled")
+        page.goto(daemon.url + "/jobs")
+        expect(page.locator("#jobs-table tbody tr")).to_have_count(3)
+        page.goto(job_url)
+        expect(page.locator("#job-timeline li[data-attempt='1']")).to_contain_text("succeeded")
+        page.goto("about:blank")  # close the streams before the daemon stops

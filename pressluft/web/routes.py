@@ -13,15 +13,18 @@ from typing import Annotated
 import msgspec
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from pressluft.runtime import Runtime, find_ansible_playbook
+from pressluft.errors import NotFound
+from pressluft.executables import find_ansible_playbook
+from pressluft.runtime import Runtime
 from pressluft.services.counters import read_counters
 from pressluft.services.events import list_events
 from pressluft.services.health import check_health
+from pressluft.services.jobs import get_job
 from pressluft.services.principals import Principal
 from pressluft.services.settings import DNS01_CREDENTIAL_KEYS, get_settings
 
@@ -122,6 +125,47 @@ async def events_page(principal: NamedDependency[Principal]) -> Template:
     return Template(template_name="events.html", context={"page": "events", "principal": principal})
 
 
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+@get("/jobs", include_in_schema=False, media_type="text/html", opt=PAGE)
+async def jobs_page(principal: NamedDependency[Principal]) -> Template:
+    return Template(
+        template_name="jobs.html",
+        context={"page": "jobs", "principal": principal, "statuses": JOB_STATUSES},
+    )
+
+
+@get("/jobs/{job_id:str}", include_in_schema=False, media_type="text/html", opt=PAGE)
+async def job_page(
+    runtime: NamedDependency[Runtime],
+    principal: NamedDependency[Principal],
+    job_id: Annotated[str, PathParameter(max_length=64)],
+) -> Template:
+    try:
+        job = await runtime.db.read(lambda conn: get_job(conn, job_id))
+    except NotFound:
+        return Template(
+            template_name="not_found.html",
+            context={
+                "page": "jobs",
+                "principal": principal,
+                "message": "There is no such job.",
+                "back": "/jobs",
+            },
+            status_code=404,
+        )
+    return Template(
+        template_name="job.html",
+        context={
+            "page": "jobs",
+            "principal": principal,
+            "job": job,
+            "payload": msgspec.json.encode(job.payload).decode(),
+        },
+    )
+
+
 WEB_ROUTES: list[ControllerRouterHandler] = [
     login_page,
     tokens_page,
@@ -129,5 +173,7 @@ WEB_ROUTES: list[ControllerRouterHandler] = [
     overview,
     settings_page,
     events_page,
+    jobs_page,
+    job_page,
     create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
 ]

@@ -235,6 +235,221 @@ function setupAudit() {
   load(true);
 }
 
+// --- jobs -------------------------------------------------------------------
+function short(id) { return id ? id.slice(0, 8) : "—"; }
+
+// An Idempotency-Key (crypto.randomUUID needs a secure context; this does not).
+function newKey(prefix) {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return prefix + "-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function setupJobs() {
+  const table = document.getElementById("jobs-table");
+  if (!table) return;
+  const body = table.querySelector("tbody");
+  const more = document.getElementById("jobs-more");
+  const empty = document.getElementById("jobs-empty");
+  const filter = document.getElementById("jobs-filter");
+  const state = document.getElementById("jobs-state");
+  let before = null;
+  let pages = 1;
+
+  function row(j) {
+    const tr = el("tr", { "data-job-id": j.id, "data-status": j.status });
+    const link = el("a", { href: "/jobs/" + j.id }, short(j.id));
+    const first = el("td");
+    first.appendChild(link);
+    tr.appendChild(first);
+    tr.appendChild(el("td", {}, j.job_type));
+    tr.appendChild(el("td", { class: "status-" + j.status }, j.status));
+    tr.appendChild(el("td", {}, j.attempt_count + "/" + j.max_attempts));
+    tr.appendChild(el("td", {}, short(j.site_id)));
+    tr.appendChild(el("td", {}, short(j.node_id)));
+    tr.appendChild(el("td", {}, fmtTime(j.created_at)));
+    tr.appendChild(el("td", {}, fmtTime(j.finished_at)));
+    tr.appendChild(el("td", { class: "status-failed" }, j.error_code || ""));
+    return tr;
+  }
+
+  async function load(reset) {
+    const params = new URLSearchParams({ limit: "50" });
+    for (const name of ["status", "job_type", "site_id", "node_id"]) {
+      const value = filter.elements[name].value.trim();
+      if (value) params.set(name, value);
+    }
+    if (!reset && before) params.set("before", String(before));
+    const res = await api("GET", "/api/jobs?" + params.toString());
+    if (!res.ok) {
+      empty.hidden = false;
+      empty.textContent = describeError(res.data);
+      return;
+    }
+    if (reset) body.replaceChildren();
+    for (const j of res.data.items) body.appendChild(row(j));
+    before = res.data.next_before;
+    more.hidden = !res.data.has_more;
+    empty.hidden = body.children.length > 0;
+    empty.textContent = "No jobs match.";
+  }
+
+  // Live: any job event refreshes the rows already shown (debounced).
+  let pending = null;
+  async function refresh() {
+    pending = null;
+    const shown = pages;
+    before = null;
+    await load(true);
+    for (let i = 1; i < shown && before; i++) await load(false);
+  }
+  async function follow() {
+    const counters = await api("GET", "/api/metrics");
+    const head = counters.ok ? counters.data.events_total : 0;
+    const source = new EventSource("/api/events/stream?after=" + head);
+    source.onopen = () => { state.textContent = "live"; state.className = "pill live"; };
+    source.onerror = () => { state.textContent = "reconnecting"; state.className = "pill down"; };
+    source.onmessage = (msg) => {
+      const e = JSON.parse(msg.data);
+      if (!e.stream.startsWith("job:") || pending) return;
+      pending = setTimeout(refresh, 150);
+    };
+  }
+
+  filter.addEventListener("submit", (ev) => { ev.preventDefault(); pages = 1; before = null; load(true); });
+  more.addEventListener("click", () => { pages += 1; load(false); });
+  load(true).then(follow);
+
+  const form = document.getElementById("diagnostic-form");
+  if (form) {
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const result = document.getElementById("diagnostic-result");
+      const request = { job_type: form.elements["job_type"].value };
+      if (request.job_type === "sleep") {
+        request.seconds = Number(form.elements["seconds"].value || 0);
+        request.lines = Number(form.elements["lines"].value || 0);
+        request.outcome = form.elements["outcome"].value;
+      }
+      // One key per form: a double click or a retried request makes one job.
+      form.dataset.key = form.dataset.key || newKey("dashboard");
+      const res = await api("POST", "/api/diagnostics/jobs", request,
+        { "Idempotency-Key": form.dataset.key });
+      if (res.ok) {
+        window.location.assign("/jobs/" + res.data.job_id);
+      } else {
+        delete form.dataset.key;  // refused: nothing was recorded under it
+        result.className = "result-error";
+        result.textContent = describeError(res.data);
+      }
+    });
+  }
+}
+
+function renderTimeline(job) {
+  const list = document.getElementById("job-timeline");
+  list.replaceChildren();
+  const queued = el("li", {}, "queued ");
+  queued.appendChild(el("small", {}, fmtTime(job.created_at)));
+  list.appendChild(queued);
+  for (const a of job.attempts) {
+    const item = el("li", { "data-attempt": String(a.attempt) }, "attempt " + a.attempt + " on " + a.worker + " ");
+    item.appendChild(el("small", {}, fmtTime(a.started_at)));
+    item.appendChild(document.createTextNode(" → "));
+    item.appendChild(el("b", {}, a.outcome || "running"));
+    if (a.error_code) {
+      item.appendChild(document.createTextNode(" "));
+      item.appendChild(el("code", {}, a.error_code));
+    }
+    list.appendChild(item);
+  }
+  if (job.status === "queued" && job.run_after) {
+    const next = el("li", {}, "waiting to retry until ");
+    next.appendChild(el("small", {}, fmtTime(job.run_after)));
+    list.appendChild(next);
+  }
+}
+
+function renderJob(job) {
+  const holder = document.getElementById("job");
+  holder.dataset.status = job.status;
+  const status = document.getElementById("job-status");
+  status.textContent = job.status;
+  status.className = "status status-" + job.status;
+  document.getElementById("job-attempts").textContent = String(job.attempt_count);
+  document.getElementById("job-error-code").textContent = job.error_code || "—";
+  document.getElementById("job-error-message").textContent = job.error_message || "";
+  document.getElementById("job-error-details").hidden = !job.error_message;
+  document.getElementById("job-finished").textContent = job.finished_at || "—";
+  const cancel = document.getElementById("job-cancel");
+  const retry = document.getElementById("job-retry");
+  if (cancel) cancel.hidden = !["queued", "running"].includes(job.status);
+  if (retry) retry.hidden = !["failed", "cancelled"].includes(job.status);
+  renderTimeline(job);
+}
+
+function setupJob() {
+  const holder = document.getElementById("job");
+  if (!holder) return;
+  const jobId = holder.dataset.jobId;
+  const log = document.getElementById("job-log");
+  const state = document.getElementById("log-state");
+  const result = document.getElementById("job-action-result");
+  let refreshing = null;
+
+  async function refresh() {
+    refreshing = null;
+    const res = await api("GET", "/api/jobs/" + jobId);
+    if (res.ok) renderJob(res.data);
+  }
+
+  // The whole log from the start (it is stored, so a reload shows everything),
+  // then live; EventSource resumes after the last line it saw on reconnects.
+  const source = new EventSource("/api/jobs/" + jobId + "/log/stream");
+  source.onopen = () => { state.textContent = "live"; state.className = "pill live"; };
+  source.onerror = () => {
+    if (holder.dataset.ended) return;
+    state.textContent = "reconnecting"; state.className = "pill down";
+  };
+  source.onmessage = (msg) => {
+    const line = JSON.parse(msg.data);
+    const span = el("span", { class: "line " + line.stream, "data-seq": String(line.seq) }, line.text + "\n");
+    log.appendChild(span);
+    log.scrollTop = log.scrollHeight;
+    if (line.stream === "system" && !refreshing) refreshing = setTimeout(refresh, 50);
+  };
+  source.addEventListener("end", (msg) => {
+    holder.dataset.ended = "true";
+    source.close();
+    state.textContent = "ended"; state.className = "pill";
+    renderJob(JSON.parse(msg.data));
+  });
+
+  const cancel = document.getElementById("job-cancel");
+  if (cancel) {
+    cancel.addEventListener("click", async () => {
+      if (!window.confirm("Cancel this job? Its processes are stopped; nothing is rolled back.")) return;
+      const res = await api("POST", "/api/jobs/" + jobId + "/cancel");
+      result.className = res.ok ? "result-ok" : "result-error";
+      result.textContent = res.ok ? (res.data.status === "cancelled" ? "Cancelled." : "Cancellation requested.") : describeError(res.data);
+      refresh();
+    });
+  }
+  const retry = document.getElementById("job-retry");
+  if (retry) {
+    retry.addEventListener("click", async () => {
+      retry.dataset.key = retry.dataset.key || newKey("dashboard-retry");
+      const res = await api("POST", "/api/jobs/" + jobId + "/retry", undefined,
+        { "Idempotency-Key": retry.dataset.key });
+      if (res.ok) {
+        window.location.assign("/jobs/" + res.data.job_id);
+      } else {
+        result.className = "result-error";
+        result.textContent = describeError(res.data);
+      }
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setupLogin();
   setupLogout();
@@ -242,4 +457,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setupEventFeed();
   setupTokens();
   setupAudit();
+  setupJobs();
+  setupJob();
 });
