@@ -90,8 +90,9 @@ test-browser: system-deps $(STAMP) ## Headless Chromium against a live daemon
 
 check: static test ## Everything CI checks: lint, types, contract, traceability, locks, tests
 
-bench: $(STAMP) ## Benchmarks (ratios against raw sqlite3 on the same disk)
-	$(BIN)/python bench/events.py
+bench: $(STAMP) ## Benchmarks (ratios against raw sqlite3 and huey, measured in the same run)
+	@status=0; $(BIN)/python bench/events.py || status=1; \
+	$(BIN)/python bench/queue.py || status=1; exit $$status
 
 clean: ## Remove caches and artifacts (keeps .venv and .pressluft)
 	rm -rf $(ARTIFACTS) .pytest_cache .mypy_cache .ruff_cache .hypothesis
