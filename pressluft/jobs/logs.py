@@ -47,10 +47,9 @@ class JobLogLine(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LogAppended(msgspec.Struct, frozen=True):
-    """Published after commit: `job_id` has lines up to `seq` (wakes log followers)."""
+    """Published after commit: `job_id` has new lines (wakes its log followers)."""
 
     job_id: str
-    seq: int
 
 
 def last_seq(conn: sqlite3.Connection, job_id: str) -> int:
@@ -67,9 +66,8 @@ def _insert(tx: WriteTx, job_id: str, attempt: int, lines: Sequence[tuple[str, s
             for i, (stream, text) in enumerate(lines, start=1)
         ],
     )
-    seq = base + len(lines)
-    tx.publish(LogAppended(job_id, seq))
-    return seq
+    tx.publish(LogAppended(job_id))
+    return base + len(lines)
 
 
 def append_lines(
@@ -88,13 +86,13 @@ def append_lines(
 
 def system_line(tx: WriteTx, job_id: str, attempt: int, text: str) -> None:
     """A line written by Pressluft itself, in the transaction of a transition."""
-    (seq,) = tx.conn.execute(
+    tx.conn.execute(
         "INSERT INTO job_logs (job_id, seq, at, attempt, stream, text)"
         " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, 'system', ?4"
-        " FROM job_logs WHERE job_id = ?1 RETURNING seq",
+        " FROM job_logs WHERE job_id = ?1",
         (job_id, tx.now_ts, attempt, text),
-    ).fetchone()
-    tx.publish(LogAppended(job_id, seq))
+    )
+    tx.publish(LogAppended(job_id))
 
 
 def read_lines(conn: sqlite3.Connection, job_id: str, after: int, limit: int) -> list[JobLogLine]:

@@ -129,7 +129,7 @@ class WorkerPool:
         await self._rescue(RescueScope(all_running=True, reason="daemon_restarted"))
         kill_orphans(self.run_dir)
         watch_stop = asyncio.ensure_future(stopping.wait())
-        watch_stop.add_done_callback(lambda _: self._wake.set())
+        watch_stop.add_done_callback(lambda _: self._begin_stopping())
         renewals = asyncio.create_task(self._renew_leases(stopping), name="job-leases")
         next_rescue = self.clock.monotonic() + self.lease_seconds / 2
         try:
@@ -156,6 +156,11 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewals
             await self._stop_all()
+
+    def _begin_stopping(self) -> None:
+        """No new executions from now on (a finishing one claims no successor)."""
+        self._stopping = True
+        self._wake.set()
 
     def _next_wait(self, next_rescue: float, next_due: str | None) -> float:
         wait = min(self.poll_seconds, max(0.0, next_rescue - self.clock.monotonic()))
@@ -213,13 +218,16 @@ class WorkerPool:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if executions:
-            with contextlib.suppress(Exception):
-                await self.db.write(rescue(RescueScope(all_running=True, reason="daemon_stopped")))
+        # Also takes back a job a finishing execution claimed as its successor
+        # just before the pool stopped (it was never started).
+        with contextlib.suppress(Exception):
+            await self.db.write(rescue(RescueScope(all_running=True, reason="daemon_stopped")))
 
     # -- one execution ------------------------------------------------------------------
 
     def _start(self, c: Claim) -> None:
+        if self._stopping:
+            return  # shutting down: the final rescue puts it back in the queue
         latency = (parse_ts(c.claimed_at) - parse_ts(c.ready_at)).total_seconds()
         self.metrics.job_claim_latency.observe(max(0.0, latency))
         earlier = [e for e in self.active.values() if e.claim.job_id == c.job_id]
