@@ -100,13 +100,16 @@ class Metrics:
     def observe_commit(self, info: CommitInfo) -> None:
         self.commit_batch.observe(info.batch_size)
         head = 0
+        counts: dict[str, int] = {}
         for item in info.published:
             if isinstance(item, Recorded):
-                child = self._appended.get(item.type)
-                if child is None:  # labels() is a locked dict lookup: cache the child
-                    child = self._appended[item.type] = self.events_appended.labels(item.type)
-                child.inc()
+                counts[item.type] = counts.get(item.type, 0) + 1
                 head = item.seq
+        for type_, count in counts.items():  # one (locked) increment per type and commit
+            child = self._appended.get(type_)
+            if child is None:  # labels() is a locked dict lookup: cache the child
+                child = self._appended[type_] = self.events_appended.labels(type_)
+            child.inc(count)
         if head:
             self.log_head.set(head)
 

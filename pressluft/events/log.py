@@ -44,13 +44,24 @@ ANY_VERSION: None = None
 _encode = msgspec.json.Encoder().encode
 
 
-def _event_data(event: Event, type_: str) -> str:
+_TAGS: dict[type[Event], tuple[str, str]] = {}
+
+
+def _type_and_tag(cls: type[Event]) -> tuple[str, str]:
+    """The event type's name and the JSON prefix msgspec writes for it (cached)."""
+    known = _TAGS.get(cls)
+    if known is None:
+        type_ = event_type(cls)
+        known = _TAGS[cls] = (type_, '{"type":' + _encode(type_).decode())
+    return known
+
+
+def _event_data(event: Event, tag: str) -> str:
     """The event's fields as JSON, without the tag (it has its own column)."""
     encoded = _encode(event).decode()
-    tag = '{"type":' + _encode(type_).decode()
     # msgspec writes the tag first; unset and default fields are omitted.
     if not encoded.startswith(tag):
-        raise ValueError(f"unexpected encoding of {type_}: {encoded[:80]}")
+        raise ValueError(f"unexpected encoding of {tag}: {encoded[:80]}")
     rest = encoded[len(tag) :]
     return "{" + rest[1:] if rest.startswith(",") else "{}"
 
@@ -112,9 +123,9 @@ def append(
     for event in events:
         seq += 1
         version += 1
-        type_ = event_type(type(event))
+        type_, tag = _type_and_tag(type(event))
         schema_version = event.SCHEMA_VERSION
-        data = _event_data(event, type_)
+        data = _event_data(event, tag)
         digest = event_hash(
             seq, stream, version, type_, schema_version, data, meta_text, tx.now_ts, prev_hash
         )

@@ -23,6 +23,7 @@ __all__ = [
     "LogAppended",
     "append_lines",
     "attempt_output_tail",
+    "first_line",
     "last_seq",
     "prune_before",
     "read_lines",
@@ -82,6 +83,16 @@ def append_lines(
     if held is None:
         raise LeaseLost(f"job {job_id}: attempt {attempt} no longer holds its lease")
     return _insert(tx, job_id, attempt, lines) if lines else last_seq(tx.conn, job_id)
+
+
+def first_line(tx: WriteTx, job_id: str, text: str) -> None:
+    """The first line of a new job's log (written by `enqueue`)."""
+    tx.conn.execute(
+        "INSERT INTO job_logs (job_id, seq, at, attempt, stream, text)"
+        " VALUES (?, 1, ?, 0, 'system', ?)",
+        (job_id, tx.now_ts, text),
+    )
+    tx.publish(LogAppended(job_id))
 
 
 def system_line(tx: WriteTx, job_id: str, attempt: int, text: str) -> None:

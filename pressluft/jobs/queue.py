@@ -45,7 +45,7 @@ from pressluft.events.types import (
     JobSucceeded,
 )
 from pressluft.ids import is_uuid, new_ordered_id
-from pressluft.jobs.logs import LeaseLost, attempt_output_tail, system_line
+from pressluft.jobs.logs import LeaseLost, attempt_output_tail, first_line, system_line
 
 __all__ = [
     "Claim",
@@ -112,7 +112,7 @@ def enqueue(tx: WriteTx, spec: JobSpec, meta: Meta) -> str:
         retry_of=spec.retry_of,
     )
     append(tx, f"job:{job_id}", NO_STREAM, [event], meta)
-    system_line(tx, job_id, 0, f"queued ({spec.job_type})")
+    first_line(tx, job_id, f"queued ({spec.job_type})")
     tx.publish(JobWake("enqueued"))
     return job_id
 
@@ -137,9 +137,11 @@ class Claim:
     claimed_at: str
 
 
+# The correlation id comes from the job.enqueued event (the job's row is keyed by its seq).
 _CANDIDATE = """
 SELECT id, job_type, attempt_count, max_attempts, payload_json, site_id, environment_id,
-       node_id, timeout_seconds, max(created_at, coalesce(run_after, '')), enqueued_seq
+       node_id, timeout_seconds, max(created_at, coalesce(run_after, '')),
+       (SELECT json_extract(e.meta, '$.correlation_id') FROM events e WHERE e.seq = j.enqueued_seq)
 FROM jobs j
 WHERE status = 'queued' AND (run_after IS NULL OR run_after <= ?)
   AND (site_id IS NULL OR NOT EXISTS
@@ -151,20 +153,16 @@ LIMIT 1
 """
 
 
-def _correlation(conn: sqlite3.Connection, enqueued_seq: int) -> str | None:
-    row = conn.execute(
-        "SELECT json_extract(meta, '$.correlation_id') FROM events WHERE seq = ?",
-        (enqueued_seq,),
-    ).fetchone()
-    return None if row is None else row[0]
-
-
 Claimed = tuple[list["Claim"], str | None]
 
 
-def claim(limit: int, worker: str, lease_seconds: float) -> Callable[[WriteTx], Claimed]:
+def claim(
+    limit: int, worker: str, lease_seconds: float, *, next_due: bool = True
+) -> Callable[[WriteTx], Claimed]:
     """Claim up to `limit` runnable jobs, oldest first, for `worker`. Also returns
-    when the next queued job falls due (its `run_after`), for the pool's sleep."""
+    when the next queued job falls due (its `run_after`), for the pool's sleep
+    (None when not asked for: `next_due=False`)."""
+    want_next_due = next_due
 
     def command(tx: WriteTx) -> Claimed:
         claims: list[Claim] = []
@@ -174,10 +172,9 @@ def claim(limit: int, worker: str, lease_seconds: float) -> Callable[[WriteTx], 
             if row is None:
                 break
             (job_id, job_type, done, max_attempts, payload, site_id, environment_id, node_id,
-             timeout, ready_at, enqueued_seq) = row  # fmt: skip
+             timeout, ready_at, correlation) = row  # fmt: skip
             attempt = done + 1
             token = secrets.token_hex(16)
-            correlation = _correlation(tx.conn, enqueued_seq)
             event = JobClaimed(
                 job_id=job_id,
                 attempt=attempt,
@@ -210,11 +207,13 @@ def claim(limit: int, worker: str, lease_seconds: float) -> Callable[[WriteTx], 
                     claimed_at=tx.now_ts,
                 )
             )
-        (next_due,) = tx.conn.execute(
+        if not want_next_due:
+            return claims, None
+        (due,) = tx.conn.execute(
             "SELECT min(run_after) FROM jobs WHERE status = 'queued' AND run_after > ?",
             (tx.now_ts,),
         ).fetchone()
-        return claims, next_due
+        return claims, due
 
     return command
 
@@ -354,7 +353,7 @@ def finish_and_claim(
     """`finish`, then claim up to `more` jobs for the slot it frees — one transaction
     where there would be two (a busy pool feeds itself)."""
     end = finish(claim_, outcome, worker)
-    take = claim(more, worker, lease_seconds)
+    take = claim(more, worker, lease_seconds, next_due=False)
 
     def command(tx: WriteTx) -> tuple[str, list[Claim]]:
         status = end(tx)
