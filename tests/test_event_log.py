@@ -130,6 +130,36 @@ async def test_racing_appenders_exactly_one_wins_in_shared_transactions(runtime:
     assert verify_chain(open_sync(runtime.config.database_path, "reader")).ok
 
 
+@pytest.mark.spec("EVT-17")
+async def test_a_group_commit_moves_the_head_once_and_a_failed_append_leaves_no_gap(
+    runtime: Runtime,
+) -> None:
+    sizes: list[int] = []
+    runtime.db.add_commit_listener(lambda info: sizes.append(info.batch_size))
+
+    def fails_after_appending(tx: WriteTx) -> None:
+        append(tx, "other", None, [SettingsChanged(preview_domain=None)], META)
+        raise RuntimeError("after the append")
+
+    raw = open_sync(runtime.config.database_path, "reader")
+    before = raw.execute("SELECT seq FROM event_log_head").fetchone()[0]
+    results = await asyncio.gather(
+        runtime.db.write(_append("a", None, SettingsChanged(preview_domain=None))),
+        runtime.db.write(fails_after_appending),
+        runtime.db.write(_append("b", None, SettingsChanged(preview_domain=None))),
+        return_exceptions=True,
+    )
+    assert sizes[-1] >= 3  # one group commit (a background write may have joined it)
+    assert isinstance(results[1], RuntimeError)
+    rows = raw.execute("SELECT stream FROM events WHERE seq > ? ORDER BY seq", (before,))
+    streams = [stream for (stream,) in rows.fetchall()]
+    assert "a" in streams and "b" in streams and "other" not in streams
+    (head,) = raw.execute("SELECT seq FROM event_log_head").fetchone()
+    assert head == before + len(streams)  # consecutive seqs, the head at the last one
+    assert verify_chain(raw).ok
+    raw.close()
+
+
 @pytest.mark.spec("EVT-5")
 async def test_events_cannot_be_updated_or_deleted(runtime: Runtime) -> None:
     await runtime.db.write(_append("settings", None, SettingsChanged(preview_domain=None)))

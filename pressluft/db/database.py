@@ -42,15 +42,34 @@ log = get_logger("pressluft.db")
 
 
 class WriteTx:
-    """What a command sees: the connection inside the open transaction, and `now`."""
+    """What a command sees: the connection inside the open transaction, and `now`.
 
-    __slots__ = ("_published", "conn", "now", "now_ts")
+    `memo` is shared by the commands of one group commit: a value computed by one
+    command (the event log head) is reused by the next, and a write every command
+    would repeat (moving the head) is deferred to `finishers`, which run once before
+    COMMIT. A command that fails gets the memo and finishers it started with back,
+    together with its savepoint. Without `batched` (a caller running a command on a
+    plain transaction), nothing is deferred.
+    """
 
-    def __init__(self, conn: sqlite3.Connection, now: datetime, now_ts: str | None = None) -> None:
+    __slots__ = ("_published", "batched", "conn", "finishers", "memo", "now", "now_ts")
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        now: datetime,
+        now_ts: str | None = None,
+        *,
+        memo: dict[str, Any] | None = None,
+        finishers: dict[str, Callable[[sqlite3.Connection, Any], None]] | None = None,
+    ) -> None:
         self.conn = conn
         self.now = now
         self.now_ts = now_ts if now_ts is not None else format_ts(now)
         self._published: list[Any] = []
+        self.batched = memo is not None and finishers is not None
+        self.memo: dict[str, Any] = {} if memo is None else memo
+        self.finishers = {} if finishers is None else finishers
 
     def publish(self, item: Any) -> None:
         """Hand `item` to the commit listeners once the transaction is durable."""
@@ -350,11 +369,13 @@ def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime
     """Runs on the writer thread: one transaction, one savepoint per command."""
     outcomes: list[_Outcome] = []
     now_ts = format_ts(now)
+    memo: dict[str, Any] = {}
+    finishers: dict[str, Callable[[sqlite3.Connection, Any], None]] = {}
     conn.execute("BEGIN IMMEDIATE")
     try:
         if len(commands) == 1:
             # No savepoint needed: the command's failure rolls back the transaction.
-            tx = WriteTx(conn, now, now_ts)
+            tx = WriteTx(conn, now, now_ts, memo=memo, finishers=finishers)
             try:
                 value = commands[0](tx)
                 _still_in_transaction(conn)
@@ -365,7 +386,8 @@ def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime
             outcomes.append(_Outcome(value=value, published=tx._published))
         else:
             for command in commands:
-                tx = WriteTx(conn, now, now_ts)
+                tx = WriteTx(conn, now, now_ts, memo=memo, finishers=finishers)
+                memo_before, finishers_before = dict(memo), dict(finishers)
                 conn.execute("SAVEPOINT command")
                 try:
                     value = command(tx)
@@ -373,11 +395,17 @@ def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime
                     _still_in_transaction(conn)  # else the whole batch is lost: fail it
                     conn.execute("ROLLBACK TO command")
                     conn.execute("RELEASE command")
+                    memo.clear()
+                    memo.update(memo_before)
+                    finishers.clear()
+                    finishers.update(finishers_before)
                     outcomes.append(_Outcome(error=_translate(exc)))
                     continue
                 _still_in_transaction(conn)
                 conn.execute("RELEASE command")
                 outcomes.append(_Outcome(value=value, published=tx._published))
+        for key, finisher in finishers.items():
+            finisher(conn, memo[key])
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -87,6 +87,9 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
     recorded_at: str
 
 
+#: `WriteTx.memo` key: (seq, hash) of the newest event appended in this group commit.
+_HEAD = "events.head"
+
 _POSITION = (
     "SELECT coalesce((SELECT max(stream_version) FROM events WHERE stream = ?), 0), seq, hash"
     " FROM event_log_head WHERE id = 1"
@@ -114,8 +117,12 @@ def append(
 ) -> list[Recorded]:
     """Append `events` to `stream` and project them, inside the caller's transaction."""
     conn = tx.conn
-    # One statement for the stream's version and the log head.
-    version, seq, prev_hash = conn.execute(_POSITION, (stream,)).fetchone()
+    head = tx.memo.get(_HEAD)  # an earlier command of this group commit appended
+    if head is None:  # one statement for the stream's version and the log head
+        version, seq, prev_hash = conn.execute(_POSITION, (stream,)).fetchone()
+    else:
+        version = stream_version(conn, stream)
+        seq, prev_hash = head
     if expected_version is not None and expected_version != version:
         raise StreamConflict(stream, expected_version, version)
     meta_text = _encode(meta).decode()
@@ -163,8 +170,16 @@ def append(
         tx.publish(record)
         recorded.append(record)
     if events:
-        conn.execute("UPDATE event_log_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev_hash))
+        if tx.batched:  # moved once per group commit, just before COMMIT
+            tx.memo[_HEAD] = (seq, prev_hash)
+            tx.finishers[_HEAD] = _move_head
+        else:
+            _move_head(conn, (seq, prev_hash))
     return recorded
+
+
+def _move_head(conn: sqlite3.Connection, head: tuple[int, str]) -> None:
+    conn.execute("UPDATE event_log_head SET seq = ?, hash = ? WHERE id = 1", head)
 
 
 class StoredRow(msgspec.Struct, frozen=True, array_like=True):
