@@ -34,6 +34,7 @@ from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
 from pressluft.services.background import Service, Supervisor
 from pressluft.services.housekeeping import register_housekeeping
+from pressluft.services.nodes import register_node_jobs
 from pressluft.services.passwords import PasswordHasher
 from pressluft.services.sessions import LoginLimits, expire_sessions
 from pressluft.services.users import count_users, create_user_command
@@ -85,6 +86,7 @@ class Runtime:
         register_diagnostics(self.jobs)
         self.scheduler = Scheduler(self.db, self.clock)
         register_housekeeping(self.jobs, self.scheduler, self.db, config.job_log_retention_days)
+        register_node_jobs(self.jobs, self.db, lambda: self.vault)
         self.workers = WorkerPool(
             self.db,
             self.clock,

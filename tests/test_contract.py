@@ -16,6 +16,7 @@ from pressluft.contract_check import check_contract
 from pressluft.runtime import Runtime
 from tests.support.contract import ContractValidator, ContractViolation
 from tests.support.jobs import until_ended
+from tests.support.sshd import free_port
 
 
 @pytest.mark.spec("API-1")
@@ -83,6 +84,19 @@ async def test_every_operation_answers_as_the_contract_says(
     assert retried.status_code == 202
     cancelled = await client.post(f"/api/jobs/{retried.json()['job_id']}/cancel")
     assert cancelled.status_code == 200
+    # Nodes (the jobs stay queued: slots = 0; the port is closed and on loopback).
+    node = await client.post(
+        "/api/nodes",
+        json={"provider": "ssh", "name": "n1", "host": "127.0.0.1", "ssh_port": free_port()},
+    )
+    assert node.status_code == 202, node.text
+    node_id = node.json()["node_id"]
+    for path in ("/api/nodes", f"/api/nodes/{node_id}"):
+        assert (await client.get(path)).status_code == 200
+    for path in (f"/api/nodes/{node_id}/check", f"/api/nodes/{node_id}/host-key/repin"):
+        assert (await client.post(path)).status_code == 202
+    gone = await client.delete(f"/api/nodes/{node_id}", params={"confirm": "n1"})
+    assert gone.status_code == 202
     exercised = {(m, p) for m, p, s in contract.seen if 200 <= s < 300}
     missing = (
         {(m, p) for m, p, _, _ in contract_operations()}

@@ -17,8 +17,10 @@ FORBIDDEN = {
     "events": {"jobs", "services", "api", "web", "runtime", "app", "server", "cli"},
     "jobs": {"services", "api", "web", "runtime", "app", "server", "cli"},
     "services": {"api", "web", "app", "server", "cli", "runtime"},
-    "api": {"web", "server", "cli"},
-    "web": {"server", "cli"},
+    # Adapters to real servers: reached only through job handlers (services).
+    "nodes": {"db", "events", "jobs", "services", "api", "web", "runtime", "app", "server", "cli"},
+    "api": {"web", "server", "cli", "nodes"},
+    "web": {"server", "cli", "nodes"},
 }
 
 

@@ -27,6 +27,10 @@ CODES: dict[str, bool] = {
     "PROCESS_FAILED": False,
     "DIAGNOSTIC_RETRYABLE": True,
     "DIAGNOSTIC_FATAL": False,
+    # Nodes (direct SSH).
+    "NODE_UNREACHABLE": True,
+    "NODE_AUTH_FAILED": True,
+    "HOST_KEY_MISMATCH": False,
 }
 
 

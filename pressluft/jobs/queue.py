@@ -63,6 +63,7 @@ __all__ = [
     "finish_and_claim",
     "heartbeat",
     "renew",
+    "require_lease",
     "rescue",
     "retry",
 ]
@@ -233,6 +234,12 @@ def _held(
     if row is None:
         raise LeaseLost(f"job {job_id}: attempt {attempt} no longer holds its lease")
     return int(row[0]), row[1]
+
+
+def require_lease(conn: sqlite3.Connection, job_id: str, token: str, attempt: int) -> None:
+    """Fence a handler's own writes (domain events): LeaseLost unless the attempt
+    still holds its lease — a stale worker changes nothing."""
+    _held(conn, job_id, token, attempt)
 
 
 def heartbeat(

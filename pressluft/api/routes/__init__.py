@@ -9,6 +9,7 @@ from pressluft.api.routes.events import EVENT_ROUTES
 from pressluft.api.routes.health import HEALTH_ROUTES
 from pressluft.api.routes.jobs import JOB_ROUTES
 from pressluft.api.routes.metrics import METRICS_ROUTES
+from pressluft.api.routes.nodes import NODE_ROUTES
 from pressluft.api.routes.settings import SETTINGS_ROUTES
 from pressluft.api.routes.tokens import TOKEN_ROUTES
 
@@ -22,6 +23,7 @@ API_ROUTES: list[ControllerRouterHandler] = [
     *HEALTH_ROUTES,
     *JOB_ROUTES,
     *METRICS_ROUTES,
+    *NODE_ROUTES,
     *SETTINGS_ROUTES,
     *TOKEN_ROUTES,
 ]

@@ -29,6 +29,13 @@ from pressluft.events.types.jobs import (
     JobRetryScheduled,
     JobSucceeded,
 )
+from pressluft.events.types.nodes import (
+    NodeChecked,
+    NodeDecommissioned,
+    NodeHostKeyPinned,
+    NodeHostKeyUnpinned,
+    NodeRegistered,
+)
 from pressluft.events.types.settings import SettingsChanged
 
 __all__ = [
@@ -44,6 +51,11 @@ __all__ = [
     "JobRetryScheduled",
     "JobSucceeded",
     "LoginFailed",
+    "NodeChecked",
+    "NodeDecommissioned",
+    "NodeHostKeyPinned",
+    "NodeHostKeyUnpinned",
+    "NodeRegistered",
     "SessionExpired",
     "SessionRevoked",
     "SessionStarted",
@@ -74,6 +86,11 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     JobCancelRequested,
     JobCancelled,
     JobLeaseExpired,
+    NodeRegistered,
+    NodeHostKeyPinned,
+    NodeHostKeyUnpinned,
+    NodeChecked,
+    NodeDecommissioned,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {event_type(cls): cls for cls in ALL_EVENTS}

@@ -1,0 +1,114 @@
+"""`/api/nodes`: register, list, check, re-pin and decommission nodes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import Body, PathParameter, QueryParameter
+
+from pressluft.api.idempotency import replay_headers, run_write
+from pressluft.api.params import query_choice, query_int
+from pressluft.runtime import Runtime
+from pressluft.services.context import Context
+from pressluft.services.nodes import (
+    STATUSES,
+    NodeAccepted,
+    NodePage,
+    NodeQuery,
+    NodeView,
+    RegisterNodeRequest,
+    check_command,
+    decommission_command,
+    get_node,
+    list_nodes,
+    register_command,
+    repin_command,
+)
+
+__all__ = ["NODE_ROUTES"]
+
+NodeIdParam = Annotated[str, PathParameter(name="node_id", max_length=64)]
+Raw = Annotated[str | None, QueryParameter(max_length=20)]
+
+
+@get("/api/nodes", operation_id="listNodes", tags=["nodes"])
+async def nodes(
+    runtime: NamedDependency[Runtime],
+    status: Raw = None,
+    provider: Raw = None,
+    before: Raw = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+) -> NodePage:
+    query = NodeQuery(
+        status=query_choice("status", status, STATUSES),
+        provider=query_choice("provider", provider, ("ssh", "docker")),
+        before=query_int("before", before, 1, 2**62),
+        limit=limit,
+    )
+    return await runtime.db.read(lambda conn: list_nodes(conn, query))
+
+
+@post("/api/nodes", operation_id="registerNode", status_code=202, tags=["nodes"])
+async def register_node(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    data: Annotated[RegisterNodeRequest, Body()],
+) -> Response[NodeAccepted]:
+    command = register_command(data, runtime.vault, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
+    return Response(done.value, status_code=202, headers=replay_headers(done))
+
+
+@get("/api/nodes/{node_id:str}", operation_id="getNode", tags=["nodes"])
+async def node(runtime: NamedDependency[Runtime], node_id: NodeIdParam) -> NodeView:
+    return await runtime.db.read(lambda conn: get_node(conn, node_id))
+
+
+@delete(
+    "/api/nodes/{node_id:str}", operation_id="decommissionNode", status_code=202, tags=["nodes"]
+)
+async def decommission_node(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    node_id: NodeIdParam,
+    confirm: Annotated[str | None, QueryParameter(max_length=63)] = None,
+) -> Response[NodeAccepted]:
+    command = decommission_command(node_id, confirm, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
+    return Response(done.value, status_code=202, headers=replay_headers(done))
+
+
+@post("/api/nodes/{node_id:str}/check", operation_id="checkNode", status_code=202, tags=["nodes"])
+async def check_node(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    node_id: NodeIdParam,
+) -> Response[NodeAccepted]:
+    command = check_command(node_id, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
+    return Response(done.value, status_code=202, headers=replay_headers(done))
+
+
+@post(
+    "/api/nodes/{node_id:str}/host-key/repin",
+    operation_id="repinNodeHostKey",
+    status_code=202,
+    tags=["nodes"],
+)
+async def repin_node(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    node_id: NodeIdParam,
+) -> Response[NodeAccepted]:
+    command = repin_command(node_id, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
+    return Response(done.value, status_code=202, headers=replay_headers(done))
+
+
+NODE_ROUTES = [nodes, register_node, node, decommission_node, check_node, repin_node]

@@ -1,0 +1,480 @@
+"""Nodes: registration, readiness checks, host-key pinning, decommissioning.
+
+Every mutation is a job under the node's lock (`node_id` on the job): the API
+records what was asked (events) and enqueues the job in one transaction; the
+handlers (`node_check`, `node_decommission`) do the work and record what they
+found, fenced by their lease. Providers: `ssh` (bring your own server); the
+docker provider and provisioning come next (changes/nodes).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable
+from typing import Literal
+
+import msgspec
+
+from pressluft.db import Database, WriteTx
+from pressluft.errors import BadRequest, Conflict, NotFound
+from pressluft.events import Meta, append
+from pressluft.events.log import NO_STREAM
+from pressluft.events.types import (
+    NodeChecked,
+    NodeDecommissioned,
+    NodeHostKeyPinned,
+    NodeHostKeyUnpinned,
+    NodeRegistered,
+)
+from pressluft.ids import is_uuid, new_id
+from pressluft.jobs.context import JobContext
+from pressluft.jobs.failures import JobFailure
+from pressluft.jobs.queue import JobSpec, enqueue, require_lease
+from pressluft.jobs.registry import JobRegistry, JobType
+from pressluft.nodes.keys import KeyPair, authorize_command, generate_key_pair
+from pressluft.nodes.ssh import (
+    AuthFailed,
+    HostKeyMismatch,
+    NodeAddress,
+    SSHQueryError,
+    Unreachable,
+    probe,
+)
+from pressluft.vault import Vault
+
+__all__ = [
+    "NodeAccepted",
+    "NodeDecommissionRequest",
+    "NodePage",
+    "NodeQuery",
+    "NodeView",
+    "Readiness",
+    "RegisterNodeRequest",
+    "check_command",
+    "decommission_command",
+    "get_node",
+    "list_nodes",
+    "register_command",
+    "register_node_jobs",
+    "repin_command",
+]
+
+NodeStatus = Literal["pending", "provisioning", "active", "unreachable", "failed", "decommissioned"]
+STATUSES: tuple[str, ...] = (
+    "pending",
+    "provisioning",
+    "active",
+    "unreachable",
+    "failed",
+    "decommissioned",
+)
+#: Readiness checks are quick (one SSH round trip, 10 s deadline); retried 1/5/15 min.
+CHECK_TIMEOUT_SECONDS = 60
+
+
+class NodeNotFound(NotFound):
+    pass
+
+
+class NodeExists(Conflict):
+    code = "node_exists"
+
+
+class NodeGone(Conflict):
+    """The node is decommissioned: nothing more can be done with it."""
+
+    code = "node_decommissioned"
+
+
+class ConfirmationRequired(BadRequest):
+    code = "confirmation_required"
+
+
+# -- requests and views ---------------------------------------------------------------
+
+
+class RegisterNodeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    provider: Literal["ssh"]
+    host: str
+    ssh_port: int = 22
+    ssh_user: str = "root"
+
+
+class NodeDecommissionRequest(msgspec.Struct, frozen=True, kw_only=True):
+    confirm: str
+
+
+class NodeAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    node_id: str
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    is_ready: bool
+    reason_codes: list[str]
+    guidance: list[str]
+    checked_at: str | None
+
+
+class NodeView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    provider: str
+    host: str
+    ssh_port: int
+    ssh_user: str
+    public_ip: str | None
+    status: NodeStatus
+    public_key: str | None
+    authorize_command: str | None
+    host_key_fingerprint: str | None
+    readiness: Readiness
+    last_seen_at: str | None
+    profile_revision: str | None
+    created_at: str
+    updated_at: str
+    decommissioned_at: str | None
+    state_version: int
+
+
+class NodePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[NodeView]
+    next_before: int | None
+    has_more: bool
+
+
+class NodeQuery(msgspec.Struct, frozen=True, kw_only=True):
+    status: str | None = None
+    provider: str | None = None
+    before: int | None = None
+    limit: int = 50
+
+
+_GUIDANCE = {
+    "not_checked": "A readiness check is queued; it runs as soon as a worker is free.",
+    "node_unreachable": (
+        "Pressluft could not reach {host}:{port}. Check that the server is up and that the"
+        " port is open to the control plane, then check again."
+    ),
+    "ssh_auth_failed": (
+        "The server refused Pressluft's key. Run the authorize command on the server as"
+        " {user}, then check again."
+    ),
+    "host_key_mismatch": (
+        "The server presented a host key other than the pinned one. If it was re-installed,"
+        " re-pin its key (POST /api/nodes/{id}/host-key/repin); otherwise investigate first."
+    ),
+    "sudo_unavailable": "User {user} needs passwordless sudo (or register the node as root).",
+    "runtime_missing": "Install python3 on the server (Ansible needs it), then check again.",
+    "node_status_not_active": "The node is decommissioned.",
+}
+
+_COLUMNS = (
+    "id, name, provider, host, ssh_port, ssh_user, public_ip, status, public_key,"
+    " host_key_fingerprint, ready, reason_codes_json, checked_at, last_seen_at,"
+    " profile_revision, created_at, updated_at, decommissioned_at, state_version, rowid"
+)
+
+
+def _view(row: tuple[object, ...]) -> NodeView:
+    (node_id, name, provider, host, port, user, public_ip, status, public_key, fingerprint,
+     ready, reasons_json, checked_at, last_seen, revision, created, updated, gone,
+     version, _) = row  # fmt: skip
+    reasons: list[str] = msgspec.json.decode(str(reasons_json))
+    values = {"host": host, "port": port, "user": user, "id": node_id}
+    live = status != "decommissioned"
+    return NodeView(
+        id=str(node_id),
+        name=str(name),
+        provider=str(provider),
+        host=str(host),
+        ssh_port=int(port),  # type: ignore[call-overload]
+        ssh_user=str(user),
+        public_ip=None if public_ip is None else str(public_ip),
+        status=status,  # type: ignore[arg-type]
+        public_key=str(public_key) if live else None,
+        authorize_command=authorize_command(str(public_key)) if live else None,
+        host_key_fingerprint=None if fingerprint is None else str(fingerprint),
+        readiness=Readiness(
+            is_ready=bool(ready),
+            reason_codes=reasons,
+            guidance=[_GUIDANCE.get(r, r).format(**values) for r in reasons],
+            checked_at=None if checked_at is None else str(checked_at),
+        ),
+        last_seen_at=None if last_seen is None else str(last_seen),
+        profile_revision=None if revision is None else str(revision),
+        created_at=str(created),
+        updated_at=str(updated),
+        decommissioned_at=None if gone is None else str(gone),
+        state_version=int(version),  # type: ignore[call-overload]
+    )
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+def list_nodes(conn: sqlite3.Connection, query: NodeQuery) -> NodePage:
+    where: list[str] = []
+    params: list[object] = []
+    for column in ("status", "provider"):
+        value = getattr(query, column)
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.before is not None:
+        where.append("rowid < ?")
+        params.append(query.before)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM nodes {clause} ORDER BY rowid DESC LIMIT ?",
+        [*params, query.limit + 1],
+    ).fetchall()
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return NodePage(
+        items=[_view(r) for r in rows],
+        next_before=int(rows[-1][-1]) if has_more else None,
+        has_more=has_more,
+    )
+
+
+def get_node(conn: sqlite3.Connection, node_id: str) -> NodeView:
+    if not is_uuid(node_id):
+        raise NodeNotFound(f"no node {node_id}")
+    row = conn.execute(f"SELECT {_COLUMNS} FROM nodes WHERE id = ?", (node_id,)).fetchone()
+    if row is None:
+        raise NodeNotFound(f"no node {node_id}")
+    return _view(row)
+
+
+def _live_node(conn: sqlite3.Connection, node_id: str) -> tuple[str, str]:
+    """(name, status) of a node that is not decommissioned."""
+    if not is_uuid(node_id):
+        raise NodeNotFound(f"no node {node_id}")
+    row = conn.execute("SELECT name, status FROM nodes WHERE id = ?", (node_id,)).fetchone()
+    if row is None:
+        raise NodeNotFound(f"no node {node_id}")
+    if row[1] == "decommissioned":
+        raise NodeGone(
+            f"node {row[0]} is decommissioned",
+            details={"hint": "register the server again as a new node"},
+        )
+    return str(row[0]), str(row[1])
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def _check_registration(request: RegisterNodeRequest) -> None:
+    checks = (
+        ("name", _NAME, request.name, "1-63 lowercase letters, digits and dashes"),
+        ("host", _HOST, request.host, "a hostname or IPv4 address"),
+        ("ssh_user", _USER, request.ssh_user, "a POSIX user name"),
+    )
+    errors = [
+        {"field": field, "message": message, "in": "body"}
+        for field, pattern, value, message in checks
+        if not pattern.fullmatch(value)
+    ]
+    if not 1 <= request.ssh_port <= 65535:
+        errors.append({"field": "ssh_port", "message": "must be between 1 and 65535", "in": "body"})
+    if errors:
+        raise BadRequest("invalid node", details={"errors": errors})
+
+
+def _check_job(node_id: str) -> JobSpec:
+    return JobSpec(job_type="node_check", node_id=node_id, timeout_seconds=CHECK_TIMEOUT_SECONDS)
+
+
+def register_command(
+    request: RegisterNodeRequest, vault: Vault, meta: Meta
+) -> Callable[[WriteTx], NodeAccepted]:
+    """Register a node, seal its new key pair and queue its first readiness check."""
+    _check_registration(request)
+    keys: KeyPair = generate_key_pair(f"pressluft-{request.name}")
+
+    def command(tx: WriteTx) -> NodeAccepted:
+        taken = tx.conn.execute("SELECT id FROM nodes WHERE name = ?", (request.name,)).fetchone()
+        if taken is not None:
+            raise NodeExists(
+                f"a node named {request.name} exists",
+                details={"node_id": taken[0], "hint": "choose another name"},
+            )
+        node_id = new_id()
+        secret_id = vault.seal(tx.conn, "node_ssh_key", keys.private_pem, tx.now_ts)
+        event = NodeRegistered(
+            node_id=node_id,
+            name=request.name,
+            provider=request.provider,
+            host=request.host,
+            ssh_port=request.ssh_port,
+            ssh_user=request.ssh_user,
+            key_secret_id=secret_id,
+            public_key=keys.public_line,
+        )
+        append(tx, f"node:{node_id}", NO_STREAM, [event], meta)
+        return NodeAccepted(job_id=enqueue(tx, _check_job(node_id), meta), node_id=node_id)
+
+    return command
+
+
+def check_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]:
+    """Queue a readiness check."""
+
+    def command(tx: WriteTx) -> NodeAccepted:
+        _live_node(tx.conn, node_id)
+        return NodeAccepted(job_id=enqueue(tx, _check_job(node_id), meta), node_id=node_id)
+
+    return command
+
+
+def repin_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]:
+    """Forget the pinned host key; the queued check pins the key the node presents next."""
+
+    def command(tx: WriteTx) -> NodeAccepted:
+        _live_node(tx.conn, node_id)
+        (previous,) = tx.conn.execute(
+            "SELECT host_key_fingerprint FROM nodes WHERE id = ?", (node_id,)
+        ).fetchone()
+        event = NodeHostKeyUnpinned(node_id=node_id, previous_fingerprint=previous)
+        append(tx, f"node:{node_id}", None, [event], meta)
+        return NodeAccepted(job_id=enqueue(tx, _check_job(node_id), meta), node_id=node_id)
+
+    return command
+
+
+def decommission_command(
+    node_id: str, confirm: str | None, meta: Meta
+) -> Callable[[WriteTx], NodeAccepted]:
+    """Queue the decommissioning (`confirm` must repeat the node's name)."""
+
+    def command(tx: WriteTx) -> NodeAccepted:
+        name, _ = _live_node(tx.conn, node_id)
+        if confirm != name:
+            raise ConfirmationRequired(
+                f"decommissioning {name} needs confirmation",
+                details={"hint": f"repeat the node's name: ?confirm={name}"},
+            )
+        spec = JobSpec(job_type="node_decommission", node_id=node_id, timeout_seconds=600)
+        return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
+
+    return command
+
+
+# -- job handlers -------------------------------------------------------------------------
+
+
+def _address(conn: sqlite3.Connection, vault: Vault, node_id: str) -> NodeAddress | None:
+    row = conn.execute(
+        "SELECT host, ssh_port, ssh_user, key_secret_id, host_key FROM nodes"
+        " WHERE id = ? AND status != 'decommissioned'",
+        (node_id,),
+    ).fetchone()
+    if row is None or row[3] is None:
+        return None
+    host, port, user, secret_id, host_key = row
+    return NodeAddress(host, int(port), user, vault.open(conn, secret_id), host_key)
+
+
+def register_node_jobs(registry: JobRegistry, db: Database, vault: Callable[[], Vault]) -> None:
+    """The node job types: `node_check`, `node_decommission`."""
+
+    async def node_check(ctx: JobContext) -> None:
+        node_id = ctx.claim.node_id
+        assert node_id is not None
+        address = await db.read(lambda conn: _address(conn, vault(), node_id))
+        if address is None:
+            ctx.log("the node is decommissioned: nothing to check")
+            return
+        ctx.log(f"connecting to {address.user}@{address.host}:{address.port}")
+        claim = ctx.claim
+        meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
+        stream = f"node:{node_id}"
+        try:
+            found = await probe(address)
+        except SSHQueryError as exc:
+            failure: SSHQueryError = exc
+            ctx.log(f"{failure.reason}: {failure}", "stderr")
+            reachable = isinstance(failure, AuthFailed | HostKeyMismatch)
+
+            def record_failure(tx: WriteTx) -> None:
+                require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
+                event = NodeChecked(
+                    node_id=node_id, reachable=reachable, ready=False, reason_codes=[failure.reason]
+                )
+                append(tx, stream, None, [event], meta)
+
+            await db.write(record_failure)
+            code = {
+                HostKeyMismatch: "HOST_KEY_MISMATCH",
+                AuthFailed: "NODE_AUTH_FAILED",
+                Unreachable: "NODE_UNREACHABLE",
+            }.get(type(failure), "NODE_UNREACHABLE")
+            raise JobFailure(code, str(failure)) from exc
+        first_contact = address.host_key is None
+        if first_contact:
+            ctx.log(f"first contact: pinned host key {found.fingerprint}")
+        else:
+            ctx.log(f"host key verified: {found.fingerprint}")
+
+        def record(tx: WriteTx) -> None:
+            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
+            events: list[NodeHostKeyPinned | NodeChecked] = []
+            if first_contact:
+                pinned = tx.conn.execute(
+                    "SELECT host_key FROM nodes WHERE id = ?", (node_id,)
+                ).fetchone()
+                if pinned is not None and pinned[0] is None:
+                    events.append(
+                        NodeHostKeyPinned(
+                            node_id=node_id, host_key=found.host_key, fingerprint=found.fingerprint
+                        )
+                    )
+            events.append(
+                NodeChecked(
+                    node_id=node_id,
+                    reachable=True,
+                    ready=found.ready,
+                    reason_codes=found.reason_codes,
+                )
+            )
+            append(tx, stream, None, events, meta)
+
+        await db.write(record)
+        if found.ready:
+            ctx.log("ready")
+        else:
+            ctx.log(f"not ready: {', '.join(found.reason_codes)}")
+
+    async def node_decommission(ctx: JobContext) -> None:
+        node_id = ctx.claim.node_id
+        assert node_id is not None
+        claim = ctx.claim
+        meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
+
+        def command(tx: WriteTx) -> bool:
+            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
+            row = tx.conn.execute(
+                "SELECT status, key_secret_id FROM nodes WHERE id = ?", (node_id,)
+            ).fetchone()
+            if row is None or row[0] == "decommissioned":
+                return False
+            append(tx, f"node:{node_id}", None, [NodeDecommissioned(node_id=node_id)], meta)
+            if row[1] is not None:
+                Vault.destroy(tx.conn, row[1])  # the private key is gone for good
+            return True
+
+        if await db.write(command):
+            ctx.log("decommissioned; the node's private key is destroyed")
+        else:
+            ctx.log("already decommissioned")
+
+    registry.register(JobType("node_check", node_check, timeout_seconds=CHECK_TIMEOUT_SECONDS))
+    registry.register(JobType("node_decommission", node_decommission, timeout_seconds=600))
