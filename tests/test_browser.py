@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.support.daemon import Daemon
+from tests.support.sshd import SSHNode
 
 pytestmark = pytest.mark.browser
 
@@ -222,3 +223,42 @@ def test_jobs_run_live_survive_a_reload_cancel_and_retry(
         page.goto(job_url)
         expect(page.locator("#job-timeline li[data-attempt='1']")).to_contain_text("succeeded")
         page.goto("about:blank")  # close the streams before the daemon stops
+
+
+@pytest.mark.spec("WEB-5")
+def test_nodes_page_adds_checks_and_decommissions_a_real_ssh_node(
+    tmp_path: Path, page: Page, shots: Path
+) -> None:
+    sshd = SSHNode(tmp_path / "sshd").start()
+    try:
+        with Daemon(tmp_path / "daemon") as daemon:
+            _log_in(page, daemon)
+            page.click("nav a[href='/nodes']")
+            expect(page.locator("#nodes-state")).to_have_text("live")
+            expect(page.locator("#nodes-empty")).to_be_visible()
+            page.fill("#node-form input[name=name]", "web-1")
+            page.fill("#node-form input[name=host]", "127.0.0.1")
+            page.fill("#node-form input[name=ssh_port]", str(sshd.port))
+            page.fill("#node-form input[name=ssh_user]", sshd.user)
+            page.click("#node-form button[type=submit]")
+            row = page.locator("#nodes-table tr[data-status='pending']")
+            expect(row).to_have_count(1)
+            # The key is not authorized yet: readiness says so, live.
+            expect(row.locator("td").nth(4)).to_have_text("ssh_auth_failed", timeout=30_000)
+            expect(page.locator("#node-authorize")).to_contain_text("ssh-ed25519 ")
+            page.screenshot(path=str(shots / "node-added.png"), full_page=True)
+            node_id = row.get_attribute("data-node-id")
+            node = httpx.get(f"{daemon.url}/api/nodes/{node_id}", headers=daemon.auth()).json()
+            sshd.authorize(node["public_key"])  # what the operator's command does
+            page.click("#node-check")
+            expect(page.locator("#node-action-result")).to_have_text("Check queued.")
+            expect(row.locator("td").nth(4)).to_have_text("ready", timeout=30_000)
+            expect(row.locator("td").nth(5)).to_contain_text("SHA256:")
+            page.screenshot(path=str(shots / "node-ready.png"), full_page=True)
+            page.once("dialog", lambda dialog: dialog.accept("web-1"))
+            page.click("#node-decommission")
+            gone = page.locator("#nodes-table tr[data-status='decommissioned']")
+            expect(gone).to_have_count(1, timeout=30_000)
+            page.screenshot(path=str(shots / "node-decommissioned.png"), full_page=True)
+    finally:
+        sshd.stop()

@@ -166,6 +166,11 @@ async def job_page(
     )
 
 
+@get("/nodes", include_in_schema=False, media_type="text/html", opt=PAGE)
+async def nodes_page(principal: NamedDependency[Principal]) -> Template:
+    return Template(template_name="nodes.html", context={"page": "nodes", "principal": principal})
+
+
 WEB_ROUTES: list[ControllerRouterHandler] = [
     login_page,
     tokens_page,
@@ -175,5 +180,6 @@ WEB_ROUTES: list[ControllerRouterHandler] = [
     events_page,
     jobs_page,
     job_page,
+    nodes_page,
     create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
 ]

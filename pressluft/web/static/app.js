@@ -315,6 +315,11 @@ function setupJobs() {
     };
   }
 
+  // Filters may come in the address (e.g. /jobs?node_id=… from a node's page).
+  const given = new URLSearchParams(window.location.search);
+  for (const name of ["status", "job_type", "site_id", "node_id"]) {
+    if (given.get(name)) filter.elements[name].value = given.get(name);
+  }
   filter.addEventListener("submit", (ev) => { ev.preventDefault(); pages = 1; before = null; load(true); });
   more.addEventListener("click", () => { pages += 1; load(false); });
   load(true).then(follow);
@@ -450,6 +455,127 @@ function setupJob() {
   }
 }
 
+function setupNodes() {
+  const table = document.getElementById("nodes-table");
+  if (!table) return;
+  const body = table.querySelector("tbody");
+  const empty = document.getElementById("nodes-empty");
+  const more = document.getElementById("nodes-more");
+  const state = document.getElementById("nodes-state");
+  const detail = document.getElementById("node-detail");
+  let before = null;
+  let selected = null;
+  let shown = [];
+
+  function row(n) {
+    const tr = el("tr", { "data-node-id": n.id, "data-status": n.status });
+    const name = el("td");
+    name.appendChild(el("button", { type: "button", class: "link node-open" }, n.name));
+    tr.appendChild(name);
+    tr.appendChild(el("td", {}, n.provider));
+    tr.appendChild(el("td", {}, n.ssh_user + "@" + n.host + ":" + n.ssh_port));
+    tr.appendChild(el("td", { class: "status-" + n.status }, n.status));
+    const ready = n.readiness.is_ready ? "ready" : n.readiness.reason_codes.join(", ");
+    tr.appendChild(el("td", { class: n.readiness.is_ready ? "status-succeeded" : "status-failed" }, ready));
+    tr.appendChild(el("td", {}, n.host_key_fingerprint || "not pinned"));
+    tr.appendChild(el("td", {}, fmtTime(n.last_seen_at)));
+    tr.querySelector(".node-open").addEventListener("click", () => show(n));
+    return tr;
+  }
+
+  function show(n) {
+    selected = n;
+    detail.hidden = false;
+    document.getElementById("node-detail-name").textContent = n.name + " (" + n.status + ")";
+    document.getElementById("node-authorize").textContent = n.authorize_command || "—";
+    const guidance = document.getElementById("node-guidance");
+    guidance.replaceChildren();
+    for (const g of n.readiness.guidance) guidance.appendChild(el("li", {}, g));
+    document.getElementById("node-jobs").href = "/jobs?node_id=" + n.id;
+  }
+
+  async function load(reset) {
+    const params = new URLSearchParams({ limit: "50" });
+    if (!reset && before) params.set("before", String(before));
+    const res = await api("GET", "/api/nodes?" + params.toString());
+    if (!res.ok) { empty.hidden = false; empty.textContent = describeError(res.data); return; }
+    if (reset) { body.replaceChildren(); shown = []; }
+    for (const n of res.data.items) { body.appendChild(row(n)); shown.push(n); }
+    before = res.data.next_before;
+    more.hidden = !res.data.has_more;
+    empty.hidden = body.children.length > 0;
+    if (selected) {
+      const fresh = shown.find((n) => n.id === selected.id);
+      if (fresh) show(fresh);
+    }
+  }
+
+  let pending = null;
+  async function follow() {
+    const counters = await api("GET", "/api/metrics");
+    const head = counters.ok ? counters.data.events_total : 0;
+    const source = new EventSource("/api/events/stream?after=" + head);
+    source.onopen = () => { state.textContent = "live"; state.className = "pill live"; };
+    source.onerror = () => { state.textContent = "reconnecting"; state.className = "pill down"; };
+    source.onmessage = (msg) => {
+      const e = JSON.parse(msg.data);
+      if (!e.stream.startsWith("node:") || pending) return;
+      pending = setTimeout(() => { pending = null; before = null; load(true); }, 150);
+    };
+  }
+  more.addEventListener("click", () => load(false));
+  load(true).then(follow);
+
+  async function act(method, path, label) {
+    const result = document.getElementById("node-action-result");
+    const res = await api(method, path, undefined, { "Idempotency-Key": newKey("dashboard") });
+    result.className = res.ok ? "result-ok" : "result-error";
+    result.textContent = res.ok ? label : describeError(res.data);
+  }
+  const check = document.getElementById("node-check");
+  if (check) {
+    check.addEventListener("click", () => act("POST", "/api/nodes/" + selected.id + "/check", "Check queued."));
+    document.getElementById("node-repin").addEventListener("click", () => {
+      if (!window.confirm("Trust the next host key " + selected.name + " presents?")) return;
+      act("POST", "/api/nodes/" + selected.id + "/host-key/repin", "Re-pin queued.");
+    });
+    document.getElementById("node-decommission").addEventListener("click", () => {
+      const typed = window.prompt("Type the node's name to decommission it: " + selected.name);
+      if (typed === null) return;
+      act("DELETE", "/api/nodes/" + selected.id + "?confirm=" + encodeURIComponent(typed), "Decommissioning queued.");
+    });
+  }
+
+  const form = document.getElementById("node-form");
+  if (form) {
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const result = document.getElementById("node-form-result");
+      const request = {
+        provider: "ssh",
+        name: form.elements["name"].value.trim(),
+        host: form.elements["host"].value.trim(),
+        ssh_port: Number(form.elements["ssh_port"].value || 22),
+        ssh_user: form.elements["ssh_user"].value.trim(),
+      };
+      form.dataset.key = form.dataset.key || newKey("dashboard");
+      const res = await api("POST", "/api/nodes", request, { "Idempotency-Key": form.dataset.key });
+      delete form.dataset.key;
+      if (res.ok) {
+        result.className = "result-ok";
+        result.textContent = "Added. Authorize its key on the server (below), then check.";
+        form.reset();
+        await load(true);
+        const added = shown.find((n) => n.id === res.data.node_id);
+        if (added) show(added);
+      } else {
+        result.className = "result-error";
+        result.textContent = describeError(res.data);
+      }
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setupLogin();
   setupLogout();
@@ -459,4 +585,5 @@ document.addEventListener("DOMContentLoaded", () => {
   setupAudit();
   setupJobs();
   setupJob();
+  setupNodes();
 });
