@@ -31,6 +31,7 @@ CODES: dict[str, bool] = {
     "NODE_UNREACHABLE": True,
     "NODE_AUTH_FAILED": True,
     "HOST_KEY_MISMATCH": False,
+    "NODE_NOT_CHECKED": False,
 }
 
 

@@ -25,7 +25,12 @@ from pressluft.affinity import release_process
 from pressluft.jobs.context import JobCancelledError, JobContext
 from pressluft.logs import get_logger
 
-__all__ = ["group_alive", "kill_orphans", "run_process"]
+__all__ = [
+    "group_alive",
+    "kill_orphans",
+    "kill_processes_using",
+    "run_process",
+]
 
 log = get_logger("pressluft.jobs")
 
@@ -147,6 +152,28 @@ async def run_process(
             pumps.cancel()
         if record is not None:
             record.unlink(missing_ok=True)
+
+
+def kill_processes_using(path: Path) -> int:
+    """SIGKILL every process (but this one) whose command line names `path` or a file
+    under it; returns how many. For programs whose children leave the process group
+    (ansible-playbook's workers call setsid): every process of a job's run names the
+    attempt's work dir (its inventory, its key file), so this finds them all."""
+    needle = str(path).encode()
+    me = os.getpid()
+    killed = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

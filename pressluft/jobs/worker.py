@@ -39,7 +39,7 @@ from pressluft.errors import ServiceUnavailable
 from pressluft.jobs.context import JobCancelledError, JobContext, LogWriter
 from pressluft.jobs.failures import JobFailure, retryable
 from pressluft.jobs.logs import LeaseLost
-from pressluft.jobs.process import kill_orphans
+from pressluft.jobs.process import kill_orphans, kill_processes_using
 from pressluft.jobs.queue import (
     Claim,
     Outcome,
@@ -128,6 +128,9 @@ class WorkerPool:
     async def run(self, stopping: asyncio.Event) -> None:
         await self._rescue(RescueScope(all_running=True, reason="daemon_restarted"))
         kill_orphans(self.run_dir)
+        # Processes that left their job's group (ansible's workers) but still name
+        # a job's work dir: leftovers of a crashed predecessor (no job runs yet).
+        kill_processes_using(self.jobs_dir)
         watch_stop = asyncio.ensure_future(stopping.wait())
         watch_stop.add_done_callback(lambda _: self._begin_stopping())
         renewals = asyncio.create_task(self._renew_leases(stopping), name="job-leases")

@@ -37,11 +37,12 @@ _PREFERRED_HOST_KEY_ALGS = [
     "rsa-sha2-256",
 ]
 
-# One round trip: who we are, whether we may become root, whether Ansible can run.
+# One round trip: who we are, whether we may become root, whether Ansible can run
+# (Pressluft runs modules with the system's /usr/bin/python3, never a user's).
 _READINESS = (
     "id -u; "
     'if [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then echo sudo=yes; else echo sudo=no; fi; '
-    "if command -v python3 >/dev/null 2>&1; then echo python=yes; else echo python=no; fi"
+    "if [ -x /usr/bin/python3 ]; then echo python=yes; else echo python=no; fi"
 )
 
 

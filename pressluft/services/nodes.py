@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import msgspec
@@ -28,10 +29,19 @@ from pressluft.events.types import (
     NodeRegistered,
 )
 from pressluft.ids import is_uuid, new_id
-from pressluft.jobs.context import JobContext
+from pressluft.jobs.context import JobCancelledError, JobContext
 from pressluft.jobs.failures import JobFailure
+from pressluft.jobs.process import kill_processes_using
 from pressluft.jobs.queue import JobSpec, enqueue, require_lease
 from pressluft.jobs.registry import JobRegistry, JobType
+from pressluft.nodes.ansible import (
+    ANSIBLE_DIR,
+    PlaybookRun,
+    PlaybookSummary,
+    classify,
+    profile_revision,
+    run_playbook,
+)
 from pressluft.nodes.keys import KeyPair, authorize_command, generate_key_pair
 from pressluft.nodes.ssh import (
     AuthFailed,
@@ -58,6 +68,7 @@ __all__ = [
     "register_command",
     "register_node_jobs",
     "repin_command",
+    "run_node_playbook",
 ]
 
 NodeStatus = Literal["pending", "provisioning", "active", "unreachable", "failed", "decommissioned"]
@@ -381,6 +392,62 @@ def _address(conn: sqlite3.Connection, vault: Vault, node_id: str) -> NodeAddres
         return None
     host, port, user, secret_id, host_key = row
     return NodeAddress(host, int(port), user, vault.open(conn, secret_id), host_key)
+
+
+async def run_node_playbook(
+    ctx: JobContext,
+    db: Database,
+    vault: Vault,
+    playbook: str,
+    *,
+    extra_vars: dict[str, object] | None = None,
+    allowlist: frozenset[str],
+    ansible_dir: Path = ANSIBLE_DIR,
+) -> tuple[PlaybookSummary, str]:
+    """Run `playbook` against the job's node (the Ansible job types' common path).
+
+    Returns the summary and the profile revision it applied; raises JobFailure
+    with the classified code, or JobCancelledError. Whatever happens, no process
+    of the run is left and the key file goes with the attempt's work dir.
+    """
+    node_id = ctx.claim.node_id
+    if node_id is None:
+        raise JobFailure("HANDLER_ERROR", "an Ansible job needs a node")
+    address = await db.read(lambda conn: _address(conn, vault, node_id))
+    if address is None:
+        raise JobFailure("NODE_NOT_CHECKED", "the node is decommissioned")
+    if address.host_key is None:
+        raise JobFailure(
+            "NODE_NOT_CHECKED", "the node's host key is not pinned yet: check the node first"
+        )
+    revision = profile_revision(ansible_dir / "playbooks" / playbook, ansible_dir / "roles")
+    ctx.log(f"profile revision {revision}", "system")
+    run = PlaybookRun(
+        playbook=playbook,
+        node=address,
+        extra_vars=dict(extra_vars or {}),
+        correlation_id=ctx.claim.correlation_id,
+        ansible_dir=ansible_dir,
+        allowlist=allowlist,
+    )
+    try:
+        summary = await run_playbook(
+            run, ctx.work_dir, ctx.log, ctx.cancelled, stray=kill_processes_using
+        )
+    finally:
+        kill_processes_using(ctx.work_dir)  # whatever the run left, it goes now
+    ctx.log(
+        f"recap: rc={summary.rc} status={summary.status} changed={summary.changed}"
+        f" failed={summary.failures} unreachable={summary.unreachable}"
+        f" tasks={len(summary.tasks)}",
+        "system",
+    )
+    if summary.status == "canceled":
+        raise JobCancelledError("cancelled; the playbook was stopped")
+    code = classify(summary)
+    if code is not None:
+        raise JobFailure(code, f"ansible-playbook exited {summary.rc} ({summary.status})")
+    return summary, revision
 
 
 def register_node_jobs(registry: JobRegistry, db: Database, vault: Callable[[], Vault]) -> None:

@@ -1,0 +1,332 @@
+"""Running a playbook against one node: ansible-runner in a worker thread, bridged
+to the event loop.
+
+Per run, inside the attempt's private 0700 work dir: the node's key (0600), a
+known_hosts file holding only the pinned host key (`StrictHostKeyChecking=yes`),
+a one-host inventory and the extra vars as JSON files (no command line is built
+from strings). Playbooks must be on the allowlist and pass `--syntax-check`
+first. Every runner event's output becomes log lines; task results and per-host
+stats make the summary; the exit is classified into the reference's codes.
+Cancellation and timeouts stop the run through ansible-runner's cancel callback
+and by killing every process that names the run's directory (ansible's workers
+call setsid, so the runner's process-group kill misses them); a crashed
+daemon's successor does the same sweep over the jobs dir at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from pressluft.affinity import release_current_thread
+from pressluft.nodes.ssh import NodeAddress
+
+__all__ = [
+    "ANSIBLE_DIR",
+    "PlaybookRun",
+    "PlaybookSummary",
+    "TaskResult",
+    "classify",
+    "profile_revision",
+    "run_playbook",
+]
+
+#: How often a run checks for cancellation, and how long a stopped run may take to wind down.
+_POLL_SECONDS = 0.5
+_JOIN_SECONDS = 10.0
+
+#: The interpreter modules run with on nodes (Debian/Ubuntu's system Python).
+PYTHON = "/usr/bin/python3"
+
+#: The repository's ansible/ directory (playbooks, roles, ansible.cfg).
+ANSIBLE_DIR = Path(__file__).resolve().parents[2] / "ansible"
+
+_TASK_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_skipped": "skipped",
+    "runner_on_unreachable": "unreachable",
+}
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    status: str
+    changed: bool
+
+
+@dataclass
+class PlaybookSummary:
+    """What a run did: exit, runner status, per-host stats, per-task results."""
+
+    rc: int
+    status: str
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    tasks: list[TaskResult] = field(default_factory=list)
+    #: ssh refused the node's host key (it is not the pinned one).
+    host_key_mismatch: bool = False
+
+    @property
+    def changed(self) -> int:
+        return sum(host.get("changed", 0) for host in self.stats.values())
+
+    @property
+    def failures(self) -> int:
+        return sum(host.get("failures", 0) for host in self.stats.values())
+
+    @property
+    def unreachable(self) -> int:
+        return sum(host.get("dark", 0) for host in self.stats.values())
+
+
+def classify(summary: PlaybookSummary) -> str | None:
+    """The reference's exit table, confirmed with the host stats; None on success."""
+    if summary.status == "timeout":
+        return "ANSIBLE_TIMEOUT"
+    if summary.host_key_mismatch:
+        return "HOST_KEY_MISMATCH"
+    rc = summary.rc
+    if rc == 0:
+        return None
+    if rc == 4 or (rc in (1, 2) and summary.unreachable):
+        return "ANSIBLE_HOST_UNREACHABLE"
+    if rc == 2 and summary.failures:
+        return "ANSIBLE_HOST_FAILED"
+    if rc in (1, 2):
+        return "ANSIBLE_PLAY_ERROR"
+    if rc == 5:
+        return "ANSIBLE_SYNTAX_ERROR"
+    if rc == 250:
+        return "ANSIBLE_UNEXPECTED_ERROR"
+    return "ANSIBLE_UNKNOWN_EXIT"
+
+
+def profile_revision(playbook: Path, roles_dir: Path) -> str:
+    """A content hash of the playbook and every role it may use (the applied profile)."""
+    digest = hashlib.sha256()
+    files = [playbook]
+    if roles_dir.is_dir():
+        files += sorted(p for p in roles_dir.rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(playbook.parents[1])).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PlaybookRun:
+    """One playbook against one node."""
+
+    playbook: str
+    node: NodeAddress
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str | None = None
+    ansible_dir: Path = ANSIBLE_DIR
+    allowlist: frozenset[str] = frozenset()
+
+
+def _known_hosts_line(node: NodeAddress) -> str:
+    assert node.host_key is not None
+    keytype, key = node.host_key.split()[:2]
+    host = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
+    return f"{host} {keytype} {key}\n"
+
+
+def _write(path: Path, content: str | bytes, mode: int = 0o600) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content.encode() if isinstance(content, str) else content)
+
+
+def _prepare(run: PlaybookRun, work_dir: Path) -> tuple[Path, dict[str, Any], dict[str, str]]:
+    """The runner's private data dir, inventory and environment."""
+    base = work_dir / "ansible"
+    base.mkdir(mode=0o700, exist_ok=True)
+    key = base / "node_key"
+    _write(key, run.node.private_key)
+    known_hosts = base / "known_hosts"
+    _write(known_hosts, _known_hosts_line(run.node))
+    ssh_args = [
+        f"-o UserKnownHostsFile={known_hosts}",
+        "-o GlobalKnownHostsFile=/dev/null",
+        "-o StrictHostKeyChecking=yes",
+        "-o IdentitiesOnly=yes",
+        "-o IdentityAgent=none",
+        "-F /dev/null",
+    ]
+    inventory = {
+        "target": {
+            "hosts": {
+                "node": {
+                    "ansible_host": run.node.host,
+                    "ansible_port": run.node.port,
+                    "ansible_user": run.node.user,
+                    "ansible_ssh_private_key_file": str(key),
+                    "ansible_ssh_common_args": " ".join(ssh_args),
+                    # The system interpreter (readiness requires it): no discovery,
+                    # nothing from the login user's PATH (pyenv shims and the like).
+                    "ansible_python_interpreter": PYTHON,
+                }
+            }
+        }
+    }
+    home = base / "home"
+    home.mkdir(mode=0o700, exist_ok=True)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "ANSIBLE_CONFIG": str(run.ansible_dir / "ansible.cfg"),
+        # ansible-runner turns host-key checking OFF unless this is set (and ssh
+        # takes the first -o it sees: ours in the inventory would come too late).
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_HOME": str(home / ".ansible"),
+        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+        "ANSIBLE_ROLES_PATH": str(run.ansible_dir / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PRESSLUFT_CORRELATION_ID": run.correlation_id or "",
+    }
+    return base, inventory, env
+
+
+async def run_playbook(
+    run: PlaybookRun,
+    work_dir: Path,
+    log: Callable[[str, str], None],
+    cancelled: asyncio.Event,
+    *,
+    stray: Callable[[Path], object],
+) -> PlaybookSummary:
+    """Syntax-check, then run `run.playbook` against its node; returns the summary.
+
+    Raises ValueError for a playbook off the allowlist. Cancelling the awaiting
+    task (a job timeout) or setting `cancelled` stops the run: the runner is asked
+    to stop and `stray(dir)` kills every process naming the run's dir (ansible's
+    workers leave the playbook's process group, so killing the group is not
+    enough).
+    """
+    if run.playbook not in run.allowlist:
+        raise ValueError(f"playbook {run.playbook!r} is not on the allowlist")
+    playbook = run.ansible_dir / "playbooks" / run.playbook
+    if not playbook.is_file():
+        raise ValueError(f"playbook {run.playbook!r} does not exist")
+    base, inventory, env = _prepare(run, work_dir)
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+    watcher = asyncio.ensure_future(cancelled.wait())
+
+    def cancel(_: object) -> None:  # ask the runner to stop, and make sure it does
+        stop.set()
+        stray(base)
+
+    watcher.add_done_callback(cancel)
+
+    def emit(text: str, stream: str) -> None:
+        loop.call_soon_threadsafe(log, text, stream)
+
+    async def one(stage: str, cmdline: str | None) -> PlaybookSummary:
+        summary = PlaybookSummary(rc=-1, status="starting")
+
+        def on_event(event: dict[str, Any]) -> bool:
+            stdout = event.get("stdout")
+            if stdout:
+                emit(stdout, "stdout")
+            data = event.get("event_data") or {}
+            if event.get("event") == "playbook_on_stats":
+                summary.stats = _host_stats(data)
+            kind = _TASK_EVENTS.get(str(event.get("event")))
+            if kind == "unreachable" and "Host key verification failed" in str(data.get("res")):
+                summary.host_key_mismatch = True
+            if kind is not None:
+                changed = bool((data.get("res") or {}).get("changed"))
+                summary.tasks.append(TaskResult(str(data.get("task", "")), kind, changed))
+            return False  # kept here, not in ansible-runner's artifact files
+
+        private = base / stage
+        private.mkdir(mode=0o700, exist_ok=True)
+        kwargs: dict[str, Any] = {
+            "private_data_dir": str(private),
+            "project_dir": str(run.ansible_dir),
+            "playbook": str(playbook),
+            "inventory": json.dumps(inventory),
+            "extravars": run.extra_vars,
+            "envvars": env,
+            "event_handler": on_event,
+            "cancel_callback": stop.is_set,
+            "quiet": True,
+            "suppress_env_files": True,
+            "rotate_artifacts": 1,
+            # How often the runner asks `cancel_callback` (its default: 5 s).
+            "settings": {"pexpect_timeout": _POLL_SECONDS},
+        }
+        if cmdline:
+            kwargs["cmdline"] = cmdline
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def work() -> None:
+            # A thread of its own, released from the daemon's CPU pin: the
+            # playbook's processes inherit its mask.
+            release_current_thread()
+            try:
+                outcome: Any = ansible_runner.run(**kwargs)
+            except BaseException as exc:  # reported on the loop
+                outcome = exc
+            loop.call_soon_threadsafe(_settle, done, outcome)
+
+        thread = threading.Thread(target=work, name=f"ansible-{stage}", daemon=True)
+        thread.start()
+        try:
+            runner = await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # A job timeout or shutdown: kill the playbook's group now (not at the
+            # runner's next poll), then let the runner thread wind down.
+            stop.set()
+            stray(base)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(asyncio.to_thread(thread.join, _JOIN_SECONDS))
+            raise
+        if isinstance(runner, BaseException):
+            raise runner
+        summary.rc = int(runner.rc if runner.rc is not None else -1)
+        summary.status = str(runner.status)
+        return summary
+
+    try:
+        emit(f"syntax check: {run.playbook}", "system")
+        checked = await one("preflight", "--syntax-check")
+        if checked.status == "canceled" or stop.is_set():
+            return checked
+        if checked.rc != 0:  # whatever it says, the playbook did not parse
+            checked.rc = 5
+            return checked
+        emit(f"running {run.playbook} on {run.node.user}@{run.node.host}:{run.node.port}", "system")
+        return await one("run", None)
+    finally:
+        watcher.cancel()
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
+def _host_stats(stats: Any) -> dict[str, dict[str, int]]:
+    """The stats event's counts (`{"ok": {host: n}, …}`) per host."""
+    hosts: dict[str, dict[str, int]] = {}
+    for key in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored"):
+        for host, count in ((stats or {}).get(key) or {}).items():
+            hosts.setdefault(host, {})[key] = int(count)
+    return hosts

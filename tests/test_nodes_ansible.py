@@ -1,0 +1,238 @@
+"""The Ansible runner through real jobs against a real sshd test node: output in the
+job log, the exit classification (syntax error, unreachable, timeout), cancellation,
+and nothing left behind (processes, key files, the key in `ps`)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pressluft.jobs.context import JobContext
+from pressluft.jobs.registry import JobType
+from pressluft.nodes.ansible import ANSIBLE_DIR
+from pressluft.runtime import Runtime
+from pressluft.services.nodes import run_node_playbook
+from tests.support.jobs import job, log_lines, until, until_ended
+from tests.support.sshd import SSHNode
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ansible"
+ALLOWED = frozenset({"hello.yml", "broken.yml", "slow.yml"})
+
+
+@pytest.fixture
+def ansible_dir(tmp_path: Path) -> Path:
+    """The test playbooks with Pressluft's real ansible.cfg."""
+    root = tmp_path / "ansible"
+    shutil.copytree(FIXTURES, root)
+    shutil.copy(ANSIBLE_DIR / "ansible.cfg", root / "ansible.cfg")
+    return root
+
+
+@pytest.fixture
+def ssh_node(tmp_path: Path) -> Iterator[SSHNode]:
+    node = SSHNode(tmp_path / "sshd").start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def _register_playbook_job(runtime: Runtime, ansible_dir: Path) -> None:
+    async def handler(ctx: JobContext) -> None:
+        playbook = str(ctx.payload["playbook"])
+        extra = {"greeting": "hi", "marker": str(ansible_dir.parent / "marker"), "nap": "0"}
+        extra.update(ctx.payload.get("vars", {}))
+        summary, revision = await run_node_playbook(
+            ctx,
+            runtime.db,
+            runtime.vault,
+            playbook,
+            extra_vars=extra,
+            allowlist=ALLOWED,
+            ansible_dir=ansible_dir,
+        )
+        ctx.log(f"applied {revision}, changed {summary.changed}", "system")
+
+    runtime.jobs.register(
+        JobType("test_playbook", handler, timeout_seconds=600, timeout_code="ANSIBLE_TIMEOUT")
+    )
+
+
+async def _ready_node(client: httpx.AsyncClient, runtime: Runtime, sshd: SSHNode) -> str:
+    reply = await client.post(
+        "/api/nodes",
+        json={
+            "provider": "ssh",
+            "name": "web-1",
+            "host": "127.0.0.1",
+            "ssh_port": sshd.port,
+            "ssh_user": sshd.user,
+        },
+    )
+    node_id = str(reply.json()["node_id"])
+    node = (await client.get(f"/api/nodes/{node_id}")).json()
+    sshd.authorize(node["public_key"])
+    checked = (await client.post(f"/api/nodes/{node_id}/check")).json()
+    assert (await until_ended(runtime, checked["job_id"])).status == "succeeded"
+    return node_id
+
+
+async def _enqueue(
+    runtime: Runtime, node_id: str, playbook: str, seconds: int = 600, nap: str = "0"
+) -> str:
+    from pressluft.events import Meta
+    from pressluft.jobs.queue import JobSpec, enqueue
+
+    spec = JobSpec(
+        job_type="test_playbook",
+        node_id=node_id,
+        payload={"playbook": playbook, "vars": {"nap": nap}},
+        timeout_seconds=seconds,
+    )
+    return await runtime.db.write(lambda tx: enqueue(tx, spec, Meta(actor="test:ansible")))
+
+
+def _processes_with(text: str) -> list[str]:
+    out = subprocess.run(
+        ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True
+    )
+    return [line for line in out.stdout.splitlines() if text in line and "ps -ww" not in line]
+
+
+def _key_body(runtime_key: bytes) -> list[str]:
+    lines = [line for line in runtime_key.decode().splitlines() if "-----" not in line]
+    return [line for line in lines if len(line) >= 20]
+
+
+@pytest.mark.spec("NOD-10")
+async def test_a_playbook_runs_as_a_job_and_leaves_nothing_behind(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode, ansible_dir: Path
+) -> None:
+    _register_playbook_job(runtime, ansible_dir)
+    node_id = await _ready_node(client, runtime, ssh_node)
+    job_id = await _enqueue(runtime, node_id, "hello.yml")
+    view = await until_ended(runtime, job_id, within=120)
+    lines = [text for _, _, text in await log_lines(runtime, job_id)]
+    assert view.status == "succeeded", "\n".join(lines)
+    text = "\n".join(lines)
+    assert "syntax check: hello.yml" in text
+    assert "TASK [Say hello]" in text and "ok: [node]" in text, text  # the runner's events
+    assert "recap: rc=0 status=successful changed=1" in text
+    assert "applied sha256:" in text
+    assert (ansible_dir.parent / "marker").exists()
+    # Nothing left: the attempt's work dir (with the key file), processes, records.
+    assert not (runtime.config.data_dir / "jobs" / job_id).exists()
+    assert not list((runtime.config.data_dir / "run").glob("*.json"))
+    assert not _processes_with(str(runtime.config.data_dir))  # no process of the run
+
+
+@pytest.mark.spec("NOD-11")
+async def test_a_syntax_error_fails_for_good_before_anything_runs(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode, ansible_dir: Path
+) -> None:
+    _register_playbook_job(runtime, ansible_dir)
+    node_id = await _ready_node(client, runtime, ssh_node)
+    job_id = await _enqueue(runtime, node_id, "broken.yml")
+    view = await until_ended(runtime, job_id, within=120)
+    assert (view.status, view.error_code, len(view.attempts)) == (
+        "failed",
+        "ANSIBLE_SYNTAX_ERROR",
+        1,
+    )
+    text = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
+    assert "running broken.yml" not in text  # the preflight stopped it
+
+
+@pytest.mark.spec("NOD-12")
+async def test_an_unreachable_node_is_retried_with_the_ansible_code(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode, ansible_dir: Path
+) -> None:
+    _register_playbook_job(runtime, ansible_dir)
+    node_id = await _ready_node(client, runtime, ssh_node)
+    ssh_node.stop()  # the server went away after it was checked
+    job_id = await _enqueue(runtime, node_id, "hello.yml")
+
+    async def attempted() -> bool:
+        view = await job(runtime, job_id)
+        return bool(view.attempts) and view.attempts[0].outcome is not None
+
+    await until(attempted, within=120)
+    view = await job(runtime, job_id)
+    assert (view.status, view.attempts[0].error_code) == ("queued", "ANSIBLE_HOST_UNREACHABLE")
+    assert not (runtime.config.data_dir / "jobs" / job_id).exists()
+
+
+@pytest.mark.spec("NOD-13")
+async def test_timeout_and_cancel_stop_the_run_and_leave_no_process(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode, ansible_dir: Path
+) -> None:
+    _register_playbook_job(runtime, ansible_dir)
+    node_id = await _ready_node(client, runtime, ssh_node)
+    secret_id = await runtime.db.read(
+        lambda conn: conn.execute(
+            "SELECT key_secret_id FROM nodes WHERE id = ?", (node_id,)
+        ).fetchone()[0]
+    )
+    private = await runtime.db.read(lambda conn: runtime.vault.open(conn, secret_id))
+
+    # Timeout: killed, ANSIBLE_TIMEOUT (retryable: back in the queue). The remote
+    # command is the node's business (it ends by itself: keep it short).
+    # Unique naps: a node-side sleep of an earlier run may still be going.
+    first, second = (f"{random.uniform(30, 45):.6f}" for _ in range(2))
+    job_id = await _enqueue(runtime, node_id, "slow.yml", seconds=8, nap=first)
+
+    async def napping(seconds: str) -> bool:
+        return bool(_processes_with(f"sleep {seconds}"))
+
+    await until(lambda: napping(first), within=60)
+    ours = str(runtime.config.data_dir)
+    assert _processes_with(ours)  # the playbook runs from the attempt work dir
+    listing = "\n".join(_processes_with(""))
+    assert not [line for line in _key_body(private) if line in listing]  # never in `ps`
+
+    async def attempted() -> bool:
+        view = await job(runtime, job_id)
+        return bool(view.attempts) and view.attempts[0].outcome is not None
+
+    await until(attempted, within=60)
+    view = await job(runtime, job_id)
+    assert view.attempts[0].error_code == "ANSIBLE_TIMEOUT" and view.status == "queued"
+    assert not _processes_with(ours)
+    assert not (runtime.config.data_dir / "jobs" / job_id).exists()
+    cancel_queued = await client.post(f"/api/jobs/{job_id}/cancel")
+    assert cancel_queued.json()["status"] == "cancelled"
+
+    # Cancel: the running playbook is stopped within the cancel window.
+    job_id = await _enqueue(runtime, node_id, "slow.yml", nap=second)
+    await until(lambda: napping(second), within=60)
+    reply = await client.post(f"/api/jobs/{job_id}/cancel")
+    assert reply.json()["status"] == "cancelled"
+    assert not _processes_with(ours)
+    assert not (runtime.config.data_dir / "jobs" / job_id).exists()
+    run_dir = runtime.config.data_dir / "run"
+    assert not run_dir.exists() or os.listdir(run_dir) == []
+
+
+@pytest.mark.spec("NOD-14")
+async def test_ansible_refuses_a_changed_host_key(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode, ansible_dir: Path
+) -> None:
+    _register_playbook_job(runtime, ansible_dir)
+    node_id = await _ready_node(client, runtime, ssh_node)
+    ssh_node.new_host_key()  # pinned at the check; now someone else answers
+    job_id = await _enqueue(runtime, node_id, "hello.yml")
+    view = await until_ended(runtime, job_id, within=120)
+    text = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
+    assert (view.status, view.error_code, len(view.attempts)) == (
+        "failed",
+        "HOST_KEY_MISMATCH",
+        1,
+    ), text
+    assert not (ansible_dir.parent / "marker").exists()  # nothing ran on the impostor
