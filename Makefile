@@ -31,13 +31,16 @@ venv: $(STAMP) ## Create .venv and install Pressluft with its dev tools
 dev: $(STAMP) ## Run `pressluft dev` (dashboard on http://127.0.0.1:8080/)
 	$(BIN)/pressluft dev
 
-# Debian packages the tests need: the sqlite3 CLI (tamper tests), Chromium (browser tests)
-# and OpenSSH's server (sshd test nodes).
+# Debian packages the tests need: the sqlite3 CLI (tamper tests), Chromium (browser tests),
+# OpenSSH's server (sshd test nodes), Docker's engine (a private dockerd for lab nodes) and
+# busybox-static (an offline test image).
 system-deps: ## Install the Debian packages the tests need (when missing and root)
 	@missing=""; \
 	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	test -x /usr/sbin/dockerd || missing="$$missing docker.io"; \
+	test -x /bin/busybox || missing="$$missing busybox-static"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

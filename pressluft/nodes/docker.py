@@ -1,0 +1,250 @@
+"""Local lab nodes: containers on a Docker engine (the docker SDK), for trying
+Pressluft on a laptop and for tests.
+
+A node's container carries the labels `pressluft.managed=true` and
+`pressluft.node_id=<id>`, runs on a user-defined bridge network without
+masquerading, publishes SSH, HTTP and HTTPS on 127.0.0.1 only (ports chosen by
+the engine, read back after every start), and gets the resource limits asked
+for — a limit the engine cannot enforce is refused (`LimitNotEnforced`), never
+ignored: the engine's capabilities are checked first, its create warnings are
+read (the SDK's high-level API drops them) and the applied limits are compared
+with the request. All calls are blocking; callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+from docker.errors import NotFound
+
+__all__ = [
+    "LABEL_MANAGED",
+    "LABEL_NODE",
+    "ContainerState",
+    "DockerLab",
+    "LimitNotEnforced",
+    "Limits",
+    "Published",
+]
+
+LABEL_MANAGED = "pressluft.managed"
+LABEL_NODE = "pressluft.node_id"
+NETWORK = "pressluft-nodes"
+
+
+class LimitNotEnforced(ValueError):
+    """The engine cannot enforce a requested resource limit."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int
+    cpus: float
+    pids: int
+
+
+@dataclass(frozen=True)
+class Published:
+    """The loopback ports a node's services are published on."""
+
+    ssh: int
+    http: int
+    https: int
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    container_id: str
+    node_id: str
+    status: str  # created, running, exited, …
+    exit_code: int | None
+
+
+_LIMIT_WORDS = ("limit", "memory", "swap", "cpu", "pids", "cgroup", "does not support")
+
+
+def _about_limits(warning: str) -> bool:
+    """A create warning that says a limit is not (fully) applied. Others — e.g. that
+    IPv4 forwarding is off, which lab nodes want: loopback ports need none — are not."""
+    lowered = warning.lower()
+    return any(word in lowered for word in _LIMIT_WORDS)
+
+
+def _port(inspected: dict[str, Any], port: int) -> int:
+    bindings = (inspected["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
+    for binding in bindings:
+        if binding.get("HostIp") == "127.0.0.1" and binding.get("HostPort"):
+            return int(binding["HostPort"])
+    raise RuntimeError(f"port {port} is not published on 127.0.0.1")
+
+
+class DockerLab:
+    """Lab nodes on one Docker engine (`base_url`, e.g. `unix:///…/docker.sock`)."""
+
+    def __init__(self, base_url: str, network: str = NETWORK) -> None:
+        self.client = docker.DockerClient(base_url=base_url, timeout=60)
+        self.network = network
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- checks ----------------------------------------------------------------------
+
+    def check_limits(self, limits: Limits) -> None:
+        """Refuse limits this engine cannot enforce (before anything is created)."""
+        info = self.client.info()
+        missing = [
+            name
+            for name, key in (
+                ("memory", "MemoryLimit"),
+                ("cpus", "CpuCfsQuota"),
+                ("pids", "PidsLimit"),
+            )
+            if not info.get(key, False)
+        ]
+        if missing:
+            raise LimitNotEnforced(f"this Docker engine cannot enforce {', '.join(missing)} limits")
+
+    def _ensure_network(self) -> None:
+        if self.client.networks.list(names=[self.network]):
+            return
+        self.client.networks.create(
+            self.network,
+            driver="bridge",
+            options={"com.docker.network.bridge.enable_ip_masquerade": "false"},
+            labels={LABEL_MANAGED: "true"},
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def create(
+        self,
+        node_id: str,
+        name: str,
+        image: str,
+        limits: Limits,
+        *,
+        command: list[str] | None = None,
+    ) -> str:
+        """Create and start a node's container; returns its id."""
+        self.check_limits(limits)
+        self._ensure_network()
+        api = self.client.api
+        host_config = api.create_host_config(
+            mem_limit=limits.memory_mb * 1024 * 1024,
+            memswap_limit=limits.memory_mb * 1024 * 1024,
+            nano_cpus=int(limits.cpus * 1e9),
+            pids_limit=limits.pids,
+            port_bindings={
+                22: ("127.0.0.1", None),
+                80: ("127.0.0.1", None),
+                443: ("127.0.0.1", None),
+            },
+            network_mode=self.network,
+            init=True,
+            restart_policy={"Name": "no"},
+        )
+        created = api.create_container(
+            image,
+            command=command,
+            name=f"pressluft-{name}",
+            hostname=name,
+            labels={LABEL_MANAGED: "true", LABEL_NODE: node_id},
+            ports=[22, 80, 443],
+            host_config=host_config,
+        )
+        container_id = str(created["Id"])
+        try:
+            warnings = [w for w in created.get("Warnings") or [] if _about_limits(w)]
+            if warnings:
+                raise LimitNotEnforced("; ".join(warnings))
+            applied = api.inspect_container(container_id)["HostConfig"]
+            expected = {
+                "Memory": limits.memory_mb * 1024 * 1024,
+                "NanoCpus": int(limits.cpus * 1e9),
+                "PidsLimit": limits.pids,
+            }
+            wrong = {k: applied.get(k) for k, v in expected.items() if applied.get(k) != v}
+            if wrong:
+                raise LimitNotEnforced(f"the engine applied other limits: {wrong}")
+            api.start(container_id)
+        except BaseException:
+            api.remove_container(container_id, force=True)
+            raise
+        return container_id
+
+    def published(self, node_id: str) -> Published:
+        """The loopback ports (they change with every start: read them per job)."""
+        inspected = self.client.api.inspect_container(self._container(node_id))
+        return Published(_port(inspected, 22), _port(inspected, 80), _port(inspected, 443))
+
+    def start(self, node_id: str) -> None:
+        self.client.api.start(self._container(node_id))
+
+    def stop(self, node_id: str, timeout: int = 10) -> None:
+        self.client.api.stop(self._container(node_id), timeout=timeout)
+
+    def destroy(self, node_id: str) -> bool:
+        """Remove the node's container (and nothing else); False if there was none."""
+        try:
+            self.client.api.remove_container(self._container(node_id), force=True)
+        except (NotFound, LookupError):
+            return False
+        return True
+
+    def _container(self, node_id: str) -> str:
+        found = self.client.api.containers(all=True, filters={"label": f"{LABEL_NODE}={node_id}"})
+        if not found:
+            raise LookupError(f"no container for node {node_id}")
+        return str(found[0]["Id"])
+
+    # -- observation -----------------------------------------------------------------
+
+    def managed(self) -> list[ContainerState]:
+        """Every container labelled as Pressluft's (for the orphan reconciler)."""
+        states = []
+        for c in self.client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"}):
+            labels = c.get("Labels") or {}
+            if LABEL_NODE not in labels:
+                continue
+            inspected = self.client.api.inspect_container(c["Id"])["State"]
+            states.append(
+                ContainerState(
+                    container_id=str(c["Id"]),
+                    node_id=str(labels[LABEL_NODE]),
+                    status=str(inspected.get("Status")),
+                    exit_code=None
+                    if inspected.get("Running")
+                    else int(inspected.get("ExitCode", 0)),
+                )
+            )
+        return states
+
+    def watch_deaths(
+        self, on_death: Callable[[str, int], None], stop: threading.Event, since: int
+    ) -> None:
+        """Call `on_death(node_id, exit_code)` for every managed container that dies,
+        from `since` (a Unix time: nothing between a restart and the subscription is
+        missed) until `stop` is set. Blocking: run it in a thread."""
+        stream: Iterator[dict[str, Any]] = self.client.events(
+            decode=True,
+            since=since,
+            filters={"type": "container", "event": "die", "label": f"{LABEL_MANAGED}=true"},
+        )
+        closer = threading.Thread(target=lambda: (stop.wait(), stream.close()), daemon=True)  # type: ignore[attr-defined]
+        closer.start()
+        try:
+            for event in stream:
+                attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                node_id = attributes.get(LABEL_NODE)
+                if node_id:
+                    on_death(str(node_id), int(attributes.get("exitCode", -1)))
+                if stop.is_set():
+                    return
+        except Exception:
+            if not stop.is_set():
+                raise

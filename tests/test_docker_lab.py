@@ -1,0 +1,105 @@
+"""Lab nodes on a real (private) Docker engine: labels, loopback-only ports, enforced
+limits, deaths reported with their exit code, orphans listed, destroy."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from pressluft.nodes.docker import LABEL_MANAGED, LABEL_NODE, DockerLab, LimitNotEnforced, Limits
+from tests.support.dockerd import PrivateDockerd
+
+LIMITS = Limits(memory_mb=128, cpus=0.5, pids=64)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[tuple[PrivateDockerd, str]]:
+    dockerd = PrivateDockerd().start()
+    try:
+        yield dockerd, dockerd.build_test_image()
+    finally:
+        dockerd.stop()
+
+
+@pytest.fixture
+def lab(engine: tuple[PrivateDockerd, str]) -> Iterator[DockerLab]:
+    lab = DockerLab(engine[0].url)
+    try:
+        yield lab
+    finally:
+        for state in lab.managed():
+            lab.destroy(state.node_id)
+        lab.close()
+
+
+@pytest.mark.spec("NOD-15")
+def test_a_lab_node_is_labelled_limited_and_published_on_loopback_only(
+    lab: DockerLab, engine: tuple[PrivateDockerd, str]
+) -> None:
+    node_id = str(uuid.uuid4())
+    container_id = lab.create(node_id, "lab-1", engine[1], LIMITS, command=["sleep", "3600"])
+    inspected = lab.client.api.inspect_container(container_id)
+    labels = inspected["Config"]["Labels"]
+    assert labels[LABEL_MANAGED] == "true" and labels[LABEL_NODE] == node_id
+    host = inspected["HostConfig"]
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (128 * 2**20, 5 * 10**8, 64)
+    for bindings in inspected["NetworkSettings"]["Ports"].values():
+        assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
+    ports = lab.published(node_id)
+    assert len({ports.ssh, ports.http, ports.https}) == 3
+    assert [s.node_id for s in lab.managed()] == [node_id]
+    assert lab.destroy(node_id) and not lab.managed()
+    assert lab.destroy(node_id) is False  # nothing left to remove
+
+
+@pytest.mark.spec("NOD-16")
+def test_a_limit_the_engine_cannot_enforce_is_refused(
+    lab: DockerLab, engine: tuple[PrivateDockerd, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_info = lab.client.info
+
+    def without_pids_limit() -> dict[str, object]:
+        info = dict(real_info())
+        info["PidsLimit"] = False  # as an engine without the pids cgroup reports it
+        return info
+
+    monkeypatch.setattr(lab.client, "info", without_pids_limit)
+    with pytest.raises(LimitNotEnforced, match="pids"):
+        lab.create(str(uuid.uuid4()), "lab-2", engine[1], LIMITS, command=["sleep", "3600"])
+    assert lab.managed() == []  # nothing was created
+
+
+@pytest.mark.spec("NOD-17")
+def test_a_killed_lab_node_is_reported_with_its_exit_code(
+    lab: DockerLab, engine: tuple[PrivateDockerd, str]
+) -> None:
+    deaths: list[tuple[str, int]] = []
+    died = threading.Event()
+    stop = threading.Event()
+
+    watched: list[str] = []
+
+    def on_death(node_id: str, exit_code: int) -> None:
+        deaths.append((node_id, exit_code))  # earlier tests' removals are in it too
+        if node_id in watched:
+            died.set()
+
+    since = int(time.time()) - 1
+    watcher = threading.Thread(target=lab.watch_deaths, args=(on_death, stop, since), daemon=True)
+    watcher.start()
+    node_id = str(uuid.uuid4())
+    watched.append(node_id)
+    container_id = lab.create(node_id, "lab-3", engine[1], LIMITS, command=["sleep", "3600"])
+    lab.client.api.kill(container_id)
+    assert died.wait(30)
+    assert [d for d in deaths if d[0] == node_id] == [(node_id, 137)]
+    states = lab.managed()
+    assert [(s.node_id, s.status, s.exit_code) for s in states] == [(node_id, "exited", 137)]
+    stop.set()
+    # A node restarted after a death gets new loopback ports (re-read per job).
+    lab.start(node_id)
+    assert lab.published(node_id).ssh > 0
