@@ -173,6 +173,12 @@ async def test_decommissioning_needs_confirmation_and_destroys_the_key(
     for path in (f"/api/nodes/{node_id}/check", f"/api/nodes/{node_id}/host-key/repin"):
         gone = await client.post(path)
         assert (gone.status_code, gone.json()["code"]) == (409, "node_decommissioned")
+    # The name is free again; the old node keeps its row (history).
+    again = await client.post(
+        "/api/nodes", json={"provider": "ssh", "name": "web-1", "host": "127.0.0.1"}
+    )
+    assert again.status_code == 202 and again.json()["node_id"] != node_id
+    assert (await _node(client, node_id))["status"] == "decommissioned"
 
 
 @pytest.mark.spec("NOD-7")

@@ -312,7 +312,9 @@ def register_command(
     keys: KeyPair = generate_key_pair(f"pressluft-{request.name}")
 
     def command(tx: WriteTx) -> NodeAccepted:
-        taken = tx.conn.execute("SELECT id FROM nodes WHERE name = ?", (request.name,)).fetchone()
+        taken = tx.conn.execute(
+            "SELECT id FROM nodes WHERE name = ? AND status != 'decommissioned'", (request.name,)
+        ).fetchone()
         if taken is not None:
             raise NodeExists(
                 f"a node named {request.name} exists",

@@ -2,7 +2,7 @@
 -- projection of node.* events (see specs/nodes.md for the state machine).
 CREATE TABLE nodes (
     id                TEXT PRIMARY KEY,
-    name              TEXT NOT NULL UNIQUE
+    name              TEXT NOT NULL
         CHECK (length(name) BETWEEN 1 AND 63 AND name GLOB '[a-z0-9]*' AND name NOT GLOB '*[^a-z0-9-]*'),
     provider          TEXT NOT NULL CHECK (provider IN ('ssh', 'docker')),
     host              TEXT NOT NULL CHECK (length(host) BETWEEN 1 AND 253),
@@ -36,4 +36,6 @@ CREATE TABLE nodes (
     CHECK (ready = 0 OR reason_codes_json = '[]')
 ) STRICT;
 
+-- A name is taken while its node lives; a decommissioned node's name can be reused.
+CREATE UNIQUE INDEX nodes_live_name ON nodes (name) WHERE status != 'decommissioned';
 CREATE INDEX nodes_by_status ON nodes (status, created_at);
