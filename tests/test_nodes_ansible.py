@@ -196,6 +196,7 @@ async def test_timeout_and_cancel_stop_the_run_and_leave_no_process(
     assert _processes_with(ours)  # the playbook runs from the attempt work dir
     listing = "\n".join(_processes_with(""))
     assert not [line for line in _key_body(private) if line in listing]  # never in `ps`
+    assert first not in listing.replace(f"sleep {first}", "")  # extra vars: a file, not argv
 
     async def attempted() -> bool:
         view = await job(runtime, job_id)

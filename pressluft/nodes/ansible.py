@@ -3,8 +3,8 @@ to the event loop.
 
 Per run, inside the attempt's private 0700 work dir: the node's key (0600), a
 known_hosts file holding only the pinned host key (`StrictHostKeyChecking=yes`),
-a one-host inventory and the extra vars as JSON files (no command line is built
-from strings). Playbooks must be on the allowlist and pass `--syntax-check`
+a one-host inventory and the extra vars as JSON files (`-e @file`: nothing secret
+on a command line). Playbooks must be on the allowlist and pass `--syntax-check`
 first. Every runner event's output becomes log lines; task results and per-host
 stats make the summary; the exit is classified into the reference's codes.
 Cancellation and timeouts stop the run through ansible-runner's cancel callback
@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import sys
 import threading
 from collections.abc import Callable
@@ -158,6 +159,9 @@ def _prepare(run: PlaybookRun, work_dir: Path) -> tuple[Path, dict[str, Any], di
     _write(key, run.node.private_key)
     known_hosts = base / "known_hosts"
     _write(known_hosts, _known_hosts_line(run.node))
+    # Extra vars (secrets among them, later) go in a 0600 file, never on a command
+    # line: ansible-runner's own `extravars` ends up in `ps` as `-e {json}`.
+    _write(base / "extravars.json", json.dumps(run.extra_vars))
     ssh_args = [
         f"-o UserKnownHostsFile={known_hosts}",
         "-o GlobalKnownHostsFile=/dev/null",
@@ -262,7 +266,6 @@ async def run_playbook(
             "project_dir": str(run.ansible_dir),
             "playbook": str(playbook),
             "inventory": json.dumps(inventory),
-            "extravars": run.extra_vars,
             "envvars": env,
             "event_handler": on_event,
             "cancel_callback": stop.is_set,
@@ -272,8 +275,8 @@ async def run_playbook(
             # How often the runner asks `cancel_callback` (its default: 5 s).
             "settings": {"pexpect_timeout": _POLL_SECONDS},
         }
-        if cmdline:
-            kwargs["cmdline"] = cmdline
+        extra = "-e " + shlex.quote("@" + str(base / "extravars.json"))
+        kwargs["cmdline"] = f"{extra} {cmdline}" if cmdline else extra
         done: asyncio.Future[Any] = loop.create_future()
 
         def work() -> None:
