@@ -155,11 +155,11 @@ async def run_process(
 
 
 def kill_processes_using(path: Path) -> int:
-    """SIGKILL every process (but this one) whose command line names `path` or a file
-    under it; returns how many. For programs whose children leave the process group
+    """SIGKILL every process (but this one) whose command line names a file under
+    `path`; returns how many. For programs whose children leave the process group
     (ansible-playbook's workers call setsid): every process of a job's run names the
     attempt's work dir (its inventory, its key file), so this finds them all."""
-    needle = str(path).encode()
+    needle = (str(path).rstrip("/") + "/").encode()  # a file under it, not a sibling
     me = os.getpid()
     killed = 0
     for entry in os.scandir("/proc"):
