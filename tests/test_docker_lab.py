@@ -51,8 +51,11 @@ def test_a_lab_node_is_labelled_limited_and_published_on_loopback_only(
         assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
     ports = lab.published(node_id)
     assert len({ports.ssh, ports.http, ports.https}) == 3
-    assert [s.node_id for s in lab.managed()] == [node_id]
-    assert lab.destroy(node_id) and not lab.managed()
+    other = str(uuid.uuid4())
+    lab.create(other, "lab-1b", engine[1], LIMITS, command=["sleep", "3600"])
+    assert sorted(s.node_id for s in lab.managed()) == sorted([node_id, other])
+    assert lab.destroy(node_id)
+    assert [s.node_id for s in lab.managed()] == [other]  # exactly that one went
     assert lab.destroy(node_id) is False  # nothing left to remove
 
 
@@ -67,6 +70,8 @@ def test_a_limit_the_engine_cannot_enforce_is_refused(
         info["PidsLimit"] = False  # as an engine without the pids cgroup reports it
         return info
 
+    with pytest.raises(LimitNotEnforced, match="positive"):  # 0 would mean "no limit"
+        lab.create(str(uuid.uuid4()), "lab-0", engine[1], Limits(0, 0.5, 64))
     monkeypatch.setattr(lab.client, "info", without_pids_limit)
     with pytest.raises(LimitNotEnforced, match="pids"):
         lab.create(str(uuid.uuid4()), "lab-2", engine[1], LIMITS, command=["sleep", "3600"])
@@ -83,7 +88,8 @@ def test_a_killed_lab_node_is_reported_with_its_exit_code(
 
     watched: list[str] = []
 
-    def on_death(node_id: str, exit_code: int) -> None:
+    def on_death(node_id: str, exit_code: int, at: int) -> None:
+        assert at >= since
         deaths.append((node_id, exit_code))  # earlier tests' removals are in it too
         if node_id in watched:
             died.set()
@@ -100,6 +106,11 @@ def test_a_killed_lab_node_is_reported_with_its_exit_code(
     states = lab.managed()
     assert [(s.node_id, s.status, s.exit_code) for s in states] == [(node_id, "exited", 137)]
     stop.set()
-    # A node restarted after a death gets new loopback ports (re-read per job).
+    watcher.join(10)
+    assert not watcher.is_alive()  # stopping the watch ends its thread
+    # A node started again publishes (new) loopback ports: re-read them per job.
     lab.start(node_id)
+    inspected = lab.client.api.inspect_container(container_id)
+    for bindings in inspected["NetworkSettings"]["Ports"].values():
+        assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
     assert lab.published(node_id).ssh > 0

@@ -117,16 +117,33 @@ async def test_a_changed_host_key_fails_for_good_until_an_admin_repins(
     node = await _node(client, node_id)
     assert node["host_key_fingerprint"] == pinned
     assert node["readiness"]["reason_codes"] == ["host_key_mismatch"]
-    # An admin re-pins (audited); the queued check trusts the new key.
-    repinned = await client.post(f"/api/nodes/{node_id}/host-key/repin")
+    assert node["status"] == "pending"  # a foreign key is not "seen": no status flip
+    offered = ssh_node.fingerprint()
+    assert offered in view.error_message  # the log names the key it was offered
+    # A re-pin that expects another key pins nothing.
+    other = "SHA256:" + "A" * 43
+    wrong = await client.post(
+        f"/api/nodes/{node_id}/host-key/repin", json={"expected_fingerprint": other}
+    )
+    view = await until_ended(runtime, wrong.json()["job_id"])
+    assert (view.status, view.error_code) == ("failed", "HOST_KEY_MISMATCH")
+    assert (await _node(client, node_id))["host_key_fingerprint"] is None
+    # An admin re-pins with the fingerprint from the server's console (audited).
+    repinned = await client.post(
+        f"/api/nodes/{node_id}/host-key/repin", json={"expected_fingerprint": offered}
+    )
     assert repinned.status_code == 202, repinned.text
     assert (await until_ended(runtime, repinned.json()["job_id"])).status == "succeeded"
     node = await _node(client, node_id)
-    assert node["host_key_fingerprint"] not in (None, pinned)
+    assert node["host_key_fingerprint"] == offered != pinned
     assert node["readiness"]["is_ready"] is True
+    bad = await client.post(
+        f"/api/nodes/{node_id}/host-key/repin", json={"expected_fingerprint": "MD5:aa"}
+    )
+    assert (bad.status_code, bad.json()["code"]) == (400, "bad_request")
     audit = (await client.get("/api/audit", params={"resource_type": "node"})).json()
     unpins = [e for e in audit["items"] if e["action"] == "node.host_key_unpinned"]
-    assert len(unpins) == 1 and unpins[0]["actor"].startswith("token:")
+    assert len(unpins) == 2 and all(e["actor"].startswith("token:") for e in unpins)
 
 
 @pytest.mark.spec("NOD-5")
@@ -216,6 +233,10 @@ async def test_bad_registrations_are_refused_and_change_nothing(
 ) -> None:
     bad = [
         {"name": "Web_1", "host": "127.0.0.1"},
+        {"name": "web-", "host": "127.0.0.1"},
+        {"name": "w" * 64, "host": "127.0.0.1"},
+        {"name": "web-1", "host": "-oProxyCommand=x"},
+        {"name": "web-1", "host": "127.0.0.1", "ssh_port": 65536},
         {"name": "web-1", "host": "user@127.0.0.1"},
         {"name": "web-1", "host": "127.0.0.1", "ssh_port": 0},
         {"name": "web-1", "host": "127.0.0.1", "ssh_user": "Root"},
@@ -225,6 +246,7 @@ async def test_bad_registrations_are_refused_and_change_nothing(
     for body in bad:
         reply = await client.post("/api/nodes", json={"provider": "ssh", **body})
         assert (reply.status_code, reply.json()["code"]) == (400, "bad_request"), body
+        assert reply.json()["details"], body  # names what is wrong
     listing = (await client.get("/api/nodes")).json()
     assert listing == {"items": [], "next_before": None, "has_more": False}
     closed = free_port()

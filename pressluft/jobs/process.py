@@ -26,9 +26,10 @@ from pressluft.jobs.context import JobCancelledError, JobContext
 from pressluft.logs import get_logger
 
 __all__ = [
+    "RUN_MARKER",
     "group_alive",
+    "kill_marked",
     "kill_orphans",
-    "kill_processes_using",
     "run_process",
 ]
 
@@ -154,25 +155,37 @@ async def run_process(
             record.unlink(missing_ok=True)
 
 
-def kill_processes_using(path: Path) -> int:
-    """SIGKILL every process (but this one) whose command line names a file under
-    `path`; returns how many. For programs whose children leave the process group
-    (ansible-playbook's workers call setsid): every process of a job's run names the
-    attempt's work dir (its inventory, its key file), so this finds them all."""
-    needle = (str(path).rstrip("/") + "/").encode()  # a file under it, not a sibling
+#: Environment variable naming the job attempt a process belongs to (its work dir).
+#: Children inherit it even when they leave the process group (ansible's workers
+#: call setsid), so `kill_marked` finds every process of a run, and only those.
+RUN_MARKER = "PRESSLUFT_RUN"
+
+
+def kill_marked(under: Path) -> int:
+    """SIGKILL every process of this user whose `RUN_MARKER` names `under` or a dir
+    below it; returns how many. Blocking (/proc scan): call it from a thread."""
+    root = str(under).rstrip("/")
+    uid = os.getuid()
     me = os.getpid()
+    prefix = RUN_MARKER.encode() + b"="
     killed = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+            if entry.stat().st_uid != uid:
+                continue
+            environ = Path(f"/proc/{entry.name}/environ").read_bytes()
         except OSError:
             continue
-        if needle in cmdline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix):
+                value = item[len(prefix) :].decode(errors="replace").rstrip("/")
+                if value == root or value.startswith(root + "/"):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(entry.name), signal.SIGKILL)
+                        killed += 1
+                break
     return killed
 
 

@@ -39,7 +39,7 @@ from pressluft.errors import ServiceUnavailable
 from pressluft.jobs.context import JobCancelledError, JobContext, LogWriter
 from pressluft.jobs.failures import JobFailure, retryable
 from pressluft.jobs.logs import LeaseLost
-from pressluft.jobs.process import kill_orphans, kill_processes_using
+from pressluft.jobs.process import kill_marked, kill_orphans
 from pressluft.jobs.queue import (
     Claim,
     Outcome,
@@ -128,9 +128,10 @@ class WorkerPool:
     async def run(self, stopping: asyncio.Event) -> None:
         await self._rescue(RescueScope(all_running=True, reason="daemon_restarted"))
         kill_orphans(self.run_dir)
-        # Processes that left their job's group (ansible's workers) but still name
-        # a job's work dir: leftovers of a crashed predecessor (no job runs yet).
-        kill_processes_using(self.jobs_dir)
+        # A crashed predecessor's leftovers (no job runs yet): processes that left
+        # their job's group (ansible's workers) and the attempts' work dirs, with
+        # the key files and extra vars they may hold.
+        await asyncio.to_thread(_clear_leftovers, self.jobs_dir)
         watch_stop = asyncio.ensure_future(stopping.wait())
         watch_stop.add_done_callback(lambda _: self._begin_stopping())
         renewals = asyncio.create_task(self._renew_leases(stopping), name="job-leases")
@@ -344,6 +345,16 @@ class WorkerPool:
         finally:
             if not handler.done():
                 await _stop(handler)
+
+
+def _clear_leftovers(jobs_dir: Path) -> None:
+    kill_marked(jobs_dir)
+    if jobs_dir.is_dir():
+        for child in jobs_dir.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
 
 
 async def _remove(ctx: JobContext) -> None:

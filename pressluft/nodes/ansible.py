@@ -8,9 +8,9 @@ on a command line). Playbooks must be on the allowlist and pass `--syntax-check`
 first. Every runner event's output becomes log lines; task results and per-host
 stats make the summary; the exit is classified into the reference's codes.
 Cancellation and timeouts stop the run through ansible-runner's cancel callback
-and by killing every process that names the run's directory (ansible's workers
-call setsid, so the runner's process-group kill misses them); a crashed
-daemon's successor does the same sweep over the jobs dir at start-up.
+and by killing every process carrying the run's marker in its environment
+(ansible's workers call setsid, so the runner's process-group kill misses them);
+a crashed daemon's successor sweeps the jobs dir the same way at start-up.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shlex
 import sys
 import threading
@@ -132,10 +133,44 @@ class PlaybookRun:
 
     playbook: str
     node: NodeAddress
-    extra_vars: dict[str, Any] = field(default_factory=dict)
+    extra_vars: dict[str, Any] = field(default_factory=dict, repr=False)
     correlation_id: str | None = None
     ansible_dir: Path = ANSIBLE_DIR
     allowlist: frozenset[str] = frozenset()
+    #: Added to the run's environment (the job's process marker).
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+_VAR_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: Names Ansible gives a meaning of its own (connection settings, magic variables).
+_RESERVED = frozenset(
+    {"environment", "group_names", "groups", "hostvars", "inventory_hostname", "omit",
+     "play_hosts", "playbook_dir", "role_name", "vars"}
+)  # fmt: skip
+
+
+def unsafe_yaml(values: dict[str, Any]) -> str:
+    """Extra vars as YAML in which every string is `!unsafe`: Ansible never evaluates
+    a value as a template (a site name like `{{ lookup('pipe', …) }}` stays text).
+    Keys must be plain names and may not be Ansible's own (`ansible_*` would
+    override the inventory — host, key, host-key checking)."""
+    for key in values:
+        if not _VAR_NAME.fullmatch(key) or key.startswith("ansible_") or key in _RESERVED:
+            raise ValueError(f"extra var {key!r} is not allowed")
+    return _yaml_value(values) + "\n"
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return "!unsafe " + json.dumps(value)  # a JSON string is a YAML double-quoted scalar
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        items = ", ".join(f"{json.dumps(str(k))}: {_yaml_value(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    raise TypeError(f"extra var of type {type(value).__name__}")
 
 
 def _known_hosts_line(node: NodeAddress) -> str:
@@ -161,9 +196,9 @@ def _prepare(run: PlaybookRun, work_dir: Path) -> tuple[Path, dict[str, Any], di
     _write(known_hosts, _known_hosts_line(run.node))
     # Extra vars (secrets among them, later) go in a 0600 file, never on a command
     # line: ansible-runner's own `extravars` ends up in `ps` as `-e {json}`.
-    _write(base / "extravars.json", json.dumps(run.extra_vars))
+    _write(base / "extravars.yml", unsafe_yaml(run.extra_vars))
     ssh_args = [
-        f"-o UserKnownHostsFile={known_hosts}",
+        f"-o UserKnownHostsFile={shlex.quote(str(known_hosts))}",
         "-o GlobalKnownHostsFile=/dev/null",
         "-o StrictHostKeyChecking=yes",
         "-o IdentitiesOnly=yes",
@@ -202,6 +237,7 @@ def _prepare(run: PlaybookRun, work_dir: Path) -> tuple[Path, dict[str, Any], di
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "PRESSLUFT_CORRELATION_ID": run.correlation_id or "",
+        **run.environment,
     }
     return base, inventory, env
 
@@ -212,15 +248,15 @@ async def run_playbook(
     log: Callable[[str, str], None],
     cancelled: asyncio.Event,
     *,
-    stray: Callable[[Path], object],
+    stray: Callable[[], object],
 ) -> PlaybookSummary:
     """Syntax-check, then run `run.playbook` against its node; returns the summary.
 
     Raises ValueError for a playbook off the allowlist. Cancelling the awaiting
     task (a job timeout) or setting `cancelled` stops the run: the runner is asked
-    to stop and `stray(dir)` kills every process naming the run's dir (ansible's
-    workers leave the playbook's process group, so killing the group is not
-    enough).
+    to stop and `stray()` (blocking, run in a thread) kills every process of the
+    run — ansible's workers leave the playbook's process group, so the runner's
+    group kill is not enough.
     """
     if run.playbook not in run.allowlist:
         raise ValueError(f"playbook {run.playbook!r} is not on the allowlist")
@@ -232,10 +268,13 @@ async def run_playbook(
     stop = threading.Event()
     watcher = asyncio.ensure_future(cancelled.wait())
 
-    def cancel(_: object) -> None:  # ask the runner to stop, and make sure it does
+    def cancel(done: asyncio.Future[Any]) -> None:  # ask the runner to stop, and make sure
+        if done.cancelled():  # the run ended first: nothing to stop
+            return
         stop.set()
-        stray(base)
+        sweeps.append(loop.run_in_executor(None, stray))
 
+    sweeps: list[asyncio.Future[object]] = []
     watcher.add_done_callback(cancel)
 
     def emit(text: str, stream: str) -> None:
@@ -275,7 +314,7 @@ async def run_playbook(
             # How often the runner asks `cancel_callback` (its default: 5 s).
             "settings": {"pexpect_timeout": _POLL_SECONDS},
         }
-        extra = "-e " + shlex.quote("@" + str(base / "extravars.json"))
+        extra = "-e " + shlex.quote("@" + str(base / "extravars.yml"))
         kwargs["cmdline"] = f"{extra} {cmdline}" if cmdline else extra
         done: asyncio.Future[Any] = loop.create_future()
 
@@ -297,7 +336,8 @@ async def run_playbook(
             # A job timeout or shutdown: kill the playbook's group now (not at the
             # runner's next poll), then let the runner thread wind down.
             stop.set()
-            stray(base)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(loop.run_in_executor(None, stray))
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(asyncio.to_thread(thread.join, _JOIN_SECONDS))
             raise
@@ -319,6 +359,8 @@ async def run_playbook(
         return await one("run", None)
     finally:
         watcher.cancel()
+        if sweeps:
+            await asyncio.gather(*sweeps, return_exceptions=True)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

@@ -14,7 +14,7 @@ with the request. All calls are blocking; callers run them in a thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,13 +64,15 @@ class ContainerState:
     exit_code: int | None
 
 
-_LIMIT_WORDS = ("limit", "memory", "swap", "cpu", "pids", "cgroup", "does not support")
+_LIMIT_WORDS = ("limit", "memory", "cpu", "pids", "cgroup", "does not support")
 
 
 def _about_limits(warning: str) -> bool:
     """A create warning that says a limit is not (fully) applied. Others — e.g. that
     IPv4 forwarding is off, which lab nodes want: loopback ports need none — are not."""
     lowered = warning.lower()
+    if "swap" in lowered:  # no swap accounting: swap is not limited, memory still is
+        return False
     return any(word in lowered for word in _LIMIT_WORDS)
 
 
@@ -94,9 +96,14 @@ class DockerLab:
 
     # -- checks ----------------------------------------------------------------------
 
-    def check_limits(self, limits: Limits) -> None:
-        """Refuse limits this engine cannot enforce (before anything is created)."""
-        info = self.client.info()
+    def check_limits(self, limits: Limits) -> dict[str, Any]:
+        """Refuse limits this engine cannot enforce (before anything is created), and
+        values Docker would read as "no limit"; returns the engine's info."""
+        if limits.memory_mb < 6 or not limits.cpus > 0 or limits.pids < 1:
+            raise LimitNotEnforced(
+                f"limits must be positive (memory ≥ 6 MB, cpus > 0, pids ≥ 1): {limits}"
+            )
+        info: dict[str, Any] = self.client.info()
         missing = [
             name
             for name, key in (
@@ -108,10 +115,11 @@ class DockerLab:
         ]
         if missing:
             raise LimitNotEnforced(f"this Docker engine cannot enforce {', '.join(missing)} limits")
+        return info
 
     def _ensure_network(self) -> None:
-        if self.client.networks.list(names=[self.network]):
-            return
+        if any(n.name == self.network for n in self.client.networks.list(names=[self.network])):
+            return  # (the engine matches names by substring)
         self.client.networks.create(
             self.network,
             driver="bridge",
@@ -131,12 +139,15 @@ class DockerLab:
         command: list[str] | None = None,
     ) -> str:
         """Create and start a node's container; returns its id."""
-        self.check_limits(limits)
+        info = self.check_limits(limits)
         self._ensure_network()
         api = self.client.api
+        memory = limits.memory_mb * 1024 * 1024
         host_config = api.create_host_config(
-            mem_limit=limits.memory_mb * 1024 * 1024,
-            memswap_limit=limits.memory_mb * 1024 * 1024,
+            mem_limit=memory,
+            # No swap beyond the memory limit, where the engine can say so (without
+            # swap accounting the memory limit still holds).
+            memswap_limit=memory if info.get("SwapLimit") else None,
             nano_cpus=int(limits.cpus * 1e9),
             pids_limit=limits.pids,
             port_bindings={
@@ -151,7 +162,7 @@ class DockerLab:
         created = api.create_container(
             image,
             command=command,
-            name=f"pressluft-{name}",
+            name=f"pressluft-{node_id}",  # unique: a node's name may be reused later
             hostname=name,
             labels={LABEL_MANAGED: "true", LABEL_NODE: node_id},
             ports=[22, 80, 443],
@@ -211,7 +222,10 @@ class DockerLab:
             labels = c.get("Labels") or {}
             if LABEL_NODE not in labels:
                 continue
-            inspected = self.client.api.inspect_container(c["Id"])["State"]
+            try:
+                inspected = self.client.api.inspect_container(c["Id"])["State"]
+            except NotFound:  # removed meanwhile
+                continue
             states.append(
                 ContainerState(
                     container_id=str(c["Id"]),
@@ -225,26 +239,41 @@ class DockerLab:
         return states
 
     def watch_deaths(
-        self, on_death: Callable[[str, int], None], stop: threading.Event, since: int
+        self, on_death: Callable[[str, int, int], None], stop: threading.Event, since: int
     ) -> None:
-        """Call `on_death(node_id, exit_code)` for every managed container that dies,
-        from `since` (a Unix time: nothing between a restart and the subscription is
-        missed) until `stop` is set. Blocking: run it in a thread."""
-        stream: Iterator[dict[str, Any]] = self.client.events(
+        """Call `on_death(node_id, exit_code, time)` for every managed container that
+        dies, from `since` (a Unix time: resume from the last event's time and nothing
+        is missed) until `stop` is set. Blocking: run it in a thread. Raises
+        ConnectionError when the engine ends the stream before `stop`."""
+        stream: Any = self.client.events(
             decode=True,
             since=since,
             filters={"type": "container", "event": "die", "label": f"{LABEL_MANAGED}=true"},
         )
-        closer = threading.Thread(target=lambda: (stop.wait(), stream.close()), daemon=True)  # type: ignore[attr-defined]
+        ended = threading.Event()
+
+        def close_on_stop() -> None:
+            while not stop.wait(0.5):
+                if ended.is_set():
+                    return
+            stream.close()
+
+        closer = threading.Thread(target=close_on_stop, name="docker-events-closer", daemon=True)
         closer.start()
         try:
             for event in stream:
                 attributes = (event.get("Actor") or {}).get("Attributes") or {}
                 node_id = attributes.get(LABEL_NODE)
                 if node_id:
-                    on_death(str(node_id), int(attributes.get("exitCode", -1)))
+                    at = int(event.get("time", since))
+                    on_death(str(node_id), int(attributes.get("exitCode", -1)), at)
                 if stop.is_set():
                     return
-        except Exception:
+        except Exception as exc:
             if not stop.is_set():
-                raise
+                raise ConnectionError(f"the Docker event stream failed: {exc}") from exc
+            return
+        finally:
+            ended.set()
+        if not stop.is_set():
+            raise ConnectionError("the Docker engine ended the event stream")

@@ -31,8 +31,10 @@ def generate_key_pair(comment: str) -> KeyPair:
 def authorize_command(public_line: str) -> str:
     """The one line an operator runs on the server (as the SSH user) to let Pressluft in."""
     quoted = shlex.quote(public_line)
+    # printf starts with a newline: a file without a trailing one keeps its last key.
     return (
         "mkdir -p ~/.ssh && chmod 700 ~/.ssh && "
-        f"grep -qxF {quoted} ~/.ssh/authorized_keys 2>/dev/null || "
-        f"echo {quoted} >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys"
+        f"{{ grep -qxF {quoted} ~/.ssh/authorized_keys 2>/dev/null || "
+        f"printf '\\n%s\\n' {quoted} >> ~/.ssh/authorized_keys; }} && "
+        "chmod 600 ~/.ssh/authorized_keys"
     )

@@ -22,6 +22,7 @@ __all__ = [
     "Probe",
     "SSHQueryError",
     "Unreachable",
+    "offered_fingerprint",
     "probe",
 ]
 
@@ -63,6 +64,11 @@ class AuthFailed(SSHQueryError):
 class HostKeyMismatch(SSHQueryError):
     reason = "host_key_mismatch"
 
+    def __init__(self, message: str, offered: str | None = None) -> None:
+        super().__init__(message)
+        #: SHA256 fingerprint of the key the node presented instead, when it could be read.
+        self.offered = offered
+
 
 @dataclass(frozen=True)
 class NodeAddress:
@@ -99,6 +105,8 @@ def _options(node: NodeAddress) -> dict[str, object]:
         "password_auth": False,
         "kbdint_auth": False,
         "preferred_auth": "publickey",
+        "gss_kex": False,
+        "gss_auth": False,
         "connect_timeout": DEFAULT_DEADLINE_SECONDS,
     }
     if node.host_key is None:
@@ -107,8 +115,28 @@ def _options(node: NodeAddress) -> dict[str, object]:
     else:
         pinned = asyncssh.import_public_key(node.host_key)
         options["known_hosts"] = ([pinned], [], [])
-        options["server_host_key_algs"] = [pinned.get_algorithm()]
+        algorithm = pinned.get_algorithm()
+        # An RSA key signs with SHA-2 (OpenSSH ≥ 8.8 refuses the SHA-1 `ssh-rsa`).
+        options["server_host_key_algs"] = (
+            ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] if algorithm == "ssh-rsa" else [algorithm]
+        )
     return options
+
+
+async def offered_fingerprint(node: NodeAddress, deadline: float = 5.0) -> str | None:
+    """The SHA256 fingerprint of the host key the node presents now (no login; for
+    telling an operator what a refused key was)."""
+    try:
+        async with asyncio.timeout(deadline):
+            key = await asyncssh.get_server_host_key(
+                node.host,
+                node.port,
+                server_host_key_algs=_PREFERRED_HOST_KEY_ALGS,
+                config=[],
+            )
+    except (TimeoutError, OSError, asyncssh.Error):
+        return None
+    return None if key is None else str(key.get_fingerprint("sha256"))
 
 
 async def probe(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -> Probe:
@@ -123,13 +151,16 @@ async def probe(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -
     except TimeoutError as exc:
         raise Unreachable(f"no answer within {deadline:.0f} s") from exc
     except asyncssh.HostKeyNotVerifiable as exc:
+        offered = await offered_fingerprint(node)
         raise HostKeyMismatch(
-            "the node's host key is not the pinned one (a re-installed server, or someone"
-            " in between)"
+            f"the node presented host key {offered or '(unreadable)'}, not the pinned one"
+            " (a re-installed server, or someone in between)",
+            offered,
         ) from exc
     except asyncssh.KeyExchangeFailed as exc:
         if node.host_key is not None:  # it offers no host key of the pinned type
-            raise HostKeyMismatch(f"no host key of the pinned type: {exc}") from exc
+            offered = await offered_fingerprint(node)
+            raise HostKeyMismatch(f"no host key of the pinned type: {exc}", offered) from exc
         raise Unreachable(f"key exchange failed: {exc}") from exc
     except asyncssh.PermissionDenied as exc:
         raise AuthFailed(f"the node refused Pressluft's key for user {node.user}") from exc

@@ -9,6 +9,7 @@ docker provider and provisioning come next (changes/nodes).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from pressluft.events.types import (
 from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.context import JobCancelledError, JobContext
 from pressluft.jobs.failures import JobFailure
-from pressluft.jobs.process import kill_processes_using
+from pressluft.jobs.process import RUN_MARKER, kill_marked
 from pressluft.jobs.queue import JobSpec, enqueue, require_lease
 from pressluft.jobs.registry import JobRegistry, JobType
 from pressluft.nodes.ansible import (
@@ -55,12 +56,12 @@ from pressluft.vault import Vault
 
 __all__ = [
     "NodeAccepted",
-    "NodeDecommissionRequest",
     "NodePage",
     "NodeQuery",
     "NodeView",
     "Readiness",
     "RegisterNodeRequest",
+    "RepinRequest",
     "check_command",
     "decommission_command",
     "get_node",
@@ -113,8 +114,9 @@ class RegisterNodeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     ssh_user: str = "root"
 
 
-class NodeDecommissionRequest(msgspec.Struct, frozen=True, kw_only=True):
-    confirm: str
+class RepinRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: Pin only a key with this fingerprint (what the server's console shows).
+    expected_fingerprint: str | None = None
 
 
 class NodeAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -278,7 +280,7 @@ def _live_node(conn: sqlite3.Connection, node_id: str) -> tuple[str, str]:
 # -- commands ---------------------------------------------------------------------------
 
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
@@ -348,15 +350,37 @@ def check_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]
     return command
 
 
-def repin_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]:
-    """Forget the pinned host key; the queued check pins the key the node presents next."""
+_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
+
+
+def repin_command(
+    node_id: str, request: RepinRequest | None, meta: Meta
+) -> Callable[[WriteTx], NodeAccepted]:
+    """Forget the pinned host key; the queued check pins the key the node presents
+    next — only one with `expected_fingerprint`, when given."""
+    expected = None if request is None else request.expected_fingerprint
+    if expected is not None and not _FINGERPRINT.fullmatch(expected):
+        raise BadRequest(
+            "invalid re-pin",
+            details={
+                "errors": [
+                    {
+                        "field": "expected_fingerprint",
+                        "message": "an OpenSSH SHA256 fingerprint (SHA256:…, 43 characters)",
+                        "in": "body",
+                    }
+                ]
+            },
+        )
 
     def command(tx: WriteTx) -> NodeAccepted:
         _live_node(tx.conn, node_id)
         (previous,) = tx.conn.execute(
             "SELECT host_key_fingerprint FROM nodes WHERE id = ?", (node_id,)
         ).fetchone()
-        event = NodeHostKeyUnpinned(node_id=node_id, previous_fingerprint=previous)
+        event = NodeHostKeyUnpinned(
+            node_id=node_id, previous_fingerprint=previous, expected_fingerprint=expected
+        )
         append(tx, f"node:{node_id}", None, [event], meta)
         return NodeAccepted(job_id=enqueue(tx, _check_job(node_id), meta), node_id=node_id)
 
@@ -396,6 +420,11 @@ def _address(conn: sqlite3.Connection, vault: Vault, node_id: str) -> NodeAddres
     return NodeAddress(host, int(port), user, vault.open(conn, secret_id), host_key)
 
 
+def _expected_fingerprint(conn: sqlite3.Connection, node_id: str) -> str | None:
+    row = conn.execute("SELECT host_key_expected FROM nodes WHERE id = ?", (node_id,)).fetchone()
+    return None if row is None else row[0]
+
+
 async def run_node_playbook(
     ctx: JobContext,
     db: Database,
@@ -424,6 +453,7 @@ async def run_node_playbook(
         )
     revision = profile_revision(ansible_dir / "playbooks" / playbook, ansible_dir / "roles")
     ctx.log(f"profile revision {revision}", "system")
+    work_dir = ctx.work_dir
     run = PlaybookRun(
         playbook=playbook,
         node=address,
@@ -431,13 +461,16 @@ async def run_node_playbook(
         correlation_id=ctx.claim.correlation_id,
         ansible_dir=ansible_dir,
         allowlist=allowlist,
+        environment={RUN_MARKER: str(work_dir)},
     )
     try:
         summary = await run_playbook(
-            run, ctx.work_dir, ctx.log, ctx.cancelled, stray=kill_processes_using
+            run, work_dir, ctx.log, ctx.cancelled, stray=lambda: kill_marked(work_dir)
         )
-    finally:
-        kill_processes_using(ctx.work_dir)  # whatever the run left, it goes now
+    finally:  # whatever the run left, it goes now
+        await asyncio.shield(asyncio.to_thread(kill_marked, work_dir))
+    if ctx.cancelled.is_set():  # however the runner saw it end
+        raise JobCancelledError("cancelled; the playbook was stopped")
     ctx.log(
         f"recap: rc={summary.rc} status={summary.status} changed={summary.changed}"
         f" failed={summary.failures} unreachable={summary.unreachable}"
@@ -466,17 +499,29 @@ def register_node_jobs(registry: JobRegistry, db: Database, vault: Callable[[], 
         claim = ctx.claim
         meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
         stream = f"node:{node_id}"
+        expected = await db.read(lambda conn: _expected_fingerprint(conn, node_id))
         try:
             found = await probe(address)
+            if address.host_key is None and expected not in (None, found.fingerprint):
+                raise HostKeyMismatch(
+                    f"the node presented host key {found.fingerprint}, not the expected"
+                    f" {expected}: nothing was pinned",
+                    found.fingerprint,
+                )
         except SSHQueryError as exc:
             failure: SSHQueryError = exc
             ctx.log(f"{failure.reason}: {failure}", "stderr")
-            reachable = isinstance(failure, AuthFailed | HostKeyMismatch)
+            offered = failure.offered if isinstance(failure, HostKeyMismatch) else None
 
             def record_failure(tx: WriteTx) -> None:
                 require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
+                # Reachable means logged in: a refused key or a foreign host key is not.
                 event = NodeChecked(
-                    node_id=node_id, reachable=reachable, ready=False, reason_codes=[failure.reason]
+                    node_id=node_id,
+                    reachable=False,
+                    ready=False,
+                    reason_codes=[failure.reason],
+                    offered_fingerprint=offered,
                 )
                 append(tx, stream, None, [event], meta)
 

@@ -54,6 +54,7 @@ class PrivateDockerd:
             except Exception:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     tail = (self.root / "dockerd.log").read_text(errors="replace")[-2000:]
+                    self.stop()  # never leave it running
                     raise RuntimeError(f"dockerd did not start:\n{tail}") from None
                 time.sleep(0.1)
 
@@ -84,15 +85,18 @@ class PrivateDockerd:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            client = docker.DockerClient(base_url=self.url, timeout=30)
             try:  # containers first: dockerd leaves their shims otherwise
-                for container in client.containers.list(all=True):
-                    container.remove(force=True)
-                for network in client.networks.list():
-                    if network.name not in ("bridge", "host", "none"):
-                        network.remove()
-            finally:
-                client.close()
+                client = docker.DockerClient(base_url=self.url, timeout=30)
+                try:
+                    for container in client.containers.list(all=True):
+                        container.remove(force=True)
+                    for network in client.networks.list():
+                        if network.name not in ("bridge", "host", "none"):
+                            network.remove()
+                finally:
+                    client.close()
+            except Exception:  # the engine is stopped anyway
+                pass
             self.process.terminate()
             try:
                 self.process.wait(timeout=30)

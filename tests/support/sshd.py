@@ -41,6 +41,16 @@ class SSHNode:
     def host_key_path(self) -> Path:
         return self.root / f"host_ed25519_{self._host_key_generation}"
 
+    def fingerprint(self) -> str:
+        """SHA256 fingerprint of the current host key (what the server's console shows)."""
+        out = subprocess.run(
+            ["ssh-keygen", "-lf", str(self.host_key_path.with_suffix(".pub")), "-E", "sha256"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return out.split()[1]
+
     def _make_host_key(self) -> None:
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key_path)],
@@ -86,7 +96,9 @@ class SSHNode:
                     return self
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"sshd did not start (exit {self.process.poll()})") from None
+                    code = self.process.poll()
+                    self.stop()  # never leave it running
+                    raise RuntimeError(f"sshd did not start (exit {code})") from None
                 time.sleep(0.02)
 
     def authorize(self, public_line: str) -> None:

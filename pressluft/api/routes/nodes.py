@@ -19,6 +19,7 @@ from pressluft.services.nodes import (
     NodeQuery,
     NodeView,
     RegisterNodeRequest,
+    RepinRequest,
     check_command,
     decommission_command,
     get_node,
@@ -105,8 +106,9 @@ async def repin_node(
     runtime: NamedDependency[Runtime],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
+    data: Annotated[RepinRequest | None, Body()] = None,
 ) -> Response[NodeAccepted]:
-    command = repin_command(node_id, ctx.meta())
+    command = repin_command(node_id, data, ctx.meta())
     done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
     return Response(done.value, status_code=202, headers=replay_headers(done))
 

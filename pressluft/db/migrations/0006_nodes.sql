@@ -3,7 +3,8 @@
 CREATE TABLE nodes (
     id                TEXT PRIMARY KEY,
     name              TEXT NOT NULL
-        CHECK (length(name) BETWEEN 1 AND 63 AND name GLOB '[a-z0-9]*' AND name NOT GLOB '*[^a-z0-9-]*'),
+        CHECK (length(name) BETWEEN 1 AND 63 AND name GLOB '[a-z0-9]*' AND name NOT GLOB '*-'
+               AND name NOT GLOB '*[^a-z0-9-]*'),
     provider          TEXT NOT NULL CHECK (provider IN ('ssh', 'docker')),
     host              TEXT NOT NULL CHECK (length(host) BETWEEN 1 AND 253),
     ssh_port          INTEGER NOT NULL CHECK (ssh_port BETWEEN 1 AND 65535),
@@ -19,6 +20,8 @@ CREATE TABLE nodes (
     -- The pinned host key (OpenSSH public key line) and its SHA256 fingerprint.
     host_key          TEXT,
     host_key_fingerprint TEXT,
+    -- After an admin's re-pin: the only fingerprint the next contact may pin.
+    host_key_expected TEXT CHECK (host_key_expected GLOB 'SHA256:*'),
     -- The newest readiness check.
     ready             INTEGER NOT NULL DEFAULT 0 CHECK (ready IN (0, 1)),
     reason_codes_json TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(reason_codes_json)),
@@ -30,6 +33,7 @@ CREATE TABLE nodes (
     updated_at        TEXT NOT NULL,
     state_version     INTEGER NOT NULL CHECK (state_version >= 1),
     CHECK ((host_key IS NULL) = (host_key_fingerprint IS NULL)),
+    CHECK (host_key IS NULL OR host_key_expected IS NULL),
     CHECK ((status = 'decommissioned') = (decommissioned_at IS NOT NULL)),
     -- a decommissioned node keeps no key
     CHECK (status != 'decommissioned' OR key_secret_id IS NULL),

@@ -55,8 +55,8 @@ def _registered(conn: sqlite3.Connection, e: NodeRegistered, env: Envelope) -> N
 
 def _pinned(conn: sqlite3.Connection, e: NodeHostKeyPinned, env: Envelope) -> None:
     cursor = conn.execute(
-        "UPDATE nodes SET host_key = ?, host_key_fingerprint = ?, updated_at = ?,"
-        f" state_version = ? WHERE id = ? AND host_key IS NULL AND {_LIVE}",
+        "UPDATE nodes SET host_key = ?, host_key_fingerprint = ?, host_key_expected = NULL,"
+        f" updated_at = ?, state_version = ? WHERE id = ? AND host_key IS NULL AND {_LIVE}",
         (e.host_key, e.fingerprint, env.recorded_at, env.stream_version, e.node_id),
     )
     _one(cursor, f"pin of {e.node_id}")
@@ -64,9 +64,10 @@ def _pinned(conn: sqlite3.Connection, e: NodeHostKeyPinned, env: Envelope) -> No
 
 def _unpinned(conn: sqlite3.Connection, e: NodeHostKeyUnpinned, env: Envelope) -> None:
     cursor = conn.execute(
-        "UPDATE nodes SET host_key = NULL, host_key_fingerprint = NULL, updated_at = ?,"
-        f" state_version = ? WHERE id = ? AND {_LIVE}",
-        (env.recorded_at, env.stream_version, e.node_id),
+        "UPDATE nodes SET host_key = NULL, host_key_fingerprint = NULL, host_key_expected = ?,"
+        " ready = 0, reason_codes_json = '[\"not_checked\"]',"
+        f" updated_at = ?, state_version = ? WHERE id = ? AND {_LIVE}",
+        (e.expected_fingerprint, env.recorded_at, env.stream_version, e.node_id),
     )
     _one(cursor, f"unpin of {e.node_id}")
 

@@ -37,10 +37,12 @@ class NodeHostKeyPinned(Event, frozen=True, tag="node.host_key_pinned"):
 
 
 class NodeHostKeyUnpinned(Event, frozen=True, tag="node.host_key_unpinned"):
-    """An admin asked to trust the next host key the node presents."""
+    """An admin asked to trust the next host key the node presents (only the one
+    with `expected_fingerprint`, when given)."""
 
     node_id: str
     previous_fingerprint: str | None = None
+    expected_fingerprint: str | None = None
 
 
 class NodeChecked(Event, frozen=True, tag="node.checked"):
@@ -50,6 +52,8 @@ class NodeChecked(Event, frozen=True, tag="node.checked"):
     reachable: bool
     ready: bool
     reason_codes: list[str] = []
+    #: The fingerprint of a host key that was refused (not the pinned or expected one).
+    offered_fingerprint: str | None = None
 
 
 class NodeDecommissioned(Event, frozen=True, tag="node.decommissioned"):
