@@ -160,6 +160,28 @@ async def test_a_group_commit_moves_the_head_once_and_a_failed_append_leaves_no_
     raw.close()
 
 
+@pytest.mark.spec("EVT-17")
+async def test_a_group_commit_whose_only_append_fails_does_not_move_the_head(
+    runtime: Runtime,
+) -> None:
+    def fails_after_appending(tx: WriteTx) -> None:
+        append(tx, "lonely", None, [SettingsChanged(preview_domain=None)], META)
+        raise RuntimeError("after the append")
+
+    raw = open_sync(runtime.config.database_path, "reader")
+    before = raw.execute("SELECT seq, hash FROM event_log_head").fetchone()
+    results = await asyncio.gather(
+        runtime.db.write(fails_after_appending),
+        runtime.db.write(lambda tx: tx.conn.execute("SELECT 1").fetchone()),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], RuntimeError)
+    assert raw.execute("SELECT seq, hash FROM event_log_head").fetchone() == before
+    assert raw.execute("SELECT count(*) FROM events WHERE stream = 'lonely'").fetchone() == (0,)
+    assert verify_chain(raw).ok
+    raw.close()
+
+
 @pytest.mark.spec("EVT-5")
 async def test_events_cannot_be_updated_or_deleted(runtime: Runtime) -> None:
     await runtime.db.write(_append("settings", None, SettingsChanged(preview_domain=None)))

@@ -50,6 +50,12 @@ class WriteTx:
     COMMIT. A command that fails gets the memo and finishers it started with back,
     together with its savepoint. Without `batched` (a caller running a command on a
     plain transaction), nothing is deferred.
+
+    Rules for commands: inside a batch, a deferred row (`event_log_head`) is stale
+    until COMMIT — read the memo, not the row; never catch an exception raised by
+    a memo user (`append`) and carry on, nor open savepoints of your own around
+    one — the memo would disagree with the database; memo values are replaced,
+    never mutated in place (the restore copy is shallow).
     """
 
     __slots__ = ("_published", "batched", "conn", "finishers", "memo", "now", "now_ts")
