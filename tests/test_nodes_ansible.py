@@ -186,7 +186,8 @@ async def test_timeout_and_cancel_stop_the_run_and_leave_no_process(
     # command is the node's business (it ends by itself: keep it short).
     # Unique naps: a node-side sleep of an earlier run may still be going.
     first, second = (f"{random.uniform(30, 45):.6f}" for _ in range(2))
-    job_id = await _enqueue(runtime, node_id, "slow.yml", seconds=8, nap=first)
+    # 20 s: the syntax check, ansible's start-up and the login come first.
+    job_id = await _enqueue(runtime, node_id, "slow.yml", seconds=20, nap=first)
 
     async def napping(seconds: str) -> bool:
         return bool(_processes_with(f"sleep {seconds}"))

@@ -278,7 +278,8 @@ async def run_playbook(
     watcher.add_done_callback(cancel)
 
     def emit(text: str, stream: str) -> None:
-        loop.call_soon_threadsafe(log, text, stream)
+        with contextlib.suppress(RuntimeError):  # the loop closed under a stopped run
+            loop.call_soon_threadsafe(log, text, stream)
 
     async def one(stage: str, cmdline: str | None) -> PlaybookSummary:
         summary = PlaybookSummary(rc=-1, status="starting")
@@ -326,7 +327,8 @@ async def run_playbook(
                 outcome: Any = ansible_runner.run(**kwargs)
             except BaseException as exc:  # reported on the loop
                 outcome = exc
-            loop.call_soon_threadsafe(_settle, done, outcome)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_settle, done, outcome)
 
         thread = threading.Thread(target=work, name=f"ansible-{stage}", daemon=True)
         thread.start()
