@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "BadGateway",
     "BadRequest",
     "Conflict",
     "DataDirLocked",
@@ -156,6 +157,13 @@ class ValidationFailed(PressluftError):
 
     status = 422
     code = "validation_failed"
+
+
+class BadGateway(PressluftError):
+    """A server Pressluft manages did not answer as needed (a direct node query)."""
+
+    status = 502
+    code = "bad_gateway"
 
 
 class ServiceUnavailable(PressluftError):

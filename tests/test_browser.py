@@ -254,6 +254,8 @@ def test_nodes_page_adds_checks_and_decommissions_a_real_ssh_node(
             expect(page.locator("#node-action-result")).to_have_text("Check queued.")
             expect(row.locator("td").nth(4)).to_have_text("ready", timeout=30_000)
             expect(row.locator("td").nth(5)).to_contain_text("SHA256:")
+            page.click("#node-facts-load")
+            expect(page.locator("#node-facts dd[data-fact='CPUs']")).not_to_be_empty()
             page.screenshot(path=str(shots / "node-ready.png"), full_page=True)
             page.once("dialog", lambda dialog: dialog.accept("web-1"))
             page.click("#node-decommission")

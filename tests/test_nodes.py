@@ -279,3 +279,28 @@ async def test_nodes_are_listed_newest_first_with_filters_and_paging(
     assert (await client.get("/api/nodes", params={"status": "active"})).json()["items"] == []
     bad = await client.get("/api/nodes", params={"status": "happy"})
     assert bad.status_code == 400
+
+
+@pytest.mark.spec("NOD-18")
+async def test_facts_come_from_a_direct_query_of_the_node(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode
+) -> None:
+    closed = free_port()
+    unchecked = await _register(client, name="fresh", host="127.0.0.1", ssh_port=closed)
+    early = await client.get(f"/api/nodes/{unchecked['node_id']}/facts")
+    assert (early.status_code, early.json()["code"]) == (409, "node_not_ready")
+    node_id = await _authorized_node(client, runtime, ssh_node)
+    jobs_before = (await client.get("/api/jobs", params={"node_id": node_id})).json()["items"]
+    reply = await client.get(f"/api/nodes/{node_id}/facts")
+    assert reply.status_code == 200, reply.text
+    found = reply.json()
+    assert found["cpus"] >= 1 and found["memory_mb"] > 0 and found["disk_gb"] > 0
+    assert found["kernel"] and found["os"] != "unknown" and found["uptime_seconds"] > 0
+    assert set(found["services"]) >= {"nginx", "php8.2-fpm", "mariadb", "redis-server"}
+    assert all(state for state in found["services"].values())
+    jobs_after = (await client.get("/api/jobs", params={"node_id": node_id})).json()["items"]
+    assert len(jobs_after) == len(jobs_before)  # no job, no lock
+    ssh_node.stop()  # the node went away
+    gone = await client.get(f"/api/nodes/{node_id}/facts")
+    assert (gone.status_code, gone.json()["code"]) == (502, "node_unreachable")
+    assert gone.json()["details"]["reason"] == "node_unreachable"

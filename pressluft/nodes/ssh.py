@@ -17,11 +17,13 @@ import asyncssh
 __all__ = [
     "DEFAULT_DEADLINE_SECONDS",
     "AuthFailed",
+    "Facts",
     "HostKeyMismatch",
     "NodeAddress",
     "Probe",
     "SSHQueryError",
     "Unreachable",
+    "facts",
     "offered_fingerprint",
     "probe",
 ]
@@ -176,4 +178,93 @@ async def probe(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -
         host_key=server_key.export_public_key("openssh").decode().strip(),
         fingerprint=server_key.get_fingerprint("sha256"),
         reason_codes=reasons,
+    )
+
+
+#: The stack's services, as their init scripts / units are named on Debian.
+SERVICES = ("nginx", "php8.2-fpm", "mariadb", "redis-server", "fail2ban", "ssh")
+
+# Read from stdin by `sh -s` (no quoting through the SSH command line). Prints
+# key=value lines; service states come from systemd where it runs, else from the
+# init scripts (containers).
+_FACTS = r"""
+. /etc/os-release 2>/dev/null
+echo "os=${PRETTY_NAME:-unknown}"
+echo "kernel=$(uname -r)"
+echo "arch=$(uname -m)"
+echo "cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
+awk '/^MemTotal:/ {print "memory_kb=" $2}
+     /^MemAvailable:/ {print "memory_available_kb=" $2}' /proc/meminfo
+df -Pk / | awk 'NR == 2 {print "disk_kb=" $2; print "disk_available_kb=" $4}'
+echo "uptime=$(cut -d. -f1 /proc/uptime)"
+for s in SERVICES; do
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    state=$(systemctl is-active "$s" 2>/dev/null)
+    [ "$state" = inactive ] && ! systemctl cat "$s" >/dev/null 2>&1 && state=absent
+  elif [ -x "/etc/init.d/$s" ]; then
+    if "/etc/init.d/$s" status >/dev/null 2>&1; then state=active; else state=inactive; fi
+  else
+    state=absent
+  fi
+  echo "service.$s=$state"
+done
+""".replace("SERVICES", " ".join(SERVICES))
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a node is: OS, CPU, memory, disk, uptime and the stack's service states."""
+
+    os: str
+    kernel: str
+    arch: str
+    cpus: int
+    memory_mb: int
+    memory_available_mb: int
+    disk_gb: float
+    disk_available_gb: float
+    uptime_seconds: int
+    services: dict[str, str]
+
+
+def _int(values: dict[str, str], key: str) -> int:
+    try:
+        return int(values.get(key, "0"))
+    except ValueError:
+        return 0
+
+
+async def facts(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -> Facts:
+    """One direct query (pinned host key required, like every later connection)."""
+    if node.host_key is None:
+        raise HostKeyMismatch("the node's host key is not pinned yet: check the node first")
+    try:
+        async with asyncio.timeout(deadline):
+            async with asyncssh.connect(node.host, **_options(node)) as conn:
+                result = await conn.run("sh -s", input=_FACTS, check=False)
+    except TimeoutError as exc:
+        raise Unreachable(f"no answer within {deadline:.0f} s") from exc
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise HostKeyMismatch("the node's host key is not the pinned one") from exc
+    except asyncssh.PermissionDenied as exc:
+        raise AuthFailed(f"the node refused Pressluft's key for user {node.user}") from exc
+    except (OSError, asyncssh.Error) as exc:
+        raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+    values: dict[str, str] = {}
+    for line in str(result.stdout or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    services = {name: values.get(f"service.{name}", "unknown") for name in SERVICES}
+    return Facts(
+        os=values.get("os", "unknown"),
+        kernel=values.get("kernel", "unknown"),
+        arch=values.get("arch", "unknown"),
+        cpus=_int(values, "cpus"),
+        memory_mb=_int(values, "memory_kb") // 1024,
+        memory_available_mb=_int(values, "memory_available_kb") // 1024,
+        disk_gb=round(_int(values, "disk_kb") / 1024 / 1024, 1),
+        disk_available_gb=round(_int(values, "disk_available_kb") / 1024 / 1024, 1),
+        uptime_seconds=_int(values, "uptime"),
+        services=services,
     )

@@ -10,6 +10,7 @@ docker provider and provisioning come next (changes/nodes).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import sqlite3
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Literal
 import msgspec
 
 from pressluft.db import Database, WriteTx
-from pressluft.errors import BadRequest, Conflict, NotFound
+from pressluft.errors import BadGateway, BadRequest, Conflict, NotFound
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.events.types import (
@@ -46,16 +47,19 @@ from pressluft.nodes.ansible import (
 from pressluft.nodes.keys import KeyPair, authorize_command, generate_key_pair
 from pressluft.nodes.ssh import (
     AuthFailed,
+    Facts,
     HostKeyMismatch,
     NodeAddress,
     SSHQueryError,
     Unreachable,
+    facts,
     probe,
 )
 from pressluft.vault import Vault
 
 __all__ = [
     "NodeAccepted",
+    "NodeFacts",
     "NodePage",
     "NodeQuery",
     "NodeView",
@@ -66,6 +70,7 @@ __all__ = [
     "decommission_command",
     "get_node",
     "list_nodes",
+    "node_facts",
     "register_command",
     "register_node_jobs",
     "repin_command",
@@ -101,6 +106,31 @@ class NodeGone(Conflict):
 
 class ConfirmationRequired(BadRequest):
     code = "confirmation_required"
+
+
+class NodeNotReady(Conflict):
+    """The node cannot be queried or worked on yet (e.g. no pinned host key)."""
+
+    code = "node_not_ready"
+
+
+class NodeUnreachable(BadGateway):
+    code = "node_unreachable"
+
+
+class NodeFacts(msgspec.Struct, frozen=True, kw_only=True):
+    node_id: str
+    os: str
+    kernel: str
+    arch: str
+    cpus: int
+    memory_mb: int
+    memory_available_mb: int
+    disk_gb: float
+    disk_available_gb: float
+    uptime_seconds: int
+    services: dict[str, str]
+    collected_at: str
 
 
 # -- requests and views ---------------------------------------------------------------
@@ -423,6 +453,33 @@ def _address(conn: sqlite3.Connection, vault: Vault, node_id: str) -> NodeAddres
 def _expected_fingerprint(conn: sqlite3.Connection, node_id: str) -> str | None:
     row = conn.execute("SELECT host_key_expected FROM nodes WHERE id = ?", (node_id,)).fetchone()
     return None if row is None else row[0]
+
+
+async def node_facts(db: Database, vault: Vault, node_id: str, now: str) -> NodeFacts:
+    """A direct query (no job, no lock, 10 s deadline): what the node is now."""
+
+    def address(conn: sqlite3.Connection) -> NodeAddress | None:
+        _live_node(conn, node_id)
+        return _address(conn, vault, node_id)
+
+    found = await db.read(address)
+    if found is None or found.host_key is None:
+        raise NodeNotReady(
+            "the node's host key is not pinned yet",
+            details={"hint": f"check the node first: POST /api/nodes/{node_id}/check"},
+        )
+    try:
+        result: Facts = await facts(found)
+    except HostKeyMismatch as exc:
+        raise NodeNotReady(
+            str(exc),
+            details={"reason": "host_key_mismatch", "hint": "see the node's readiness"},
+        ) from exc
+    except SSHQueryError as exc:
+        raise NodeUnreachable(
+            f"the node did not answer: {exc}", details={"reason": exc.reason}
+        ) from exc
+    return NodeFacts(node_id=node_id, collected_at=now, **dataclasses.asdict(result))
 
 
 async def run_node_playbook(

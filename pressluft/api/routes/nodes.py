@@ -10,11 +10,13 @@ from litestar.params import Body, PathParameter, QueryParameter
 
 from pressluft.api.idempotency import replay_headers, run_write
 from pressluft.api.params import query_choice, query_int
+from pressluft.clock import format_ts
 from pressluft.runtime import Runtime
 from pressluft.services.context import Context
 from pressluft.services.nodes import (
     STATUSES,
     NodeAccepted,
+    NodeFacts,
     NodePage,
     NodeQuery,
     NodeView,
@@ -24,6 +26,7 @@ from pressluft.services.nodes import (
     decommission_command,
     get_node,
     list_nodes,
+    node_facts,
     register_command,
     repin_command,
 )
@@ -113,4 +116,10 @@ async def repin_node(
     return Response(done.value, status_code=202, headers=replay_headers(done))
 
 
-NODE_ROUTES = [nodes, register_node, node, decommission_node, check_node, repin_node]
+@get("/api/nodes/{node_id:str}/facts", operation_id="getNodeFacts", tags=["nodes"])
+async def facts_of_node(runtime: NamedDependency[Runtime], node_id: NodeIdParam) -> NodeFacts:
+    now = format_ts(runtime.clock.now())
+    return await node_facts(runtime.db, runtime.vault, node_id, now)
+
+
+NODE_ROUTES = [nodes, register_node, node, decommission_node, check_node, repin_node, facts_of_node]

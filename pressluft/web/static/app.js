@@ -492,7 +492,26 @@ function setupNodes() {
     guidance.replaceChildren();
     for (const g of n.readiness.guidance) guidance.appendChild(el("li", {}, g));
     document.getElementById("node-jobs").href = "/jobs?node_id=" + n.id;
+    document.getElementById("node-facts").hidden = true;
   }
+
+  document.getElementById("node-facts-load").addEventListener("click", async () => {
+    const box = document.getElementById("node-facts");
+    box.replaceChildren();
+    box.hidden = false;
+    const res = await api("GET", "/api/nodes/" + selected.id + "/facts");
+    if (!res.ok) { box.appendChild(el("dd", { class: "result-error" }, describeError(res.data))); return; }
+    const f = res.data;
+    const rows = [
+      ["OS", f.os + " (" + f.kernel + ", " + f.arch + ")"],
+      ["CPUs", String(f.cpus)],
+      ["Memory", f.memory_available_mb + " of " + f.memory_mb + " MB free"],
+      ["Disk", f.disk_available_gb + " of " + f.disk_gb + " GB free"],
+      ["Up", Math.round(f.uptime_seconds / 3600) + " h"],
+    ];
+    for (const [name, state] of Object.entries(f.services)) rows.push([name, state]);
+    for (const [k, v] of rows) { box.appendChild(el("dt", {}, k)); box.appendChild(el("dd", { "data-fact": k }, v)); }
+  });
 
   async function load(reset) {
     const params = new URLSearchParams({ limit: "50" });
