@@ -32,8 +32,8 @@ dev: $(STAMP) ## Run `pressluft dev` (dashboard on http://127.0.0.1:8080/)
 	$(BIN)/pressluft dev
 
 # Debian packages the tests need: the sqlite3 CLI (tamper tests), Chromium (browser tests),
-# OpenSSH's server (sshd test nodes), Docker's engine (a private dockerd for lab nodes) and
-# busybox-static (an offline test image).
+# OpenSSH's server (sshd test nodes), Docker's engine (a private dockerd for lab nodes),
+# busybox-static (an offline test image) and debootstrap (the node image).
 system-deps: ## Install the Debian packages the tests need (when missing and root)
 	@missing=""; \
 	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
@@ -41,6 +41,7 @@ system-deps: ## Install the Debian packages the tests need (when missing and roo
 	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
 	test -x /usr/sbin/dockerd || missing="$$missing docker.io"; \
 	test -x /bin/busybox || missing="$$missing busybox-static"; \
+	test -x /usr/sbin/debootstrap || missing="$$missing debootstrap"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

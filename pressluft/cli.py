@@ -30,6 +30,7 @@ from pressluft import __version__
 from pressluft.clock import SystemClock, format_ts
 from pressluft.config import SETTINGS, Config, ConfigError, Mode, resolve, settings_markdown
 from pressluft.logs import setup_logging
+from pressluft.nodes.images import ImageInputs, build_tarball, image_tag, import_tarball
 
 __all__ = ["main"]
 
@@ -461,6 +462,51 @@ def admin_reset_password(
         f"password changed for {email.strip().lower()}; {reset.sessions_ended} session(s) "
         f"ended, {reset.tokens_revoked} token(s) revoked"
     )
+
+
+@main.group("node-image")
+def node_image() -> None:
+    """The image of local lab nodes (the docker provider)."""
+
+
+@node_image.command("build")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get(
+        "PRESSLUFT_NODE_IMAGE_CACHE", str(Path.home() / ".cache" / "pressluft" / "node-images")
+    ),
+    show_default="~/.cache/pressluft/node-images or $PRESSLUFT_NODE_IMAGE_CACHE",
+    help="Where root filesystem tarballs and downloaded packages are kept.",
+)
+@click.option(
+    "--docker-host",
+    default=lambda: os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+    show_default="$DOCKER_HOST or the default socket",
+    help="The engine to import the image into.",
+)
+@click.option("--mirror", default=ImageInputs.mirror, show_default=True)
+@click.option("--security-mirror", default=ImageInputs.security_mirror, show_default=True)
+@click.option("--epoch", default=ImageInputs.epoch, show_default=True, help="Bump to rebuild.")
+def node_image_build(
+    cache_dir: Path, docker_host: str, mirror: str, security_mirror: str, epoch: str
+) -> None:
+    """Build the node image offline (debootstrap, the whole stack baked in) and import it.
+
+    The image is tagged by a hash of its inputs and built only when they change;
+    prints the tag.
+    """
+    inputs = ImageInputs(mirror=mirror, security_mirror=security_mirror, epoch=epoch)
+    tag = image_tag(inputs)
+    try:
+        tarball = build_tarball(inputs, cache_dir, lambda line: click.echo(line, err=True))
+        imported = import_tarball(docker_host, tarball, tag)
+    except (PermissionError, FileNotFoundError) as exc:
+        _fail(str(exc), EXIT_CANNOT_RUN)
+    except RuntimeError as exc:
+        _fail(str(exc), EXIT_PROBLEM)
+    click.echo(("imported " if imported else "present ") + tag, err=True)
+    click.echo(tag)
 
 
 @main.command()
