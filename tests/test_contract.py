@@ -105,6 +105,8 @@ async def test_every_operation_answers_as_the_contract_says(
         # Needs a real node: tests/test_nodes.py (NOD-18) answers it from a real sshd
         # through a client that validates against the contract the same way.
         - {("GET", "/api/nodes/{node_id}/facts")}
+        # Needs a ready node too: tests/test_node_image.py (NOD-21) provisions one.
+        - {("POST", "/api/nodes/{node_id}/provision")}
     )
     assert not missing, f"operations never answered successfully: {sorted(missing)}"
 

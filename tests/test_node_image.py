@@ -24,7 +24,7 @@ from pressluft.nodes.docker import DockerLab, Limits
 from pressluft.nodes.images import ImageInputs, image_tag
 from pressluft.runtime import Runtime
 from tests.support.dockerd import PrivateDockerd
-from tests.support.jobs import until_ended
+from tests.support.jobs import log_lines, until_ended
 
 CACHE = Path(
     os.environ.get("PRESSLUFT_NODE_IMAGE_CACHE", Path.home() / ".cache/pressluft/node-images")
@@ -94,7 +94,14 @@ def test_the_image_is_named_by_its_inputs_and_built_once(
     assert "cached" in again.stderr and "present " + tag in again.stderr
 
 
-@pytest.mark.spec("NOD-20")
+def _empty_reply(port: int, host: str) -> bool:
+    """True when the server closes the connection without any HTTP response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        return sock.recv(1024) == b""
+
+
+@pytest.mark.spec("NOD-20", "NOD-21")
 async def test_a_lab_node_from_the_image_is_checked_and_queried_like_any_server(
     image_engine: tuple[PrivateDockerd, str], client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -124,6 +131,25 @@ async def test_a_lab_node_from_the_image_is_checked_and_queried_like_any_server(
         assert "Debian" in facts["os"]
         for service in ("nginx", "php8.2-fpm", "mariadb", "redis-server", "ssh"):
             assert facts["services"][service] == "active", facts["services"]
+
+        # NOD-21: provisioning with the real playbook; a second run changes nothing.
+        node_url = f"/api/nodes/{registered['node_id']}"
+        for run in (1, 2):
+            queued = await client.post(f"{node_url}/provision")
+            assert queued.status_code == 202, queued.text
+            job_id = queued.json()["job_id"]
+            view = await until_ended(runtime, job_id, within=600)
+            log = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
+            assert view.status == "succeeded", log[-4000:]
+            node = (await client.get(node_url)).json()
+            assert node["status"] == "active" and node["profile_revision"].startswith("sha256:")
+            if run == 2:
+                assert "changed=0" in log and "provisioned: profile" in log, log[-3000:]
+        # nginx's default server answers an unknown host with 444: the connection
+        # is closed without a response (curl's "empty reply").
+        assert await asyncio.to_thread(_empty_reply, ports.http, "unknown.example")
+        facts = (await client.get(f"{node_url}/facts")).json()
+        assert facts["services"]["nginx"] == "active"  # the empty reply is nginx's 444
     finally:
         lab.destroy(node_id)
         lab.close()

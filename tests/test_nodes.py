@@ -304,3 +304,16 @@ async def test_facts_come_from_a_direct_query_of_the_node(
     gone = await client.get(f"/api/nodes/{node_id}/facts")
     assert (gone.status_code, gone.json()["code"]) == (502, "node_unreachable")
     assert gone.json()["details"]["reason"] == "node_unreachable"
+
+
+@pytest.mark.spec("NOD-21")
+async def test_a_node_that_is_not_ready_is_not_provisioned(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    accepted = await _register(client, name="raw", host="127.0.0.1", ssh_port=free_port())
+    before = (await client.get("/api/jobs", params={"node_id": accepted["node_id"]})).json()
+    refused = await client.post(f"/api/nodes/{accepted['node_id']}/provision")
+    assert (refused.status_code, refused.json()["code"]) == (409, "node_not_ready")
+    after = (await client.get("/api/jobs", params={"node_id": accepted["node_id"]})).json()
+    assert len(after["items"]) == len(before["items"])  # nothing queued
+    assert (await _node(client, accepted["node_id"]))["status"] == "pending"

@@ -15,7 +15,7 @@ import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -28,11 +28,14 @@ from pressluft.events.types import (
     NodeDecommissioned,
     NodeHostKeyPinned,
     NodeHostKeyUnpinned,
+    NodeProvisioned,
+    NodeProvisionFailed,
+    NodeProvisioningStarted,
     NodeRegistered,
 )
 from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.context import JobCancelledError, JobContext
-from pressluft.jobs.failures import JobFailure
+from pressluft.jobs.failures import JobFailure, retryable
 from pressluft.jobs.process import RUN_MARKER, kill_marked
 from pressluft.jobs.queue import JobSpec, enqueue, require_lease
 from pressluft.jobs.registry import JobRegistry, JobType
@@ -71,6 +74,7 @@ __all__ = [
     "get_node",
     "list_nodes",
     "node_facts",
+    "provision_command",
     "register_command",
     "register_node_jobs",
     "repin_command",
@@ -417,6 +421,32 @@ def repin_command(
     return command
 
 
+#: The playbook of `node_provision` (the only one it may run).
+PROVISION_PLAYBOOK = "node-provision.yml"
+PROVISION_TIMEOUT_SECONDS = 1800
+
+
+def provision_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]:
+    """Queue `node_provision` (idempotent: a re-run converges, changing nothing)."""
+
+    def command(tx: WriteTx) -> NodeAccepted:
+        _live_node(tx.conn, node_id)
+        ready, host_key = tx.conn.execute(
+            "SELECT ready, host_key FROM nodes WHERE id = ?", (node_id,)
+        ).fetchone()
+        if not ready or host_key is None:
+            raise NodeNotReady(
+                "the node is not ready to be provisioned",
+                details={"hint": "see its readiness; authorize the key and check it first"},
+            )
+        spec = JobSpec(
+            job_type="node_provision", node_id=node_id, timeout_seconds=PROVISION_TIMEOUT_SECONDS
+        )
+        return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
+
+    return command
+
+
 def decommission_command(
     node_id: str, confirm: str | None, meta: Meta
 ) -> Callable[[WriteTx], NodeAccepted]:
@@ -648,4 +678,50 @@ def register_node_jobs(registry: JobRegistry, db: Database, vault: Callable[[], 
             ctx.log("already decommissioned")
 
     registry.register(JobType("node_check", node_check, timeout_seconds=CHECK_TIMEOUT_SECONDS))
+
+    async def node_provision(ctx: JobContext) -> None:
+        node_id = ctx.claim.node_id
+        assert node_id is not None
+        claim = ctx.claim
+        meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
+        stream = f"node:{node_id}"
+
+        def record(event: NodeProvisioningStarted | NodeProvisioned | NodeProvisionFailed) -> Any:
+            def command(tx: WriteTx) -> None:
+                require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
+                append(tx, stream, None, [event], meta)
+
+            return db.write(command)
+
+        await record(NodeProvisioningStarted(node_id=node_id, job_id=claim.job_id))
+        try:
+            summary, revision = await run_node_playbook(
+                ctx, db, vault(), PROVISION_PLAYBOOK, allowlist=frozenset({PROVISION_PLAYBOOK})
+            )
+        except JobFailure as failure:
+            if not retryable(failure.code) or claim.attempt >= claim.max_attempts:
+                await record(
+                    NodeProvisionFailed(
+                        node_id=node_id, job_id=claim.job_id, error_code=failure.code
+                    )
+                )
+            raise
+        await record(
+            NodeProvisioned(
+                node_id=node_id,
+                job_id=claim.job_id,
+                profile_revision=revision,
+                changed=summary.changed,
+            )
+        )
+        ctx.log(f"provisioned: profile {revision}, {summary.changed} change(s)", "system")
+
     registry.register(JobType("node_decommission", node_decommission, timeout_seconds=600))
+    registry.register(
+        JobType(
+            "node_provision",
+            node_provision,
+            timeout_seconds=PROVISION_TIMEOUT_SECONDS,
+            timeout_code="ANSIBLE_TIMEOUT",
+        )
+    )

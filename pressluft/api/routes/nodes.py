@@ -27,6 +27,7 @@ from pressluft.services.nodes import (
     get_node,
     list_nodes,
     node_facts,
+    provision_command,
     register_command,
     repin_command,
 )
@@ -116,10 +117,36 @@ async def repin_node(
     return Response(done.value, status_code=202, headers=replay_headers(done))
 
 
+@post(
+    "/api/nodes/{node_id:str}/provision",
+    operation_id="provisionNode",
+    status_code=202,
+    tags=["nodes"],
+)
+async def provision_node(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    node_id: NodeIdParam,
+) -> Response[NodeAccepted]:
+    command = provision_command(node_id, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
+    return Response(done.value, status_code=202, headers=replay_headers(done))
+
+
 @get("/api/nodes/{node_id:str}/facts", operation_id="getNodeFacts", tags=["nodes"])
 async def facts_of_node(runtime: NamedDependency[Runtime], node_id: NodeIdParam) -> NodeFacts:
     now = format_ts(runtime.clock.now())
     return await node_facts(runtime.db, runtime.vault, node_id, now)
 
 
-NODE_ROUTES = [nodes, register_node, node, decommission_node, check_node, repin_node, facts_of_node]
+NODE_ROUTES = [
+    nodes,
+    register_node,
+    node,
+    decommission_node,
+    check_node,
+    repin_node,
+    provision_node,
+    facts_of_node,
+]

@@ -19,6 +19,9 @@ from pressluft.events.types import (
     NodeDecommissioned,
     NodeHostKeyPinned,
     NodeHostKeyUnpinned,
+    NodeProvisioned,
+    NodeProvisionFailed,
+    NodeProvisioningStarted,
     NodeRegistered,
 )
 
@@ -95,6 +98,33 @@ def _checked(conn: sqlite3.Connection, e: NodeChecked, env: Envelope) -> None:
     _one(cursor, f"check of {e.node_id}")
 
 
+def _provisioning(conn: sqlite3.Connection, e: NodeProvisioningStarted, env: Envelope) -> None:
+    cursor = conn.execute(
+        f"UPDATE nodes SET status = 'provisioning', updated_at = ?, state_version = ?"
+        f" WHERE id = ? AND {_LIVE}",
+        (env.recorded_at, env.stream_version, e.node_id),
+    )
+    _one(cursor, f"provisioning of {e.node_id}")
+
+
+def _provisioned(conn: sqlite3.Connection, e: NodeProvisioned, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE nodes SET status = 'active', profile_revision = ?, updated_at = ?,"
+        " state_version = ? WHERE id = ? AND status = 'provisioning'",
+        (e.profile_revision, env.recorded_at, env.stream_version, e.node_id),
+    )
+    _one(cursor, f"provisioned {e.node_id}")
+
+
+def _provision_failed(conn: sqlite3.Connection, e: NodeProvisionFailed, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE nodes SET status = 'failed', updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'provisioning'",
+        (env.recorded_at, env.stream_version, e.node_id),
+    )
+    _one(cursor, f"failed provisioning of {e.node_id}")
+
+
 def _decommissioned(conn: sqlite3.Connection, e: NodeDecommissioned, env: Envelope) -> None:
     cursor = conn.execute(
         "UPDATE nodes SET status = 'decommissioned', key_secret_id = NULL, ready = 0,"
@@ -113,6 +143,9 @@ NODES_PROJECTOR = Projector(
         NodeHostKeyPinned: _pinned,
         NodeHostKeyUnpinned: _unpinned,
         NodeChecked: _checked,
+        NodeProvisioningStarted: _provisioning,
+        NodeProvisioned: _provisioned,
+        NodeProvisionFailed: _provision_failed,
         NodeDecommissioned: _decommissioned,
     },
 )

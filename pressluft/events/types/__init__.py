@@ -34,6 +34,9 @@ from pressluft.events.types.nodes import (
     NodeDecommissioned,
     NodeHostKeyPinned,
     NodeHostKeyUnpinned,
+    NodeProvisioned,
+    NodeProvisionFailed,
+    NodeProvisioningStarted,
     NodeRegistered,
 )
 from pressluft.events.types.settings import SettingsChanged
@@ -55,6 +58,9 @@ __all__ = [
     "NodeDecommissioned",
     "NodeHostKeyPinned",
     "NodeHostKeyUnpinned",
+    "NodeProvisionFailed",
+    "NodeProvisioned",
+    "NodeProvisioningStarted",
     "NodeRegistered",
     "SessionExpired",
     "SessionRevoked",
@@ -90,6 +96,9 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     NodeHostKeyPinned,
     NodeHostKeyUnpinned,
     NodeChecked,
+    NodeProvisioningStarted,
+    NodeProvisioned,
+    NodeProvisionFailed,
     NodeDecommissioned,
 )
 

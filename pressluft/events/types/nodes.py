@@ -12,6 +12,9 @@ __all__ = [
     "NodeDecommissioned",
     "NodeHostKeyPinned",
     "NodeHostKeyUnpinned",
+    "NodeProvisionFailed",
+    "NodeProvisioned",
+    "NodeProvisioningStarted",
     "NodeRegistered",
 ]
 
@@ -54,6 +57,30 @@ class NodeChecked(Event, frozen=True, tag="node.checked"):
     reason_codes: list[str] = []
     #: The fingerprint of a host key that was refused (not the pinned or expected one).
     offered_fingerprint: str | None = None
+
+
+class NodeProvisioningStarted(Event, frozen=True, tag="node.provisioning_started"):
+    """A `node_provision` attempt began (status → provisioning)."""
+
+    node_id: str
+    job_id: str
+
+
+class NodeProvisioned(Event, frozen=True, tag="node.provisioned"):
+    """The playbook succeeded: the node runs this profile revision (status → active)."""
+
+    node_id: str
+    job_id: str
+    profile_revision: str
+    changed: int
+
+
+class NodeProvisionFailed(Event, frozen=True, tag="node.provision_failed"):
+    """Provisioning failed for good (no attempt left, or not retryable): status → failed."""
+
+    node_id: str
+    job_id: str
+    error_code: str
 
 
 class NodeDecommissioned(Event, frozen=True, tag="node.decommissioned"):
