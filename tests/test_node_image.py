@@ -24,7 +24,7 @@ from pressluft.nodes.docker import DockerLab, Limits
 from pressluft.nodes.images import ImageInputs, image_tag
 from pressluft.runtime import Runtime
 from tests.support.dockerd import PrivateDockerd
-from tests.support.jobs import log_lines, until_ended
+from tests.support.jobs import log_lines, until, until_ended
 
 CACHE = Path(
     os.environ.get("PRESSLUFT_NODE_IMAGE_CACHE", Path.home() / ".cache/pressluft/node-images")
@@ -145,6 +145,21 @@ async def test_a_lab_node_from_the_image_is_checked_and_queried_like_any_server(
             assert node["status"] == "active" and node["profile_revision"].startswith("sha256:")
             if run == 2:
                 assert "changed=0" in log and "provisioned: profile" in log, log[-3000:]
+        # A cancelled provisioning leaves the node `failed` (its state is unknown)
+        # until it is provisioned again.
+        queued = await client.post(f"{node_url}/provision")
+        job_id = queued.json()["job_id"]
+
+        async def playbook_running() -> bool:
+            lines = await log_lines(runtime, job_id)
+            return any(t.startswith("running node-provision.yml") for _, _, t in lines)
+
+        await until(playbook_running, within=120)
+        assert (await client.post(f"/api/jobs/{job_id}/cancel")).json()["status"] == "cancelled"
+        assert (await client.get(node_url)).json()["status"] == "failed"
+        again = (await client.post(f"{node_url}/provision")).json()
+        assert (await until_ended(runtime, again["job_id"], within=600)).status == "succeeded"
+        assert (await client.get(node_url)).json()["status"] == "active"
         # nginx's default server answers an unknown host with 444: the connection
         # is closed without a response (curl's "empty reply").
         assert await asyncio.to_thread(_empty_reply, ports.http, "unknown.example")

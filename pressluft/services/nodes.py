@@ -706,6 +706,12 @@ def register_node_jobs(registry: JobRegistry, db: Database, vault: Callable[[], 
                     )
                 )
             raise
+        except JobCancelledError:
+            # Stopped half-way: the node's state is unknown until provisioned again.
+            await record(
+                NodeProvisionFailed(node_id=node_id, job_id=claim.job_id, error_code="CANCELLED")
+            )
+            raise
         await record(
             NodeProvisioned(
                 node_id=node_id,
