@@ -213,7 +213,14 @@ async def test_timeout_and_cancel_stop_the_run_and_leave_no_process(
 
     # Cancel: the running playbook is stopped within the cancel window.
     job_id = await _enqueue(runtime, node_id, "slow.yml", nap=second)
-    await until(lambda: napping(second), within=60)
+    try:
+        await until(lambda: napping(second), within=120)
+    except AssertionError:
+        view = await job(runtime, job_id)
+        lines = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
+        raise AssertionError(
+            f"the playbook never reached its sleep: {view.status}\n{lines}"
+        ) from None
     reply = await client.post(f"/api/jobs/{job_id}/cancel")
     assert reply.json()["status"] == "cancelled"
     assert not _processes_with(ours)

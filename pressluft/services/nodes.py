@@ -10,6 +10,7 @@ docker provider and provisioning come next (changes/nodes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 import sqlite3
@@ -711,6 +712,17 @@ def register_node_jobs(registry: JobRegistry, db: Database, vault: Callable[[], 
             await record(
                 NodeProvisionFailed(node_id=node_id, job_id=claim.job_id, error_code="CANCELLED")
             )
+            raise
+        except asyncio.CancelledError:
+            # The pool stopped the handler: after the cancel grace, on a cancelled
+            # job (record it, the lease is still ours) — or a timeout or shutdown,
+            # after which the attempt is retried and the node stays provisioning.
+            if ctx.cancelled.is_set():
+                failed = NodeProvisionFailed(
+                    node_id=node_id, job_id=claim.job_id, error_code="CANCELLED"
+                )
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(record(failed))
             raise
         await record(
             NodeProvisioned(
