@@ -141,15 +141,18 @@ async def offered_fingerprint(node: NodeAddress, deadline: float = 5.0) -> str |
     return None if key is None else str(key.get_fingerprint("sha256"))
 
 
-async def probe(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -> Probe:
-    """Connect, verify (or learn) the host key, and check readiness."""
+async def _query(
+    node: NodeAddress, command: str, stdin: str | None, deadline: float
+) -> tuple[asyncssh.SSHKey, str]:
+    """One connection, one command: the server's host key and the command's stdout.
+    Every failure becomes the typed error its readiness reason names."""
     try:
         async with asyncio.timeout(deadline):
             async with asyncssh.connect(node.host, **_options(node)) as conn:
                 server_key = conn.get_server_host_key()
                 if server_key is None:  # pragma: no cover - asyncssh always has one here
                     raise Unreachable("the node presented no host key")
-                result = await conn.run(_READINESS, check=False)
+                result = await conn.run(command, input=stdin, check=False)
     except TimeoutError as exc:
         raise Unreachable(f"no answer within {deadline:.0f} s") from exc
     except asyncssh.HostKeyNotVerifiable as exc:
@@ -168,7 +171,13 @@ async def probe(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -
         raise AuthFailed(f"the node refused Pressluft's key for user {node.user}") from exc
     except (OSError, asyncssh.Error) as exc:
         raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
-    lines = str(result.stdout or "").split()
+    return server_key, str(result.stdout or "")
+
+
+async def probe(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -> Probe:
+    """Connect, verify (or learn) the host key, and check readiness."""
+    server_key, stdout = await _query(node, _READINESS, None, deadline)
+    lines = stdout.split()
     reasons = []
     if "sudo=yes" not in lines:
         reasons.append("sudo_unavailable")
@@ -238,20 +247,9 @@ async def facts(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -
     """One direct query (pinned host key required, like every later connection)."""
     if node.host_key is None:
         raise HostKeyMismatch("the node's host key is not pinned yet: check the node first")
-    try:
-        async with asyncio.timeout(deadline):
-            async with asyncssh.connect(node.host, **_options(node)) as conn:
-                result = await conn.run("sh -s", input=_FACTS, check=False)
-    except TimeoutError as exc:
-        raise Unreachable(f"no answer within {deadline:.0f} s") from exc
-    except asyncssh.HostKeyNotVerifiable as exc:
-        raise HostKeyMismatch("the node's host key is not the pinned one") from exc
-    except asyncssh.PermissionDenied as exc:
-        raise AuthFailed(f"the node refused Pressluft's key for user {node.user}") from exc
-    except (OSError, asyncssh.Error) as exc:
-        raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+    _, stdout = await _query(node, "sh -s", _FACTS, deadline)
     values: dict[str, str] = {}
-    for line in str(result.stdout or "").splitlines():
+    for line in stdout.splitlines():
         key, sep, value = line.partition("=")
         if sep:
             values[key.strip()] = value.strip()

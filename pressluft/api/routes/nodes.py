@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post
@@ -11,6 +12,7 @@ from litestar.params import Body, PathParameter, QueryParameter
 from pressluft.api.idempotency import replay_headers, run_write
 from pressluft.api.params import query_choice, query_int
 from pressluft.clock import format_ts
+from pressluft.db import WriteTx
 from pressluft.runtime import Runtime
 from pressluft.services.context import Context
 from pressluft.services.nodes import (
@@ -38,6 +40,17 @@ NodeIdParam = Annotated[str, PathParameter(name="node_id", max_length=64)]
 Raw = Annotated[str | None, QueryParameter(max_length=20)]
 
 
+async def _accepted(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    ctx: Context,
+    command: Callable[[WriteTx], NodeAccepted],
+) -> Response[NodeAccepted]:
+    """Run a node mutation (it enqueues its job) under Idempotency-Key: 202 {job_id, node_id}."""
+    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
+    return Response(done.value, status_code=202, headers=replay_headers(done))
+
+
 @get("/api/nodes", operation_id="listNodes", tags=["nodes"])
 async def nodes(
     runtime: NamedDependency[Runtime],
@@ -63,8 +76,7 @@ async def register_node(
     data: Annotated[RegisterNodeRequest, Body()],
 ) -> Response[NodeAccepted]:
     command = register_command(data, runtime.vault, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    return await _accepted(request, runtime, ctx, command)
 
 
 @get("/api/nodes/{node_id:str}", operation_id="getNode", tags=["nodes"])
@@ -83,8 +95,7 @@ async def decommission_node(
     confirm: Annotated[str | None, QueryParameter(max_length=63)] = None,
 ) -> Response[NodeAccepted]:
     command = decommission_command(node_id, confirm, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    return await _accepted(request, runtime, ctx, command)
 
 
 @post("/api/nodes/{node_id:str}/check", operation_id="checkNode", status_code=202, tags=["nodes"])
@@ -95,8 +106,7 @@ async def check_node(
     node_id: NodeIdParam,
 ) -> Response[NodeAccepted]:
     command = check_command(node_id, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    return await _accepted(request, runtime, ctx, command)
 
 
 @post(
@@ -113,8 +123,7 @@ async def repin_node(
     data: Annotated[RepinRequest | None, Body()] = None,
 ) -> Response[NodeAccepted]:
     command = repin_command(node_id, data, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    return await _accepted(request, runtime, ctx, command)
 
 
 @post(
@@ -130,8 +139,7 @@ async def provision_node(
     node_id: NodeIdParam,
 ) -> Response[NodeAccepted]:
     command = provision_command(node_id, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    return await _accepted(request, runtime, ctx, command)
 
 
 @get("/api/nodes/{node_id:str}/facts", operation_id="getNodeFacts", tags=["nodes"])
