@@ -72,6 +72,20 @@ def _host_list(raw: str) -> tuple[str, ...]:
     return hosts
 
 
+def _docker_host(raw: str) -> str:
+    value = raw.strip()
+    if value in ("", "auto") or value.startswith(("unix://", "tcp://", "ssh://")):
+        return value
+    raise ConfigError(f"expected auto, empty, or a unix://, tcp:// or ssh:// URL, got {raw!r}")
+
+
+def _image(raw: str) -> str:
+    value = raw.strip()
+    if value and not all(c.isalnum() or c in "._-:/@" for c in value):
+        raise ConfigError(f"not an image reference: {raw!r}")
+    return value
+
+
 def _text(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -262,6 +276,24 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="SECONDS",
     ),
     Setting(
+        "docker_host",
+        "",
+        "Docker engine for `docker` lab nodes (e.g. `unix:///var/run/docker.sock`). "
+        "`auto`: `DOCKER_HOST`, else the default socket when present; empty: no "
+        "docker provider (registering a docker node is refused).",
+        _docker_host,
+        dev_default="auto",
+        metavar="URL",
+    ),
+    Setting(
+        "node_image",
+        "",
+        "Image of `docker` lab nodes; empty: the one `pressluft node-image build` "
+        "makes for this version.",
+        _image,
+        metavar="IMAGE",
+    ),
+    Setting(
         "max_body_bytes",
         "1048576",
         "Largest request body accepted (bytes).",
@@ -297,6 +329,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl_seconds: int
     sse_keepalive_seconds: int
     shutdown_timeout_seconds: int
+    docker_host: str
+    node_image: str
     max_body_bytes: int
 
     @property

@@ -34,6 +34,7 @@ from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
 from pressluft.services.background import Service, Supervisor
 from pressluft.services.housekeeping import register_housekeeping
+from pressluft.services.machines import DeathWatcher, configured_providers, register_machine_jobs
 from pressluft.services.nodes import register_node_jobs
 from pressluft.services.passwords import PasswordHasher
 from pressluft.services.sessions import LoginLimits, expire_sessions
@@ -86,7 +87,11 @@ class Runtime:
         register_diagnostics(self.jobs)
         self.scheduler = Scheduler(self.db, self.clock)
         register_housekeeping(self.jobs, self.scheduler, self.db, config.job_log_retention_days)
-        register_node_jobs(self.jobs, self.db, lambda: self.vault)
+        self.providers = configured_providers(config.docker_host, config.node_image)
+        register_node_jobs(self.jobs, self.db, lambda: self.vault, self.providers)
+        register_machine_jobs(
+            self.jobs, self.scheduler, self.db, lambda: self.vault, self.providers
+        )
         self.workers = WorkerPool(
             self.db,
             self.clock,
@@ -154,6 +159,9 @@ class Runtime:
         self.supervisor.start(Service("session-sweeper", self._session_sweeper))
         self.supervisor.start(Service("workers", self.workers.run))
         self.supervisor.start(Service("scheduler", self.scheduler.run))
+        if self.providers.docker is not None:
+            watcher = DeathWatcher(self.db, self.clock, self.providers.docker)
+            self.supervisor.start(watcher.service())
         self.started_at = self.clock.monotonic()
 
     async def stop(self) -> None:
@@ -170,6 +178,7 @@ class Runtime:
             await self.supervisor.stop(grace=self.config.shutdown_timeout_seconds)
         finally:
             self.hasher.close()
+            self.providers.close()
             try:
                 await self.db.close()
             finally:

@@ -1,26 +1,25 @@
 """The offline node image, end to end: `pressluft node-image build` (debootstrap, the
 stack baked in, cached by a hash of its inputs) into a private dockerd; a lab node
-from it comes up with its services, and Pressluft registers, checks and queries it
-like any server."""
+registered through the API (`provider: docker`) comes up from it with its
+services, is checked, queried and provisioned like any server, and lives through
+a kill, a start, a stop and its decommissioning."""
 
 from __future__ import annotations
 
 import asyncio
-import io
+import json
 import os
 import socket
 import subprocess
 import sys
-import tarfile
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pressluft.nodes.docker import DockerLab, Limits
+from pressluft.config import Config, resolve
+from pressluft.nodes.docker import LABEL_NODE, DockerLab
 from pressluft.nodes.images import ImageInputs, image_tag
 from pressluft.runtime import Runtime
 from tests.support.dockerd import PrivateDockerd
@@ -53,35 +52,6 @@ def image_engine() -> Iterator[tuple[PrivateDockerd, str]]:
         dockerd.stop()
 
 
-def _authorize(lab: DockerLab, container_id: str, public_key: str) -> None:
-    """What the operator's authorize command does, through the engine."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        ssh_dir = tarfile.TarInfo(".ssh")
-        ssh_dir.type, ssh_dir.mode = tarfile.DIRTYPE, 0o700
-        tar.addfile(ssh_dir)
-        data = (public_key + "\n").encode()
-        keys = tarfile.TarInfo(".ssh/authorized_keys")
-        keys.size, keys.mode = len(data), 0o600
-        tar.addfile(keys, io.BytesIO(data))
-    assert lab.client.api.put_archive(container_id, "/root", buffer.getvalue())
-
-
-def _wait_for_ssh(port: int, within: float = 90.0) -> None:
-    """Until the node's sshd sends its banner (a readiness condition, not a timing claim)."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-                if sock.recv(4).startswith(b"SSH-"):
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no sshd banner on port {port}")
-        time.sleep(0.2)
-
-
 @pytest.mark.spec("NOD-19")
 def test_the_image_is_named_by_its_inputs_and_built_once(
     image_engine: tuple[PrivateDockerd, str],
@@ -101,39 +71,68 @@ def _empty_reply(port: int, host: str) -> bool:
         return sock.recv(1024) == b""
 
 
-@pytest.mark.spec("NOD-20", "NOD-21")
-async def test_a_lab_node_from_the_image_is_checked_and_queried_like_any_server(
+@pytest.fixture
+def config(data_dir: Path, image_engine: tuple[PrivateDockerd, str]) -> Config:
+    """This module's runtimes run lab nodes on the private dockerd, from the image."""
+    dockerd, tag = image_engine
+    overrides = {
+        "data_dir": str(data_dir),
+        "cpu_affinity": "off",
+        "docker_host": dockerd.url,
+        "node_image": tag,
+    }
+    return resolve("serve", overrides, environ={})[0]
+
+
+async def _events(runtime: Runtime, node_id: str, kind: str) -> list[dict[str, object]]:
+    rows = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT data FROM events WHERE stream = ? AND type = ? ORDER BY seq",
+            (f"node:{node_id}", kind),
+        ).fetchall()
+    )
+    return [json.loads(r[0]) for r in rows]
+
+
+@pytest.mark.spec("NOD-20", "NOD-21", "NOD-22", "NOD-24")
+async def test_a_lab_node_from_the_image_lives_through_the_api(
     image_engine: tuple[PrivateDockerd, str], client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     dockerd, tag = image_engine
     lab = DockerLab(dockerd.url)
-    node_id = str(uuid.uuid4())
     try:
-        container_id = lab.create(
-            node_id, "lab-web", tag, Limits(memory_mb=1024, cpus=1, pids=1024)
-        )
-        ports = lab.published(node_id)
+        # NOD-22: a lab node through the API: container, key authorized, checked.
         reply = await client.post(
             "/api/nodes",
-            json={"provider": "ssh", "name": "lab-web", "host": "127.0.0.1", "ssh_port": ports.ssh},
-        )
+            json={"provider": "docker", "name": "lab-web", "memory_mb": 1024, "cpus": 1,
+                  "pids": 1024},
+        )  # fmt: skip
         assert reply.status_code == 202, reply.text
         registered = reply.json()
-        node = (await client.get(f"/api/nodes/{registered['node_id']}")).json()
-        _authorize(lab, container_id, node["public_key"])
-        await asyncio.to_thread(_wait_for_ssh, ports.ssh)  # node-init starts sshd last
-        checked = (await client.post(f"/api/nodes/{registered['node_id']}/check")).json()
-        view = await until_ended(runtime, checked["job_id"], within=60)
-        assert view.status == "succeeded", view.error_message
-        node = (await client.get(f"/api/nodes/{registered['node_id']}")).json()
-        assert node["readiness"]["is_ready"] is True
-        facts = (await client.get(f"/api/nodes/{registered['node_id']}/facts")).json()
+        node_id = registered["node_id"]
+        node_url = f"/api/nodes/{node_id}"
+        view = await until_ended(runtime, registered["job_id"], within=300)
+        log = "\n".join(t for _, _, t in await log_lines(runtime, registered["job_id"]))
+        assert view.status == "succeeded", log[-3000:]
+        node = (await client.get(node_url)).json()
+        assert node["readiness"]["is_ready"] is True and node["host_key_fingerprint"]
+        assert node["resources"] == {"memory_mb": 1024, "cpus": 1.0, "pids": 1024}
+        assert node["container"]["state"] == "running"
+        ports = lab.published(node_id)
+        assert node["ports"] == {"ssh": ports.ssh, "http": ports.http, "https": ports.https}
+        assert node["ssh_port"] == ports.ssh and node["host"] == "127.0.0.1"
+        inspected = lab.client.api.inspect_container(node["container"]["id"])
+        assert inspected["Config"]["Labels"][LABEL_NODE] == node_id
+        assert inspected["Config"]["Image"] == tag
+        assert inspected["HostConfig"]["Memory"] == 1024 * 2**20
+
+        # NOD-20: a server like any other — its facts over SSH.
+        facts = (await client.get(f"{node_url}/facts")).json()
         assert "Debian" in facts["os"]
         for service in ("nginx", "php8.2-fpm", "mariadb", "redis-server", "ssh"):
             assert facts["services"][service] == "active", facts["services"]
 
         # NOD-21: provisioning with the real playbook; a second run changes nothing.
-        node_url = f"/api/nodes/{registered['node_id']}"
         for run in (1, 2):
             queued = await client.post(f"{node_url}/provision")
             assert queued.status_code == 202, queued.text
@@ -165,6 +164,40 @@ async def test_a_lab_node_from_the_image_is_checked_and_queried_like_any_server(
         assert await asyncio.to_thread(_empty_reply, ports.http, "unknown.example")
         facts = (await client.get(f"{node_url}/facts")).json()
         assert facts["services"]["nginx"] == "active"  # the empty reply is nginx's 444
+
+        # NOD-24: `docker kill` → node.container_died (137); the node is unreachable.
+        lab.client.api.kill(node["container"]["id"])
+
+        async def died() -> bool:
+            return bool(await _events(runtime, node_id, "node.container_died"))
+
+        await until(died, within=60)
+        assert [e["exit_code"] for e in await _events(runtime, node_id, "node.container_died")] == [
+            137
+        ]
+        node = (await client.get(node_url)).json()
+        assert node["status"] == "unreachable" and node["container"]["exit_code"] == 137
+        assert node["readiness"]["reason_codes"] == ["container_stopped"]
+        # Started again: new ports recorded, checked, active.
+        started = (await client.post(f"{node_url}/start")).json()
+        view = await until_ended(runtime, started["job_id"], within=300)
+        assert view.status == "succeeded", view.error_message
+        ports = lab.published(node_id)
+        node = (await client.get(node_url)).json()
+        assert node["ports"] == {"ssh": ports.ssh, "http": ports.http, "https": ports.https}
+        assert node["status"] == "active" and node["readiness"]["is_ready"] is True
+        stopped = (await client.post(f"{node_url}/stop")).json()
+        assert (await until_ended(runtime, stopped["job_id"], within=120)).status == "succeeded"
+        node = (await client.get(node_url)).json()
+        assert node["container"]["state"] == "stopped" and node["status"] == "unreachable"
+        # Decommissioning removes the container.
+        gone = await client.delete(node_url, params={"confirm": "lab-web"})
+        assert (await until_ended(runtime, gone.json()["job_id"], within=120)).status == "succeeded"
+        assert [s.node_id for s in lab.managed() if s.node_id == node_id] == []
+        assert await _events(runtime, node_id, "node.container_removed")
+        node = (await client.get(node_url)).json()
+        assert node["status"] == "decommissioned" and node["container"]["state"] == "removed"
     finally:
-        lab.destroy(node_id)
+        for state in lab.managed():
+            lab.destroy(state.node_id)
         lab.close()

@@ -317,3 +317,37 @@ async def test_a_node_that_is_not_ready_is_not_provisioned(
     after = (await client.get("/api/jobs", params={"node_id": accepted["node_id"]})).json()
     assert len(after["items"]) == len(before["items"])  # nothing queued
     assert (await _node(client, accepted["node_id"]))["status"] == "pending"
+
+
+async def _event_count(runtime: Runtime) -> int:
+    return int(
+        await runtime.db.read(lambda c: c.execute("SELECT count(*) FROM events").fetchone()[0])
+    )
+
+
+@pytest.mark.spec("NOD-22", "NOD-23")
+async def test_refusals_record_nothing(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    before = await _event_count(runtime)
+    for body, field in (
+        ({"provider": "docker", "name": "lab", "memory_mb": 64}, "memory_mb"),
+        ({"provider": "docker", "name": "lab", "cpus": 0.1}, "cpus"),
+        ({"provider": "docker", "name": "lab", "pids": 100000}, "pids"),
+    ):
+        reply = await client.post("/api/nodes", json=body)
+        assert reply.status_code == 400, reply.text
+        assert [e["field"] for e in reply.json()["details"]["errors"]] == [field]
+    # This runtime has no Docker engine configured (serve's default).
+    reply = await client.post("/api/nodes", json={"provider": "docker", "name": "lab"})
+    assert reply.status_code == 409 and reply.json()["code"] == "provider_unavailable"
+    assert "--docker-host" in reply.json()["details"]["hint"]
+    assert await _event_count(runtime) == before
+    # An ssh node has no machine Pressluft starts or stops.
+    node = await client.post(
+        "/api/nodes", json={"provider": "ssh", "name": "byo", "host": "127.0.0.1", "ssh_port": 9}
+    )
+    node_id = node.json()["node_id"]
+    for action in ("start", "stop"):
+        reply = await client.post(f"/api/nodes/{node_id}/{action}")
+        assert reply.status_code == 409 and reply.json()["code"] == "provider_unsupported"
+    view = (await client.get(f"/api/nodes/{node_id}")).json()
+    assert (view["resources"], view["container"], view["ports"]) == (None, None, None)

@@ -32,6 +32,11 @@ CODES: dict[str, bool] = {
     "NODE_AUTH_FAILED": True,
     "HOST_KEY_MISMATCH": False,
     "NODE_NOT_CHECKED": False,
+    # Machine providers (docker lab nodes).
+    "PROVIDER_UNAVAILABLE": False,
+    "NODE_IMAGE_MISSING": False,
+    "LIMIT_NOT_ENFORCED": False,
+    "DOCKER_ERROR": True,
 }
 
 

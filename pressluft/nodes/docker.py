@@ -13,6 +13,8 @@ with the request. All calls are blocking; callers run them in a thread.
 
 from __future__ import annotations
 
+import io
+import tarfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,6 +190,28 @@ class DockerLab:
             raise
         return container_id
 
+    def authorize(self, node_id: str, public_key: str, home: str = "/root") -> None:
+        """Put `public_key` in `<home>/.ssh/authorized_keys` (0700/0600): what an
+        operator's authorize command does on a server, done through the engine."""
+        data = (public_key.strip() + "\n").encode()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            ssh_dir = tarfile.TarInfo(".ssh")
+            ssh_dir.type, ssh_dir.mode = tarfile.DIRTYPE, 0o700
+            tar.addfile(ssh_dir)
+            keys = tarfile.TarInfo(".ssh/authorized_keys")
+            keys.size, keys.mode = len(data), 0o600
+            tar.addfile(keys, io.BytesIO(data))
+        if not self.client.api.put_archive(self._container(node_id), home, buffer.getvalue()):
+            raise RuntimeError(f"the engine refused to write {home}/.ssh/authorized_keys")
+
+    def has_image(self, image: str) -> bool:
+        try:
+            self.client.api.inspect_image(image)
+        except NotFound:
+            return False
+        return True
+
     def published(self, node_id: str) -> Published:
         """The loopback ports (they change with every start: read them per job)."""
         inspected = self.client.api.inspect_container(self._container(node_id))
@@ -206,6 +230,9 @@ class DockerLab:
         except (NotFound, LookupError):
             return False
         return True
+
+    def container_id(self, node_id: str) -> str:
+        return self._container(node_id)
 
     def _container(self, node_id: str) -> str:
         found = self.client.api.containers(all=True, filters={"label": f"{LABEL_NODE}={node_id}"})

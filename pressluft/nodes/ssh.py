@@ -26,6 +26,7 @@ __all__ = [
     "facts",
     "offered_fingerprint",
     "probe",
+    "wait_for_banner",
 ]
 
 DEFAULT_DEADLINE_SECONDS = 10.0
@@ -94,6 +95,26 @@ class Probe:
     @property
     def ready(self) -> bool:
         return not self.reason_codes
+
+
+async def wait_for_banner(host: str, port: int, within: float) -> bool:
+    """Until the server at host:port sends an SSH banner (a fresh machine starts its
+    sshd last); False when none came within `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        try:
+            async with asyncio.timeout(5):
+                reader, writer = await asyncio.open_connection(host, port)
+                try:
+                    if (await reader.read(4)).startswith(b"SSH-"):
+                        return True
+                finally:
+                    writer.close()
+        except (OSError, TimeoutError):
+            pass
+        await asyncio.sleep(0.5)
+    return False
 
 
 def _options(node: NodeAddress) -> dict[str, object]:

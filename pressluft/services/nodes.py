@@ -1,10 +1,12 @@
-"""Nodes: registration, readiness checks, host-key pinning, decommissioning.
+"""Nodes: registration, readiness checks, host-key pinning, provisioning,
+decommissioning.
 
 Every mutation is a job under the node's lock (`node_id` on the job): the API
 records what was asked (events) and enqueues the job in one transaction; the
-handlers (`node_check`, `node_decommission`) do the work and record what they
-found, fenced by their lease. Providers: `ssh` (bring your own server); the
-docker provider and provisioning come next (changes/nodes).
+handlers (`node_check`, `node_provision`, `node_decommission`) do the work and
+record what they found, fenced by their lease. Providers: `ssh` (bring your own
+server) and `docker` (lab nodes: their container's jobs are in
+`services/machines.py`).
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.events.types import (
     NodeChecked,
+    NodeContainerRemoved,
     NodeDecommissioned,
     NodeHostKeyPinned,
     NodeHostKeyUnpinned,
+    NodePorts,
     NodeProvisioned,
     NodeProvisionFailed,
     NodeProvisioningStarted,
     NodeRegistered,
+    NodeResources,
 )
 from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.context import JobCancelledError, JobContext
@@ -49,6 +54,7 @@ from pressluft.nodes.ansible import (
     run_playbook,
 )
 from pressluft.nodes.keys import KeyPair, authorize_command, generate_key_pair
+from pressluft.nodes.providers import ProviderNotConfigured, Providers
 from pressluft.nodes.ssh import (
     AuthFailed,
     Facts,
@@ -68,9 +74,12 @@ __all__ = [
     "NodeQuery",
     "NodeView",
     "Readiness",
+    "RegisterDockerNode",
     "RegisterNodeRequest",
+    "RegisterSshNode",
     "RepinRequest",
     "check_command",
+    "check_node",
     "decommission_command",
     "get_node",
     "list_nodes",
@@ -80,6 +89,8 @@ __all__ = [
     "register_node_jobs",
     "repin_command",
     "run_node_playbook",
+    "start_command",
+    "stop_command",
 ]
 
 NodeStatus = Literal["pending", "provisioning", "active", "unreachable", "failed", "decommissioned"]
@@ -123,6 +134,18 @@ class NodeUnreachable(BadGateway):
     code = "node_unreachable"
 
 
+class ProviderUnavailable(Conflict):
+    """This daemon cannot run machines of the provider asked for."""
+
+    code = "provider_unavailable"
+
+
+class ProviderUnsupported(Conflict):
+    """The node's provider has no such operation (e.g. starting an `ssh` node)."""
+
+    code = "provider_unsupported"
+
+
 class NodeFacts(msgspec.Struct, frozen=True, kw_only=True):
     node_id: str
     os: str
@@ -141,12 +164,44 @@ class NodeFacts(msgspec.Struct, frozen=True, kw_only=True):
 # -- requests and views ---------------------------------------------------------------
 
 
-class RegisterNodeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RegisterSshNode(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="provider",
+    tag="ssh",
+):
+    """An existing server (bring your own)."""
+
     name: str
-    provider: Literal["ssh"]
     host: str
     ssh_port: int = 22
     ssh_user: str = "root"
+
+
+class RegisterDockerNode(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="provider",
+    tag="docker",
+):
+    """A lab node: a container from the node image, with these limits."""
+
+    name: str
+    memory_mb: int = 1024
+    cpus: float = 1.0
+    pids: int = 1024
+
+
+RegisterNodeRequest = RegisterSshNode | RegisterDockerNode
+
+#: Bounds of a lab node's limits (the contract repeats them).
+MEMORY_MB = (256, 65536)
+CPUS = (0.25, 64.0)
+PIDS = (128, 65536)
 
 
 class RepinRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -166,6 +221,12 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     checked_at: str | None
 
 
+class ContainerView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    state: str
+    exit_code: int | None
+
+
 class NodeView(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     name: str
@@ -181,6 +242,10 @@ class NodeView(msgspec.Struct, frozen=True, kw_only=True):
     readiness: Readiness
     last_seen_at: str | None
     profile_revision: str | None
+    #: `docker` nodes: their limits, container and 127.0.0.1 ports (else null).
+    resources: NodeResources | None
+    container: ContainerView | None
+    ports: NodePorts | None
     created_at: str
     updated_at: str
     decommissioned_at: str | None
@@ -217,19 +282,24 @@ _GUIDANCE = {
     "sudo_unavailable": "User {user} needs passwordless sudo (or register the node as root).",
     "runtime_missing": "Install python3 on the server (Ansible needs it), then check again.",
     "node_status_not_active": "The node is decommissioned.",
+    "container_stopped": (
+        "The lab node's container is not running. Start it (POST /api/nodes/{id}/start);"
+        " its ports change, and the start checks it again."
+    ),
 }
 
 _COLUMNS = (
     "id, name, provider, host, ssh_port, ssh_user, public_ip, status, public_key,"
     " host_key_fingerprint, ready, reason_codes_json, checked_at, last_seen_at,"
-    " profile_revision, created_at, updated_at, decommissioned_at, state_version, rowid"
+    " profile_revision, resources_json, container_id, container_state, container_exit_code,"
+    " ports_json, created_at, updated_at, decommissioned_at, state_version, rowid"
 )
 
 
 def _view(row: tuple[object, ...]) -> NodeView:
     (node_id, name, provider, host, port, user, public_ip, status, public_key, fingerprint,
-     ready, reasons_json, checked_at, last_seen, revision, created, updated, gone,
-     version, _) = row  # fmt: skip
+     ready, reasons_json, checked_at, last_seen, revision, resources, container_id,
+     container_state, exit_code, ports, created, updated, gone, version, _) = row  # fmt: skip
     reasons: list[str] = msgspec.json.decode(str(reasons_json))
     values = {"host": host, "port": port, "user": user, "id": node_id}
     live = status != "decommissioned"
@@ -253,6 +323,17 @@ def _view(row: tuple[object, ...]) -> NodeView:
         ),
         last_seen_at=None if last_seen is None else str(last_seen),
         profile_revision=None if revision is None else str(revision),
+        resources=None
+        if resources is None
+        else msgspec.json.decode(str(resources), type=NodeResources),
+        container=None
+        if container_id is None
+        else ContainerView(
+            id=str(container_id),
+            state=str(container_state),
+            exit_code=None if exit_code is None else int(exit_code),  # type: ignore[call-overload]
+        ),
+        ports=None if ports is None else msgspec.json.decode(str(ports), type=NodePorts),
         created_at=str(created),
         updated_at=str(updated),
         decommissioned_at=None if gone is None else str(gone),
@@ -321,18 +402,28 @@ _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
 def _check_registration(request: RegisterNodeRequest) -> None:
-    checks = (
-        ("name", _NAME, request.name, "1-63 lowercase letters, digits and dashes"),
-        ("host", _HOST, request.host, "a hostname or IPv4 address"),
-        ("ssh_user", _USER, request.ssh_user, "a POSIX user name"),
-    )
+    checks = [("name", _NAME, request.name, "1-63 lowercase letters, digits and dashes")]
+    if isinstance(request, RegisterSshNode):
+        checks += [
+            ("host", _HOST, request.host, "a hostname or IPv4 address"),
+            ("ssh_user", _USER, request.ssh_user, "a POSIX user name"),
+        ]
     errors = [
         {"field": field, "message": message, "in": "body"}
         for field, pattern, value, message in checks
         if not pattern.fullmatch(value)
     ]
-    if not 1 <= request.ssh_port <= 65535:
+    if isinstance(request, RegisterSshNode) and not 1 <= request.ssh_port <= 65535:
         errors.append({"field": "ssh_port", "message": "must be between 1 and 65535", "in": "body"})
+    if isinstance(request, RegisterDockerNode):
+        for field, value, (low, high) in (
+            ("memory_mb", request.memory_mb, MEMORY_MB),
+            ("cpus", request.cpus, CPUS),
+            ("pids", request.pids, PIDS),
+        ):
+            if not low <= value <= high:
+                message = f"must be between {low:g} and {high:g}"
+                errors.append({"field": field, "message": message, "in": "body"})
     if errors:
         raise BadRequest("invalid node", details={"errors": errors})
 
@@ -341,11 +432,22 @@ def _check_job(node_id: str) -> JobSpec:
     return JobSpec(job_type="node_check", node_id=node_id, timeout_seconds=CHECK_TIMEOUT_SECONDS)
 
 
+#: Creating a lab node: the container, its sshd coming up, the first check.
+CREATE_TIMEOUT_SECONDS = 300
+
+
 def register_command(
-    request: RegisterNodeRequest, vault: Vault, meta: Meta
+    request: RegisterNodeRequest, vault: Vault, providers: Providers, meta: Meta
 ) -> Callable[[WriteTx], NodeAccepted]:
-    """Register a node, seal its new key pair and queue its first readiness check."""
+    """Register a node, seal its new key pair and queue its first job: the
+    readiness check (`ssh`), or creating its machine and checking it (`docker`)."""
     _check_registration(request)
+    provider: Literal["ssh", "docker"] = "ssh" if isinstance(request, RegisterSshNode) else "docker"
+    if not providers.available(provider):
+        raise ProviderUnavailable(
+            f"this daemon has no {provider} provider",
+            details={"hint": "start pressluft with --docker-host (a Docker engine URL)"},
+        )
     keys: KeyPair = generate_key_pair(f"pressluft-{request.name}")
 
     def command(tx: WriteTx) -> NodeAccepted:
@@ -359,18 +461,31 @@ def register_command(
             )
         node_id = new_id()
         secret_id = vault.seal(tx.conn, "node_ssh_key", keys.private_pem, tx.now_ts)
+        if isinstance(request, RegisterSshNode):
+            where = {"host": request.host, "ssh_port": request.ssh_port}
+            user, resources, job = request.ssh_user, None, _check_job(node_id)
+        else:
+            # Reached on 127.0.0.1 at the port the engine publishes (known once created).
+            where = {"host": "127.0.0.1", "ssh_port": 22}
+            user = "root"
+            resources = NodeResources(
+                memory_mb=request.memory_mb, cpus=request.cpus, pids=request.pids
+            )
+            job = JobSpec(
+                job_type="node_create", node_id=node_id, timeout_seconds=CREATE_TIMEOUT_SECONDS
+            )
         event = NodeRegistered(
             node_id=node_id,
             name=request.name,
-            provider=request.provider,
-            host=request.host,
-            ssh_port=request.ssh_port,
-            ssh_user=request.ssh_user,
+            provider=provider,
+            ssh_user=user,
             key_secret_id=secret_id,
             public_key=keys.public_line,
+            resources=resources,
+            **where,  # type: ignore[arg-type]
         )
         append(tx, f"node:{node_id}", NO_STREAM, [event], meta)
-        return NodeAccepted(job_id=enqueue(tx, _check_job(node_id), meta), node_id=node_id)
+        return NodeAccepted(job_id=enqueue(tx, job, meta), node_id=node_id)
 
     return command
 
@@ -464,6 +579,38 @@ def decommission_command(
         return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
 
     return command
+
+
+def _machine_command(node_id: str, job_type: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]:
+    def command(tx: WriteTx) -> NodeAccepted:
+        name, _ = _live_node(tx.conn, node_id)
+        provider, container_id = tx.conn.execute(
+            "SELECT provider, container_id FROM nodes WHERE id = ?", (node_id,)
+        ).fetchone()
+        if provider == "ssh":
+            raise ProviderUnsupported(
+                f"{name} is an ssh node: Pressluft does not start or stop its server",
+                details={"hint": "start or stop the server where it runs, then check it"},
+            )
+        if container_id is None:
+            raise NodeNotReady(
+                f"{name}'s container is not created yet",
+                details={"hint": "wait for its node_create job (see GET /api/jobs?node=…)"},
+            )
+        spec = JobSpec(job_type=job_type, node_id=node_id, timeout_seconds=CREATE_TIMEOUT_SECONDS)
+        return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
+
+    return command
+
+
+def start_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]:
+    """Queue `node_start` (a lab node's container; then a check)."""
+    return _machine_command(node_id, "node_start", meta)
+
+
+def stop_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]:
+    """Queue `node_stop` (a lab node's container)."""
+    return _machine_command(node_id, "node_stop", meta)
 
 
 # -- job handlers -------------------------------------------------------------------------
@@ -573,93 +720,122 @@ async def run_node_playbook(
     return summary, revision
 
 
-def register_node_jobs(registry: JobRegistry, db: Database, vault: Callable[[], Vault]) -> None:
-    """The node job types: `node_check`, `node_decommission`."""
+async def check_node(ctx: JobContext, db: Database, vault: Vault) -> bool:
+    """The readiness check of the job's node: log in with its key (pinning the host
+    key at first contact), record `node.checked`; raises JobFailure when it cannot
+    log in. Returns whether the node is ready."""
+    node_id = ctx.claim.node_id
+    assert node_id is not None
+    address = await db.read(lambda conn: _address(conn, vault, node_id))
+    if address is None:
+        ctx.log("the node is decommissioned: nothing to check")
+        return False
+    ctx.log(f"connecting to {address.user}@{address.host}:{address.port}")
+    claim = ctx.claim
+    meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
+    stream = f"node:{node_id}"
+    expected = await db.read(lambda conn: _expected_fingerprint(conn, node_id))
+    try:
+        found = await probe(address)
+        if address.host_key is None and expected not in (None, found.fingerprint):
+            raise HostKeyMismatch(
+                f"the node presented host key {found.fingerprint}, not the expected"
+                f" {expected}: nothing was pinned",
+                found.fingerprint,
+            )
+    except SSHQueryError as exc:
+        failure: SSHQueryError = exc
+        ctx.log(f"{failure.reason}: {failure}", "stderr")
+        offered = failure.offered if isinstance(failure, HostKeyMismatch) else None
+
+        def record_failure(tx: WriteTx) -> None:
+            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
+            # Reachable means logged in: a refused key or a foreign host key is not.
+            event = NodeChecked(
+                node_id=node_id,
+                reachable=False,
+                ready=False,
+                reason_codes=[failure.reason],
+                offered_fingerprint=offered,
+            )
+            append(tx, stream, None, [event], meta)
+
+        await db.write(record_failure)
+        code = {
+            HostKeyMismatch: "HOST_KEY_MISMATCH",
+            AuthFailed: "NODE_AUTH_FAILED",
+            Unreachable: "NODE_UNREACHABLE",
+        }.get(type(failure), "NODE_UNREACHABLE")
+        raise JobFailure(code, str(failure)) from exc
+    first_contact = address.host_key is None
+    if first_contact:
+        ctx.log(f"first contact: pinned host key {found.fingerprint}")
+    else:
+        ctx.log(f"host key verified: {found.fingerprint}")
+
+    def record(tx: WriteTx) -> None:
+        require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
+        events: list[NodeHostKeyPinned | NodeChecked] = []
+        if first_contact:
+            pinned = tx.conn.execute(
+                "SELECT host_key FROM nodes WHERE id = ?", (node_id,)
+            ).fetchone()
+            if pinned is not None and pinned[0] is None:
+                events.append(
+                    NodeHostKeyPinned(
+                        node_id=node_id, host_key=found.host_key, fingerprint=found.fingerprint
+                    )
+                )
+        events.append(
+            NodeChecked(
+                node_id=node_id,
+                reachable=True,
+                ready=found.ready,
+                reason_codes=found.reason_codes,
+            )
+        )
+        append(tx, stream, None, events, meta)
+
+    await db.write(record)
+    if found.ready:
+        ctx.log("ready")
+    else:
+        ctx.log(f"not ready: {', '.join(found.reason_codes)}")
+    return found.ready
+
+
+def register_node_jobs(
+    registry: JobRegistry, db: Database, vault: Callable[[], Vault], providers: Providers
+) -> None:
+    """The node job types: `node_check`, `node_provision`, `node_decommission`."""
 
     async def node_check(ctx: JobContext) -> None:
-        node_id = ctx.claim.node_id
-        assert node_id is not None
-        address = await db.read(lambda conn: _address(conn, vault(), node_id))
-        if address is None:
-            ctx.log("the node is decommissioned: nothing to check")
-            return
-        ctx.log(f"connecting to {address.user}@{address.host}:{address.port}")
-        claim = ctx.claim
-        meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
-        stream = f"node:{node_id}"
-        expected = await db.read(lambda conn: _expected_fingerprint(conn, node_id))
-        try:
-            found = await probe(address)
-            if address.host_key is None and expected not in (None, found.fingerprint):
-                raise HostKeyMismatch(
-                    f"the node presented host key {found.fingerprint}, not the expected"
-                    f" {expected}: nothing was pinned",
-                    found.fingerprint,
-                )
-        except SSHQueryError as exc:
-            failure: SSHQueryError = exc
-            ctx.log(f"{failure.reason}: {failure}", "stderr")
-            offered = failure.offered if isinstance(failure, HostKeyMismatch) else None
-
-            def record_failure(tx: WriteTx) -> None:
-                require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-                # Reachable means logged in: a refused key or a foreign host key is not.
-                event = NodeChecked(
-                    node_id=node_id,
-                    reachable=False,
-                    ready=False,
-                    reason_codes=[failure.reason],
-                    offered_fingerprint=offered,
-                )
-                append(tx, stream, None, [event], meta)
-
-            await db.write(record_failure)
-            code = {
-                HostKeyMismatch: "HOST_KEY_MISMATCH",
-                AuthFailed: "NODE_AUTH_FAILED",
-                Unreachable: "NODE_UNREACHABLE",
-            }.get(type(failure), "NODE_UNREACHABLE")
-            raise JobFailure(code, str(failure)) from exc
-        first_contact = address.host_key is None
-        if first_contact:
-            ctx.log(f"first contact: pinned host key {found.fingerprint}")
-        else:
-            ctx.log(f"host key verified: {found.fingerprint}")
-
-        def record(tx: WriteTx) -> None:
-            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-            events: list[NodeHostKeyPinned | NodeChecked] = []
-            if first_contact:
-                pinned = tx.conn.execute(
-                    "SELECT host_key FROM nodes WHERE id = ?", (node_id,)
-                ).fetchone()
-                if pinned is not None and pinned[0] is None:
-                    events.append(
-                        NodeHostKeyPinned(
-                            node_id=node_id, host_key=found.host_key, fingerprint=found.fingerprint
-                        )
-                    )
-            events.append(
-                NodeChecked(
-                    node_id=node_id,
-                    reachable=True,
-                    ready=found.ready,
-                    reason_codes=found.reason_codes,
-                )
-            )
-            append(tx, stream, None, events, meta)
-
-        await db.write(record)
-        if found.ready:
-            ctx.log("ready")
-        else:
-            ctx.log(f"not ready: {', '.join(found.reason_codes)}")
+        await check_node(ctx, db, vault())
 
     async def node_decommission(ctx: JobContext) -> None:
         node_id = ctx.claim.node_id
         assert node_id is not None
         claim = ctx.claim
         meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
+        provider, container_id, container_state = await db.read(
+            lambda conn: (
+                conn.execute(
+                    "SELECT provider, container_id, container_state FROM nodes WHERE id = ?",
+                    (node_id,),
+                ).fetchone()
+                or (None, None, None)
+            )
+        )
+        removed: list[NodeContainerRemoved] = []
+        if provider is not None and provider != "ssh" and container_state != "removed":
+            try:
+                machines = providers.machines(provider)
+            except ProviderNotConfigured as exc:
+                raise JobFailure("PROVIDER_UNAVAILABLE", str(exc)) from exc
+            assert machines is not None
+            gone = await asyncio.to_thread(machines.destroy, node_id)
+            ctx.log("container removed" if gone else "no container to remove")
+            removed.append(NodeContainerRemoved(node_id=node_id, container_id=container_id))
 
         def command(tx: WriteTx) -> bool:
             require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
@@ -668,7 +844,9 @@ def register_node_jobs(registry: JobRegistry, db: Database, vault: Callable[[], 
             ).fetchone()
             if row is None or row[0] == "decommissioned":
                 return False
-            append(tx, f"node:{node_id}", None, [NodeDecommissioned(node_id=node_id)], meta)
+            append(
+                tx, f"node:{node_id}", None, [*removed, NodeDecommissioned(node_id=node_id)], meta
+            )
             if row[1] is not None:
                 Vault.destroy(tx.conn, row[1])  # the private key is gone for good
             return True

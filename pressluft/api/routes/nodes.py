@@ -1,4 +1,5 @@
-"""`/api/nodes`: register, list, check, re-pin and decommission nodes."""
+"""`/api/nodes`: register, list, check, re-pin, provision, start/stop (lab nodes)
+and decommission nodes; their facts."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from pressluft.services.nodes import (
     provision_command,
     register_command,
     repin_command,
+    start_command,
+    stop_command,
 )
 
 __all__ = ["NODE_ROUTES"]
@@ -75,7 +78,7 @@ async def register_node(
     ctx: NamedDependency[Context],
     data: Annotated[RegisterNodeRequest, Body()],
 ) -> Response[NodeAccepted]:
-    command = register_command(data, runtime.vault, ctx.meta())
+    command = register_command(data, runtime.vault, runtime.providers, ctx.meta())
     return await _accepted(request, runtime, ctx, command)
 
 
@@ -142,6 +145,26 @@ async def provision_node(
     return await _accepted(request, runtime, ctx, command)
 
 
+@post("/api/nodes/{node_id:str}/start", operation_id="startNode", status_code=202, tags=["nodes"])
+async def start_node(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    node_id: NodeIdParam,
+) -> Response[NodeAccepted]:
+    return await _accepted(request, runtime, ctx, start_command(node_id, ctx.meta()))
+
+
+@post("/api/nodes/{node_id:str}/stop", operation_id="stopNode", status_code=202, tags=["nodes"])
+async def stop_node(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    node_id: NodeIdParam,
+) -> Response[NodeAccepted]:
+    return await _accepted(request, runtime, ctx, stop_command(node_id, ctx.meta()))
+
+
 @get("/api/nodes/{node_id:str}/facts", operation_id="getNodeFacts", tags=["nodes"])
 async def facts_of_node(runtime: NamedDependency[Runtime], node_id: NodeIdParam) -> NodeFacts:
     now = format_ts(runtime.clock.now())
@@ -156,5 +179,7 @@ NODE_ROUTES = [
     check_node,
     repin_node,
     provision_node,
+    start_node,
+    stop_node,
     facts_of_node,
 ]

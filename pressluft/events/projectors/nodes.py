@@ -3,7 +3,10 @@
 Status moves (specs/nodes.md): registered → `pending`; a check that cannot
 reach an `active` node → `unreachable`, and one that reaches an `unreachable`
 node → `active` again; decommissioned is terminal and drops the key reference.
-Every UPDATE is guarded by the states it may apply to.
+A lab node's container that stops or dies makes an `active` node `unreachable`
+(readiness `container_stopped`) until a check reaches it again. Every UPDATE is
+guarded by the states it may apply to. `node.orphan_detected` concerns no node:
+it has no projection (the event log is its record).
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from pressluft.events.projection import Envelope, Projector
 from pressluft.events.projectors.jobs import GuardFailed
 from pressluft.events.types import (
     NodeChecked,
+    NodeContainerCreated,
+    NodeContainerDied,
+    NodeContainerRemoved,
+    NodeContainerStarted,
+    NodeContainerStopped,
     NodeDecommissioned,
     NodeHostKeyPinned,
     NodeHostKeyUnpinned,
@@ -38,8 +46,8 @@ def _one(cursor: sqlite3.Cursor, what: str) -> None:
 def _registered(conn: sqlite3.Connection, e: NodeRegistered, env: Envelope) -> None:
     conn.execute(
         "INSERT INTO nodes (id, name, provider, host, ssh_port, ssh_user, status, key_secret_id,"
-        " public_key, reason_codes_json, created_at, updated_at, state_version)"
-        " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, '[\"not_checked\"]', ?, ?, ?)",
+        " public_key, reason_codes_json, resources_json, created_at, updated_at, state_version)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, '[\"not_checked\"]', ?, ?, ?, ?)",
         (
             e.node_id,
             e.name,
@@ -49,6 +57,7 @@ def _registered(conn: sqlite3.Connection, e: NodeRegistered, env: Envelope) -> N
             e.ssh_user,
             e.key_secret_id,
             e.public_key,
+            None if e.resources is None else msgspec.json.encode(e.resources).decode(),
             env.recorded_at,
             env.recorded_at,
             env.stream_version,
@@ -135,6 +144,76 @@ def _decommissioned(conn: sqlite3.Connection, e: NodeDecommissioned, env: Envelo
     _one(cursor, f"decommission of {e.node_id}")
 
 
+def _container_created(conn: sqlite3.Connection, e: NodeContainerCreated, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE nodes SET container_id = ?, container_state = 'running', ssh_port = ?,"
+        " ports_json = ?, updated_at = ?, state_version = ?"
+        f" WHERE id = ? AND provider = 'docker' AND container_id IS NULL AND {_LIVE}",
+        (
+            e.container_id,
+            e.ports.ssh,
+            msgspec.json.encode(e.ports).decode(),
+            env.recorded_at,
+            env.stream_version,
+            e.node_id,
+        ),
+    )
+    _one(cursor, f"container of {e.node_id}")
+
+
+def _container_started(conn: sqlite3.Connection, e: NodeContainerStarted, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE nodes SET container_state = 'running', container_exit_code = NULL, ssh_port = ?,"
+        " ports_json = ?, updated_at = ?, state_version = ?"
+        f" WHERE id = ? AND container_id IS NOT NULL AND container_state != 'removed' AND {_LIVE}",
+        (
+            e.ports.ssh,
+            msgspec.json.encode(e.ports).decode(),
+            env.recorded_at,
+            env.stream_version,
+            e.node_id,
+        ),
+    )
+    _one(cursor, f"start of {e.node_id}'s container")
+
+
+#: A container that is down: the node cannot be reached until it runs and is checked.
+_DOWN = (
+    "ready = 0, reason_codes_json = '[\"container_stopped\"]',"
+    " status = CASE WHEN status = 'active' THEN 'unreachable' ELSE status END"
+)
+
+
+def _container_stopped(conn: sqlite3.Connection, e: NodeContainerStopped, env: Envelope) -> None:
+    cursor = conn.execute(
+        f"UPDATE nodes SET container_state = 'stopped', {_DOWN}, updated_at = ?,"
+        " state_version = ?"
+        f" WHERE id = ? AND container_id IS NOT NULL AND container_state != 'removed' AND {_LIVE}",
+        (env.recorded_at, env.stream_version, e.node_id),
+    )
+    _one(cursor, f"stop of {e.node_id}'s container")
+
+
+def _container_died(conn: sqlite3.Connection, e: NodeContainerDied, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE nodes SET container_state = CASE WHEN container_state = 'stopped' THEN 'stopped'"
+        f" ELSE 'exited' END, container_exit_code = ?, container_died_at = ?, {_DOWN},"
+        " updated_at = ?, state_version = ?"
+        f" WHERE id = ? AND container_id IS NOT NULL AND container_state != 'removed' AND {_LIVE}",
+        (e.exit_code, e.died_at, env.recorded_at, env.stream_version, e.node_id),
+    )
+    _one(cursor, f"death of {e.node_id}'s container")
+
+
+def _container_removed(conn: sqlite3.Connection, e: NodeContainerRemoved, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE nodes SET container_state = 'removed', ports_json = NULL, updated_at = ?,"
+        f" state_version = ? WHERE id = ? AND provider = 'docker' AND {_LIVE}",
+        (env.recorded_at, env.stream_version, e.node_id),
+    )
+    _one(cursor, f"removal of {e.node_id}'s container")
+
+
 NODES_PROJECTOR = Projector(
     "nodes",
     ("nodes",),
@@ -146,6 +225,11 @@ NODES_PROJECTOR = Projector(
         NodeProvisioningStarted: _provisioning,
         NodeProvisioned: _provisioned,
         NodeProvisionFailed: _provision_failed,
+        NodeContainerCreated: _container_created,
+        NodeContainerStarted: _container_started,
+        NodeContainerStopped: _container_stopped,
+        NodeContainerDied: _container_died,
+        NodeContainerRemoved: _container_removed,
         NodeDecommissioned: _decommissioned,
     },
 )

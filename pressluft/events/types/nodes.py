@@ -1,22 +1,50 @@
 """Events of nodes (stream `node:<id>`): registration, host-key pinning, readiness
-checks, decommissioning. Provisioning events come with the provisioning job."""
+checks, provisioning, decommissioning, and the container of a `docker` lab node
+(created, started, stopped, died, removed). An orphaned container (labelled as
+Pressluft's, no live node) is reported on stream `orphan:<container id>`."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
+
 from pressluft.events.types.base import Event
 
 __all__ = [
     "NodeChecked",
+    "NodeContainerCreated",
+    "NodeContainerDied",
+    "NodeContainerRemoved",
+    "NodeContainerStarted",
+    "NodeContainerStopped",
     "NodeDecommissioned",
     "NodeHostKeyPinned",
     "NodeHostKeyUnpinned",
+    "NodeOrphanDetected",
+    "NodePorts",
     "NodeProvisionFailed",
     "NodeProvisioned",
     "NodeProvisioningStarted",
     "NodeRegistered",
+    "NodeResources",
 ]
+
+
+class NodeResources(msgspec.Struct, frozen=True, kw_only=True):
+    """Resource limits of a lab node's container (enforced by the engine)."""
+
+    memory_mb: int
+    cpus: float
+    pids: int
+
+
+class NodePorts(msgspec.Struct, frozen=True, kw_only=True):
+    """The 127.0.0.1 ports a lab node's SSH, HTTP and HTTPS are published on."""
+
+    ssh: int
+    http: int
+    https: int
 
 
 class NodeRegistered(Event, frozen=True, tag="node.registered"):
@@ -29,6 +57,8 @@ class NodeRegistered(Event, frozen=True, tag="node.registered"):
     #: The sealed private key (a `secrets` id); the public half is not secret.
     key_secret_id: str
     public_key: str
+    #: `docker` nodes: the limits their container gets.
+    resources: NodeResources | None = None
 
 
 class NodeHostKeyPinned(Event, frozen=True, tag="node.host_key_pinned"):
@@ -85,3 +115,50 @@ class NodeProvisionFailed(Event, frozen=True, tag="node.provision_failed"):
 
 class NodeDecommissioned(Event, frozen=True, tag="node.decommissioned"):
     node_id: str
+
+
+class NodeContainerCreated(Event, frozen=True, tag="node.container_created"):
+    """A `docker` node's container exists and runs (the node's key authorized in it)."""
+
+    node_id: str
+    container_id: str
+    image: str
+    ports: NodePorts
+
+
+class NodeContainerStarted(Event, frozen=True, tag="node.container_started"):
+    """The container was started again; its loopback ports are new."""
+
+    node_id: str
+    ports: NodePorts
+
+
+class NodeContainerStopped(Event, frozen=True, tag="node.container_stopped"):
+    """An admin stopped the container (status → unreachable while it is down)."""
+
+    node_id: str
+
+
+class NodeContainerDied(Event, frozen=True, tag="node.container_died"):
+    """The engine reported the container's death (a stop, a kill, a crash)."""
+
+    node_id: str
+    exit_code: int
+    #: The engine's time of the death (Unix seconds): where the watcher resumes.
+    died_at: int
+
+
+class NodeContainerRemoved(Event, frozen=True, tag="node.container_removed"):
+    """Decommissioning removed the container (its data is gone)."""
+
+    node_id: str
+    container_id: str | None = None
+
+
+class NodeOrphanDetected(Event, frozen=True, tag="node.orphan_detected"):
+    """A container labelled as Pressluft's has no live node; nothing was deleted."""
+
+    container_id: str
+    #: The node id on the container's label.
+    labelled_node_id: str
+    container_status: str

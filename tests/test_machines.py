@@ -1,0 +1,203 @@
+"""The docker provider behind the API, against a private dockerd and a busybox image
+(no sshd: what needs a real node is in tests/test_node_image.py): a missing node
+image, orphans reported once, deaths missed while no daemon watched. (Refusals on
+a daemon without an engine: tests/test_nodes.py.)"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pressluft.clock import FrozenClock
+from pressluft.config import Config, resolve
+from pressluft.events import Meta, append
+from pressluft.events.log import NO_STREAM
+from pressluft.events.types import NodeContainerCreated, NodePorts, NodeRegistered, NodeResources
+from pressluft.jobs.queue import JobSpec, enqueue
+from pressluft.nodes.docker import LABEL_NODE, DockerLab, Limits
+from pressluft.runtime import Runtime
+from tests.support.dockerd import PrivateDockerd
+from tests.support.jobs import log_lines, until, until_ended
+
+ABSENT_IMAGE = "pressluft-node:absent"
+LIMITS = Limits(memory_mb=128, cpus=0.5, pids=64)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[tuple[PrivateDockerd, str]]:
+    dockerd = PrivateDockerd().start()
+    try:
+        yield dockerd, dockerd.build_test_image()
+    finally:
+        dockerd.stop()
+
+
+@pytest.fixture
+def lab(engine: tuple[PrivateDockerd, str]) -> Iterator[DockerLab]:
+    lab = DockerLab(engine[0].url)
+    try:
+        yield lab
+    finally:
+        for state in lab.managed():
+            lab.destroy(state.node_id)
+        lab.close()
+
+
+def _docker_config(data_dir: Path, engine: tuple[PrivateDockerd, str]) -> Config:
+    overrides = {
+        "data_dir": str(data_dir),
+        "cpu_affinity": "off",
+        "docker_host": engine[0].url,
+        "node_image": ABSENT_IMAGE,
+    }
+    return resolve("serve", overrides, environ={})[0]
+
+
+@pytest.fixture
+def config(data_dir: Path, engine: tuple[PrivateDockerd, str]) -> Config:
+    """This module's runtimes have the private dockerd as their engine."""
+    return _docker_config(data_dir, engine)
+
+
+@pytest.mark.spec("NOD-23")
+async def test_a_missing_node_image_fails_once_and_leaves_no_container(
+    client: httpx.AsyncClient, runtime: Runtime, lab: DockerLab
+) -> None:
+    reply = await client.post(
+        "/api/nodes", json={"provider": "docker", "name": "lab", "memory_mb": 512}
+    )
+    assert reply.status_code == 202, reply.text
+    accepted = reply.json()
+    view = await until_ended(runtime, accepted["job_id"])
+    assert (view.status, view.error_code, view.attempt_count) == (
+        "failed",
+        "NODE_IMAGE_MISSING",
+        1,
+    )
+    assert "pressluft node-image build" in (view.error_message or "")
+    assert lab.managed() == []
+    node = (await client.get(f"/api/nodes/{accepted['node_id']}")).json()
+    assert node["provider"] == "docker" and node["status"] == "pending"
+    assert node["resources"] == {"memory_mb": 512, "cpus": 1.0, "pids": 1024}
+    assert node["container"] is None and node["ports"] is None
+    # Starting a node whose container was never created: nothing to start.
+    started = await client.post(f"/api/nodes/{accepted['node_id']}/start")
+    assert started.status_code == 409 and started.json()["code"] == "node_not_ready"
+
+
+async def _reconcile(runtime: Runtime) -> str:
+    def command(tx: object) -> str:
+        spec = JobSpec(job_type="docker_reconcile", max_attempts=1, timeout_seconds=120)
+        return enqueue(tx, spec, Meta(actor="test:machines"))  # type: ignore[arg-type]
+
+    job_id = await runtime.db.write(command)
+    view = await until_ended(runtime, job_id)
+    assert view.status == "succeeded", view.error_message
+    return job_id
+
+
+async def _orphans(runtime: Runtime) -> list[tuple[str, str]]:
+    rows = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT stream, json_extract(data, '$.labelled_node_id') FROM events"
+            " WHERE type = 'node.orphan_detected' ORDER BY seq"
+        ).fetchall()
+    )
+    return [(str(a), str(b)) for a, b in rows]
+
+
+@pytest.mark.spec("NOD-25")
+async def test_orphans_are_reported_once_and_never_deleted(
+    runtime: Runtime, lab: DockerLab, engine: tuple[PrivateDockerd, str]
+) -> None:
+    stray = str(uuid.uuid4())
+    container_id = lab.create(stray, "stray", engine[1], LIMITS, command=["sleep", "3600"])
+    first = await _reconcile(runtime)
+    assert await _orphans(runtime) == [(f"orphan:{container_id}", stray)]
+    text = "\n".join(t for _, _, t in await log_lines(runtime, first))
+    assert "1 new orphan" in text and f"docker rm -f {container_id[:12]}" in text
+    await _reconcile(runtime)
+    assert len(await _orphans(runtime)) == 1  # reported once
+    assert [s.container_id for s in lab.managed()] == [container_id]  # nothing deleted
+
+
+async def _lab_node_recorded_running(runtime: Runtime, node_id: str, container_id: str) -> None:
+    """A docker node whose container is recorded as created and running (what
+    `node_create` records; the busybox container has no sshd to check)."""
+
+    def command(tx: object) -> None:
+        meta = Meta(actor="test:machines")
+        registered = NodeRegistered(
+            node_id=node_id,
+            name="lab-dead",
+            provider="docker",
+            host="127.0.0.1",
+            ssh_port=22,
+            ssh_user="root",
+            key_secret_id="sec_test",
+            public_key="ssh-ed25519 AAAA test",
+            resources=NodeResources(memory_mb=128, cpus=0.5, pids=64),
+        )
+        created = NodeContainerCreated(
+            node_id=node_id,
+            container_id=container_id,
+            image="busybox",
+            ports=NodePorts(ssh=2222, http=8080, https=8443),
+        )
+        append(tx, f"node:{node_id}", NO_STREAM, [registered, created], meta)  # type: ignore[arg-type]
+
+    await runtime.db.write(command)
+
+
+async def _deaths(runtime: Runtime, node_id: str) -> list[int]:
+    rows = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT json_extract(data, '$.exit_code') FROM events"
+            " WHERE type = 'node.container_died' AND stream = ? ORDER BY seq",
+            (f"node:{node_id}",),
+        ).fetchall()
+    )
+    return [int(r[0]) for r in rows]
+
+
+@pytest.mark.spec("NOD-26")
+async def test_deaths_while_no_daemon_watched_are_recorded_once(
+    data_dir: Path, engine: tuple[PrivateDockerd, str], lab: DockerLab, clock: FrozenClock
+) -> None:
+    node_id = str(uuid.uuid4())
+    container_id = lab.create(node_id, "lab-dead", engine[1], LIMITS, command=["sleep", "3600"])
+    config = _docker_config(data_dir, engine)
+    runtime = Runtime(config, clock)
+    await runtime.start()
+    try:
+        await _lab_node_recorded_running(runtime, node_id, container_id)
+    finally:
+        await runtime.stop()
+    lab.client.api.kill(container_id)  # no daemon is running
+    assert [s.exit_code for s in lab.managed()] == [137]
+    for _ in range(2):  # the first start records it; the second finds nothing new
+        runtime = Runtime(config, clock)
+        await runtime.start()
+        try:
+
+            async def recorded(runtime: Runtime = runtime) -> bool:
+                return bool(await _deaths(runtime, node_id))
+
+            await until(recorded, within=30)
+            node = await runtime.db.read(
+                lambda c: c.execute(
+                    "SELECT container_state, container_exit_code, reason_codes_json FROM nodes"
+                    " WHERE id = ?",
+                    (node_id,),
+                ).fetchone()
+            )
+            assert tuple(node) == ("exited", 137, '["container_stopped"]')
+            assert await _deaths(runtime, node_id) == [137]
+        finally:
+            await runtime.stop()
+    inspected = lab.client.api.inspect_container(container_id)
+    assert inspected["Config"]["Labels"][LABEL_NODE] == node_id
