@@ -251,7 +251,11 @@ def test_nodes_page_adds_checks_and_decommissions_a_real_ssh_node(
             node = httpx.get(f"{daemon.url}/api/nodes/{node_id}", headers=daemon.auth()).json()
             sshd.authorize(node["public_key"])  # what the operator's command does
             page.click("#node-check")
-            expect(page.locator("#node-action-result")).to_have_text("Check queued.")
+            expect(page.locator("#node-action-result")).to_contain_text("Check queued.")
+            expect(page.locator("#node-action-result a.node-job-log")).to_be_visible()
+            # An ssh node's server is not Pressluft's to start or stop.
+            expect(page.locator("#node-start")).to_be_hidden()
+            expect(page.locator("#lab-form")).to_be_visible()
             expect(row.locator("td").nth(4)).to_have_text("ready", timeout=30_000)
             expect(row.locator("td").nth(5)).to_contain_text("SHA256:")
             page.click("#node-facts-load")

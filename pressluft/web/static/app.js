@@ -473,7 +473,8 @@ function setupNodes() {
     name.appendChild(el("button", { type: "button", class: "link node-open" }, n.name));
     tr.appendChild(name);
     tr.appendChild(el("td", {}, n.provider));
-    tr.appendChild(el("td", {}, n.ssh_user + "@" + n.host + ":" + n.ssh_port));
+    const where = n.ssh_user + "@" + n.host + ":" + n.ssh_port;
+    tr.appendChild(el("td", {}, n.container ? where + " (container " + n.container.state + ")" : where));
     tr.appendChild(el("td", { class: "status-" + n.status }, n.status));
     const ready = n.readiness.is_ready ? "ready" : n.readiness.reason_codes.join(", ");
     tr.appendChild(el("td", { class: n.readiness.is_ready ? "status-succeeded" : "status-failed" }, ready));
@@ -488,6 +489,24 @@ function setupNodes() {
     detail.hidden = false;
     document.getElementById("node-detail-name").textContent = n.name + " (" + n.status + ")";
     document.getElementById("node-authorize").textContent = n.authorize_command || "—";
+    // A lab node's key is authorized inside its container by Pressluft.
+    document.getElementById("node-authorize-box").hidden = n.provider !== "ssh";
+    const machine = document.getElementById("node-machine");
+    machine.hidden = !n.resources;
+    if (n.resources) {
+      const r = n.resources;
+      let text = "Lab node: " + r.memory_mb + " MB, " + r.cpus + " CPUs, " + r.pids + " processes";
+      if (n.container) {
+        text += " · container " + n.container.id.slice(0, 12) + " " + n.container.state;
+        if (n.container.exit_code !== null) text += " (exit " + n.container.exit_code + ")";
+      }
+      if (n.ports) text += " · 127.0.0.1 ports: ssh " + n.ports.ssh + ", http " + n.ports.http + ", https " + n.ports.https;
+      machine.textContent = text;
+    }
+    for (const id of ["node-start", "node-stop"]) {
+      const button = document.getElementById(id);
+      if (button) button.hidden = n.provider === "ssh";
+    }
     const guidance = document.getElementById("node-guidance");
     guidance.replaceChildren();
     for (const g of n.readiness.guidance) guidance.appendChild(el("li", {}, g));
@@ -549,11 +568,21 @@ function setupNodes() {
     const result = document.getElementById("node-action-result");
     const res = await api(method, path, undefined, { "Idempotency-Key": newKey("dashboard") });
     result.className = res.ok ? "result-ok" : "result-error";
-    result.textContent = res.ok ? label : describeError(res.data);
+    result.textContent = res.ok ? label + " " : describeError(res.data);
+    // Every node action is a job: follow its live log.
+    if (res.ok) result.appendChild(el("a", { href: "/jobs/" + res.data.job_id, class: "node-job-log" }, "live log"));
   }
   const check = document.getElementById("node-check");
   if (check) {
     check.addEventListener("click", () => act("POST", "/api/nodes/" + selected.id + "/check", "Check queued."));
+    document.getElementById("node-provision").addEventListener("click", () =>
+      act("POST", "/api/nodes/" + selected.id + "/provision", "Provisioning queued."));
+    document.getElementById("node-start").addEventListener("click", () =>
+      act("POST", "/api/nodes/" + selected.id + "/start", "Start queued."));
+    document.getElementById("node-stop").addEventListener("click", () => {
+      if (!window.confirm("Stop " + selected.name + "? Its sites are offline until it is started.")) return;
+      act("POST", "/api/nodes/" + selected.id + "/stop", "Stop queued.");
+    });
     document.getElementById("node-repin").addEventListener("click", () => {
       if (!window.confirm("Trust the next host key " + selected.name + " presents?")) return;
       act("POST", "/api/nodes/" + selected.id + "/host-key/repin", "Re-pin queued.");
@@ -565,24 +594,19 @@ function setupNodes() {
     });
   }
 
-  const form = document.getElementById("node-form");
-  if (form) {
+  function addForm(id, resultId, request, done) {
+    const form = document.getElementById(id);
+    if (!form) return;
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      const result = document.getElementById("node-form-result");
-      const request = {
-        provider: "ssh",
-        name: form.elements["name"].value.trim(),
-        host: form.elements["host"].value.trim(),
-        ssh_port: Number(form.elements["ssh_port"].value || 22),
-        ssh_user: form.elements["ssh_user"].value.trim(),
-      };
+      const result = document.getElementById(resultId);
       form.dataset.key = form.dataset.key || newKey("dashboard");
-      const res = await api("POST", "/api/nodes", request, { "Idempotency-Key": form.dataset.key });
+      const res = await api("POST", "/api/nodes", request(form), { "Idempotency-Key": form.dataset.key });
       delete form.dataset.key;
       if (res.ok) {
         result.className = "result-ok";
-        result.textContent = "Added. Authorize its key on the server (below), then check.";
+        result.textContent = done + " ";
+        result.appendChild(el("a", { href: "/jobs/" + res.data.job_id, class: "node-job-log" }, "live log"));
         form.reset();
         await load(true);
         const added = shown.find((n) => n.id === res.data.node_id);
@@ -593,6 +617,20 @@ function setupNodes() {
       }
     });
   }
+  addForm("node-form", "node-form-result", (form) => ({
+    provider: "ssh",
+    name: form.elements["name"].value.trim(),
+    host: form.elements["host"].value.trim(),
+    ssh_port: Number(form.elements["ssh_port"].value || 22),
+    ssh_user: form.elements["ssh_user"].value.trim(),
+  }), "Added. Authorize its key on the server (below), then check.");
+  addForm("lab-form", "lab-form-result", (form) => ({
+    provider: "docker",
+    name: form.elements["name"].value.trim(),
+    memory_mb: Number(form.elements["memory_mb"].value || 1024),
+    cpus: Number(form.elements["cpus"].value || 1),
+    pids: Number(form.elements["pids"].value || 1024),
+  }), "Added. Its container is being created and checked.");
 }
 
 document.addEventListener("DOMContentLoaded", () => {
