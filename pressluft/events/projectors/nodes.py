@@ -7,6 +7,13 @@ A lab node's container that stops or dies makes an `active` node `unreachable`
 (readiness `container_stopped`) until a check reaches it again. Every UPDATE is
 guarded by the states it may apply to. `node.orphan_detected` concerns no node:
 it has no projection (the event log is its record).
+
+One status follows a job instead of a node event: a node stays `provisioning`
+only while its provisioning can still finish. When a `node_provision` job ends
+without its handler recording the outcome — its last attempt timed out, its
+worker was lost for good (`job.lease_expired` failed/cancelled), or it was
+cancelled — the node becomes `failed` (its state is unknown), unless another
+`node_provision` job of the node is running.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ import msgspec
 from pressluft.events.projection import Envelope, Projector
 from pressluft.events.projectors.jobs import GuardFailed
 from pressluft.events.types import (
+    JobCancelled,
+    JobFailed,
+    JobLeaseExpired,
     NodeChecked,
     NodeContainerCreated,
     NodeContainerDied,
@@ -214,6 +224,29 @@ def _container_removed(conn: sqlite3.Connection, e: NodeContainerRemoved, env: E
     _one(cursor, f"removal of {e.node_id}'s container")
 
 
+def _provisioning_abandoned(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
+    conn.execute(
+        "UPDATE nodes SET status = 'failed', updated_at = ? WHERE status = 'provisioning'"
+        " AND id = (SELECT node_id FROM jobs WHERE id = ? AND job_type = 'node_provision')"
+        " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.node_id = nodes.id"
+        "   AND j.job_type = 'node_provision' AND j.status = 'running' AND j.id != ?)",
+        (env.recorded_at, job_id, job_id),
+    )
+
+
+def _job_failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
+    _provisioning_abandoned(conn, e.job_id, env)
+
+
+def _job_cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None:
+    _provisioning_abandoned(conn, e.job_id, env)
+
+
+def _job_lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) -> None:
+    if e.outcome != "requeued":
+        _provisioning_abandoned(conn, e.job_id, env)
+
+
 NODES_PROJECTOR = Projector(
     "nodes",
     ("nodes",),
@@ -231,5 +264,8 @@ NODES_PROJECTOR = Projector(
         NodeContainerDied: _container_died,
         NodeContainerRemoved: _container_removed,
         NodeDecommissioned: _decommissioned,
+        JobFailed: _job_failed,
+        JobCancelled: _job_cancelled,
+        JobLeaseExpired: _job_lease_expired,
     },
 )
