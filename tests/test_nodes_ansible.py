@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pressluft.clock import FrozenClock, parse_ts
 from pressluft.jobs.context import JobContext
 from pressluft.jobs.registry import JobType
 from pressluft.nodes.ansible import ANSIBLE_DIR
@@ -152,7 +153,11 @@ async def test_a_syntax_error_fails_for_good_before_anything_runs(
 
 @pytest.mark.spec("NOD-12")
 async def test_an_unreachable_node_is_retried_with_the_ansible_code(
-    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode, ansible_dir: Path
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    ssh_node: SSHNode,
+    ansible_dir: Path,
+    clock: FrozenClock,
 ) -> None:
     _register_playbook_job(runtime, ansible_dir)
     node_id = await _ready_node(client, runtime, ssh_node)
@@ -167,6 +172,20 @@ async def test_an_unreachable_node_is_retried_with_the_ansible_code(
     view = await job(runtime, job_id)
     assert (view.status, view.attempts[0].error_code) == ("queued", "ANSIBLE_HOST_UNREACHABLE")
     assert not (runtime.config.data_dir / "jobs" / job_id).exists()
+    # Retried after the backoff (1 min, then 5 min), then failed for good.
+    for backoff, attempts in ((60, 2), (300, 3)):
+        due = parse_ts(view.run_after or "") - clock.now()
+        assert due.total_seconds() == backoff
+        clock.advance(backoff)
+
+        async def ended(attempts: int = attempts) -> bool:
+            view = await job(runtime, job_id)
+            return len(view.attempts) == attempts and view.attempts[-1].outcome is not None
+
+        await until(ended, within=120)
+        view = await job(runtime, job_id)
+    assert (view.status, view.error_code) == ("failed", "ANSIBLE_HOST_UNREACHABLE")
+    assert [a.error_code for a in view.attempts] == ["ANSIBLE_HOST_UNREACHABLE"] * 3
 
 
 @pytest.mark.spec("NOD-13")
