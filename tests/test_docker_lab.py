@@ -76,6 +76,35 @@ def test_a_limit_the_engine_cannot_enforce_is_refused(
     with pytest.raises(LimitNotEnforced, match="pids"):
         lab.create(str(uuid.uuid4()), "lab-2", engine[1], LIMITS, command=["sleep", "3600"])
     assert lab.managed() == []  # nothing was created
+    monkeypatch.undo()
+
+    # The engine creates the container but warns that a limit is not applied (the
+    # SDK's high-level API would drop the warning), or applies another value: the
+    # real container it created is removed again.
+    real_create = lab.client.api.create_container
+
+    def warning(*args: object, **kwargs: object) -> dict[str, object]:
+        created = dict(real_create(*args, **kwargs))
+        created["Warnings"] = ["Your kernel does not support memory limit capabilities"]
+        return created
+
+    monkeypatch.setattr(lab.client.api, "create_container", warning)
+    with pytest.raises(LimitNotEnforced, match="memory limit"):
+        lab.create(str(uuid.uuid4()), "lab-w", engine[1], LIMITS, command=["sleep", "3600"])
+    assert lab.managed() == []
+    monkeypatch.undo()
+    real_inspect = lab.client.api.inspect_container
+
+    def other_pids(container: str) -> dict[str, object]:
+        inspected = dict(real_inspect(container))
+        inspected["HostConfig"] = {**inspected["HostConfig"], "PidsLimit": 32}
+        return inspected
+
+    monkeypatch.setattr(lab.client.api, "inspect_container", other_pids)
+    with pytest.raises(LimitNotEnforced, match="PidsLimit"):
+        lab.create(str(uuid.uuid4()), "lab-d", engine[1], LIMITS, command=["sleep", "3600"])
+    monkeypatch.undo()
+    assert lab.managed() == []
 
 
 @pytest.mark.spec("NOD-17")
