@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 ARTIFACTS ?= .artifacts
 PYTEST := $(BIN)/pytest -p no:cacheprovider
 
-.PHONY: help dev venv system-deps lint format typecheck contract traceability locks static \
+.PHONY: help dev venv system-deps lint format typecheck contract traceability locks ansible-lint static \
         test test-unit test-daemon test-contract test-browser fuzz check bench clean
 
 help: ## Show this help
@@ -72,7 +72,12 @@ traceability: ## Every spec scenario is cited by a test and every citation exist
 locks: ## coordination/locks.md is well-formed and has no stale locks
 	$(BIN)/python scripts/check-locks
 
-static: lint typecheck contract traceability locks ## All static checks
+# From ansible/, where its .ansible-lint makes ansible/ the project (offline: no galaxy, no
+# collections, no version check); PATH so it finds the venv's ansible-playbook.
+ansible-lint: $(STAMP) ## ansible-lint on ansible/ (the provisioning playbook and roles)
+	cd ansible && PATH="$(abspath $(BIN)):$$PATH" ansible-lint --offline
+
+static: lint typecheck contract traceability locks ansible-lint ## All static checks
 
 test: system-deps $(STAMP) static ## Install what is needed, then run every test tier
 	@mkdir -p $(ARTIFACTS)
