@@ -107,6 +107,8 @@ async def test_every_operation_answers_as_the_contract_says(
         - {("GET", "/api/nodes/{node_id}/facts")}
         # Needs a ready node too: tests/test_node_image.py (NOD-21) provisions one.
         - {("POST", "/api/nodes/{node_id}/provision")}
+        # Need a lab node on a Docker engine: tests/test_node_image.py (NOD-24).
+        - {("POST", "/api/nodes/{node_id}/start"), ("POST", "/api/nodes/{node_id}/stop")}
     )
     assert not missing, f"operations never answered successfully: {sorted(missing)}"
 

@@ -20,6 +20,7 @@ from pressluft.events.types import NodeContainerCreated, NodePorts, NodeRegister
 from pressluft.jobs.queue import JobSpec, enqueue
 from pressluft.nodes.docker import LABEL_NODE, DockerLab, Limits
 from pressluft.runtime import Runtime
+from tests.support.daemon import run_cli
 from tests.support.dockerd import PrivateDockerd
 from tests.support.jobs import log_lines, until, until_ended
 
@@ -201,3 +202,13 @@ async def test_deaths_while_no_daemon_watched_are_recorded_once(
             await runtime.stop()
     inspected = lab.client.api.inspect_container(container_id)
     assert inspected["Config"]["Labels"][LABEL_NODE] == node_id
+
+
+@pytest.mark.spec("DMN-9")
+def test_doctor_names_the_engine_and_the_missing_node_image(
+    cli_env: dict[str, str], engine: tuple[PrivateDockerd, str]
+) -> None:
+    result = run_cli("doctor", env={**cli_env, "DOCKER_HOST": engine[0].url})
+    out = result.stdout
+    assert f"{engine[0].url} reachable" in out, out
+    assert "pressluft node-image build --docker-host " + engine[0].url in out, out

@@ -1,7 +1,8 @@
 """`pressluft doctor`: is this machine and data dir ready to run Pressluft?
 
 Reports ansible-playbook (found, version), the ssh client, the Docker engine
-(reachable or not; only needed for docker lab nodes), SQLite's version, the
+`pressluft dev` would use and its node image (only docker lab nodes need them),
+SQLite's version, the
 database (integrity, schema version, event chain) and free disk space.
 """
 
@@ -18,6 +19,8 @@ from pressluft.db.connection import SQLITE_MIN_VERSION, open_sync
 from pressluft.db.migrate import current_version, latest_version
 from pressluft.events.chain import verify_chain
 from pressluft.executables import find_ansible_playbook
+from pressluft.nodes.images import ImageInputs, image_tag
+from pressluft.nodes.providers import resolve_docker_host
 
 __all__ = ["DoctorResult", "run_checks"]
 
@@ -56,21 +59,40 @@ def _ssh() -> DoctorResult:
     return DoctorResult("ssh client", "ok", _first_line([path, "-V"]) or path)
 
 
-def _docker() -> DoctorResult:
+def _docker() -> list[DoctorResult]:
+    """The engine `pressluft dev` would use (`--docker-host auto`) and its node image."""
+    url = resolve_docker_host("auto")
+    if url is None:
+        return [DoctorResult("docker engine", "info", "none found; only docker lab nodes need it")]
+    image = image_tag(ImageInputs())
     try:
         import docker
 
-        client = docker.from_env(timeout=3)
+        client = docker.DockerClient(base_url=url, timeout=3)
         try:
             version = client.version().get("Version", "?")
+            present = bool(client.images.list(name=image))
         finally:
             client.close()
     except Exception as exc:
         reason = type(exc).__name__
-        return DoctorResult(
-            "docker engine", "info", f"not reachable ({reason}); only docker lab nodes need it"
+        return [
+            DoctorResult(
+                "docker engine",
+                "info",
+                f"{url} not reachable ({reason}); only docker lab nodes need it",
+            )
+        ]
+    node_image = (
+        DoctorResult("node image", "ok", f"{image} present")
+        if present
+        else DoctorResult(
+            "node image",
+            "info",
+            f"{image} missing; lab nodes need it: pressluft node-image build --docker-host {url}",
         )
-    return DoctorResult("docker engine", "ok", f"reachable, version {version}")
+    )
+    return [DoctorResult("docker engine", "ok", f"{url} reachable, version {version}"), node_image]
 
 
 def _sqlite() -> DoctorResult:
@@ -148,5 +170,5 @@ def run_checks(data_dir: Path) -> list[DoctorResult]:
         _disk(data_dir),
         _ansible(),
         _ssh(),
-        _docker(),
+        *_docker(),
     ]
