@@ -17,7 +17,7 @@ import pytest
 from pressluft.clock import FrozenClock, parse_ts
 from pressluft.jobs.context import JobContext
 from pressluft.jobs.registry import JobType
-from pressluft.nodes.ansible import ANSIBLE_DIR
+from pressluft.nodes.ansible import ANSIBLE_DIR, profile_revision
 from pressluft.runtime import Runtime
 from pressluft.services.nodes import run_node_playbook
 from tests.support.jobs import job, log_lines, until, until_ended
@@ -264,3 +264,26 @@ async def test_ansible_refuses_a_changed_host_key(
         1,
     ), text
     assert not (ansible_dir.parent / "marker").exists()  # nothing ran on the impostor
+
+
+@pytest.mark.spec("NOD-28")
+def test_the_profile_revision_covers_the_playbook_and_the_roles_it_uses(tmp_path: Path) -> None:
+    playbooks, roles = tmp_path / "playbooks", tmp_path / "roles"
+    playbooks.mkdir()
+    for role in ("used", "imported", "other"):
+        (roles / role / "tasks").mkdir(parents=True)
+        (roles / role / "tasks" / "main.yml").write_text("---\n[]\n")
+    playbook = playbooks / "p.yml"
+    playbook.write_text(
+        "---\n- hosts: target\n  roles:\n    - role: used\n  tasks:\n"
+        "    - ansible.builtin.import_role:\n        name: imported\n"
+    )
+    first = profile_revision(playbook, roles)
+    (roles / "other" / "tasks" / "main.yml").write_text("---\n- debug: {}\n")
+    assert profile_revision(playbook, roles) == first  # another playbook's role
+    for role in ("used", "imported"):
+        (roles / role / "defaults").mkdir()
+        (roles / role / "defaults" / "main.yml").write_text(f"---\n{role}: 1\n")
+        changed = profile_revision(playbook, roles)
+        assert changed != first
+        first = changed

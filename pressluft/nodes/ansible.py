@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import yaml
 
 from pressluft.affinity import release_current_thread
 from pressluft.nodes.ssh import NodeAddress
@@ -79,6 +80,8 @@ class PlaybookSummary:
     tasks: list[TaskResult] = field(default_factory=list)
     #: ssh refused the node's host key (it is not the pinned one).
     host_key_mismatch: bool = False
+    #: What the play reported with `ansible.builtin.set_stats` (aggregate, not per host).
+    data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def changed(self) -> int:
@@ -115,12 +118,44 @@ def classify(summary: PlaybookSummary) -> str | None:
     return "ANSIBLE_UNKNOWN_EXIT"
 
 
+def _roles_of(playbook: Path) -> set[str]:
+    """Names of the roles a playbook uses: its plays' `roles:` and the roles its
+    tasks import or include (`name:` of import_role/include_role)."""
+    plays = yaml.safe_load(playbook.read_text()) or []
+    names: set[str] = set()
+    for play in plays if isinstance(plays, list) else []:
+        if not isinstance(play, dict):
+            continue
+        for entry in play.get("roles") or []:
+            name = entry if isinstance(entry, str) else (entry or {}).get("role")
+            if isinstance(name, str):
+                names.add(name)
+        for section in ("pre_tasks", "tasks", "post_tasks", "handlers"):
+            for task in play.get(section) or []:
+                for module in ROLE_MODULES:
+                    spec = (task or {}).get(module)
+                    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+                        names.add(spec["name"])
+    return names
+
+
+ROLE_MODULES = (
+    "import_role",
+    "include_role",
+    "ansible.builtin.import_role",
+    "ansible.builtin.include_role",
+)
+
+
 def profile_revision(playbook: Path, roles_dir: Path) -> str:
-    """A content hash of the playbook and every role it may use (the applied profile)."""
+    """A content hash of the playbook and every file of the roles it uses (the
+    applied profile): a change to another playbook's roles changes nothing here."""
     digest = hashlib.sha256()
     files = [playbook]
-    if roles_dir.is_dir():
-        files += sorted(p for p in roles_dir.rglob("*") if p.is_file())
+    for name in sorted(_roles_of(playbook)):
+        role = roles_dir / name
+        if role.is_dir():
+            files += sorted(p for p in role.rglob("*") if p.is_file())
     for path in files:
         digest.update(str(path.relative_to(playbook.parents[1])).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
@@ -291,6 +326,9 @@ async def run_playbook(
             data = event.get("event_data") or {}
             if event.get("event") == "playbook_on_stats":
                 summary.stats = _host_stats(data)
+                reported = data.get("artifact_data")
+                if isinstance(reported, dict):
+                    summary.data = dict(reported)
             kind = _TASK_EVENTS.get(str(event.get("event")))
             if kind == "unreachable" and "Host key verification failed" in str(data.get("res")):
                 summary.host_key_mismatch = True
