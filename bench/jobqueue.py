@@ -24,14 +24,6 @@ p99 <= 50 ms. Exits 1 when a goal is missed.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named like the stdlib's `queue`: run as a script, its directory
-# comes first on sys.path and would shadow it for every library importing it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
 import argparse
 import asyncio
 import logging
@@ -39,9 +31,11 @@ import os
 import shutil
 import sqlite3
 import statistics
+import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import uvloop
 from huey import SqliteHuey
