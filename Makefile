@@ -33,7 +33,8 @@ dev: $(STAMP) ## Run `pressluft dev` (dashboard on http://127.0.0.1:8080/)
 
 # Debian packages the tests need: the sqlite3 CLI (tamper tests), Chromium (browser tests),
 # OpenSSH's server (sshd test nodes), Docker's engine (a private dockerd for lab nodes),
-# busybox-static (an offline test image) and debootstrap (the node image).
+# busybox-static (an offline test image), debootstrap (the node image) and php-cli (unit
+# tests of the PHP helper Pressluft ships to nodes).
 system-deps: ## Install the Debian packages the tests need (when missing and root)
 	@missing=""; \
 	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
@@ -42,6 +43,7 @@ system-deps: ## Install the Debian packages the tests need (when missing and roo
 	test -x /usr/sbin/dockerd || missing="$$missing docker.io"; \
 	test -x /bin/busybox || missing="$$missing busybox-static"; \
 	test -x /usr/sbin/debootstrap || missing="$$missing debootstrap"; \
+	command -v php >/dev/null || missing="$$missing php-cli"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -101,9 +103,10 @@ test-browser: system-deps $(STAMP) ## Headless Chromium against a live daemon
 
 check: static test ## Everything CI checks: lint, types, contract, traceability, locks, tests
 
-bench: $(STAMP) ## Benchmarks (ratios against raw sqlite3 and huey, measured in the same run)
+bench: $(STAMP) ## Benchmarks (ratios against raw sqlite3, huey and bare ansible-playbook, same run)
 	@status=0; $(BIN)/python bench/events.py || status=1; \
-	$(BIN)/python bench/queue.py || status=1; exit $$status
+	$(BIN)/python bench/jobqueue.py || status=1; \
+	$(BIN)/python bench/provision.py || status=1; exit $$status
 
 clean: ## Remove caches and artifacts (keeps .venv and .pressluft)
 	rm -rf $(ARTIFACTS) .pytest_cache .mypy_cache .ruff_cache .hypothesis
