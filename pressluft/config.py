@@ -86,6 +86,14 @@ def _image(raw: str) -> str:
     return value
 
 
+def _wordpress_source(raw: str) -> str:
+    value = raw.strip()
+    shaped = value.startswith("https://") or (value.startswith("/") and ".." not in value)
+    if shaped and all(c.isprintable() and not c.isspace() for c in value):
+        return value
+    raise ConfigError(f"expected an https:// URL or an absolute path on the node, got {raw!r}")
+
+
 def _text(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -294,6 +302,15 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="IMAGE",
     ),
     Setting(
+        "wordpress_source",
+        "https://wordpress.org/latest.tar.gz",
+        "Where new sites get WordPress core: an https URL of a release tarball (the node "
+        "downloads it) or a directory on the node (lab nodes: `/usr/share/wordpress`, "
+        "baked into the node image).",
+        _wordpress_source,
+        metavar="URL|PATH",
+    ),
+    Setting(
         "max_body_bytes",
         "1048576",
         "Largest request body accepted (bytes).",
@@ -331,6 +348,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_timeout_seconds: int
     docker_host: str
     node_image: str
+    wordpress_source: str
     max_body_bytes: int
 
     @property

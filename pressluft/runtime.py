@@ -38,6 +38,7 @@ from pressluft.services.machines import DeathWatcher, configured_providers, regi
 from pressluft.services.nodes import register_node_jobs
 from pressluft.services.passwords import PasswordHasher
 from pressluft.services.sessions import LoginLimits, expire_sessions
+from pressluft.services.sites import register_site_jobs
 from pressluft.services.users import count_users, create_user_command
 from pressluft.vault import Vault
 
@@ -92,6 +93,7 @@ class Runtime:
         register_machine_jobs(
             self.jobs, self.scheduler, self.db, lambda: self.vault, self.providers
         )
+        register_site_jobs(self.jobs, self.db, lambda: self.vault, config.wordpress_source)
         self.workers = WorkerPool(
             self.db,
             self.clock,

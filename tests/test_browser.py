@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, Route, expect, sync_playwright
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, pressluft_argv
+from tests.support.dockerd import PrivateDockerd
 from tests.support.sshd import SSHNode
 
 pytestmark = pytest.mark.browser
@@ -268,3 +271,96 @@ def test_nodes_page_adds_checks_and_decommissions_a_real_ssh_node(
             page.screenshot(path=str(shots / "node-decommissioned.png"), full_page=True)
     finally:
         sshd.stop()
+
+
+def _until_job_ends(daemon: Daemon, job_id: str, within: float) -> dict[str, object]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{daemon.url}/api/jobs/{job_id}", headers=daemon.auth()).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return dict(job)
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} did not end within {within} s")
+
+
+@pytest.mark.spec("WEB-6")
+def test_sites_page_creates_a_site_on_a_lab_node_and_opens_its_preview(
+    tmp_path: Path, page: Page, shots: Path
+) -> None:
+    dockerd = PrivateDockerd().start()
+    try:
+        cache = os.environ.get(
+            "PRESSLUFT_NODE_IMAGE_CACHE", str(Path.home() / ".cache/pressluft/node-images")
+        )
+        built = subprocess.run(
+            [*pressluft_argv("node-image", "build"), "--cache-dir", cache, "--docker-host",
+             dockerd.url],
+            capture_output=True, text=True, timeout=1200, check=False,
+        )  # fmt: skip
+        assert built.returncode == 0, built.stderr[-3000:]
+        env = {
+            "PRESSLUFT_DOCKER_HOST": dockerd.url,
+            "PRESSLUFT_NODE_IMAGE": built.stdout.strip(),
+            "PRESSLUFT_WORDPRESS_SOURCE": "/usr/share/wordpress",
+        }
+        with Daemon(tmp_path / "daemon", env=env) as daemon:
+            # A provisioned lab node (through the API: the nodes page has its own test).
+            node = httpx.post(
+                f"{daemon.url}/api/nodes",
+                json={"provider": "docker", "name": "lab"},
+                headers=daemon.auth(),
+            ).json()
+            assert _until_job_ends(daemon, node["job_id"], 300)["status"] == "succeeded"
+            provision = httpx.post(
+                f"{daemon.url}/api/nodes/{node['node_id']}/provision", headers=daemon.auth()
+            ).json()
+            assert _until_job_ends(daemon, provision["job_id"], 900)["status"] == "succeeded"
+            ports = httpx.get(
+                f"{daemon.url}/api/nodes/{node['node_id']}", headers=daemon.auth()
+            ).json()["ports"]
+
+            _log_in(page, daemon)
+            page.click("nav a[href='/sites']")
+            expect(page.locator("#sites-state")).to_have_text("live")
+            expect(page.locator("#sites-empty")).to_be_visible()
+            expect(page.locator("#site-node option")).to_have_count(1)
+            page.fill("#site-form input[name=name]", "Acme Shop")
+            page.fill("#site-form input[name=slug]", "acme")
+            page.click("#site-form button[type=submit]")
+            row = page.locator("#sites-table tr[data-status='creating']")
+            expect(row).to_have_count(1)
+            page.screenshot(path=str(shots / "site-creating.png"), full_page=True)
+            # Follow the job's live log to the end.
+            page.click("#site-form-result a.site-job-log")
+            expect(page.locator("#job-status")).to_have_text("succeeded", timeout=600_000)
+            expect(page.locator("#job-log")).to_contain_text("health: http 200")
+            page.screenshot(path=str(shots / "site-job-succeeded.png"), full_page=True)
+            page.goto(daemon.url + "/sites")
+            link = page.locator("#sites-table tr[data-status='active'] a.preview-link")
+            expect(link).to_have_count(1)
+            preview_url = str(link.get_attribute("href"))
+
+            # The preview host resolves to the node (sslip.io) on port 80; here the lab
+            # node's HTTP is a loopback port: the browser's requests for it go there.
+            def to_node(route: Route) -> None:
+                request = route.request
+                path = request.url.split(".sslip.io", 1)[1] or "/"
+                host = request.url.split("://", 1)[1].split("/", 1)[0]
+                answer = httpx.request(
+                    request.method,
+                    f"http://127.0.0.1:{ports['http']}{path}",
+                    headers={"Host": host},
+                    content=request.post_data_buffer,
+                )
+                headers = {k: v for k, v in answer.headers.items() if k != "content-encoding"}
+                route.fulfill(status=answer.status_code, headers=headers, body=answer.content)
+
+            preview = page.context.new_page()  # the site's own 404s are not the dashboard's
+            preview.route("http://*.sslip.io/**", to_node)
+            preview.goto(preview_url)
+            expect(preview.locator("body")).to_contain_text("Acme Shop")
+            preview.screenshot(path=str(shots / "site-preview.png"), full_page=True)
+            preview.close()
+            page.goto("about:blank")
+    finally:
+        dockerd.stop()

@@ -16,6 +16,7 @@ from pressluft.contract_check import check_contract
 from pressluft.runtime import Runtime
 from tests.support.contract import ContractValidator, ContractViolation
 from tests.support.jobs import until_ended
+from tests.support.nodes import record_node
 from tests.support.sshd import free_port
 
 
@@ -97,6 +98,18 @@ async def test_every_operation_answers_as_the_contract_says(
         assert (await client.post(path)).status_code == 202
     gone = await client.delete(f"/api/nodes/{node_id}", params={"confirm": "n1"})
     assert gone.status_code == 202
+    # Sites (on a node recorded as provisioned; the site_create job stays queued).
+    ready_node = await record_node(runtime)
+    site = await client.post("/api/sites", json={"name": "S", "slug": "s", "node_id": ready_node})
+    assert site.status_code == 202, site.text
+    site_id, env_id = site.json()["site_id"], site.json()["environment_id"]
+    for path in (
+        "/api/sites",
+        f"/api/sites/{site_id}",
+        f"/api/sites/{site_id}/environments",
+        f"/api/environments/{env_id}",
+    ):
+        assert (await client.get(path)).status_code == 200
     exercised = {(m, p) for m, p, s in contract.seen if 200 <= s < 300}
     missing = (
         {(m, p) for m, p, _, _ in contract_operations()}

@@ -37,6 +37,8 @@ CODES: dict[str, bool] = {
     "NODE_IMAGE_MISSING": False,
     "LIMIT_NOT_ENFORCED": False,
     "DOCKER_ERROR": True,
+    # Sites.
+    "SITE_HEALTH_FAILED": True,
 }
 
 

@@ -171,6 +171,11 @@ async def nodes_page(principal: NamedDependency[Principal]) -> Template:
     return Template(template_name="nodes.html", context={"page": "nodes", "principal": principal})
 
 
+@get("/sites", include_in_schema=False, media_type="text/html", opt=PAGE)
+async def sites_page(principal: NamedDependency[Principal]) -> Template:
+    return Template(template_name="sites.html", context={"page": "sites", "principal": principal})
+
+
 WEB_ROUTES: list[ControllerRouterHandler] = [
     login_page,
     tokens_page,
@@ -181,5 +186,6 @@ WEB_ROUTES: list[ControllerRouterHandler] = [
     jobs_page,
     job_page,
     nodes_page,
+    sites_page,
     create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
 ]

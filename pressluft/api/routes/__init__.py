@@ -11,6 +11,7 @@ from pressluft.api.routes.jobs import JOB_ROUTES
 from pressluft.api.routes.metrics import METRICS_ROUTES
 from pressluft.api.routes.nodes import NODE_ROUTES
 from pressluft.api.routes.settings import SETTINGS_ROUTES
+from pressluft.api.routes.sites import SITE_ROUTES
 from pressluft.api.routes.tokens import TOKEN_ROUTES
 
 __all__ = ["API_ROUTES"]
@@ -24,6 +25,7 @@ API_ROUTES: list[ControllerRouterHandler] = [
     *JOB_ROUTES,
     *METRICS_ROUTES,
     *NODE_ROUTES,
+    *SITE_ROUTES,
     *SETTINGS_ROUTES,
     *TOKEN_ROUTES,
 ]

@@ -11,6 +11,7 @@ from pressluft.events.projectors.access import (
 from pressluft.events.projectors.jobs import JOBS_PROJECTOR
 from pressluft.events.projectors.nodes import NODES_PROJECTOR
 from pressluft.events.projectors.settings import SETTINGS_PROJECTOR
+from pressluft.events.projectors.sites import SITES_PROJECTOR
 
 __all__ = ["PROJECTORS"]
 
@@ -23,5 +24,6 @@ PROJECTORS = ProjectorSet(
         TOKENS_PROJECTOR,
         JOBS_PROJECTOR,
         NODES_PROJECTOR,
+        SITES_PROJECTOR,
     )
 )

@@ -48,10 +48,19 @@ from pressluft.events.types.nodes import (
     NodeResources,
 )
 from pressluft.events.types.settings import SettingsChanged
+from pressluft.events.types.sites import (
+    EnvironmentCreated,
+    EnvironmentFailed,
+    EnvironmentProvisioned,
+    SiteCreated,
+)
 
 __all__ = [
     "ALL_EVENTS",
     "EVENT_TYPES",
+    "EnvironmentCreated",
+    "EnvironmentFailed",
+    "EnvironmentProvisioned",
     "Event",
     "JobCancelRequested",
     "JobCancelled",
@@ -82,6 +91,7 @@ __all__ = [
     "SessionRevoked",
     "SessionStarted",
     "SettingsChanged",
+    "SiteCreated",
     "TokenCreated",
     "TokenRevoked",
     "UserCreated",
@@ -122,6 +132,10 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     NodeContainerRemoved,
     NodeOrphanDetected,
     NodeDecommissioned,
+    SiteCreated,
+    EnvironmentCreated,
+    EnvironmentProvisioned,
+    EnvironmentFailed,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {event_type(cls): cls for cls in ALL_EVENTS}

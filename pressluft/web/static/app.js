@@ -644,3 +644,128 @@ document.addEventListener("DOMContentLoaded", () => {
   setupJob();
   setupNodes();
 });
+
+function setupSites() {
+  const table = document.getElementById("sites-table");
+  if (!table) return;
+  const body = table.querySelector("tbody");
+  const empty = document.getElementById("sites-empty");
+  const more = document.getElementById("sites-more");
+  const state = document.getElementById("sites-state");
+  const detail = document.getElementById("site-detail");
+  let before = null;
+  let selected = null;
+  let shown = [];
+
+  function preview(url, status) {
+    if (status !== "active") return el("span", { class: "muted" }, url);
+    return el("a", { href: url, target: "_blank", rel: "noopener", class: "preview-link" }, url);
+  }
+
+  function row(s) {
+    const tr = el("tr", { "data-site-id": s.id, "data-status": s.status });
+    const name = el("td");
+    name.appendChild(el("button", { type: "button", class: "link site-open" }, s.name));
+    tr.appendChild(name);
+    tr.appendChild(el("td", {}, s.slug));
+    tr.appendChild(el("td", { class: "status-" + s.status }, s.status));
+    const link = el("td");
+    if (s.preview_url) link.appendChild(preview(s.preview_url, s.status));
+    tr.appendChild(link);
+    tr.appendChild(el("td", {}, String(s.environments.length)));
+    tr.appendChild(el("td", {}, fmtTime(s.created_at)));
+    tr.querySelector(".site-open").addEventListener("click", () => show(s));
+    return tr;
+  }
+
+  function show(s) {
+    selected = s;
+    detail.hidden = false;
+    document.getElementById("site-detail-name").textContent = s.name + " (" + s.status + ")";
+    const envs = document.querySelector("#environments-table tbody");
+    envs.replaceChildren();
+    for (const e of s.environments) {
+      const tr = el("tr", { "data-environment-id": e.id, "data-status": e.status });
+      tr.appendChild(el("td", {}, e.name));
+      tr.appendChild(el("td", {}, e.environment_type));
+      tr.appendChild(el("td", { class: "status-" + e.status }, e.status));
+      const link = el("td");
+      link.appendChild(preview(e.preview_url, e.status));
+      tr.appendChild(link);
+      tr.appendChild(el("td", {}, e.wordpress_version || "—"));
+      tr.appendChild(el("td", {}, e.health_status));
+      envs.appendChild(tr);
+    }
+    document.getElementById("site-jobs").href = "/jobs?site_id=" + s.id;
+  }
+
+  async function load(reset) {
+    const params = new URLSearchParams({ limit: "50" });
+    if (!reset && before) params.set("before", String(before));
+    const res = await api("GET", "/api/sites?" + params.toString());
+    if (!res.ok) { empty.hidden = false; empty.textContent = describeError(res.data); return; }
+    if (reset) { body.replaceChildren(); shown = []; }
+    for (const s of res.data.items) { body.appendChild(row(s)); shown.push(s); }
+    before = res.data.next_before;
+    more.hidden = !res.data.has_more;
+    empty.hidden = body.children.length > 0;
+    if (selected) {
+      const fresh = shown.find((s) => s.id === selected.id);
+      if (fresh) show(fresh);
+    }
+  }
+
+  let pending = null;
+  async function follow() {
+    const counters = await api("GET", "/api/metrics");
+    const head = counters.ok ? counters.data.events_total : 0;
+    const source = new EventSource("/api/events/stream?after=" + head);
+    source.onopen = () => { state.textContent = "live"; state.className = "pill live"; };
+    source.onerror = () => { state.textContent = "reconnecting"; state.className = "pill down"; };
+    source.onmessage = (msg) => {
+      const e = JSON.parse(msg.data);
+      if (!(e.stream.startsWith("site:") || e.stream.startsWith("environment:") || e.stream.startsWith("job:")) || pending) return;
+      pending = setTimeout(() => { pending = null; before = null; load(true); }, 150);
+    };
+  }
+  more.addEventListener("click", () => load(false));
+  load(true).then(follow);
+
+  const form = document.getElementById("site-form");
+  if (!form) return;
+  const nodeSelect = document.getElementById("site-node");
+  (async () => {
+    const res = await api("GET", "/api/nodes?status=active&limit=500");
+    if (!res.ok) return;
+    for (const n of res.data.items) nodeSelect.appendChild(el("option", { value: n.id }, n.name + " (" + n.host + ")"));
+    if (!res.data.items.length) nodeSelect.appendChild(el("option", { value: "" }, "no provisioned node yet"));
+  })();
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const result = document.getElementById("site-form-result");
+    const request = {
+      name: form.elements["name"].value.trim(),
+      slug: form.elements["slug"].value.trim(),
+      node_id: form.elements["node_id"].value,
+    };
+    const title = form.elements["title"].value.trim();
+    if (title) request.title = title;
+    form.dataset.key = form.dataset.key || newKey("dashboard");
+    const res = await api("POST", "/api/sites", request, { "Idempotency-Key": form.dataset.key });
+    delete form.dataset.key;
+    if (res.ok) {
+      result.className = "result-ok";
+      result.textContent = "Creating. ";
+      result.appendChild(el("a", { href: "/jobs/" + res.data.job_id, class: "site-job-log" }, "live log"));
+      form.reset();
+      await load(true);
+      const added = shown.find((s) => s.id === res.data.site_id);
+      if (added) show(added);
+    } else {
+      result.className = "result-error";
+      result.textContent = describeError(res.data);
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", setupSites);

@@ -1,0 +1,93 @@
+"""`/api/sites` and `/api/environments`: create sites, list and read them and their
+environments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import Body, PathParameter, QueryParameter
+
+from pressluft.api.idempotency import replay_headers, run_write
+from pressluft.api.params import query_choice, query_int
+from pressluft.errors import BadRequest
+from pressluft.ids import is_uuid
+from pressluft.runtime import Runtime
+from pressluft.services.context import Context
+from pressluft.services.sites import (
+    STATUSES,
+    CreateSiteRequest,
+    EnvironmentView,
+    SiteAccepted,
+    SitePage,
+    SiteQuery,
+    SiteView,
+    create_site_command,
+    get_environment,
+    get_site,
+    list_environments,
+    list_sites,
+)
+
+__all__ = ["SITE_ROUTES"]
+
+SiteIdParam = Annotated[str, PathParameter(name="site_id", max_length=64)]
+EnvironmentIdParam = Annotated[str, PathParameter(name="environment_id", max_length=64)]
+Raw = Annotated[str | None, QueryParameter(max_length=64)]
+
+
+@get("/api/sites", operation_id="listSites", tags=["sites"])
+async def sites(
+    runtime: NamedDependency[Runtime],
+    status: Raw = None,
+    node_id: Raw = None,
+    before: Raw = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+) -> SitePage:
+    if node_id is not None and not is_uuid(node_id):
+        raise BadRequest(
+            "invalid query",
+            details={"errors": [{"field": "node_id", "message": "a node id", "in": "query"}]},
+        )
+    query = SiteQuery(
+        status=query_choice("status", status, STATUSES),
+        node_id=node_id,
+        before=query_int("before", before, 1, 2**62),
+        limit=limit,
+    )
+    return await runtime.db.read(lambda conn: list_sites(conn, query))
+
+
+@post("/api/sites", operation_id="createSite", status_code=202, tags=["sites"])
+async def create_site(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    data: Annotated[CreateSiteRequest, Body()],
+) -> Response[SiteAccepted]:
+    command = create_site_command(data, runtime.vault, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, SiteAccepted, 202)
+    return Response(done.value, status_code=202, headers=replay_headers(done))
+
+
+@get("/api/sites/{site_id:str}", operation_id="getSite", tags=["sites"])
+async def site(runtime: NamedDependency[Runtime], site_id: SiteIdParam) -> SiteView:
+    return await runtime.db.read(lambda conn: get_site(conn, site_id))
+
+
+@get("/api/sites/{site_id:str}/environments", operation_id="listEnvironments", tags=["sites"])
+async def environments(
+    runtime: NamedDependency[Runtime], site_id: SiteIdParam
+) -> list[EnvironmentView]:
+    return await runtime.db.read(lambda conn: list_environments(conn, site_id))
+
+
+@get("/api/environments/{environment_id:str}", operation_id="getEnvironment", tags=["sites"])
+async def environment(
+    runtime: NamedDependency[Runtime], environment_id: EnvironmentIdParam
+) -> EnvironmentView:
+    return await runtime.db.read(lambda conn: get_environment(conn, environment_id))
+
+
+SITE_ROUTES = [sites, create_site, site, environments, environment]

@@ -1,0 +1,63 @@
+"""Events of sites (stream `site:<id>`) and their environments (stream
+`environment:<id>`): created, provisioned on their node (a release), failed,
+reset, deleted."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pressluft.events.types.base import Event
+
+__all__ = [
+    "EnvironmentCreated",
+    "EnvironmentFailed",
+    "EnvironmentProvisioned",
+    "SiteCreated",
+]
+
+
+class SiteCreated(Event, frozen=True, tag="site.created"):
+    site_id: str
+    name: str
+    slug: str
+    #: The production environment, created with the site (`environment.created`).
+    primary_environment_id: str
+
+
+class EnvironmentCreated(Event, frozen=True, tag="environment.created"):
+    """An environment was asked for; its job builds it on the node (status creating)."""
+
+    environment_id: str
+    site_id: str
+    name: str
+    slug: str
+    environment_type: Literal["production", "staging", "clone"]
+    node_id: str
+    preview_url: str
+    #: Sealed secrets (vault ids): the database password, the WordPress admin password.
+    db_secret_id: str
+    admin_secret_id: str
+    source_environment_id: str | None = None
+    fastcgi_cache_enabled: bool = True
+    redis_cache_enabled: bool = True
+
+
+class EnvironmentProvisioned(Event, frozen=True, tag="environment.provisioned"):
+    """Its job built it and the health checks passed: it serves this release (active)."""
+
+    environment_id: str
+    job_id: str
+    release_id: str
+    release_path: str
+    source_type: Literal["wordpress", "clone"]
+    source_ref: str
+    wordpress_version: str | None = None
+
+
+class EnvironmentFailed(Event, frozen=True, tag="environment.failed"):
+    """Its job failed for good: the environment (and a site being created) is failed
+    until an admin resets it."""
+
+    environment_id: str
+    job_id: str
+    error_code: str

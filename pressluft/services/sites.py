@@ -1,0 +1,575 @@
+"""Sites and environments: create a site (its production environment built on
+an explicit node by the `site_create` job), list and read them.
+
+The command records `site.created` + `environment.created` with the sealed
+database and admin passwords and enqueues `site_create` (site, environment and
+node locks) in one transaction. The handler runs `site-create.yml` (the
+`site_environment` role: user, pool, database, vhost, release, WordPress via
+the PHP helper, health checks on the node), checks HTTP from the control plane
+(10 s, one retry), and records `environment.provisioned` or, when it fails for
+good, `environment.failed` — fenced by its lease. See specs/sites.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import secrets
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from html import unescape
+from typing import Any
+
+import msgspec
+
+from pressluft.clock import parse_ts
+from pressluft.db import Database, WriteTx
+from pressluft.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from pressluft.events import Meta, append
+from pressluft.events.log import NO_STREAM
+from pressluft.events.types import (
+    EnvironmentCreated,
+    EnvironmentFailed,
+    EnvironmentProvisioned,
+    SiteCreated,
+)
+from pressluft.ids import is_uuid, new_id
+from pressluft.jobs.context import JobContext
+from pressluft.jobs.failures import JobFailure, retryable
+from pressluft.jobs.queue import JobSpec, enqueue, require_lease
+from pressluft.jobs.registry import JobRegistry, JobType
+from pressluft.nodes.http import HttpUnreachable, get
+from pressluft.services.nodes import NodeNotReady, run_node_playbook
+from pressluft.vault import Vault
+
+__all__ = [
+    "CreateSiteRequest",
+    "EnvironmentView",
+    "SiteAccepted",
+    "SitePage",
+    "SiteQuery",
+    "SiteView",
+    "create_site_command",
+    "get_environment",
+    "get_site",
+    "list_environments",
+    "list_sites",
+    "register_site_jobs",
+]
+
+STATUSES = (
+    "creating",
+    "active",
+    "cloning",
+    "deploying",
+    "restoring",
+    "failed",
+    "deleting",
+    "deleted",
+)
+SITE_CREATE_PLAYBOOK = "site-create.yml"
+SITE_CREATE_TIMEOUT_SECONDS = 1800
+#: The WordPress administrator Pressluft creates (operators log in with magic login).
+ADMIN_USER = "pressluft-admin"
+HEALTH_TIMEOUT_SECONDS = 10.0
+
+
+class SiteNotFound(NotFound):
+    pass
+
+
+class EnvironmentNotFound(NotFound):
+    pass
+
+
+# -- requests and views ---------------------------------------------------------------
+
+
+class CreateSiteRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    slug: str
+    node_id: str
+    #: The WordPress site title (default: the name).
+    title: str | None = None
+    admin_email: str | None = None
+
+
+class SiteAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    site_id: str
+    environment_id: str
+
+
+class EnvironmentView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    site_id: str
+    name: str
+    slug: str
+    environment_type: str
+    status: str
+    node_id: str
+    source_environment_id: str | None
+    preview_url: str
+    fastcgi_cache_enabled: bool
+    redis_cache_enabled: bool
+    current_release_id: str | None
+    wordpress_version: str | None
+    health_status: str
+    health_checked_at: str | None
+    created_at: str
+    updated_at: str
+    deleted_at: str | None
+    state_version: int
+
+
+class SiteView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    slug: str
+    status: str
+    primary_environment_id: str | None
+    #: The production environment's node and preview URL (null once deleted).
+    node_id: str | None
+    preview_url: str | None
+    environments: list[EnvironmentView]
+    created_at: str
+    updated_at: str
+    deleted_at: str | None
+    state_version: int
+
+
+class SitePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[SiteView]
+    next_before: int | None
+    has_more: bool
+
+
+class SiteQuery(msgspec.Struct, frozen=True, kw_only=True):
+    status: str | None = None
+    node_id: str | None = None
+    before: int | None = None
+    limit: int = 50
+
+
+_ENV_COLUMNS = (
+    "id, site_id, name, slug, environment_type, status, node_id, source_environment_id,"
+    " preview_url, fastcgi_cache_enabled, redis_cache_enabled, current_release_id,"
+    " wordpress_version, health_status, health_checked_at, created_at, updated_at, deleted_at,"
+    " state_version"
+)
+
+
+def _env_view(row: tuple[Any, ...]) -> EnvironmentView:
+    (env_id, site_id, name, slug, kind, status, node_id, source, preview, fastcgi, redis,
+     release, version, health, checked, created, updated, deleted, state) = row  # fmt: skip
+    return EnvironmentView(
+        id=env_id,
+        site_id=site_id,
+        name=name,
+        slug=slug,
+        environment_type=kind,
+        status=status,
+        node_id=node_id,
+        source_environment_id=source,
+        preview_url=preview,
+        fastcgi_cache_enabled=bool(fastcgi),
+        redis_cache_enabled=bool(redis),
+        current_release_id=release,
+        wordpress_version=version,
+        health_status=health,
+        health_checked_at=checked,
+        created_at=created,
+        updated_at=updated,
+        deleted_at=deleted,
+        state_version=int(state),
+    )
+
+
+def _environments(conn: sqlite3.Connection, site_id: str) -> list[EnvironmentView]:
+    rows = conn.execute(
+        f"SELECT {_ENV_COLUMNS} FROM environments WHERE site_id = ? ORDER BY created_at, id",
+        (site_id,),
+    ).fetchall()
+    return [_env_view(r) for r in rows]
+
+
+_SITE_COLUMNS = (
+    "id, name, slug, status, primary_environment_id, created_at, updated_at, deleted_at,"
+    " state_version, rowid"
+)
+
+
+def _site_view(conn: sqlite3.Connection, row: tuple[Any, ...]) -> SiteView:
+    site_id, name, slug, status, primary, created, updated, deleted, state, _ = row
+    environments = _environments(conn, site_id)
+    production = next((e for e in environments if e.id == primary), None)
+    return SiteView(
+        id=site_id,
+        name=name,
+        slug=slug,
+        status=status,
+        primary_environment_id=primary,
+        node_id=None if production is None else production.node_id,
+        preview_url=None if production is None else production.preview_url,
+        environments=environments,
+        created_at=created,
+        updated_at=updated,
+        deleted_at=deleted,
+        state_version=int(state),
+    )
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+def list_sites(conn: sqlite3.Connection, query: SiteQuery) -> SitePage:
+    where: list[str] = []
+    params: list[object] = []
+    if query.status is not None:
+        where.append("status = ?")
+        params.append(query.status)
+    if query.node_id is not None:
+        where.append("id IN (SELECT site_id FROM environments WHERE node_id = ?)")
+        params.append(query.node_id)
+    if query.before is not None:
+        where.append("rowid < ?")
+        params.append(query.before)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {_SITE_COLUMNS} FROM sites {clause} ORDER BY rowid DESC LIMIT ?",
+        [*params, query.limit + 1],
+    ).fetchall()
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return SitePage(
+        items=[_site_view(conn, r) for r in rows],
+        next_before=int(rows[-1][-1]) if has_more else None,
+        has_more=has_more,
+    )
+
+
+def get_site(conn: sqlite3.Connection, site_id: str) -> SiteView:
+    row = None
+    if is_uuid(site_id):
+        row = conn.execute(f"SELECT {_SITE_COLUMNS} FROM sites WHERE id = ?", (site_id,)).fetchone()
+    if row is None:
+        raise SiteNotFound(f"no site {site_id}")
+    return _site_view(conn, row)
+
+
+def list_environments(conn: sqlite3.Connection, site_id: str) -> list[EnvironmentView]:
+    get_site(conn, site_id)
+    return _environments(conn, site_id)
+
+
+def get_environment(conn: sqlite3.Connection, environment_id: str) -> EnvironmentView:
+    row = None
+    if is_uuid(environment_id):
+        row = conn.execute(
+            f"SELECT {_ENV_COLUMNS} FROM environments WHERE id = ?", (environment_id,)
+        ).fetchone()
+    if row is None:
+        raise EnvironmentNotFound(f"no environment {environment_id}")
+    return _env_view(row)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+_SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,}")
+
+
+def _check_site(request: CreateSiteRequest) -> None:
+    errors = []
+    for field, value in (("name", request.name), ("title", request.title)):
+        if value is not None and not (
+            1 <= len(value) <= 100 and value.isprintable() and value.strip() == value
+        ):
+            errors.append((field, "1-100 printable characters, no surrounding spaces"))
+    if not _SLUG.fullmatch(request.slug):
+        errors.append(("slug", "1-40 lowercase letters, digits and dashes"))
+    if not is_uuid(request.node_id):
+        errors.append(("node_id", "a node id (UUID)"))
+    if request.admin_email is not None and not _EMAIL.fullmatch(request.admin_email):
+        errors.append(("admin_email", "an email address"))
+    if errors:
+        raise BadRequest(
+            "invalid site",
+            details={"errors": [{"field": f, "message": m, "in": "body"} for f, m in errors]},
+        )
+
+
+def preview_url(environment_id: str, preview_domain: str | None, address: str | None) -> str:
+    """The reference's rule: `https://{uuid8}.{preview_domain}`, else
+    `http://{uuid8}.{ip-dashed}.sslip.io` (HTTP only)."""
+    uuid8 = environment_id[:8]
+    if preview_domain:
+        return f"https://{uuid8}.{preview_domain}"
+    if address is None:
+        raise NodeNotReady(
+            "the node has no IP address to build a preview URL from",
+            details={"hint": "set the node's public IP, or a preview domain in the settings"},
+        )
+    return f"http://{uuid8}.{address.replace('.', '-').replace(':', '-')}.sslip.io"
+
+
+def _node_address(public_ip: str | None, host: str) -> str | None:
+    for candidate in (public_ip, host):
+        if candidate is None:
+            continue
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
+
+
+def _password() -> bytes:
+    return secrets.token_urlsafe(24).encode()
+
+
+def create_site_command(
+    request: CreateSiteRequest, vault: Vault, meta: Meta
+) -> Callable[[WriteTx], SiteAccepted]:
+    """Record a site and its production environment; queue `site_create`."""
+    _check_site(request)
+
+    def command(tx: WriteTx) -> SiteAccepted:
+        node = tx.conn.execute(
+            "SELECT name, status, ready, host, public_ip FROM nodes WHERE id = ?",
+            (request.node_id,),
+        ).fetchone()
+        if node is None or node[1] == "decommissioned":
+            raise ValidationFailed(
+                "no such node",
+                details={"errors": [{"field": "node_id", "message": "no live node", "in": "body"}]},
+            )
+        name, status, ready, host, public_ip = node
+        if status != "active" or not ready:
+            raise NodeNotReady(
+                f"node {name} cannot host sites yet ({status}, "
+                f"{'ready' if ready else 'not ready'})",
+                details={"hint": "provision the node (POST /api/nodes/{id}/provision) first"},
+            )
+        taken = tx.conn.execute(
+            "SELECT id FROM sites WHERE slug = ? AND status != 'deleted'", (request.slug,)
+        ).fetchone()
+        if taken is not None:
+            raise Conflict(
+                f"a site with slug {request.slug} exists",
+                details={"site_id": taken[0], "hint": "choose another slug"},
+            )
+        (preview_domain,) = tx.conn.execute(
+            "SELECT (SELECT preview_domain FROM settings WHERE id = 1)"
+        ).fetchone()
+        site_id, environment_id = new_id(), new_id()
+        url = preview_url(environment_id, preview_domain, _node_address(public_ip, host))
+        db_secret = vault.seal(tx.conn, "environment_db_password", _password(), tx.now_ts)
+        admin_secret = vault.seal(tx.conn, "environment_admin_password", _password(), tx.now_ts)
+        site = SiteCreated(
+            site_id=site_id,
+            name=request.name,
+            slug=request.slug,
+            primary_environment_id=environment_id,
+        )
+        environment = EnvironmentCreated(
+            environment_id=environment_id,
+            site_id=site_id,
+            name="Production",
+            slug="production",
+            environment_type="production",
+            node_id=request.node_id,
+            preview_url=url,
+            db_secret_id=db_secret,
+            admin_secret_id=admin_secret,
+        )
+        append(tx, f"site:{site_id}", NO_STREAM, [site], meta)
+        append(tx, f"environment:{environment_id}", NO_STREAM, [environment], meta)
+        spec = JobSpec(
+            job_type="site_create",
+            site_id=site_id,
+            environment_id=environment_id,
+            node_id=request.node_id,
+            payload={
+                "title": request.title or request.name,
+                "admin_email": request.admin_email or f"admin@{url.split('://', 1)[1]}",
+            },
+            timeout_seconds=SITE_CREATE_TIMEOUT_SECONDS,
+        )
+        job_id = enqueue(tx, spec, meta)
+        return SiteAccepted(job_id=job_id, site_id=site_id, environment_id=environment_id)
+
+    return command
+
+
+# -- the site_create job ------------------------------------------------------------------
+
+
+def env_names(environment_id: str, site_id: str) -> dict[str, str]:
+    """The node-side names of an environment (derived from its id, never user input)."""
+    short = environment_id.replace("-", "")[:12]
+    return {
+        "env_user": f"wp_{short}",
+        "env_root": f"/var/www/sites/{site_id}/{environment_id}",
+        "db_name": f"wp_{short}",
+        "db_user": f"wp_{short}",
+        "redis_prefix": f"pressluft_{environment_id}:",
+    }
+
+
+def _release_dir(now: datetime) -> str:
+    """A release's directory name under `releases/` (its id is a UUID)."""
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _words(text: str) -> str:
+    return " " + " ".join(re.findall(r"\w+", text)) + " "
+
+
+def _shows(page: str, title: str) -> bool:
+    """The title's words, in order, in the page (WordPress escapes and texturizes
+    titles: "A & B's" is served as "A &amp; B&#8217;s")."""
+    return _words(title) in _words(unescape(page))
+
+
+async def _check_http(ctx: JobContext, address: str, port: int, host: str, title: str) -> None:
+    """HTTP 200 with the site's title for its preview host at the node's endpoint
+    (10 s, one retry)."""
+    problem = ""
+    for attempt in (1, 2):
+        try:
+            answer = await get(address, port, host, "/", HEALTH_TIMEOUT_SECONDS)
+        except HttpUnreachable as exc:
+            problem = f"no answer from {address}:{port} ({exc})"
+        else:
+            if answer.status == 200 and _shows(answer.body, title):
+                ctx.log(f"health: http 200 for {host} ({address}:{port})", "system")
+                return
+            problem = f"http {answer.status} for {host}" + (
+                "" if answer.status != 200 else " without the site's title"
+            )
+        ctx.log(f"health: {problem} (check {attempt} of 2)", "stderr")
+        if attempt == 1:
+            await asyncio.sleep(2)
+    raise JobFailure("SITE_HEALTH_FAILED", f"the site does not answer: {problem}")
+
+
+def register_site_jobs(
+    registry: JobRegistry, db: Database, vault: Callable[[], Vault], wordpress_source: str
+) -> None:
+    """`site_create` (WordPress core from `wordpress_source`: a URL or a node directory)."""
+
+    async def site_create(ctx: JobContext) -> None:
+        claim = ctx.claim
+        environment_id = claim.environment_id
+        assert environment_id is not None
+        meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
+        stream = f"environment:{environment_id}"
+
+        def load(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                "SELECT e.site_id, e.environment_type, e.preview_url, e.db_secret_id,"
+                " e.admin_secret_id, e.fastcgi_cache_enabled, e.redis_cache_enabled, e.status,"
+                " n.host, n.ports_json FROM environments e JOIN nodes n ON n.id = e.node_id"
+                " WHERE e.id = ?",
+                (environment_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            site_id, kind, url, db_secret, admin_secret, fastcgi, redis, status, host, ports = row
+            return {
+                "site_id": site_id,
+                "environment_type": kind,
+                "preview_url": url,
+                "db_password": vault().open(conn, db_secret).decode(),
+                "admin_password": vault().open(conn, admin_secret).decode(),
+                "fastcgi_cache_enabled": bool(fastcgi),
+                "redis_cache_enabled": bool(redis),
+                "status": status,
+                "host": host,
+                "ports": None if ports is None else msgspec.json.decode(ports),
+            }
+
+        found = await db.read(load)
+        if found is None or found["status"] not in ("creating", "cloning"):
+            ctx.log("the environment is not being created: nothing to do")
+            return
+        preview_host = str(found["preview_url"]).split("://", 1)[1]
+        title = str(claim.payload.get("title", ""))
+        release_dir = _release_dir(parse_ts(claim.claimed_at))
+        extra_vars: dict[str, object] = {
+            "site_id": found["site_id"],
+            "environment_id": environment_id,
+            "environment_type": found["environment_type"],
+            **env_names(environment_id, str(found["site_id"])),
+            "preview_host": preview_host,
+            "preview_url": found["preview_url"],
+            "site_title": title,
+            "admin_user": ADMIN_USER,
+            "admin_email": str(claim.payload.get("admin_email", "")),
+            "admin_password": found["admin_password"],
+            "db_password": found["db_password"],
+            "fastcgi_cache_enabled": found["fastcgi_cache_enabled"],
+            "redis_cache_enabled": found["redis_cache_enabled"],
+            "wordpress_source": wordpress_source,
+            "release_id": release_dir,
+        }
+
+        async def failed(code: str) -> None:
+            def command(tx: WriteTx) -> None:
+                require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
+                event = EnvironmentFailed(
+                    environment_id=environment_id, job_id=claim.job_id, error_code=code
+                )
+                append(tx, stream, None, [event], meta)
+
+            await db.write(command)
+
+        try:
+            summary, _ = await run_node_playbook(
+                ctx,
+                db,
+                vault(),
+                SITE_CREATE_PLAYBOOK,
+                extra_vars=extra_vars,
+                allowlist=frozenset({SITE_CREATE_PLAYBOOK}),
+            )
+            ports = found["ports"]
+            address, port = ("127.0.0.1", int(ports["http"])) if ports else (str(found["host"]), 80)
+            await _check_http(ctx, address, port, preview_host, title)
+        except JobFailure as failure:
+            if not retryable(failure.code) or claim.attempt >= claim.max_attempts:
+                await failed(failure.code)
+            raise
+        reported = summary.data
+        release_path = str(
+            reported.get("release_path") or f"{extra_vars['env_root']}/releases/{release_dir}"
+        )
+        version = reported.get("wordpress_version")
+
+        def provisioned(tx: WriteTx) -> None:
+            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
+            event = EnvironmentProvisioned(
+                environment_id=environment_id,
+                job_id=claim.job_id,
+                release_id=new_id(),
+                release_path=release_path,
+                source_type="wordpress",
+                source_ref=str(extra_vars["wordpress_source"]),
+                wordpress_version=None if version is None else str(version),
+            )
+            append(tx, stream, None, [event], meta)
+
+        await db.write(provisioned)
+        ctx.log(f"environment active: WordPress {version or '?'} at {found['preview_url']}")
+
+    registry.register(
+        JobType(
+            "site_create",
+            site_create,
+            timeout_seconds=SITE_CREATE_TIMEOUT_SECONDS,
+            timeout_code="ANSIBLE_TIMEOUT",
+        )
+    )
