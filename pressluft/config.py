@@ -88,10 +88,14 @@ def _image(raw: str) -> str:
 
 def _wordpress_source(raw: str) -> str:
     value = raw.strip()
+    if not value:
+        return value
     shaped = value.startswith("https://") or (value.startswith("/") and ".." not in value)
     if shaped and all(c.isprintable() and not c.isspace() for c in value):
         return value
-    raise ConfigError(f"expected an https:// URL or an absolute path on the node, got {raw!r}")
+    raise ConfigError(
+        f"expected empty, an https:// URL or an absolute path on the node, got {raw!r}"
+    )
 
 
 def _text(raw: str) -> str:
@@ -303,10 +307,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "wordpress_source",
-        "https://wordpress.org/latest.tar.gz",
+        "",
         "Where new sites get WordPress core: an https URL of a release tarball (the node "
-        "downloads it) or a directory on the node (lab nodes: `/usr/share/wordpress`, "
-        "baked into the node image).",
+        "downloads it) or a directory on the node. Empty: lab nodes use the copy baked into "
+        "the node image (`/usr/share/wordpress`), other nodes the official latest release.",
         _wordpress_source,
         metavar="URL|PATH",
     ),

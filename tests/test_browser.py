@@ -301,7 +301,6 @@ def test_sites_page_creates_a_site_on_a_lab_node_and_opens_its_preview(
         env = {
             "PRESSLUFT_DOCKER_HOST": dockerd.url,
             "PRESSLUFT_NODE_IMAGE": built.stdout.strip(),
-            "PRESSLUFT_WORDPRESS_SOURCE": "/usr/share/wordpress",
         }
         with Daemon(tmp_path / "daemon", env=env) as daemon:
             # A provisioned lab node (through the API: the nodes page has its own test).

@@ -117,16 +117,37 @@ async def test_orphans_are_reported_once_and_never_deleted(
 ) -> None:
     stray = str(uuid.uuid4())
     container_id = lab.create(stray, "stray", engine[1], LIMITS, command=["sleep", "3600"])
+    # A docker node whose node_create made its container but has not recorded it yet
+    # (the job is under way): its container is no orphan.
+    creating = str(uuid.uuid4())
+    lab.create(creating, "creating", engine[1], LIMITS, command=["sleep", "3600"])
+    registered = NodeRegistered(
+        node_id=creating,
+        name="creating",
+        provider="docker",
+        host="127.0.0.1",
+        ssh_port=22,
+        ssh_user="root",
+        key_secret_id="sec_test",
+        public_key="ssh-ed25519 AAAA test",
+        resources=NodeResources(memory_mb=128, cpus=0.5, pids=64),
+    )
+    await runtime.db.write(
+        lambda tx: append(tx, f"node:{creating}", NO_STREAM, [registered], Meta(actor="test"))
+    )
     first = await _reconcile(runtime)
     assert await _orphans(runtime) == [(f"orphan:{container_id}", stray)]
     text = "\n".join(t for _, _, t in await log_lines(runtime, first))
-    assert "1 new orphan" in text and f"docker rm -f {container_id[:12]}" in text
+    assert "2 managed container(s); 1 new orphan" in text
+    assert f"docker rm -f {container_id[:12]}" in text
     await _reconcile(runtime)
     assert len(await _orphans(runtime)) == 1  # reported once
-    assert [s.container_id for s in lab.managed()] == [container_id]  # nothing deleted
+    assert len(lab.managed()) == 2  # nothing deleted
 
 
-async def _lab_node_recorded_running(runtime: Runtime, node_id: str, container_id: str) -> None:
+async def _lab_node_recorded_running(
+    runtime: Runtime, node_id: str, container_id: str, name: str = "lab-dead"
+) -> None:
     """A docker node whose container is recorded as created and running (what
     `node_create` records; the busybox container has no sshd to check)."""
 
@@ -134,7 +155,7 @@ async def _lab_node_recorded_running(runtime: Runtime, node_id: str, container_i
         meta = Meta(actor="test:machines")
         registered = NodeRegistered(
             node_id=node_id,
-            name="lab-dead",
+            name=name,
             provider="docker",
             host="127.0.0.1",
             ssh_port=22,
@@ -180,15 +201,25 @@ async def test_deaths_while_no_daemon_watched_are_recorded_once(
         await runtime.stop()
     lab.client.api.kill(container_id)  # no daemon is running
     assert [s.exit_code for s in lab.managed()] == [137]
-    for _ in range(2):  # the first start records it; the second finds nothing new
+    for round_ in range(2):  # the first start records it; the second finds nothing new
         runtime = Runtime(config, clock)
         await runtime.start()
         try:
+            # A witness dies while the daemon watches: once its death is recorded, the
+            # watcher follows the stream and has replayed everything before.
+            witness = str(uuid.uuid4())
+            witness_container = lab.create(
+                witness, f"witness-{round_}", engine[1], LIMITS, command=["sleep", "3600"]
+            )
+            await _lab_node_recorded_running(
+                runtime, witness, witness_container, name=f"witness-{round_}"
+            )
+            lab.client.api.kill(witness_container)
 
-            async def recorded(runtime: Runtime = runtime) -> bool:
-                return bool(await _deaths(runtime, node_id))
+            async def witnessed(runtime: Runtime = runtime, witness: str = witness) -> bool:
+                return bool(await _deaths(runtime, witness))
 
-            await until(recorded, within=30)
+            await until(witnessed, within=30)
             node = await runtime.db.read(
                 lambda c: c.execute(
                     "SELECT container_state, container_exit_code, reason_codes_json FROM nodes"
@@ -198,6 +229,7 @@ async def test_deaths_while_no_daemon_watched_are_recorded_once(
             )
             assert tuple(node) == ("exited", 137, '["container_stopped"]')
             assert await _deaths(runtime, node_id) == [137]
+            assert await _deaths(runtime, witness) == [137]
         finally:
             await runtime.stop()
     inspected = lab.client.api.inspect_container(container_id)

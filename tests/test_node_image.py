@@ -124,7 +124,8 @@ async def test_a_lab_node_from_the_image_lives_through_the_api(
         inspected = lab.client.api.inspect_container(node["container"]["id"])
         assert inspected["Config"]["Labels"][LABEL_NODE] == node_id
         assert inspected["Config"]["Image"] == tag
-        assert inspected["HostConfig"]["Memory"] == 1024 * 2**20
+        limits = inspected["HostConfig"]
+        assert (limits["Memory"], limits["NanoCpus"], limits["PidsLimit"]) == (2**30, 10**9, 1024)
 
         # NOD-20: a server like any other — its facts over SSH.
         facts = (await client.get(f"{node_url}/facts")).json()

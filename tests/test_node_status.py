@@ -85,3 +85,16 @@ def test_a_last_attempt_timing_out_leaves_the_node_failed_but_not_another_jobs_c
     assert q.run(finish(running, timeout, "w1")) == "failed"
     assert _node_status(q) == "failed"
     q.assert_consistent(tmp_path)
+
+
+@pytest.mark.spec("NOD-27")
+def test_cancelling_another_job_leaves_a_provisioning_that_waits_to_retry(
+    q: QueueDb, tmp_path: Path
+) -> None:
+    first = _start_provisioning(q, max_attempts=3)
+    q.run(rescue(RescueScope(all_running=True, reason="daemon_restarted")))
+    assert q.status(first.job_id) == "queued"  # its retry is coming
+    other = q.enqueue("node_provision", node_id=NODE)
+    assert q.run(cancel(other, ACTOR)) == "cancelled"
+    assert _node_status(q) == "provisioning"
+    q.assert_consistent(tmp_path)

@@ -24,7 +24,7 @@ from tests.support.jobs import job, log_lines, until, until_ended
 from tests.support.sshd import SSHNode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ansible"
-ALLOWED = frozenset({"hello.yml", "broken.yml", "slow.yml"})
+ALLOWED = frozenset({"hello.yml", "broken.yml", "slow.yml", "unhealthy.yml"})
 
 
 @pytest.fixture
@@ -58,6 +58,7 @@ def _register_playbook_job(runtime: Runtime, ansible_dir: Path) -> None:
             extra_vars=extra,
             allowlist=ALLOWED,
             ansible_dir=ansible_dir,
+            task_codes=lambda task: "SITE_HEALTH_FAILED" if task.startswith("Health") else None,
         )
         ctx.log(f"applied {revision}, changed {summary.changed}", "system")
 
@@ -287,3 +288,25 @@ def test_the_profile_revision_covers_the_playbook_and_the_roles_it_uses(tmp_path
         changed = profile_revision(playbook, roles)
         assert changed != first
         first = changed
+
+
+@pytest.mark.spec("NOD-30")
+async def test_a_playbooks_own_failing_task_gets_its_own_code(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode, ansible_dir: Path
+) -> None:
+    _register_playbook_job(runtime, ansible_dir)
+    node_id = await _ready_node(client, runtime, ssh_node)
+    job_id = await _enqueue(runtime, node_id, "unhealthy.yml")
+
+    async def attempted() -> bool:
+        view = await job(runtime, job_id)
+        return bool(view.attempts) and view.attempts[0].outcome is not None
+
+    await until(attempted, within=120)
+    view = await job(runtime, job_id)
+    assert view.attempts[0].error_code == "SITE_HEALTH_FAILED"
+    log = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
+    assert "SITE_HEALTH_FAILED: task failed: Health check example" in log, log[-2000:]
+    # A play that fails otherwise keeps the reference's code.
+    other = await _enqueue(runtime, node_id, "broken.yml")
+    assert (await until_ended(runtime, other, within=120)).error_code == "ANSIBLE_SYNTAX_ERROR"

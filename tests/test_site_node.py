@@ -49,7 +49,6 @@ def config(data_dir: Path, image_engine: tuple[PrivateDockerd, str]) -> Config:
         "cpu_affinity": "off",
         "docker_host": dockerd.url,
         "node_image": tag,
-        "wordpress_source": "/usr/share/wordpress",  # baked into the node image
     }
     return resolve("serve", overrides, environ={})[0]
 
@@ -93,7 +92,9 @@ async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
             await _ended_ok(runtime, accepted["job_id"], within=600)
             created[slug] = accepted
             log = "\n".join(t for _, _, t in await log_lines(runtime, accepted["job_id"]))
-            assert "health: http 200" in log, log[-3000:]
+            assert "health: http 200" in log, log[-3000:]  # from the control plane
+            for check in ("installed", "database", "http"):  # on the node
+                assert f"Health check {check}:" in log, log[-3000:]
 
             # SIT-3: active, a healthy release, WordPress answering on the preview host.
             site = (await client.get(f"/api/sites/{accepted['site_id']}")).json()
@@ -123,10 +124,15 @@ async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
         code, databases = _exec(lab, container_id, "mariadb", "-N", "-e", "SHOW DATABASES")
         assert code == 0 and names["acme"]["db_name"] in databases
         assert names["beta"]["db_name"] in databases
+        # open_basedir, not only file modes: a world-readable file outside the root is
+        # refused as well as the other environment's files.
         beta_config = f"{names['beta']['env_root']}/shared/wp-config.php"
+        readable = "/usr/local/lib/pressluft/pressluft-wp.php"  # 0644, root's
+        assert _exec(lab, container_id, "test", "-r", readable)[0] == 0
         probe = (
-            "<?php $d = @file_get_contents('" + beta_config + "');"
-            " echo $d === false ? 'DENIED' : 'LEAKED';"
+            "<?php foreach (['" + beta_config + "', '" + readable + "'] as $f) {"
+            " echo @file_get_contents($f) === false ? 'DENIED' : 'READ', ' '; }"
+            " echo ini_get('open_basedir');"
         )
         acme_root = names["acme"]["env_root"]
         target = f"{acme_root}/current/pressluft-probe.php"
@@ -139,7 +145,8 @@ async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
         )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as web:
             answer = await web.get("/pressluft-probe.php", headers={"Host": acme_host})
-        assert answer.status_code == 200 and answer.text.strip() == "DENIED", answer.text
+        assert answer.status_code == 200, answer.text
+        assert answer.text.split() == ["DENIED", "DENIED", f"{acme_root}/"], answer.text
     finally:
         for state in lab.managed():
             lab.destroy(state.node_id)

@@ -20,7 +20,7 @@ from pressluft.events.types import (
 )
 from pressluft.jobs.queue import Outcome, RescueScope, cancel, claim, finish, rescue
 from pressluft.runtime import Runtime
-from tests.support.jobs import job, submit, until
+from tests.support.jobs import job, submit, until, until_ended
 from tests.support.nodes import record_node, recorded_node_events
 from tests.support.queue import ACTOR, QueueDb
 
@@ -96,6 +96,17 @@ async def test_refusals_change_nothing(client: httpx.AsyncClient, runtime: Runti
         ({"name": "B", "slug": "b", "node_id": ready, "color": "red"}, 400, "bad_request"),
         ({"name": "B", "slug": "B_", "node_id": ready}, 400, "bad_request"),
         ({"name": "B", "slug": "b", "node_id": "nope"}, 400, "bad_request"),
+        ({"name": "B", "slug": "b", "node_id": ready, "title": "***"}, 400, "bad_request"),
+        (
+            {"name": "B", "slug": "b", "node_id": ready, "admin_email": "a<b>@x.com"},
+            400,
+            "bad_request",
+        ),
+        (
+            {"name": "B", "slug": "b", "node_id": ready, "admin_email": "a@" + "x" * 250 + ".com"},
+            400,
+            "bad_request",
+        ),
         ({"name": "B", "slug": "b", "node_id": str(uuid.uuid4())}, 422, "validation_failed"),
         ({"name": "B", "slug": "b", "node_id": unprovisioned}, 409, "node_not_ready"),
         ({"name": "B", "slug": "a", "node_id": ready}, 409, "conflict"),
@@ -216,3 +227,25 @@ def test_a_last_attempt_timing_out_fails_the_site(q: QueueDb, tmp_path: Path) ->
     assert q.run(finish(claims[0], timeout, "w1")) == "failed"
     assert _statuses(q) == ("failed", "failed")
     q.assert_consistent(tmp_path)
+
+
+@pytest.mark.spec("NOD-29", "SIT-2")
+async def test_a_node_with_sites_is_not_decommissioned_and_a_gone_node_hosts_none(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    node_id = await _node(runtime)
+    site = await client.post("/api/sites", json={"name": "A", "slug": "a", "node_id": node_id})
+    assert site.status_code == 202
+    before = await _counts(runtime)
+    name = (await client.get(f"/api/nodes/{node_id}")).json()["name"]
+    gone = await client.delete(f"/api/nodes/{node_id}", params={"confirm": name})
+    assert (gone.status_code, gone.json()["code"]) == (409, "node_has_sites")
+    assert gone.json()["details"]["environments"] == 1
+    assert await _counts(runtime) == before
+    # A decommissioned node is no node to create a site on (422).
+    other = await record_node(runtime)
+    other_name = (await client.get(f"/api/nodes/{other}")).json()["name"]
+    queued = await client.delete(f"/api/nodes/{other}", params={"confirm": other_name})
+    await until_ended(runtime, queued.json()["job_id"])
+    reply = await client.post("/api/sites", json={"name": "B", "slug": "b", "node_id": other})
+    assert (reply.status_code, reply.json()["code"]) == (422, "validation_failed")

@@ -1,11 +1,13 @@
 """Projections: state tables derived from the event log.
 
 A projector owns some tables and maps event types to handlers
-`handler(conn, event, envelope)`. A handler is deterministic: it reads only the
-event, its envelope (seq, stream version, time) and the rows of its own tables,
-and writes only those tables. Handlers run inside the appending transaction, and
-the same handlers rebuild every table from the log (`rebuild_into`), which is
-what `pressluft replay` and `replay --verify` do.
+`handler(conn, event, envelope)`. A handler is deterministic: it reads the event,
+its envelope (seq, stream version, time) and rows of projection tables — its own,
+or those of a projector that comes earlier in `PROJECTORS` (e.g. the nodes and
+sites projectors read `jobs` to follow a job's end), which hold the same rows at
+that point live and in a replay — and writes only its own tables. Handlers run
+inside the appending transaction, and the same handlers rebuild every table from
+the log (`rebuild_into`), which is what `pressluft replay` and `replay --verify` do.
 """
 
 from __future__ import annotations

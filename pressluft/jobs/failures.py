@@ -37,8 +37,10 @@ CODES: dict[str, bool] = {
     "NODE_IMAGE_MISSING": False,
     "LIMIT_NOT_ENFORCED": False,
     "DOCKER_ERROR": True,
+    "CONTAINER_MISSING": False,
     # Sites.
     "SITE_HEALTH_FAILED": True,
+    "SITE_INSTALL_FAILED": False,
 }
 
 

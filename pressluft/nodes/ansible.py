@@ -121,7 +121,10 @@ def classify(summary: PlaybookSummary) -> str | None:
 def _roles_of(playbook: Path) -> set[str]:
     """Names of the roles a playbook uses: its plays' `roles:` and the roles its
     tasks import or include (`name:` of import_role/include_role)."""
-    plays = yaml.safe_load(playbook.read_text()) or []
+    try:
+        plays = yaml.safe_load(playbook.read_text()) or []
+    except yaml.YAMLError:
+        return set()  # the syntax check refuses it next, with ansible's own message
     names: set[str] = set()
     for play in plays if isinstance(plays, list) else []:
         if not isinstance(play, dict):

@@ -18,6 +18,7 @@ import tarfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import docker
@@ -64,6 +65,16 @@ class ContainerState:
     node_id: str
     status: str  # created, running, exited, …
     exit_code: int | None
+    #: When it last stopped, in the engine's time (Unix seconds; None while running).
+    finished_at: int | None = None
+
+
+def _unix(timestamp: str | None) -> int | None:
+    """The engine's RFC 3339 time (nanoseconds, `Z`) in Unix seconds; None for its zero time."""
+    if not timestamp or timestamp.startswith("0001-"):
+        return None
+    seconds = timestamp.split(".", 1)[0].rstrip("Z")
+    return int(datetime.fromisoformat(seconds + "+00:00").timestamp())
 
 
 _LIMIT_WORDS = ("limit", "memory", "cpu", "pids", "cgroup", "does not support")
@@ -253,14 +264,14 @@ class DockerLab:
                 inspected = self.client.api.inspect_container(c["Id"])["State"]
             except NotFound:  # removed meanwhile
                 continue
+            running = bool(inspected.get("Running"))
             states.append(
                 ContainerState(
                     container_id=str(c["Id"]),
                     node_id=str(labels[LABEL_NODE]),
                     status=str(inspected.get("Status")),
-                    exit_code=None
-                    if inspected.get("Running")
-                    else int(inspected.get("ExitCode", 0)),
+                    exit_code=None if running else int(inspected.get("ExitCode", 0)),
+                    finished_at=None if running else _unix(inspected.get("FinishedAt")),
                 )
             )
         return states

@@ -60,7 +60,13 @@ from pressluft.services.background import Service
 from pressluft.services.nodes import check_node
 from pressluft.vault import Vault
 
-__all__ = ["DeathWatcher", "Providers", "configured_providers", "register_machine_jobs"]
+__all__ = [
+    "DeathWatcher",
+    "Providers",
+    "configured_providers",
+    "machine_call",
+    "register_machine_jobs",
+]
 
 log = get_logger("pressluft.nodes")
 
@@ -90,10 +96,14 @@ def _classified(exc: BaseException) -> JobFailure:
         return JobFailure("NODE_IMAGE_MISSING", str(exc))
     if isinstance(exc, LimitNotEnforced):
         return JobFailure("LIMIT_NOT_ENFORCED", str(exc))
+    if isinstance(exc, LookupError):  # the node's container is gone (removed outside)
+        return JobFailure(
+            "CONTAINER_MISSING", f"{exc}: decommission the node and register a new one"
+        )
     return JobFailure("DOCKER_ERROR", f"the Docker engine failed: {exc}")
 
 
-async def _machine_call(fn: Callable[..., Any], *args: Any) -> Any:
+async def machine_call(fn: Callable[..., Any], *args: Any) -> Any:
     """A blocking provider call in a thread, its failures classified."""
     try:
         return await asyncio.to_thread(fn, *args)
@@ -162,8 +172,8 @@ def register_machine_jobs(
                 f" {resources.cpus:g} CPUs, {resources.pids} pids"
             )
             # A previous attempt may have created it before failing: start over.
-            await _machine_call(machines.destroy, node_id)
-            endpoint: Endpoint = await _machine_call(
+            await machine_call(machines.destroy, node_id)
+            endpoint: Endpoint = await machine_call(
                 machines.create, node_id, str(name), str(public_key), resources
             )
             ctx.log(
@@ -179,14 +189,15 @@ def register_machine_jobs(
                     ports=_ports(endpoint),
                 ),
             )
-        else:  # a retried attempt after the container was recorded
-            endpoint = await _machine_call(machines.start, node_id)
+        else:  # a retried attempt after the container was recorded: (re)start it
+            endpoint = await machine_call(machines.start, node_id)
+            await record(ctx, NodeContainerStarted(node_id=node_id, ports=_ports(endpoint)))
         await _until_ssh(ctx, endpoint)
         await check_node(ctx, db, vault())
 
     async def node_start(ctx: JobContext) -> None:
         node_id, machines, _ = await node_of(ctx)
-        endpoint: Endpoint = await _machine_call(machines.start, node_id)
+        endpoint: Endpoint = await machine_call(machines.start, node_id)
         ctx.log(f"started: ssh 127.0.0.1:{endpoint.ssh_port}, http :{endpoint.http_port}")
         await record(ctx, NodeContainerStarted(node_id=node_id, ports=_ports(endpoint)))
         await _until_ssh(ctx, endpoint)
@@ -194,7 +205,7 @@ def register_machine_jobs(
 
     async def node_stop(ctx: JobContext) -> None:
         node_id, machines, _ = await node_of(ctx)
-        await _machine_call(machines.stop, node_id)
+        await machine_call(machines.stop, node_id)
         await record(ctx, NodeContainerStopped(node_id=node_id))
         ctx.log("stopped")
 
@@ -207,22 +218,22 @@ def register_machine_jobs(
         return
 
     async def docker_reconcile(ctx: JobContext) -> None:
-        states: list[ContainerState] = await _machine_call(lambda: lab.lab.managed())
+        states: list[ContainerState] = await machine_call(lambda: lab.lab.managed())
         claim = ctx.claim
 
         def command(tx: WriteTx) -> list[NodeOrphanDetected]:
             require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-            owned = {
-                (str(node_id), str(container_id))
+            live = {
+                str(node_id): container_id
                 for node_id, container_id in tx.conn.execute(
                     "SELECT id, container_id FROM nodes WHERE provider = 'docker'"
-                    " AND status != 'decommissioned' AND container_id IS NOT NULL"
+                    " AND status != 'decommissioned'"
                 )
             }
             found = []
             for state in states:
-                if (state.node_id, state.container_id) in owned:
-                    continue
+                if state.node_id in live and live[state.node_id] in (None, state.container_id):
+                    continue  # its node's (or being created by its node_create job)
                 stream = f"orphan:{state.container_id}"
                 if tx.conn.execute("SELECT 1 FROM events WHERE stream = ?", (stream,)).fetchone():
                     continue  # reported before
@@ -302,13 +313,17 @@ class DeathWatcher:
                 )
             }
         )
-        now = int(time.time())  # the engine's clock, not ours: its events carry it
         for state in states:
             if running.get(state.node_id) == state.container_id and state.exit_code is not None:
-                await self.record(state.node_id, state.exit_code, now)
+                # The engine's time of the death, as its die event will carry it: the
+                # stream replaying that event then records nothing more.
+                at = state.finished_at if state.finished_at is not None else int(time.time())
+                await self.record(state.node_id, state.exit_code, at)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        since = int(time.time())  # the engine's clock (see `_missed`)
+        # From now on the stream reports deaths; the ones before, `_missed` finds. A death
+        # both see carries the same engine time, and `record` keeps only the first.
+        since = int(time.time())
         await self._missed()
         stop = threading.Event()
         loop = asyncio.get_running_loop()

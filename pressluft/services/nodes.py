@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import docker.errors
 import msgspec
 
 from pressluft.db import Database, WriteTx
@@ -118,6 +119,12 @@ class NodeGone(Conflict):
     """The node is decommissioned: nothing more can be done with it."""
 
     code = "node_decommissioned"
+
+
+class NodeHostsSites(Conflict):
+    """The node still hosts environments; decommissioning would destroy them."""
+
+    code = "node_has_sites"
 
 
 class ConfirmationRequired(BadRequest):
@@ -570,6 +577,15 @@ def decommission_command(
 
     def command(tx: WriteTx) -> NodeAccepted:
         name, _ = _live_node(tx.conn, node_id)
+        (hosted,) = tx.conn.execute(
+            "SELECT count(*) FROM environments WHERE node_id = ? AND status != 'deleted'",
+            (node_id,),
+        ).fetchone()
+        if hosted:
+            raise NodeHostsSites(
+                f"{name} hosts {hosted} environment(s): decommissioning would destroy them",
+                details={"environments": hosted, "hint": "delete its sites first"},
+            )
         if confirm != name:
             raise ConfirmationRequired(
                 f"decommissioning {name} needs confirmation",
@@ -669,12 +685,15 @@ async def run_node_playbook(
     extra_vars: dict[str, object] | None = None,
     allowlist: frozenset[str],
     ansible_dir: Path = ANSIBLE_DIR,
+    task_codes: Callable[[str], str | None] | None = None,
 ) -> tuple[PlaybookSummary, str]:
     """Run `playbook` against the job's node (the Ansible job types' common path).
 
     Returns the summary and the profile revision it applied; raises JobFailure
-    with the classified code, or JobCancelledError. Whatever happens, no process
-    of the run is left and the key file goes with the attempt's work dir.
+    with the classified code — or, when a task failed that `task_codes` maps (by
+    name) to a code of the playbook's own, that code — or JobCancelledError.
+    Whatever happens, no process of the run is left and the key file goes with the
+    attempt's work dir.
     """
     node_id = ctx.claim.node_id
     if node_id is None:
@@ -716,6 +735,11 @@ async def run_node_playbook(
         raise JobCancelledError("cancelled; the playbook was stopped")
     code = classify(summary)
     if code is not None:
+        if task_codes is not None and code != "HOST_KEY_MISMATCH":
+            for task in (t.task for t in summary.tasks if t.status == "failed"):
+                own = task_codes(task)
+                if own is not None:
+                    raise JobFailure(own, f"task failed: {task}")
         raise JobFailure(code, f"ansible-playbook exited {summary.rc} ({summary.status})")
     return summary, revision
 
@@ -833,7 +857,10 @@ def register_node_jobs(
             except ProviderNotConfigured as exc:
                 raise JobFailure("PROVIDER_UNAVAILABLE", str(exc)) from exc
             assert machines is not None
-            gone = await asyncio.to_thread(machines.destroy, node_id)
+            try:
+                gone = await asyncio.to_thread(machines.destroy, node_id)
+            except (docker.errors.DockerException, OSError) as exc:
+                raise JobFailure("DOCKER_ERROR", f"the Docker engine failed: {exc}") from exc
             ctx.log("container removed" if gone else "no container to remove")
             removed.append(NodeContainerRemoved(node_id=node_id, container_id=container_id))
 

@@ -74,6 +74,10 @@ SITE_CREATE_TIMEOUT_SECONDS = 1800
 #: The WordPress administrator Pressluft creates (operators log in with magic login).
 ADMIN_USER = "pressluft-admin"
 HEALTH_TIMEOUT_SECONDS = 10.0
+#: WordPress core when the `wordpress_source` setting is empty: the node image's copy on
+#: lab nodes (no network there), else the official latest release.
+LAB_WORDPRESS = "/usr/share/wordpress"
+OFFICIAL_WORDPRESS = "https://wordpress.org/latest.tar.gz"
 
 
 class SiteNotFound(NotFound):
@@ -278,21 +282,29 @@ def get_environment(conn: sqlite3.Connection, environment_id: str) -> Environmen
 # -- commands ---------------------------------------------------------------------------
 
 _SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
-_EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,}")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: What WordPress's is_email() accepts, in short (an address it refuses fails the install).
+_EMAIL = re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@({_LABEL}\.)+[A-Za-z]{{2,63}}")
 
 
 def _check_site(request: CreateSiteRequest) -> None:
     errors = []
     for field, value in (("name", request.name), ("title", request.title)):
         if value is not None and not (
-            1 <= len(value) <= 100 and value.isprintable() and value.strip() == value
+            1 <= len(value) <= 100
+            and value.isprintable()
+            and value.strip() == value
+            and re.search(r"\w", value)
         ):
-            errors.append((field, "1-100 printable characters, no surrounding spaces"))
+            errors.append(
+                (field, "1-100 printable characters with a letter or digit, no surrounding spaces")
+            )
     if not _SLUG.fullmatch(request.slug):
         errors.append(("slug", "1-40 lowercase letters, digits and dashes"))
     if not is_uuid(request.node_id):
         errors.append(("node_id", "a node id (UUID)"))
-    if request.admin_email is not None and not _EMAIL.fullmatch(request.admin_email):
+    email = request.admin_email
+    if email is not None and not (len(email) <= 254 and _EMAIL.fullmatch(email)):
         errors.append(("admin_email", "an email address"))
     if errors:
         raise BadRequest(
@@ -302,11 +314,13 @@ def _check_site(request: CreateSiteRequest) -> None:
 
 
 def preview_url(environment_id: str, preview_domain: str | None, address: str | None) -> str:
-    """The reference's rule: `https://{uuid8}.{preview_domain}`, else
-    `http://{uuid8}.{ip-dashed}.sslip.io` (HTTP only)."""
+    """The reference's rule: `{uuid8}.{preview_domain}`, else
+    `{uuid8}.{ip-dashed}.sslip.io`. HTTP for now: the reference's https for a preview
+    domain needs the wildcard certificate of DNS-01 provisioning, which nodes do not get
+    yet — an https URL nothing serves would be worse (changes/sites/tasks.md)."""
     uuid8 = environment_id[:8]
     if preview_domain:
-        return f"https://{uuid8}.{preview_domain}"
+        return f"http://{uuid8}.{preview_domain}"
     if address is None:
         raise NodeNotReady(
             "the node has no IP address to build a preview URL from",
@@ -424,6 +438,15 @@ def _release_dir(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def _site_task_code(task: str) -> str | None:
+    """The site playbook's own failures: its health checks, the WordPress install."""
+    if task.startswith("Health check"):
+        return "SITE_HEALTH_FAILED"
+    if task.startswith("Fail when the install failed"):
+        return "SITE_INSTALL_FAILED"
+    return None
+
+
 def _words(text: str) -> str:
     return " " + " ".join(re.findall(r"\w+", text)) + " "
 
@@ -472,13 +495,15 @@ def register_site_jobs(
             row = conn.execute(
                 "SELECT e.site_id, e.environment_type, e.preview_url, e.db_secret_id,"
                 " e.admin_secret_id, e.fastcgi_cache_enabled, e.redis_cache_enabled, e.status,"
-                " n.host, n.ports_json FROM environments e JOIN nodes n ON n.id = e.node_id"
+                " n.host, n.ports_json, n.provider FROM environments e"
+                " JOIN nodes n ON n.id = e.node_id"
                 " WHERE e.id = ?",
                 (environment_id,),
             ).fetchone()
             if row is None:
                 return None
-            site_id, kind, url, db_secret, admin_secret, fastcgi, redis, status, host, ports = row
+            (site_id, kind, url, db_secret, admin_secret, fastcgi, redis, status, host, ports,
+             provider) = row  # fmt: skip
             return {
                 "site_id": site_id,
                 "environment_type": kind,
@@ -490,6 +515,7 @@ def register_site_jobs(
                 "status": status,
                 "host": host,
                 "ports": None if ports is None else msgspec.json.decode(ports),
+                "provider": provider,
             }
 
         found = await db.read(load)
@@ -513,7 +539,8 @@ def register_site_jobs(
             "db_password": found["db_password"],
             "fastcgi_cache_enabled": found["fastcgi_cache_enabled"],
             "redis_cache_enabled": found["redis_cache_enabled"],
-            "wordpress_source": wordpress_source,
+            "wordpress_source": wordpress_source
+            or (LAB_WORDPRESS if found["provider"] == "docker" else OFFICIAL_WORDPRESS),
             "release_id": release_dir,
         }
 
@@ -535,6 +562,7 @@ def register_site_jobs(
                 SITE_CREATE_PLAYBOOK,
                 extra_vars=extra_vars,
                 allowlist=frozenset({SITE_CREATE_PLAYBOOK}),
+                task_codes=_site_task_code,
             )
             ports = found["ports"]
             address, port = ("127.0.0.1", int(ports["http"])) if ports else (str(found["host"]), 80)

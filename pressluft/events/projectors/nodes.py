@@ -13,7 +13,9 @@ only while its provisioning can still finish. When a `node_provision` job ends
 without its handler recording the outcome — its last attempt timed out, its
 worker was lost for good (`job.lease_expired` failed/cancelled), or it was
 cancelled — the node becomes `failed` (its state is unknown), unless another
-`node_provision` job of the node is running.
+`node_provision` job of the node is running or waits to retry an attempt it
+began. (It reads the `jobs` projection, written earlier in the same order live
+and in a replay.)
 """
 
 from __future__ import annotations
@@ -229,7 +231,8 @@ def _provisioning_abandoned(conn: sqlite3.Connection, job_id: str, env: Envelope
         "UPDATE nodes SET status = 'failed', updated_at = ? WHERE status = 'provisioning'"
         " AND id = (SELECT node_id FROM jobs WHERE id = ? AND job_type = 'node_provision')"
         " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.node_id = nodes.id"
-        "   AND j.job_type = 'node_provision' AND j.status = 'running' AND j.id != ?)",
+        "   AND j.job_type = 'node_provision' AND j.id != ?"
+        "   AND (j.status = 'running' OR (j.status = 'queued' AND j.attempt_count > 0)))",
         (env.recorded_at, job_id, job_id),
     )
 

@@ -557,7 +557,8 @@ function setupNodes() {
     source.onerror = () => { state.textContent = "reconnecting"; state.className = "pill down"; };
     source.onmessage = (msg) => {
       const e = JSON.parse(msg.data);
-      if (!e.stream.startsWith("node:") || pending) return;
+      // A node's status also follows its provisioning job's end (job:… events).
+      if (!(e.stream.startsWith("node:") || e.stream.startsWith("job:")) || pending) return;
       pending = setTimeout(() => { pending = null; before = null; load(true); }, 150);
     };
   }
