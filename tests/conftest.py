@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,11 +14,13 @@ from pressluft.app import create_asgi
 from pressluft.clock import FrozenClock
 from pressluft.config import Config, resolve
 from pressluft.events import Meta
+from pressluft.nodes.docker import DockerLab
 from pressluft.runtime import Runtime
 from pressluft.services.principals import UserView
 from pressluft.services.tokens import TokenCreateRequest, create_token_command
 from pressluft.services.users import create_user_command
 from tests.support.contract import ContractValidator
+from tests.support.dockerd import PrivateDockerd, node_image
 
 _VALIDATOR = ContractValidator()
 
@@ -147,6 +149,41 @@ def cli_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRESSLUFT_")}
     env["PRESSLUFT_DATA_DIR"] = str(data_dir)
     return env
+
+
+# -- a private Docker engine -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[tuple[PrivateDockerd, str]]:
+    """A private dockerd with the offline busybox test image (per test module)."""
+    dockerd = PrivateDockerd().start()
+    try:
+        yield dockerd, dockerd.build_test_image()
+    finally:
+        dockerd.stop()
+
+
+@pytest.fixture
+def lab(engine: tuple[PrivateDockerd, str]) -> Iterator[DockerLab]:
+    """Lab nodes on `engine`; every managed container is removed afterwards."""
+    lab = DockerLab(engine[0].url)
+    try:
+        yield lab
+    finally:
+        for state in lab.managed():
+            lab.destroy(state.node_id)
+        lab.close()
+
+
+@pytest.fixture(scope="module")
+def image_engine() -> Iterator[tuple[PrivateDockerd, str]]:
+    """A private dockerd with the node image (built, or found in its cache)."""
+    dockerd = PrivateDockerd().start()
+    try:
+        yield dockerd, node_image(dockerd)
+    finally:
+        dockerd.stop()
 
 
 # -- no silent skips -------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,8 +12,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
-from tests.support.daemon import Daemon, pressluft_argv
-from tests.support.dockerd import PrivateDockerd
+from tests.support.daemon import Daemon
+from tests.support.dockerd import PrivateDockerd, node_image
 from tests.support.sshd import SSHNode
 
 pytestmark = pytest.mark.browser
@@ -289,18 +288,9 @@ def test_sites_page_creates_a_site_on_a_lab_node_and_opens_its_preview(
 ) -> None:
     dockerd = PrivateDockerd().start()
     try:
-        cache = os.environ.get(
-            "PRESSLUFT_NODE_IMAGE_CACHE", str(Path.home() / ".cache/pressluft/node-images")
-        )
-        built = subprocess.run(
-            [*pressluft_argv("node-image", "build"), "--cache-dir", cache, "--docker-host",
-             dockerd.url],
-            capture_output=True, text=True, timeout=1200, check=False,
-        )  # fmt: skip
-        assert built.returncode == 0, built.stderr[-3000:]
         env = {
             "PRESSLUFT_DOCKER_HOST": dockerd.url,
-            "PRESSLUFT_NODE_IMAGE": built.stdout.strip(),
+            "PRESSLUFT_NODE_IMAGE": node_image(dockerd),
         }
         with Daemon(tmp_path / "daemon", env=env) as daemon:
             # A provisioned lab node (through the API: the nodes page has its own test).

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,26 +13,6 @@ from pressluft.nodes.docker import LABEL_MANAGED, LABEL_NODE, DockerLab, LimitNo
 from tests.support.dockerd import PrivateDockerd
 
 LIMITS = Limits(memory_mb=128, cpus=0.5, pids=64)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[tuple[PrivateDockerd, str]]:
-    dockerd = PrivateDockerd().start()
-    try:
-        yield dockerd, dockerd.build_test_image()
-    finally:
-        dockerd.stop()
-
-
-@pytest.fixture
-def lab(engine: tuple[PrivateDockerd, str]) -> Iterator[DockerLab]:
-    lab = DockerLab(engine[0].url)
-    try:
-        yield lab
-    finally:
-        for state in lab.managed():
-            lab.destroy(state.node_id)
-        lab.close()
 
 
 @pytest.mark.spec("NOD-15")

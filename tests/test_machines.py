@@ -6,7 +6,6 @@ a daemon without an engine: tests/test_nodes.py.)"""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,26 +25,6 @@ from tests.support.jobs import log_lines, until, until_ended
 
 ABSENT_IMAGE = "pressluft-node:absent"
 LIMITS = Limits(memory_mb=128, cpus=0.5, pids=64)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[tuple[PrivateDockerd, str]]:
-    dockerd = PrivateDockerd().start()
-    try:
-        yield dockerd, dockerd.build_test_image()
-    finally:
-        dockerd.stop()
-
-
-@pytest.fixture
-def lab(engine: tuple[PrivateDockerd, str]) -> Iterator[DockerLab]:
-    lab = DockerLab(engine[0].url)
-    try:
-        yield lab
-    finally:
-        for state in lab.managed():
-            lab.destroy(state.node_id)
-        lab.close()
 
 
 def _docker_config(data_dir: Path, engine: tuple[PrivateDockerd, str]) -> Config:

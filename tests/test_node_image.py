@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,34 +18,8 @@ from pressluft.config import Config, resolve
 from pressluft.nodes.docker import LABEL_NODE, DockerLab
 from pressluft.nodes.images import ImageInputs, image_tag
 from pressluft.runtime import Runtime
-from tests.support.dockerd import PrivateDockerd
+from tests.support.dockerd import PrivateDockerd, build_node_image
 from tests.support.jobs import log_lines, until, until_ended
-
-CACHE = Path(
-    os.environ.get("PRESSLUFT_NODE_IMAGE_CACHE", Path.home() / ".cache/pressluft/node-images")
-)
-
-
-def _build(dockerd: PrivateDockerd) -> subprocess.CompletedProcess[str]:
-    cli = Path(sys.executable).parent / "pressluft"
-    return subprocess.run(
-        [str(cli), "node-image", "build", "--cache-dir", str(CACHE), "--docker-host", dockerd.url],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module")
-def image_engine() -> Iterator[tuple[PrivateDockerd, str]]:
-    dockerd = PrivateDockerd().start()
-    try:
-        built = _build(dockerd)
-        assert built.returncode == 0, built.stderr[-3000:]
-        yield dockerd, built.stdout.strip()
-    finally:
-        dockerd.stop()
 
 
 @pytest.mark.spec("NOD-19")
@@ -59,7 +29,7 @@ def test_the_image_is_named_by_its_inputs_and_built_once(
     dockerd, tag = image_engine
     assert tag == image_tag(ImageInputs())
     assert image_tag(ImageInputs(epoch="1")) != tag  # any input changes the name
-    again = _build(dockerd)
+    again = build_node_image(dockerd)
     assert again.returncode == 0 and again.stdout.strip() == tag
     assert "cached" in again.stderr and "present " + tag in again.stderr
 

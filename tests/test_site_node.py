@@ -4,10 +4,6 @@ on their preview hosts, isolated from each other."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,26 +15,6 @@ from pressluft.runtime import Runtime
 from pressluft.services.sites import env_names
 from tests.support.dockerd import PrivateDockerd
 from tests.support.jobs import log_lines, until_ended
-
-CACHE = Path(
-    os.environ.get("PRESSLUFT_NODE_IMAGE_CACHE", Path.home() / ".cache/pressluft/node-images")
-)
-
-
-@pytest.fixture(scope="module")
-def image_engine() -> Iterator[tuple[PrivateDockerd, str]]:
-    dockerd = PrivateDockerd().start()
-    try:
-        cli = Path(sys.executable).parent / "pressluft"
-        built = subprocess.run(
-            [str(cli), "node-image", "build", "--cache-dir", str(CACHE), "--docker-host",
-             dockerd.url],
-            capture_output=True, text=True, timeout=1200, check=False,
-        )  # fmt: skip
-        assert built.returncode == 0, built.stderr[-3000:]
-        yield dockerd, built.stdout.strip()
-    finally:
-        dockerd.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """A private Docker engine for the tests: started in a temp dir with the host's
 firewall, forwarding and masquerading left alone and no default bridge
 (`../shared/environment.md`), stopped by its PID at the end. Also builds a tiny
-test image offline (busybox-static in an otherwise empty root filesystem).
+test image offline (busybox-static in an otherwise empty root filesystem), and
+the node image with `pressluft node-image build` (cached by a hash of its inputs).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -18,6 +20,9 @@ from pathlib import Path
 import docker
 
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
+NODE_IMAGE_CACHE = Path(
+    os.environ.get("PRESSLUFT_NODE_IMAGE_CACHE", Path.home() / ".cache/pressluft/node-images")
+)
 BUSYBOX = Path("/bin/busybox")
 TEST_IMAGE = "pressluft-test-busybox:1"
 
@@ -107,3 +112,20 @@ class PrivateDockerd:
         subprocess.run(["umount", "-R", str(self.root / "data")], capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
         os.environ.pop("PRESSLUFT_TEST_DOCKER", None)
+
+
+def build_node_image(dockerd: PrivateDockerd) -> subprocess.CompletedProcess[str]:
+    """`pressluft node-image build` into `dockerd` (the tag on stdout; a cold build
+    takes a minute or two, later ones find the cached tarball and image)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pressluft", "node-image", "build", "--cache-dir",
+         str(NODE_IMAGE_CACHE), "--docker-host", dockerd.url],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+
+
+def node_image(dockerd: PrivateDockerd) -> str:
+    """The node image's tag in `dockerd`, built when missing."""
+    built = build_node_image(dockerd)
+    assert built.returncode == 0, built.stderr[-3000:]
+    return built.stdout.strip()

@@ -294,26 +294,13 @@ function setupJobs() {
   }
 
   // Live: any job event refreshes the rows already shown (debounced).
-  let pending = null;
   async function refresh() {
-    pending = null;
     const shown = pages;
     before = null;
     await load(true);
     for (let i = 1; i < shown && before; i++) await load(false);
   }
-  async function follow() {
-    const counters = await api("GET", "/api/metrics");
-    const head = counters.ok ? counters.data.events_total : 0;
-    const source = new EventSource("/api/events/stream?after=" + head);
-    source.onopen = () => { state.textContent = "live"; state.className = "pill live"; };
-    source.onerror = () => { state.textContent = "reconnecting"; state.className = "pill down"; };
-    source.onmessage = (msg) => {
-      const e = JSON.parse(msg.data);
-      if (!e.stream.startsWith("job:") || pending) return;
-      pending = setTimeout(refresh, 150);
-    };
-  }
+  const follow = () => followStreams(state, ["job:"], refresh);
 
   // Filters may come in the address (e.g. /jobs?node_id=… from a node's page).
   const given = new URLSearchParams(window.location.search);
@@ -455,6 +442,22 @@ function setupJob() {
   }
 }
 
+// Live views: reload (debounced) whenever an event commits on a stream starting with
+// one of `prefixes`; `state` shows whether the stream is live.
+async function followStreams(state, prefixes, reload) {
+  const counters = await api("GET", "/api/metrics");
+  const head = counters.ok ? counters.data.events_total : 0;
+  const source = new EventSource("/api/events/stream?after=" + head);
+  let pending = null;
+  source.onopen = () => { state.textContent = "live"; state.className = "pill live"; };
+  source.onerror = () => { state.textContent = "reconnecting"; state.className = "pill down"; };
+  source.onmessage = (msg) => {
+    const e = JSON.parse(msg.data);
+    if (pending || !prefixes.some((prefix) => e.stream.startsWith(prefix))) return;
+    pending = setTimeout(() => { pending = null; reload(); }, 150);
+  };
+}
+
 function setupNodes() {
   const table = document.getElementById("nodes-table");
   if (!table) return;
@@ -548,20 +551,8 @@ function setupNodes() {
     }
   }
 
-  let pending = null;
-  async function follow() {
-    const counters = await api("GET", "/api/metrics");
-    const head = counters.ok ? counters.data.events_total : 0;
-    const source = new EventSource("/api/events/stream?after=" + head);
-    source.onopen = () => { state.textContent = "live"; state.className = "pill live"; };
-    source.onerror = () => { state.textContent = "reconnecting"; state.className = "pill down"; };
-    source.onmessage = (msg) => {
-      const e = JSON.parse(msg.data);
-      // A node's status also follows its provisioning job's end (job:… events).
-      if (!(e.stream.startsWith("node:") || e.stream.startsWith("job:")) || pending) return;
-      pending = setTimeout(() => { pending = null; before = null; load(true); }, 150);
-    };
-  }
+  // A node's status also follows its provisioning job's end (job:… events).
+  const follow = () => followStreams(state, ["node:", "job:"], () => { before = null; load(true); });
   more.addEventListener("click", () => load(false));
   load(true).then(follow);
 
@@ -716,19 +707,8 @@ function setupSites() {
     }
   }
 
-  let pending = null;
-  async function follow() {
-    const counters = await api("GET", "/api/metrics");
-    const head = counters.ok ? counters.data.events_total : 0;
-    const source = new EventSource("/api/events/stream?after=" + head);
-    source.onopen = () => { state.textContent = "live"; state.className = "pill live"; };
-    source.onerror = () => { state.textContent = "reconnecting"; state.className = "pill down"; };
-    source.onmessage = (msg) => {
-      const e = JSON.parse(msg.data);
-      if (!(e.stream.startsWith("site:") || e.stream.startsWith("environment:") || e.stream.startsWith("job:")) || pending) return;
-      pending = setTimeout(() => { pending = null; before = null; load(true); }, 150);
-    };
-  }
+  const prefixes = ["site:", "environment:", "job:"];
+  const follow = () => followStreams(state, prefixes, () => { before = null; load(true); });
   more.addEventListener("click", () => load(false));
   load(true).then(follow);
 
