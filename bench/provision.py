@@ -65,8 +65,8 @@ from pressluft.services.nodes import (
     PROVISION_PLAYBOOK,
     PROVISION_TIMEOUT_SECONDS,
     RegisterDockerNode,
-    _address,
     get_node,
+    node_address,
     provision_command,
     register_command,
 )
@@ -208,7 +208,7 @@ def _bare(address: NodeAddress, work_dir: Path) -> Run:
 
 async def bare_provision(runtime: Runtime, node_id: str, work_dir: Path) -> Run:
     # The node's address as the job reads it (key from the vault, pinned host key).
-    address = await runtime.db.read(lambda conn: _address(conn, runtime.vault, node_id))
+    address = await runtime.db.read(lambda conn: node_address(conn, runtime.vault, node_id))
     if address is None or address.host_key is None:
         raise RuntimeError("the node is not checked")
     result: list[Run | BaseException] = []

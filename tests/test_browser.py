@@ -335,21 +335,35 @@ def test_sites_page_creates_a_site_on_a_lab_node_and_opens_its_preview(
                 request = route.request
                 path = request.url.split(".sslip.io", 1)[1] or "/"
                 host = request.url.split("://", 1)[1].split("/", 1)[0]
+                headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
                 answer = httpx.request(
                     request.method,
                     f"http://127.0.0.1:{ports['http']}{path}",
-                    headers={"Host": host},
+                    headers={**headers, "Host": host},
                     content=request.post_data_buffer,
                 )
-                headers = {k: v for k, v in answer.headers.items() if k != "content-encoding"}
-                route.fulfill(status=answer.status_code, headers=headers, body=answer.content)
+                # Several Set-Cookie headers: hand them over one per line.
+                reply = {k: v for k, v in answer.headers.items() if k.lower() != "content-encoding"}
+                cookies = answer.headers.get_list("set-cookie")
+                if cookies:
+                    reply["set-cookie"] = "\n".join(cookies)
+                route.fulfill(status=answer.status_code, headers=reply, body=answer.content)
 
+            page.context.route("http://*.sslip.io/**", to_node)
             preview = page.context.new_page()  # the site's own 404s are not the dashboard's
-            preview.route("http://*.sslip.io/**", to_node)
             preview.goto(preview_url)
             expect(preview.locator("body")).to_contain_text("Acme Shop")
             preview.screenshot(path=str(shots / "site-preview.png"), full_page=True)
             preview.close()
+            # "Open WordPress admin": a one-time login in a new tab, into wp-admin.
+            page.click("#sites-table tr[data-status='active'] button.site-open")
+            with page.context.expect_page() as opened:
+                page.click("#environments-table button.magic-login")
+            admin = opened.value
+            expect(admin.locator("#wpadminbar")).to_be_visible(timeout=60_000)
+            admin.screenshot(path=str(shots / "site-wp-admin.png"), full_page=True)
+            admin.close()
+            expect(page.locator("#site-action-result")).to_contain_text("Logged in")
             page.goto("about:blank")
     finally:
         dockerd.stop()

@@ -122,6 +122,8 @@ async def test_every_operation_answers_as_the_contract_says(
         - {("POST", "/api/nodes/{node_id}/provision")}
         # Need a lab node on a Docker engine: tests/test_node_image.py (NOD-24).
         - {("POST", "/api/nodes/{node_id}/start"), ("POST", "/api/nodes/{node_id}/stop")}
+        # Needs WordPress on a real node: tests/test_site_node.py (SIT-7).
+        - {("POST", "/api/environments/{environment_id}/magic-login")}
     )
     assert not missing, f"operations never answered successfully: {sorted(missing)}"
 

@@ -4,6 +4,7 @@ on their preview hosts, isolated from each other."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -42,7 +43,7 @@ async def _ended_ok(runtime: Runtime, job_id: str, within: float) -> None:
         raise AssertionError(f"{view.status} {view.error_code}: {log[-4000:]}")
 
 
-@pytest.mark.spec("SIT-3", "SIT-4")
+@pytest.mark.spec("SIT-3", "SIT-4", "SIT-7")
 async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
     image_engine: tuple[PrivateDockerd, str], client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -123,6 +124,41 @@ async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
             answer = await web.get("/pressluft-probe.php", headers={"Host": acme_host})
         assert answer.status_code == 200, answer.text
         assert answer.text.split() == ["DENIED", "DENIED", f"{acme_root}/"], answer.text
+
+        # SIT-7: magic login — into wp-admin once; the same URL again, or a fresh one
+        # opened after its 60 s, is refused.
+        acme_env = created["acme"]["environment_id"]
+
+        async def login_url() -> str:
+            reply = await client.post(f"/api/environments/{acme_env}/magic-login", timeout=30)
+            assert reply.status_code == 200, reply.text
+            return str(reply.json()["login_url"])
+
+        async def open_login(web: httpx.AsyncClient, url: str) -> httpx.Response:
+            return await web.get(url.split(acme_host, 1)[1], headers={"Host": acme_host})
+
+        url = await login_url()
+        assert url.startswith(f"http://{acme_host}/?pressluft_login=")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as web:
+            first = await open_login(web, url)
+            assert first.status_code == 302, first.text[:500]
+            assert first.headers["location"].endswith("/wp-admin/")
+            dashboard = await web.get("/wp-admin/", headers={"Host": acme_host}, timeout=60)
+            assert dashboard.status_code == 200 and 'id="wpadminbar"' in dashboard.text
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as web:
+            again = await open_login(web, url)
+            assert again.status_code == 403 and "wordpress_logged_in" not in str(again.cookies)
+            late = await login_url()
+            await asyncio.sleep(61)  # past its 60 s (waiting for a state, not timing a result)
+            expired = await open_login(web, late)
+            assert expired.status_code == 403
+        issued = await runtime.db.read(
+            lambda c: c.execute(
+                "SELECT actor, data FROM events WHERE type = 'environment.magic_login_issued'"
+            ).fetchall()
+        )
+        assert len(issued) == 2 and all("pressluft_login" not in data for _, data in issued)
+        assert all(actor for actor, _ in issued)  # who asked
     finally:
         for state in lab.managed():
             lab.destroy(state.node_id)

@@ -16,6 +16,7 @@ from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.events.types import (
     EnvironmentCreated,
+    EnvironmentProvisioned,
     SiteCreated,
 )
 from pressluft.jobs.queue import Outcome, RescueScope, cancel, claim, finish, rescue
@@ -249,3 +250,35 @@ async def test_a_node_with_sites_is_not_decommissioned_and_a_gone_node_hosts_non
     await until_ended(runtime, queued.json()["job_id"])
     reply = await client.post("/api/sites", json={"name": "B", "slug": "b", "node_id": other})
     assert (reply.status_code, reply.json()["code"]) == (422, "validation_failed")
+
+
+@pytest.mark.spec("SIT-8")
+async def test_magic_login_refusals_record_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    node_id = await _node(runtime)
+    reply = await client.post("/api/sites", json={"name": "A", "slug": "a", "node_id": node_id})
+    env_id = reply.json()["environment_id"]
+    before = await _counts(runtime)
+    creating = await client.post(f"/api/environments/{env_id}/magic-login")
+    assert (creating.status_code, creating.json()["code"]) == (409, "environment_not_active")
+    assert creating.json()["details"]["status"] == "creating"
+    # Active (as its job would record it), but its node does not answer.
+    provisioned = EnvironmentProvisioned(
+        environment_id=env_id,
+        job_id=reply.json()["job_id"],
+        release_id=str(uuid.uuid4()),
+        release_path="/var/www/sites/x/y/releases/1",
+        source_type="wordpress",
+        source_ref="/usr/share/wordpress",
+    )
+    await runtime.db.write(
+        lambda tx: append(tx, f"environment:{env_id}", None, [provisioned], META)
+    )
+    before = await _counts(runtime)
+    gone = await client.post(f"/api/environments/{env_id}/magic-login")
+    assert (gone.status_code, gone.json()["code"]) == (502, "node_unreachable")
+    assert gone.json()["details"]["reason"] == "node_unreachable"
+    assert await _counts(runtime) == before
+    missing = await client.post(f"/api/environments/{uuid.uuid4()}/magic-login")
+    assert missing.status_code == 404

@@ -10,6 +10,7 @@ the command.
 from __future__ import annotations
 
 import asyncio
+import shlex
 from dataclasses import dataclass, field
 
 import asyncssh
@@ -26,6 +27,7 @@ __all__ = [
     "facts",
     "offered_fingerprint",
     "probe",
+    "run_as",
     "wait_for_banner",
 ]
 
@@ -287,3 +289,22 @@ async def facts(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -
         uptime_seconds=_int(values, "uptime"),
         services=services,
     )
+
+
+async def run_as(
+    node: NodeAddress,
+    user: str,
+    argv: list[str],
+    stdin: str,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
+) -> str:
+    """Run `argv` on the node as `user` (runuser, through passwordless sudo unless the
+    node's SSH user is root) with `stdin`; its stdout. Pinned host key required;
+    arguments are shell-quoted (they never carry secrets: those go on stdin)."""
+    if node.host_key is None:
+        raise HostKeyMismatch("the node's host key is not pinned yet: check the node first")
+    command = ["runuser", "-u", user, "--", *argv]
+    if node.user != "root":
+        command = ["sudo", "-n", *command]
+    _, stdout = await _query(node, " ".join(shlex.quote(a) for a in command), stdin, deadline)
+    return stdout

@@ -84,6 +84,7 @@ __all__ = [
     "decommission_command",
     "get_node",
     "list_nodes",
+    "node_address",
     "node_facts",
     "provision_command",
     "register_command",
@@ -632,7 +633,8 @@ def stop_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]:
 # -- job handlers -------------------------------------------------------------------------
 
 
-def _address(conn: sqlite3.Connection, vault: Vault, node_id: str) -> NodeAddress | None:
+def node_address(conn: sqlite3.Connection, vault: Vault, node_id: str) -> NodeAddress | None:
+    """How to reach a live node (its key opened from the vault); None if it is gone."""
     row = conn.execute(
         "SELECT host, ssh_port, ssh_user, key_secret_id, host_key FROM nodes"
         " WHERE id = ? AND status != 'decommissioned'",
@@ -654,7 +656,7 @@ async def node_facts(db: Database, vault: Vault, node_id: str, now: str) -> Node
 
     def address(conn: sqlite3.Connection) -> NodeAddress | None:
         _live_node(conn, node_id)
-        return _address(conn, vault, node_id)
+        return node_address(conn, vault, node_id)
 
     found = await db.read(address)
     if found is None or found.host_key is None:
@@ -698,7 +700,7 @@ async def run_node_playbook(
     node_id = ctx.claim.node_id
     if node_id is None:
         raise JobFailure("HANDLER_ERROR", "an Ansible job needs a node")
-    address = await db.read(lambda conn: _address(conn, vault, node_id))
+    address = await db.read(lambda conn: node_address(conn, vault, node_id))
     if address is None:
         raise JobFailure("NODE_NOT_CHECKED", "the node is decommissioned")
     if address.host_key is None:
@@ -750,7 +752,7 @@ async def check_node(ctx: JobContext, db: Database, vault: Vault) -> bool:
     log in. Returns whether the node is ready."""
     node_id = ctx.claim.node_id
     assert node_id is not None
-    address = await db.read(lambda conn: _address(conn, vault, node_id))
+    address = await db.read(lambda conn: node_address(conn, vault, node_id))
     if address is None:
         ctx.log("the node is decommissioned: nothing to check")
         return False

@@ -541,6 +541,8 @@ def register_site_jobs(
             "redis_cache_enabled": found["redis_cache_enabled"],
             "wordpress_source": wordpress_source
             or (LAB_WORDPRESS if found["provider"] == "docker" else OFFICIAL_WORDPRESS),
+            # Lab nodes have no way out: WordPress's calls home would each time out.
+            "block_external_http": found["provider"] == "docker",
             "release_id": release_dir,
         }
 

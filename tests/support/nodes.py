@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from pressluft.db import WriteTx
 from pressluft.events import Event, Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.events.types import (
@@ -14,13 +15,21 @@ from pressluft.events.types import (
     NodeProvisioningStarted,
     NodeRegistered,
 )
+from pressluft.nodes.keys import generate_key_pair
 from pressluft.runtime import Runtime
 
 META = Meta(actor="test:nodes")
 
 
-def recorded_node_events(node_id: str, *, provisioned: bool = True) -> list[Event]:
-    """A checked, ready node on 127.0.0.1:9 (nothing listens), provisioned or not."""
+def recorded_node_events(
+    node_id: str,
+    *,
+    provisioned: bool = True,
+    key_secret_id: str = "sec_test",  # noqa: S107 (an id)
+) -> list[Event]:
+    """A checked, ready node on 127.0.0.1:9 (nothing listens), provisioned or not,
+    with a real (random) pinned host key."""
+    host_key = generate_key_pair("host").public_line
     events: list[Event] = [
         NodeRegistered(
             node_id=node_id,
@@ -29,12 +38,10 @@ def recorded_node_events(node_id: str, *, provisioned: bool = True) -> list[Even
             host="127.0.0.1",
             ssh_port=9,
             ssh_user="root",
-            key_secret_id="sec_test",
+            key_secret_id=key_secret_id,
             public_key="ssh-ed25519 AAAA test",
         ),
-        NodeHostKeyPinned(
-            node_id=node_id, host_key="ssh-ed25519 AAAA host", fingerprint="SHA256:x"
-        ),
+        NodeHostKeyPinned(node_id=node_id, host_key=host_key, fingerprint="SHA256:x"),
         NodeChecked(node_id=node_id, reachable=True, ready=True),
     ]
     if provisioned:
@@ -47,7 +54,14 @@ def recorded_node_events(node_id: str, *, provisioned: bool = True) -> list[Even
 
 
 async def record_node(runtime: Runtime, *, provisioned: bool = True) -> str:
+    """A recorded node whose private key is really sealed in the runtime's vault."""
     node_id = str(uuid.uuid4())
-    events = recorded_node_events(node_id, provisioned=provisioned)
-    await runtime.db.write(lambda tx: append(tx, f"node:{node_id}", NO_STREAM, events, META))
+    private = generate_key_pair("node").private_pem
+
+    def command(tx: WriteTx) -> None:
+        secret = runtime.vault.seal(tx.conn, "node_ssh_key", private, tx.now_ts)
+        events = recorded_node_events(node_id, provisioned=provisioned, key_secret_id=secret)
+        append(tx, f"node:{node_id}", NO_STREAM, events, META)
+
+    await runtime.db.write(command)
     return node_id

@@ -1,5 +1,5 @@
 """`/api/sites` and `/api/environments`: create sites, list and read them and their
-environments."""
+environments; magic login."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pressluft.errors import BadRequest
 from pressluft.ids import is_uuid
 from pressluft.runtime import Runtime
 from pressluft.services.context import Context
+from pressluft.services.magic_login import MagicLogin, issue_magic_login
 from pressluft.services.sites import (
     STATUSES,
     CreateSiteRequest,
@@ -90,4 +91,18 @@ async def environment(
     return await runtime.db.read(lambda conn: get_environment(conn, environment_id))
 
 
-SITE_ROUTES = [sites, create_site, site, environments, environment]
+@post(
+    "/api/environments/{environment_id:str}/magic-login",
+    operation_id="magicLogin",
+    status_code=200,
+    tags=["sites"],
+)
+async def magic_login(
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    environment_id: EnvironmentIdParam,
+) -> MagicLogin:
+    return await issue_magic_login(runtime.db, runtime.vault, environment_id, ctx.meta())
+
+
+SITE_ROUTES = [sites, create_site, site, environments, environment, magic_login]

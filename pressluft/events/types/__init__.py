@@ -51,6 +51,7 @@ from pressluft.events.types.settings import SettingsChanged
 from pressluft.events.types.sites import (
     EnvironmentCreated,
     EnvironmentFailed,
+    EnvironmentMagicLoginIssued,
     EnvironmentProvisioned,
     SiteCreated,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "EVENT_TYPES",
     "EnvironmentCreated",
     "EnvironmentFailed",
+    "EnvironmentMagicLoginIssued",
     "EnvironmentProvisioned",
     "Event",
     "JobCancelRequested",
@@ -136,6 +138,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     EnvironmentCreated,
     EnvironmentProvisioned,
     EnvironmentFailed,
+    EnvironmentMagicLoginIssued,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {event_type(cls): cls for cls in ALL_EVENTS}

@@ -11,6 +11,7 @@ from pressluft.events.types.base import Event
 __all__ = [
     "EnvironmentCreated",
     "EnvironmentFailed",
+    "EnvironmentMagicLoginIssued",
     "EnvironmentProvisioned",
     "SiteCreated",
 ]
@@ -61,3 +62,10 @@ class EnvironmentFailed(Event, frozen=True, tag="environment.failed"):
     environment_id: str
     job_id: str
     error_code: str
+
+
+class EnvironmentMagicLoginIssued(Event, frozen=True, tag="environment.magic_login_issued"):
+    """An operator got a one-time wp-admin login (the token itself is not recorded)."""
+
+    environment_id: str
+    expires_at: str

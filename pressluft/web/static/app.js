@@ -640,6 +640,7 @@ document.addEventListener("DOMContentLoaded", () => {
 function setupSites() {
   const table = document.getElementById("sites-table");
   if (!table) return;
+  const canAdmin = !!document.getElementById("site-form");
   const body = table.querySelector("tbody");
   const empty = document.getElementById("sites-empty");
   const more = document.getElementById("sites-more");
@@ -686,9 +687,32 @@ function setupSites() {
       tr.appendChild(link);
       tr.appendChild(el("td", {}, e.wordpress_version || "—"));
       tr.appendChild(el("td", {}, e.health_status));
+      const actions = el("td");
+      if (e.status === "active" && canAdmin) {
+        const open = el("button", { type: "button", class: "secondary magic-login" }, "Open WordPress admin");
+        open.addEventListener("click", () => magicLogin(e));
+        actions.appendChild(open);
+      }
+      tr.appendChild(actions);
       envs.appendChild(tr);
     }
     document.getElementById("site-jobs").href = "/jobs?site_id=" + s.id;
+  }
+
+  // A one-time login (60 s), opened right away in a new tab.
+  async function magicLogin(env) {
+    const result = document.getElementById("site-action-result");
+    const tab = window.open("about:blank", "_blank");
+    const res = await api("POST", "/api/environments/" + env.id + "/magic-login");
+    if (res.ok) {
+      result.className = "result-ok";
+      result.textContent = "Logged in to " + env.name + " (the link worked once).";
+      if (tab) tab.location = res.data.login_url;
+    } else {
+      if (tab) tab.close();
+      result.className = "result-error";
+      result.textContent = describeError(res.data);
+    }
   }
 
   async function load(reset) {

@@ -1,0 +1,102 @@
+"""Magic login: a one-time URL into an environment's wp-admin, valid 60 s.
+
+A direct query (no job, no lock, 10 s): the PHP helper on the node, run as the
+environment's user, creates a single-use token (only its hash stays on the
+node); the must-use plugin consumes it. Audited as `environment.magic_login_issued`
+(the token is not in the event). Raw node output never reaches the response.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+
+import msgspec
+
+from pressluft.clock import format_ts
+from pressluft.db import Database, WriteTx
+from pressluft.errors import BadGateway, Conflict
+from pressluft.events import Meta, append
+from pressluft.events.types import EnvironmentMagicLoginIssued
+from pressluft.logs import get_logger
+from pressluft.nodes.ssh import NodeAddress, SSHQueryError, run_as
+from pressluft.services.nodes import NodeUnreachable, node_address
+from pressluft.services.sites import env_names, get_environment
+from pressluft.vault import Vault
+
+__all__ = ["MagicLogin", "issue_magic_login"]
+
+log = get_logger("pressluft.sites")
+
+TOKEN_SECONDS = 60
+HELPER = "/usr/local/lib/pressluft/pressluft-wp.php"
+
+
+class EnvironmentNotActive(Conflict):
+    code = "environment_not_active"
+
+
+class WordPressHelperError(BadGateway):
+    """The PHP helper on the node failed (its output stays in the daemon's log)."""
+
+    code = "wp_helper_error"
+
+
+class MagicLogin(msgspec.Struct, frozen=True, kw_only=True):
+    login_url: str
+    expires_at: str
+
+
+async def issue_magic_login(
+    db: Database, vault: Vault, environment_id: str, meta: Meta
+) -> MagicLogin:
+    """A one-time login URL for the environment's WordPress administrator."""
+
+    def target(conn: sqlite3.Connection) -> tuple[str, str, str, NodeAddress | None]:
+        env = get_environment(conn, environment_id)
+        if env.status != "active":
+            raise EnvironmentNotActive(
+                f"the environment is {env.status}, not active",
+                details={"status": env.status, "hint": "wait for its job, or reset it"},
+            )
+        return env.site_id, env.preview_url, env.node_id, node_address(conn, vault, env.node_id)
+
+    site_id, preview_url, node_id, address = await db.read(target)
+    if address is None:
+        raise EnvironmentNotActive("the environment's node is decommissioned")
+    names = env_names(environment_id, site_id)
+    request = json.dumps({"command": "login-token", "ttl_seconds": TOKEN_SECONDS})
+    argv = ["php", HELPER, f"{names['env_root']}/current"]
+    try:
+        stdout = await run_as(address, names["env_user"], argv, request)
+    except SSHQueryError as exc:
+        raise NodeUnreachable(
+            f"the node did not answer: {exc}",
+            details={"reason": exc.reason, "node_id": node_id},
+        ) from exc
+    try:
+        answer = json.loads(stdout)
+        token, expires = str(answer["token"]), int(answer["expires_at"])
+        if not answer.get("ok") or len(token) != 64:
+            raise ValueError("not ok")
+    except (ValueError, KeyError, TypeError) as exc:
+        # The helper's own words may name paths or WordPress internals: log, don't answer.
+        log.warning(
+            "the WordPress helper failed",
+            extra={"environment_id": environment_id, "output": stdout[-2000:]},
+        )
+        raise WordPressHelperError(
+            "WordPress on the node could not issue a login",
+            details={"hint": "see the daemon's log; check the environment's health"},
+        ) from exc
+    expires_at = format_ts(datetime.fromtimestamp(expires, UTC))
+
+    def record(tx: WriteTx) -> None:
+        event = EnvironmentMagicLoginIssued(environment_id=environment_id, expires_at=expires_at)
+        append(tx, f"environment:{environment_id}", None, [event], meta)
+
+    await db.write(record)
+    return MagicLogin(
+        login_url=f"{preview_url.rstrip('/')}/?pressluft_login={token}", expires_at=expires_at
+    )
