@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -336,18 +337,25 @@ def test_sites_page_creates_a_site_on_a_lab_node_and_opens_its_preview(
                 path = request.url.split(".sslip.io", 1)[1] or "/"
                 host = request.url.split("://", 1)[1].split("/", 1)[0]
                 headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-                answer = httpx.request(
-                    request.method,
-                    f"http://127.0.0.1:{ports['http']}{path}",
-                    headers={**headers, "Host": host},
-                    content=request.post_data_buffer,
-                )
+                try:
+                    answer = httpx.request(
+                        request.method,
+                        f"http://127.0.0.1:{ports['http']}{path}",
+                        headers={**headers, "Host": host},
+                        content=request.post_data_buffer,
+                        timeout=60,
+                    )
+                except httpx.HTTPError:  # e.g. a dashboard widget still loading at the end
+                    with contextlib.suppress(Exception):  # its tab may be closed by now
+                        route.abort()
+                    return
                 # Several Set-Cookie headers: hand them over one per line.
                 reply = {k: v for k, v in answer.headers.items() if k.lower() != "content-encoding"}
                 cookies = answer.headers.get_list("set-cookie")
                 if cookies:
                     reply["set-cookie"] = "\n".join(cookies)
-                route.fulfill(status=answer.status_code, headers=reply, body=answer.content)
+                with contextlib.suppress(Exception):  # its tab may be closed by now
+                    route.fulfill(status=answer.status_code, headers=reply, body=answer.content)
 
             page.context.route("http://*.sslip.io/**", to_node)
             preview = page.context.new_page()  # the site's own 404s are not the dashboard's
