@@ -2,13 +2,17 @@
 `releases`.
 
 Status moves (specs/sites.md): a site and its production environment start
-`creating`; `environment.provisioned` makes the environment `active` (with its
-release) and a site that was `creating` or `cloning` `active`;
-`environment.failed` makes both `failed`. Like a node's provisioning, an
-environment is `creating` only while its job can still finish: when a
-`site_create` job ends without its handler recording the outcome (last attempt
-timed out, worker lost for good, cancelled), the environment and its site are
-`failed`. Every UPDATE is guarded by the states it may apply to.
+`creating`; a staging or clone environment starts `cloning` and takes its
+`active` site to `cloning` while it is built. `environment.provisioned` makes
+the environment `active` (with its release); `environment.failed` makes it
+`failed`. The site follows its production environment (`active`, `failed`,
+`deleting`, `deleted`) and is `active` again when a clone ends either way (its
+production still serves). Like a node's provisioning, an environment is
+`creating`, `cloning` or `deleting` only while its job can still finish: when
+a `site_create`, `env_create`, `env_delete` or `site_delete` job ends without
+its handler recording the outcome (last attempt timed out, worker lost for
+good, cancelled), the environment is `failed`. `failed → active` only through a
+reset. Every UPDATE is guarded by the states it may apply to.
 """
 
 from __future__ import annotations
@@ -19,19 +23,23 @@ from pressluft.events.projection import Envelope, Projector
 from pressluft.events.projectors.jobs import GuardFailed
 from pressluft.events.types import (
     EnvironmentCreated,
+    EnvironmentDeleted,
+    EnvironmentDeletionRequested,
     EnvironmentFailed,
     EnvironmentProvisioned,
+    EnvironmentReset,
     JobCancelled,
     JobFailed,
     JobLeaseExpired,
     SiteCreated,
+    SiteReset,
 )
 
 __all__ = ["SITES_PROJECTOR"]
 
-#: The statuses a job that builds an environment holds it in.
-_BUILDING = "('creating', 'cloning')"
-_ENV_JOBS = "('site_create', 'env_create')"
+#: The statuses a job that builds or deletes an environment holds it in.
+_IN_FLIGHT = "('creating', 'cloning', 'deleting')"
+_ENV_JOBS = "('site_create', 'env_create', 'env_delete', 'site_delete')"
 
 
 def _one(cursor: sqlite3.Cursor, what: str) -> None:
@@ -60,8 +68,8 @@ def _environment_created(conn: sqlite3.Connection, e: EnvironmentCreated, env: E
     conn.execute(
         "INSERT INTO environments (id, site_id, name, slug, environment_type, status, node_id,"
         " source_environment_id, preview_url, db_secret_id, admin_secret_id,"
-        " fastcgi_cache_enabled, redis_cache_enabled, created_at, updated_at, state_version)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " fastcgi_cache_enabled, redis_cache_enabled, promotion_preset, created_at, updated_at,"
+        " state_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             e.environment_id,
             e.site_id,
@@ -76,18 +84,39 @@ def _environment_created(conn: sqlite3.Connection, e: EnvironmentCreated, env: E
             e.admin_secret_id,
             int(e.fastcgi_cache_enabled),
             int(e.redis_cache_enabled),
+            e.promotion_preset,
             env.recorded_at,
             env.recorded_at,
             env.stream_version,
         ),
     )
+    if e.environment_type != "production":
+        cursor = conn.execute(
+            "UPDATE sites SET status = 'cloning', updated_at = ?"
+            " WHERE id = ? AND status = 'active'",
+            (env.recorded_at, e.site_id),
+        )
+        _one(cursor, f"site {e.site_id} active for a clone")
 
 
 def _site_follows(conn: sqlite3.Connection, environment_id: str, to: str, at: str) -> None:
+    """The site after its environment's job: it follows its production
+    environment; a clone's end (either way) makes a `cloning` site `active`."""
+    site_id, kind = conn.execute(
+        "SELECT site_id, environment_type FROM environments WHERE id = ?", (environment_id,)
+    ).fetchone()
+    if kind != "production":
+        conn.execute(
+            "UPDATE sites SET status = 'active', updated_at = ? WHERE id = ? AND status = 'cloning'"
+            " AND NOT EXISTS (SELECT 1 FROM environments WHERE site_id = ? AND status = 'cloning')",
+            (at, site_id, site_id),
+        )
+        return
     conn.execute(
-        f"UPDATE sites SET status = ?, updated_at = ? WHERE status IN {_BUILDING}"
-        " AND id = (SELECT site_id FROM environments WHERE id = ?)",
-        (to, at, environment_id),
+        "UPDATE sites SET status = ?, updated_at = ?,"
+        " deleted_at = CASE WHEN ? = 'deleted' THEN ? END"
+        f" WHERE id = ? AND status IN {_IN_FLIGHT}",
+        (to, at, to, at, site_id),
     )
 
 
@@ -102,7 +131,7 @@ def _provisioned(conn: sqlite3.Connection, e: EnvironmentProvisioned, env: Envel
         "UPDATE environments SET status = 'active', current_release_id = ?,"
         " wordpress_version = coalesce(?, wordpress_version), health_status = 'healthy',"
         " health_checked_at = ?, updated_at = ?, state_version = ?"
-        f" WHERE id = ? AND status IN {_BUILDING}",
+        " WHERE id = ? AND status IN ('creating', 'cloning')",
         (
             e.release_id,
             e.wordpress_version,
@@ -119,7 +148,7 @@ def _provisioned(conn: sqlite3.Connection, e: EnvironmentProvisioned, env: Envel
 def _failed(conn: sqlite3.Connection, e: EnvironmentFailed, env: Envelope) -> None:
     cursor = conn.execute(
         "UPDATE environments SET status = 'failed', updated_at = ?, state_version = ?"
-        f" WHERE id = ? AND status IN {_BUILDING}",
+        f" WHERE id = ? AND status IN {_IN_FLIGHT}",
         (env.recorded_at, env.stream_version, e.environment_id),
     )
     _one(cursor, f"failed {e.environment_id}")
@@ -137,11 +166,68 @@ def _abandoned(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
         return
     cursor = conn.execute(
         "UPDATE environments SET status = 'failed', updated_at = ?"
-        f" WHERE id = ? AND status IN {_BUILDING}",
+        f" WHERE id = ? AND status IN {_IN_FLIGHT}",
         (env.recorded_at, row[0]),
     )
     if cursor.rowcount:
         _site_follows(conn, row[0], "failed", env.recorded_at)
+
+
+def _deletion_requested(
+    conn: sqlite3.Connection, e: EnvironmentDeletionRequested, env: Envelope
+) -> None:
+    cursor = conn.execute(
+        "UPDATE environments SET status = 'deleting', updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status IN ('active', 'failed') RETURNING site_id, environment_type",
+        (env.recorded_at, env.stream_version, e.environment_id),
+    )
+    row = cursor.fetchone()
+    if row is None:
+        raise GuardFailed(f"deletion of {e.environment_id}")
+    if row[1] == "production":
+        site = conn.execute(
+            "UPDATE sites SET status = 'deleting', updated_at = ?"
+            " WHERE id = ? AND status IN ('active', 'failed')",
+            (env.recorded_at, row[0]),
+        )
+        _one(site, f"deletion of site {row[0]}")
+
+
+def _deleted(conn: sqlite3.Connection, e: EnvironmentDeleted, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE environments SET status = 'deleted', deleted_at = ?, db_secret_id = NULL,"
+        " admin_secret_id = NULL, updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'deleting'",
+        (env.recorded_at, env.recorded_at, env.stream_version, e.environment_id),
+    )
+    _one(cursor, f"deleted {e.environment_id}")
+    _site_follows(conn, e.environment_id, "deleted", env.recorded_at)
+
+
+def _environment_reset(conn: sqlite3.Connection, e: EnvironmentReset, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE environments SET status = 'active', updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'failed' AND current_release_id IS NOT NULL"
+        " RETURNING site_id, environment_type",
+        (env.recorded_at, env.stream_version, e.environment_id),
+    )
+    row = cursor.fetchone()
+    if row is None:
+        raise GuardFailed(f"reset of {e.environment_id}")
+    if row[1] == "production":
+        conn.execute(
+            "UPDATE sites SET status = 'active', updated_at = ? WHERE id = ? AND status = 'failed'",
+            (env.recorded_at, row[0]),
+        )
+
+
+def _site_reset(conn: sqlite3.Connection, e: SiteReset, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE sites SET status = 'active', updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'failed'",
+        (env.recorded_at, env.stream_version, e.site_id),
+    )
+    _one(cursor, f"reset of site {e.site_id}")
 
 
 def _job_failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
@@ -165,6 +251,10 @@ SITES_PROJECTOR = Projector(
         EnvironmentCreated: _environment_created,
         EnvironmentProvisioned: _provisioned,
         EnvironmentFailed: _failed,
+        EnvironmentDeletionRequested: _deletion_requested,
+        EnvironmentDeleted: _deleted,
+        EnvironmentReset: _environment_reset,
+        SiteReset: _site_reset,
         JobFailed: _job_failed,
         JobCancelled: _job_cancelled,
         JobLeaseExpired: _job_lease_expired,

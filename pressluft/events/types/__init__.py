@@ -50,19 +50,26 @@ from pressluft.events.types.nodes import (
 from pressluft.events.types.settings import SettingsChanged
 from pressluft.events.types.sites import (
     EnvironmentCreated,
+    EnvironmentDeleted,
+    EnvironmentDeletionRequested,
     EnvironmentFailed,
     EnvironmentMagicLoginIssued,
     EnvironmentProvisioned,
+    EnvironmentReset,
     SiteCreated,
+    SiteReset,
 )
 
 __all__ = [
     "ALL_EVENTS",
     "EVENT_TYPES",
     "EnvironmentCreated",
+    "EnvironmentDeleted",
+    "EnvironmentDeletionRequested",
     "EnvironmentFailed",
     "EnvironmentMagicLoginIssued",
     "EnvironmentProvisioned",
+    "EnvironmentReset",
     "Event",
     "JobCancelRequested",
     "JobCancelled",
@@ -94,6 +101,7 @@ __all__ = [
     "SessionStarted",
     "SettingsChanged",
     "SiteCreated",
+    "SiteReset",
     "TokenCreated",
     "TokenRevoked",
     "UserCreated",
@@ -139,6 +147,10 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     EnvironmentProvisioned,
     EnvironmentFailed,
     EnvironmentMagicLoginIssued,
+    EnvironmentDeletionRequested,
+    EnvironmentDeleted,
+    EnvironmentReset,
+    SiteReset,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {event_type(cls): cls for cls in ALL_EVENTS}

@@ -10,10 +10,14 @@ from pressluft.events.types.base import Event
 
 __all__ = [
     "EnvironmentCreated",
+    "EnvironmentDeleted",
+    "EnvironmentDeletionRequested",
     "EnvironmentFailed",
     "EnvironmentMagicLoginIssued",
     "EnvironmentProvisioned",
+    "EnvironmentReset",
     "SiteCreated",
+    "SiteReset",
 ]
 
 
@@ -39,6 +43,7 @@ class EnvironmentCreated(Event, frozen=True, tag="environment.created"):
     db_secret_id: str
     admin_secret_id: str
     source_environment_id: str | None = None
+    promotion_preset: Literal["content-protect", "commerce-protect"] = "content-protect"
     fastcgi_cache_enabled: bool = True
     redis_cache_enabled: bool = True
 
@@ -56,8 +61,8 @@ class EnvironmentProvisioned(Event, frozen=True, tag="environment.provisioned"):
 
 
 class EnvironmentFailed(Event, frozen=True, tag="environment.failed"):
-    """Its job failed for good: the environment (and a site being created) is failed
-    until an admin resets it."""
+    """Its job (building or deleting it) failed for good: the environment is failed
+    until an admin resets or deletes it; a production environment takes its site along."""
 
     environment_id: str
     job_id: str
@@ -69,3 +74,30 @@ class EnvironmentMagicLoginIssued(Event, frozen=True, tag="environment.magic_log
 
     environment_id: str
     expires_at: str
+
+
+class EnvironmentDeletionRequested(Event, frozen=True, tag="environment.deletion_requested"):
+    """An admin asked for its deletion; its job removes it from the node (deleting).
+    Deleting a site's production environment deletes the site."""
+
+    environment_id: str
+    job_id: str
+
+
+class EnvironmentDeleted(Event, frozen=True, tag="environment.deleted"):
+    """Nothing of it is left on its node and its secrets are destroyed (deleted)."""
+
+    environment_id: str
+    job_id: str
+
+
+class EnvironmentReset(Event, frozen=True, tag="environment.reset"):
+    """An admin brought the failed environment back to active after its checks."""
+
+    environment_id: str
+
+
+class SiteReset(Event, frozen=True, tag="site.reset"):
+    """An admin brought the failed site back to active after its checks."""
+
+    site_id: str
