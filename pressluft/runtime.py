@@ -38,7 +38,7 @@ from pressluft.services.machines import DeathWatcher, configured_providers, regi
 from pressluft.services.nodes import register_node_jobs
 from pressluft.services.passwords import PasswordHasher
 from pressluft.services.sessions import LoginLimits, expire_sessions
-from pressluft.services.sites import register_site_jobs
+from pressluft.services.site_jobs import register_site_jobs
 from pressluft.services.users import count_users, create_user_command
 from pressluft.vault import Vault
 

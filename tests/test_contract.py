@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,8 @@ from pressluft.api.contract import app_operations, contract_operations
 from pressluft.api.errors import STATUS_CODES
 from pressluft.app import create_app
 from pressluft.contract_check import check_contract
+from pressluft.events import Meta, append
+from pressluft.events.types import EnvironmentProvisioned
 from pressluft.runtime import Runtime
 from tests.support.contract import ContractValidator, ContractViolation
 from tests.support.jobs import until_ended
@@ -110,6 +113,37 @@ async def test_every_operation_answers_as_the_contract_says(
         f"/api/environments/{env_id}",
     ):
         assert (await client.get(path)).status_code == 200
+    # Environments, deletion and reset: each job stays queued and is cancelled; the
+    # production environment is recorded active as its job would record it.
+    provisioned = EnvironmentProvisioned(
+        environment_id=env_id,
+        job_id=site.json()["job_id"],
+        release_id=str(uuid.uuid4()),
+        release_path="/var/www/sites/s/e/releases/1",
+        source_type="wordpress",
+        source_ref="/usr/share/wordpress",
+    )
+    await runtime.db.write(
+        lambda tx: append(tx, f"environment:{env_id}", None, [provisioned], Meta(actor="test"))
+    )
+
+    async def cancel(reply: httpx.Response) -> None:
+        assert reply.status_code == 202, reply.text
+        assert (await client.post(f"/api/jobs/{reply.json()['job_id']}/cancel")).is_success
+
+    await cancel(site)
+    await cancel(await client.delete(f"/api/sites/{site_id}", params={"confirm": "s"}))
+    assert (await client.post(f"/api/environments/{env_id}/reset")).status_code == 200
+    await cancel(await client.delete(f"/api/sites/{site_id}", params={"confirm": "s"}))
+    assert (await client.post(f"/api/sites/{site_id}/reset")).status_code == 200
+    staging = await client.post(
+        f"/api/sites/{site_id}/environments",
+        json={"name": "St", "slug": "st", "type": "staging", "source_environment_id": env_id},
+    )
+    await cancel(staging)
+    staging_id = staging.json()["environment_id"]
+    gone = await client.delete(f"/api/environments/{staging_id}", params={"confirm": "st"})
+    assert gone.status_code == 202, gone.text
     exercised = {(m, p) for m, p, s in contract.seen if 200 <= s < 300}
     missing = (
         {(m, p) for m, p, _, _ in contract_operations()}

@@ -16,11 +16,18 @@ from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.events.types import (
     EnvironmentCreated,
+    EnvironmentDeleted,
+    EnvironmentDeletionRequested,
     EnvironmentProvisioned,
     SiteCreated,
 )
 from pressluft.jobs.queue import Outcome, RescueScope, cancel, claim, finish, rescue
 from pressluft.runtime import Runtime
+from pressluft.services.environments import (
+    ResetValidationFailed,
+    reset_environment_command,
+    reset_site_command,
+)
 from tests.support.jobs import job, submit, until, until_ended
 from tests.support.nodes import record_node, recorded_node_events
 from tests.support.queue import ACTOR, QueueDb
@@ -230,6 +237,71 @@ def test_a_last_attempt_timing_out_fails_the_site(q: QueueDb, tmp_path: Path) ->
     q.assert_consistent(tmp_path)
 
 
+STAGING = "00000000-0000-4000-8000-000000000031"
+
+
+def _active(q: QueueDb) -> None:
+    provisioned = EnvironmentProvisioned(
+        environment_id=ENV,
+        job_id=str(uuid.uuid4()),
+        release_id=str(uuid.uuid4()),
+        release_path="/var/www/sites/x/y/releases/1",
+        source_type="wordpress",
+        source_ref="/usr/share/wordpress",
+    )
+    q.run(lambda tx: append(tx, f"environment:{ENV}", None, [provisioned], ACTOR))
+
+
+@pytest.mark.spec("SIT-11")
+def test_a_clone_whose_worker_is_lost_for_good_fails_only_the_clone(
+    q: QueueDb, tmp_path: Path
+) -> None:
+    _active(q)
+    created = EnvironmentCreated(
+        environment_id=STAGING,
+        site_id=SITE,
+        name="Staging",
+        slug="staging",
+        environment_type="staging",
+        node_id=NODE,
+        preview_url="http://00000000.127-0-0-1.sslip.io",
+        db_secret_id="sec_db2",
+        admin_secret_id="sec_admin2",
+        source_environment_id=ENV,
+    )
+    q.run(lambda tx: append(tx, f"environment:{STAGING}", NO_STREAM, [created], ACTOR))
+    assert _statuses(q) == ("cloning", "active")
+    q.enqueue("env_create", site_id=SITE, environment_id=STAGING, node_id=NODE, max_attempts=1)
+    claims, _ = q.run(claim(1, "w1", 30.0))
+    assert len(claims) == 1
+    q.run(rescue(RescueScope(all_running=True, reason="daemon_restarted")))
+    staging = q.conn.execute("SELECT status FROM environments WHERE id = ?", (STAGING,))
+    assert staging.fetchone()[0] == "failed"
+    assert _statuses(q) == ("active", "active")
+    q.assert_consistent(tmp_path)
+
+
+@pytest.mark.spec("SIT-14")
+def test_a_deletion_that_ran_and_failed_cannot_be_reset(q: QueueDb, tmp_path: Path) -> None:
+    _active(q)
+    job_id = q.enqueue("site_delete", site_id=SITE, environment_id=ENV, node_id=NODE)
+    requested = EnvironmentDeletionRequested(environment_id=ENV, job_id=job_id)
+    q.run(lambda tx: append(tx, f"environment:{ENV}", None, [requested], ACTOR))
+    assert _statuses(q) == ("deleting", "deleting")
+    claims, _ = q.run(claim(1, "w1", 30.0))
+    fatal = Outcome("failed", "ANSIBLE_HOST_FAILED", "a task failed", retryable=False)
+    assert q.run(finish(claims[0], fatal, "w1")) == "failed"
+    assert _statuses(q) == ("failed", "failed")
+    for command in (reset_site_command(SITE, ACTOR), reset_environment_command(ENV, ACTOR)):
+        with pytest.raises(ResetValidationFailed) as refused:
+            q.run(command)
+        assert refused.value.details == {
+            "reason": "its deletion failed part-way",
+            "hint": "delete it again",
+        }
+    q.assert_consistent(tmp_path)
+
+
 @pytest.mark.spec("NOD-29", "SIT-2")
 async def test_a_node_with_sites_is_not_decommissioned_and_a_gone_node_hosts_none(
     client: httpx.AsyncClient, runtime: Runtime
@@ -282,3 +354,237 @@ async def test_magic_login_refusals_record_nothing(
     assert await _counts(runtime) == before
     missing = await client.post(f"/api/environments/{uuid.uuid4()}/magic-login")
     assert missing.status_code == 404
+
+
+# -- environments, deletion, reset (the API and the projector; real runs:
+#    tests/test_site_node.py) ------------------------------------------------------
+
+
+async def _active_site(client: httpx.AsyncClient, runtime: Runtime, slug: str) -> tuple[str, str]:
+    """A site whose production environment is recorded active (as its job would
+    record it); the site_create job itself is cancelled, so no job is in flight."""
+    node_id = await _node(runtime)
+    reply = await client.post("/api/sites", json={"name": slug, "slug": slug, "node_id": node_id})
+    accepted = reply.json()
+    env_id = accepted["environment_id"]
+    provisioned = EnvironmentProvisioned(
+        environment_id=env_id,
+        job_id=accepted["job_id"],
+        release_id=str(uuid.uuid4()),
+        release_path=f"/var/www/sites/{accepted['site_id']}/{env_id}/releases/1",
+        source_type="wordpress",
+        source_ref="/usr/share/wordpress",
+    )
+    await runtime.db.write(
+        lambda tx: append(tx, f"environment:{env_id}", None, [provisioned], META)
+    )
+    assert (await client.post(f"/api/jobs/{accepted['job_id']}/cancel")).status_code == 200
+    return accepted["site_id"], env_id
+
+
+async def _status(client: httpx.AsyncClient, path: str) -> str:
+    return str((await client.get(path)).json()["status"])
+
+
+@pytest.mark.spec("SIT-10", "SIT-11")
+async def test_creating_an_environment_records_a_clone_and_refuses_what_cannot_be(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    site_id, production = await _active_site(client, runtime, "acme")
+    url = f"/api/sites/{site_id}/environments"
+    body = {
+        "name": "Staging",
+        "slug": "staging",
+        "type": "staging",
+        "source_environment_id": production,
+    }
+    before = await _counts(runtime)
+    for bad, status, code in [
+        ({**body, "type": "production"}, 400, "bad_request"),
+        ({**body, "type": "bogus"}, 400, "bad_request"),
+        ({**body, "promotion_preset": "keep-all"}, 400, "bad_request"),
+        ({**body, "slug": "production"}, 400, "bad_request"),
+        ({**body, "slug": "Not A Slug"}, 400, "bad_request"),
+        ({**body, "color": "red"}, 400, "bad_request"),
+        ({**body, "source_environment_id": "nope"}, 400, "bad_request"),
+        ({**body, "source_environment_id": str(uuid.uuid4())}, 422, "validation_failed"),
+    ]:
+        reply = await client.post(url, json=bad)
+        assert (reply.status_code, reply.json()["code"]) == (status, code), (bad, reply.text)
+    unknown = await client.post(f"/api/sites/{uuid.uuid4()}/environments", json=body)
+    assert unknown.status_code == 404
+    assert await _counts(runtime) == before
+
+    # SIT-10: accepted — cloning, on the source's node, its own preview URL, env_create.
+    reply = await client.post(url, json={**body, "promotion_preset": "commerce-protect"})
+    assert reply.status_code == 202, reply.text
+    staging_id, job_id = reply.json()["environment_id"], reply.json()["job_id"]
+    staging = (await client.get(f"/api/environments/{staging_id}")).json()
+    source = (await client.get(f"/api/environments/{production}")).json()
+    assert (staging["status"], staging["environment_type"]) == ("cloning", "staging")
+    assert staging["source_environment_id"] == production
+    assert staging["node_id"] == source["node_id"]
+    assert staging["promotion_preset"] == "commerce-protect"
+    assert staging["preview_url"] == f"http://{staging_id[:8]}.127-0-0-1.sslip.io"
+    assert await _status(client, f"/api/sites/{site_id}") == "cloning"
+    job_view = (await client.get(f"/api/jobs/{job_id}")).json()
+    assert job_view["job_type"] == "env_create"
+    assert (job_view["site_id"], job_view["environment_id"], job_view["node_id"]) == (
+        site_id,
+        staging_id,
+        source["node_id"],
+    )
+    # A mutation in flight (reference 20): 409 conflict, nothing recorded.
+    before = await _counts(runtime)
+    busy = await client.post(url, json={**body, "slug": "other"})
+    assert (busy.status_code, busy.json()["code"]) == (409, "conflict")
+    assert busy.json()["details"]["status"] == "cloning"
+    assert await _counts(runtime) == before
+
+    # SIT-11: the clone's job ends without its handler — it is failed, its site active.
+    assert (await client.post(f"/api/jobs/{job_id}/cancel")).status_code == 200
+    assert await _status(client, f"/api/environments/{staging_id}") == "failed"
+    assert await _status(client, f"/api/sites/{site_id}") == "active"
+    before = await _counts(runtime)
+    taken = await client.post(url, json=body)
+    assert (taken.status_code, taken.json()["code"]) == (409, "conflict")
+    assert taken.json()["details"]["environment_id"] == staging_id
+    failed_source = await client.post(
+        url, json={**body, "slug": "copy", "source_environment_id": staging_id}
+    )
+    assert (failed_source.status_code, failed_source.json()["code"]) == (
+        409,
+        "environment_not_active",
+    )
+    assert await _counts(runtime) == before
+
+
+@pytest.mark.spec("SIT-13")
+async def test_deleting_needs_confirmation_and_goes_production_last(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    site_id, production = await _active_site(client, runtime, "acme")
+    reply = await client.post(
+        f"/api/sites/{site_id}/environments",
+        json={"name": "S", "slug": "staging", "type": "clone", "source_environment_id": production},
+    )
+    staging_id = reply.json()["environment_id"]
+    before = await _counts(runtime)
+    cloning = await client.delete(f"/api/environments/{staging_id}", params={"confirm": "staging"})
+    assert (cloning.status_code, cloning.json()["code"]) == (409, "conflict")
+    assert (await client.post(f"/api/jobs/{reply.json()['job_id']}/cancel")).status_code == 200
+    before = await _counts(runtime)
+    cases = [
+        (f"/api/environments/{staging_id}", None, 400, "confirmation_required"),
+        (f"/api/environments/{staging_id}", "Staging", 400, "confirmation_required"),
+        (f"/api/environments/{production}", "production", 409, "conflict"),
+        (f"/api/sites/{site_id}", None, 400, "confirmation_required"),
+        (f"/api/sites/{site_id}", "acme", 409, "site_has_environments"),
+        (f"/api/environments/{uuid.uuid4()}", "x", 404, "not_found"),
+        (f"/api/sites/{uuid.uuid4()}", "x", 404, "not_found"),
+    ]
+    for path, confirm, status, code in cases:
+        params = {} if confirm is None else {"confirm": confirm}
+        answer = await client.delete(path, params=params)
+        assert (answer.status_code, answer.json()["code"]) == (status, code), (path, answer.text)
+        if code != "not_found":
+            assert answer.json()["details"]["hint"]
+    assert await _counts(runtime) == before
+
+    # A failed staging environment can be deleted; the production one then goes with its site.
+    gone = await client.delete(f"/api/environments/{staging_id}", params={"confirm": "staging"})
+    assert gone.status_code == 202, gone.text
+    job_view = (await client.get(f"/api/jobs/{gone.json()['job_id']}")).json()
+    assert (job_view["job_type"], job_view["environment_id"]) == ("env_delete", staging_id)
+    assert await _status(client, f"/api/environments/{staging_id}") == "deleting"
+    assert await _status(client, f"/api/sites/{site_id}") == "active"
+    again = await client.delete(f"/api/environments/{staging_id}", params={"confirm": "staging"})
+    assert (again.status_code, again.json()["code"]) == (409, "conflict")
+    still = await client.delete(f"/api/sites/{site_id}", params={"confirm": "acme"})
+    assert (still.status_code, still.json()["code"]) == (409, "site_has_environments")
+    # (deleted as its job would record it: tests/test_site_node.py runs the real one)
+    deleted = EnvironmentDeleted(environment_id=staging_id, job_id=gone.json()["job_id"])
+    await runtime.db.write(
+        lambda tx: append(tx, f"environment:{staging_id}", None, [deleted], META)
+    )
+    assert (await client.post(f"/api/jobs/{gone.json()['job_id']}/cancel")).status_code == 200
+    site_gone = await client.delete(f"/api/sites/{site_id}", params={"confirm": "acme"})
+    assert site_gone.status_code == 202, site_gone.text
+    job_view = (await client.get(f"/api/jobs/{site_gone.json()['job_id']}")).json()
+    assert (job_view["job_type"], job_view["environment_id"]) == ("site_delete", production)
+    assert await _status(client, f"/api/sites/{site_id}") == "deleting"
+    assert await _status(client, f"/api/environments/{production}") == "deleting"
+    row = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT status, deleted_at, db_secret_id FROM environments WHERE id = ?",
+            (staging_id,),
+        ).fetchone()
+    )
+    assert row[0] == "deleted" and row[1] and row[2] is None
+
+
+@pytest.mark.spec("SIT-14")
+async def test_reset_brings_back_only_what_can_serve(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    site_id, production = await _active_site(client, runtime, "acme")
+    before = await _counts(runtime)
+    for path in (f"/api/sites/{site_id}/reset", f"/api/environments/{production}/reset"):
+        reply = await client.post(path)
+        assert (reply.status_code, reply.json()["code"]) == (409, "resource_not_failed")
+        assert reply.json()["details"]["status"] == "active"
+    assert await _counts(runtime) == before
+
+    async def fail_by_cancelled_deletion() -> None:
+        gone = await client.delete(f"/api/sites/{site_id}", params={"confirm": "acme"})
+        assert gone.status_code == 202, gone.text
+        assert (await client.post(f"/api/jobs/{gone.json()['job_id']}/cancel")).status_code == 200
+        assert await _status(client, f"/api/sites/{site_id}") == "failed"
+        assert await _status(client, f"/api/environments/{production}") == "failed"
+
+    # A deletion cancelled before it ran removed nothing: the production environment
+    # can be reset, and its site follows.
+    await fail_by_cancelled_deletion()
+    reply = await client.post(f"/api/environments/{production}/reset")
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"success": True, "status": "active"}
+    assert await _status(client, f"/api/sites/{site_id}") == "active"
+    await fail_by_cancelled_deletion()
+    reply = await client.post(f"/api/sites/{site_id}/reset")
+    assert (reply.status_code, reply.json()) == (200, {"success": True, "status": "active"})
+    assert await _status(client, f"/api/environments/{production}") == "active"
+    resets = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT type, actor FROM events WHERE type IN ('site.reset', 'environment.reset')"
+        ).fetchall()
+    )
+    assert sorted(t for t, _ in resets) == ["environment.reset", "environment.reset", "site.reset"]
+
+    # A job of the site in flight: refused (a queued diagnostic job of the site; its
+    # node's lock is held, so it stays queued) until it ends.
+    await fail_by_cancelled_deletion()
+    node_id = (await client.get(f"/api/sites/{site_id}")).json()["node_id"]
+    queued = await submit(runtime, job_type="noop", site_id=site_id, node_id=node_id)
+    before = await _counts(runtime)
+    reply = await client.post(f"/api/sites/{site_id}/reset")
+    assert (reply.status_code, reply.json()["code"]) == (409, "reset_validation_failed")
+    assert queued in reply.json()["details"]["reason"]
+    assert await _counts(runtime) == before
+    assert (await client.post(f"/api/jobs/{queued}/cancel")).status_code == 200
+    assert (await client.post(f"/api/sites/{site_id}/reset")).status_code == 200
+
+    # A clone that never got built cannot serve: reset_validation_failed with a hint.
+    reply = await client.post(
+        f"/api/sites/{site_id}/environments",
+        json={"name": "S", "slug": "s", "type": "staging", "source_environment_id": production},
+    )
+    staging_id, job_id = reply.json()["environment_id"], reply.json()["job_id"]
+    building = await client.post(f"/api/environments/{staging_id}/reset")
+    assert building.json()["code"] == "resource_not_failed"
+    assert (await client.post(f"/api/jobs/{job_id}/cancel")).status_code == 200
+    before = await _counts(runtime)
+    never = await client.post(f"/api/environments/{staging_id}/reset")
+    assert (never.status_code, never.json()["code"]) == (409, "reset_validation_failed")
+    assert "never built" in never.json()["details"]["reason"]
+    assert "delete it" in never.json()["details"]["hint"]
+    assert await _counts(runtime) == before

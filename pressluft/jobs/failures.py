@@ -41,6 +41,8 @@ CODES: dict[str, bool] = {
     # Sites.
     "SITE_HEALTH_FAILED": True,
     "SITE_INSTALL_FAILED": False,
+    "ENV_CLONE_FAILED": True,
+    "ENV_SOURCE_UNAVAILABLE": False,
 }
 
 

@@ -1,47 +1,35 @@
 """Sites and environments: create a site (its production environment built on
-an explicit node by the `site_create` job), list and read them.
+an explicit node by the `site_create` job), list and read them, and the names
+an environment has on its node.
 
 The command records `site.created` + `environment.created` with the sealed
 database and admin passwords and enqueues `site_create` (site, environment and
-node locks) in one transaction. The handler runs `site-create.yml` (the
-`site_environment` role: user, pool, database, vhost, release, WordPress via
-the PHP helper, health checks on the node), checks HTTP from the control plane
-(10 s, one retry), and records `environment.provisioned` or, when it fails for
-good, `environment.failed` — fenced by its lease. See specs/sites.md.
+node locks) in one transaction; the job's handler is in `site_jobs`. Staging
+and clone environments, deletion and reset: `environments`. See specs/sites.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import re
 import secrets
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime
-from html import unescape
 from typing import Any
 
 import msgspec
 
-from pressluft.clock import parse_ts
-from pressluft.db import Database, WriteTx
+from pressluft.db import WriteTx
 from pressluft.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.events.types import (
     EnvironmentCreated,
-    EnvironmentFailed,
-    EnvironmentProvisioned,
     SiteCreated,
 )
 from pressluft.ids import is_uuid, new_id
-from pressluft.jobs.context import JobContext
-from pressluft.jobs.failures import JobFailure, retryable
-from pressluft.jobs.queue import JobSpec, enqueue, require_lease
-from pressluft.jobs.registry import JobRegistry, JobType
-from pressluft.nodes.http import HttpUnreachable, get
-from pressluft.services.nodes import NodeNotReady, run_node_playbook
+from pressluft.jobs.queue import JobSpec, enqueue
+from pressluft.services.nodes import NodeNotReady
 from pressluft.vault import Vault
 
 __all__ = [
@@ -56,7 +44,6 @@ __all__ = [
     "get_site",
     "list_environments",
     "list_sites",
-    "register_site_jobs",
 ]
 
 STATUSES = (
@@ -69,15 +56,8 @@ STATUSES = (
     "deleting",
     "deleted",
 )
-SITE_CREATE_PLAYBOOK = "site-create.yml"
-SITE_CREATE_TIMEOUT_SECONDS = 1800
-#: The WordPress administrator Pressluft creates (operators log in with magic login).
-ADMIN_USER = "pressluft-admin"
-HEALTH_TIMEOUT_SECONDS = 10.0
-#: WordPress core when the `wordpress_source` setting is empty: the node image's copy on
-#: lab nodes (no network there), else the official latest release.
-LAB_WORDPRESS = "/usr/share/wordpress"
-OFFICIAL_WORDPRESS = "https://wordpress.org/latest.tar.gz"
+#: The time limit of the jobs that build or remove an environment.
+ENV_JOB_TIMEOUT_SECONDS = 1800
 
 
 class SiteNotFound(NotFound):
@@ -122,6 +102,7 @@ class EnvironmentView(msgspec.Struct, frozen=True, kw_only=True):
     wordpress_version: str | None
     health_status: str
     health_checked_at: str | None
+    promotion_preset: str
     created_at: str
     updated_at: str
     deleted_at: str | None
@@ -160,14 +141,14 @@ class SiteQuery(msgspec.Struct, frozen=True, kw_only=True):
 _ENV_COLUMNS = (
     "id, site_id, name, slug, environment_type, status, node_id, source_environment_id,"
     " preview_url, fastcgi_cache_enabled, redis_cache_enabled, current_release_id,"
-    " wordpress_version, health_status, health_checked_at, created_at, updated_at, deleted_at,"
-    " state_version"
+    " wordpress_version, health_status, health_checked_at, promotion_preset, created_at,"
+    " updated_at, deleted_at, state_version"
 )
 
 
 def _env_view(row: tuple[Any, ...]) -> EnvironmentView:
     (env_id, site_id, name, slug, kind, status, node_id, source, preview, fastcgi, redis,
-     release, version, health, checked, created, updated, deleted, state) = row  # fmt: skip
+     release, version, health, checked, preset, created, updated, deleted, state) = row  # fmt: skip
     return EnvironmentView(
         id=env_id,
         site_id=site_id,
@@ -184,6 +165,7 @@ def _env_view(row: tuple[Any, ...]) -> EnvironmentView:
         wordpress_version=version,
         health_status=health,
         health_checked_at=checked,
+        promotion_preset=preset,
         created_at=created,
         updated_at=updated,
         deleted_at=deleted,
@@ -329,7 +311,9 @@ def preview_url(environment_id: str, preview_domain: str | None, address: str | 
     return f"http://{uuid8}.{address.replace('.', '-').replace(':', '-')}.sslip.io"
 
 
-def _node_address(public_ip: str | None, host: str) -> str | None:
+def preview_address(public_ip: str | None, host: str) -> str | None:
+    """The node's IP for its environments' preview URLs (its public IP, or its
+    address when that is an IP)."""
     for candidate in (public_ip, host):
         if candidate is None:
             continue
@@ -340,7 +324,8 @@ def _node_address(public_ip: str | None, host: str) -> str | None:
     return None
 
 
-def _password() -> bytes:
+def secret_password() -> bytes:
+    """A fresh password for an environment (database, WordPress admin)."""
     return secrets.token_urlsafe(24).encode()
 
 
@@ -379,9 +364,11 @@ def create_site_command(
             "SELECT (SELECT preview_domain FROM settings WHERE id = 1)"
         ).fetchone()
         site_id, environment_id = new_id(), new_id()
-        url = preview_url(environment_id, preview_domain, _node_address(public_ip, host))
-        db_secret = vault.seal(tx.conn, "environment_db_password", _password(), tx.now_ts)
-        admin_secret = vault.seal(tx.conn, "environment_admin_password", _password(), tx.now_ts)
+        url = preview_url(environment_id, preview_domain, preview_address(public_ip, host))
+        db_secret = vault.seal(tx.conn, "environment_db_password", secret_password(), tx.now_ts)
+        admin_secret = vault.seal(
+            tx.conn, "environment_admin_password", secret_password(), tx.now_ts
+        )
         site = SiteCreated(
             site_id=site_id,
             name=request.name,
@@ -410,7 +397,7 @@ def create_site_command(
                 "title": request.title or request.name,
                 "admin_email": request.admin_email or f"admin@{url.split('://', 1)[1]}",
             },
-            timeout_seconds=SITE_CREATE_TIMEOUT_SECONDS,
+            timeout_seconds=ENV_JOB_TIMEOUT_SECONDS,
         )
         job_id = enqueue(tx, spec, meta)
         return SiteAccepted(job_id=job_id, site_id=site_id, environment_id=environment_id)
@@ -418,7 +405,7 @@ def create_site_command(
     return command
 
 
-# -- the site_create job ------------------------------------------------------------------
+# -- names on the node -------------------------------------------------------------------
 
 
 def env_names(environment_id: str, site_id: str) -> dict[str, str]:
@@ -431,175 +418,3 @@ def env_names(environment_id: str, site_id: str) -> dict[str, str]:
         "db_user": f"wp_{short}",
         "redis_prefix": f"pressluft_{environment_id}:",
     }
-
-
-def _release_dir(now: datetime) -> str:
-    """A release's directory name under `releases/` (its id is a UUID)."""
-    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _site_task_code(task: str) -> str | None:
-    """The site playbook's own failures: its health checks, the WordPress install."""
-    if task.startswith("Health check"):
-        return "SITE_HEALTH_FAILED"
-    if task.startswith("Fail when the install failed"):
-        return "SITE_INSTALL_FAILED"
-    return None
-
-
-def _words(text: str) -> str:
-    return " " + " ".join(re.findall(r"\w+", text)) + " "
-
-
-def _shows(page: str, title: str) -> bool:
-    """The title's words, in order, in the page (WordPress escapes and texturizes
-    titles: "A & B's" is served as "A &amp; B&#8217;s")."""
-    return _words(title) in _words(unescape(page))
-
-
-async def _check_http(ctx: JobContext, address: str, port: int, host: str, title: str) -> None:
-    """HTTP 200 with the site's title for its preview host at the node's endpoint
-    (10 s, one retry)."""
-    problem = ""
-    for attempt in (1, 2):
-        try:
-            answer = await get(address, port, host, "/", HEALTH_TIMEOUT_SECONDS)
-        except HttpUnreachable as exc:
-            problem = f"no answer from {address}:{port} ({exc})"
-        else:
-            if answer.status == 200 and _shows(answer.body, title):
-                ctx.log(f"health: http 200 for {host} ({address}:{port})", "system")
-                return
-            problem = f"http {answer.status} for {host}" + (
-                "" if answer.status != 200 else " without the site's title"
-            )
-        ctx.log(f"health: {problem} (check {attempt} of 2)", "stderr")
-        if attempt == 1:
-            await asyncio.sleep(2)
-    raise JobFailure("SITE_HEALTH_FAILED", f"the site does not answer: {problem}")
-
-
-def register_site_jobs(
-    registry: JobRegistry, db: Database, vault: Callable[[], Vault], wordpress_source: str
-) -> None:
-    """`site_create` (WordPress core from `wordpress_source`: a URL or a node directory)."""
-
-    async def site_create(ctx: JobContext) -> None:
-        claim = ctx.claim
-        environment_id = claim.environment_id
-        assert environment_id is not None
-        meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
-        stream = f"environment:{environment_id}"
-
-        def load(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            row = conn.execute(
-                "SELECT e.site_id, e.environment_type, e.preview_url, e.db_secret_id,"
-                " e.admin_secret_id, e.fastcgi_cache_enabled, e.redis_cache_enabled, e.status,"
-                " n.host, n.ports_json, n.provider FROM environments e"
-                " JOIN nodes n ON n.id = e.node_id"
-                " WHERE e.id = ?",
-                (environment_id,),
-            ).fetchone()
-            if row is None:
-                return None
-            (site_id, kind, url, db_secret, admin_secret, fastcgi, redis, status, host, ports,
-             provider) = row  # fmt: skip
-            return {
-                "site_id": site_id,
-                "environment_type": kind,
-                "preview_url": url,
-                "db_password": vault().open(conn, db_secret).decode(),
-                "admin_password": vault().open(conn, admin_secret).decode(),
-                "fastcgi_cache_enabled": bool(fastcgi),
-                "redis_cache_enabled": bool(redis),
-                "status": status,
-                "host": host,
-                "ports": None if ports is None else msgspec.json.decode(ports),
-                "provider": provider,
-            }
-
-        found = await db.read(load)
-        if found is None or found["status"] not in ("creating", "cloning"):
-            ctx.log("the environment is not being created: nothing to do")
-            return
-        preview_host = str(found["preview_url"]).split("://", 1)[1]
-        title = str(claim.payload.get("title", ""))
-        release_dir = _release_dir(parse_ts(claim.claimed_at))
-        extra_vars: dict[str, object] = {
-            "site_id": found["site_id"],
-            "environment_id": environment_id,
-            "environment_type": found["environment_type"],
-            **env_names(environment_id, str(found["site_id"])),
-            "preview_host": preview_host,
-            "preview_url": found["preview_url"],
-            "site_title": title,
-            "admin_user": ADMIN_USER,
-            "admin_email": str(claim.payload.get("admin_email", "")),
-            "admin_password": found["admin_password"],
-            "db_password": found["db_password"],
-            "fastcgi_cache_enabled": found["fastcgi_cache_enabled"],
-            "redis_cache_enabled": found["redis_cache_enabled"],
-            "wordpress_source": wordpress_source
-            or (LAB_WORDPRESS if found["provider"] == "docker" else OFFICIAL_WORDPRESS),
-            # Lab nodes have no way out: WordPress's calls home would each time out.
-            "block_external_http": found["provider"] == "docker",
-            "release_id": release_dir,
-        }
-
-        async def failed(code: str) -> None:
-            def command(tx: WriteTx) -> None:
-                require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-                event = EnvironmentFailed(
-                    environment_id=environment_id, job_id=claim.job_id, error_code=code
-                )
-                append(tx, stream, None, [event], meta)
-
-            await db.write(command)
-
-        try:
-            summary, _ = await run_node_playbook(
-                ctx,
-                db,
-                vault(),
-                SITE_CREATE_PLAYBOOK,
-                extra_vars=extra_vars,
-                allowlist=frozenset({SITE_CREATE_PLAYBOOK}),
-                task_codes=_site_task_code,
-            )
-            ports = found["ports"]
-            address, port = ("127.0.0.1", int(ports["http"])) if ports else (str(found["host"]), 80)
-            await _check_http(ctx, address, port, preview_host, title)
-        except JobFailure as failure:
-            if not retryable(failure.code) or claim.attempt >= claim.max_attempts:
-                await failed(failure.code)
-            raise
-        reported = summary.data
-        release_path = str(
-            reported.get("release_path") or f"{extra_vars['env_root']}/releases/{release_dir}"
-        )
-        version = reported.get("wordpress_version")
-
-        def provisioned(tx: WriteTx) -> None:
-            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-            event = EnvironmentProvisioned(
-                environment_id=environment_id,
-                job_id=claim.job_id,
-                release_id=new_id(),
-                release_path=release_path,
-                source_type="wordpress",
-                source_ref=str(extra_vars["wordpress_source"]),
-                wordpress_version=None if version is None else str(version),
-            )
-            append(tx, stream, None, [event], meta)
-
-        await db.write(provisioned)
-        ctx.log(f"environment active: WordPress {version or '?'} at {found['preview_url']}")
-
-    registry.register(
-        JobType(
-            "site_create",
-            site_create,
-            timeout_seconds=SITE_CREATE_TIMEOUT_SECONDS,
-            timeout_code="ANSIBLE_TIMEOUT",
-        )
-    )

@@ -1,11 +1,11 @@
-"""`/api/sites` and `/api/environments`: create sites, list and read them and their
-environments; magic login."""
+"""`/api/sites` and `/api/environments`: create, list, read and delete sites and
+their environments, reset them; magic login."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, PathParameter, QueryParameter
 
@@ -15,6 +15,17 @@ from pressluft.errors import BadRequest
 from pressluft.ids import is_uuid
 from pressluft.runtime import Runtime
 from pressluft.services.context import Context
+from pressluft.services.environments import (
+    CreateEnvironmentRequest,
+    DeletionAccepted,
+    EnvironmentAccepted,
+    ResetResult,
+    create_environment_command,
+    delete_environment_command,
+    delete_site_command,
+    reset_environment_command,
+    reset_site_command,
+)
 from pressluft.services.magic_login import MagicLogin, issue_magic_login
 from pressluft.services.sites import (
     STATUSES,
@@ -105,4 +116,89 @@ async def magic_login(
     return await issue_magic_login(runtime.db, runtime.vault, environment_id, ctx.meta())
 
 
-SITE_ROUTES = [sites, create_site, site, environments, environment, magic_login]
+Confirm = Annotated[str | None, QueryParameter(max_length=40)]
+
+
+@delete("/api/sites/{site_id:str}", operation_id="deleteSite", status_code=202, tags=["sites"])
+async def delete_site(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    site_id: SiteIdParam,
+    confirm: Confirm = None,
+) -> Response[DeletionAccepted]:
+    command = delete_site_command(site_id, confirm, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, DeletionAccepted, 202)
+    return Response(done.value, status_code=202, headers=replay_headers(done))
+
+
+@post("/api/sites/{site_id:str}/reset", operation_id="resetSite", status_code=200, tags=["sites"])
+async def reset_site(
+    runtime: NamedDependency[Runtime], ctx: NamedDependency[Context], site_id: SiteIdParam
+) -> ResetResult:
+    return await runtime.db.write(reset_site_command(site_id, ctx.meta()))
+
+
+@post(
+    "/api/sites/{site_id:str}/environments",
+    operation_id="createEnvironment",
+    status_code=202,
+    tags=["sites"],
+)
+async def create_environment(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    site_id: SiteIdParam,
+    data: Annotated[CreateEnvironmentRequest, Body()],
+) -> Response[EnvironmentAccepted]:
+    command = create_environment_command(site_id, data, runtime.vault, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, EnvironmentAccepted, 202)
+    return Response(done.value, status_code=202, headers=replay_headers(done))
+
+
+@delete(
+    "/api/environments/{environment_id:str}",
+    operation_id="deleteEnvironment",
+    status_code=202,
+    tags=["sites"],
+)
+async def delete_environment(
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    environment_id: EnvironmentIdParam,
+    confirm: Confirm = None,
+) -> Response[DeletionAccepted]:
+    command = delete_environment_command(environment_id, confirm, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, DeletionAccepted, 202)
+    return Response(done.value, status_code=202, headers=replay_headers(done))
+
+
+@post(
+    "/api/environments/{environment_id:str}/reset",
+    operation_id="resetEnvironment",
+    status_code=200,
+    tags=["sites"],
+)
+async def reset_environment(
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    environment_id: EnvironmentIdParam,
+) -> ResetResult:
+    return await runtime.db.write(reset_environment_command(environment_id, ctx.meta()))
+
+
+SITE_ROUTES = [
+    sites,
+    create_site,
+    site,
+    delete_site,
+    reset_site,
+    environments,
+    create_environment,
+    environment,
+    delete_environment,
+    reset_environment,
+    magic_login,
+]
