@@ -5,6 +5,7 @@ on their preview hosts, isolated from each other."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import httpx
@@ -43,7 +44,7 @@ async def _ended_ok(runtime: Runtime, job_id: str, within: float) -> None:
         raise AssertionError(f"{view.status} {view.error_code}: {log[-4000:]}")
 
 
-@pytest.mark.spec("SIT-3", "SIT-4", "SIT-7")
+@pytest.mark.spec("SIT-3", "SIT-4", "SIT-7", "SIT-9", "SIT-12")
 async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
     image_engine: tuple[PrivateDockerd, str], client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -159,7 +160,153 @@ async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
         )
         assert len(issued) == 2 and all("pressluft_login" not in data for _, data in issued)
         assert all(actor for actor, _ in issued)  # who asked
+
+        await _clone_then_delete(lab, container_id, http_port, client, runtime, created["acme"])
     finally:
         for state in lab.managed():
             lab.destroy(state.node_id)
         lab.close()
+
+
+def _helper(lab: DockerLab, container_id: str, env: dict[str, str], request: str) -> object:
+    """The PHP helper on the node as the environment's user (the JSON request on stdin)."""
+    script = (
+        f"cd {env['env_root']} && printf '%s' '{request}' | runuser -u {env['env_user']} --"
+        f" php /usr/local/lib/pressluft/pressluft-wp.php {env['env_root']}/current"
+    )
+    code, output = _exec(lab, container_id, "sh", "-c", script)
+    assert code == 0, output
+    return json.loads(output.splitlines()[-1])
+
+
+async def _follow(web: httpx.AsyncClient, host: str, path: str) -> httpx.Response:
+    """GET with the host's redirects followed — each one to the same host (a copy
+    that sends its visitors to the site it was copied from would fail here)."""
+    answer = await web.get(path, headers={"Host": host})
+    for _ in range(5):
+        if answer.status_code not in (301, 302):
+            break
+        location = answer.headers["location"]
+        assert location.startswith(f"http://{host}/"), location
+        answer = await web.get(location.split(host, 1)[1], headers={"Host": host})
+    return answer
+
+
+async def _clone_then_delete(
+    lab: DockerLab,
+    container_id: str,
+    http_port: int,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    acme: dict[str, str],
+) -> None:
+    """SIT-9: a staging copy serves production's content with its URLs rewritten
+    (serialized values still valid); SIT-12: deleting it, then the site, leaves
+    nothing of them on the node and destroys their secrets."""
+    site_id, production_id = acme["site_id"], acme["environment_id"]
+    production = env_names(production_id, site_id)
+    url = (await client.get(f"/api/environments/{production_id}")).json()["preview_url"]
+    host = url.split("://", 1)[1]
+    # Content made on production before the clone: a post linking to production, and an
+    # option holding production's URL in a serialized array.
+    post = (
+        f"cd {production['env_root']} && runuser -u {production['env_user']} -- php -r "
+        '\'define("WP_USE_THEMES", false); require "current/wp-load.php";'
+        f' echo wp_insert_post(["post_title" => "Made before the clone",'
+        f' "post_content" => "See {url}/about", "post_status" => "publish"]);\''
+    )
+    code, output = _exec(lab, container_id, "sh", "-c", post)
+    assert code == 0 and output.strip().splitlines()[-1].isdigit(), output
+    post_id = output.strip().splitlines()[-1]
+    option = {"home": f"{url}/x", "nested": {"list": [url, 7]}}
+    request = json.dumps({"command": "option-set", "name": "pressluft_probe", "value": option})
+    assert _helper(lab, container_id, production, request)["ok"] is True  # type: ignore[index]
+
+    reply = await client.post(
+        f"/api/sites/{site_id}/environments",
+        json={
+            "name": "Staging",
+            "slug": "staging",
+            "type": "staging",
+            "source_environment_id": production_id,
+        },
+    )
+    assert reply.status_code == 202, reply.text
+    staging_id = reply.json()["environment_id"]
+    cloning = (await client.get(f"/api/environments/{staging_id}")).json()
+    assert cloning["status"] in ("cloning", "active")
+    await _ended_ok(runtime, reply.json()["job_id"], within=600)
+    staging_view = (await client.get(f"/api/environments/{staging_id}")).json()
+    assert staging_view["status"] == "active", staging_view
+    assert staging_view["source_environment_id"] == production_id
+    assert (await client.get(f"/api/sites/{site_id}")).json()["status"] == "active"
+    staging_url = staging_view["preview_url"]
+    staging_host = staging_url.split("://", 1)[1]
+    assert staging_host != host
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=60) as web:
+        page = await _follow(web, staging_host, f"/?p={post_id}")
+        assert page.status_code == 200 and "Made before the clone" in page.text, page.text[:500]
+        assert f"{staging_url}/about" in page.text and host not in page.text
+        live = await _follow(web, host, f"/?p={post_id}")
+        assert live.status_code == 200 and f"{url}/about" in live.text  # production untouched
+    staging = env_names(staging_id, site_id)
+    request = json.dumps({"command": "option-get", "name": "pressluft_probe"})
+    copied = _helper(lab, container_id, staging, request)
+    # Unserialized by WordPress: the lengths were recomputed for the longer URL.
+    assert copied["value"] == {  # type: ignore[index]
+        "home": f"{staging_url}/x",
+        "nested": {"list": [staging_url, 7]},
+    }
+
+    secrets = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT db_secret_id, admin_secret_id FROM environments WHERE site_id = ?",
+            (site_id,),
+        ).fetchall()
+    )
+    refused = await client.delete(f"/api/sites/{site_id}", params={"confirm": "acme"})
+    assert (refused.status_code, refused.json()["code"]) == (409, "site_has_environments")
+    gone = await client.delete(f"/api/environments/{staging_id}", params={"confirm": "staging"})
+    assert gone.status_code == 202, gone.text
+    await _ended_ok(runtime, gone.json()["job_id"], within=300)
+    gone = await client.delete(f"/api/sites/{site_id}", params={"confirm": "acme"})
+    assert gone.status_code == 202, gone.text
+    await _ended_ok(runtime, gone.json()["job_id"], within=300)
+    site = (await client.get(f"/api/sites/{site_id}")).json()
+    assert site["status"] == "deleted" and site["deleted_at"]
+    assert {e["status"] for e in site["environments"]} == {"deleted"}
+
+    # Nothing of either is left on the node, and their secrets are gone.
+    for env_id, names in ((production_id, production), (staging_id, staging)):
+        assert _exec(lab, container_id, "id", names["env_user"])[0] != 0
+        for path in (
+            f"/etc/php/8.2/fpm/pool.d/pressluft-{env_id}.conf",
+            f"/etc/nginx/sites-enabled/pressluft-{env_id}.conf",
+            names["env_root"],
+        ):
+            assert _exec(lab, container_id, "test", "-e", path)[0] != 0, path
+        assert _exec(lab, container_id, "grep", "-q", env_id, "/etc/hosts")[0] != 0
+        code, found = _exec(
+            lab,
+            container_id,
+            "mariadb",
+            "-N",
+            "-e",
+            "SELECT CONCAT(SCHEMA_NAME) FROM information_schema.SCHEMATA UNION ALL"
+            " SELECT User FROM mysql.user",
+        )
+        assert code == 0 and names["db_name"] not in found, found
+    assert _exec(lab, container_id, "test", "-e", f"/var/www/sites/{site_id}")[0] != 0
+    ids = [secret for row in secrets for secret in row]
+    assert len(ids) == 4
+    left = await runtime.db.read(
+        lambda c: c.execute(
+            f"SELECT count(*) FROM secrets WHERE id IN ({','.join('?' * len(ids))})", ids
+        ).fetchone()[0]
+    )
+    assert left == 0
+    # The node's default server answers the gone host: it closes without a response (444).
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as web:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await web.get("/", headers={"Host": staging_host})
