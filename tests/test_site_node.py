@@ -44,7 +44,7 @@ async def _ended_ok(runtime: Runtime, job_id: str, within: float) -> None:
         raise AssertionError(f"{view.status} {view.error_code}: {log[-4000:]}")
 
 
-@pytest.mark.spec("SIT-3", "SIT-4", "SIT-7", "SIT-9", "SIT-12")
+@pytest.mark.spec("SIT-3", "SIT-4", "SIT-7", "SIT-8", "SIT-9", "SIT-12")
 async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
     image_engine: tuple[PrivateDockerd, str], client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -258,6 +258,14 @@ async def _clone_then_delete(
         "home": f"{staging_url}/x",
         "nested": {"list": [staging_url, 7]},
     }
+
+    # SIT-8 (reference 37): WordPress failing on the node (here: its configuration gone)
+    # answers 502 wp_helper_error, the node's output withheld.
+    config = f"{staging['env_root']}/shared/wp-config.php"
+    assert _exec(lab, container_id, "mv", config, f"{config}.off")[0] == 0
+    broken = await client.post(f"/api/environments/{staging_id}/magic-login", timeout=30)
+    assert (broken.status_code, broken.json()["code"]) == (502, "wp_helper_error"), broken.text
+    assert staging["env_root"] not in broken.text and "wp-config" not in broken.text
 
     secrets = await runtime.db.read(
         lambda c: c.execute(
