@@ -60,5 +60,6 @@ def test_every_event_type_is_named_by_the_convention(repo_root: Path) -> None:
     spec = (repo_root / "specs" / "events.md").read_text()
     for cls in ALL_EVENTS:
         tag = event_type(cls)
-        assert re.fullmatch(r"[a-z_]+\.[a-z_]+ed", tag) or tag.endswith((".sent", ".seen")), tag
+        irregular = (".sent", ".seen", ".reset")  # past participles without -ed
+        assert re.fullmatch(r"[a-z_]+\.[a-z_]+ed", tag) or tag.endswith(irregular), tag
         assert f"`{tag}`" in spec or tag.split(".")[0] in spec
