@@ -144,13 +144,13 @@ def _blocker(tx: WriteTx) -> str:
     return "blocker"
 
 
-async def _database(tmp_path: Path) -> Database:
+async def _database(tmp_path: Path, **options: float) -> Database:
     path = tmp_path / "db.sqlite"
     conn = open_sync(path)
     migrate(conn, NOW)
     conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL) STRICT")
     conn.close()
-    db = Database(path, FrozenClock())
+    db = Database(path, FrozenClock(), **options)
     await db.open()
     return db
 
@@ -248,6 +248,41 @@ async def test_concurrent_commands_share_transactions(tmp_path: Path) -> None:
         assert len(sizes) < 200
     finally:
         await db.close()
+
+
+def _put(key: str):  # type: ignore[no-untyped-def]
+    return lambda tx: tx.conn.execute("INSERT INTO t VALUES (?, 1)", (key,)) and key
+
+
+@pytest.mark.spec("STO-8")
+async def test_background_writes_wait_for_a_commit_only_while_requests_write(
+    tmp_path: Path,
+) -> None:
+    # An hour's linger: a write that waited for it would never end within the test.
+    hour = 3600.0
+    (tmp_path / "idle").mkdir()
+    (tmp_path / "busy").mkdir()
+    idle = await _database(tmp_path / "idle")
+    try:
+        # No request has written: the background write commits at once, alone.
+        assert await asyncio.wait_for(idle.write(_put("alone"), linger=hour), 60) == "alone"
+    finally:
+        await idle.close()
+
+    busy = await _database(tmp_path / "busy", foreground_window=hour)
+    sizes: list[int] = []
+    busy.add_commit_listener(lambda info: sizes.append(info.batch_size))
+    try:
+        assert await busy.write(_put("request")) == "request"
+        background = asyncio.create_task(busy.write(_put("rider"), linger=hour))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not background.done() and sizes == [1]  # it waits for a commit to share
+        assert await busy.write(_put("next")) == "next"
+        assert await background == "rider"
+        assert sizes == [1, 2]  # one commit for both
+    finally:
+        await busy.close()
 
 
 @pytest.mark.spec("STO-5")

@@ -40,6 +40,11 @@ __all__ = ["CommitInfo", "Database", "WriteTx", "write_now"]
 T = TypeVar("T")
 log = get_logger("pressluft.db")
 
+#: Background writes linger for a commit to share only while requests have been
+#: writing this recently; otherwise (an idle API, a queue draining on its own) they
+#: commit at once and lingering would only add latency.
+FOREGROUND_WINDOW_SECONDS = 0.01
+
 
 class WriteTx:
     """What a command sees: the connection inside the open transaction, and `now`.
@@ -124,6 +129,7 @@ class Database:
         busy_timeout_ms: int = 5000,
         readers: int = 4,
         batch_max: int = 512,
+        foreground_window: float = FOREGROUND_WINDOW_SECONDS,
     ) -> None:
         self.path = path
         self.clock = clock
@@ -146,6 +152,8 @@ class Database:
         self._linger: asyncio.TimerHandle | None = None
         self._linger_seconds = 0.0
         self._lingering: set[asyncio.Future[Any]] = set()  # pending writes that may wait
+        self._foreground_window = foreground_window
+        self._foreground_at = float("-inf")  # loop time of the last write that may not wait
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -194,13 +202,19 @@ class Database:
         `linger` (seconds) is for background work (the job workers): rather than
         start a transaction of its own, the command waits up to that long for
         another write to start one and rides along — one commit (one fsync) for
-        several writers. Requests never linger.
+        several writers. It lingers only while requests are writing (one came
+        within the foreground window); otherwise it commits at once. Requests
+        never linger.
         """
         if self._closing or self._writer is None or self._loop is None:
             raise ServiceUnavailable("the database is shutting down")
         future: asyncio.Future[T] = self._loop.create_future()
         self._pending.append((command, future))
         self._idle.clear()
+        if linger > 0 and not self._foreground_recent():
+            linger = 0.0  # nobody to ride along with: waiting would only add latency
+        elif linger <= 0:
+            self._foreground_at = self._loop_time()
         if linger > 0:
             self._lingering.add(future)
             self._linger_seconds = linger
@@ -238,6 +252,16 @@ class Database:
         if self._lingering:
             self._lingering.difference_update(future for _, future in batch)
         return batch
+
+    def _foreground_recent(self) -> bool:
+        """Whether a write that may not wait (a request's) was seen within the
+        foreground window: only then is a background write likely to find a commit
+        to share by lingering."""
+        return self._loop_time() - self._foreground_at < self._foreground_window
+
+    def _loop_time(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
 
     def _arm_linger(self, seconds: float) -> None:
         if self._linger is None:
@@ -294,8 +318,8 @@ class Database:
             # Whatever happened above, the queue must move on.
             self._inflight -= 1
             if self._pending:
-                if len(self._lingering) < len(self._pending):
-                    self._dispatch_pending()  # someone is waiting for a commit
+                if len(self._lingering) < len(self._pending) or not self._foreground_recent():
+                    self._dispatch_pending()  # someone waits, or nobody is coming to lead
                 else:  # only background writes: give a request the chance to lead
                     self._arm_linger(self._linger_seconds)
             elif not self._gathering and not self._inflight:

@@ -59,9 +59,10 @@ log = get_logger("pressluft.jobs")
 
 #: How long a cancelled handler may take to stop on its own before its task is cancelled.
 CANCEL_GRACE_SECONDS = 2.0
-#: The pool's writes (claims, outcomes, lease renewals) wait this long for another
-#: write to share a commit with (group commit): at most 1 ms more per step when
-#: idle, one fsync for several steps when busy.
+#: The pool's writes (claims, outcomes, lease renewals) wait this long for a
+#: request's write to share a commit with (group commit) — only while requests are
+#: writing (the database decides): one fsync for several steps when busy, no wait
+#: when the queue works on its own.
 LINGER_SECONDS = 0.001
 
 
