@@ -218,7 +218,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000, help="jobs per throughput round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (median ratio)")
     parser.add_argument("--samples", type=int, default=300, help="idle latency samples")
     args = parser.parse_args()
     logging.getLogger("huey").setLevel(logging.ERROR)
