@@ -284,6 +284,24 @@ async def test_background_writes_wait_for_a_commit_only_while_requests_write(
     finally:
         await busy.close()
 
+    # A slow disk: the request's commit outlasts the window, yet requests are still
+    # writing — the window counts from the commit, not only from the submission.
+    (tmp_path / "slow").mkdir()
+    slow = await _database(tmp_path / "slow", foreground_window=0.1)
+    sizes.clear()
+    slow.add_commit_listener(lambda info: sizes.append(info.batch_size))
+    try:
+        assert await slow.write(_blocker) == "blocker"  # 0.2 s: longer than the window
+        background = asyncio.create_task(slow.write(_put("late rider"), linger=hour))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not background.done() and sizes == [1]
+        assert await slow.write(_put("after")) == "after"
+        assert await background == "late rider"
+        assert sizes == [1, 2]
+    finally:
+        await slow.close()
+
 
 @pytest.mark.spec("STO-5")
 async def test_a_caller_that_goes_away_does_not_stall_or_cancel_its_command(tmp_path: Path) -> None:

@@ -153,7 +153,10 @@ class Database:
         self._linger_seconds = 0.0
         self._lingering: set[asyncio.Future[Any]] = set()  # pending writes that may wait
         self._foreground_window = foreground_window
-        self._foreground_at = float("-inf")  # loop time of the last write that may not wait
+        # Loop time a write that may not wait was last submitted or committed (on a
+        # slow disk a commit outlasts the window: requests are still writing).
+        self._foreground_at = float("-inf")
+        self._inflight_foreground = False  # the batch in flight holds such a write
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -249,7 +252,9 @@ class Database:
         batch = self._pending[: self._batch_max]
         del self._pending[: self._batch_max]
         self._inflight += 1
-        if self._lingering:
+        lingering = sum(1 for _, future in batch if future in self._lingering)
+        self._inflight_foreground = lingering < len(batch)
+        if lingering:
             self._lingering.difference_update(future for _, future in batch)
         return batch
 
@@ -317,6 +322,8 @@ class Database:
         finally:
             # Whatever happened above, the queue must move on.
             self._inflight -= 1
+            if self._inflight_foreground:
+                self._foreground_at = self._loop_time()
             if self._pending:
                 if len(self._lingering) < len(self._pending) or not self._foreground_recent():
                     self._dispatch_pending()  # someone waits, or nobody is coming to lead
