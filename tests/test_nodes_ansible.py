@@ -16,8 +16,9 @@ import pytest
 
 from pressluft.clock import FrozenClock, parse_ts
 from pressluft.jobs.context import JobContext
+from pressluft.jobs.failures import retryable
 from pressluft.jobs.registry import JobType
-from pressluft.nodes.ansible import ANSIBLE_DIR, profile_revision
+from pressluft.nodes.ansible import ANSIBLE_DIR, PlaybookSummary, classify, profile_revision
 from pressluft.runtime import Runtime
 from pressluft.services.nodes import run_node_playbook
 from tests.support.jobs import job, log_lines, until, until_ended
@@ -310,3 +311,32 @@ async def test_a_playbooks_own_failing_task_gets_its_own_code(
     # A play that fails otherwise keeps the reference's code.
     other = await _enqueue(runtime, node_id, "broken.yml")
     assert (await until_ended(runtime, other, within=120)).error_code == "ANSIBLE_SYNTAX_ERROR"
+
+
+RETRYABLE_ANSIBLE = frozenset(
+    {"ANSIBLE_PLAY_ERROR", "ANSIBLE_HOST_FAILED", "ANSIBLE_HOST_UNREACHABLE", "ANSIBLE_TIMEOUT"}
+)
+
+
+@pytest.mark.spec("NOD-31")
+@pytest.mark.parametrize(
+    ("rc", "status", "stats", "code"),
+    [
+        (0, "successful", {"h": {"ok": 1}}, None),
+        (1, "failed", {}, "ANSIBLE_PLAY_ERROR"),
+        (2, "failed", {"h": {"failures": 1}}, "ANSIBLE_HOST_FAILED"),
+        (2, "failed", {"h": {"dark": 1}}, "ANSIBLE_HOST_UNREACHABLE"),
+        (4, "failed", {}, "ANSIBLE_HOST_UNREACHABLE"),
+        (5, "failed", {}, "ANSIBLE_SYNTAX_ERROR"),
+        (250, "failed", {}, "ANSIBLE_UNEXPECTED_ERROR"),
+        (3, "failed", {}, "ANSIBLE_UNKNOWN_EXIT"),
+        (-9, "timeout", {}, "ANSIBLE_TIMEOUT"),
+    ],
+)
+def test_the_exit_table(
+    rc: int, status: str, stats: dict[str, dict[str, int]], code: str | None
+) -> None:
+    # The real runs (syntax error, unreachable, timeout) are above; this is the whole table.
+    assert classify(PlaybookSummary(rc=rc, status=status, stats=stats)) == code
+    if code is not None:
+        assert retryable(code) == (code in RETRYABLE_ANSIBLE)
