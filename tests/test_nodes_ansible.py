@@ -4,12 +4,14 @@ and nothing left behind (processes, key files, the key in `ps`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +27,7 @@ from tests.support.jobs import job, log_lines, until, until_ended
 from tests.support.sshd import SSHNode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ansible"
-ALLOWED = frozenset({"hello.yml", "broken.yml", "slow.yml", "unhealthy.yml"})
+ALLOWED = frozenset({"hello.yml", "broken.yml", "slow.yml", "unhealthy.yml", "vars.yml"})
 
 
 @pytest.fixture
@@ -88,7 +90,12 @@ async def _ready_node(client: httpx.AsyncClient, runtime: Runtime, sshd: SSHNode
 
 
 async def _enqueue(
-    runtime: Runtime, node_id: str, playbook: str, seconds: int = 600, nap: str = "0"
+    runtime: Runtime,
+    node_id: str,
+    playbook: str,
+    seconds: int = 600,
+    nap: str = "0",
+    extra: dict[str, Any] | None = None,
 ) -> str:
     from pressluft.events import Meta
     from pressluft.jobs.queue import JobSpec, enqueue
@@ -96,7 +103,7 @@ async def _enqueue(
     spec = JobSpec(
         job_type="test_playbook",
         node_id=node_id,
-        payload={"playbook": playbook, "vars": {"nap": nap}},
+        payload={"playbook": playbook, "vars": {"nap": nap, **(extra or {})}},
         timeout_seconds=seconds,
     )
     return await runtime.db.write(lambda tx: enqueue(tx, spec, Meta(actor="test:ansible")))
@@ -134,6 +141,40 @@ async def test_a_playbook_runs_as_a_job_and_leaves_nothing_behind(
     assert not (runtime.config.data_dir / "jobs" / job_id).exists()
     assert not list((runtime.config.data_dir / "run").glob("*.json"))
     assert not _processes_with(str(runtime.config.data_dir))  # no process of the run
+
+
+@pytest.mark.spec("NOD-32")
+async def test_extra_vars_reach_the_playbook_as_written(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode, ansible_dir: Path
+) -> None:
+    _register_playbook_job(runtime, ansible_dir)
+    node_id = await _ready_node(client, runtime, ssh_node)
+    sent: dict[str, Any] = {
+        "v_template": "{{ 7 * 6 }}",
+        "v_lookup": "{{ lookup('pipe', 'id') }}",
+        "v_octal": "0012",
+        "v_decimal": "1.50",
+        "v_word": "yes",
+        "v_null": "null",
+        "v_text": 'Zoë\'s "café" 😀 \\ tab\tline\nsep\u2028nel\x85del\x7fctl\x01end',
+        "v_number": 7,
+    }
+    job_id = await _enqueue(runtime, node_id, "vars.yml", extra=sent)
+    view = await until_ended(runtime, job_id, within=120)
+    lines = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
+    assert view.status == "succeeded", lines
+    seen = json.loads((ansible_dir.parent / "marker").read_text())
+    assert seen == {
+        "template": "{{ 7 * 6 }}",  # never evaluated
+        "lookup": "{{ lookup('pipe', 'id') }}",
+        "octal": "0012",  # strings stay strings, whatever they look like
+        "decimal": "1.50",
+        "word": "yes",
+        "nothing": "null",
+        "text": sent["v_text"],
+        "number": 7,
+        "inline": "a {{ 7 * 6 }} and 0012",
+    }
 
 
 @pytest.mark.spec("NOD-11")

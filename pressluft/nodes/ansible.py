@@ -188,27 +188,56 @@ _RESERVED = frozenset(
 
 
 def unsafe_yaml(values: dict[str, Any]) -> str:
-    """Extra vars as YAML in which every string is `!unsafe`: Ansible never evaluates
-    a value as a template (a site name like `{{ lookup('pipe', …) }}` stays text).
-    Keys must be plain names and may not be Ansible's own (`ansible_*` would
-    override the inventory — host, key, host-key checking)."""
+    """Extra vars as one YAML mapping tagged `!unsafe` as a whole: Ansible never
+    evaluates a string in it as a template (a site name like `{{ lookup('pipe', …) }}`
+    stays text), and every string stays the string it was. Keys must be plain names
+    and may not be Ansible's own (`ansible_*` would override the inventory — host,
+    key, host-key checking).
+
+    Not `!unsafe` on each string: ansible-core 2.19 resolves a tagged scalar as if
+    it were unquoted, so `!unsafe "0012"` became the number 10, `"1.50"` 1.5 and
+    `"yes"` true. Inside a tagged mapping the quoted strings keep their type and
+    are still never templated."""
     for key in values:
         if not _VAR_NAME.fullmatch(key) or key.startswith("ansible_") or key in _RESERVED:
             raise ValueError(f"extra var {key!r} is not allowed")
-    return _yaml_value(values) + "\n"
+    return "!unsafe " + _yaml_value(values) + "\n"
 
 
 def _yaml_value(value: Any) -> str:
     if isinstance(value, str):
-        return "!unsafe " + json.dumps(value)  # a JSON string is a YAML double-quoted scalar
+        return _yaml_string(value)
     if value is None or isinstance(value, bool | int | float):
         return json.dumps(value)
     if isinstance(value, dict):
-        items = ", ".join(f"{json.dumps(str(k))}: {_yaml_value(v)}" for k, v in value.items())
+        items = ", ".join(f"{_yaml_string(str(k))}: {_yaml_value(v)}" for k, v in value.items())
         return "{" + items + "}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
     raise TypeError(f"extra var of type {type(value).__name__}")
+
+
+def _yaml_string(text: str) -> str:
+    """`text` as a YAML double-quoted scalar in printable ASCII, everything else
+    escaped (`\\uXXXX`, `\\UXXXXXXXX`). Not JSON: libyaml, which Ansible parses with,
+    rejects the surrogate pairs JSON writes for characters beyond the BMP (an emoji
+    in a site's title failed the run), and raw characters would not do either
+    (YAML folds U+2028 and U+0085 as line breaks)."""
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif 0xD800 <= code <= 0xDFFF:
+            raise ValueError("extra var holds a lone surrogate")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
 
 
 def _known_hosts_line(node: NodeAddress) -> str:
