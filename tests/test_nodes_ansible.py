@@ -158,6 +158,7 @@ async def test_extra_vars_reach_the_playbook_as_written(
         "v_null": "null",
         "v_text": 'Zoë\'s "café" 😀 \\ tab\tline\nsep\u2028nel\x85del\x7fctl\x01end',
         "v_number": 7,
+        "v_nested": {"k" * 1100: ["{{ 1 + 1 }}", "0012", 1e16, 2.5, None, True]},
     }
     job_id = await _enqueue(runtime, node_id, "vars.yml", extra=sent)
     view = await until_ended(runtime, job_id, within=120)
@@ -173,6 +174,7 @@ async def test_extra_vars_reach_the_playbook_as_written(
         "nothing": "null",
         "text": sent["v_text"],
         "number": 7,
+        "nested": sent["v_nested"],  # containers too, at any depth; floats stay floats
         "inline": "a {{ 7 * 6 }} and 0012",
     }
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -207,14 +208,32 @@ def unsafe_yaml(values: dict[str, Any]) -> str:
 def _yaml_value(value: Any) -> str:
     if isinstance(value, str):
         return _yaml_string(value)
-    if value is None or isinstance(value, bool | int | float):
+    if isinstance(value, float):
+        return _yaml_float(value)
+    if value is None or isinstance(value, bool | int):
         return json.dumps(value)
     if isinstance(value, dict):
-        items = ", ".join(f"{_yaml_string(str(k))}: {_yaml_value(v)}" for k, v in value.items())
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("extra var mapping with a key that is not a string")
+        # Explicit keys (`? k : v`): an implicit one may not be longer than 1024 chars.
+        items = ", ".join(f"? {_yaml_string(k)} : {_yaml_value(v)}" for k, v in value.items())
         return "{" + items + "}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
     raise TypeError(f"extra var of type {type(value).__name__}")
+
+
+def _yaml_float(number: float) -> str:
+    """A float as YAML 1.1 reads one back (it wants a `.`; `1e+16` would be a string)."""
+    if math.isnan(number):
+        return ".nan"
+    if math.isinf(number):
+        return ".inf" if number > 0 else "-.inf"
+    text = repr(number)
+    if "e" in text and "." not in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}.0e{exponent}"
+    return text
 
 
 def _yaml_string(text: str) -> str:
