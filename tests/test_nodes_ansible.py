@@ -22,6 +22,7 @@ from pressluft.jobs.failures import retryable
 from pressluft.jobs.registry import JobType
 from pressluft.nodes.ansible import ANSIBLE_DIR, PlaybookSummary, classify, profile_revision
 from pressluft.runtime import Runtime
+from pressluft.services.jobs import JobView
 from pressluft.services.nodes import run_node_playbook
 from tests.support.jobs import job, log_lines, until, until_ended
 from tests.support.sshd import SSHNode
@@ -109,6 +110,19 @@ async def _enqueue(
     return await runtime.db.write(lambda tx: enqueue(tx, spec, Meta(actor="test:ansible")))
 
 
+async def _log_text(runtime: Runtime, job_id: str) -> str:
+    return "\n".join(t for _, _, t in await log_lines(runtime, job_id))
+
+
+async def _run(
+    runtime: Runtime, node_id: str, playbook: str, **options: Any
+) -> tuple[JobView, str]:
+    """Enqueue `playbook`, wait for the job to end; its view and whole log."""
+    job_id = await _enqueue(runtime, node_id, playbook, **options)
+    view = await until_ended(runtime, job_id, within=120)
+    return view, await _log_text(runtime, job_id)
+
+
 def _processes_with(text: str) -> list[str]:
     out = subprocess.run(
         ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True
@@ -127,11 +141,9 @@ async def test_a_playbook_runs_as_a_job_and_leaves_nothing_behind(
 ) -> None:
     _register_playbook_job(runtime, ansible_dir)
     node_id = await _ready_node(client, runtime, ssh_node)
-    job_id = await _enqueue(runtime, node_id, "hello.yml")
-    view = await until_ended(runtime, job_id, within=120)
-    lines = [text for _, _, text in await log_lines(runtime, job_id)]
-    assert view.status == "succeeded", "\n".join(lines)
-    text = "\n".join(lines)
+    view, text = await _run(runtime, node_id, "hello.yml")
+    job_id = view.id
+    assert view.status == "succeeded", text
     assert "syntax check: hello.yml" in text
     assert "TASK [Say hello]" in text and "ok: [node]" in text, text  # the runner's events
     assert "recap: rc=0 status=successful changed=1" in text
@@ -160,10 +172,8 @@ async def test_extra_vars_reach_the_playbook_as_written(
         "v_number": 7,
         "v_nested": {"k" * 1100: ["{{ 1 + 1 }}", "0012", 1e16, 2.5, None, True]},
     }
-    job_id = await _enqueue(runtime, node_id, "vars.yml", extra=sent)
-    view = await until_ended(runtime, job_id, within=120)
-    lines = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
-    assert view.status == "succeeded", lines
+    view, text = await _run(runtime, node_id, "vars.yml", extra=sent)
+    assert view.status == "succeeded", text
     seen = json.loads((ansible_dir.parent / "marker").read_text())
     assert seen == {
         "template": "{{ 7 * 6 }}",  # never evaluated
@@ -185,14 +195,12 @@ async def test_a_syntax_error_fails_for_good_before_anything_runs(
 ) -> None:
     _register_playbook_job(runtime, ansible_dir)
     node_id = await _ready_node(client, runtime, ssh_node)
-    job_id = await _enqueue(runtime, node_id, "broken.yml")
-    view = await until_ended(runtime, job_id, within=120)
+    view, text = await _run(runtime, node_id, "broken.yml")
     assert (view.status, view.error_code, len(view.attempts)) == (
         "failed",
         "ANSIBLE_SYNTAX_ERROR",
         1,
     )
-    text = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
     assert "running broken.yml" not in text  # the preflight stopped it
 
 
@@ -281,7 +289,7 @@ async def test_timeout_and_cancel_stop_the_run_and_leave_no_process(
         await until(lambda: napping(second), within=120)
     except AssertionError:
         view = await job(runtime, job_id)
-        lines = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
+        lines = await _log_text(runtime, job_id)
         raise AssertionError(
             f"the playbook never reached its sleep: {view.status}\n{lines}"
         ) from None
@@ -300,9 +308,7 @@ async def test_ansible_refuses_a_changed_host_key(
     _register_playbook_job(runtime, ansible_dir)
     node_id = await _ready_node(client, runtime, ssh_node)
     ssh_node.new_host_key()  # pinned at the check; now someone else answers
-    job_id = await _enqueue(runtime, node_id, "hello.yml")
-    view = await until_ended(runtime, job_id, within=120)
-    text = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
+    view, text = await _run(runtime, node_id, "hello.yml")
     assert (view.status, view.error_code, len(view.attempts)) == (
         "failed",
         "HOST_KEY_MISMATCH",
@@ -349,7 +355,7 @@ async def test_a_playbooks_own_failing_task_gets_its_own_code(
     await until(attempted, within=120)
     view = await job(runtime, job_id)
     assert view.attempts[0].error_code == "SITE_HEALTH_FAILED"
-    log = "\n".join(t for _, _, t in await log_lines(runtime, job_id))
+    log = await _log_text(runtime, job_id)
     assert "SITE_HEALTH_FAILED: task failed: Health check example" in log, log[-2000:]
     # A play that fails otherwise keeps the reference's code.
     other = await _enqueue(runtime, node_id, "broken.yml")

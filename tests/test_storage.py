@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiosqlite
@@ -250,8 +251,18 @@ async def test_concurrent_commands_share_transactions(tmp_path: Path) -> None:
         await db.close()
 
 
-def _put(key: str):  # type: ignore[no-untyped-def]
-    return lambda tx: tx.conn.execute("INSERT INTO t VALUES (?, 1)", (key,)) and key
+def _put(key: str) -> Callable[[WriteTx], str]:
+    def command(tx: WriteTx) -> str:
+        tx.conn.execute("INSERT INTO t VALUES (?, 1)", (key,))
+        return key
+
+    return command
+
+
+def _slow(tx: WriteTx) -> str:
+    """Holds the writer for a second: a commit that outlasts a half-second window."""
+    time.sleep(1.0)
+    return "slow"
 
 
 @pytest.mark.spec("STO-8")
@@ -287,11 +298,11 @@ async def test_background_writes_wait_for_a_commit_only_while_requests_write(
     # A slow disk: the request's commit outlasts the window, yet requests are still
     # writing — the window counts from the commit, not only from the submission.
     (tmp_path / "slow").mkdir()
-    slow = await _database(tmp_path / "slow", foreground_window=0.1)
+    slow = await _database(tmp_path / "slow", foreground_window=0.5)
     sizes.clear()
     slow.add_commit_listener(lambda info: sizes.append(info.batch_size))
     try:
-        assert await slow.write(_blocker) == "blocker"  # 0.2 s: longer than the window
+        assert await slow.write(_slow) == "slow"  # 1 s: longer than the window
         background = asyncio.create_task(slow.write(_put("late rider"), linger=hour))
         for _ in range(20):
             await asyncio.sleep(0)
