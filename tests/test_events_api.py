@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import httpx
 import pytest
 
+from pressluft.events.log import (
+    UNINDEXED_TYPES,
+    WORKER_ACTOR_PREFIX,
+    actor_filter,
+    read_last_rows,
+    type_filter,
+)
 from pressluft.runtime import Runtime
 from pressluft.services.events import follow_events
+from tests.support.jobs import until_ended
 
 
 async def _patch(client: httpx.AsyncClient, n: int) -> None:
@@ -139,3 +148,67 @@ async def test_last_event_id_must_be_ascii_digits(client: httpx.AsyncClient, val
     reply = await client.get("/api/events/stream", headers={"Last-Event-ID": value})
     assert reply.status_code == 400
     assert reply.json()["details"]["errors"][0]["field"] == "Last-Event-ID"
+
+
+@pytest.mark.spec("EVT-18")
+async def test_type_and_actor_filters_are_complete_whether_indexed_or_scanned(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Frequent job events (scanned) among rare ones (indexed): jobs that succeed,
+    # one that fails for good, a cancelled one; settings changes by the client.
+    await _patch(client, 2)
+    outcomes = ["succeed"] * 5 + ["fail_fatal"]
+    job_ids = []
+    for i, outcome in enumerate(outcomes):
+        reply = await client.post(
+            "/api/diagnostics/jobs",
+            json={"job_type": "noop" if outcome == "succeed" else "sleep", "outcome": outcome,
+                  "site_id": f"00000000-0000-4000-8000-00000000000{i}"},
+        )  # fmt: skip
+        job_ids.append(reply.json()["job_id"])
+    for job_id in job_ids:
+        await until_ended(runtime, job_id)
+    await _patch(client, 1)
+
+    everything = (await client.get("/api/events", params={"limit": 1000})).json()["items"]
+    types = {e["type"] for e in everything}
+    assert types >= UNINDEXED_TYPES and "job.failed" in types and "settings.changed" in types
+    for type_ in sorted(types | {"node.created"}):
+        expected = [e["seq"] for e in everything if e["type"] == type_]
+        page = (await client.get("/api/events", params={"type": type_, "limit": 1000})).json()
+        assert [e["seq"] for e in page["items"]] == expected, type_
+        last = await runtime.db.read(lambda c, t=type_: read_last_rows(c, 2, type_=t))
+        assert [r.seq for r in last] == expected[-2:], type_
+
+    audit = (await client.get("/api/audit", params={"limit": 500})).json()["items"]
+    actors = {entry["actor"] for entry in audit}
+    assert any(a.startswith(WORKER_ACTOR_PREFIX) for a in actors) and len(actors) >= 2
+    for actor in sorted(actors | {"user:nobody"}):
+        expected = [entry["seq"] for entry in audit if entry["actor"] == actor]
+        page = (await client.get("/api/audit", params={"actor": actor, "limit": 500})).json()
+        assert [entry["seq"] for entry in page["items"]] == expected, actor
+
+
+@pytest.mark.spec("EVT-18")
+async def test_rare_types_and_actors_are_found_through_the_partial_indexes(
+    runtime: Runtime,
+) -> None:
+    def plans(conn: sqlite3.Connection) -> dict[str, str]:
+        found = {}
+        for label, (term, values) in {
+            "rare type": type_filter("settings.changed"),
+            "frequent type": type_filter("job.claimed"),
+            "person": actor_filter("user:00000000-0000-4000-8000-000000000001"),
+            "worker": actor_filter(WORKER_ACTOR_PREFIX + "w1"),
+        }.items():
+            rows = conn.execute(
+                f"EXPLAIN QUERY PLAN SELECT seq FROM events WHERE {term} ORDER BY seq DESC LIMIT 5",
+                values,
+            ).fetchall()
+            found[label] = " ".join(str(r[3]) for r in rows)
+        return found
+
+    found = await runtime.db.read(plans)
+    assert "INDEX events_by_type" in found["rare type"]
+    assert "INDEX events_by_actor" in found["person"]
+    assert "INDEX" not in found["frequent type"] and "INDEX" not in found["worker"]

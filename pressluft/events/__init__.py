@@ -7,6 +7,7 @@ from pressluft.events.log import (
     Meta,
     Recorded,
     StoredRow,
+    actor_filter,
     append,
     head_seq,
     iter_rows,
@@ -14,6 +15,7 @@ from pressluft.events.log import (
     read_rows,
     rebuild,
     stream_version,
+    type_filter,
 )
 from pressluft.events.projection import Difference, ProjectorSet, diff_tables
 from pressluft.events.projectors import PROJECTORS
@@ -35,6 +37,7 @@ __all__ = [
     "SettingsChanged",
     "StoredRow",
     "VerifyResult",
+    "actor_filter",
     "append",
     "decode_event",
     "diff_tables",
@@ -45,5 +48,6 @@ __all__ = [
     "read_rows",
     "rebuild",
     "stream_version",
+    "type_filter",
     "verify_chain",
 ]

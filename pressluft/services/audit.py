@@ -7,7 +7,9 @@ events (`auth.login_failed`) are `failed`; everything else `succeeded`, except
 jobs: `accepted` when enqueued (and while running), `retrying` when an attempt
 failed and another follows, then their final result (`succeeded`, `failed`,
 `cancelled`), each carrying the correlation id of the request that started it.
-Filters map onto the event log's indexes: actor → `events_by_actor`, resource → the stream index.
+Filters map onto the event log's indexes: actor → `events_by_actor` (a job
+worker's actor is not indexed: its events are frequent, found by a scan),
+resource → the stream index.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import msgspec
 
 from pressluft.clock import format_ts, parse_rfc3339
 from pressluft.errors import BadRequest
+from pressluft.events import actor_filter
 
 __all__ = ["AuditEntry", "AuditPage", "AuditQuery", "query_audit", "resource_of"]
 
@@ -95,8 +98,9 @@ def query_audit(conn: sqlite3.Connection, query: AuditQuery) -> AuditPage:
     where: list[str] = []
     params: list[object] = []
     if query.actor is not None:
-        where.append("actor = ?")
-        params.append(query.actor)
+        term, values = actor_filter(query.actor)
+        where.append(term)
+        params += values
     if query.resource_type is not None:
         if query.resource_id is not None:
             where.append("stream = ?")
