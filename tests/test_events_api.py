@@ -9,6 +9,8 @@ import httpx
 import pytest
 
 from pressluft.events.log import (
+    INDEXED_ACTOR_TERM,
+    INDEXED_TYPE_TERM,
     UNINDEXED_TYPES,
     WORKER_ACTOR_PREFIX,
     actor_filter,
@@ -172,7 +174,7 @@ async def test_type_and_actor_filters_are_complete_whether_indexed_or_scanned(
 
     everything = (await client.get("/api/events", params={"limit": 1000})).json()["items"]
     types = {e["type"] for e in everything}
-    assert types >= UNINDEXED_TYPES and "job.failed" in types and "settings.changed" in types
+    assert types >= set(UNINDEXED_TYPES) and "job.failed" in types and "settings.changed" in types
     for type_ in sorted(types | {"node.created"}):
         expected = [e["seq"] for e in everything if e["type"] == type_]
         page = (await client.get("/api/events", params={"type": type_, "limit": 1000})).json()
@@ -209,6 +211,16 @@ async def test_rare_types_and_actors_are_found_through_the_partial_indexes(
         return found
 
     found = await runtime.db.read(plans)
+    schema = dict(
+        await runtime.db.read(
+            lambda c: c.execute(
+                "SELECT name, sql FROM sqlite_schema WHERE name IN"
+                " ('events_by_type', 'events_by_actor')"
+            ).fetchall()
+        )
+    )
+    assert schema["events_by_type"].endswith(f"WHERE {INDEXED_TYPE_TERM}")
+    assert schema["events_by_actor"].endswith(f"WHERE {INDEXED_ACTOR_TERM}")
     assert "INDEX events_by_type" in found["rare type"]
     assert "INDEX events_by_actor" in found["person"]
     assert "INDEX" not in found["frequent type"] and "INDEX" not in found["worker"]

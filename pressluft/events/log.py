@@ -211,8 +211,8 @@ _COLUMNS = (
 #: leaves them out (migration 0010). A filter on one of them scans the log in seq
 #: order (a match every few rows); any other type is found through the index,
 #: which SQLite uses only when the query repeats the index's WHERE term.
-UNINDEXED_TYPES = frozenset({"job.enqueued", "job.claimed", "job.succeeded"})
-INDEXED_TYPE_TERM = "type NOT IN ('job.enqueued', 'job.claimed', 'job.succeeded')"
+UNINDEXED_TYPES = ("job.enqueued", "job.claimed", "job.succeeded")
+INDEXED_TYPE_TERM = "type NOT IN ({})".format(", ".join(f"'{t}'" for t in UNINDEXED_TYPES))
 #: The job workers' actors (`system:worker:<id>`), left out of `events_by_actor`.
 WORKER_ACTOR_PREFIX = "system:worker:"
 INDEXED_ACTOR_TERM = "actor NOT GLOB 'system:worker:*'"
