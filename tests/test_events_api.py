@@ -157,7 +157,7 @@ async def test_type_and_actor_filters_are_complete_whether_indexed_or_scanned(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     # Frequent job events (scanned) among rare ones (indexed): jobs that succeed,
-    # one that fails for good, a cancelled one; settings changes by the client.
+    # one that fails for good (job.failed, indexed); settings changes by the client.
     await _patch(client, 2)
     outcomes = ["succeed"] * 5 + ["fail_fatal"]
     job_ids = []
