@@ -224,11 +224,17 @@ class QueueMachine(RuleBasedStateMachine):
             ).fetchone()[0]
             == 0
         )
-        orphans = self.q.conn.execute(
-            "SELECT count(*) FROM jobs j WHERE status = 'running' AND NOT EXISTS"
-            " (SELECT 1 FROM job_leases l WHERE l.job_id = j.id AND l.lease_token = j.lease_token)"
+        # A running attempt's lease is the claim's expiry in its row until its first
+        # renewal writes a `job_leases` row; a lease row never outlives its attempt.
+        unleased = self.q.conn.execute(
+            "SELECT count(*) FROM jobs WHERE status = 'running' AND lease_expires_at IS NULL"
         ).fetchone()[0]
-        assert orphans == 0
+        assert unleased == 0
+        stale = self.q.conn.execute(
+            "SELECT count(*) FROM job_leases l LEFT JOIN jobs j ON j.id = l.job_id"
+            " WHERE j.status IS NOT 'running' OR j.lease_token IS NOT l.lease_token"
+        ).fetchone()[0]
+        assert stale == 0
 
     @invariant()
     def terminal_states_never_change(self) -> None:

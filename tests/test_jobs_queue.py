@@ -31,6 +31,7 @@ from pressluft.jobs.queue import (
     retry,
 )
 from pressluft.jobs.scheduler import Schedule, enqueue_due
+from pressluft.services.jobs import get_job
 from pressluft.vault import Vault
 from tests.support.queue import ACTOR, QueueDb
 
@@ -181,16 +182,32 @@ def test_heartbeats_extend_the_lease_without_events(q: QueueDb) -> None:
     job_id = q.enqueue()
     [c] = take(q)
     events = len(q.events(job_id))
+    # Until its first renewal the lease is the claim's, in the job's row only.
+    assert _lease_rows(q) == 0
+    assert _lease_expiry(q, job_id) == format_ts(q.now + timedelta(seconds=LEASE))
     q.advance(20)
     expires = q.run(heartbeat(job_id, c.lease_token, c.attempt, LEASE))
     assert expires == format_ts(q.now + timedelta(seconds=LEASE))
+    assert _lease_expiry(q, job_id) == expires
+    assert _lease_rows(q) == 1
     assert len(q.events(job_id)) == events
     q.advance(20)  # past the claim's lease, within the renewed one
     assert q.run(rescue(RescueScope())) == []
     q.advance(11)
     assert len(q.run(rescue(RescueScope()))) == 1
+    assert _lease_rows(q) == 0
     with pytest.raises(LeaseLost):
         q.run(heartbeat(job_id, c.lease_token, c.attempt, LEASE))
+
+
+def _lease_rows(q: QueueDb) -> int:
+    return int(q.conn.execute("SELECT count(*) FROM job_leases").fetchone()[0])
+
+
+def _lease_expiry(q: QueueDb, job_id: str) -> str:
+    lease = get_job(q.conn, job_id).lease
+    assert lease is not None
+    return lease.expires_at
 
 
 @pytest.mark.spec("JOB-8")

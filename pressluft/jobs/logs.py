@@ -97,11 +97,12 @@ def first_line(tx: WriteTx, job_id: str, text: str) -> None:
 
 def system_line(tx: WriteTx, job_id: str, attempt: int, text: str) -> None:
     """A line written by Pressluft itself, in the transaction of a transition."""
+    # Two statements, not INSERT … SELECT from job_logs: SQLite runs that through
+    # ephemeral tables (it reads the table it writes), which costs more than the lookup.
     tx.conn.execute(
         "INSERT INTO job_logs (job_id, seq, at, attempt, stream, text)"
-        " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, 'system', ?4"
-        " FROM job_logs WHERE job_id = ?1",
-        (job_id, tx.now_ts, attempt, text),
+        " VALUES (?, ?, ?, ?, 'system', ?)",
+        (job_id, last_seq(tx.conn, job_id) + 1, tx.now_ts, attempt, text),
     )
     tx.publish(LogAppended(job_id))
 

@@ -184,12 +184,6 @@ def claim(
                 lease_expires_at=expires_at,
             )
             append(tx, f"job:{job_id}", None, [event], _worker_meta(worker, correlation))
-            tx.conn.execute(
-                "INSERT INTO job_leases (job_id, lease_token, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (job_id) DO UPDATE SET lease_token = excluded.lease_token,"
-                " expires_at = excluded.expires_at",
-                (job_id, token, expires_at),
-            )
             system_line(tx, job_id, attempt, f"attempt {attempt} of {max_attempts} started")
             claims.append(
                 Claim(
@@ -272,14 +266,17 @@ def renew(
 
 
 def _extend(tx: WriteTx, job_id: str, token: str, attempt: int, lease_seconds: float) -> str:
+    """Extend a held lease. The claim's expiry lives in the `jobs` row; the first
+    renewal writes the attempt's `job_leases` row (a job that ends sooner never
+    writes one), later ones move it."""
     _held(tx.conn, job_id, token, attempt)
     expires_at = format_ts(tx.now + timedelta(seconds=lease_seconds))
-    cursor = tx.conn.execute(
-        "UPDATE job_leases SET expires_at = ? WHERE job_id = ? AND lease_token = ?",
-        (expires_at, job_id, token),
+    tx.conn.execute(
+        "INSERT INTO job_leases (job_id, lease_token, expires_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (job_id) DO UPDATE SET lease_token = excluded.lease_token,"
+        " expires_at = excluded.expires_at",
+        (job_id, token, expires_at),
     )
-    if cursor.rowcount != 1:
-        raise LeaseLost(f"job {job_id}: lease record gone")
     return expires_at
 
 
@@ -429,7 +426,8 @@ def rescue(scope: RescueScope) -> Callable[[WriteTx], list[Rescued]]:
         rows = tx.conn.execute(
             "SELECT j.id, j.attempt_count, j.max_attempts, j.lease_token, j.cancel_requested_at,"
             " coalesce(l.expires_at, j.lease_expires_at) FROM jobs j"
-            " LEFT JOIN job_leases l ON l.job_id = j.id WHERE j.status = 'running'"
+            " LEFT JOIN job_leases l ON l.job_id = j.id AND l.lease_token = j.lease_token"
+            " WHERE j.status = 'running'"
         ).fetchall()
         rescued: list[Rescued] = []
         for job_id, attempt, max_attempts, token, cancel_requested, expires_at in rows:

@@ -120,7 +120,7 @@ _COLUMNS = (
     " j.finished_at, j.error_code, j.error_message, j.cancel_requested_at, j.retry_of,"
     " j.created_at, j.updated_at, coalesce(l.expires_at, j.lease_expires_at), j.enqueued_seq"
 )
-_FROM = "FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id"
+_FROM = "FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id AND l.lease_token = j.lease_token"
 
 
 def _attempts(conn: sqlite3.Connection, ids: list[str]) -> dict[str, list[JobAttemptView]]:
