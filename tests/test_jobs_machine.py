@@ -43,6 +43,7 @@ from pressluft.jobs.queue import (
     heartbeat,
     rescue,
 )
+from pressluft.services.jobs import get_job
 from tests.support.queue import ACTOR, QueueDb
 
 pytestmark = [pytest.mark.spec("JOB-35", "JOB-7", "JOB-16")]
@@ -65,6 +66,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.q = QueueDb(self.dir / "queue.db")
         self.ended: dict[str, tuple[object, ...]] = {}
         self.live: set[str] = set()  # lease tokens of live claims
+        self.expiry: dict[str, str] = {}  # lease token -> when its lease should expire
 
     def teardown(self) -> None:
         try:
@@ -93,6 +95,24 @@ class QueueMachine(RuleBasedStateMachine):
             ).fetchone()
             is not None
         )
+
+    def _lease_row(self, job_id: str) -> tuple[object, ...] | None:
+        row = self.q.conn.execute(
+            "SELECT lease_token, expires_at FROM job_leases WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        return None if row is None else tuple(row)
+
+    def _rescue(self) -> None:
+        """Rescue, and check it took exactly the attempts whose lease (the claim's,
+        or the last renewal's) ran out and whose worker is not known to be alive."""
+        running = self.q.conn.execute(
+            "SELECT id, lease_token FROM jobs WHERE status = 'running'"
+        ).fetchall()
+        rescued = {r.job_id for r in self.q.run(rescue(RescueScope(live_tokens=set(self.live))))}
+        now = format_ts(self.q.now)
+        for job_id, token in running:
+            due = token not in self.live and self.expiry[token] <= now
+            assert (job_id in rescued) == due
 
     def _drain(self) -> None:
         """No new work, enough time: every job must end."""
@@ -136,11 +156,19 @@ class QueueMachine(RuleBasedStateMachine):
         for c in claims:
             assert c.attempt <= c.max_attempts
             self.live.add(c.lease_token)
+            self.expiry[c.lease_token] = format_ts(self.q.now + timedelta(seconds=LEASE))
         return multiple(*claims)
 
-    @rule(c=held)
-    def heartbeat(self, c: Claim) -> None:
-        self._use(c, lambda: self.q.run(heartbeat(c.job_id, c.lease_token, c.attempt, LEASE)))
+    @rule(c=held, after=st.sampled_from([0, 10, 20]))
+    def heartbeat(self, c: Claim, after: int) -> None:
+        """A renewal, usually some time after the claim (the pool renews every 10 s)."""
+        self.q.advance(after)
+
+        def renew() -> None:
+            renewed = self.q.run(heartbeat(c.job_id, c.lease_token, c.attempt, LEASE))
+            self.expiry[c.lease_token] = renewed
+
+        self._use(c, renew)
 
     @rule(c=held, text=st.text(max_size=20))
     def log(self, c: Claim, text: str) -> None:
@@ -163,7 +191,7 @@ class QueueMachine(RuleBasedStateMachine):
         attempt away; the worker resumes later with its now-stale claim."""
         self.live.discard(c.lease_token)
         self.q.advance(LEASE + 1)
-        self.q.run(rescue(RescueScope(live_tokens=set(self.live))))
+        self._rescue()
 
     @rule(c=consumes(stale), how=st.sampled_from(["succeed", "retryable", "fatal"]))
     def zombie(self, c: Claim, how: str) -> None:
@@ -178,10 +206,10 @@ class QueueMachine(RuleBasedStateMachine):
             action()
             return
         event("transition with a stale lease")
-        before = self._row(c.job_id)
+        before = (self._row(c.job_id), self._lease_row(c.job_id))
         with pytest.raises(LeaseLost):
             action()
-        assert self._row(c.job_id) == before
+        assert (self._row(c.job_id), self._lease_row(c.job_id)) == before
 
     @rule(job_id=jobs)
     def cancel(self, job_id: str) -> None:
@@ -192,13 +220,13 @@ class QueueMachine(RuleBasedStateMachine):
         else:
             self.q.run(cancel(job_id, ACTOR))
 
-    @rule(seconds=st.sampled_from([1, 10, 31, 61, 301, 901]))
+    @rule(seconds=st.sampled_from([1, 5, 10, 20, 31, 61, 301, 901]))
     def advance(self, seconds: int) -> None:
         self.q.advance(seconds)
 
     @rule()
     def rescue(self) -> None:
-        self.q.run(rescue(RescueScope(live_tokens=set(self.live))))
+        self._rescue()
 
     @rule()
     def unknown_job(self) -> None:
@@ -225,11 +253,14 @@ class QueueMachine(RuleBasedStateMachine):
             == 0
         )
         # A running attempt's lease is the claim's expiry in its row until its first
-        # renewal writes a `job_leases` row; a lease row never outlives its attempt.
-        unleased = self.q.conn.execute(
-            "SELECT count(*) FROM jobs WHERE status = 'running' AND lease_expires_at IS NULL"
-        ).fetchone()[0]
-        assert unleased == 0
+        # renewal writes a `job_leases` row: readers see the latest of the two, and
+        # a lease row never outlives its attempt.
+        for job_id, token in self.q.conn.execute(
+            "SELECT id, lease_token FROM jobs WHERE status = 'running'"
+        ).fetchall():
+            lease = get_job(self.q.conn, job_id).lease
+            assert lease is not None
+            assert lease.expires_at == self.expiry[token]
         stale = self.q.conn.execute(
             "SELECT count(*) FROM job_leases l LEFT JOIN jobs j ON j.id = l.job_id"
             " WHERE j.status IS NOT 'running' OR j.lease_token IS NOT l.lease_token"

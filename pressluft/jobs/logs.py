@@ -98,7 +98,7 @@ def first_line(tx: WriteTx, job_id: str, text: str) -> None:
 def system_line(tx: WriteTx, job_id: str, attempt: int, text: str) -> None:
     """A line written by Pressluft itself, in the transaction of a transition."""
     # Two statements, not INSERT … SELECT from job_logs: SQLite runs that through
-    # ephemeral tables (it reads the table it writes), which costs more than the lookup.
+    # an ephemeral table (it reads the table it writes), which costs more than the lookup.
     tx.conn.execute(
         "INSERT INTO job_logs (job_id, seq, at, attempt, stream, text)"
         " VALUES (?, ?, ?, ?, 'system', ?)",
