@@ -266,8 +266,14 @@ def main() -> int:
     print(f"{'pressluft idle enqueue->start p99':<48} {p99:>11.2f} ms {'<=50 ms':>10} {verdict}")
     print(f"{'huey idle enqueue->start p50 / p99':<48} {h50:>6.2f} / {h99:.2f} ms")
     for p in producers:
+        ratios = [o / t for o, t in zip(ours[p], theirs[p], strict=True)]
         print(f"\nper-round jobs/s, {p} producer(s): pressluft", [round(v) for v in ours[p]])
         print(f"per-round jobs/s, {p} producer(s): huey     ", [round(v) for v in theirs[p]])
+        print(
+            f"per-round ratios, {p} producer(s):          ",
+            [round(r, 2) for r in ratios],
+            f"(range {min(ratios):.2f}-{max(ratios):.2f}x)",
+        )
     return 0 if ok else 1
 
 
