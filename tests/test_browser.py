@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, Route, expect, sync_playwright
+from playwright.sync_api import Dialog, Page, Route, expect, sync_playwright
 
 from tests.support.daemon import Daemon
 from tests.support.dockerd import PrivateDockerd, node_image
@@ -173,6 +173,100 @@ def test_login_create_a_token_see_it_once_and_revoke_it(
         page.goto(daemon.url + "/settings")
         expect(page).to_have_url(daemon.url + "/login?next=/settings")
         page.goto("about:blank")
+
+
+@pytest.mark.spec("WEB-7")
+def test_jobs_pages_hold_up_with_long_logs_many_jobs_and_bad_input(
+    tmp_path: Path, page: Page, shots: Path
+) -> None:
+    with Daemon(tmp_path) as daemon:
+        auth = daemon.auth()
+
+        def diagnostic(**request: object) -> str:
+            reply = httpx.post(daemon.url + "/api/diagnostics/jobs", json=request, headers=auth)
+            assert reply.status_code == 202, reply.text
+            return str(reply.json()["job_id"])
+
+        _log_in(page, daemon)
+        # A log of thousands of lines, all there once the job has ended.
+        long_log = diagnostic(job_type="sleep", seconds=1, lines=3000)
+        page.goto(daemon.url + "/jobs/" + long_log)
+        expect(page.locator("#log-state")).to_have_text("ended", timeout=60_000)
+        lines = page.locator("#job-log .line.stdout")
+        expect(lines).to_have_count(3000)
+        expect(lines.last).to_have_text("line 3000/3000")
+        # Jobs of the same minute are told apart by the tails of their ids.
+        assert page.title().startswith("Job …" + long_log[-8:])
+
+        # A growing log: the view follows the end, but not a reader who scrolled up.
+        growing = diagnostic(job_type="sleep", seconds=30, lines=300)
+        page.goto(daemon.url + "/jobs/" + growing)
+        log = page.locator("#job-log")
+        expect(lines.nth(40)).to_be_attached(timeout=30_000)
+        gap = "el => el.scrollHeight - el.scrollTop - el.clientHeight"
+        assert log.evaluate(gap) < 24  # at the end
+        log.evaluate("el => { el.scrollTop = 0; }")
+        seen = lines.count()
+        expect(lines.nth(seen + 20)).to_be_attached(timeout=30_000)
+        assert log.evaluate("el => el.scrollTop") == 0  # still where the reader is
+        log.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+        seen = lines.count()
+        expect(lines.nth(seen + 20)).to_be_attached(timeout=30_000)
+        assert log.evaluate(gap) < 24  # following the end again
+
+        # Double-clicking "Cancel job": one confirmation, one request.
+        dialogs: list[str] = []
+        cancels: list[str] = []
+
+        def accept(dialog: Dialog) -> None:
+            dialogs.append(dialog.message)
+            dialog.accept()
+
+        page.on("dialog", accept)
+        page.on(
+            "request",
+            lambda r: cancels.append(r.url) if r.url.endswith("/cancel") else None,
+        )
+        page.dblclick("#job-cancel")
+        expect(page.locator("#job-status")).to_have_text("cancelled")
+        page.remove_listener("dialog", accept)
+        assert len(dialogs) == 1
+        assert len(cancels) == 1
+
+        # Many jobs: a double click on "Older jobs" adds the next page once.
+        for _ in range(110):
+            diagnostic(job_type="noop")
+        page.goto(daemon.url + "/jobs")
+        rows = page.locator("#jobs-table tbody tr")
+        expect(rows).to_have_count(50)
+        page.dblclick("#jobs-more")
+        expect(rows).to_have_count(100)
+        expect(page.locator("#jobs-more")).to_be_enabled()  # every load has landed
+        ids = rows.evaluate_all("rs => rs.map(r => r.dataset.jobId)")
+        assert len(ids) == 100 and len(set(ids)) == 100
+        shown = rows.evaluate_all("rs => rs.map(r => r.querySelector('a').textContent)")
+        assert len(set(shown)) == 100  # no two rows look alike
+
+        # A refused filter: the API's error, and no rows of the previous filter.
+        page.fill("#jobs-filter input[name=site_id]", "xyz")
+        page.click("#jobs-filter button[type=submit]")
+        expect(page.locator("#jobs-empty")).to_contain_text("site_id")
+        expect(page.locator("#jobs-empty")).to_have_class(re.compile("result-error"))
+        expect(rows).to_have_count(0)
+        expect(page.locator("#jobs-more")).to_be_hidden()
+        page.goto(daemon.url + "/jobs?status=nonsense")
+        expect(page.locator("#jobs-empty")).to_contain_text("status")
+        expect(rows).to_have_count(0)
+        page.screenshot(path=str(shots / "jobs-bad-filter.png"), full_page=True)
+
+        # Text that is no job id: the dashboard's not-found page, not an API error
+        # (fetched with the page's session; the fixture counts a 404 the page loads
+        # as a broken link).
+        reply = page.request.get(daemon.url + "/jobs/" + "x" * 200)
+        assert reply.status == 404
+        assert reply.headers["content-type"].startswith("text/html")
+        assert "There is no such job." in reply.text()
+        page.goto("about:blank")  # close the streams before the daemon stops
 
 
 @pytest.mark.spec("WEB-4")

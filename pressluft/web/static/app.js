@@ -236,7 +236,9 @@ function setupAudit() {
 }
 
 // --- jobs -------------------------------------------------------------------
-function short(id) { return id ? id.slice(0, 8) : "—"; }
+// The tail of an id: job ids are time-ordered (UUIDv7), so their heads repeat for
+// every job of the same minute; the tail is random in every kind of id.
+function short(id) { return id ? "…" + id.slice(-8) : "—"; }
 
 // An Idempotency-Key (crypto.randomUUID needs a secure context; this does not).
 function newKey(prefix) {
@@ -254,6 +256,10 @@ function setupJobs() {
   const state = document.getElementById("jobs-state");
   let before = null;
   let pages = 1;
+  // One load at a time: a live refresh and a click on "Older jobs" must not both
+  // append the same page.
+  let loads = Promise.resolve();
+  const serial = (task) => (loads = loads.then(task).catch(() => {}));
 
   function row(j) {
     const tr = el("tr", { "data-job-id": j.id, "data-status": j.status });
@@ -281,7 +287,13 @@ function setupJobs() {
     if (!reset && before) params.set("before", String(before));
     const res = await api("GET", "/api/jobs?" + params.toString());
     if (!res.ok) {
+      // A refused filter shows no rows: the ones above would be the old filter's.
+      if (reset) {
+        body.replaceChildren();
+        more.hidden = true;
+      }
       empty.hidden = false;
+      empty.className = "empty result-error";
       empty.textContent = describeError(res.data);
       return;
     }
@@ -290,6 +302,7 @@ function setupJobs() {
     before = res.data.next_before;
     more.hidden = !res.data.has_more;
     empty.hidden = body.children.length > 0;
+    empty.className = "empty";
     empty.textContent = "No jobs match.";
   }
 
@@ -300,16 +313,30 @@ function setupJobs() {
     await load(true);
     for (let i = 1; i < shown && before; i++) await load(false);
   }
-  const follow = () => followStreams(state, ["job:"], refresh);
+  const follow = () => followStreams(state, ["job:"], () => serial(refresh));
 
-  // Filters may come in the address (e.g. /jobs?node_id=… from a node's page).
+  // Filters may come in the address (e.g. /jobs?node_id=… from a node's page). A
+  // status the list does not offer is kept, so the API's refusal explains it.
   const given = new URLSearchParams(window.location.search);
   for (const name of ["status", "job_type", "site_id", "node_id"]) {
-    if (given.get(name)) filter.elements[name].value = given.get(name);
+    const value = given.get(name);
+    if (!value) continue;
+    const field = filter.elements[name];
+    if (field.tagName === "SELECT" && !Array.from(field.options).some((o) => o.value === value)) {
+      field.appendChild(el("option", { value }, value));
+    }
+    field.value = value;
   }
-  filter.addEventListener("submit", (ev) => { ev.preventDefault(); pages = 1; before = null; load(true); });
-  more.addEventListener("click", () => { pages += 1; load(false); });
-  load(true).then(follow);
+  filter.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    serial(() => { pages = 1; before = null; return load(true); });
+  });
+  more.addEventListener("click", () => {
+    if (more.disabled) return;
+    more.disabled = true;  // a double click loads one page, not the same page twice
+    serial(() => { pages += 1; return load(false); }).then(() => { more.disabled = false; });
+  });
+  serial(() => load(true)).then(follow);
 
   const form = document.getElementById("diagnostic-form");
   if (form) {
@@ -368,7 +395,9 @@ function renderJob(job) {
   status.textContent = job.status;
   status.className = "status status-" + job.status;
   document.getElementById("job-attempts").textContent = String(job.attempt_count);
-  document.getElementById("job-error-code").textContent = job.error_code || "—";
+  const code = document.getElementById("job-error-code");
+  code.textContent = job.error_code || "—";
+  code.className = job.error_code ? "status-fail" : "muted";
   document.getElementById("job-error-message").textContent = job.error_message || "";
   document.getElementById("job-error-details").hidden = !job.error_message;
   document.getElementById("job-finished").textContent = job.finished_at || "—";
@@ -402,14 +431,31 @@ function setupJob() {
     if (holder.dataset.ended) return;
     state.textContent = "reconnecting"; state.className = "pill down";
   };
+  // Lines come in bursts (a reload replays the whole stored log): they are added
+  // once per frame, and the view follows the end only while the reader is there —
+  // scrolling up to read is not undone by the next line.
+  let unshown = [];
+  let frame = 0;
+  function showLines() {
+    frame = 0;
+    if (!unshown.length) return;
+    const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+    const lines = document.createDocumentFragment();
+    for (const line of unshown) {
+      lines.appendChild(el("span", { class: "line " + line.stream, "data-seq": String(line.seq) }, line.text + "\n"));
+    }
+    unshown = [];
+    log.appendChild(lines);
+    if (atEnd) log.scrollTop = log.scrollHeight;
+  }
   source.onmessage = (msg) => {
     const line = JSON.parse(msg.data);
-    const span = el("span", { class: "line " + line.stream, "data-seq": String(line.seq) }, line.text + "\n");
-    log.appendChild(span);
-    log.scrollTop = log.scrollHeight;
+    unshown.push(line);
+    if (!frame) frame = requestAnimationFrame(showLines);
     if (line.stream === "system" && !refreshing) refreshing = setTimeout(refresh, 50);
   };
   source.addEventListener("end", (msg) => {
+    showLines();
     holder.dataset.ended = "true";
     source.close();
     state.textContent = "ended"; state.className = "pill";
@@ -419,22 +465,31 @@ function setupJob() {
   const cancel = document.getElementById("job-cancel");
   if (cancel) {
     cancel.addEventListener("click", async () => {
-      if (!window.confirm("Cancel this job? Its processes are stopped; nothing is rolled back.")) return;
-      const res = await api("POST", "/api/jobs/" + jobId + "/cancel");
-      result.className = res.ok ? "result-ok" : "result-error";
-      result.textContent = res.ok ? (res.data.status === "cancelled" ? "Cancelled." : "Cancellation requested.") : describeError(res.data);
-      refresh();
+      if (cancel.disabled) return;
+      cancel.disabled = true;  // one confirmation and one request per click
+      try {
+        if (!window.confirm("Cancel this job? Its processes are stopped; nothing is rolled back.")) return;
+        const res = await api("POST", "/api/jobs/" + jobId + "/cancel");
+        result.className = res.ok ? "result-ok" : "result-error";
+        result.textContent = res.ok ? (res.data.status === "cancelled" ? "Cancelled." : "Cancellation requested.") : describeError(res.data);
+        await refresh();
+      } finally {
+        cancel.disabled = false;
+      }
     });
   }
   const retry = document.getElementById("job-retry");
   if (retry) {
     retry.addEventListener("click", async () => {
+      if (retry.disabled) return;
+      retry.disabled = true;
       retry.dataset.key = retry.dataset.key || newKey("dashboard-retry");
       const res = await api("POST", "/api/jobs/" + jobId + "/retry", undefined,
         { "Idempotency-Key": retry.dataset.key });
       if (res.ok) {
         window.location.assign("/jobs/" + res.data.job_id);
       } else {
+        retry.disabled = false;
         result.className = "result-error";
         result.textContent = describeError(res.data);
       }
