@@ -203,6 +203,7 @@ def test_jobs_pages_hold_up_with_long_logs_many_jobs_and_bad_input(
         page.goto(daemon.url + "/jobs/" + growing)
         log = page.locator("#job-log")
         expect(lines.nth(40)).to_be_attached(timeout=30_000)
+        expect(page.locator("#job-lease")).to_contain_text("lease until")  # who runs it
         gap = "el => el.scrollHeight - el.scrollTop - el.clientHeight"
         assert log.evaluate(gap) < 24  # at the end
         log.evaluate("el => { el.scrollTop = 0; }")

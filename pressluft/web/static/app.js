@@ -395,6 +395,9 @@ function renderJob(job) {
   status.textContent = job.status;
   status.className = "status status-" + job.status;
   document.getElementById("job-attempts").textContent = String(job.attempt_count);
+  document.getElementById("job-lease").textContent = job.lease
+    ? "held by " + job.lease.locked_by + ", lease until " + fmtTime(job.lease.expires_at)
+    : "";
   const code = document.getElementById("job-error-code");
   code.textContent = job.error_code || "—";
   code.className = job.error_code ? "status-fail" : "muted";
