@@ -17,6 +17,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp
 
+from pressluft.api.bodies import StrictBody
 from pressluft.api.deps import provide_context, provide_principal, provide_runtime
 from pressluft.api.errors import handle_exception
 from pressluft.api.middleware import host_policy, request_context_middleware
@@ -53,6 +54,7 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
         guards=[access_guard],
+        dto=StrictBody,
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],
         template_config=TemplateConfig(directory=Path(TEMPLATES_DIR), engine=JinjaTemplateEngine),

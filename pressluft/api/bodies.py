@@ -1,0 +1,94 @@
+"""Strict decoding of JSON request bodies.
+
+Litestar converts a handler's `data` with `msgspec.convert(..., strict=False)`,
+which turns `"5"` into 5 and `"1e3"` into 1000.0 where the contract says a
+number. The app installs `StrictBody` as its DTO: Litestar then hands it the
+raw bytes of every non-empty body and passes what it returns to the handler
+untouched, so each `data: Annotated[T, Body()]` is decoded once, strictly, by
+`msgspec.json.decode(..., type=T)`. A body that does not fit `T` is a
+`ValidationException` shaped like Litestar's own (the error handler renders
+both the same way); one that is not JSON is 400 "not valid JSON". An empty
+body never reaches the DTO: the signature model still reports it missing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from functools import cache
+from typing import Any
+
+import msgspec
+from litestar.dto import AbstractDTO, DTOFieldDefinition
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import ImproperlyConfiguredException, ValidationException
+from litestar.params import BodyKwarg
+from litestar.typing import FieldDefinition
+
+from pressluft.errors import BadRequest
+
+__all__ = ["StrictBody"]
+
+#: Where msgspec says an error is: "... - at `$.lines`", "... - at `key` in `$.x`".
+_AT = re.compile(r"`\$\.(.+)`$")
+
+
+@cache
+def _decoder(annotation: Any) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(annotation)
+
+
+def _invalid(exc: msgspec.ValidationError, method: str, path: str) -> ValidationException:
+    """The error as Litestar words it: `key` is the field ("data" for the body itself)."""
+    text = str(exc)
+    at = _AT.search(text)
+    message, key = text.split(" - ", 1)[0], at[1] if at else "data"
+    return ValidationException(
+        detail=f"Validation failed for {method} {path}",
+        extra=[{"message": message, "key": key, "source": "body"}],
+    )
+
+
+class StrictBody(AbstractDTO[Any]):
+    """The app's data DTO: decodes JSON bodies strictly; never encodes responses."""
+
+    @classmethod
+    def create_for_field_definition(
+        cls,
+        field_definition: FieldDefinition,
+        handler_id: str,
+        backend_cls: object = None,
+    ) -> None:
+        kwarg = field_definition.kwarg_definition
+        if isinstance(kwarg, BodyKwarg) and kwarg.media_type != RequestEncodingType.JSON:
+            raise ImproperlyConfiguredException(f"{handler_id}: only JSON bodies are decoded")
+        _decoder(field_definition.annotation)  # a type msgspec cannot decode fails here
+
+    @classmethod
+    def is_supported_model_type_field(cls, field_definition: FieldDefinition) -> bool:
+        return False
+
+    @classmethod
+    def generate_field_definitions(
+        cls, model_type: type[Any]
+    ) -> Generator[DTOFieldDefinition, None, None]:
+        yield from ()
+
+    @classmethod
+    def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
+        return False
+
+    def decode_bytes(self, value: bytes) -> Any:
+        connection = self.asgi_connection
+        data_field = connection.route_handler.parsed_data_field
+        assert data_field is not None  # Litestar calls a data DTO only for a `data` parameter
+        try:
+            return _decoder(data_field.annotation).decode(value)
+        except msgspec.ValidationError as exc:
+            method = str(connection.scope.get("method", ""))
+            raise _invalid(exc, method, connection.url.path) from exc
+        except msgspec.DecodeError as exc:
+            raise BadRequest("the request body is not valid JSON") from exc
+
+    def decode_builtins(self, value: dict[str, Any]) -> Any:
+        raise ImproperlyConfiguredException("only JSON bodies are decoded")
