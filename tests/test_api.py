@@ -97,6 +97,23 @@ async def test_bad_input_gets_the_envelope_and_changes_nothing(
     assert await _event_count(client) == before
 
 
+@pytest.mark.spec("API-3")
+@pytest.mark.parametrize("raw", [b"{not json", b'{"job_type": "noop"', b'{"job_type": "noop"} x'])
+async def test_a_body_that_is_not_json_is_400_whatever_the_fault(
+    client: httpx.AsyncClient, raw: bytes
+) -> None:
+    before = await _event_count(client)
+    response = await client.post(
+        "/api/diagnostics/jobs", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "code": "bad_request",
+        "message": "the request body is not valid JSON",
+    }
+    assert await _event_count(client) == before
+
+
 @pytest.mark.spec("API-4")
 async def test_an_internal_error_names_only_the_correlation_id(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture

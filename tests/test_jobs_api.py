@@ -83,6 +83,35 @@ async def test_bad_diagnostic_requests_are_400_and_enqueue_nothing(
     assert (await client.get("/api/jobs")).json()["items"] == []
 
 
+@pytest.mark.spec("JOB-29", "API-3")
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("seconds", "1e3", "float"),  # was coerced: a 1000-second job ran
+        ("lines", "5", "int"),
+        ("max_attempts", "2", "int"),
+        ("timeout_seconds", "60", "int"),
+        ("lines", 5.0, "int"),
+    ],
+)
+async def test_a_number_sent_as_text_is_400_and_enqueues_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, field: str, value: object, expected: str
+) -> None:
+    events = await runtime.db.read(lambda c: c.execute("SELECT count(*) FROM events").fetchone())
+    reply = await client.post("/api/diagnostics/jobs", json={"job_type": "sleep", field: value})
+    assert reply.status_code == 400, reply.text
+    got = type(value).__name__
+    message = f"Expected `{expected}`, got `{got}`"
+    assert reply.json() == {
+        "code": "bad_request",
+        "message": f"invalid request: {field}: {message}",
+        "details": {"errors": [{"field": field, "message": message, "in": "body"}]},
+    }
+    assert (await client.get("/api/jobs")).json()["items"] == []
+    after = await runtime.db.read(lambda c: c.execute("SELECT count(*) FROM events").fetchone())
+    assert after == events
+
+
 @pytest.mark.spec("JOB-29")
 async def test_diagnostics_and_job_control_are_admin_only(runtime: Runtime) -> None:
     for scope in ("read", "write"):

@@ -242,6 +242,7 @@ async def test_bad_registrations_are_refused_and_change_nothing(
         {"name": "web-1", "host": "127.0.0.1", "ssh_user": "Root"},
         {"name": "web-1", "host": "127.0.0.1", "provider": "hetzner"},
         {"name": "web-1", "host": "127.0.0.1", "password": "hunter2"},
+        {"name": "web-1", "host": "127.0.0.1", "ssh_port": "22"},  # a port is a number
     ]
     for body in bad:
         reply = await client.post("/api/nodes", json={"provider": "ssh", **body})
@@ -332,6 +333,9 @@ async def test_refusals_record_nothing(client: httpx.AsyncClient, runtime: Runti
         ({"provider": "docker", "name": "lab", "memory_mb": 64}, "memory_mb"),
         ({"provider": "docker", "name": "lab", "cpus": 0.1}, "cpus"),
         ({"provider": "docker", "name": "lab", "pids": 100000}, "pids"),
+        ({"provider": "docker", "name": "lab", "memory_mb": "512"}, "memory_mb"),
+        ({"provider": "docker", "name": "lab", "cpus": "2"}, "cpus"),
+        ({"provider": "docker", "name": "lab", "pids": "128"}, "pids"),
     ):
         reply = await client.post("/api/nodes", json=body)
         assert reply.status_code == 400, reply.text
