@@ -487,14 +487,19 @@ function setupJob() {
       if (retry.disabled) return;
       retry.disabled = true;
       retry.dataset.key = retry.dataset.key || newKey("dashboard-retry");
-      const res = await api("POST", "/api/jobs/" + jobId + "/retry", undefined,
-        { "Idempotency-Key": retry.dataset.key });
-      if (res.ok) {
-        window.location.assign("/jobs/" + res.data.job_id);
-      } else {
-        retry.disabled = false;
-        result.className = "result-error";
-        result.textContent = describeError(res.data);
+      let leaving = false;
+      try {
+        const res = await api("POST", "/api/jobs/" + jobId + "/retry", undefined,
+          { "Idempotency-Key": retry.dataset.key });
+        if (res.ok) {
+          leaving = true;
+          window.location.assign("/jobs/" + res.data.job_id);
+        } else {
+          result.className = "result-error";
+          result.textContent = describeError(res.data);
+        }
+      } finally {
+        if (!leaving) retry.disabled = false;  // also when the request itself failed
       }
     });
   }
