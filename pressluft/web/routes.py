@@ -13,7 +13,7 @@ from typing import Annotated
 import msgspec
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
@@ -140,7 +140,7 @@ async def jobs_page(principal: NamedDependency[Principal]) -> Template:
 async def job_page(
     runtime: NamedDependency[Runtime],
     principal: NamedDependency[Principal],
-    job_id: str,
+    job_id: Annotated[str, PathParameter()],
 ) -> Template:
     try:  # any text: what is not a job's id gets the page below, not an API error
         job = await runtime.db.read(lambda conn: get_job(conn, job_id))

@@ -22,6 +22,10 @@ async function api(method, path, body, headers) {
   return { ok: res.ok, status: res.status, data, headers: res.headers };
 }
 
+// The tail of an id: job ids are time-ordered (UUIDv7), so their heads repeat for
+// every job of the same minute; the tail is random in every kind of id.
+function short(id) { return id ? "…" + id.slice(-8) : "—"; }
+
 function describeError(data) {
   if (!data) return "request failed";
   let msg = data.message || data.code || "request failed";
@@ -222,7 +226,7 @@ function setupAudit() {
       row.appendChild(el("td", {}, fmtTime(e.recorded_at)));
       row.appendChild(el("td", {}, e.actor));
       row.appendChild(el("td", {}, e.action));
-      row.appendChild(el("td", {}, e.resource_type + (e.resource_id ? ":" + e.resource_id.slice(0, 8) : "")));
+      row.appendChild(el("td", {}, e.resource_type + (e.resource_id ? ":" + short(e.resource_id) : "")));
       row.appendChild(el("td", { class: "status-" + (e.result === "failed" ? "fail" : "ok") }, e.result));
       row.appendChild(el("td", { class: "data" }, e.correlation_id || ""));
       body.appendChild(row);
@@ -236,10 +240,6 @@ function setupAudit() {
 }
 
 // --- jobs -------------------------------------------------------------------
-// The tail of an id: job ids are time-ordered (UUIDv7), so their heads repeat for
-// every job of the same minute; the tail is random in every kind of id.
-function short(id) { return id ? "…" + id.slice(-8) : "—"; }
-
 // An Idempotency-Key (crypto.randomUUID needs a secure context; this does not).
 function newKey(prefix) {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
@@ -260,6 +260,16 @@ function setupJobs() {
   // append the same page.
   let loads = Promise.resolve();
   const serial = (task) => (loads = loads.then(task).catch(() => {}));
+  // The filter as last submitted (or given in the address): what the rows show.
+  // Typing without submitting changes neither a live refresh nor "Older jobs".
+  let applied = {};
+  const readFilter = () => {
+    applied = {};
+    for (const name of ["status", "job_type", "site_id", "node_id"]) {
+      const value = filter.elements[name].value.trim();
+      if (value) applied[name] = value;
+    }
+  };
 
   function row(j) {
     const tr = el("tr", { "data-job-id": j.id, "data-status": j.status });
@@ -279,11 +289,7 @@ function setupJobs() {
   }
 
   async function load(reset) {
-    const params = new URLSearchParams({ limit: "50" });
-    for (const name of ["status", "job_type", "site_id", "node_id"]) {
-      const value = filter.elements[name].value.trim();
-      if (value) params.set(name, value);
-    }
+    const params = new URLSearchParams(Object.assign({ limit: "50" }, applied));
     if (!reset && before) params.set("before", String(before));
     const res = await api("GET", "/api/jobs?" + params.toString());
     if (!res.ok) {
@@ -313,7 +319,15 @@ function setupJobs() {
     await load(true);
     for (let i = 1; i < shown && before; i++) await load(false);
   }
-  const follow = () => followStreams(state, ["job:"], () => serial(refresh));
+  // At most one refresh waits in line: events that come while one waits are
+  // covered by it.
+  let refreshWaiting = false;
+  const requestRefresh = () => {
+    if (refreshWaiting) return;
+    refreshWaiting = true;
+    serial(() => { refreshWaiting = false; return refresh(); });
+  };
+  const follow = () => followStreams(state, ["job:"], requestRefresh);
 
   // Filters may come in the address (e.g. /jobs?node_id=… from a node's page). A
   // status the list does not offer is kept, so the API's refusal explains it.
@@ -327,8 +341,10 @@ function setupJobs() {
     }
     field.value = value;
   }
+  readFilter();
   filter.addEventListener("submit", (ev) => {
     ev.preventDefault();
+    readFilter();
     serial(() => { pages = 1; before = null; return load(true); });
   });
   more.addEventListener("click", () => {
@@ -425,6 +441,13 @@ function setupJob() {
     const res = await api("GET", "/api/jobs/" + jobId);
     if (res.ok) renderJob(res.data);
   }
+  // A running job's lease is renewed every ~10 s without a log line: re-read the
+  // job that often while it runs, so the lease shown is the current one.
+  refresh();
+  const renewals = setInterval(() => {
+    if (holder.dataset.ended) clearInterval(renewals);
+    else if (holder.dataset.status === "running") refresh();
+  }, 10000);
 
   // The whole log from the start (it is stored, so a reload shows everything),
   // then live; EventSource resumes after the last line it saw on reconnects.
