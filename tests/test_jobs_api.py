@@ -72,6 +72,8 @@ async def _running(runtime: Runtime, job_id: str) -> bool:
         {"job_type": "noop", "max_attempts": 0},
         {"job_type": "noop", "timeout_seconds": 0},
         {"job_type": "noop", "extra": 1},
+        {"job_type": "noop", "outcome": "fail_fatal"},  # noop would have ignored it
+        {"job_type": "noop", "seconds": 0},
         {},
     ],
 )
@@ -80,6 +82,19 @@ async def test_bad_diagnostic_requests_are_400_and_enqueue_nothing(
 ) -> None:
     reply = await client.post("/api/diagnostics/jobs", json=body)
     assert (reply.status_code, reply.json()["code"]) == (400, "bad_request")
+    assert (await client.get("/api/jobs")).json()["items"] == []
+
+
+@pytest.mark.spec("JOB-29")
+async def test_noop_names_the_sleep_fields_it_would_ignore(client: httpx.AsyncClient) -> None:
+    body = {"job_type": "noop", "seconds": 5, "lines": 3, "outcome": "fail_retryable"}
+    reply = await client.post("/api/diagnostics/jobs", json=body)
+    assert reply.status_code == 400, reply.text
+    message = "only for job_type sleep (noop ends at once and succeeds)"
+    assert reply.json()["details"]["errors"] == [
+        {"field": name, "message": message, "in": "body"}
+        for name in ("seconds", "lines", "outcome")
+    ]
     assert (await client.get("/api/jobs")).json()["items"] == []
 
 

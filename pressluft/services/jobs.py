@@ -256,11 +256,16 @@ class DiagnosticJobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
     job_type: Literal["noop", "sleep"]
     site_id: str | None = None
     node_id: str | None = None
-    seconds: float = msgspec.field(default=0.0)
-    lines: int = 0
-    outcome: Literal["succeed", "fail_retryable", "fail_fatal"] = "succeed"
+    # Unset unless sent: they belong to `sleep`, and `noop` refuses them.
+    seconds: float | msgspec.UnsetType = msgspec.UNSET
+    lines: int | msgspec.UnsetType = msgspec.UNSET
+    outcome: Literal["succeed", "fail_retryable", "fail_fatal"] | msgspec.UnsetType = msgspec.UNSET
     max_attempts: int = 3
     timeout_seconds: int = 1800
+
+
+#: The request fields that only `sleep` takes.
+SLEEP_ONLY = ("seconds", "lines", "outcome")
 
 
 def _check_diagnostic(request: DiagnosticJobRequest) -> None:
@@ -277,10 +282,17 @@ def _check_diagnostic(request: DiagnosticJobRequest) -> None:
     }
     for name, (low, high) in bounds.items():
         value = getattr(request, name)
+        if value is msgspec.UNSET:
+            continue
         if not low <= value <= high or value != value:  # NaN
             errors.append(
                 {"field": name, "message": f"must be between {low} and {high}", "in": "body"}
             )
+    if request.job_type == "noop":
+        for name in SLEEP_ONLY:
+            if getattr(request, name) is not msgspec.UNSET:
+                message = "only for job_type sleep (noop ends at once and succeeds)"
+                errors.append({"field": name, "message": message, "in": "body"})
     if errors:
         raise BadRequest("invalid diagnostic job", details={"errors": errors})
 
@@ -291,9 +303,9 @@ def diagnostic_command(
     _check_diagnostic(request)
     payload: dict[str, Any] = {}
     if request.job_type == "sleep":
-        payload = msgspec.to_builtins(
-            SleepPayload(seconds=request.seconds, lines=request.lines, outcome=request.outcome)
-        )
+        given = {name: getattr(request, name) for name in SLEEP_ONLY}
+        sleep = SleepPayload(**{k: v for k, v in given.items() if v is not msgspec.UNSET})
+        payload = msgspec.to_builtins(sleep)
     spec = JobSpec(
         job_type=request.job_type,
         payload=payload,
