@@ -56,8 +56,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    return sock  # close-on-exec (Python's default): job processes must not hold it
 
 
 class _Server(uvicorn.Server):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import time
 from pathlib import Path
@@ -47,7 +49,7 @@ def test_sigkill_mid_job_then_restart_rescues_and_completes_it(tmp_path: Path) -
         daemon.send(signal.SIGKILL)
         daemon.wait()
 
-    restarted = Daemon(tmp_path, "serve").start().wait_ready()
+    restarted = Daemon(tmp_path, "serve", port=daemon.port).start().wait_ready()
     try:
         with httpx.Client(base_url=restarted.url, headers=restarted.auth(), timeout=30) as http:
             final = _wait(
@@ -96,3 +98,57 @@ def test_cancel_stops_a_running_job_and_every_process_it_started(tmp_path: Path)
         assert detail["status"] == "cancelled"
         again = http.post(f"/api/jobs/{job_id}/cancel")
         assert (again.status_code, again.json()["code"]) == (409, "job_not_cancellable")
+
+
+@pytest.mark.spec("JOB-36")
+def test_a_job_process_inherits_only_its_stdio(tmp_path: Path) -> None:
+    inherited = os.open(tmp_path / "handed-down", os.O_RDWR | os.O_CREAT)  # as from a parent
+    try:
+        with (
+            Daemon(tmp_path, "serve", pass_fds=(inherited,)) as daemon,
+            httpx.Client(base_url=daemon.url, headers=daemon.auth(), timeout=30) as http,
+        ):
+            reply = http.post(
+                "/api/diagnostics/jobs", json={"job_type": "sleep", "seconds": 600, "lines": 600}
+            )
+            job_id = reply.json()["job_id"]
+            _wait(lambda: _stdout(http, job_id))
+            [pid] = recorded_groups(daemon.data_dir / "run")  # the group leader: the job's process
+            fds = {
+                int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")
+            }
+            assert sorted(fds) == [0, 1, 2], fds
+            http.post(f"/api/jobs/{job_id}/cancel")
+    finally:
+        os.close(inherited)
+
+
+@pytest.mark.spec("JOB-36", "JOB-17")
+def test_a_restart_binds_its_port_while_the_crashed_daemons_job_runs_on(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path, "serve").start().wait_ready()
+    try:
+        with httpx.Client(base_url=daemon.url, headers=daemon.auth(), timeout=30) as http:
+            # Silent for 600 s: no write to the dead daemon's pipe ends it early.
+            reply = http.post(
+                "/api/diagnostics/jobs", json={"job_type": "sleep", "seconds": 600, "lines": 1}
+            )
+            job_id = reply.json()["job_id"]
+            _wait(lambda: http.get(f"/api/jobs/{job_id}").json()["status"] == "running")
+            groups = _wait(lambda: recorded_groups(daemon.data_dir / "run"))
+    finally:
+        daemon.send(signal.SIGKILL)
+        daemon.wait()
+    assert any_alive(groups)
+    try:
+        with (
+            Daemon(tmp_path, "serve", port=daemon.port) as restarted,
+            httpx.Client(base_url=restarted.url, headers=restarted.auth(), timeout=30) as http,
+        ):
+            assert not any_alive(groups)  # killed at start-up
+            job = http.get(f"/api/jobs/{job_id}").json()
+            assert job["attempts"][0]["outcome"] == "lease_expired"
+            http.post(f"/api/jobs/{job_id}/cancel")
+    finally:
+        for group in groups:  # should the restart have failed
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)

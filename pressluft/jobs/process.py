@@ -6,15 +6,18 @@ no process of the group outlives it: on cancellation it sends SIGTERM to the
 group, then SIGKILL after a grace period; after a normal exit it kills any
 stragglers. The group is recorded in `<data dir>/run/<job>-<attempt>.json`
 while it runs, so a daemon that crashed can kill what its jobs left behind
-(`kill_orphans`, at start-up). Children are released from the daemon's CPU pin.
+(`kill_orphans`, at start-up). Children are released from the daemon's CPU pin
+and inherit no descriptor but their stdio (`_Child`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,62 @@ def _write_record(path: Path, record: _Record) -> None:
     path.write_bytes(msgspec.json.encode(record))
 
 
+class _Child:
+    """A job's process, started by the standard library and watched from the loop.
+
+    Not `asyncio.create_subprocess_exec`: uvloop's spawner ignores `close_fds`, so
+    the child inherited every descriptor of the daemon not marked close-on-exec
+    (ones the daemon was started with) and uvloop's own copies of the child's
+    stdio. `subprocess.Popen` closes every descriptor but stdio in the child. Its
+    exit is seen through a pidfd; its output through the loop's pipe transports.
+    """
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str] | None, cwd: Path | None):
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
+        )
+        self.pid = self.popen.pid
+        self._loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[int] = self._loop.create_future()
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except OSError:  # out of descriptors: do not leave it running unwatched
+            _signal_group(self.pid, signal.SIGKILL)
+            self.popen.communicate()
+            raise
+        self._loop.add_reader(self._pidfd, self._reap)
+        self._transports: list[asyncio.BaseTransport] = []
+
+    async def output(self) -> tuple[asyncio.StreamReader, asyncio.StreamReader]:
+        """Readers of the child's stdout and stderr."""
+        readers = []
+        for pipe in (self.popen.stdout, self.popen.stderr):
+            reader = asyncio.StreamReader(loop=self._loop)
+            protocol = functools.partial(asyncio.StreamReaderProtocol, reader, loop=self._loop)
+            transport, _ = await self._loop.connect_read_pipe(protocol, pipe)
+            self._transports.append(transport)
+            readers.append(reader)
+        return readers[0], readers[1]
+
+    def _reap(self) -> None:
+        """The pidfd is readable: the child has exited; collect its status."""
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        if not self.exited.done():
+            self.exited.set_result(self.popen.wait())
+
+    def close(self) -> None:
+        """Stop reading its pipes (a straggler that left the group may hold them)."""
+        for transport in self._transports:
+            transport.close()
+
+
 async def run_process(
     ctx: JobContext,
     argv: Sequence[str],
@@ -102,15 +161,7 @@ async def run_process(
     Raises JobCancelledError when the job's cancellation was requested (after the
     group is gone), and CancelledError when the caller cancels (timeout).
     """
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        env=env,
-        cwd=cwd,
-    )
+    proc = _Child(argv, env, cwd)
     pgid = proc.pid
     release_process(proc.pid)
     record: Path | None = None
@@ -119,29 +170,30 @@ async def run_process(
         record = ctx.run_dir / f"{ctx.job_id}-{ctx.attempt}.json"
         _write_record(record, _Record(pgid=pgid, started=stat[2]))
 
-    async def pump(stream: asyncio.StreamReader | None, name: str) -> None:
-        if stream is None:
-            return
+    async def pump(stream: asyncio.StreamReader, name: str) -> None:
         while line := await stream.readline():
             ctx.log(line.decode(errors="replace").rstrip("\n"), name)
 
-    pumps = asyncio.gather(pump(proc.stdout, "stdout"), pump(proc.stderr, "stderr"))
-    pumps.add_done_callback(_retrieve)
-    waiter = asyncio.ensure_future(proc.wait())
-    stop = asyncio.ensure_future(ctx.cancelled.wait())
+    pumps: asyncio.Future[Any] | None = None
+    waiter = asyncio.shield(proc.exited)  # cancelling the wait must not cancel the reaping
+    stop: asyncio.Future[Any] = asyncio.ensure_future(ctx.cancelled.wait())
     try:
-        await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stdout, stderr = await proc.output()
+        pumps = asyncio.gather(pump(stdout, "stdout"), pump(stderr, "stderr"))
+        pumps.add_done_callback(_retrieve)
+        await asyncio.wait((waiter, stop), return_when=asyncio.FIRST_COMPLETED)
         if not waiter.done():
             await _terminate(pgid, grace)
             await waiter
             await pumps
             raise JobCancelledError("cancelled; its processes were stopped")
         await pumps
-        return proc.returncode if proc.returncode is not None else -1
+        return waiter.result()
     except asyncio.CancelledError:
         await asyncio.shield(_terminate(pgid, grace))
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(pumps), 1.0)  # what it printed last
+        if pumps is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(pumps), 1.0)  # what it printed last
         raise
     finally:
         stop.cancel()
@@ -149,8 +201,9 @@ async def run_process(
             waiter.cancel()
         if group_alive(pgid):  # whatever it left running
             _signal_group(pgid, signal.SIGKILL)
-        if not pumps.done():
+        if pumps is not None and not pumps.done():
             pumps.cancel()
+        proc.close()
         if record is not None:
             record.unlink(missing_ok=True)
 

@@ -47,10 +47,12 @@ class Daemon:
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         port: int | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.workdir = workdir
         self.mode = mode
         self.port = port or free_port()
+        self.pass_fds = pass_fds  # descriptors the daemon inherits (as from a careless parent)
         self.args = args
         base = {k: v for k, v in os.environ.items() if not k.startswith("PRESSLUFT_")}
         self.env = {**base, **(env or {})}
@@ -125,6 +127,7 @@ class Daemon:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=self.pass_fds,
         )
         log.close()
         return self
