@@ -9,6 +9,10 @@ import httpx
 import pytest
 
 from pressluft.clock import FrozenClock
+from pressluft.events import Meta
+from pressluft.jobs.context import JobContext
+from pressluft.jobs.queue import JobSpec, enqueue
+from pressluft.jobs.registry import JobType
 from pressluft.runtime import Runtime
 from pressluft.services.jobs import follow_log
 from tests.conftest import contract_client, make_token
@@ -202,6 +206,32 @@ async def test_cancel_a_running_job_answers_once_it_is_cancelled(
     detail = (await client.get(f"/api/jobs/{job_id}")).json()
     assert detail["status"] == "cancelled"
     assert detail["cancel_requested_at"] is not None
+
+
+@pytest.mark.spec("JOB-14")
+async def test_a_job_that_finishes_before_it_stops_is_answered_with_its_end(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    release = asyncio.Event()
+
+    async def stubborn(ctx: JobContext) -> None:  # does not look at its cancellation
+        await release.wait()
+
+    runtime.jobs.register(JobType("stubborn", stubborn))
+    job_id = await runtime.db.write(
+        lambda tx: enqueue(tx, JobSpec(job_type="stubborn"), Meta(actor="test"))
+    )
+    await until(lambda: _running(runtime, job_id))
+    answer = asyncio.ensure_future(client.post(f"/api/jobs/{job_id}/cancel"))
+    await until(lambda: _cancel_requested(runtime, job_id))
+    release.set()
+    reply = await answer
+    assert reply.json() == {"success": True, "status": "succeeded", "job_id": job_id}
+    assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "succeeded"
+
+
+async def _cancel_requested(runtime: Runtime, job_id: str) -> bool:
+    return (await job(runtime, job_id)).cancel_requested_at is not None
 
 
 @pytest.mark.spec("JOB-19")

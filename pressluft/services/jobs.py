@@ -94,7 +94,8 @@ class JobAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
 class JobCancelResult(msgspec.Struct, frozen=True, kw_only=True):
     success: bool = True
-    status: Literal["cancelled", "cancel_requested"]
+    # `succeeded`/`failed`: the job ended on its own before it stopped.
+    status: Literal["cancelled", "cancel_requested", "succeeded", "failed"]
     job_id: str
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -41,6 +41,13 @@ __all__ = ["JOB_ROUTES"]
 CANCEL_WAIT_SECONDS = 5.0
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+#: How a job asked to stop ended: cancelled, or on its own before it stopped.
+_ENDINGS: dict[str, Literal["cancelled", "succeeded", "failed"]] = {
+    "cancelled": "cancelled",
+    "succeeded": "succeeded",
+    "failed": "failed",
+}
 
 JobIdParam = Annotated[str, PathParameter(name="job_id", max_length=64)]
 Uuid = Annotated[str | None, QueryParameter(min_length=36, max_length=36)]
@@ -102,8 +109,9 @@ async def cancel_job(
     result = done.value
     if result.status == "cancel_requested":
         final = await wait_for_end(runtime.db, runtime.job_changes, job_id, CANCEL_WAIT_SECONDS)
-        if final == "cancelled":
-            result = JobCancelResult(status="cancelled", job_id=job_id)
+        ended = _ENDINGS.get(final)
+        if ended is not None:
+            result = JobCancelResult(status=ended, job_id=job_id)
     return Response(result, headers=replay_headers(done))
 
 

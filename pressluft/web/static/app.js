@@ -380,6 +380,14 @@ function setupJobs() {
   }
 }
 
+// What a cancel's answer means to the reader, by the status it names.
+const CANCEL_ANSWERS = {
+  cancelled: "Cancelled.",
+  cancel_requested: "Cancellation requested; the job is still stopping.",
+  succeeded: "The job finished its work before it could stop: it succeeded.",
+  failed: "The job ended before it could stop: it failed.",
+};
+
 function renderTimeline(job) {
   const list = document.getElementById("job-timeline");
   list.replaceChildren();
@@ -497,7 +505,7 @@ function setupJob() {
         if (!window.confirm("Cancel this job? Its processes are stopped; nothing is rolled back.")) return;
         const res = await api("POST", "/api/jobs/" + jobId + "/cancel");
         result.className = res.ok ? "result-ok" : "result-error";
-        result.textContent = res.ok ? (res.data.status === "cancelled" ? "Cancelled." : "Cancellation requested.") : describeError(res.data);
+        result.textContent = res.ok ? CANCEL_ANSWERS[res.data.status] : describeError(res.data);
         await refresh();
       } finally {
         cancel.disabled = false;
