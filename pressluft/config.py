@@ -10,6 +10,7 @@ two differ). Precedence: command-line option > `PRESSLUFT_*` variable > default.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,10 @@ class ConfigError(ValueError):
 
 def _int_between(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"expected an integer, got {raw!r}") from None
+        # ASCII digits only: int() also reads "4_0" as 40, and other scripts' digits.
+        if not re.fullmatch(r"\s*-?[0-9]+\s*", raw):
+            raise ConfigError(f"expected an integer, got {raw!r}")
+        value = int(raw)
         if not low <= value <= high:
             raise ConfigError(f"must be between {low} and {high}, got {value}")
         return value

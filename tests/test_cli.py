@@ -80,6 +80,8 @@ def test_config_shows_values_and_sources(cli_env: dict[str, str]) -> None:
         (("serve", "--db-synchronous", "OFF"), {}, "db_synchronous"),
         (("dev",), {"PRESSLUFT_LOG_LEVEL": "chatty"}, "log_level"),
         (("config", "--db-readers", "0"), {}, "db_readers"),
+        (("config",), {"PRESSLUFT_WORKERS": "4_0"}, "workers"),  # int() read 40
+        (("config",), {"PRESSLUFT_WORKERS": "\uff14"}, "workers"),  # a full-width 4
     ],
 )
 def test_invalid_settings_exit_2_naming_the_setting(
