@@ -21,6 +21,7 @@ from pressluft.api.bodies import StrictBody
 from pressluft.api.deps import provide_context, provide_principal, provide_runtime
 from pressluft.api.errors import handle_exception
 from pressluft.api.middleware import host_policy, request_context_middleware
+from pressluft.api.params import query_guard
 from pressluft.api.routes import API_ROUTES
 from pressluft.api.security import access_guard, requirements
 from pressluft.runtime import Runtime
@@ -53,7 +54,7 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
             "ctx": Provide(provide_context, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        guards=[access_guard],
+        guards=[access_guard, query_guard],  # in this order: who asks, then what
         dto=StrictBody,
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],

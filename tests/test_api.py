@@ -114,6 +114,48 @@ async def test_a_body_that_is_not_json_is_400_whatever_the_fault(
     assert await _event_count(client) == before
 
 
+@pytest.mark.spec("API-3")
+@pytest.mark.parametrize(
+    ("method", "target", "name", "message"),
+    [
+        (
+            "GET",
+            "/api/jobs?type=noop",
+            "type",
+            "not a parameter of this operation (did you mean job_type? it takes before, "
+            "job_type, limit, node_id, site_id, status)",
+        ),
+        ("GET", "/api/jobs?limit=5&limit=6", "limit", "given more than once"),
+        ("GET", "/api/jobs?limit=1.0", "limit", "expected an integer, written in digits"),
+        ("GET", "/api/events?after=", "after", "expected an integer, written in digits"),
+        (
+            "GET",
+            "/api/settings?verbose=1",
+            "verbose",
+            "not a parameter of this operation, which takes none",
+        ),
+        (
+            "POST",
+            "/api/diagnostics/jobs?dry_run=1",
+            "dry_run",
+            "not a parameter of this operation, which takes none",
+        ),
+    ],
+)
+async def test_a_query_parameter_not_as_declared_is_400_naming_it(
+    client: httpx.AsyncClient, method: str, target: str, name: str, message: str
+) -> None:
+    before = await _event_count(client)
+    response = await client.request(method, target, json={"job_type": "noop"})
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "code": "bad_request",
+        "message": f"invalid request: {name}: {message}",
+        "details": {"errors": [{"field": name, "message": message, "in": "query"}]},
+    }
+    assert await _event_count(client) == before
+
+
 @pytest.mark.spec("API-4")
 async def test_an_internal_error_names_only_the_correlation_id(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture

@@ -271,10 +271,20 @@ async def test_log_pages_tail_and_bad_parameters(
     assert [line["seq"] for line in tail["lines"]] == seqs[-3:]
     end = (await client.get(f"/api/jobs/{job_id}/log", params={"after": seqs[-1]})).json()
     assert end["lines"] == [] and end["next_after"] == seqs[-1]
-    for bad in ({"tail": 0}, {"tail": 1001}, {"tail": 3, "after": 1}, {"after": -1}, {"limit": 0}):
+    bad_params: list[dict[str, int]] = [
+        {"tail": 0},
+        {"tail": 1001},
+        {"tail": 3, "after": 1},
+        {"tail": 3, "limit": 1},  # was answered with 3 lines, the limit ignored
+        {"after": -1},
+        {"limit": 0},
+    ]
+    for bad in bad_params:
         reply = await client.get(f"/api/jobs/{job_id}/log", params=bad)
         assert reply.status_code == 400, bad
     assert (await client.get(f"/api/jobs/{uuid.uuid4()}/log")).status_code == 404
+    # Not a job id, however long: not found (a 65-character id was a 400).
+    assert (await client.get(f"/api/jobs/{'x' * 100}")).status_code == 404
 
 
 @pytest.mark.spec("JOB-23")

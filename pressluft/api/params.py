@@ -1,19 +1,84 @@
-"""Strict parsing of optional query parameters.
+"""Strict query parameters: only those the contract declares, once, integers as digits.
 
-Litestar turns the text `null` into None for optional parameters; the contract
-says an integer or an enum value. These helpers parse such parameters from text
-and answer anything else with 400 naming the parameter.
+`query_guard` (installed app-wide, after the access guard) refuses a query
+parameter the operation does not declare (a misspelt filter would otherwise
+answer with everything), one given twice, and an integer parameter that is not
+written in digits (Litestar read `limit=1.0` as 1). Litestar also turns the
+text `null` into None for optional parameters; `query_int` and `query_choice`
+parse such parameters from text instead. Every refusal is 400 naming the
+parameter.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qsl
 
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from pressluft.api.contract import load_contract
 from pressluft.errors import BadRequest
 
-__all__ = ["query_choice", "query_int"]
+__all__ = ["declared_queries", "query_choice", "query_guard", "query_int"]
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_METHODS = ("get", "put", "post", "patch", "delete")
+
+
+@lru_cache(maxsize=1)
+def declared_queries() -> dict[str, dict[str, bool]]:
+    """operationId → {query parameter: whether it is an integer}, from the contract."""
+    document = load_contract()
+    shared = (document.get("components") or {}).get("parameters") or {}
+    table: dict[str, dict[str, bool]] = {}
+    for item in (document.get("paths") or {}).values():
+        for method in _METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            params: dict[str, bool] = {}
+            for param in [*item.get("parameters", []), *op.get("parameters", [])]:
+                if "$ref" in param:
+                    param = shared[param["$ref"].rsplit("/", 1)[1]]
+                if param.get("in") == "query":
+                    kind = (param.get("schema") or {}).get("type")
+                    kinds = kind if isinstance(kind, list) else [kind]
+                    params[param["name"]] = "integer" in kinds
+            table[str(op["operationId"])] = params
+    return table
+
+
+async def query_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Refuse query parameters the handler's operation does not take as given."""
+    operation = getattr(handler, "operation_id", None)
+    if not isinstance(operation, str):
+        return  # a dashboard page
+    declared = declared_queries().get(operation, {})
+    raw = connection.scope["query_string"].decode("latin-1")
+    seen: set[str] = set()
+    for name, value in parse_qsl(raw, keep_blank_values=True):
+        if name not in declared:
+            raise _bad(name, _unknown(name, declared))
+        if name in seen:
+            raise _bad(name, "given more than once")
+        seen.add(name)
+        if declared[name] and not _INTEGER.fullmatch(value):
+            raise _bad(name, "expected an integer, written in digits")
+
+
+def _unknown(name: str, declared: dict[str, bool]) -> str:
+    if not declared:
+        return "not a parameter of this operation, which takes none"
+    close = difflib.get_close_matches(name, list(declared), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"not a parameter of this operation ({hint}it takes {', '.join(sorted(declared))})"
 
 
 def _bad(name: str, message: str) -> BadRequest:

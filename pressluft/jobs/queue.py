@@ -48,6 +48,8 @@ from pressluft.ids import is_uuid, new_ordered_id
 from pressluft.jobs.logs import LeaseLost, attempt_output_tail, first_line, system_line
 
 __all__ = [
+    "STATUSES",
+    "TERMINAL",
     "Claim",
     "JobNotCancellable",
     "JobSpec",
@@ -68,6 +70,8 @@ __all__ = [
     "retry",
 ]
 
+#: A job's statuses (the `jobs.status` CHECK), and the ones it ends in.
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 

@@ -24,9 +24,10 @@ from pressluft.events.notify import KeyedNotifier
 from pressluft.ids import is_uuid
 from pressluft.jobs.builtin import SleepPayload
 from pressluft.jobs.logs import JobLogLine, read_lines, tail_lines
-from pressluft.jobs.queue import TERMINAL, JobSpec, enqueue
+from pressluft.jobs.queue import STATUSES, TERMINAL, JobSpec, enqueue
 
 __all__ = [
+    "STATUSES",
     "DiagnosticJobRequest",
     "JobAccepted",
     "JobCancelResult",

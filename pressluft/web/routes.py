@@ -24,6 +24,7 @@ from pressluft.runtime import Runtime
 from pressluft.services.counters import read_counters
 from pressluft.services.events import list_events
 from pressluft.services.health import check_health
+from pressluft.services.jobs import STATUSES as JOB_STATUSES
 from pressluft.services.jobs import get_job
 from pressluft.services.principals import Principal
 from pressluft.services.settings import DNS01_CREDENTIAL_KEYS, get_settings
@@ -123,9 +124,6 @@ async def settings_page(
 @get("/events", include_in_schema=False, media_type="text/html", opt=PAGE)
 async def events_page(principal: NamedDependency[Principal]) -> Template:
     return Template(template_name="events.html", context={"page": "events", "principal": principal})
-
-
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 @get("/jobs", include_in_schema=False, media_type="text/html", opt=PAGE)

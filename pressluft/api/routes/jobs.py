@@ -20,6 +20,7 @@ from pressluft.jobs.queue import cancel, retry
 from pressluft.runtime import Runtime
 from pressluft.services.context import Context
 from pressluft.services.jobs import (
+    STATUSES,
     DiagnosticJobRequest,
     JobAccepted,
     JobCancelResult,
@@ -40,7 +41,8 @@ __all__ = ["JOB_ROUTES"]
 #: A running job reaches `cancelled` within this; the cancel answer waits for it.
 CANCEL_WAIT_SECONDS = 5.0
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: Log lines per page unless `limit` says otherwise.
+LOG_PAGE = 500
 
 #: How a job asked to stop ended: cancelled, or on its own before it stopped.
 _ENDINGS: dict[str, Literal["cancelled", "succeeded", "failed"]] = {
@@ -49,7 +51,7 @@ _ENDINGS: dict[str, Literal["cancelled", "succeeded", "failed"]] = {
     "failed": "failed",
 }
 
-JobIdParam = Annotated[str, PathParameter(name="job_id", max_length=64)]
+JobIdParam = Annotated[str, PathParameter(name="job_id")]  # not a job's id: 404
 Uuid = Annotated[str | None, QueryParameter(min_length=36, max_length=36)]
 Raw = Annotated[str | None, QueryParameter(max_length=20)]
 
@@ -136,18 +138,23 @@ async def job_log(
     runtime: NamedDependency[Runtime],
     job_id: JobIdParam,
     after: Raw = None,
-    limit: Annotated[int, QueryParameter(ge=1, le=5000)] = 500,
+    limit: Annotated[int | None, QueryParameter(ge=1, le=5000)] = None,
     tail: Raw = None,
 ) -> JobLogPage:
     tail_n = query_int("tail", tail, 1, 1000)
     after_n = query_int("after", after, 0, 2**62)
-    if tail_n is not None and after_n is not None:
-        raise BadRequest(
-            "invalid request: use either tail or after, not both",
-            details={"errors": [{"field": "tail", "message": "not with after", "in": "query"}]},
-        )
+    for other, given in (("after", after_n is not None), ("limit", limit is not None)):
+        if tail_n is not None and given:
+            raise BadRequest(
+                f"invalid request: use either tail or {other}, not both",
+                details={
+                    "errors": [{"field": "tail", "message": f"not with {other}", "in": "query"}]
+                },
+            )
     return await runtime.db.read(
-        lambda conn: read_log(conn, job_id, after=after_n or 0, limit=limit, tail=tail_n)
+        lambda conn: read_log(
+            conn, job_id, after=after_n or 0, limit=limit or LOG_PAGE, tail=tail_n
+        )
     )
 
 
