@@ -6,12 +6,14 @@ Exposed in text format at `GET /metrics`; the contract's JSON counters at
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from pressluft.db import CommitInfo
 from pressluft.events import Recorded
+from pressluft.jobs.queue import STATUSES as JOB_STATUSES
 
 __all__ = ["Metrics"]
 
@@ -129,9 +131,16 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def set_jobs(self, counts: list[tuple[str, str, int]], due: int) -> None:
-        """The scrape-time job gauges (`counts`: job type, status, count)."""
+    def set_jobs(
+        self, counts: list[tuple[str, str, int]], due: int, job_types: Iterable[str] = ()
+    ) -> None:
+        """The scrape-time job gauges (`counts`: job type, status, count). Every
+        status of every job type in `job_types` or `counts` is set, zeros included:
+        a series that vanishes at zero breaks rates and alerts on it."""
         self.jobs.clear()
+        for job_type in {*job_types, *(row[0] for row in counts)}:
+            for status in JOB_STATUSES:
+                self.jobs.labels(job_type, status).set(0)
         for job_type, status, count in counts:
             self.jobs.labels(job_type, status).set(count)
         self.job_queue_depth.set(due)

@@ -421,9 +421,14 @@ async def test_metrics_show_jobs_queue_latency_and_durations(
     runtime.workers.slots = 0
     await asyncio.sleep(0)
     await _post_job(client, job_type="noop")
-    text = (await client.get("/metrics")).text
+    reply = await client.get("/metrics")
+    assert reply.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = reply.text
     assert 'pressluft_jobs{job_type="noop",status="succeeded"} 1.0' in text
     assert 'pressluft_jobs{job_type="noop",status="queued"} 1.0' in text
+    # Zeros stay series: every status of every job type the daemon knows.
+    assert 'pressluft_jobs{job_type="noop",status="running"} 0.0' in text
+    assert 'pressluft_jobs{job_type="sleep",status="failed"} 0.0' in text
     assert "pressluft_job_queue_depth 1.0" in text
     assert 'pressluft_job_attempts_total{job_type="noop",status="succeeded"} 1.0' in text
     assert "pressluft_job_claim_latency_seconds_count 1.0" in text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from litestar import Response, get
 from litestar.di import NamedDependency
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from pressluft.clock import format_ts
 from pressluft.runtime import Runtime
@@ -23,8 +22,9 @@ async def counters(runtime: NamedDependency[Runtime]) -> Counters:
 async def prometheus(runtime: NamedDependency[Runtime]) -> Response[bytes]:
     now = format_ts(runtime.clock.now())
     counts, due = await runtime.db.read(lambda conn: job_counts(conn, now))
-    runtime.metrics.set_jobs(counts, due)
-    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    runtime.metrics.set_jobs(counts, due, runtime.jobs.names())
+    # The classic text format that `render` writes; Litestar adds the charset.
+    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 METRICS_ROUTES = [counters, prometheus]
