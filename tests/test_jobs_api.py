@@ -245,7 +245,14 @@ async def test_retry_a_failed_job_as_a_new_job(client: httpx.AsyncClient, runtim
     new = (await client.get(f"/api/jobs/{new_id}")).json()
     assert new["retry_of"] == job_id
     await until_ended(runtime, new_id)
-    assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "failed"
+    old = (await client.get(f"/api/jobs/{job_id}")).json()
+    assert (old["status"], old["retried_by"], new["retried_by"]) == ("failed", new_id, None)
+    # Retried once: a second retry (a double click, a second operator) names the first.
+    racing = await asyncio.gather(*(client.post(f"/api/jobs/{job_id}/retry") for _ in range(5)))
+    assert [r.status_code for r in racing] == [409] * 5
+    assert racing[0].json()["details"]["retried_by"] == new_id
+    again = await client.post(f"/api/jobs/{new_id}/retry")  # the retry can be retried in turn
+    assert again.status_code == 202
     ok = await _post_job(client, job_type="noop")
     await until_ended(runtime, ok)
     refused = await client.post(f"/api/jobs/{ok}/retry")

@@ -468,7 +468,7 @@ def rescue(scope: RescueScope) -> Callable[[WriteTx], list[Rescued]]:
 
 
 def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
-    """Queue a failed or cancelled job again as a new job; returns the new id."""
+    """Queue a failed or cancelled job again as a new job, once; returns the new id."""
     if not is_uuid(job_id):
         raise NotFound(f"no job {job_id}")
 
@@ -485,6 +485,18 @@ def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
             raise Conflict(
                 f"job {job_id} is {status}; only failed or cancelled jobs can be retried",
                 details={"status": status},
+            )
+        retried = tx.conn.execute(
+            "SELECT id FROM jobs WHERE retry_of = ? LIMIT 1", (job_id,)
+        ).fetchone()
+        if retried is not None:  # a double click, or two operators: one retry, not two
+            raise Conflict(
+                f"job {job_id} was retried already, as job {retried[0]}",
+                details={
+                    "status": status,
+                    "retried_by": retried[0],
+                    "hint": "retry that job instead if it failed too",
+                },
             )
         spec = JobSpec(
             job_type=job_type,

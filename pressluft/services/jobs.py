@@ -77,6 +77,7 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     error_message: str | None
     cancel_requested_at: str | None
     retry_of: str | None
+    retried_by: str | None
     created_at: str
     updated_at: str
     attempts: list[JobAttemptView]
@@ -120,7 +121,8 @@ _COLUMNS = (
     "j.id, j.job_type, j.status, j.site_id, j.environment_id, j.node_id, j.payload_json,"
     " j.attempt_count, j.max_attempts, j.run_after, j.locked_at, j.locked_by, j.started_at,"
     " j.finished_at, j.error_code, j.error_message, j.cancel_requested_at, j.retry_of,"
-    " j.created_at, j.updated_at, coalesce(l.expires_at, j.lease_expires_at), j.enqueued_seq"
+    " j.created_at, j.updated_at, coalesce(l.expires_at, j.lease_expires_at), j.enqueued_seq,"
+    " (SELECT r.id FROM jobs r WHERE r.retry_of = j.id LIMIT 1)"
 )
 _FROM = "FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id AND l.lease_token = j.lease_token"
 
@@ -173,6 +175,7 @@ def _views(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[JobVie
                 error_message=r[15],
                 cancel_requested_at=r[16],
                 retry_of=r[17],
+                retried_by=r[22],
                 created_at=r[18],
                 updated_at=r[19],
                 attempts=attempts[r[0]],

@@ -431,7 +431,15 @@ function renderJob(job) {
   const cancel = document.getElementById("job-cancel");
   const retry = document.getElementById("job-retry");
   if (cancel) cancel.hidden = !["queued", "running"].includes(job.status);
-  if (retry) retry.hidden = !["failed", "cancelled"].includes(job.status);
+  // A job is retried once: after that, its retry is the one to retry.
+  if (retry) retry.hidden = !["failed", "cancelled"].includes(job.status) || !!job.retried_by;
+  const retried = document.getElementById("job-retried-by");
+  if (job.retried_by && retried && !retried.firstChild) {
+    const link = document.createElement("a");
+    link.href = "/jobs/" + job.retried_by;
+    link.textContent = short(job.retried_by);
+    retried.append(" · retried as ", link);
+  }
   renderTimeline(job);
 }
 
