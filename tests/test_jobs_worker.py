@@ -213,7 +213,8 @@ async def test_an_enqueue_wakes_an_idle_pool_without_polling(runtime: Runtime) -
 
 @pytest.mark.spec("JOB-18")
 async def test_shutdown_stops_running_jobs_and_requeues_them(runtime: Runtime) -> None:
-    job_id = await submit(runtime, job_type="sleep", seconds=600, lines=600)
+    # Its only attempt: a planned stop gives it back rather than failing the job.
+    job_id = await submit(runtime, job_type="sleep", seconds=600, lines=600, max_attempts=1)
     run_dir = runtime.config.data_dir / "run"
     await until(lambda: _has_stdout(runtime, job_id))
     groups = recorded_groups(run_dir)
@@ -222,14 +223,19 @@ async def test_shutdown_stops_running_jobs_and_requeues_them(runtime: Runtime) -
     conn = open_sync(runtime.config.database_path, "reader")
     try:
         row = conn.execute(
-            "SELECT status, attempt_count, error_code FROM jobs WHERE id = ?", (job_id,)
+            "SELECT status, attempt_count, max_attempts, error_code FROM jobs WHERE id = ?",
+            (job_id,),
         ).fetchone()
+        attempt = conn.execute(
+            "SELECT outcome, error_code FROM job_attempts WHERE job_id = ?", (job_id,)
+        ).fetchall()
         reason = conn.execute(
             "SELECT json_extract(data, '$.reason') FROM events WHERE type = 'job.lease_expired'"
         ).fetchone()
     finally:
         conn.close()
-    assert row == ("queued", 1, "LEASE_EXPIRED")
+    assert row == ("queued", 1, 2, "DAEMON_STOPPED")
+    assert attempt == [("lease_expired", "DAEMON_STOPPED")]
     assert reason == ("daemon_stopped",)
 
 

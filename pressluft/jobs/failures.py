@@ -22,6 +22,7 @@ CODES: dict[str, bool] = {
     "ANSIBLE_UNKNOWN_EXIT": False,
     # Pressluft's.
     "LEASE_EXPIRED": True,
+    "DAEMON_STOPPED": True,  # a graceful stop interrupted the attempt (not counted)
     "JOB_TYPE_UNKNOWN": False,
     "HANDLER_ERROR": False,
     "PROCESS_FAILED": False,

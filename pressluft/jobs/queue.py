@@ -439,10 +439,14 @@ def rescue(scope: RescueScope) -> Callable[[WriteTx], list[Rescued]]:
                 continue
             if not scope.all_running and expires_at > tx.now_ts:
                 continue
+            # A planned stop is not the job's doing: it gets the attempt back, so
+            # restarts (upgrades) never fail a job. A crash counts (a job that
+            # kills its daemon every time must end).
+            counted = reason != "daemon_stopped"
             outcome: Literal["requeued", "failed", "cancelled"]
             if cancel_requested is not None:
                 outcome = "cancelled"
-            elif attempt < max_attempts:
+            elif attempt < max_attempts or not counted:
                 outcome = "requeued"
             else:
                 outcome = "failed"
@@ -454,11 +458,14 @@ def rescue(scope: RescueScope) -> Callable[[WriteTx], list[Rescued]]:
                 outcome=outcome,
                 reason=reason,
                 run_after=tx.now_ts if outcome == "requeued" else None,
+                counted=counted or outcome != "requeued",
             )
             append(tx, f"job:{job_id}", None, [event], Meta(actor="system:rescuer"))
-            system_line(
-                tx, job_id, attempt, f"attempt {attempt} lost its worker ({reason}): {outcome}"
-            )
+            if event.counted:
+                line = f"attempt {attempt} lost its worker ({reason}): {outcome}"
+            else:
+                line = f"attempt {attempt} stopped with the daemon: requeued, not counted"
+            system_line(tx, job_id, attempt, line)
             rescued.append(Rescued(job_id, attempt, outcome))
         if rescued:
             tx.publish(JobWake("rescued"))

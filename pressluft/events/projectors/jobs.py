@@ -184,7 +184,16 @@ def _cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None
 
 def _lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) -> None:
     params = (env.recorded_at, env.stream_version, e.job_id, e.lease_token, e.attempt)
-    if e.outcome == "requeued":
+    code = "LEASE_EXPIRED"
+    if e.outcome == "requeued" and not e.counted:  # a planned stop: the attempt is given back
+        code = "DAEMON_STOPPED"
+        cursor = conn.execute(
+            f"UPDATE jobs SET status = 'queued', {_RELEASE}, run_after = ?,"
+            " max_attempts = max_attempts + 1, error_code = 'DAEMON_STOPPED', error_message = ?,"
+            f" updated_at = ?, state_version = ? {_HELD}",
+            (e.run_after, f"the daemon stopped during attempt {e.attempt}; not counted", *params),
+        )
+    elif e.outcome == "requeued":
         cursor = conn.execute(
             f"UPDATE jobs SET status = 'queued', {_RELEASE}, run_after = ?,"
             " error_code = 'LEASE_EXPIRED', error_message = ?, updated_at = ?,"
@@ -205,7 +214,7 @@ def _lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) 
             (env.recorded_at, f"the worker went away ({e.reason}); no attempts left", *params),
         )
     _one(cursor, f"rescue of {e.job_id}")
-    _end_attempt(conn, e.job_id, e.attempt, "lease_expired", "LEASE_EXPIRED", env.recorded_at)
+    _end_attempt(conn, e.job_id, e.attempt, "lease_expired", code, env.recorded_at)
 
 
 JOBS_PROJECTOR = Projector(

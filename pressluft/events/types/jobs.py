@@ -88,3 +88,5 @@ class JobLeaseExpired(Event, frozen=True, tag="job.lease_expired"):
     outcome: Literal["requeued", "failed", "cancelled"]
     reason: Literal["lease_expired", "daemon_restarted", "daemon_stopped"]
     run_after: str | None = None
+    #: False for a planned stop (`daemon_stopped`): the job gets the attempt back.
+    counted: bool = True
