@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sqlite3
+import sys
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from pressluft.clock import FrozenClock, format_ts
 from pressluft.config import Config
 from pressluft.db import open_sync
+from pressluft.events import Meta
+from pressluft.jobs.context import JobContext
+from pressluft.jobs.process import run_process
 from pressluft.jobs.queue import JobSpec, RescueScope, cancel, claim, enqueue, rescue
+from pressluft.jobs.registry import JobType
 from pressluft.runtime import Runtime
 from tests.support.jobs import (
     TEST_ACTOR,
@@ -296,3 +305,41 @@ async def test_housekeeping_runs_as_a_job_and_prunes_logs_and_expired_keys(
     ]
     assert await log_lines(runtime, old) == []
     assert (await job(runtime, old)).status == "succeeded"  # the job row stays
+
+
+# A 200,000-character line, a line after it, then a straggler in a session of its
+# own (out of the job's process group) that holds stdout for ten minutes; its pid
+# goes to the file named by argv[1].
+_NOISY = """
+import subprocess, sys
+sys.stdout.write("x" * 200_000 + "\\n")
+print("after", flush=True)
+straggler = subprocess.Popen(["sleep", "600"], start_new_session=True, stdout=sys.stdout)
+open(sys.argv[1], "w").write(str(straggler.pid))
+"""
+
+
+@pytest.mark.spec("JOB-37")
+async def test_a_long_line_is_kept_and_a_straggler_does_not_hold_the_job(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "straggler.pid"
+
+    async def noisy(ctx: JobContext) -> None:
+        assert await run_process(ctx, [sys.executable, "-c", _NOISY, str(pid_file)]) == 0
+
+    runtime.jobs.register(JobType("noisy", noisy))
+    job_id = await runtime.db.write(
+        lambda tx: enqueue(tx, JobSpec(job_type="noisy"), Meta(actor="test"))
+    )
+    try:
+        view = await until_ended(runtime, job_id, within=120)  # the straggler lives 600 s
+        assert view.status == "succeeded"
+        stdout = [t for _, s, t in await log_lines(runtime, job_id) if s == "stdout"]
+        assert "".join(stdout[:-1]) == "x" * 200_000  # in pieces, nothing lost
+        assert all(len(piece) <= 65536 for piece in stdout[:-1])
+        assert stdout[-1] == "after"
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import signal
 import subprocess
@@ -92,48 +91,88 @@ def _write_record(path: Path, record: _Record) -> None:
     path.write_bytes(msgspec.json.encode(record))
 
 
+#: How long a job's output may still arrive after its process exited: a
+#: straggler that left the group (setsid) and holds the pipe does not hold the job.
+OUTPUT_GRACE_SECONDS = 1.0
+
+#: Output is read in chunks of this size; a line longer than the reader's limit
+#: (64 KiB) is stored in pieces of that size rather than failing the job.
+_CHUNK = 65536
+
+
 class _Child:
     """A job's process, started by the standard library and watched from the loop.
 
     Not `asyncio.create_subprocess_exec`: uvloop's spawner ignores `close_fds`, so
     the child inherited every descriptor of the daemon not marked close-on-exec
     (ones the daemon was started with) and uvloop's own copies of the child's
-    stdio. `subprocess.Popen` closes every descriptor but stdio in the child. Its
-    exit is seen through a pidfd; its output through the loop's pipe transports.
+    stdio. `subprocess.Popen` closes every descriptor but stdio in the child. The
+    output pipes are ours (read with `add_reader`, closed by us, once: uvloop's
+    pipe transports close a descriptor the `Popen` object still thinks it owns),
+    and the exit is seen through a pidfd.
     """
 
     def __init__(self, argv: Sequence[str], env: dict[str, str] | None, cwd: Path | None):
-        self.popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            env=env,
-            cwd=cwd,
-        )
-        self.pid = self.popen.pid
         self._loop = asyncio.get_running_loop()
+        out_read, out_write = os.pipe2(os.O_CLOEXEC)
+        err_read, err_write = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=err_write,
+                start_new_session=True,
+                env=env,
+                cwd=cwd,
+            )
+        except BaseException:
+            for fd in (out_read, err_read):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+        self.pid = self.popen.pid
+        self._open: set[int] = set()
+        self.stdout = self._reader(out_read)
+        self.stderr = self._reader(err_read)
         self.exited: asyncio.Future[int] = self._loop.create_future()
         try:
             self._pidfd = os.pidfd_open(self.pid)
         except OSError:  # out of descriptors: do not leave it running unwatched
             _signal_group(self.pid, signal.SIGKILL)
-            self.popen.communicate()
+            self.popen.wait()
+            self.close()
             raise
         self._loop.add_reader(self._pidfd, self._reap)
-        self._transports: list[asyncio.BaseTransport] = []
 
-    async def output(self) -> tuple[asyncio.StreamReader, asyncio.StreamReader]:
-        """Readers of the child's stdout and stderr."""
-        readers = []
-        for pipe in (self.popen.stdout, self.popen.stderr):
-            reader = asyncio.StreamReader(loop=self._loop)
-            protocol = functools.partial(asyncio.StreamReaderProtocol, reader, loop=self._loop)
-            transport, _ = await self._loop.connect_read_pipe(protocol, pipe)
-            self._transports.append(transport)
-            readers.append(reader)
-        return readers[0], readers[1]
+    def _reader(self, fd: int) -> asyncio.StreamReader:
+        os.set_blocking(fd, False)
+        reader = asyncio.StreamReader(loop=self._loop)
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, _CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if data:
+                reader.feed_data(data)
+            else:  # every writer closed its end
+                self._close_pipe(fd)
+                reader.feed_eof()
+
+        self._open.add(fd)
+        self._loop.add_reader(fd, readable)
+        return reader
+
+    def _close_pipe(self, fd: int) -> None:
+        if fd in self._open:
+            self._open.discard(fd)
+            self._loop.remove_reader(fd)
+            os.close(fd)
 
     def _reap(self) -> None:
         """The pidfd is readable: the child has exited; collect its status."""
@@ -143,9 +182,29 @@ class _Child:
             self.exited.set_result(self.popen.wait())
 
     def close(self) -> None:
-        """Stop reading its pipes (a straggler that left the group may hold them)."""
-        for transport in self._transports:
-            transport.close()
+        """Stop reading its output (a straggler that left the group may hold it)."""
+        for fd in list(self._open):
+            self._close_pipe(fd)
+
+
+async def _pump(ctx: JobContext, stream: asyncio.StreamReader, name: str) -> None:
+    """Every output line into the job log; a line over the reader's limit in pieces."""
+    in_pieces = False
+    while True:
+        try:
+            chunk = await stream.readuntil(b"\n")
+        except asyncio.IncompleteReadError as end:  # the last line, without a newline
+            if end.partial:
+                ctx.log(end.partial.decode(errors="replace"), name)
+            return
+        except asyncio.LimitOverrunError as long:
+            piece = await stream.readexactly(min(long.consumed, _CHUNK))
+            ctx.log(piece.decode(errors="replace"), name)
+            in_pieces = True
+            continue
+        if not (in_pieces and chunk == b"\n"):  # not the end of a line stored in pieces
+            ctx.log(chunk.decode(errors="replace").rstrip("\n"), name)
+        in_pieces = False
 
 
 async def run_process(
@@ -163,37 +222,29 @@ async def run_process(
     """
     proc = _Child(argv, env, cwd)
     pgid = proc.pid
-    release_process(proc.pid)
     record: Path | None = None
-    stat = _stat(proc.pid)
-    if ctx.run_dir is not None and stat is not None:
-        record = ctx.run_dir / f"{ctx.job_id}-{ctx.attempt}.json"
-        _write_record(record, _Record(pgid=pgid, started=stat[2]))
-
-    async def pump(stream: asyncio.StreamReader, name: str) -> None:
-        while line := await stream.readline():
-            ctx.log(line.decode(errors="replace").rstrip("\n"), name)
-
-    pumps: asyncio.Future[Any] | None = None
+    pumps = asyncio.gather(_pump(ctx, proc.stdout, "stdout"), _pump(ctx, proc.stderr, "stderr"))
+    pumps.add_done_callback(_retrieve)
     waiter = asyncio.shield(proc.exited)  # cancelling the wait must not cancel the reaping
     stop: asyncio.Future[Any] = asyncio.ensure_future(ctx.cancelled.wait())
     try:
-        stdout, stderr = await proc.output()
-        pumps = asyncio.gather(pump(stdout, "stdout"), pump(stderr, "stderr"))
-        pumps.add_done_callback(_retrieve)
+        release_process(pgid)
+        stat = _stat(pgid)
+        if ctx.run_dir is not None and stat is not None:
+            record = ctx.run_dir / f"{ctx.job_id}-{ctx.attempt}.json"
+            _write_record(record, _Record(pgid=pgid, started=stat[2]))
         await asyncio.wait((waiter, stop), return_when=asyncio.FIRST_COMPLETED)
         if not waiter.done():
             await _terminate(pgid, grace)
             await waiter
-            await pumps
+            await _rest_of_output(pumps)
             raise JobCancelledError("cancelled; its processes were stopped")
-        await pumps
+        await _rest_of_output(pumps)
         return waiter.result()
     except asyncio.CancelledError:
         await asyncio.shield(_terminate(pgid, grace))
-        if pumps is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(pumps), 1.0)  # what it printed last
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await _rest_of_output(pumps)  # what it printed last
         raise
     finally:
         stop.cancel()
@@ -201,11 +252,17 @@ async def run_process(
             waiter.cancel()
         if group_alive(pgid):  # whatever it left running
             _signal_group(pgid, signal.SIGKILL)
-        if pumps is not None and not pumps.done():
+        if not pumps.done():
             pumps.cancel()
         proc.close()
         if record is not None:
             record.unlink(missing_ok=True)
+
+
+async def _rest_of_output(pumps: asyncio.Future[Any]) -> None:
+    """The output still in the pipes, for at most `OUTPUT_GRACE_SECONDS`."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(pumps), OUTPUT_GRACE_SECONDS)
 
 
 #: Environment variable naming the job attempt a process belongs to (its work dir).
