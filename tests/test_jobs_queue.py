@@ -466,3 +466,19 @@ def test_every_job_error_code_is_registered_with_its_retry_rule(repo_root: Path)
     table = registry.split("## Job error codes", 1)[1]
     rows = dict(re.findall(r"^\| `([A-Z_]+)` \| (yes|no) \|", table, flags=re.MULTILINE))
     assert rows == {code: "yes" if again else "no" for code, again in CODES.items()}
+
+
+@pytest.mark.spec("JOB-18")
+def test_planned_stops_are_forgiven_three_times_then_count(q: QueueDb) -> None:
+    job_id = q.enqueue(max_attempts=1)
+    stopped = RescueScope(all_running=True, reason="daemon_stopped")
+    for attempt in (1, 2, 3):  # given back: requeued even from the last attempt
+        take(q)
+        assert [r.outcome for r in q.run(rescue(stopped))] == ["requeued"]
+        job = q.job(job_id)
+        assert (job["attempt_count"], job["max_attempts"]) == (attempt, attempt + 1)
+        assert job["error_code"] == "DAEMON_STOPPED"
+    take(q)  # a job that keeps stopping its daemon ends like one that crashes it
+    assert [r.outcome for r in q.run(rescue(stopped))] == ["failed"]
+    job = q.job(job_id)
+    assert (job["status"], job["error_code"], job["max_attempts"]) == ("failed", "LEASE_EXPIRED", 4)

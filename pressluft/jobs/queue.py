@@ -423,6 +423,20 @@ class RescueScope:
     reason: RescueReason = "lease_expired"
 
 
+#: Attempts of one job a graceful stop of the daemon may interrupt without
+#: counting them; after that, a stopped attempt counts like a crash.
+STOPS_FORGIVEN = 3
+
+
+def _stops(tx: WriteTx, job_id: str) -> int:
+    """How many of the job's attempts a graceful stop interrupted, uncounted."""
+    row = tx.conn.execute(
+        "SELECT count(*) FROM job_attempts WHERE job_id = ? AND error_code = 'DAEMON_STOPPED'",
+        (job_id,),
+    ).fetchone()
+    return int(row[0])
+
+
 def rescue(scope: RescueScope) -> Callable[[WriteTx], list[Rescued]]:
     reason = scope.reason
 
@@ -440,9 +454,10 @@ def rescue(scope: RescueScope) -> Callable[[WriteTx], list[Rescued]]:
             if not scope.all_running and expires_at > tx.now_ts:
                 continue
             # A planned stop is not the job's doing: it gets the attempt back, so
-            # restarts (upgrades) never fail a job. A crash counts (a job that
-            # kills its daemon every time must end).
-            counted = reason != "daemon_stopped"
+            # restarts (upgrades) do not fail a job — up to STOPS_FORGIVEN times,
+            # since a job can still bring its daemon down gracefully (a failing
+            # health check, a playbook restarting it). A crash always counts.
+            counted = reason != "daemon_stopped" or _stops(tx, job_id) >= STOPS_FORGIVEN
             outcome: Literal["requeued", "failed", "cancelled"]
             if cancel_requested is not None:
                 outcome = "cancelled"
@@ -494,7 +509,7 @@ def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
                 details={"status": status},
             )
         retried = tx.conn.execute(
-            "SELECT id FROM jobs WHERE retry_of = ? LIMIT 1", (job_id,)
+            "SELECT id FROM jobs WHERE retry_of = ? ORDER BY enqueued_seq LIMIT 1", (job_id,)
         ).fetchone()
         if retried is not None:  # a double click, or two operators: one retry, not two
             raise Conflict(
