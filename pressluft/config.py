@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 def _int_between(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         # ASCII digits only: int() also reads "4_0" as 40, and other scripts' digits.
-        if not re.fullmatch(r"\s*-?[0-9]+\s*", raw):
+        if not re.fullmatch(r"[ \t]*-?[0-9]{1,19}[ \t]*", raw):
             raise ConfigError(f"expected an integer, got {raw!r}")
         value = int(raw)
         if not low <= value <= high:

@@ -156,6 +156,12 @@ async def test_a_query_parameter_not_as_declared_is_400_naming_it(
     assert await _event_count(client) == before
 
 
+@pytest.mark.spec("API-3")
+async def test_the_health_probe_ignores_a_cache_buster(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/health", params={"_": "1732270000"})
+    assert response.status_code == 200, response.text
+
+
 @pytest.mark.spec("API-4")
 async def test_an_internal_error_names_only_the_correlation_id(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture

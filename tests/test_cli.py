@@ -82,6 +82,7 @@ def test_config_shows_values_and_sources(cli_env: dict[str, str]) -> None:
         (("config", "--db-readers", "0"), {}, "db_readers"),
         (("config",), {"PRESSLUFT_WORKERS": "4_0"}, "workers"),  # int() read 40
         (("config",), {"PRESSLUFT_WORKERS": "\uff14"}, "workers"),  # a full-width 4
+        (("config",), {"PRESSLUFT_WORKERS": "9" * 5000}, "workers"),  # int() raised
     ],
 )
 def test_invalid_settings_exit_2_naming_the_setting(

@@ -26,8 +26,12 @@ from pressluft.errors import BadRequest
 __all__ = ["declared_queries", "query_choice", "query_guard", "query_int"]
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
-_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_INTEGER = re.compile(r"-?[0-9]+")  # its range is the handler's to check
 _METHODS = ("get", "put", "post", "patch", "delete")
+
+#: Operations that ignore their query: uptime monitors and load balancers add
+#: cache-busting parameters to health probes, and a refused probe reads as "down".
+OPEN_QUERY = frozenset({"getHealth"})
 
 
 @lru_cache(maxsize=1)
@@ -58,8 +62,8 @@ async def query_guard(
 ) -> None:
     """Refuse query parameters the handler's operation does not take as given."""
     operation = getattr(handler, "operation_id", None)
-    if not isinstance(operation, str):
-        return  # a dashboard page
+    if not isinstance(operation, str) or operation in OPEN_QUERY:
+        return  # a dashboard page, or a probe
     declared = declared_queries().get(operation, {})
     raw = connection.scope["query_string"].decode("latin-1")
     seen: set[str] = set()

@@ -122,7 +122,7 @@ _COLUMNS = (
     " j.attempt_count, j.max_attempts, j.run_after, j.locked_at, j.locked_by, j.started_at,"
     " j.finished_at, j.error_code, j.error_message, j.cancel_requested_at, j.retry_of,"
     " j.created_at, j.updated_at, coalesce(l.expires_at, j.lease_expires_at), j.enqueued_seq,"
-    " (SELECT r.id FROM jobs r WHERE r.retry_of = j.id LIMIT 1)"
+    " (SELECT r.id FROM jobs r WHERE r.retry_of = j.id ORDER BY r.enqueued_seq LIMIT 1)"
 )
 _FROM = "FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id AND l.lease_token = j.lease_token"
 
