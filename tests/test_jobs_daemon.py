@@ -27,6 +27,15 @@ def _wait(predicate: Any, within: float = 60.0) -> Any:
         time.sleep(0.05)
 
 
+def _sleep(http: httpx.Client, seconds: float, lines: int) -> str:
+    """Enqueue a `sleep` diagnostic job; its id."""
+    reply = http.post(
+        "/api/diagnostics/jobs", json={"job_type": "sleep", "seconds": seconds, "lines": lines}
+    )
+    assert reply.status_code == 202, reply.text
+    return str(reply.json()["job_id"])
+
+
 def _stdout(http: httpx.Client, job_id: str) -> list[tuple[int, str]]:
     lines = http.get(f"/api/jobs/{job_id}/log", params={"limit": 5000}).json()["lines"]
     return [(line["attempt"], line["text"]) for line in lines if line["stream"] == "stdout"]
@@ -37,11 +46,7 @@ def test_sigkill_mid_job_then_restart_rescues_and_completes_it(tmp_path: Path) -
     daemon = Daemon(tmp_path, "serve").start().wait_ready()
     try:
         with httpx.Client(base_url=daemon.url, headers=daemon.auth(), timeout=30) as http:
-            reply = http.post(
-                "/api/diagnostics/jobs", json={"job_type": "sleep", "seconds": 4, "lines": 8}
-            )
-            assert reply.status_code == 202
-            job_id = reply.json()["job_id"]
+            job_id = _sleep(http, 4, 8)
             seen = _wait(lambda: (s := _stdout(http, job_id)) and len(s) >= 3 and s)
             groups = recorded_groups(daemon.data_dir / "run")
             assert groups and any_alive(groups)
@@ -83,10 +88,7 @@ def test_cancel_stops_a_running_job_and_every_process_it_started(tmp_path: Path)
         Daemon(tmp_path, "serve") as daemon,
         httpx.Client(base_url=daemon.url, headers=daemon.auth(), timeout=30) as http,
     ):
-        reply = http.post(
-            "/api/diagnostics/jobs", json={"job_type": "sleep", "seconds": 600, "lines": 600}
-        )
-        job_id = reply.json()["job_id"]
+        job_id = _sleep(http, 600, 600)
         _wait(lambda: _stdout(http, job_id))
         groups = recorded_groups(daemon.data_dir / "run")
         assert any_alive(groups)
@@ -108,10 +110,7 @@ def test_a_job_process_inherits_only_its_stdio(tmp_path: Path) -> None:
             Daemon(tmp_path, "serve", pass_fds=(inherited,)) as daemon,
             httpx.Client(base_url=daemon.url, headers=daemon.auth(), timeout=30) as http,
         ):
-            reply = http.post(
-                "/api/diagnostics/jobs", json={"job_type": "sleep", "seconds": 600, "lines": 600}
-            )
-            job_id = reply.json()["job_id"]
+            job_id = _sleep(http, 600, 600)
             _wait(lambda: _stdout(http, job_id))
             [pid] = recorded_groups(daemon.data_dir / "run")  # the group leader: the job's process
             fds = {
@@ -129,10 +128,7 @@ def test_a_restart_binds_its_port_while_the_crashed_daemons_job_runs_on(tmp_path
     try:
         with httpx.Client(base_url=daemon.url, headers=daemon.auth(), timeout=30) as http:
             # Silent for 600 s: no write to the dead daemon's pipe ends it early.
-            reply = http.post(
-                "/api/diagnostics/jobs", json={"job_type": "sleep", "seconds": 600, "lines": 1}
-            )
-            job_id = reply.json()["job_id"]
+            job_id = _sleep(http, 600, 1)
             _wait(lambda: http.get(f"/api/jobs/{job_id}").json()["status"] == "running")
             groups = _wait(lambda: recorded_groups(daemon.data_dir / "run"))
     finally:

@@ -184,21 +184,19 @@ def _cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None
 
 def _lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) -> None:
     params = (env.recorded_at, env.stream_version, e.job_id, e.lease_token, e.attempt)
-    code = "LEASE_EXPIRED"
-    if e.outcome == "requeued" and not e.counted:  # a planned stop: the attempt is given back
-        code = "DAEMON_STOPPED"
-        cursor = conn.execute(
-            f"UPDATE jobs SET status = 'queued', {_RELEASE}, run_after = ?,"
-            " max_attempts = max_attempts + 1, error_code = 'DAEMON_STOPPED', error_message = ?,"
-            f" updated_at = ?, state_version = ? {_HELD}",
-            (e.run_after, f"the daemon stopped during attempt {e.attempt}; not counted", *params),
+    code = "LEASE_EXPIRED" if e.counted else "DAEMON_STOPPED"
+    if e.outcome == "requeued":
+        # A planned stop (not counted) gives the attempt back: one more is allowed.
+        message = (
+            f"the worker went away ({e.reason})"
+            if e.counted
+            else f"the daemon stopped during attempt {e.attempt}; not counted"
         )
-    elif e.outcome == "requeued":
         cursor = conn.execute(
             f"UPDATE jobs SET status = 'queued', {_RELEASE}, run_after = ?,"
-            " error_code = 'LEASE_EXPIRED', error_message = ?, updated_at = ?,"
-            f" state_version = ? {_HELD}",
-            (e.run_after, f"the worker went away ({e.reason})", *params),
+            " max_attempts = max_attempts + ?, error_code = ?, error_message = ?,"
+            f" updated_at = ?, state_version = ? {_HELD}",
+            (e.run_after, 0 if e.counted else 1, code, message, *params),
         )
     elif e.outcome == "cancelled":
         cursor = conn.execute(
