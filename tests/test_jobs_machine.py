@@ -2,6 +2,7 @@
 
 Several workers claim, heartbeat, log, succeed, fail and get cancelled; some
 crash (stop heartbeating, keep their stale claims and later try to use them);
+the daemon stops gracefully or restarts after a crash; ended jobs are retried;
 the clock jumps; the rescuer runs. After every step the invariants are checked
 against the real SQLite file; at the end, a replay must equal the tables and,
 with no new work and enough time, every job must end.
@@ -29,24 +30,27 @@ from hypothesis.stateful import (
 )
 
 from pressluft.clock import format_ts
-from pressluft.errors import NotFound
+from pressluft.errors import Conflict, NotFound
 from pressluft.jobs.logs import LeaseLost, append_lines
 from pressluft.jobs.queue import (
+    STOPS_FORGIVEN,
     TERMINAL,
     Claim,
     JobNotCancellable,
     Outcome,
+    RescueReason,
     RescueScope,
     cancel,
     claim,
     finish,
     heartbeat,
     rescue,
+    retry,
 )
 from pressluft.services.jobs import get_job
 from tests.support.queue import ACTOR, QueueDb
 
-pytestmark = [pytest.mark.spec("JOB-35", "JOB-7", "JOB-16")]
+pytestmark = [pytest.mark.spec("JOB-35", "JOB-7", "JOB-16", "JOB-18", "JOB-19")]
 
 EXAMPLES = int(os.environ.get("JOBS_EXAMPLES", "500"))
 LEASE = 30.0
@@ -67,6 +71,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.ended: dict[str, tuple[object, ...]] = {}
         self.live: set[str] = set()  # lease tokens of live claims
         self.expiry: dict[str, str] = {}  # lease token -> when its lease should expire
+        self.granted: dict[str, int] = {}  # job id -> max_attempts as enqueued
 
     def teardown(self) -> None:
         try:
@@ -131,9 +136,13 @@ class QueueMachine(RuleBasedStateMachine):
 
     # -- rules ---------------------------------------------------------------------------
 
+    def _enqueued(self, job_id: str) -> str:
+        self.granted[job_id] = int(self.q.job(job_id)["max_attempts"])
+        return job_id
+
     @initialize(target=jobs)
     def first_job(self) -> str:
-        return self.q.enqueue()
+        return self._enqueued(self.q.enqueue())
 
     @rule(
         target=jobs,
@@ -146,8 +155,8 @@ class QueueMachine(RuleBasedStateMachine):
         run_after = None
         if delay:
             run_after = format_ts(self.q.now + timedelta(seconds=delay))
-        return self.q.enqueue(
-            site_id=site, node_id=node, max_attempts=attempts, run_after=run_after
+        return self._enqueued(
+            self.q.enqueue(site_id=site, node_id=node, max_attempts=attempts, run_after=run_after)
         )
 
     @rule(target=held, worker=st.sampled_from(WORKERS), limit=st.integers(1, 3))
@@ -228,6 +237,68 @@ class QueueMachine(RuleBasedStateMachine):
     def rescue(self) -> None:
         self._rescue()
 
+    @rule(graceful=st.booleans())
+    def daemon_stop(self, graceful: bool) -> None:
+        """The daemon goes down with its workers, then starts again: a graceful stop
+        gives each running attempt back (up to STOPS_FORGIVEN times per job), a crash
+        leaves them to the restart's rescue, which counts them. Every claim held until
+        now is stale afterwards."""
+        running = {
+            job_id: (attempts, max_attempts, cancel is not None, self._stops(job_id))
+            for job_id, attempts, max_attempts, cancel in self.q.conn.execute(
+                "SELECT id, attempt_count, max_attempts, cancel_requested_at FROM jobs"
+                " WHERE status = 'running'"
+            ).fetchall()
+        }
+        self.live.clear()
+        reason: RescueReason = "daemon_stopped" if graceful else "daemon_restarted"
+        rescued = self.q.run(rescue(RescueScope(all_running=True, reason=reason)))
+        assert {r.job_id for r in rescued} == set(running)
+        for r in rescued:
+            attempts, max_attempts, cancelled, stops = running[r.job_id]
+            forgiven = graceful and stops < STOPS_FORGIVEN
+            row = self.q.job(r.job_id)
+            if cancelled:
+                assert r.outcome == "cancelled"
+            elif forgiven:
+                event("a planned stop given back")
+                assert r.outcome == "requeued"
+                # the attempt is not counted: one more is granted in its place
+                assert row["max_attempts"] == max_attempts + 1
+                assert self._stops(r.job_id) == stops + 1
+            else:
+                event("a stop counted" + (" (the cap reached)" if graceful else ""))
+                assert r.outcome == ("requeued" if attempts < max_attempts else "failed")
+                assert row["max_attempts"] == max_attempts
+        self.q.advance(1)
+
+    def _stops(self, job_id: str) -> int:
+        return int(
+            self.q.conn.execute(
+                "SELECT count(*) FROM job_attempts WHERE job_id = ?"
+                " AND error_code = 'DAEMON_STOPPED'",
+                (job_id,),
+            ).fetchone()[0]
+        )
+
+    @rule(target=jobs, job_id=jobs)
+    def retry(self, job_id: str) -> object:
+        """An operator retries a job: once, and only when it failed or was cancelled."""
+        status = self._row(job_id)[0]
+        retried = self.q.conn.execute(
+            "SELECT count(*) FROM jobs WHERE retry_of = ?", (job_id,)
+        ).fetchone()[0]
+        if status in ("failed", "cancelled") and not retried:
+            event("retried")
+            new = self.q.run(retry(job_id, ACTOR))
+            assert self.q.job(new)["retry_of"] == job_id
+            return self._enqueued(new)
+        before = self.q.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        with pytest.raises(Conflict):
+            self.q.run(retry(job_id, ACTOR))
+        assert self.q.conn.execute("SELECT count(*) FROM events").fetchone()[0] == before
+        return multiple()
+
     @rule()
     def unknown_job(self) -> None:
         with pytest.raises(NotFound):
@@ -266,6 +337,20 @@ class QueueMachine(RuleBasedStateMachine):
             " WHERE j.status IS NOT 'running' OR j.lease_token IS NOT l.lease_token"
         ).fetchone()[0]
         assert stale == 0
+
+    @invariant()
+    def stops_forgiven_bounded_and_retried_once(self) -> None:
+        for job_id, max_attempts in self.q.conn.execute(
+            "SELECT id, max_attempts FROM jobs"
+        ).fetchall():
+            # one attempt granted back for each forgiven stop, and no more than the cap
+            forgiven = self._stops(job_id)
+            assert max_attempts - self.granted[job_id] == forgiven <= STOPS_FORGIVEN
+        twice = self.q.conn.execute(
+            "SELECT retry_of FROM jobs WHERE retry_of IS NOT NULL"
+            " GROUP BY retry_of HAVING count(*) > 1"
+        ).fetchall()
+        assert twice == []
 
     @invariant()
     def terminal_states_never_change(self) -> None:
