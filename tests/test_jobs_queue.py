@@ -13,7 +13,7 @@ from pressluft.clock import format_ts
 from pressluft.db import WriteTx
 from pressluft.errors import Conflict, NotFound
 from pressluft.events import SettingsChanged, append
-from pressluft.jobs.logs import ERROR_TAIL_CHARS, LeaseLost, append_lines, prune_before
+from pressluft.jobs.logs import ERROR_TAIL_BYTES, LeaseLost, append_lines, prune_before
 from pressluft.jobs.queue import (
     Claim,
     JobNotCancellable,
@@ -273,10 +273,26 @@ def test_error_message_keeps_the_last_10_kib_and_the_log_keeps_everything(q: Que
     q.run(lambda tx: append_lines(tx, job_id, c.lease_token, c.attempt, lines))
     q.run(finish(c, fail(False, "DIAGNOSTIC_FATAL"), "w1"))
     message = q.job(job_id)["error_message"]
-    assert len(message) == ERROR_TAIL_CHARS
+    assert len(message.encode()) == ERROR_TAIL_BYTES
     assert message.endswith("attempt 1 failed: DIAGNOSTIC_FATAL: boom")
     stored = [text for _, stream, text in q.log(job_id) if stream == "stdout"]
     assert stored == [text for _, text in lines]
+
+
+@pytest.mark.spec("JOB-11")
+@pytest.mark.parametrize("offset", range(4))  # the cut falls on each byte of a 4-byte character
+def test_error_message_counts_bytes_and_never_splits_a_character(q: QueueDb, offset: int) -> None:
+    """10 KiB of output, not 10 Ki characters: non-ASCII output (German, emoji)
+    is cut by its UTF-8 size, at a character boundary."""
+    job_id = q.enqueue(max_attempts=1)
+    [c] = take(q)
+    lines = [("stdout", "ä" * offset + "Grüße 🚀" * 40) for _ in range(100)]
+    q.run(lambda tx: append_lines(tx, job_id, c.lease_token, c.attempt, lines))
+    q.run(finish(c, fail(False, "DIAGNOSTIC_FATAL"), "w1"))
+    message = q.job(job_id)["error_message"]
+    assert ERROR_TAIL_BYTES - 3 <= len(message.encode()) <= ERROR_TAIL_BYTES
+    assert "\ufffd" not in message
+    assert message.endswith("attempt 1 failed: DIAGNOSTIC_FATAL: boom")
 
 
 @pytest.mark.spec("JOB-13", "JOB-15")

@@ -17,7 +17,7 @@ import msgspec
 from pressluft.db import WriteTx
 
 __all__ = [
-    "ERROR_TAIL_CHARS",
+    "ERROR_TAIL_BYTES",
     "JobLogLine",
     "LeaseLost",
     "LogAppended",
@@ -31,8 +31,9 @@ __all__ = [
     "tail_lines",
 ]
 
-#: The reference: a failed job keeps the last 10 KiB of its output in error_message.
-ERROR_TAIL_CHARS = 10 * 1024
+#: The reference: a failed job keeps the last 10 KiB of its output in error_message
+#: (UTF-8 bytes, not characters: 10 Ki characters of non-ASCII output are up to 40 KiB).
+ERROR_TAIL_BYTES = 10 * 1024
 
 
 class LeaseLost(RuntimeError):
@@ -128,21 +129,27 @@ def tail_lines(conn: sqlite3.Connection, job_id: str, count: int) -> list[JobLog
 
 
 def attempt_output_tail(
-    conn: sqlite3.Connection, job_id: str, attempt: int, chars: int = ERROR_TAIL_CHARS
+    conn: sqlite3.Connection, job_id: str, attempt: int, limit: int = ERROR_TAIL_BYTES
 ) -> str:
-    """The last `chars` characters of one attempt's output (for error_message)."""
-    collected: list[str] = []
+    """The last `limit` bytes (UTF-8) of one attempt's output, lines joined by newlines
+    and cut at a character boundary (for error_message)."""
+    collected: list[bytes] = []
     size = 0
     for (text,) in conn.execute(
         "SELECT text FROM job_logs WHERE job_id = ? AND attempt = ? ORDER BY seq DESC",
         (job_id, attempt),
     ):
-        collected.append(text)
-        size += len(text) + 1
-        if size >= chars:
+        line = text.encode()
+        collected.append(line)
+        size += len(line) + 1
+        if size >= limit:
             break
-    output = "\n".join(reversed(collected))
-    return output[-chars:]
+    output = b"\n".join(reversed(collected))[-limit:]
+    # The cut may split a character: drop its continuation bytes (10xxxxxx).
+    start = 0
+    while start < len(output) and start < 3 and output[start] & 0xC0 == 0x80:
+        start += 1
+    return output[start:].decode()
 
 
 def prune_before(tx: WriteTx, cutoff: str, after_seq: int = 0, jobs: int = 200) -> tuple[int, int]:
