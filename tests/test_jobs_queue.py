@@ -30,7 +30,7 @@ from pressluft.jobs.queue import (
     rescue,
     retry,
 )
-from pressluft.jobs.scheduler import Schedule, enqueue_due
+from pressluft.jobs.scheduler import Schedule, enqueue_due, next_due
 from pressluft.services.jobs import get_job
 from pressluft.vault import Vault
 from tests.support.queue import ACTOR, QueueDb
@@ -426,6 +426,29 @@ def test_scheduler_enqueues_when_due_and_never_while_one_is_active(q: QueueDb) -
         "SELECT DISTINCT json_extract(meta, '$.actor') FROM events WHERE type = 'job.enqueued'"
     ).fetchall()
     assert actors == [("system:scheduler",)]
+
+
+@pytest.mark.spec("JOB-28")
+def test_a_clock_set_back_does_not_hold_the_schedule_back(q: QueueDb) -> None:
+    """A job created while the clock ran a day ahead does not hold the schedule
+    back for that day once the clock is corrected: it runs at once and measures
+    its interval from that run."""
+    every = 6 * 3600
+    schedules = [Schedule("housekeeping", every)]
+    correct = q.now
+    q.advance(86400)  # the clock is a day ahead
+    q.run(enqueue_due(schedules, correct))
+    q.run(finish(take(q)[0], Outcome("succeeded"), "w1"))
+    q.now = correct  # NTP sets it back
+    assert next_due(schedules, correct, q.now)(q.conn) == q.now
+    [again] = q.run(enqueue_due(schedules, correct))
+    q.run(finish(take(q)[0], Outcome("succeeded"), "w1"))
+    assert q.job(again)["created_at"] == q.now_ts
+    q.advance(every - 1)
+    assert q.run(enqueue_due(schedules, correct)) == []
+    assert next_due(schedules, correct, q.now)(q.conn) == correct + timedelta(seconds=every)
+    q.advance(1)
+    assert len(q.run(enqueue_due(schedules, correct))) == 1
 
 
 @pytest.mark.spec("JOB-27")

@@ -6,7 +6,10 @@ that type and scope is queued or running (the de-dup), or when the newest one
 was created less than an interval ago, and otherwise enqueues it as
 `system:scheduler`. The `Scheduler` service runs it whenever the next schedule falls due (and at
 least every `max_sleep` seconds); a schedule that never ran first runs
-`first_after_seconds` after the scheduler started.
+`first_after_seconds` after the scheduler started. "Newest" is by queue order,
+not by timestamp: when it was created "in the future" (the clock ran ahead and
+was set back), the schedule runs at once and measures from that run, instead of
+waiting for the wrong clock's time to come round.
 The database is the schedule's memory, so a restart neither skips nor repeats
 a run.
 """
@@ -26,7 +29,7 @@ from pressluft.events import Meta
 from pressluft.jobs.queue import JobSpec, enqueue
 from pressluft.logs import get_logger
 
-__all__ = ["SCHEDULER_ACTOR", "Schedule", "Scheduler", "enqueue_due"]
+__all__ = ["SCHEDULER_ACTOR", "Schedule", "Scheduler", "enqueue_due", "next_due"]
 
 log = get_logger("pressluft.jobs")
 
@@ -45,13 +48,23 @@ class Schedule:
     #: With no job of its kind yet: how long after the scheduler starts it first runs.
     first_after_seconds: int = 0
 
-    def due_at(self, last: str | None, started: datetime) -> datetime:
+    def due_at(self, last: str | None, started: datetime, now: datetime) -> datetime:
         if last is None:
             return started + timedelta(seconds=self.first_after_seconds)
-        return parse_ts(last) + timedelta(seconds=self.every_seconds)
+        created = parse_ts(last)
+        if created > now:  # made under a clock since set back: re-anchor now
+            return now
+        return created + timedelta(seconds=self.every_seconds)
 
 
 _SCOPE = "job_type = ? AND site_id IS ? AND node_id IS ?"
+#: The newest job of a schedule's kind, by queue order (`jobs_by_type`).
+_NEWEST = f"SELECT created_at FROM jobs WHERE {_SCOPE} ORDER BY enqueued_seq DESC LIMIT 1"
+
+
+def _newest(conn: Any, s: Schedule) -> str | None:
+    row = conn.execute(_NEWEST, (s.job_type, s.site_id, s.node_id)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def enqueue_due(schedules: Sequence[Schedule], started: datetime) -> Callable[[WriteTx], list[str]]:
@@ -67,10 +80,7 @@ def enqueue_due(schedules: Sequence[Schedule], started: datetime) -> Callable[[W
             ).fetchone()
             if active is not None:
                 continue
-            (last,) = tx.conn.execute(
-                f"SELECT max(created_at) FROM jobs WHERE {_SCOPE}", scope
-            ).fetchone()
-            if s.due_at(last, started) > tx.now:
+            if s.due_at(_newest(tx.conn, s), started, tx.now) > tx.now:
                 continue
             spec = JobSpec(
                 job_type=s.job_type,
@@ -86,17 +96,15 @@ def enqueue_due(schedules: Sequence[Schedule], started: datetime) -> Callable[[W
     return command
 
 
-def next_due(schedules: Sequence[Schedule], started: datetime) -> Callable[[Any], datetime | None]:
+def next_due(
+    schedules: Sequence[Schedule], started: datetime, now: datetime
+) -> Callable[[Any], datetime | None]:
     """When the earliest schedule falls due (None: no schedules)."""
 
     def query(conn: Any) -> datetime | None:
         dues = []
         for s in schedules:
-            (last,) = conn.execute(
-                f"SELECT max(created_at) FROM jobs WHERE {_SCOPE}",
-                (s.job_type, s.site_id, s.node_id),
-            ).fetchone()
-            dues.append(s.due_at(last, started))
+            dues.append(s.due_at(_newest(conn, s), started, now))
         return min(dues, default=None)
 
     return query
@@ -121,8 +129,9 @@ class Scheduler:
             if created:
                 log.info("scheduled %d periodic job(s)", len(created))
             wait = self.max_sleep
-            due = await self.db.read(next_due(self.schedules, started))
+            now = self.clock.now()
+            due = await self.db.read(next_due(self.schedules, started, now))
             if due is not None:
-                wait = min(wait, max(1.0, (due - self.clock.now()).total_seconds()))
+                wait = min(wait, max(1.0, (due - now).total_seconds()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), wait)
