@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 
@@ -293,7 +294,7 @@ def test_jobs_pages_hold_up_with_long_logs_many_jobs_and_bad_input(
         page.goto("about:blank")  # close the streams before the daemon stops
 
 
-@pytest.mark.spec("WEB-4")
+@pytest.mark.spec("WEB-4", "JOB-24")
 def test_jobs_run_live_survive_a_reload_cancel_and_retry(
     tmp_path: Path, page: Page, shots: Path
 ) -> None:
@@ -315,6 +316,19 @@ def test_jobs_run_live_survive_a_reload_cancel_and_retry(
         page.reload()  # the log is stored: all of it comes back
         expect(log).to_have_count(8)
         expect(log.last).to_have_text("line 8/8")
+        expect(page.locator("#log-pruned")).to_have_count(0)
+        # Once log retention has deleted its lines (what housekeeping does to a job
+        # that ended long ago), the page says so instead of showing an empty log.
+        job_id = job_url.rsplit("/", 1)[1]
+        with contextlib.closing(sqlite3.connect(daemon.data_dir / "pressluft.db")) as db:
+            db.execute("PRAGMA busy_timeout = 5000")
+            with db:
+                db.execute("DELETE FROM job_logs WHERE job_id = ?", (job_id,))
+        page.reload()
+        expect(page.locator("#log-pruned")).to_contain_text("deleted by log retention")
+        expect(page.locator("#job-status")).to_have_text("succeeded")
+        expect(page.locator("#log-state")).to_have_text("ended")
+        expect(page.locator("#job-log .line")).to_have_count(0)
 
         # A long job, cancelled from its page (the confirmation is accepted).
         reply = httpx.post(

@@ -281,7 +281,7 @@ async def test_housekeeping_runs_as_a_job_and_prunes_logs_and_expired_keys(
     runtime: Runtime, clock: FrozenClock
 ) -> None:
     from pressluft.services.idempotency import guarded
-    from pressluft.services.jobs import JobAccepted
+    from pressluft.services.jobs import JobAccepted, read_log
 
     old = await submit(runtime, job_type="noop")
     assert (await until_ended(runtime, old)).status == "succeeded"
@@ -305,6 +305,14 @@ async def test_housekeeping_runs_as_a_job_and_prunes_logs_and_expired_keys(
     ]
     assert await log_lines(runtime, old) == []
     assert (await job(runtime, old)).status == "succeeded"  # the job row stays
+
+    # A pruned log says so; an empty page of a kept log (read past its end) does not.
+    pruned = await runtime.db.read(lambda c: read_log(c, old, after=0, limit=10, tail=None))
+    assert (pruned.lines, pruned.pruned) == ([], True)
+    tail = await runtime.db.read(lambda c: read_log(c, old, after=0, limit=10, tail=5))
+    assert (tail.lines, tail.pruned) == ([], True)
+    kept = await runtime.db.read(lambda c: read_log(c, job_id, after=10**6, limit=10, tail=None))
+    assert (kept.lines, kept.pruned) == ([], False)
 
 
 # A 200,000-character line, a line after it, then a straggler in a session of its

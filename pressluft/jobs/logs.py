@@ -24,6 +24,7 @@ __all__ = [
     "append_lines",
     "attempt_output_tail",
     "first_line",
+    "has_lines",
     "last_seq",
     "prune_before",
     "read_lines",
@@ -57,6 +58,12 @@ class LogAppended(msgspec.Struct, frozen=True):
 def last_seq(conn: sqlite3.Connection, job_id: str) -> int:
     row = conn.execute("SELECT max(seq) FROM job_logs WHERE job_id = ?", (job_id,)).fetchone()
     return int(row[0] or 0)
+
+
+def has_lines(conn: sqlite3.Connection, job_id: str) -> bool:
+    """Whether any line of the job is stored (none once retention deleted them)."""
+    row = conn.execute("SELECT 1 FROM job_logs WHERE job_id = ? LIMIT 1", (job_id,)).fetchone()
+    return row is not None
 
 
 def _insert(tx: WriteTx, job_id: str, attempt: int, lines: Sequence[tuple[str, str]]) -> int:

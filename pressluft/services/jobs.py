@@ -23,7 +23,7 @@ from pressluft.events import Meta
 from pressluft.events.notify import KeyedNotifier
 from pressluft.ids import is_uuid
 from pressluft.jobs.builtin import SleepPayload
-from pressluft.jobs.logs import JobLogLine, read_lines, tail_lines
+from pressluft.jobs.logs import JobLogLine, has_lines, read_lines, tail_lines
 from pressluft.jobs.queue import STATUSES, TERMINAL, JobSpec, enqueue
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "follow_log",
     "get_job",
     "list_jobs",
+    "log_pruned",
     "read_log",
     "wait_for_end",
 ]
@@ -106,6 +107,9 @@ class JobLogPage(msgspec.Struct, frozen=True, kw_only=True):
     lines: list[JobLogLine]
     next_after: int
     job_status: str
+    #: Log retention deleted the job's lines (an empty log is never just empty:
+    #: every job's first line is written when it is queued).
+    pruned: bool = False
 
 
 class JobQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -241,6 +245,12 @@ def job_counts(conn: sqlite3.Connection, now: str) -> tuple[list[tuple[str, str,
     return counts, int(due)
 
 
+def log_pruned(conn: sqlite3.Connection, job_id: str) -> bool:
+    """Whether log retention deleted the job's lines (a kept log has at least the
+    line written when the job was queued)."""
+    return not has_lines(conn, job_id)
+
+
 def read_log(
     conn: sqlite3.Connection, job_id: str, *, after: int, limit: int, tail: int | None
 ) -> JobLogPage:
@@ -251,7 +261,10 @@ def read_log(
         else read_lines(conn, job_id, after, limit)
     )
     next_after = lines[-1].seq if lines else after
-    return JobLogPage(job_id=job_id, lines=lines, next_after=next_after, job_status=status)
+    pruned = not lines and log_pruned(conn, job_id)
+    return JobLogPage(
+        job_id=job_id, lines=lines, next_after=next_after, job_status=status, pruned=pruned
+    )
 
 
 # -- diagnostics ----------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pressluft.services.counters import read_counters
 from pressluft.services.events import list_events
 from pressluft.services.health import check_health
 from pressluft.services.jobs import STATUSES as JOB_STATUSES
-from pressluft.services.jobs import get_job
+from pressluft.services.jobs import get_job, log_pruned
 from pressluft.services.principals import Principal
 from pressluft.services.settings import DNS01_CREDENTIAL_KEYS, get_settings
 
@@ -141,7 +141,9 @@ async def job_page(
     job_id: Annotated[str, PathParameter()],
 ) -> Template:
     try:  # any text: what is not a job's id gets the page below, not an API error
-        job = await runtime.db.read(lambda conn: get_job(conn, job_id))
+        job, pruned = await runtime.db.read(
+            lambda conn: (get_job(conn, job_id), log_pruned(conn, job_id))
+        )
     except NotFound:
         return Template(
             template_name="not_found.html",
@@ -160,6 +162,8 @@ async def job_page(
             "principal": principal,
             "job": job,
             "payload": msgspec.json.encode(job.payload).decode(),
+            "log_pruned": pruned,
+            "retention_days": runtime.config.job_log_retention_days,
         },
     )
 
