@@ -247,6 +247,15 @@ async def test_retry_a_failed_job_as_a_new_job(client: httpx.AsyncClient, runtim
     await until_ended(runtime, new_id)
     old = (await client.get(f"/api/jobs/{job_id}")).json()
     assert (old["status"], old["retried_by"], new["retried_by"]) == ("failed", new_id, None)
+    # The old job's own history names the retry and who asked for it.
+    audit = (
+        await client.get("/api/audit", params={"resource_type": "job", "resource_id": job_id})
+    ).json()
+    by_action = {e["action"]: e for e in audit["items"]}
+    retried, enqueued = by_action["job.retried"], by_action["job.enqueued"]
+    assert retried["result"] == "succeeded"
+    assert retried["actor"] == enqueued["actor"]  # the operator's token, like the first request
+    assert retried["correlation_id"] != enqueued["correlation_id"]  # a request of its own
     # Retried once: a second retry (a double click, a second operator) names the first.
     racing = await asyncio.gather(*(client.post(f"/api/jobs/{job_id}/retry") for _ in range(5)))
     assert [r.status_code for r in racing] == [409] * 5

@@ -41,6 +41,7 @@ from pressluft.events.types import (
     JobEnqueued,
     JobFailed,
     JobLeaseExpired,
+    JobRetried,
     JobRetryScheduled,
     JobSucceeded,
 )
@@ -530,6 +531,9 @@ def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
             timeout_seconds=timeout,
             retry_of=job_id,
         )
-        return enqueue(tx, spec, meta)
+        new_id = enqueue(tx, spec, meta)
+        # The old job's own history says it was retried, and by whom (the audit).
+        append(tx, f"job:{job_id}", None, [JobRetried(job_id=job_id, retried_by=new_id)], meta)
+        return new_id
 
     return command

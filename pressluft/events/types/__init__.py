@@ -26,6 +26,7 @@ from pressluft.events.types.jobs import (
     JobEnqueued,
     JobFailed,
     JobLeaseExpired,
+    JobRetried,
     JobRetryScheduled,
     JobSucceeded,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "JobEnqueued",
     "JobFailed",
     "JobLeaseExpired",
+    "JobRetried",
     "JobRetryScheduled",
     "JobSucceeded",
     "LoginFailed",
@@ -128,6 +130,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     JobCancelRequested,
     JobCancelled,
     JobLeaseExpired,
+    JobRetried,
     NodeRegistered,
     NodeHostKeyPinned,
     NodeHostKeyUnpinned,

@@ -18,6 +18,7 @@ __all__ = [
     "JobEnqueued",
     "JobFailed",
     "JobLeaseExpired",
+    "JobRetried",
     "JobRetryScheduled",
     "JobSucceeded",
 ]
@@ -77,6 +78,15 @@ class JobCancelled(Event, frozen=True, tag="job.cancelled"):
     job_id: str
     attempt: int
     lease_token: str | None = None
+
+
+class JobRetried(Event, frozen=True, tag="job.retried"):
+    """An operator retried the ended job as a new one (`retried_by`, whose
+    job.enqueued names this job in `retry_of`). An audit record on the old job's
+    stream: its row is unchanged, its `retried_by` is read from the new job."""
+
+    job_id: str
+    retried_by: str
 
 
 class JobLeaseExpired(Event, frozen=True, tag="job.lease_expired"):
