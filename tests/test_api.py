@@ -98,6 +98,42 @@ async def test_bad_input_gets_the_envelope_and_changes_nothing(
 
 
 @pytest.mark.spec("API-3")
+@pytest.mark.parametrize("ident", ["abc", "a" * 36, "a" * 65, "a" * 300])
+async def test_a_path_id_that_is_no_id_is_404_on_every_operation(
+    client: httpx.AsyncClient, ident: str
+) -> None:
+    """Whatever its length, an id that names nothing is 404 — on every operation
+    with an id in its path, taken from the contract (over-long ids were 400 for
+    nodes, sites and tokens but 404 for jobs)."""
+    import re
+
+    import yaml
+
+    before = await _event_count(client)
+    contract = yaml.safe_load(contract_bytes())
+    checked = 0
+    for path, operations in contract["paths"].items():
+        if "{" not in path or path.endswith("/stream"):
+            continue
+        for method in set(operations) & {"get", "post", "put", "patch", "delete"}:
+            url = re.sub(r"\{[^}]+\}", ident, path)
+            body = None
+            if path.endswith("/environments"):  # a valid body: the id is what is wrong
+                body = {
+                    "name": "Staging",
+                    "slug": "staging",
+                    "type": "staging",
+                    "source_environment_id": "00000000-0000-4000-8000-000000000001",
+                }
+            response = await client.request(method.upper(), url, json=body)
+            assert response.status_code == 404, (method, path, response.text)
+            assert response.json()["code"] == "not_found"
+            checked += 1
+    assert checked >= 20
+    assert await _event_count(client) == before
+
+
+@pytest.mark.spec("API-3")
 @pytest.mark.parametrize("raw", [b"{not json", b'{"job_type": "noop"', b'{"job_type": "noop"} x'])
 async def test_a_body_that_is_not_json_is_400_whatever_the_fault(
     client: httpx.AsyncClient, raw: bytes

@@ -39,7 +39,7 @@ from pressluft.services.nodes import (
 
 __all__ = ["NODE_ROUTES"]
 
-NodeIdParam = Annotated[str, PathParameter(name="node_id", max_length=64)]
+NodeIdParam = Annotated[str, PathParameter(name="node_id")]  # not a node's id: 404
 Raw = Annotated[str | None, QueryParameter(max_length=20)]
 
 

@@ -44,8 +44,8 @@ from pressluft.services.sites import (
 
 __all__ = ["SITE_ROUTES"]
 
-SiteIdParam = Annotated[str, PathParameter(name="site_id", max_length=64)]
-EnvironmentIdParam = Annotated[str, PathParameter(name="environment_id", max_length=64)]
+SiteIdParam = Annotated[str, PathParameter(name="site_id")]  # not a site's id: 404
+EnvironmentIdParam = Annotated[str, PathParameter(name="environment_id")]  # likewise
 Raw = Annotated[str | None, QueryParameter(max_length=64)]
 
 

@@ -79,7 +79,7 @@ async def revoke_token(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     ctx: NamedDependency[Context],
-    token_id: Annotated[str, PathParameter(max_length=64)],
+    token_id: Annotated[str, PathParameter()],  # not a token's id: 404
 ) -> Response[TokenView]:
     command = revoke_token_command(token_id, ctx.meta())
     done = await run_write(request, runtime, ctx, command, TokenView, 200)
