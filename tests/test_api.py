@@ -118,7 +118,7 @@ async def test_a_path_id_that_is_no_id_is_404_on_every_operation(
         for method in set(operations) & {"get", "post", "put", "patch", "delete"}:
             url = re.sub(r"\{[^}]+\}", ident, path)
             body = None
-            if path.endswith("/environments"):  # a valid body: the id is what is wrong
+            if path.endswith("/environments") and method == "post":  # the id is what is wrong
                 body = {
                     "name": "Staging",
                     "slug": "staging",
@@ -130,6 +130,39 @@ async def test_a_path_id_that_is_no_id_is_404_on_every_operation(
             assert response.json()["code"] == "not_found"
             checked += 1
     assert checked >= 20
+    assert await _event_count(client) == before
+
+
+@pytest.mark.spec("API-3")
+async def test_a_body_sent_to_an_operation_that_takes_none_is_400(
+    client: httpx.AsyncClient,
+) -> None:
+    """`{"reason": …}` on a cancel was dropped without a word; every operation
+    whose contract declares no body now refuses one (and takes the request
+    without it)."""
+    import re
+
+    import yaml
+
+    before = await _event_count(client)
+    contract = yaml.safe_load(contract_bytes())
+    some_id = "00000000-0000-4000-8000-000000000001"
+    refused = []
+    for path, operations in contract["paths"].items():
+        for method in sorted(set(operations) & {"post", "put", "patch", "delete"}):
+            if "requestBody" in operations[method] or path == "/api/logout":
+                continue  # logout: a token is refused first (who asks, then what)
+            url = re.sub(r"\{[^}]+\}", some_id, path)
+            response = await client.request(method.upper(), url, json={"reason": "because"})
+            assert response.status_code == 400, (method, path, response.text)
+            assert response.json()["details"]["errors"] == [
+                {"field": "body", "message": "not taken here", "in": "body"}
+            ]
+            refused.append(path)
+            if "{" in path:  # without the body it gets through: there is no such thing
+                without = await client.request(method.upper(), url)
+                assert without.status_code == 404, (method, path, without.text)
+    assert "/api/jobs/{job_id}/cancel" in refused and len(refused) >= 10
     assert await _event_count(client) == before
 
 

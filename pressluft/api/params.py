@@ -1,12 +1,14 @@
-"""Strict query parameters: only those the contract declares, once, integers as digits.
+"""Strict requests: query parameters as the contract declares them, and no body
+where it declares none.
 
 `query_guard` (installed app-wide, after the access guard) refuses a query
 parameter the operation does not declare (a misspelt filter would otherwise
 answer with everything), one given twice, and an integer parameter that is not
-written in digits (Litestar read `limit=1.0` as 1). Litestar also turns the
-text `null` into None for optional parameters; `query_int` and `query_choice`
-parse such parameters from text instead. Every refusal is 400 naming the
-parameter.
+written in digits (Litestar read `limit=1.0` as 1), and a request body sent to
+an operation that takes none (`{"reason": …}` on a cancel would otherwise be
+dropped without a word). Litestar also turns the text `null` into None for
+optional parameters; `query_int` and `query_choice` parse such parameters from
+text instead. Every refusal is 400 naming the parameter or the body.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from litestar.handlers.base import BaseRouteHandler
 from pressluft.api.contract import load_contract
 from pressluft.errors import BadRequest
 
-__all__ = ["declared_queries", "query_choice", "query_guard", "query_int"]
+__all__ = ["bodiless", "declared_queries", "query_choice", "query_guard", "query_int"]
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _INTEGER = re.compile(r"-?[0-9]+")  # its range is the handler's to check
@@ -32,6 +34,18 @@ _METHODS = ("get", "put", "post", "patch", "delete")
 #: Operations that ignore their query: uptime monitors and load balancers add
 #: cache-busting parameters to health probes, and a refused probe reads as "down".
 OPEN_QUERY = frozenset({"getHealth"})
+
+
+@lru_cache(maxsize=1)
+def bodiless() -> frozenset[str]:
+    """operationIds of the operations whose contract declares no request body."""
+    document = load_contract()
+    return frozenset(
+        str(op["operationId"])
+        for item in (document.get("paths") or {}).values()
+        for method in _METHODS
+        if (op := item.get(method)) is not None and "requestBody" not in op
+    )
 
 
 @lru_cache(maxsize=1)
@@ -60,7 +74,8 @@ def declared_queries() -> dict[str, dict[str, bool]]:
 async def query_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """Refuse query parameters the handler's operation does not take as given."""
+    """Refuse query parameters the handler's operation does not take as given,
+    and a body it does not take."""
     operation = getattr(handler, "operation_id", None)
     if not isinstance(operation, str) or operation in OPEN_QUERY:
         return  # a dashboard page, or a probe
@@ -75,6 +90,21 @@ async def query_guard(
         seen.add(name)
         if declared[name] and not _INTEGER.fullmatch(value):
             raise _bad(name, "expected an integer, written in digits")
+    if operation in bodiless() and _has_body(connection):
+        raise BadRequest(
+            "invalid request: body: this operation takes no request body",
+            details={
+                "errors": [{"field": "body", "message": "not taken here", "in": "body"}],
+                "hint": "send the request without a body",
+            },
+        )
+
+
+def _has_body(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    length = connection.headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "transfer-encoding" in connection.headers
 
 
 def _unknown(name: str, declared: dict[str, bool]) -> str:
