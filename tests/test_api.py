@@ -167,6 +167,29 @@ async def test_a_body_sent_to_an_operation_that_takes_none_is_400(
 
 
 @pytest.mark.spec("API-3")
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        (b'{"job_type": "sleep", "seconds": 1, "seconds": 600}', "seconds"),
+        (b'{"job_type": "noop", "job_type": "sleep"}', "job_type"),
+    ],
+)
+async def test_a_key_given_twice_in_a_body_is_400_naming_it(
+    client: httpx.AsyncClient, raw: bytes, key: str
+) -> None:
+    """Which of the two counts is the parser's guess (msgspec took the last)."""
+    before = await _event_count(client)
+    response = await client.post(
+        "/api/diagnostics/jobs", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["details"]["errors"] == [
+        {"field": key, "message": "key given more than once", "in": "body"}
+    ]
+    assert await _event_count(client) == before
+
+
+@pytest.mark.spec("API-3")
 @pytest.mark.parametrize("raw", [b"{not json", b'{"job_type": "noop"', b'{"job_type": "noop"} x'])
 async def test_a_body_that_is_not_json_is_400_whatever_the_fault(
     client: httpx.AsyncClient, raw: bytes

@@ -7,12 +7,15 @@ raw bytes of every non-empty body and passes what it returns to the handler
 untouched, so each `data: Annotated[T, Body()]` is decoded once, strictly, by
 `msgspec.json.decode(..., type=T)`. A body that does not fit `T` is a
 `ValidationException` shaped like Litestar's own (the error handler renders
-both the same way); one that is not JSON is 400 "not valid JSON". An empty
-body never reaches the DTO: the signature model still reports it missing.
+both the same way); one that is not JSON is 400 "not valid JSON". A key given
+twice in one object is refused too (JSON parsers disagree on which one counts;
+msgspec takes the last). An empty body never reaches the DTO: the signature
+model still reports it missing.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Generator
 from functools import cache
@@ -49,6 +52,34 @@ def _invalid(exc: msgspec.ValidationError, method: str, path: str) -> Validation
     )
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+def _refuse_duplicate_keys(value: bytes, method: str, path: str) -> None:
+    """A body msgspec accepted, parsed again to find a key given twice in an object."""
+    try:
+        json.loads(value, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as dup:
+        raise ValidationException(
+            detail=f"Validation failed for {method} {path}",
+            extra=[{"message": "key given more than once", "key": dup.key, "source": "body"}],
+        ) from None
+
+
 class StrictBody(AbstractDTO[Any]):
     """The app's data DTO: decodes JSON bodies strictly; never encodes responses."""
 
@@ -82,13 +113,15 @@ class StrictBody(AbstractDTO[Any]):
         connection = self.asgi_connection
         data_field = connection.route_handler.parsed_data_field
         assert data_field is not None  # Litestar calls a data DTO only for a `data` parameter
+        method = str(connection.scope.get("method", ""))
         try:
-            return _decoder(data_field.annotation).decode(value)
+            decoded = _decoder(data_field.annotation).decode(value)
         except msgspec.ValidationError as exc:
-            method = str(connection.scope.get("method", ""))
             raise _invalid(exc, method, connection.url.path) from exc
         except msgspec.DecodeError as exc:
             raise BadRequest("the request body is not valid JSON") from exc
+        _refuse_duplicate_keys(value, method, connection.url.path)
+        return decoded
 
     def decode_builtins(self, value: dict[str, Any]) -> Any:
         raise ImproperlyConfiguredException("only JSON bodies are decoded")
