@@ -289,10 +289,13 @@ class QueueMachine(RuleBasedStateMachine):
             "SELECT count(*) FROM jobs WHERE retry_of = ?", (job_id,)
         ).fetchone()[0]
         if status in ("failed", "cancelled") and not retried:
-            event("retried")
+            event("retried" + (" after forgiven stops" if self._stops(job_id) else ""))
             new = self.q.run(retry(job_id, ACTOR))
-            assert self.q.job(new)["retry_of"] == job_id
-            return self._enqueued(new)
+            row = self.q.job(new)
+            # a fresh attempt series, as many as the old job was enqueued with
+            assert (row["retry_of"], row["max_attempts"]) == (job_id, self.granted[job_id])
+            self.granted[new] = self.granted[job_id]
+            return new
         before = self.q.conn.execute("SELECT count(*) FROM events").fetchone()[0]
         with pytest.raises(Conflict):
             self.q.run(retry(job_id, ACTOR))

@@ -507,7 +507,7 @@ def test_every_job_error_code_is_registered_with_its_retry_rule(repo_root: Path)
     assert rows == {code: "yes" if again else "no" for code, again in CODES.items()}
 
 
-@pytest.mark.spec("JOB-18")
+@pytest.mark.spec("JOB-18", "JOB-19")
 def test_planned_stops_are_forgiven_three_times_then_count(q: QueueDb) -> None:
     job_id = q.enqueue(max_attempts=1)
     stopped = RescueScope(all_running=True, reason="daemon_stopped")
@@ -521,3 +521,6 @@ def test_planned_stops_are_forgiven_three_times_then_count(q: QueueDb) -> None:
     assert [r.outcome for r in q.run(rescue(stopped))] == ["failed"]
     job = q.job(job_id)
     assert (job["status"], job["error_code"], job["max_attempts"]) == ("failed", "LEASE_EXPIRED", 4)
+    # Its retry is a fresh series: the attempts given back were the old job's.
+    again = q.run(retry(job_id, ACTOR))
+    assert q.job(again)["max_attempts"] == 1

@@ -527,7 +527,9 @@ def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
             site_id=site_id,
             environment_id=environment_id,
             node_id=node_id,
-            max_attempts=attempts,
+            # A fresh series: the attempts given back for graceful stops were the
+            # old job's, not part of what it was enqueued with.
+            max_attempts=attempts - _stops(tx, job_id),
             timeout_seconds=timeout,
             retry_of=job_id,
         )
