@@ -451,6 +451,20 @@ def test_a_clock_set_back_does_not_hold_the_schedule_back(q: QueueDb) -> None:
     assert len(q.run(enqueue_due(schedules, correct))) == 1
 
 
+@pytest.mark.spec("JOB-28")
+def test_a_schedule_with_an_active_job_is_not_due(q: QueueDb) -> None:
+    """Its job from a clock that ran ahead still waits (queued for a retry): the
+    scheduler must not think the schedule due every second meanwhile."""
+    every = 6 * 3600
+    schedules = [Schedule("housekeeping", every)]
+    correct = q.now
+    q.advance(86400)
+    q.run(enqueue_due(schedules, correct))
+    q.now = correct
+    assert next_due(schedules, correct, q.now)(q.conn) is None  # nothing due: sleep long
+    assert q.run(enqueue_due(schedules, correct)) == []
+
+
 @pytest.mark.spec("JOB-27")
 def test_idempotency_keys_expire_belong_to_one_actor_and_skip_failures(
     q: QueueDb, tmp_path: Path

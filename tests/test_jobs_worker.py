@@ -315,6 +315,37 @@ async def test_housekeeping_runs_as_a_job_and_prunes_logs_and_expired_keys(
     assert (kept.lines, kept.pruned) == ([], False)
 
 
+@pytest.mark.spec("JOB-28")
+async def test_housekeeping_first_runs_an_hour_after_install_however_often_it_restarts(
+    config: Config, clock: FrozenClock
+) -> None:
+    """A never-run schedule counts from the database's creation, not from each
+    start: a daemon restarted every 50 minutes still gets its housekeeping."""
+    from pressluft.services.housekeeping import FIRST_AFTER_SECONDS
+
+    async def housekeeping_jobs(advance: float) -> int:
+        clock.advance(advance)
+        rt = Runtime(config, clock)
+        await rt.start()
+        try:
+            for _ in range(50):  # the scheduler looks once at start
+                count = await rt.db.read(
+                    lambda c: c.execute(
+                        "SELECT count(*) FROM jobs WHERE job_type = 'housekeeping'"
+                    ).fetchone()[0]
+                )
+                if count:
+                    return int(count)
+                await asyncio.sleep(0.01)
+            return 0
+        finally:
+            await rt.stop()
+
+    assert await housekeeping_jobs(0) == 0  # installed now
+    assert await housekeeping_jobs(FIRST_AFTER_SECONDS * 5 / 6) == 0  # restarted at 50 min
+    assert await housekeeping_jobs(FIRST_AFTER_SECONDS / 6) == 1  # at 60 min: due
+
+
 # A 200,000-character line, a line after it, then a straggler in a session of its
 # own (out of the job's process group) that holds stdout for ten minutes; its pid
 # goes to the file named by argv[1].

@@ -6,7 +6,11 @@ that type and scope is queued or running (the de-dup), or when the newest one
 was created less than an interval ago, and otherwise enqueues it as
 `system:scheduler`. The `Scheduler` service runs it whenever the next schedule falls due (and at
 least every `max_sleep` seconds); a schedule that never ran first runs
-`first_after_seconds` after the scheduler started. "Newest" is by queue order,
+`first_after_seconds` after the database was created (not after each start: a
+daemon restarted more often than that would otherwise never run it), or after
+the scheduler started if that is earlier (a clock set back). While a job of a
+schedule's kind is queued or running, the schedule is not due: the next look
+is at most `max_sleep` away. "Newest" is by queue order,
 not by timestamp: when it was created "in the future" (the clock ran ahead and
 was set back), the schedule runs at once and measures from that run, instead of
 waiting for the wrong clock's time to come round.
@@ -29,7 +33,7 @@ from pressluft.events import Meta
 from pressluft.jobs.queue import JobSpec, enqueue
 from pressluft.logs import get_logger
 
-__all__ = ["SCHEDULER_ACTOR", "Schedule", "Scheduler", "enqueue_due", "next_due"]
+__all__ = ["SCHEDULER_ACTOR", "Schedule", "Scheduler", "enqueue_due", "installed_at", "next_due"]
 
 log = get_logger("pressluft.jobs")
 
@@ -45,7 +49,7 @@ class Schedule:
     node_id: str | None = None
     max_attempts: int = 3
     timeout_seconds: int = 1800
-    #: With no job of its kind yet: how long after the scheduler starts it first runs.
+    #: With no job of its kind yet: how long after the database was created it first runs.
     first_after_seconds: int = 0
 
     def due_at(self, last: str | None, started: datetime, now: datetime) -> datetime:
@@ -58,8 +62,19 @@ class Schedule:
 
 
 _SCOPE = "job_type = ? AND site_id IS ? AND node_id IS ?"
+_ACTIVE = f"SELECT 1 FROM jobs WHERE {_SCOPE} AND status IN ('queued', 'running') LIMIT 1"
 #: The newest job of a schedule's kind, by queue order (`jobs_by_type`).
 _NEWEST = f"SELECT created_at FROM jobs WHERE {_SCOPE} ORDER BY enqueued_seq DESC LIMIT 1"
+
+
+def _active(conn: Any, s: Schedule) -> bool:
+    return conn.execute(_ACTIVE, (s.job_type, s.site_id, s.node_id)).fetchone() is not None
+
+
+def installed_at(conn: Any) -> datetime | None:
+    """When the database was created (its first migration)."""
+    (first,) = conn.execute("SELECT min(applied_at) FROM schema_migrations").fetchone()
+    return None if first is None else parse_ts(first)
 
 
 def _newest(conn: Any, s: Schedule) -> str | None:
@@ -73,12 +88,7 @@ def enqueue_due(schedules: Sequence[Schedule], started: datetime) -> Callable[[W
     def command(tx: WriteTx) -> list[str]:
         created: list[str] = []
         for s in schedules:
-            scope = (s.job_type, s.site_id, s.node_id)
-            active = tx.conn.execute(
-                f"SELECT 1 FROM jobs WHERE {_SCOPE} AND status IN ('queued', 'running') LIMIT 1",
-                scope,
-            ).fetchone()
-            if active is not None:
+            if _active(tx.conn, s):
                 continue
             if s.due_at(_newest(tx.conn, s), started, tx.now) > tx.now:
                 continue
@@ -99,12 +109,10 @@ def enqueue_due(schedules: Sequence[Schedule], started: datetime) -> Callable[[W
 def next_due(
     schedules: Sequence[Schedule], started: datetime, now: datetime
 ) -> Callable[[Any], datetime | None]:
-    """When the earliest schedule falls due (None: no schedules)."""
+    """When the earliest schedule without an active job falls due (None: none)."""
 
     def query(conn: Any) -> datetime | None:
-        dues = []
-        for s in schedules:
-            dues.append(s.due_at(_newest(conn, s), started, now))
+        dues = [s.due_at(_newest(conn, s), started, now) for s in schedules if not _active(conn, s)]
         return min(dues, default=None)
 
     return query
@@ -124,6 +132,9 @@ class Scheduler:
 
     async def run(self, stopping: asyncio.Event) -> None:
         started = self.clock.now()
+        installed = await self.db.read(installed_at)
+        if installed is not None:
+            started = min(started, installed)
         while not stopping.is_set():
             created = await self.db.write(enqueue_due(self.schedules, started))
             if created:
