@@ -381,6 +381,34 @@ async def test_idempotency_key_replays_the_first_answer_and_refuses_another_requ
 
 
 @pytest.mark.spec("JOB-25")
+async def test_an_idempotency_key_given_twice_or_where_none_is_taken_is_400(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Two keys: which one would count? A key on magic login: each call issues a
+    new one-time URL, so the client's retry would not be the safe one it thinks."""
+    before = await runtime.db.read(lambda c: c.execute("SELECT count(*) FROM events").fetchone())
+    twice = await client.post(
+        "/api/diagnostics/jobs",
+        json={"job_type": "noop"},
+        headers=[("Idempotency-Key", "d1"), ("Idempotency-Key", "d2")],
+    )
+    assert twice.status_code == 400
+    assert twice.json()["details"]["errors"][0]["message"] == "given more than once"
+    some_env = "00000000-0000-4000-8000-000000000001"
+    for path in (f"/api/environments/{some_env}/magic-login", "/api/logout"):
+        reply = await client.post(path, headers={"Idempotency-Key": "k"})
+        if path == "/api/logout":  # a token is refused first: who asks, then what
+            assert reply.status_code == 401
+            continue
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["details"]["errors"] == [
+            {"field": "Idempotency-Key", "message": "not taken by this operation", "in": "header"}
+        ]
+    after = await runtime.db.read(lambda c: c.execute("SELECT count(*) FROM events").fetchone())
+    assert after == before
+
+
+@pytest.mark.spec("JOB-25")
 async def test_idempotency_keys_on_settings_and_tokens(client: httpx.AsyncClient) -> None:
     key = {"Idempotency-Key": "tok-1"}
     body = {"name": "ci", "scopes": ["read"]}

@@ -550,9 +550,15 @@ async def test_reset_brings_back_only_what_can_serve(
     assert reply.json() == {"success": True, "status": "active"}
     assert await _status(client, f"/api/sites/{site_id}") == "active"
     await fail_by_cancelled_deletion()
-    reply = await client.post(f"/api/sites/{site_id}/reset")
+    keyed = {"Idempotency-Key": "reset-after-lost-answer"}
+    reply = await client.post(f"/api/sites/{site_id}/reset", headers=keyed)
     assert (reply.status_code, reply.json()) == (200, {"success": True, "status": "active"})
     assert await _status(client, f"/api/environments/{production}") == "active"
+    # The answer was lost and the client retries with its key: the same 200 again,
+    # not 409 resource_not_failed, and nothing reset twice (counted below).
+    again = await client.post(f"/api/sites/{site_id}/reset", headers=keyed)
+    assert (again.status_code, again.json()) == (200, reply.json())
+    assert again.headers["idempotent-replayed"] == "true"
     resets = await runtime.db.read(
         lambda c: c.execute(
             "SELECT type, actor FROM events WHERE type IN ('site.reset', 'environment.reset')"

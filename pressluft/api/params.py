@@ -1,12 +1,14 @@
-"""Strict requests: query parameters as the contract declares them, and no body
-where it declares none.
+"""Strict requests: query parameters as the contract declares them, no body where
+it declares none, and `Idempotency-Key` only where it is declared, once.
 
 `query_guard` (installed app-wide, after the access guard) refuses a query
 parameter the operation does not declare (a misspelt filter would otherwise
 answer with everything), one given twice, and an integer parameter that is not
 written in digits (Litestar read `limit=1.0` as 1), and a request body sent to
 an operation that takes none (`{"reason": …}` on a cancel would otherwise be
-dropped without a word). Litestar also turns the text `null` into None for
+dropped without a word), and an `Idempotency-Key` given twice or sent to an
+operation that does not take it (magic login issues a new URL each call: the
+client would believe its retry safe). Litestar also turns the text `null` into None for
 optional parameters; `query_int` and `query_choice` parse such parameters from
 text instead. Every refusal is 400 naming the parameter or the body.
 """
@@ -25,8 +27,17 @@ from litestar.handlers.base import BaseRouteHandler
 from pressluft.api.contract import load_contract
 from pressluft.errors import BadRequest
 
-__all__ = ["bodiless", "declared_queries", "query_choice", "query_guard", "query_int"]
+__all__ = [
+    "IDEMPOTENCY_KEY",
+    "bodiless",
+    "declared_queries",
+    "idempotent",
+    "query_choice",
+    "query_guard",
+    "query_int",
+]
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _INTEGER = re.compile(r"-?[0-9]+")  # its range is the handler's to check
 _METHODS = ("get", "put", "post", "patch", "delete")
@@ -46,6 +57,25 @@ def bodiless() -> frozenset[str]:
         for method in _METHODS
         if (op := item.get(method)) is not None and "requestBody" not in op
     )
+
+
+@lru_cache(maxsize=1)
+def idempotent() -> frozenset[str]:
+    """operationIds of the operations that declare the `Idempotency-Key` header."""
+    document = load_contract()
+    shared = (document.get("components") or {}).get("parameters") or {}
+    found = set()
+    for item in (document.get("paths") or {}).values():
+        for method in _METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            for param in op.get("parameters", []):
+                if "$ref" in param:
+                    param = shared[param["$ref"].rsplit("/", 1)[1]]
+                if param.get("in") == "header" and param.get("name") == IDEMPOTENCY_KEY:
+                    found.add(str(op["operationId"]))
+    return frozenset(found)
 
 
 @lru_cache(maxsize=1)
@@ -90,6 +120,14 @@ async def query_guard(
         seen.add(name)
         if declared[name] and not _INTEGER.fullmatch(value):
             raise _bad(name, "expected an integer, written in digits")
+    keys = connection.headers.getall(IDEMPOTENCY_KEY.lower(), [])
+    if keys and operation not in idempotent():
+        raise _bad_key(
+            "not taken by this operation",
+            "send the request without it: a key cannot make this operation's retries safe",
+        )
+    if len(keys) > 1:
+        raise _bad_key("given more than once", "send one key")
     if operation in bodiless() and _has_body(connection):
         raise BadRequest(
             "invalid request: body: this operation takes no request body",
@@ -98,6 +136,16 @@ async def query_guard(
                 "hint": "send the request without a body",
             },
         )
+
+
+def _bad_key(message: str, hint: str) -> BadRequest:
+    return BadRequest(
+        f"invalid request: {IDEMPOTENCY_KEY}: {message}",
+        details={
+            "errors": [{"field": IDEMPOTENCY_KEY, "message": message, "in": "header"}],
+            "hint": hint,
+        },
+    )
 
 
 def _has_body(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:

@@ -134,9 +134,14 @@ async def delete_site(
 
 @post("/api/sites/{site_id:str}/reset", operation_id="resetSite", status_code=200, tags=["sites"])
 async def reset_site(
-    runtime: NamedDependency[Runtime], ctx: NamedDependency[Context], site_id: SiteIdParam
-) -> ResetResult:
-    return await runtime.db.write(reset_site_command(site_id, ctx.meta()))
+    request: Request[Any, Any, Any],
+    runtime: NamedDependency[Runtime],
+    ctx: NamedDependency[Context],
+    site_id: SiteIdParam,
+) -> Response[ResetResult]:
+    command = reset_site_command(site_id, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, ResetResult, 200)
+    return Response(done.value, status_code=200, headers=replay_headers(done))
 
 
 @post(
@@ -182,11 +187,14 @@ async def delete_environment(
     tags=["sites"],
 )
 async def reset_environment(
+    request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
     ctx: NamedDependency[Context],
     environment_id: EnvironmentIdParam,
-) -> ResetResult:
-    return await runtime.db.write(reset_environment_command(environment_id, ctx.meta()))
+) -> Response[ResetResult]:
+    command = reset_environment_command(environment_id, ctx.meta())
+    done = await run_write(request, runtime, ctx, command, ResetResult, 200)
+    return Response(done.value, status_code=200, headers=replay_headers(done))
 
 
 SITE_ROUTES = [
