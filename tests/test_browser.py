@@ -385,14 +385,28 @@ def test_nodes_page_adds_checks_and_decommissions_a_real_ssh_node(
             node_id = row.get_attribute("data-node-id")
             node = httpx.get(f"{daemon.url}/api/nodes/{node_id}", headers=daemon.auth()).json()
             sshd.authorize(node["public_key"])  # what the operator's command does
-            page.click("#node-check")
-            expect(page.locator("#node-action-result")).to_contain_text("Check queued.")
+
+            def checks() -> int:
+                jobs = httpx.get(
+                    f"{daemon.url}/api/jobs",
+                    params={"node_id": node_id, "job_type": "node_check"},
+                    headers=daemon.auth(),
+                ).json()
+                return len(jobs["items"])
+
+            before = checks()
+            page.dblclick("#node-check")  # a double click queues one check
+            expect(page.locator("#node-action-result")).to_contain_text("queued")
             expect(page.locator("#node-action-result a.node-job-log")).to_be_visible()
             # An ssh node's server is not Pressluft's to start or stop.
             expect(page.locator("#node-start")).to_be_hidden()
             expect(page.locator("#lab-form")).to_be_visible()
             expect(row.locator("td").nth(4)).to_have_text("ready", timeout=30_000)
             expect(row.locator("td").nth(5)).to_contain_text("SHA256:")
+            assert checks() == before + 1
+            page.click("#node-check")  # that check has ended: a new click is a new check
+            expect(page.locator("#node-action-result")).to_contain_text("Check queued.")
+            assert checks() == before + 2
             page.click("#node-facts-load")
             expect(page.locator("#node-facts dd[data-fact='CPUs']")).not_to_be_empty()
             page.screenshot(path=str(shots / "node-ready.png"), full_page=True)

@@ -658,11 +658,35 @@ function setupNodes() {
   more.addEventListener("click", () => load(false));
   load(true).then(follow);
 
+  // One key per node action until the job it queued has ended: a double click, or
+  // a click while that job is still queued or running, answers with that same job
+  // instead of queuing another.
+  const actionKeys = new Map();  // method + path -> { key, jobId (null: in flight) }
+  async function keyFor(action) {
+    const known = actionKeys.get(action);
+    if (known && !known.jobId) return known.key;
+    if (known) {
+      const job = await api("GET", "/api/jobs/" + known.jobId);
+      if (job.ok && !["succeeded", "failed", "cancelled"].includes(job.data.status)) return known.key;
+    }
+    const fresh = { key: newKey("dashboard"), jobId: null };
+    actionKeys.set(action, fresh);
+    return fresh.key;
+  }
+
   async function act(method, path, label) {
     const result = document.getElementById("node-action-result");
-    const res = await api(method, path, undefined, { "Idempotency-Key": newKey("dashboard") });
+    const action = method + " " + path;
+    const key = await keyFor(action);
+    const res = await api(method, path, undefined, { "Idempotency-Key": key });
+    const known = actionKeys.get(action);
+    if (known && known.key === key) {
+      if (res.ok) known.jobId = res.data.job_id;
+      else actionKeys.delete(action);  // refused: nothing was queued under this key
+    }
+    const again = res.ok && res.headers.get("Idempotent-Replayed") === "true";
     result.className = res.ok ? "result-ok" : "result-error";
-    result.textContent = res.ok ? label + " " : describeError(res.data);
+    result.textContent = res.ok ? (again ? "Already queued: the same job. " : label + " ") : describeError(res.data);
     // Every node action is a job: follow its live log.
     if (res.ok) result.appendChild(el("a", { href: "/jobs/" + res.data.job_id, class: "node-job-log" }, "live log"));
   }
