@@ -329,6 +329,7 @@ def test_jobs_run_live_survive_a_reload_cancel_and_retry(
         expect(page.locator("#job-status")).to_have_text("succeeded")
         expect(page.locator("#log-state")).to_have_text("ended")
         expect(page.locator("#job-log .line")).to_have_count(0)
+        expect(page.locator("#job-log")).to_be_hidden()  # no empty log box under the note
 
         # A long job, cancelled from its page (the confirmation is accepted).
         reply = httpx.post(
@@ -346,6 +347,9 @@ def test_jobs_run_live_survive_a_reload_cancel_and_retry(
         page.click("#job-cancel")
         expect(page.locator("#job-status")).to_have_text("cancelled")
         expect(page.locator("#job-action-result")).to_have_text("Cancelled.")
+        # The cancel button is gone with the running state; the keyboard stays on its answer.
+        expect(page.locator("#job-cancel")).to_be_hidden()
+        expect(page.locator("#job-action-result")).to_be_focused()
         page.screenshot(path=str(shots / "job-cancelled.png"), full_page=True)
         page.click("#job-retry")
         expect(page).not_to_have_url(daemon.url + "/jobs/" + long_id)

@@ -430,7 +430,12 @@ function renderJob(job) {
   document.getElementById("job-finished").textContent = job.finished_at || "—";
   const cancel = document.getElementById("job-cancel");
   const retry = document.getElementById("job-retry");
-  if (cancel) cancel.hidden = !["queued", "running"].includes(job.status);
+  if (cancel) {
+    const focused = document.activeElement === cancel;
+    cancel.hidden = !["queued", "running"].includes(job.status);
+    // The button hides once the job has ended: keep the keyboard on the answer.
+    if (focused && cancel.hidden) document.getElementById("job-action-result").focus();
+  }
   // A job is retried once: after that, its retry is the one to retry.
   if (retry) retry.hidden = !["failed", "cancelled"].includes(job.status) || !!job.retried_by;
   const retried = document.getElementById("job-retried-by");
@@ -515,6 +520,7 @@ function setupJob() {
         result.className = res.ok ? "result-ok" : "result-error";
         result.textContent = res.ok ? CANCEL_ANSWERS[res.data.status] : describeError(res.data);
         await refresh();
+        if (cancel.hidden) result.focus();  // the button is gone: the keyboard stays on its answer
       } finally {
         cancel.disabled = false;
       }
