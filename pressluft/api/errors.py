@@ -46,7 +46,13 @@ STATUS_CODES: dict[int, str] = {
 }
 
 
+#: Messages may quote the request (an id from the path): never more than this.
+MESSAGE_MAX_CHARS = 500
+
+
 def envelope(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    if len(message) > MESSAGE_MAX_CHARS:
+        message = message[: MESSAGE_MAX_CHARS - 1] + "…"
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
