@@ -183,19 +183,30 @@ async def test_a_body_sent_to_an_operation_that_takes_none_is_400(
 
 @pytest.mark.spec("API-3")
 @pytest.mark.parametrize(
-    ("raw", "key"),
+    ("method", "target", "raw", "key"),
     [
-        (b'{"job_type": "sleep", "seconds": 1, "seconds": 600}', "seconds"),
-        (b'{"job_type": "noop", "job_type": "sleep"}', "job_type"),
+        (
+            "POST",
+            "/api/diagnostics/jobs",
+            b'{"job_type": "sleep", "seconds": 1, "seconds": 600}',
+            "seconds",
+        ),
+        ("POST", "/api/diagnostics/jobs", b'{"job_type": "noop", "job_type": "sleep"}', "job_type"),
+        (  # nested: named by its path
+            "PATCH",
+            "/api/settings",
+            b'{"dns01_credentials": {"api_token": "a", "api_token": "b"}}',
+            "dns01_credentials.api_token",
+        ),
     ],
 )
 async def test_a_key_given_twice_in_a_body_is_400_naming_it(
-    client: httpx.AsyncClient, raw: bytes, key: str
+    client: httpx.AsyncClient, method: str, target: str, raw: bytes, key: str
 ) -> None:
     """Which of the two counts is the parser's guess (msgspec took the last)."""
     before = await _event_count(client)
-    response = await client.post(
-        "/api/diagnostics/jobs", content=raw, headers={"content-type": "application/json"}
+    response = await client.request(
+        method, target, content=raw, headers={"content-type": "application/json"}
     )
     assert response.status_code == 400, response.text
     assert response.json()["details"]["errors"] == [

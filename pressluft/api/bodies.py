@@ -52,32 +52,57 @@ def _invalid(exc: msgspec.ValidationError, method: str, path: str) -> Validation
     )
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+class _Repeated(dict[str, Any]):
+    """An object of the body in which `key` was given more than once."""
+
+    key = ""
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return obj
+def _repeated_at(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first key given twice, or None."""
+    if isinstance(value, _Repeated):
+        return path + value.key
+    if isinstance(value, dict):
+        children: Any = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    else:
+        return None
+    for name, child in children:
+        found = _repeated_at(child, f"{path}{name}.")
+        if found is not None:
+            return found
+    return None
 
 
 def _refuse_duplicate_keys(value: bytes, method: str, path: str) -> None:
-    """A body msgspec accepted, parsed again to find a key given twice in an object."""
-    try:
-        json.loads(value, object_pairs_hook=_unique_keys)
-    except _DuplicateKey as dup:
+    """A body msgspec accepted, parsed again to find a key given twice in an object.
+    Objects are built inside out, so a repeat is marked where it is and, only if
+    there was one, found top-down for its path."""
+    repeats = False
+
+    def mark(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeats
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        repeats = True
+        seen: set[str] = set()
+        marked = _Repeated(obj)
+        for key, _ in pairs:
+            if key in seen:
+                marked.key = key
+                break
+            seen.add(key)
+        return marked
+
+    tree = json.loads(value, object_pairs_hook=mark)
+    at = _repeated_at(tree) if repeats else None
+    if at is not None:
         raise ValidationException(
             detail=f"Validation failed for {method} {path}",
-            extra=[{"message": "key given more than once", "key": dup.key, "source": "body"}],
-        ) from None
+            extra=[{"message": "key given more than once", "key": at, "source": "body"}],
+        )
 
 
 class StrictBody(AbstractDTO[Any]):
