@@ -45,6 +45,28 @@ def test_a_missing_operation_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
     assert problems == ["in the app, not in the contract: GET /api/metrics (getMetrics, 200)"]
 
 
+@pytest.mark.spec("API-1")
+def test_a_keyed_operation_without_its_key_answers_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pressluft import contract_check
+
+    document = contract_check.load_contract()
+    reset = document["paths"]["/api/sites/{site_id}/reset"]["post"]
+    responses = {k: v for k, v in reset["responses"].items() if str(k) != "422"}
+    trimmed = {
+        **document,
+        "paths": {
+            **document["paths"],
+            "/api/sites/{site_id}/reset": {"post": {**reset, "responses": responses}},
+        },
+    }
+    monkeypatch.setattr(contract_check, "load_contract", lambda: trimmed)
+    assert check_contract() == [
+        "POST /api/sites/{site_id}/reset takes Idempotency-Key but does not declare 422"
+    ]
+
+
 @pytest.mark.spec("API-2")
 async def test_every_operation_answers_as_the_contract_says(
     client: httpx.AsyncClient, session: httpx.AsyncClient, contract: ContractValidator
