@@ -275,8 +275,13 @@ async def test_background_writes_wait_for_a_commit_only_while_requests_write(
     (tmp_path / "busy").mkdir()
     idle = await _database(tmp_path / "idle")
     try:
-        # No request has written: the background write commits at once, alone.
+        # No request has written: the background write commits at once, alone — and
+        # so does the next: a background commit is not a request writing (a queue
+        # draining on its own waited its linger before every commit).
         assert await asyncio.wait_for(idle.write(_put("alone"), linger=hour), 60) == "alone"
+        # (90 s: a write that waited would fail the wait below, and the close after it
+        # would still end.)
+        assert await asyncio.wait_for(idle.write(_put("again"), linger=90), 60) == "again"
     finally:
         await idle.close()
 

@@ -152,6 +152,10 @@ class Database:
         self._linger: asyncio.TimerHandle | None = None
         self._linger_seconds = 0.0
         self._lingering: set[asyncio.Future[Any]] = set()  # pending writes that may wait
+        # Pending background writes (given a linger), whether they wait or not: their
+        # commits are not requests writing, or a queue draining on its own would keep
+        # its own foreground window open and wait its linger before every commit.
+        self._background: set[asyncio.Future[Any]] = set()
         self._foreground_window = foreground_window
         # Loop time a write that may not wait was last submitted or committed (on a
         # slow disk a commit outlasts the window: requests are still writing).
@@ -214,9 +218,11 @@ class Database:
         future: asyncio.Future[T] = self._loop.create_future()
         self._pending.append((command, future))
         self._idle.clear()
-        if linger > 0 and not self._foreground_recent():
-            linger = 0.0  # nobody to ride along with: waiting would only add latency
-        elif linger <= 0:
+        if linger > 0:
+            self._background.add(future)
+            if not self._foreground_recent():
+                linger = 0.0  # nobody to ride along with: waiting would only add latency
+        else:
             self._foreground_at = self._loop_time()
         if linger > 0:
             self._lingering.add(future)
@@ -252,10 +258,12 @@ class Database:
         batch = self._pending[: self._batch_max]
         del self._pending[: self._batch_max]
         self._inflight += 1
-        lingering = sum(1 for _, future in batch if future in self._lingering)
-        self._inflight_foreground = lingering < len(batch)
-        if lingering:
-            self._lingering.difference_update(future for _, future in batch)
+        background = sum(1 for _, future in batch if future in self._background)
+        self._inflight_foreground = background < len(batch)
+        if background:
+            futures = [future for _, future in batch]
+            self._background.difference_update(futures)
+            self._lingering.difference_update(futures)
         return batch
 
     def _foreground_recent(self) -> bool:
