@@ -178,6 +178,15 @@ async def test_a_body_sent_to_an_operation_that_takes_none_is_400(
     assert (empty.request.headers["transfer-encoding"], empty.status_code) == ("chunked", 404)
     some = await client.post(cancel, content=chunks(b"{", b"}"), headers=json_type)
     assert some.status_code == 400
+    # A large one is the same 400, not a 413 the operation does not declare (it was
+    # read whole against the body size limit).
+    limit = client.app_runtime.config.max_body_bytes  # type: ignore[attr-defined]
+    large = await client.post(cancel, content=chunks(*[b" " * 65536] * (limit // 65536 + 2)))
+    assert (large.request.headers["transfer-encoding"], large.status_code) == ("chunked", 400)
+    assert large.json()["details"]["errors"][0]["field"] == "body"
+    # Nor is a body of another type a 415 here: the operation takes none at all.
+    text = await client.post(cancel, content=b"stop", headers={"content-type": "text/plain"})
+    assert text.status_code == 400 and text.json()["details"]["errors"][0]["field"] == "body"
     assert await _event_count(client) == before
 
 

@@ -5,7 +5,8 @@ Runs around every HTTP request as plain ASGI middleware:
   (context variable, `scope["state"]`), echoes it on the response;
 - answers 421 to requests addressed to a host name it does not serve (a daemon
   bound to loopback answers only loopback names: no DNS rebinding);
-- refuses API request bodies that are not JSON (415), before any handler runs;
+- refuses API request bodies that are not JSON (415), before any handler runs
+  (an operation that takes no body refuses any body, 400: `params.py`);
 - answers OPTIONS on API paths with the contract's methods in `Allow`;
 - adds the security headers to every response (and HSTS when served over TLS);
 - records latency and status by route template, and writes one access line.
@@ -22,7 +23,7 @@ from typing import Any, cast
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from pressluft.api.contract import allowed_methods, is_api_path
+from pressluft.api.contract import allowed_methods, is_api_path, takes_body
 from pressluft.api.errors import envelope
 from pressluft.logs import correlation_id, get_logger
 from pressluft.metrics import Metrics
@@ -163,6 +164,9 @@ def request_context_middleware(
                     and path.startswith("/api/")
                     and _has_body(scope)
                     and not _is_json(_header(scope, b"content-type"))
+                    # An operation that takes no body refuses it as such (400, from
+                    # the query guard) whatever its type.
+                    and takes_body(method, path) is not False
                 ):
                     await _reply(
                         send_wrapper,

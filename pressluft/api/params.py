@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from litestar.connection import ASGIConnection, Request
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers.base import BaseRouteHandler
 
 from pressluft.api.contract import load_contract
@@ -154,10 +155,17 @@ async def _has_body(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
         return length.strip() not in ("", "0")
     if "transfer-encoding" not in connection.headers:
         return False
-    # Chunked, of unknown length: some clients send an empty one. Read it (the
-    # operation takes no body, so nothing else will).
+    # Chunked, of unknown length: some clients send an empty one. Read up to its
+    # first bytes (the operation takes no body, so nothing else will; reading it
+    # whole would answer a large one 413, which such an operation does not declare).
     if isinstance(connection, Request):
-        return bool(await connection.body())
+        try:
+            async for chunk in connection.stream():
+                if chunk:
+                    return True
+        except RequestEntityTooLarge:
+            return True
+        return False
     return True
 
 
