@@ -284,6 +284,19 @@ async def test_a_query_parameter_not_as_declared_is_400_naming_it(
 
 
 @pytest.mark.spec("API-3")
+async def test_an_error_quotes_no_text_longer_than_500_characters(
+    client: httpx.AsyncClient,
+) -> None:
+    name = "x" * 3000
+    response = await client.get("/api/jobs", params={name: "1"})
+    assert response.status_code == 400, response.text[:200]
+    body = response.json()
+    [error] = body["details"]["errors"]
+    assert error["field"] == "x" * 499 + "…" and body["message"].endswith("…")
+    assert len(response.text) < 2000
+
+
+@pytest.mark.spec("API-3")
 async def test_the_health_probe_ignores_a_cache_buster(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/health", params={"_": "1732270000"})
     assert response.status_code == 200, response.text

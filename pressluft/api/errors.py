@@ -46,16 +46,25 @@ STATUS_CODES: dict[int, str] = {
 }
 
 
-#: Messages may quote the request (an id from the path): never more than this.
+#: Messages and details may quote the request (an id from the path, a parameter's
+#: name): no text in an error is longer than this.
 MESSAGE_MAX_CHARS = 500
 
 
+def _cut(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= MESSAGE_MAX_CHARS else value[: MESSAGE_MAX_CHARS - 1] + "…"
+    if isinstance(value, dict):
+        return {key: _cut(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut(item) for item in value]
+    return value
+
+
 def envelope(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    if len(message) > MESSAGE_MAX_CHARS:
-        message = message[: MESSAGE_MAX_CHARS - 1] + "…"
-    body: dict[str, Any] = {"code": code, "message": message}
+    body: dict[str, Any] = {"code": code, "message": _cut(message)}
     if details:
-        body["details"] = details
+        body["details"] = _cut(details)
     return body
 
 
