@@ -390,16 +390,41 @@ def test_nodes_page_adds_checks_and_decommissions_a_real_ssh_node(
             node = httpx.get(f"{daemon.url}/api/nodes/{node_id}", headers=daemon.auth()).json()
             sshd.authorize(node["public_key"])  # what the operator's command does
 
-            def checks() -> int:
+            def checks() -> list[dict[str, object]]:
                 jobs = httpx.get(
                     f"{daemon.url}/api/jobs",
                     params={"node_id": node_id, "job_type": "node_check"},
                     headers=daemon.auth(),
                 ).json()
-                return len(jobs["items"])
+                return list(jobs["items"])
 
-            before = checks()
-            page.dblclick("#node-check")  # a double click queues one check
+            def checks_ended() -> None:
+                # "ready" shows while the check's job is still recording its end.
+                for job in checks():
+                    _until_job_ends(daemon, str(job["id"]), within=60)
+
+            # Every answer to a check request, to count a double click's two.
+            answers: list[int] = []
+            page.on(
+                "response",
+                lambda r: (
+                    answers.append(r.status)
+                    if r.request.method == "POST" and r.url.endswith("/check")
+                    else None
+                ),
+            )
+
+            def double_click_check() -> None:
+                asked = len(answers)
+                page.dblclick("#node-check")
+                for _ in range(600):  # both requests answered (a hang guard, not a limit)
+                    if len(answers) >= asked + 2:
+                        break
+                    page.wait_for_timeout(50)
+                assert answers[asked:] == [202, 202]
+
+            before = len(checks())
+            double_click_check()  # a double click queues one check
             expect(page.locator("#node-action-result")).to_contain_text("queued")
             expect(page.locator("#node-action-result a.node-job-log")).to_be_visible()
             # An ssh node's server is not Pressluft's to start or stop.
@@ -407,10 +432,16 @@ def test_nodes_page_adds_checks_and_decommissions_a_real_ssh_node(
             expect(page.locator("#lab-form")).to_be_visible()
             expect(row.locator("td").nth(4)).to_have_text("ready", timeout=30_000)
             expect(row.locator("td").nth(5)).to_contain_text("SHA256:")
-            assert checks() == before + 1
+            assert len(checks()) == before + 1
+            checks_ended()
             page.click("#node-check")  # that check has ended: a new click is a new check
             expect(page.locator("#node-action-result")).to_contain_text("Check queued.")
-            assert checks() == before + 2
+            assert len(checks()) == before + 2
+            checks_ended()
+            # Once a check has ended, the next double click asks whether it did once
+            # for both clicks: one new check, not two.
+            double_click_check()
+            assert len(checks()) == before + 3
             page.click("#node-facts-load")
             expect(page.locator("#node-facts dd[data-fact='CPUs']")).not_to_be_empty()
             page.screenshot(path=str(shots / "node-ready.png"), full_page=True)

@@ -668,7 +668,18 @@ function setupNodes() {
   // a click while that job is still queued or running, answers with that same job
   // instead of queuing another.
   const actionKeys = new Map();  // method + path -> { key, jobId (null: in flight) }
-  async function keyFor(action) {
+  const choosing = new Map();  // method + path -> the key being chosen (a promise)
+  function keyFor(action) {
+    // A second click while the first still asks whether its job has ended gets the
+    // same answer, not a key of its own.
+    if (!choosing.has(action)) {
+      const chosen = chooseKey(action);
+      choosing.set(action, chosen);
+      chosen.finally(() => choosing.delete(action));
+    }
+    return choosing.get(action);
+  }
+  async function chooseKey(action) {
     const known = actionKeys.get(action);
     if (known && !known.jobId) return known.key;
     if (known) {
