@@ -328,16 +328,13 @@ async def test_housekeeping_first_runs_an_hour_after_install_however_often_it_re
         rt = Runtime(config, clock)
         await rt.start()
         try:
-            for _ in range(50):  # the scheduler looks once at start
-                count = await rt.db.read(
-                    lambda c: c.execute(
-                        "SELECT count(*) FROM jobs WHERE job_type = 'housekeeping'"
-                    ).fetchone()[0]
-                )
-                if count:
-                    return int(count)
-                await asyncio.sleep(0.01)
-            return 0
+            await asyncio.wait_for(rt.scheduler.looked.wait(), 60)  # it looks at start
+            count = await rt.db.read(
+                lambda c: c.execute(
+                    "SELECT count(*) FROM jobs WHERE job_type = 'housekeeping'"
+                ).fetchone()[0]
+            )
+            return int(count)
         finally:
             await rt.stop()
 

@@ -126,6 +126,8 @@ class Scheduler:
         self.clock = clock
         self.max_sleep = max_sleep
         self.schedules: list[Schedule] = []
+        #: Set after every look at the schedules (what a caller can wait for).
+        self.looked = asyncio.Event()
 
     def add(self, schedule: Schedule) -> None:
         self.schedules.append(schedule)
@@ -137,6 +139,7 @@ class Scheduler:
             started = min(started, installed)
         while not stopping.is_set():
             created = await self.db.write(enqueue_due(self.schedules, started))
+            self.looked.set()
             if created:
                 log.info("scheduled %d periodic job(s)", len(created))
             wait = self.max_sleep
