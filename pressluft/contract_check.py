@@ -51,7 +51,8 @@ def _keyed_without_answers(document: dict[str, Any]) -> list[str]:
         for method, op in item.items():
             if not isinstance(op, dict) or "responses" not in op:
                 continue
-            refs = {p.get("$ref") for p in op.get("parameters") or () if isinstance(p, dict)}
+            params = [*(item.get("parameters") or ()), *(op.get("parameters") or ())]
+            refs = {p.get("$ref") for p in params if isinstance(p, dict)}
             if _KEY not in refs:
                 continue
             missing = [c for c in _KEYED_ANSWERS if c not in {str(k) for k in op["responses"]}]

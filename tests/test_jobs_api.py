@@ -15,7 +15,7 @@ from pressluft.jobs.queue import JobSpec, enqueue
 from pressluft.jobs.registry import JobType
 from pressluft.runtime import Runtime
 from pressluft.services.jobs import follow_log
-from tests.conftest import contract_client, make_token
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, contract_client, make_token
 from tests.support.jobs import job, until, until_ended
 
 SITE = "00000000-0000-4000-8000-00000000000a"
@@ -380,9 +380,9 @@ async def test_idempotency_key_replays_the_first_answer_and_refuses_another_requ
         assert reply.status_code == 400, bad
 
 
-@pytest.mark.spec("JOB-25")
+@pytest.mark.spec("JOB-26")
 async def test_an_idempotency_key_given_twice_or_where_none_is_taken_is_400(
-    client: httpx.AsyncClient, runtime: Runtime
+    client: httpx.AsyncClient, runtime: Runtime, session: httpx.AsyncClient
 ) -> None:
     """Two keys: which one would count? A key on magic login: each call issues a
     new one-time URL, so the client's retry would not be the safe one it thinks."""
@@ -404,6 +404,20 @@ async def test_an_idempotency_key_given_twice_or_where_none_is_taken_is_400(
         assert reply.json()["details"]["errors"] == [
             {"field": "Idempotency-Key", "message": "not taken by this operation", "in": "header"}
         ]
+    # A dashboard session's logout and a login: refused with the key, and nothing
+    # happens — the session still works, no new session is opened.
+    before = await runtime.db.read(lambda c: c.execute("SELECT count(*) FROM events").fetchone())
+    logout = await session.post("/api/logout", headers={"Idempotency-Key": "k"})
+    assert logout.status_code == 400, logout.text
+    assert logout.json()["details"]["errors"][0]["field"] == "Idempotency-Key"
+    assert (await session.get("/api/me")).status_code == 200
+    login = await session.post(
+        "/api/login",
+        json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+        headers={"Idempotency-Key": "k"},
+    )
+    assert login.status_code == 400, login.text
+    assert login.json()["details"]["errors"][0]["field"] == "Idempotency-Key"
     after = await runtime.db.read(lambda c: c.execute("SELECT count(*) FROM events").fetchone())
     assert after == before
 

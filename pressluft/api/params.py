@@ -71,7 +71,7 @@ def idempotent() -> frozenset[str]:
             op = item.get(method)
             if op is None:
                 continue
-            for param in op.get("parameters", []):
+            for param in [*item.get("parameters", []), *op.get("parameters", [])]:
                 if "$ref" in param:
                     param = shared[param["$ref"].rsplit("/", 1)[1]]
                 if param.get("in") == "header" and param.get("name") == IDEMPOTENCY_KEY:
