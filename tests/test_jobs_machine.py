@@ -272,6 +272,17 @@ class QueueMachine(RuleBasedStateMachine):
                 assert row["max_attempts"] == max_attempts
         self.q.advance(1)
 
+    @rule(worker=st.sampled_from(WORKERS))
+    def stop_while_running(self, worker: str) -> None:
+        """A worker claims what it can and the daemon stops gracefully at once: the
+        stop cap needs one job stopped mid-run four times, which independent claims
+        and stops reach only by chance."""
+        claims, _ = self.q.run(claim(3, worker, LEASE))
+        for c in claims:
+            self.live.add(c.lease_token)
+            self.expiry[c.lease_token] = format_ts(self.q.now + timedelta(seconds=LEASE))
+        self.daemon_stop(graceful=True)
+
     def _stops(self, job_id: str) -> int:
         return int(
             self.q.conn.execute(
