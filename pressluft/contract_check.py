@@ -35,6 +35,27 @@ def check_contract() -> list[str]:
     for op in sorted(actual - declared):
         problems.append("in the app, not in the contract: {} {} ({}, {})".format(*op))
     problems.extend(_keyed_without_answers(document))
+    problems.extend(_bodies_without_answers(document))
+    return problems
+
+
+# Any request body can be too large (413) or not JSON (415): the middleware
+# answers so before the handler runs, for every operation that takes a body.
+_BODY_ANSWERS = ("413", "415")
+
+
+def _bodies_without_answers(document: dict[str, Any]) -> list[str]:
+    problems = []
+    for path, item in (document.get("paths") or {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or "requestBody" not in op:
+                continue
+            missing = [c for c in _BODY_ANSWERS if c not in {str(k) for k in op["responses"]}]
+            if missing:
+                problems.append(
+                    f"{method.upper()} {path} takes a body but does not declare "
+                    + " or ".join(missing)
+                )
     return problems
 
 

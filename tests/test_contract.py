@@ -67,6 +67,28 @@ def test_a_keyed_operation_without_its_key_answers_is_reported(
     ]
 
 
+@pytest.mark.spec("API-1")
+def test_an_operation_taking_a_body_without_413_and_415_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pressluft import contract_check
+
+    document = contract_check.load_contract()
+    repin = document["paths"]["/api/nodes/{node_id}/host-key/repin"]["post"]
+    responses = {k: v for k, v in repin["responses"].items() if str(k) not in ("413", "415")}
+    trimmed = {
+        **document,
+        "paths": {
+            **document["paths"],
+            "/api/nodes/{node_id}/host-key/repin": {"post": {**repin, "responses": responses}},
+        },
+    }
+    monkeypatch.setattr(contract_check, "load_contract", lambda: trimmed)
+    assert check_contract() == [
+        "POST /api/nodes/{node_id}/host-key/repin takes a body but does not declare 413 or 415"
+    ]
+
+
 @pytest.mark.spec("API-2")
 async def test_every_operation_answers_as_the_contract_says(
     client: httpx.AsyncClient, session: httpx.AsyncClient, contract: ContractValidator

@@ -164,9 +164,10 @@ def request_context_middleware(
                     and path.startswith("/api/")
                     and _has_body(scope)
                     and not _is_json(_header(scope, b"content-type"))
-                    # An operation that takes no body refuses it as such (400, from
-                    # the query guard) whatever its type.
-                    and takes_body(method, path) is not False
+                    # Only where the contract takes a body: an operation that takes
+                    # none refuses any (400, from the query guard), and a wrong
+                    # method or an unknown path is 405 or 404 whatever is sent.
+                    and takes_body(method, path) is True
                 ):
                     await _reply(
                         send_wrapper,
