@@ -273,7 +273,9 @@ async def test_background_writes_wait_for_a_commit_only_while_requests_write(
     hour = 3600.0
     (tmp_path / "idle").mkdir()
     (tmp_path / "busy").mkdir()
-    idle = await _database(tmp_path / "idle")
+    # An hour's window too: whatever the machine's pace, a write counted as a request's
+    # would keep the next background write waiting.
+    idle = await _database(tmp_path / "idle", foreground_window=hour)
     try:
         # No request has written: the background write commits at once, alone — and
         # so does the next: a background commit is not a request writing (a queue
@@ -317,6 +319,32 @@ async def test_background_writes_wait_for_a_commit_only_while_requests_write(
         assert sizes == [1, 2]
     finally:
         await slow.close()
+
+
+@pytest.mark.spec("STO-8")
+async def test_a_lingering_write_waits_for_its_own_linger_and_not_for_a_close(
+    tmp_path: Path,
+) -> None:
+    hour = 3600.0
+    long = 90.0  # a write that waited this long would fail a wait below, and still end
+    db = await _database(tmp_path, foreground_window=hour)
+    try:
+        assert await db.write(_put("request")) == "request"
+        # A write that may wait long rides with the next request's commit...
+        rider = asyncio.create_task(db.write(_put("rider"), linger=long))
+        await asyncio.sleep(0)
+        assert await db.write(_put("next")) == "next" and await rider == "rider"
+        # ...which leaves no long timer behind for the next one to wait on: a
+        # write that may wait 50 ms commits after its own linger.
+        short = db.write(_put("short"), linger=0.05)
+        assert await asyncio.wait_for(short, 60) == "short"
+        # A close does not wait out a linger: it commits what is queued.
+        waiting = asyncio.create_task(db.write(_put("waiting"), linger=long))
+        await asyncio.sleep(0)
+        await asyncio.wait_for(db.close(), 60)
+        assert await waiting == "waiting"
+    finally:
+        await db.close()
 
 
 @pytest.mark.spec("STO-5")

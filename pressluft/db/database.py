@@ -186,6 +186,7 @@ class Database:
     async def close(self) -> None:
         """Refuse new writes, commit what is queued, close every connection."""
         self._closing = True
+        self._dispatch_pending()  # a lingering write has nobody left to wait for
         await self._idle.wait()
         for reader in self._all_readers:
             await reader.close()
@@ -264,6 +265,10 @@ class Database:
             futures = [future for _, future in batch]
             self._background.difference_update(futures)
             self._lingering.difference_update(futures)
+        if not self._lingering and self._linger is not None:
+            # Its writes are taken: a later lingering write arms its own timer.
+            self._linger.cancel()
+            self._linger = None
         return batch
 
     def _foreground_recent(self) -> bool:
@@ -333,7 +338,11 @@ class Database:
             if self._inflight_foreground:
                 self._foreground_at = self._loop_time()
             if self._pending:
-                if len(self._lingering) < len(self._pending) or not self._foreground_recent():
+                if (
+                    len(self._lingering) < len(self._pending)
+                    or not self._foreground_recent()
+                    or self._closing
+                ):
                     self._dispatch_pending()  # someone waits, or nobody is coming to lead
                 else:  # only background writes: give a request the chance to lead
                     self._arm_linger(self._linger_seconds)
