@@ -675,7 +675,8 @@ function setupNodes() {
     if (!choosing.has(action)) {
       const chosen = chooseKey(action);
       choosing.set(action, chosen);
-      chosen.finally(() => choosing.delete(action));
+      const done = () => choosing.delete(action);
+      chosen.then(done, done);  // (a failure is the caller's to report, once)
     }
     return choosing.get(action);
   }
