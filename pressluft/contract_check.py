@@ -34,52 +34,38 @@ def check_contract() -> list[str]:
         problems.append("in the contract, not in the app: {} {} ({}, {})".format(*op))
     for op in sorted(actual - declared):
         problems.append("in the app, not in the contract: {} {} ({}, {})".format(*op))
-    problems.extend(_keyed_without_answers(document))
-    problems.extend(_bodies_without_answers(document))
-    return problems
-
-
-# Any request body can be too large (413) or not JSON (415): the middleware
-# answers so before the handler runs, for every operation that takes a body.
-_BODY_ANSWERS = ("413", "415")
-
-
-def _bodies_without_answers(document: dict[str, Any]) -> list[str]:
-    problems = []
-    for path, item in (document.get("paths") or {}).items():
-        for method, op in item.items():
-            if not isinstance(op, dict) or "requestBody" not in op:
-                continue
-            missing = [c for c in _BODY_ANSWERS if c not in {str(k) for k in op["responses"]}]
-            if missing:
-                problems.append(
-                    f"{method.upper()} {path} takes a body but does not declare "
-                    + " or ".join(missing)
-                )
+    problems.extend(_undeclared_answers(document))
     return problems
 
 
 _KEY = "#/components/parameters/IdempotencyKey"
-# A key-taking operation can answer 400 (the header given twice) and 422 (the key
-# reused with another request) whatever else it does; schemathesis finds an
-# undeclared one only by chance, so the file is checked for them here.
-_KEYED_ANSWERS = ("400", "422")
 
 
-def _keyed_without_answers(document: dict[str, Any]) -> list[str]:
+def _answers_owed(item: dict[str, Any], op: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    """Statuses an operation can answer whatever it does, and why: schemathesis finds
+    an undeclared one only by chance, so the file is checked for them."""
+    owed: list[tuple[str, tuple[str, ...]]] = []
+    params = [*(item.get("parameters") or ()), *(op.get("parameters") or ())]
+    if _KEY in {p.get("$ref") for p in params if isinstance(p, dict)}:
+        # the header given twice (400), the key reused with another request (422)
+        owed.append(("takes Idempotency-Key", ("400", "422")))
+    if "requestBody" in op:
+        # the middleware refuses a body too large (413) or not JSON (415) first
+        owed.append(("takes a body", ("413", "415")))
+    return owed
+
+
+def _undeclared_answers(document: dict[str, Any]) -> list[str]:
     problems = []
     for path, item in (document.get("paths") or {}).items():
         for method, op in item.items():
             if not isinstance(op, dict) or "responses" not in op:
                 continue
-            params = [*(item.get("parameters") or ()), *(op.get("parameters") or ())]
-            refs = {p.get("$ref") for p in params if isinstance(p, dict)}
-            if _KEY not in refs:
-                continue
-            missing = [c for c in _KEYED_ANSWERS if c not in {str(k) for k in op["responses"]}]
-            if missing:
-                problems.append(
-                    f"{method.upper()} {path} takes Idempotency-Key but does not declare "
-                    + " or ".join(missing)
-                )
+            declared = {str(code) for code in op["responses"]}
+            for why, answers in _answers_owed(item, op):
+                missing = [code for code in answers if code not in declared]
+                if missing:
+                    problems.append(
+                        f"{method.upper()} {path} {why} but does not declare {' or '.join(missing)}"
+                    )
     return problems
