@@ -46,47 +46,35 @@ def test_a_missing_operation_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 @pytest.mark.spec("API-1")
-def test_a_keyed_operation_without_its_key_answers_is_reported(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("path", "removed", "problem"),
+    [
+        (
+            "/api/sites/{site_id}/reset",
+            ("422",),
+            "POST /api/sites/{site_id}/reset takes Idempotency-Key but does not declare 422",
+        ),
+        (
+            "/api/nodes/{node_id}/host-key/repin",
+            ("413", "415"),
+            "POST /api/nodes/{node_id}/host-key/repin takes a body but does not declare 413 or 415",
+        ),
+    ],
+)
+def test_an_operation_without_the_answers_it_owes_is_reported(
+    monkeypatch: pytest.MonkeyPatch, path: str, removed: tuple[str, ...], problem: str
 ) -> None:
     from pressluft import contract_check
 
     document = contract_check.load_contract()
-    reset = document["paths"]["/api/sites/{site_id}/reset"]["post"]
-    responses = {k: v for k, v in reset["responses"].items() if str(k) != "422"}
+    post = document["paths"][path]["post"]
+    responses = {k: v for k, v in post["responses"].items() if str(k) not in removed}
     trimmed = {
         **document,
-        "paths": {
-            **document["paths"],
-            "/api/sites/{site_id}/reset": {"post": {**reset, "responses": responses}},
-        },
+        "paths": {**document["paths"], path: {"post": {**post, "responses": responses}}},
     }
     monkeypatch.setattr(contract_check, "load_contract", lambda: trimmed)
-    assert check_contract() == [
-        "POST /api/sites/{site_id}/reset takes Idempotency-Key but does not declare 422"
-    ]
-
-
-@pytest.mark.spec("API-1")
-def test_an_operation_taking_a_body_without_413_and_415_is_reported(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from pressluft import contract_check
-
-    document = contract_check.load_contract()
-    repin = document["paths"]["/api/nodes/{node_id}/host-key/repin"]["post"]
-    responses = {k: v for k, v in repin["responses"].items() if str(k) not in ("413", "415")}
-    trimmed = {
-        **document,
-        "paths": {
-            **document["paths"],
-            "/api/nodes/{node_id}/host-key/repin": {"post": {**repin, "responses": responses}},
-        },
-    }
-    monkeypatch.setattr(contract_check, "load_contract", lambda: trimmed)
-    assert check_contract() == [
-        "POST /api/nodes/{node_id}/host-key/repin takes a body but does not declare 413 or 415"
-    ]
+    assert check_contract() == [problem]
 
 
 @pytest.mark.spec("API-2")
