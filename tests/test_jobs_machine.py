@@ -161,12 +161,15 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(target=held, worker=st.sampled_from(WORKERS), limit=st.integers(1, 3))
     def claim(self, worker: str, limit: int) -> object:
+        return multiple(*self._claim(worker, limit))
+
+    def _claim(self, worker: str, limit: int) -> list[Claim]:
         claims, _ = self.q.run(claim(limit, worker, LEASE))
         for c in claims:
             assert c.attempt <= c.max_attempts
             self.live.add(c.lease_token)
             self.expiry[c.lease_token] = format_ts(self.q.now + timedelta(seconds=LEASE))
-        return multiple(*claims)
+        return claims
 
     @rule(c=held, after=st.sampled_from([0, 10, 20]))
     def heartbeat(self, c: Claim, after: int) -> None:
@@ -277,10 +280,7 @@ class QueueMachine(RuleBasedStateMachine):
         """A worker claims what it can and the daemon stops gracefully at once: the
         stop cap needs one job stopped mid-run four times, which independent claims
         and stops reach only by chance."""
-        claims, _ = self.q.run(claim(3, worker, LEASE))
-        for c in claims:
-            self.live.add(c.lease_token)
-            self.expiry[c.lease_token] = format_ts(self.q.now + timedelta(seconds=LEASE))
+        self._claim(worker, 3)
         self.daemon_stop(graceful=True)
 
     def _stops(self, job_id: str) -> int:
