@@ -343,7 +343,26 @@ def _read_password(password: str | None, password_stdin: bool) -> str:
 
 
 def _admin_write(data_dir: Path, make_command: Callable[..., Any]) -> Any:
-    """Open the data dir (creating and migrating it if no daemon runs) and run a command."""
+    """Open the data dir (creating and migrating it if no daemon runs) and run a command;
+    a data dir that cannot be written (read-only or full disk, a lock held elsewhere)
+    is one line saying so, not a traceback."""
+    import sqlite3
+
+    from pressluft.db import is_unavailable
+
+    try:
+        return _admin_write_unguarded(data_dir, make_command)
+    except (OSError, sqlite3.Error) as exc:
+        if isinstance(exc, sqlite3.Error) and not is_unavailable(exc):
+            raise
+        _fail(
+            f"cannot write to the data dir {data_dir}: {exc} (make sure its file system is "
+            "mounted read-write and has free space, and that no other process holds the "
+            "database's write lock)"
+        )
+
+
+def _admin_write_unguarded(data_dir: Path, make_command: Callable[..., Any]) -> Any:
     from pressluft.datadir import DataDirLock, prepare
     from pressluft.db import MigrationError, current_version, latest_version, migrate_file
     from pressluft.db.connection import open_sync
@@ -377,7 +396,8 @@ def _admin_write(data_dir: Path, make_command: Callable[..., Any]) -> Any:
                 return write_now(conn, make_command(vault), SystemClock().now())
             except PressluftError as exc:
                 code = EXIT_USAGE if exc.status in (400, 422) else EXIT_PROBLEM
-                _fail(exc.message, code)
+                hint = (exc.details or {}).get("hint") if exc.status >= 500 else None
+                _fail(exc.message + (f" ({hint})" if hint else ""), code)
         finally:
             conn.close()
     finally:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import sqlite3
 from pathlib import Path
 
 from pressluft import __version__
@@ -21,9 +22,11 @@ from pressluft.affinity import colocate_current_thread, restore_current_thread
 from pressluft.clock import Clock, SystemClock, format_ts
 from pressluft.config import Config
 from pressluft.datadir import DataDirLock, prepare
-from pressluft.db import CommitInfo, Database, migrate_file, open_sync
+from pressluft.db import CommitInfo, Database, is_unavailable, migrate_file, open_sync
+from pressluft.errors import ServiceUnavailable
 from pressluft.events import Meta, Recorded, head_seq
 from pressluft.events.notify import KeyedNotifier, LogNotifier
+from pressluft.executables import find_ansible_playbook
 from pressluft.jobs.builtin import register_diagnostics
 from pressluft.jobs.logs import LogAppended
 from pressluft.jobs.queue import JobWake
@@ -33,6 +36,7 @@ from pressluft.jobs.worker import WorkerPool
 from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
 from pressluft.services.background import Service, Supervisor
+from pressluft.services.health import HealthReport, check_health, probe_write
 from pressluft.services.housekeeping import register_housekeeping
 from pressluft.services.machines import DeathWatcher, configured_providers, register_machine_jobs
 from pressluft.services.nodes import register_node_jobs
@@ -81,7 +85,7 @@ class Runtime:
             readers=config.db_readers,
             batch_max=config.write_batch_max,
         )
-        self.supervisor = Supervisor(self.clock)
+        self.supervisor = Supervisor(self.clock, metrics=self.metrics)
         #: Wakes whoever waits on one job (its end, its log lines).
         self.job_changes = KeyedNotifier()
         self.jobs = JobRegistry()
@@ -124,14 +128,27 @@ class Runtime:
         return self._vault
 
     async def start(self) -> None:
-        """Start everything; on any failure, undo what was started and re-raise."""
-        prepare(self.config.data_dir)
-        self._lock.acquire()
+        """Start everything; on any failure, undo what was started and re-raise.
+
+        A data dir or database that cannot be written (read-only or full disk, a
+        lock held by another process) refuses the start with `ServiceUnavailable`
+        saying so: a daemon that cannot record a change must not serve.
+        """
+        try:
+            prepare(self.config.data_dir)
+            self._lock.acquire()
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         if self.config.cpu_affinity == "colocate":
             # First: every thread the loop creates from here on inherits its CPU.
             self._affinity = colocate_current_thread()
         try:
-            await self._start()
+            try:
+                await self._start()
+            except (OSError, sqlite3.Error, ServiceUnavailable) as exc:
+                if isinstance(exc, sqlite3.Error) and not is_unavailable(exc):
+                    raise
+                raise self._unwritable(exc) from exc
         except BaseException:
             await self._shutdown()
             raise
@@ -150,6 +167,7 @@ class Runtime:
         sealed = await asyncio.to_thread(_sealed_secret_count, self.config.database_path)
         self._vault = Vault.load_or_create(self.config.data_dir / "secrets", sealed=sealed)
         await self.db.open()
+        await self.db.write(probe_write)  # refuse to serve what could not be recorded
         head = await self.db.read(head_seq)
         self.notifier.advance(head)
         self.metrics.log_head.set(head)
@@ -165,6 +183,16 @@ class Runtime:
             watcher = DeathWatcher(self.db, self.clock, self.providers.docker)
             self.supervisor.start(watcher.service())
         self.started_at = self.clock.monotonic()
+
+    def _unwritable(self, exc: BaseException) -> ServiceUnavailable:
+        cause = exc.message if isinstance(exc, ServiceUnavailable) else str(exc)
+        return ServiceUnavailable(
+            f"cannot write to the data dir {self.config.data_dir}: {cause}",
+            details={
+                "hint": "make sure its file system is mounted read-write, has free space "
+                "and that no other process holds the database's write lock; then start again"
+            },
+        )
 
     async def stop(self) -> None:
         if not self.started:
@@ -187,6 +215,18 @@ class Runtime:
                 restore_current_thread(self._affinity)
                 self._affinity = None
                 self._lock.release()
+
+    async def health(self) -> HealthReport:
+        """The health checks, as `/api/health` and the overview page show them."""
+        return await check_health(
+            self.db,
+            self.supervisor.states,
+            find_ansible_playbook,
+            data_dir=self.config.data_dir,
+            now=self.clock.monotonic(),
+            version=self.version,
+            uptime_seconds=self.clock.monotonic() - self.started_at,
+        )
 
     def _on_commit(self, info: CommitInfo) -> None:
         """After every durable commit: wake whoever waits for what it changed."""

@@ -35,7 +35,15 @@ from pressluft.db.connection import ThreadConnection
 from pressluft.errors import Conflict, PressluftError, ServiceUnavailable
 from pressluft.logs import get_logger
 
-__all__ = ["CommitInfo", "Database", "WriteTx", "write_now"]
+__all__ = [
+    "RETRY_AFTER_SECONDS",
+    "CommitInfo",
+    "Database",
+    "WriteTx",
+    "is_unavailable",
+    "unavailable",
+    "write_now",
+]
 
 T = TypeVar("T")
 log = get_logger("pressluft.db")
@@ -106,14 +114,70 @@ _Command = Callable[[WriteTx], Any]
 _Batch = list[tuple[_Command, "asyncio.Future[Any]"]]
 
 
+class TransactionLost(RuntimeError):
+    """SQLite ended the batch's transaction under a command (e.g. after an I/O error)."""
+
+
+#: Seconds a client is asked to wait before retrying a change the database refused.
+RETRY_AFTER_SECONDS = 5
+
+#: SQLite's primary result codes for a database that cannot work right now (held
+#: locks, a full or read-only disk, I/O errors) — as opposed to a bug (a bad
+#: statement, a missing table), which stays an internal error.
+_UNAVAILABLE_CODES = frozenset(
+    {
+        5,  # SQLITE_BUSY: another process holds the write lock past busy_timeout
+        6,  # SQLITE_LOCKED
+        7,  # SQLITE_NOMEM
+        8,  # SQLITE_READONLY: a write-protected file or file system
+        10,  # SQLITE_IOERR
+        13,  # SQLITE_FULL: the disk is full
+        14,  # SQLITE_CANTOPEN: the WAL or a temp file cannot be created
+        15,  # SQLITE_PROTOCOL
+    }
+)
+
+
+def unavailable(cause: str = "") -> ServiceUnavailable:
+    """The error for a change the database could not take: 503, retry later."""
+    hint = "the database cannot be written right now (disk full, read-only or locked)"
+    return ServiceUnavailable(
+        "the database could not confirm the change" + (f": {cause}" if cause else ""),
+        details={
+            "hint": f"{hint}; re-read before retrying: the change may or may not be stored",
+            "retry_after": RETRY_AFTER_SECONDS,
+        },
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def is_unavailable(exc: BaseException, *, reading: bool = False) -> bool:
+    """Whether `exc` says the database cannot work right now (not a bug). For a
+    reader (`query_only`), SQLITE_READONLY means a query tried to write: a bug."""
+    if isinstance(exc, TransactionLost):
+        return True
+    if not isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) or isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError
+    ):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or (reading and code & 0xFF == 8):
+        return False
+    return code & 0xFF in _UNAVAILABLE_CODES
+
+
 def _translate(exc: BaseException) -> BaseException:
-    """Constraint violations become a client-visible conflict; the rest stays internal."""
+    """Constraint violations become a client-visible conflict; a database that
+    cannot work right now (locked, full, read-only) a 503; the rest stays internal."""
     if isinstance(exc, sqlite3.IntegrityError):
         log.warning("command rejected by a database constraint", extra={"sqlite": str(exc)})
         return Conflict(
             "the change conflicts with the current state",
             details={"hint": "re-read the resource and retry"},
         )
+    if is_unavailable(exc):
+        log.error("the database refused a command", extra={"sqlite": str(exc)})
+        return unavailable(str(exc))
     return exc
 
 
@@ -350,14 +414,14 @@ class Database:
                 self._idle.set()
 
     def _fail(self, batch: _Batch, error: BaseException) -> None:
-        log.error("group commit failed", exc_info=error, extra={"batch_size": len(batch)})
+        if is_unavailable(error):  # the disk or a lock, not a bug: no traceback
+            log.error("group commit failed: %s", error, extra={"batch_size": len(batch)})
+        else:
+            log.error("group commit failed", exc_info=error, extra={"batch_size": len(batch)})
         failure = (
             error
             if isinstance(error, PressluftError)
-            else ServiceUnavailable(
-                "the database could not confirm the change",
-                details={"hint": "re-read before retrying: the change may or may not be stored"},
-            )
+            else unavailable(str(error) if isinstance(error, sqlite3.Error) else "")
         )
         for _, future in batch:
             if not future.done():
@@ -398,6 +462,10 @@ class Database:
         reader = await self._readers.get()
         try:
             return await reader.run(lambda conn: _in_snapshot(conn, query))
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            if is_unavailable(exc, reading=True):
+                raise unavailable(str(exc)) from exc
+            raise
         finally:
             self._readers.put_nowait(reader)
 
@@ -408,10 +476,6 @@ def _in_snapshot(conn: sqlite3.Connection, query: Callable[[sqlite3.Connection],
         return query(conn)
     finally:
         conn.execute("COMMIT")
-
-
-class TransactionLost(RuntimeError):
-    """SQLite ended the batch's transaction under a command (e.g. after an I/O error)."""
 
 
 def _still_in_transaction(conn: sqlite3.Connection) -> None:
@@ -474,7 +538,12 @@ def write_now(conn: sqlite3.Connection, command: Callable[[WriteTx], T], now: da
     The same commands the daemon runs; SQLite's locking serializes them with a
     daemon that may be running on the same file.
     """
-    [outcome] = _run_batch(conn, [command], now)
+    try:
+        [outcome] = _run_batch(conn, [command], now)
+    except sqlite3.Error as exc:  # BEGIN or COMMIT
+        if is_unavailable(exc):
+            raise unavailable(str(exc)) from exc
+        raise
     if outcome.error is not None:
         raise outcome.error
     return cast(T, outcome.value)

@@ -37,6 +37,7 @@ NON_PROJECTION_TABLES: Mapping[str, str] = {
     "job_leases": "liveness: heartbeats extend a running attempt's lease (not history)",
     "job_logs": "job output lines: bulk data, pruned by retention; not state changes",
     "idempotency_keys": "request-level cache of responses, expiring after a day",
+    "health_probe": "the health check's write probe: one row rewritten, no state",
 }
 
 

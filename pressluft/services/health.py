@@ -1,24 +1,32 @@
 """Health of the daemon: is it able to do its job right now?
 
-Checks (all required): the database accepts a write transaction within 2 s;
-every background service is running; `ansible-playbook` can be found (every
-change to a node runs through it).
+Checks (all required): the database takes a real write (one row of
+`health_probe` rewritten and committed) within 2 s — a full, read-only or
+locked disk fails it as it fails every user's change; the data dir's file
+system is writable and has room; every background service is running and none
+is crash-looping; `ansible-playbook` can be found (every change to a node runs
+through it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Literal
 
 import msgspec
 
 from pressluft.db import Database, WriteTx
+from pressluft.errors import PressluftError
 from pressluft.services.background import ServiceState
 
-__all__ = ["Check", "HealthReport", "check_health"]
+__all__ = ["Check", "HealthReport", "check_health", "probe_write"]
 
 WRITE_PROBE_TIMEOUT = 2.0
+#: Below this much free space on the data dir's file system, writes are about to fail.
+MIN_FREE_BYTES = 32 * 1024 * 1024
 
 
 class Check(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,28 +42,63 @@ class HealthReport(msgspec.Struct, frozen=True, kw_only=True):
     checks: dict[str, Check]
 
 
-def _probe(tx: WriteTx) -> None:
-    tx.conn.execute("SELECT 1 FROM event_log_head").fetchone()
+def probe_write(tx: WriteTx) -> None:
+    """A real, cheap write that is no event: the probe row gets the time."""
+    tx.conn.execute("UPDATE health_probe SET probed_at = ? WHERE id = 1", (tx.now_ts,))
 
 
 async def _database(db: Database) -> Check:
     if not db.writer_alive:
         return Check(status="fail", required=True, detail="the writer is not running")
     try:
-        await asyncio.wait_for(db.write(_probe), WRITE_PROBE_TIMEOUT)
+        # Shielded: a probe that outlives its timeout still commits (or fails) in
+        # its turn, and must not be cancelled half-way through the writer's queue.
+        await asyncio.wait_for(asyncio.shield(db.write(probe_write)), WRITE_PROBE_TIMEOUT)
     except TimeoutError:
-        return Check(status="fail", required=True, detail="no write lock within 2 s")
+        return Check(status="fail", required=True, detail="no write committed within 2 s")
+    except PressluftError as exc:
+        return Check(status="fail", required=True, detail=f"write failed: {exc.message}")
     except Exception as exc:
         return Check(status="fail", required=True, detail=f"write failed: {type(exc).__name__}")
     return Check(status="ok", required=True, detail="accepts writes")
 
 
-def _services(states: Mapping[str, ServiceState]) -> Check:
+def _disk(data_dir: Path) -> Check:
+    try:
+        stat = os.statvfs(data_dir)
+    except OSError as exc:
+        return Check(status="fail", required=True, detail=f"cannot stat the data dir: {exc}")
+    if stat.f_flag & os.ST_RDONLY:
+        return Check(status="fail", required=True, detail="the data dir's file system is read-only")
+    free = stat.f_bavail * stat.f_frsize
+    mib = free // (1024 * 1024)
+    if free < MIN_FREE_BYTES:
+        return Check(
+            status="fail",
+            required=True,
+            detail=f"{mib} MiB free on the data dir's file system (needs 32 MiB)",
+        )
+    return Check(status="ok", required=True, detail=f"{mib} MiB free")
+
+
+def _services(states: Mapping[str, ServiceState], now: float) -> Check:
     down = [s.name for s in states.values() if not s.running]
+    looping = [s.name for s in states.values() if s.running and s.crash_looping(now)]
+    problems = []
     if down:
-        return Check(status="fail", required=True, detail="not running: " + ", ".join(down))
+        problems.append("not running: " + ", ".join(_describe(states[name]) for name in down))
+    if looping:
+        problems.append("crash-looping: " + ", ".join(_describe(states[name]) for name in looping))
+    if problems:
+        return Check(status="fail", required=True, detail="; ".join(problems))
     names = ", ".join(sorted(states)) or "none"
     return Check(status="ok", required=True, detail=f"running: {names}")
+
+
+def _describe(state: ServiceState) -> str:
+    if not state.restarts:
+        return state.name
+    return f"{state.name} ({state.restarts} restarts, last: {state.last_error})"
 
 
 def _ansible(find: Callable[[], str | None]) -> Check:
@@ -70,12 +113,16 @@ async def check_health(
     services: Mapping[str, ServiceState],
     find_ansible: Callable[[], str | None],
     *,
+    data_dir: Path,
+    now: float,
     version: str,
     uptime_seconds: float,
 ) -> HealthReport:
+    """`now` is the clock's monotonic time (crash-loop windows are measured in it)."""
     checks = {
         "database": await _database(db),
-        "services": _services(services),
+        "disk": _disk(data_dir),
+        "services": _services(services, now),
         "ansible": _ansible(find_ansible),
     }
     failed = any(c.required and c.status == "fail" for c in checks.values())

@@ -19,11 +19,9 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from pressluft.errors import NotFound
-from pressluft.executables import find_ansible_playbook
 from pressluft.runtime import Runtime
 from pressluft.services.counters import read_counters
 from pressluft.services.events import list_events
-from pressluft.services.health import check_health
 from pressluft.services.jobs import STATUSES as JOB_STATUSES
 from pressluft.services.jobs import get_job, log_pruned
 from pressluft.services.principals import Principal
@@ -76,13 +74,7 @@ async def audit_page(principal: NamedDependency[Principal]) -> Template:
 async def overview(
     runtime: NamedDependency[Runtime], principal: NamedDependency[Principal]
 ) -> Template:
-    report = await check_health(
-        runtime.db,
-        runtime.supervisor.states,
-        find_ansible_playbook,
-        version=runtime.version,
-        uptime_seconds=runtime.clock.monotonic() - runtime.started_at,
-    )
+    report = await runtime.health()
     counters = await read_counters(runtime.db)
     recent = await list_events(runtime.db, after=max(0, counters.events_total - 10), limit=10)
     return Template(
