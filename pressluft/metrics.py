@@ -91,6 +91,17 @@ class Metrics:
             "Worker transitions refused because the attempt's lease was gone.",
             registry=self.registry,
         )
+        self.job_claim_failures = Counter(
+            "pressluft_job_claim_failures_total",
+            "Claim transactions the database refused (locked, full, read-only); retried.",
+            registry=self.registry,
+        )
+        self.service_restarts = Counter(
+            "pressluft_service_restarts_total",
+            "Background services (workers, scheduler, …) restarted after a crash.",
+            ["service"],
+            registry=self.registry,
+        )
         self._appended: dict[str, Any] = {}
         self._attempts: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.log_head = Gauge(

@@ -13,6 +13,7 @@ import pytest
 
 from pressluft.api.contract import contract_bytes
 from pressluft.api.middleware import SECURITY_HEADERS
+from pressluft.jobs import worker as worker_module
 from pressluft.runtime import Runtime
 from pressluft.services.background import Service
 
@@ -394,14 +395,14 @@ async def test_health_reports_every_check(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "services", "ansible"}
+    assert set(body["checks"]) == {"database", "disk", "services", "ansible"}
 
 
 @pytest.mark.spec("DMN-10")
 async def test_health_is_503_when_a_required_check_fails(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pressluft.api.routes.health.find_ansible_playbook", lambda: None)
+    monkeypatch.setattr("pressluft.runtime.find_ansible_playbook", lambda: None)
     response = await client.get("/api/health")
     assert response.status_code == 503
     body = response.json()
@@ -441,6 +442,76 @@ async def test_a_crashed_service_is_restarted_and_reported(client: httpx.AsyncCl
     assert state.running and state.restarts == 1
     assert state.last_error == "RuntimeError: worker fell over"
     assert (await client.get("/api/health")).status_code == 200
+
+
+@pytest.mark.spec("DMN-12", "JOB-39")
+async def test_the_workers_restarted_after_a_crash_run_jobs_again(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = _runtime(client)
+    runtime.supervisor._initial_backoff = 0.05
+    real_claim = worker_module.claim
+    crashes = 0
+
+    def claim_once_broken(*args: object, **kwargs: object) -> object:
+        nonlocal crashes
+        if crashes == 0:
+            crashes += 1
+            raise RuntimeError("claim fell over")
+        return real_claim(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker_module, "claim", claim_once_broken)
+    runtime.workers.wake()
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        state = runtime.supervisor.states["workers"]
+        if state.restarts and state.running:
+            break
+    assert runtime.supervisor.states["workers"].restarts == 1
+    assert (
+        'pressluft_service_restarts_total{service="workers"} 1.0'
+        in (await client.get("/metrics")).text
+    )
+    # The restarted pool runs what is enqueued now (it used to claim jobs into
+    # `running` and start nothing: its stop flag survived the crash).
+    reply = await client.post("/api/diagnostics/jobs", json={"job_type": "noop"})
+    assert reply.status_code == 202, reply.text
+    job_id = reply.json()["job_id"]
+    status = ""
+    for _ in range(500):
+        status = (await client.get(f"/api/jobs/{job_id}")).json()["status"]
+        if status == "succeeded":
+            break
+        await asyncio.sleep(0.02)
+    assert status == "succeeded"
+
+
+@pytest.mark.spec("DMN-12")
+async def test_a_service_that_keeps_crashing_is_reported_as_crash_looping(
+    client: httpx.AsyncClient,
+) -> None:
+    runtime = _runtime(client)
+    runtime.supervisor._initial_backoff = 0.01
+    runtime.supervisor._max_backoff = 0.01
+    runs = 0
+
+    async def falls_over_thrice(stopping: asyncio.Event) -> None:
+        nonlocal runs
+        runs += 1
+        if runs <= 3:
+            raise RuntimeError(f"fell over {runs}")
+        await stopping.wait()
+
+    runtime.supervisor.start(Service("wobbly", falls_over_thrice))
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if runs > 3 and runtime.supervisor.states["wobbly"].running:
+            break
+    down = await client.get("/api/health")
+    assert down.status_code == 503
+    detail = down.json()["details"]["checks"]["services"]["detail"]
+    assert "crash-looping: wobbly (3 restarts, last: RuntimeError: fell over 3)" in detail
+    assert int(down.headers["Retry-After"]) >= 1
 
 
 @pytest.mark.spec("DMN-11")

@@ -64,6 +64,9 @@ CANCEL_GRACE_SECONDS = 2.0
 #: writing (the database decides): one fsync for several steps when busy, no wait
 #: when the queue works on its own.
 LINGER_SECONDS = 0.001
+#: Backoff of a retried outcome write (while the database refuses writes).
+RECORD_RETRY_FIRST = 0.25
+RECORD_RETRY_MAX = 5.0
 
 
 @dataclass
@@ -127,6 +130,10 @@ class WorkerPool:
     # -- the service ----------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
+        # A restart by the supervisor (after a crash) runs this again on the same
+        # pool: start clean, or every claim would be dropped as if shutting down.
+        self._stopping = stopping.is_set()
+        self._wake.clear()
         await self._rescue(RescueScope(all_running=True, reason="daemon_restarted"))
         kill_orphans(self.run_dir)
         # A crashed predecessor's leftovers (no job runs yet): processes that left
@@ -143,9 +150,19 @@ class WorkerPool:
                 free = self.slots - len(self.active)
                 next_due: str | None = None
                 if free > 0:
-                    claims, next_due = await self.db.write(
-                        claim(free, self.worker_id, self.lease_seconds), linger=LINGER_SECONDS
-                    )
+                    try:
+                        claims, next_due = await self.db.write(
+                            claim(free, self.worker_id, self.lease_seconds),
+                            linger=LINGER_SECONDS,
+                        )
+                    except ServiceUnavailable as exc:
+                        # The database cannot be written right now (a lock held by
+                        # another process, a full disk): running jobs go on; look
+                        # again soon rather than crash the pool and stop them.
+                        self.metrics.job_claim_failures.inc()
+                        log.warning("could not claim jobs; retrying: %s", exc.message)
+                        await self._sleep(self.poll_seconds)
+                        continue
                     for c in claims:
                         self._start(c)
                 if self.clock.monotonic() >= next_rescue:
@@ -210,6 +227,9 @@ class WorkerPool:
                 lost = await self.db.write(renew(leases, self.lease_seconds), linger=LINGER_SECONDS)
             except ServiceUnavailable:
                 continue
+            except Exception:  # never let the renewals die quietly: leases would expire
+                log.exception("could not renew job leases")
+                continue
             for execution in held:
                 if execution.claim.lease_token in lost:
                     execution.lose_lease()
@@ -270,13 +290,7 @@ class WorkerPool:
         try:
             if outcome is None or execution.lease_lost:
                 raise LeaseLost(f"job {c.job_id} lost its lease")
-            # This slot is free again once the outcome is recorded: claim its next
-            # job in the same transaction unless the pool is winding down.
-            more = 0 if self._stopping else 1
-            status, claims = await self.db.write(
-                finish_and_claim(c, outcome, self.worker_id, more, self.lease_seconds),
-                linger=LINGER_SECONDS,
-            )
+            status, claims = await self._record(execution, outcome)
             for next_claim in claims:
                 self._start(next_claim)
         except LeaseLost:
@@ -300,6 +314,33 @@ class WorkerPool:
                 "status": status,
             },
         )
+
+    async def _record(self, execution: _Execution, outcome: Outcome) -> tuple[str, list[Claim]]:
+        """Record the attempt's outcome; while the database refuses writes (and the
+        lease, still renewed, holds), try again rather than have a finished job
+        rescued and run a second time."""
+        c = execution.claim
+        delay = RECORD_RETRY_FIRST
+        deadline = self.clock.monotonic() + self.lease_seconds
+        while True:
+            # This slot is free again once the outcome is recorded: claim its next
+            # job in the same transaction unless the pool is winding down.
+            more = 0 if self._stopping else 1
+            try:
+                return await self.db.write(
+                    finish_and_claim(c, outcome, self.worker_id, more, self.lease_seconds),
+                    linger=LINGER_SECONDS,
+                )
+            except ServiceUnavailable:
+                if (
+                    self._stopping
+                    or execution.lease_lost
+                    or self.clock.monotonic() + delay > deadline
+                ):
+                    raise
+            log.warning("could not record an outcome yet; retrying", extra={"job_id": c.job_id})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX)
 
     async def _run_handler(
         self, execution: _Execution, ctx: JobContext, writer: LogWriter

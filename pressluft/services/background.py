@@ -2,8 +2,12 @@
 
 A service is a named coroutine `run(stopping)` that loops until `stopping` is
 set. The supervisor starts every service in the daemon's event loop, restarts
-one that crashes (with backoff, logged), reports each one's state to the health
-check, and stops them all on shutdown. The runtime starts the WAL
+one that crashes (with backoff, logged, counted in
+`pressluft_service_restarts_total`), reports each one's state to the health
+check (down while it waits to restart; crash-looping while it crashed
+`CRASH_LOOP_COUNT` times within `CRASH_LOOP_WINDOW` seconds, even if it runs
+again), and stops them all on shutdown. A service's `run` must start clean each
+time it is called: a restart calls it again on the same object. The runtime starts the WAL
 checkpointer, the session sweeper, the job workers and the job scheduler here.
 """
 
@@ -11,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pressluft.clock import Clock
 from pressluft.logs import get_logger
+from pressluft.metrics import Metrics
 
 __all__ = ["Service", "ServiceState", "Supervisor"]
 
@@ -30,21 +36,37 @@ class Service:
     run: Callable[[asyncio.Event], Awaitable[None]]
 
 
+#: A service that crashed this many times within the window is crash-looping.
+CRASH_LOOP_COUNT = 3
+CRASH_LOOP_WINDOW = 600.0
+
+
 @dataclass
 class ServiceState:
     name: str
     running: bool = False
     restarts: int = 0
     last_error: str | None = None
+    #: Monotonic times of the latest crashes (enough to tell a crash loop).
+    crashes: deque[float] = field(default_factory=lambda: deque(maxlen=CRASH_LOOP_COUNT))
+
+    def crash_looping(self, now: float) -> bool:
+        """Whether it crashed `CRASH_LOOP_COUNT` times within the last window."""
+        return len(self.crashes) == CRASH_LOOP_COUNT and now - self.crashes[0] < CRASH_LOOP_WINDOW
 
 
 class Supervisor:
     """Runs services until shutdown; restarts the ones that crash."""
 
     def __init__(
-        self, clock: Clock, initial_backoff: float = 1.0, max_backoff: float = 30.0
+        self,
+        clock: Clock,
+        initial_backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.clock = clock
+        self.metrics = metrics
         self.stopping = asyncio.Event()
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
@@ -53,6 +75,8 @@ class Supervisor:
 
     def start(self, service: Service) -> None:
         state = self.states[service.name] = ServiceState(service.name)
+        if self.metrics is not None:
+            self.metrics.service_restarts.labels(service.name).inc(0)  # the series from 0
         self._tasks[service.name] = asyncio.create_task(
             self._keep_running(service, state), name=f"pressluft-{service.name}"
         )
@@ -68,12 +92,25 @@ class Supervisor:
             except Exception as exc:
                 state.running = False
                 state.restarts += 1
-                state.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("service crashed; restarting", extra={"service": service.name})
+                state.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                state.crashes.append(self.clock.monotonic())
+                if self.metrics is not None:
+                    self.metrics.service_restarts.labels(service.name).inc()
+                log.exception(
+                    "service crashed; restarting in %.0f s",
+                    backoff,
+                    extra={"service": service.name, "restarts": state.restarts},
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), backoff)
+                if not self.stopping.is_set():
+                    log.warning(
+                        "service restarting", extra={"service": service.name, "after": backoff}
+                    )
                 backoff = min(backoff * 2, self._max_backoff)
             else:
+                if not self.stopping.is_set():
+                    log.error("service ended on its own", extra={"service": service.name})
                 break
         state.running = False
 
