@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,51 @@ def test_a_restart_binds_its_port_while_the_crashed_daemons_job_runs_on(tmp_path
         for group in groups:  # should the restart have failed
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
+
+
+@pytest.mark.spec("DMN-5")
+def test_a_deleted_lock_file_lets_no_second_daemon_onto_the_data_dir(tmp_path: Path) -> None:
+    first = Daemon(tmp_path, "serve").start().wait_ready()
+    second: Daemon | None = None
+    try:
+        with httpx.Client(base_url=first.url, headers=first.auth(), timeout=30) as http:
+            job_id = _sleep(http, 600, 600)
+            _wait(lambda: _stdout(http, job_id))
+            groups = recorded_groups(first.data_dir / "run")
+            assert groups and any_alive(groups)
+            lock_file = first.data_dir / "pressluft.lock"
+            assert lock_file.read_text().startswith(f"pid {first.proc.pid if first.proc else 0} ")
+            lock_file.unlink()  # it looks stale to someone
+
+            second = Daemon(tmp_path, "serve").start()
+            assert second.data_dir == first.data_dir
+            try:
+                assert second.wait(timeout=60) == 3
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"a second daemon runs:\n{second.output()}") from None
+            out = second.output()
+            assert f"in use by pid {first.proc.pid if first.proc else 0}" in out
+            assert "Traceback" not in out
+            env = {**first.env, "PRESSLUFT_DATA_DIR": str(first.data_dir)}
+            migrate = run_cli("migrate", env=env)
+            assert migrate.returncode == 3, migrate.stdout + migrate.stderr
+
+            # The first daemon's work is untouched: the same attempt, its processes alive,
+            # its output still flowing.
+            assert any_alive(groups)
+            job = http.get(f"/api/jobs/{job_id}").json()
+            assert job["status"] == "running"
+            assert [a["outcome"] for a in job["attempts"]] == [None]
+            printed = len(_stdout(http, job_id))
+            _wait(lambda: len(_stdout(http, job_id)) > printed)
+            log = http.get(f"/api/jobs/{job_id}/log").json()["lines"]
+            assert not any("lost its worker" in line["text"] for line in log)
+            cancelled = http.post(f"/api/jobs/{job_id}/cancel")
+            assert cancelled.json()["status"] == "cancelled"
+    finally:
+        if second is not None:
+            second.stop()
+        assert first.stop() == 0
+    # Released with the first daemon: the next one starts.
+    with Daemon(tmp_path, "serve") as again:
+        assert httpx.get(again.url + "/api/health").status_code == 200
