@@ -83,6 +83,8 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: str
     attempts: list[JobAttemptView]
     lease: JobLeaseView | None
+    #: Lines its log does not hold (`job.output_dropped`); 0 when the log is complete.
+    output_lines_lost: int
 
 
 class JobPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,7 +128,8 @@ _COLUMNS = (
     " j.attempt_count, j.max_attempts, j.run_after, j.locked_at, j.locked_by, j.started_at,"
     " j.finished_at, j.error_code, j.error_message, j.cancel_requested_at, j.retry_of,"
     " j.created_at, j.updated_at, coalesce(l.expires_at, j.lease_expires_at), j.enqueued_seq,"
-    " (SELECT r.id FROM jobs r WHERE r.retry_of = j.id ORDER BY r.enqueued_seq LIMIT 1)"
+    " (SELECT r.id FROM jobs r WHERE r.retry_of = j.id ORDER BY r.enqueued_seq LIMIT 1),"
+    " j.output_lines_lost"
 )
 _FROM = "FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id AND l.lease_token = j.lease_token"
 
@@ -184,6 +187,7 @@ def _views(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[JobVie
                 updated_at=r[19],
                 attempts=attempts[r[0]],
                 lease=lease,
+                output_lines_lost=r[23],
             )
         )
     return views

@@ -21,6 +21,7 @@ from pressluft.events.types import (
     JobEnqueued,
     JobFailed,
     JobLeaseExpired,
+    JobOutputDropped,
     JobRetryScheduled,
     JobSucceeded,
 )
@@ -155,6 +156,15 @@ def _failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
     _end_attempt(conn, e.job_id, e.attempt, "failed", e.error_code, env.recorded_at)
 
 
+def _output_dropped(conn: sqlite3.Connection, e: JobOutputDropped, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE jobs SET output_lines_lost = output_lines_lost + ?, updated_at = ?,"
+        f" state_version = ? {_HELD}",
+        (e.lines, env.recorded_at, env.stream_version, e.job_id, e.lease_token, e.attempt),
+    )
+    _one(cursor, f"output loss of {e.job_id}")
+
+
 def _cancel_requested(conn: sqlite3.Connection, e: JobCancelRequested, env: Envelope) -> None:
     cursor = conn.execute(
         "UPDATE jobs SET cancel_requested_at = ?, updated_at = ?, state_version = ?"
@@ -227,5 +237,6 @@ JOBS_PROJECTOR = Projector(
         JobCancelRequested: _cancel_requested,
         JobCancelled: _cancelled,
         JobLeaseExpired: _lease_expired,
+        JobOutputDropped: _output_dropped,
     },
 )

@@ -18,6 +18,7 @@ __all__ = [
     "JobEnqueued",
     "JobFailed",
     "JobLeaseExpired",
+    "JobOutputDropped",
     "JobRetried",
     "JobRetryScheduled",
     "JobSucceeded",
@@ -66,6 +67,18 @@ class JobFailed(Event, frozen=True, tag="job.failed"):
     lease_token: str
     error_code: str
     error_message: str
+
+
+class JobOutputDropped(Event, frozen=True, tag="job.output_dropped"):
+    """Lines the running attempt printed that its log does not hold (the database
+    refused writes for longer than the worker's buffer lasted); the log has a
+    `system` line where they are missing."""
+
+    job_id: str
+    attempt: int
+    lease_token: str
+    lines: int
+    reason: str
 
 
 class JobCancelRequested(Event, frozen=True, tag="job.cancel_requested"):
