@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sqlite3
@@ -15,14 +16,17 @@ from pathlib import Path
 import pytest
 
 from pressluft.clock import FrozenClock, format_ts
-from pressluft.config import Config
+from pressluft.config import Config, resolve
 from pressluft.db import open_sync
 from pressluft.events import Meta
+from pressluft.events.replay import verify_replay
+from pressluft.jobs import context as context_module
 from pressluft.jobs.context import JobContext
 from pressluft.jobs.process import run_process
 from pressluft.jobs.queue import JobSpec, RescueScope, cancel, claim, enqueue, rescue
 from pressluft.jobs.registry import JobType
 from pressluft.runtime import Runtime
+from pressluft.services.jobs import JobView
 from tests.support.jobs import (
     TEST_ACTOR,
     any_alive,
@@ -379,3 +383,142 @@ async def test_a_long_line_is_kept_and_a_straggler_does_not_hold_the_job(
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+# A second process on the same database file: holds its write lock until told to let go.
+_HOLD_WRITE_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+async def _print_while_the_database_refuses(
+    data_dir: Path,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+    before: int,
+    during: int,
+) -> tuple[Runtime, str, JobView]:
+    """A job prints `before` lines, then `during` lines while another process holds the
+    database's write lock (the daemon's busy timeout is short: its writes fail), then
+    the lock is let go. The daemon's Runtime (stopped) and the job's id and end."""
+    caplog.set_level(logging.WARNING, logger="pressluft.jobs")
+    config, _ = resolve(
+        "serve",
+        {
+            "data_dir": str(data_dir),
+            "cpu_affinity": "off",
+            "workers": "1",  # its slot is busy: the claim loop does not write meanwhile
+            "db_busy_timeout_ms": "20",
+        },
+        environ={},
+    )
+    runtime = Runtime(config, clock)
+    await runtime.start()
+    go = asyncio.Event()
+
+    async def printer(ctx: JobContext) -> None:
+        for i in range(1, before + 1):
+            ctx.log(f"line {i}")
+        await go.wait()
+        for i in range(before + 1, before + during + 1):
+            ctx.log(f"line {i}")
+
+    try:
+        runtime.jobs.register(JobType("printer", printer))
+        job_id = await runtime.db.write(
+            lambda tx: enqueue(tx, JobSpec(job_type="printer"), Meta(actor="test"))
+        )
+
+        async def stored(count: int) -> bool:
+            return (
+                len([t for _, s, t in await log_lines(runtime, job_id) if s == "stdout"]) >= count
+            )
+
+        await until(lambda: stored(before))
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _HOLD_WRITE_LOCK,
+            str(config.database_path),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert holder.stdin is not None and holder.stdout is not None
+        try:
+            assert await holder.stdout.readline() == b"locked\n"
+            go.set()
+
+            async def refused() -> bool:
+                return any(
+                    r.getMessage().startswith("could not store job output")
+                    and getattr(r, "job_id", None) == job_id
+                    for r in caplog.records
+                )
+
+            await until(refused)
+        finally:
+            holder.stdin.write(b"\n")
+            await holder.stdin.drain()
+            assert await holder.wait() == 0
+        view = await until_ended(runtime, job_id)
+    finally:
+        await runtime.stop()
+    return runtime, job_id, view
+
+
+def _log(runtime: Runtime, job_id: str) -> list[tuple[str, str]]:
+    with contextlib.closing(_read(runtime)) as conn:
+        return conn.execute(
+            "SELECT stream, text FROM job_logs WHERE job_id = ? AND attempt = 1 ORDER BY seq",
+            (job_id,),
+        ).fetchall()
+
+
+@pytest.mark.spec("JOB-38")
+async def test_output_written_while_the_database_refuses_writes_is_stored_once_it_accepts(
+    data_dir: Path, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime, job_id, view = await _print_while_the_database_refuses(
+        data_dir, clock, caplog, before=16, during=16
+    )
+    assert view.status == "succeeded"
+    assert view.output_lines_lost == 0
+    lines = _log(runtime, job_id)
+    assert [t for s, t in lines if s == "stdout"] == [f"line {i}" for i in range(1, 33)]
+    assert not any("lost" in t for s, t in lines if s == "system")
+
+
+@pytest.mark.spec("JOB-38")
+async def test_output_beyond_the_buffer_is_dropped_oldest_first_and_the_loss_is_said(
+    data_dir: Path,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(context_module, "MAX_PENDING_LINES", 4)  # a small buffer
+    runtime, job_id, view = await _print_while_the_database_refuses(
+        data_dir, clock, caplog, before=4, during=16
+    )
+    assert view.status == "succeeded"
+    assert view.output_lines_lost == 12
+    lines = _log(runtime, job_id)
+    stored = [t for s, t in lines if s == "stdout"]
+    assert stored == [f"line {i}" for i in (1, 2, 3, 4, 17, 18, 19, 20)]
+    # The note stands where the lines are missing.
+    note = lines.index(("stdout", "line 17")) - 1
+    assert lines[note][0] == "system"
+    assert lines[note][1].startswith("12 lines of output lost: the database refused writes")
+    assert lines[note - 1] == ("stdout", "line 4")
+    with contextlib.closing(_read(runtime)) as conn:
+        lost = conn.execute(
+            "SELECT json_extract(data, '$.lines') FROM events WHERE type = 'job.output_dropped'"
+            " AND stream = ?",
+            (f"job:{job_id}",),
+        ).fetchall()
+        assert lost == [(12,)]
+        assert verify_replay(conn, format_ts(clock.now())).ok  # the projector agrees

@@ -4,12 +4,20 @@
 flushes in order, one transaction at a time (so lines batch up under load and
 flow within milliseconds when idle). Every flush presents the attempt's lease;
 when it is refused the attempt has lost its lease and the handler is stopped.
+
+A flush the database refuses (its write lock held by another process, a full
+disk) is retried with backoff, and the lines wait in memory meanwhile — up to a
+bound, beyond which the oldest unsent lines are dropped and counted. Lines that
+are truly lost are said so where they are missing: a `system` line and a
+`job.output_dropped` event, in the transaction of the next lines stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,10 +34,23 @@ log = get_logger("pressluft.jobs")
 MAX_LINE = 64 * 1024
 #: Output lines wait this long to share a commit with other writes.
 LOG_LINGER_SECONDS = 0.001
+#: Unsent output held while the database refuses writes (characters, lines);
+#: beyond either bound the oldest unsent lines are dropped and counted.
+MAX_PENDING_CHARS = 4 * 1024 * 1024
+MAX_PENDING_LINES = 20_000
+#: Lines per transaction (a backlog is stored in several).
+BATCH_MAX_LINES = 2_000
+#: A refused write is retried after this long, doubling up to the cap.
+RETRY_FIRST_SECONDS = 0.05
+RETRY_MAX_SECONDS = 2.0
 
 
 class JobCancelledError(Exception):
     """Raised by a handler (or its subprocess runner) that stopped because it was asked to."""
+
+
+def _size(line: str) -> int:
+    return len(line) + 1
 
 
 class LogWriter:
@@ -42,7 +63,20 @@ class LogWriter:
         self._db = db
         self._claim = claim
         self._on_lease_lost = on_lease_lost
-        self._buffer: list[tuple[str, str]] = []
+        self._pending: deque[tuple[str, str]] = deque()
+        self._pending_chars = 0
+        self._max_chars = MAX_PENDING_CHARS
+        self._max_lines = MAX_PENDING_LINES
+        #: Lines dropped and not yet said so in the log; dropped while a batch was in flight.
+        self._dropped = 0
+        self._dropped_in_flight = 0
+        self._in_flight = False
+        #: The current run of refused writes: since when (loop time), how many, why.
+        self._refused_since: float | None = None
+        self._refusals = 0
+        self._refusal = ""
+        #: Lines lost in all (said so in the log, or given up at shutdown).
+        self.lost = 0
         self._ready = asyncio.Event()
         self._closed = False
         self._task: asyncio.Task[None] | None = None
@@ -51,39 +85,138 @@ class LogWriter:
         if self._closed:
             return
         for line in text.splitlines() or [""]:
-            self._buffer.append((stream, line[:MAX_LINE]))
+            piece = line[:MAX_LINE]
+            self._pending.append((stream, piece))
+            self._pending_chars += _size(piece)
+        self._trim()
         self._ready.set()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"job-log-{self._claim.job_id}")
 
+    def _trim(self) -> None:
+        """Hold memory to its bound: drop the oldest unsent lines, counting them."""
+        while self._pending and (
+            self._pending_chars > self._max_chars or len(self._pending) > self._max_lines
+        ):
+            _, line = self._pending.popleft()
+            self._pending_chars -= _size(line)
+            self._dropped += 1
+            if self._in_flight:
+                self._dropped_in_flight += 1
+
+    def _take(self) -> list[tuple[str, str]]:
+        count = min(len(self._pending), BATCH_MAX_LINES)
+        batch = [self._pending.popleft() for _ in range(count)]
+        self._pending_chars -= sum(_size(line) for _, line in batch)
+        return batch
+
+    def _put_back(self, batch: list[tuple[str, str]]) -> None:
+        if self._dropped_in_flight:
+            # Newer lines were dropped while it was in flight: these are older, so
+            # they go too (one gap, where the log will say so).
+            self._dropped += len(batch)
+            return
+        self._pending.extendleft(reversed(batch))
+        self._pending_chars += sum(_size(line) for _, line in batch)
+        self._trim()
+
+    def _loss_note(self, count: int) -> str:
+        held = f"{self._max_lines} lines or {self._max_chars} characters"
+        if self._refused_since is None:
+            return f"{count} lines of output lost: they could not be stored"
+        seconds = asyncio.get_running_loop().time() - self._refused_since
+        return (
+            f"{count} lines of output lost: the database refused writes for {seconds:.0f} s"
+            f" ({self._refusal}); at most {held} are held meanwhile"
+        )
+
     async def _run(self) -> None:
         c = self._claim
+        delay = RETRY_FIRST_SECONDS
         while True:
-            await self._ready.wait()
-            self._ready.clear()
-            if not self._buffer:
+            if not self._pending and not self._dropped:
                 if self._closed:
                     return
+                await self._ready.wait()
+                self._ready.clear()
                 continue
-            batch, self._buffer = self._buffer, []
+            batch = self._take()
+            dropped = self._dropped
+            note = self._loss_note(dropped) if dropped else ""
 
-            def command(tx: WriteTx, batch: list[tuple[str, str]] = batch) -> int:
-                return append_lines(tx, c.job_id, c.lease_token, c.attempt, batch)
+            def command(
+                tx: WriteTx,
+                batch: list[tuple[str, str]] = batch,
+                lost: int = dropped,
+                note: str = note,
+            ) -> int:
+                return append_lines(
+                    tx, c.job_id, c.lease_token, c.attempt, batch, lost=lost, lost_note=note
+                )
 
+            self._in_flight, self._dropped_in_flight = True, 0
             try:
                 await self._db.write(command, linger=LOG_LINGER_SECONDS)
             except LeaseLost:
                 log.warning("job lost its lease while logging", extra={"job_id": c.job_id})
                 self._on_lease_lost()
                 return
-            except ServiceUnavailable:  # the database is closing: the attempt is rescued later
-                log.warning("could not store job output", extra={"job_id": c.job_id})
-                return
-            if self._closed and not self._buffer:
-                return
+            except (ServiceUnavailable, sqlite3.Error) as exc:
+                self._in_flight = False
+                self._put_back(batch)
+                if not self._db.writer_alive:  # the database is closing
+                    self._give_up()
+                    return
+                self._refused(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            except Exception as exc:  # these lines can never be stored: say so, go on
+                self._in_flight = False
+                log.error("job output refused", exc_info=exc, extra={"job_id": c.job_id})
+                if not batch:  # not even the note: the daemon's log has to say it
+                    self.lost += self._dropped
+                    self._dropped = 0
+                self._dropped += len(batch)
+                continue
+            self._in_flight = False
+            self._dropped -= dropped
+            self.lost += dropped
+            delay = RETRY_FIRST_SECONDS
+            if self._refused_since is not None:
+                log.info(
+                    "job output stored again",
+                    extra={"job_id": c.job_id, "refused_writes": self._refusals},
+                )
+                self._refused_since, self._refusals, self._refusal = None, 0, ""
+            self._trim()
+
+    def _refused(self, exc: BaseException) -> None:
+        self._refusals += 1
+        if isinstance(exc, sqlite3.Error):
+            self._refusal = str(exc)
+        elif not self._refusal:
+            self._refusal = exc.message if isinstance(exc, ServiceUnavailable) else str(exc)
+        if self._refused_since is None:
+            self._refused_since = asyncio.get_running_loop().time()
+            log.warning(
+                "could not store job output; retrying",
+                extra={"job_id": self._claim.job_id, "error": self._refusal},
+            )
+
+    def _give_up(self) -> None:
+        unsent = len(self._pending) + self._dropped
+        self._pending.clear()
+        self._pending_chars = self._dropped = 0
+        if unsent:
+            self.lost += unsent
+            log.error(
+                "job output lost: the database closed before it could be stored",
+                extra={"job_id": self._claim.job_id, "lines": unsent},
+            )
 
     async def close(self) -> None:
-        """Flush everything written so far."""
+        """Flush everything written so far (retrying while the database refuses)."""
         self._closed = True
         self._ready.set()
         if self._task is not None:

@@ -1,10 +1,12 @@
-"""Job output: every line of every attempt, in order, nothing dropped.
+"""Job output: every line of every attempt, in order, nothing dropped silently.
 
 A worker appends lines only while it holds the attempt's lease (fenced like
 every other worker transition); transitions add `system` lines in their own
-transaction. Lines are read by seq (`after`/`limit`), from the end (`tail`), or
-followed live. Retention deletes the lines of jobs that ended long ago; the
-job row stays.
+transaction. Lines a worker could not store (the database refused writes longer
+than its buffer lasted) are said so where they are missing: a `system` line and
+`job.output_dropped` (the job's `output_lines_lost`). Lines are read by seq
+(`after`/`limit`), from the end (`tail`), or followed live. Retention deletes
+the lines of jobs that ended long ago; the job row stays.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from collections.abc import Sequence
 import msgspec
 
 from pressluft.db import WriteTx
+from pressluft.events import Meta, append
+from pressluft.events.types import JobOutputDropped
 
 __all__ = [
     "ERROR_TAIL_BYTES",
+    "LOG_WRITER_ACTOR",
     "JobLogLine",
     "LeaseLost",
     "LogAppended",
@@ -79,10 +84,24 @@ def _insert(tx: WriteTx, job_id: str, attempt: int, lines: Sequence[tuple[str, s
     return base + len(lines)
 
 
+#: Who records output the worker could not store.
+LOG_WRITER_ACTOR = "system:job-log"
+
+
 def append_lines(
-    tx: WriteTx, job_id: str, lease_token: str, attempt: int, lines: Sequence[tuple[str, str]]
+    tx: WriteTx,
+    job_id: str,
+    lease_token: str,
+    attempt: int,
+    lines: Sequence[tuple[str, str]],
+    *,
+    lost: int = 0,
+    lost_note: str = "",
 ) -> int:
-    """Append a running attempt's output; refused (LeaseLost) without its lease."""
+    """Append a running attempt's output; refused (LeaseLost) without its lease.
+
+    `lost` lines that were printed before `lines` could not be stored: a
+    `system` line (`lost_note`) takes their place and `job.output_dropped` counts them."""
     held = tx.conn.execute(
         "SELECT 1 FROM jobs WHERE id = ? AND status = 'running' AND lease_token = ?"
         " AND attempt_count = ?",
@@ -90,6 +109,13 @@ def append_lines(
     ).fetchone()
     if held is None:
         raise LeaseLost(f"job {job_id}: attempt {attempt} no longer holds its lease")
+    if lost:
+        note = lost_note or f"{lost} lines of output lost"
+        event = JobOutputDropped(
+            job_id=job_id, attempt=attempt, lease_token=lease_token, lines=lost, reason=note
+        )
+        append(tx, f"job:{job_id}", None, [event], Meta(actor=LOG_WRITER_ACTOR))
+        lines = [("system", note), *lines]
     return _insert(tx, job_id, attempt, lines) if lines else last_seq(tx.conn, job_id)
 
 
