@@ -13,8 +13,12 @@ the same `synchronous` setting (FULL, the daemon's default):
 
 Each of 1-3 runs ROUNDS times interleaved; a ratio is the median over rounds of
 (Pressluft / raw) measured back to back in the same round.
-Goals (issue 2): sequential >= 0.5x raw, 64 concurrent >= 2x raw, replay >= 50,000 events/s.
-Exits 1 when a goal is missed.
+Goals (issue 2): 64 concurrent >= 2x raw, replay >= 50,000 events/s. Exits 1 when
+one of them is missed. The sequential ratio (issue 2 asked >= 0.5x) is reported, not
+judged (issue 19): one awaited append per transaction measures one durable round
+trip through the hash chain and projections, a figure no user of a control plane
+feels — commands arrive concurrently and share the group commit, which the
+64-appender goal holds (specs/events.md, Decisions).
 """
 
 from __future__ import annotations
@@ -43,6 +47,20 @@ from pressluft.events.log import rebuild
 ROOT = Path(__file__).resolve().parents[1]
 META = Meta(actor="bench", correlation_id="bench")
 NOW = "2026-01-01T00:00:00.000000Z"
+
+#: Goals held against raw sqlite3 (ratio >= goal); a measurement not named here is
+#: printed with its ratio and "reported", and never makes the run fail.
+JUDGED_RATIOS = {"concurrent64": 2.0}
+#: Sequential appends: the issue-2 goal, shown next to the figure but not judged.
+REPORTED_RATIOS = {"sequential": 0.5}
+REPLAY_GOAL = 50_000.0
+
+
+def verdict(ratios: dict[str, float], replay: float) -> dict[str, bool]:
+    """Whether each judged goal is met; the run fails when one is not."""
+    met = {name: ratios[name] >= goal for name, goal in JUDGED_RATIOS.items()}
+    met["replay"] = replay >= REPLAY_GOAL
+    return met
 
 
 def raw_sqlite(path: Path, count: int, synchronous: str) -> float:
@@ -174,39 +192,37 @@ def main() -> int:
         # the disk's drift between rounds.
         return statistics.median(p / r for p, r in zip(results[name], results["raw"], strict=True))
 
-    rows = [
-        ("raw sqlite3, 1 row/transaction", raw, None, None),
-        (
-            "pressluft sequential appends",
-            statistics.median(results["sequential"]),
-            paired("sequential"),
-            0.5,
-        ),
+    ratios = {name: paired(name) for name in ("sequential", "concurrent64")}
+    met = verdict(ratios, replay)
+    rows: list[tuple[str, float, str | None]] = [
+        ("raw sqlite3, 1 row/transaction", raw, None),
+        ("pressluft sequential appends", statistics.median(results["sequential"]), "sequential"),
         (
             "pressluft 64 concurrent appenders",
             statistics.median(results["concurrent64"]),
-            paired("concurrent64"),
-            2.0,
+            "concurrent64",
         ),
     ]
-    print(f"{'measurement':<36} {'events/s':>12} {'ratio':>8} {'goal':>8}")
-    ok = True
-    for name, rate, ratio, goal in rows:
-        ratio_s = f"{ratio:.2f}x" if ratio is not None else ""
-        goal_s = f">={goal}x" if goal is not None else ""
-        met = goal is None or (ratio is not None and ratio >= goal)
-        ok &= met
-        print(f"{name:<36} {rate:>12,.0f} {ratio_s:>8} {goal_s:>8} {'' if met else 'MISSED'}")
-    replay_ok = replay >= 50_000
-    ok &= replay_ok
+    print(f"{'measurement':<36} {'events/s':>12} {'ratio':>8} {'goal':>10}")
+    for label, rate, name in rows:
+        ratio_s = f"{ratios[name]:.2f}x" if name is not None else ""
+        if name is None:
+            goal_s, mark = "", ""
+        elif name in JUDGED_RATIOS:
+            goal_s = f">={JUDGED_RATIOS[name]}x"
+            mark = "" if met[name] else "MISSED"
+        elif name in REPORTED_RATIOS:
+            goal_s = "reported"
+            mark = f"(issue 2 asked >={REPORTED_RATIOS[name]}x; not judged)"
+        print(f"{label:<36} {rate:>12,.0f} {ratio_s:>8} {goal_s:>10} {mark}")
     label = f"replay ({args.replay_events:,} events)"
-    verdict = "" if replay_ok else "MISSED"
-    print(f"{label:<36} {replay:>12,.0f} {'':>8} {'>=50k/s':>8} {verdict}")
+    mark = "" if met["replay"] else "MISSED"
+    print(f"{label:<36} {replay:>12,.0f} {'':>8} {'>=50k/s':>10} {mark}")
     print("\nper-round events/s:", {k: [round(v) for v in vs] for k, vs in results.items()})
     for name in ("sequential", "concurrent64"):
-        ratios = [round(p / r, 2) for p, r in zip(results[name], results["raw"], strict=True)]
-        print(f"per-round ratios {name}: {ratios}")
-    return 0 if ok else 1
+        per_round = [round(p / r, 2) for p, r in zip(results[name], results["raw"], strict=True)]
+        print(f"per-round ratios {name}: {per_round}")
+    return 0 if all(met.values()) else 1
 
 
 if __name__ == "__main__":
