@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -380,3 +383,64 @@ def test_a_start_that_fails_half_way_exits_and_unlocks(tmp_path: Path) -> None:
     verify = run_cli("events", "verify", env=env)
     assert verify.returncode == 1  # doctor/verify still see the damage; the lock was released
     assert run_cli("migrate", env=env).returncode == 0
+
+
+THIRD_PARTY_NOISE = "CryptographyDeprecationWarning"
+
+
+@pytest.mark.spec("DMN-17")
+def test_commands_and_the_daemon_start_without_third_party_warnings(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PRESSLUFT_", "PYTHON"))}
+    env["PRESSLUFT_DATA_DIR"] = str(tmp_path / "data")
+    # The console script an operator runs, as a real process.
+    console = str(Path(sys.executable).parent / "pressluft")
+    for args in (["--help"], ["config"]):
+        result = subprocess.run(
+            [console, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert THIRD_PARTY_NOISE not in result.stderr, result.stderr
+        assert "Warning" not in result.stderr, result.stderr
+    with Daemon(tmp_path / "serve", mode="serve", env=env) as daemon:
+        # The daemon has imported its SSH library (node checks use it) by now.
+        assert httpx.get(daemon.url + "/api/health").status_code == 200
+    out = daemon.output()
+    assert "/api/health" in out  # the log is there to read (the banner)
+    assert THIRD_PARTY_NOISE not in out, out
+    assert "Warning:" not in out, out
+
+
+@pytest.mark.spec("DMN-17")
+def test_a_deprecation_in_pressluft_code_is_still_shown(tmp_path: Path) -> None:
+    # A real process that imports the daemon's SSH adapter (where asyncssh's noise is
+    # filtered), then runs code of a pressluft module that warns: ours stay visible,
+    # even a warning of the very category filtered for asyncssh.
+    probe = "\n".join(
+        [
+            "import warnings",
+            "from cryptography.utils import CryptographyDeprecationWarning",
+            "warnings.warn('pressluft --old-flag is deprecated', DeprecationWarning)",
+            "warnings.warn('pressluft uses DSA here', CryptographyDeprecationWarning)",
+        ]
+    )
+    script = "\n".join(
+        [
+            "import pressluft.nodes.ssh, pressluft.runtime",
+            f"code = compile({probe!r}, 'pressluft/probe.py', 'exec')",
+            "exec(code, {'__name__': 'pressluft.probe'})",
+        ]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PRESSLUFT_", "PYTHON"))}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "DeprecationWarning: pressluft --old-flag is deprecated" in result.stderr
+    assert "CryptographyDeprecationWarning: pressluft uses DSA here" in result.stderr
+    assert result.stderr.count("Warning:") == 2, result.stderr  # and no asyncssh noise

@@ -13,7 +13,7 @@ import asyncio
 import shlex
 from dataclasses import dataclass, field
 
-import asyncssh
+from pressluft.nodes.sshlib import asyncssh
 
 __all__ = [
     "DEFAULT_DEADLINE_SECONDS",
