@@ -531,11 +531,25 @@ def node_image_build(
 
 @main.command()
 @data_dir_option
-def doctor(data_dir: str | None) -> None:
+@click.option(
+    "--docker-host",
+    metavar="URL",
+    default=lambda: os.environ.get("PRESSLUFT_DOCKER_HOST", "auto"),
+    show_default="$PRESSLUFT_DOCKER_HOST or auto",
+    help="The Docker engine to check (unix://, tcp://, ssh://). `auto`: the one "
+    "`pressluft dev` would use ($DOCKER_HOST, else the default socket). A named "
+    "engine that cannot be reached fails the check.",
+)
+def doctor(data_dir: str | None, docker_host: str) -> None:
     """Check the machine and the data dir; exits 1 when a required check fails."""
+    from pressluft.config import parse_docker_host
     from pressluft.services.doctor import run_checks
 
-    results = run_checks(_tool_data_dir(data_dir))
+    try:
+        engine = parse_docker_host(docker_host)
+    except ConfigError as exc:
+        _fail(f"--docker-host: {exc}", EXIT_USAGE)
+    results = run_checks(_tool_data_dir(data_dir), docker_host=engine)
     width = max(len(r.name) for r in results)
     colors = {"ok": "green", "fail": "red", "warn": "yellow", "info": "blue"}
     for r in results:

@@ -18,7 +18,16 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["SETTINGS", "Config", "ConfigError", "Mode", "Setting", "resolve", "settings_markdown"]
+__all__ = [
+    "SETTINGS",
+    "Config",
+    "ConfigError",
+    "Mode",
+    "Setting",
+    "parse_docker_host",
+    "resolve",
+    "settings_markdown",
+]
 
 Mode = Literal["dev", "serve"]
 
@@ -73,7 +82,8 @@ def _host_list(raw: str) -> tuple[str, ...]:
     return hosts
 
 
-def _docker_host(raw: str) -> str:
+def parse_docker_host(raw: str) -> str:
+    """A `docker_host` value (the setting, `pressluft doctor --docker-host`)."""
     value = raw.strip()
     if value in ("", "auto") or value.startswith(("unix://", "tcp://", "ssh://")):
         return value
@@ -294,7 +304,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Docker engine for `docker` lab nodes (e.g. `unix:///var/run/docker.sock`). "
         "`auto`: `DOCKER_HOST`, else the default socket when present; empty: no "
         "docker provider (registering a docker node is refused).",
-        _docker_host,
+        parse_docker_host,
         dev_default="auto",
         metavar="URL",
     ),

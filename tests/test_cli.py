@@ -211,6 +211,22 @@ def test_doctor_reports_the_machine_and_data_dir(cli_env: dict[str, str], data_d
 
 
 @pytest.mark.spec("DMN-9")
+def test_doctor_checks_the_docker_engine_it_is_given(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # An engine the operator names is the one they mean to use: unreachable fails.
+    absent = f"unix://{tmp_path}/no-docker.sock"
+    env = {k: v for k, v in cli_env.items() if k != "DOCKER_HOST"}
+    result = run_cli("doctor", "--docker-host", absent, env=env)
+    line = next(x for x in result.stdout.splitlines() if "docker engine" in x)
+    assert line.startswith("FAIL") and f"{absent} not reachable" in line, result.stdout
+    assert result.returncode == 1
+    refused = run_cli("doctor", "--docker-host", "docker.example:2375", env=env)
+    assert refused.returncode == 2
+    assert "--docker-host" in refused.stderr and "unix://" in refused.stderr
+
+
+@pytest.mark.spec("DMN-9")
 def test_doctor_fails_when_the_schema_is_behind(cli_env: dict[str, str], data_dir: Path) -> None:
     data_dir.mkdir(parents=True)
     migrate(open_sync(data_dir / "pressluft.db"), "2026-01-01T00:00:00.000000Z", target=1)

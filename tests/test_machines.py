@@ -223,3 +223,17 @@ def test_doctor_names_the_engine_and_the_missing_node_image(
     out = result.stdout
     assert f"{engine[0].url} reachable" in out, out
     assert "pressluft node-image build --docker-host " + engine[0].url in out, out
+
+
+@pytest.mark.spec("DMN-9")
+def test_doctor_checks_the_engine_named_by_docker_host(
+    cli_env: dict[str, str], engine: tuple[PrivateDockerd, str]
+) -> None:
+    # No DOCKER_HOST: the engine is found only through the option (as after `sudo`,
+    # which drops the variable).
+    env = {k: v for k, v in cli_env.items() if k != "DOCKER_HOST"}
+    result = run_cli("doctor", "--docker-host", engine[0].url, env=env)
+    out = result.stdout
+    line = next(x for x in out.splitlines() if "docker engine" in x)
+    assert line.startswith("OK") and f"{engine[0].url} reachable" in line, out
+    assert "pressluft node-image build --docker-host " + engine[0].url in out, out

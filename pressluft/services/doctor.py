@@ -59,11 +59,19 @@ def _ssh() -> DoctorResult:
     return DoctorResult("ssh client", "ok", _first_line([path, "-V"]) or path)
 
 
-def _docker() -> list[DoctorResult]:
-    """The engine `pressluft dev` would use (`--docker-host auto`) and its node image."""
-    url = resolve_docker_host("auto")
+def _docker(setting: str) -> list[DoctorResult]:
+    """The engine named by `setting` and its node image.
+
+    `auto` (the default) is the engine `pressluft dev` would use; an engine there
+    is optional (only docker lab nodes need one), so not finding or reaching it is
+    information. An engine the operator named (`--docker-host URL`) is the one they
+    mean to use: not reaching it fails the check.
+    """
+    named = setting not in ("", "auto")
+    url = resolve_docker_host(setting)
     if url is None:
-        return [DoctorResult("docker engine", "info", "none found; only docker lab nodes need it")]
+        detail = "none found" if setting == "auto" else "none configured"
+        return [DoctorResult("docker engine", "info", f"{detail}; only docker lab nodes need it")]
     image = image_tag(ImageInputs())
     try:
         import docker
@@ -76,6 +84,8 @@ def _docker() -> list[DoctorResult]:
             client.close()
     except Exception as exc:
         reason = type(exc).__name__
+        if named:
+            return [DoctorResult("docker engine", "fail", f"{url} not reachable ({reason})")]
         return [
             DoctorResult(
                 "docker engine",
@@ -162,7 +172,7 @@ def _disk(data_dir: Path) -> DoctorResult:
     return DoctorResult("disk space", status, f"{free_gib:.1f} GiB free at {probe}")
 
 
-def run_checks(data_dir: Path) -> list[DoctorResult]:
+def run_checks(data_dir: Path, docker_host: str = "auto") -> list[DoctorResult]:
     return [
         DoctorResult("data dir", "info", str(data_dir)),
         _sqlite(),
@@ -170,5 +180,5 @@ def run_checks(data_dir: Path) -> list[DoctorResult]:
         _disk(data_dir),
         _ansible(),
         _ssh(),
-        *_docker(),
+        *_docker(docker_host),
     ]
