@@ -258,13 +258,54 @@ def test_jobs_pages_hold_up_with_long_logs_many_jobs_and_bad_input(
         page.goto(daemon.url + "/jobs")
         rows = page.locator("#jobs-table tbody tr")
         expect(rows).to_have_count(50)
+        # Both clicks while the next page is in flight: its answer is held until
+        # the double click is over.
+        held: list[Route] = []
+        older = re.compile(r"/api/jobs\?.*before=")
+        page.route(older, lambda route: held.append(route))
         page.dblclick("#jobs-more")
+        for _ in range(1500):  # Playwright delivers the held request while it waits
+            if held:
+                break
+            page.wait_for_timeout(20)
+        assert len(held) == 1
+        held[0].continue_()
+        page.unroute(older)
         expect(rows).to_have_count(100)
         expect(page.locator("#jobs-more")).to_be_enabled()  # every load has landed
         ids = rows.evaluate_all("rs => rs.map(r => r.dataset.jobId)")
         assert len(ids) == 100 and len(set(ids)) == 100
         shown = rows.evaluate_all("rs => rs.map(r => r.querySelector('a').textContent)")
         assert len(set(shown)) == 100  # no two rows look alike
+
+        # A busy machine: the next page lands between the two clicks of a double
+        # click. Its rows push the button down and put a job's link under the
+        # pointer; the second click must not open that job (the list was gone).
+        more = page.locator("#jobs-more")
+        more.scroll_into_view_if_needed()
+        box = more.bounding_box()
+        assert box is not None
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.evaluate(
+            """() => { window.clicks = [];
+              window.addEventListener("click", (e) => window.clicks.push(
+                { detail: e.detail, link: !!e.target.closest("a"), prevented: e.defaultPrevented })); }"""
+        )
+        page.mouse.move(x, y)
+        page.mouse.down(click_count=1)
+        page.mouse.up(click_count=1)
+        expect(rows).to_have_count(112)  # the last page: 110 no-ops and the 2 jobs above
+        under = "([x, y]) => !!document.elementFromPoint(x, y).closest('#jobs-table a')"
+        assert page.evaluate(under, [x, y])  # a job's link is under the pointer now
+        page.mouse.down(click_count=2)
+        page.mouse.up(click_count=2)
+        clicks = page.evaluate("() => window.clicks")
+        assert clicks == [
+            {"detail": 1, "link": False, "prevented": False},
+            {"detail": 2, "link": True, "prevented": True},  # the link is not followed
+        ], f"clicks {clicks} (None: the page was left for {page.url})"
+        expect(page).to_have_url(daemon.url + "/jobs")
+        expect(rows).to_have_count(112)
 
         # A filter typed but not submitted changes nothing: live rows keep coming.
         page.fill("#jobs-filter input[name=site_id]", "abc")

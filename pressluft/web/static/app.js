@@ -347,10 +347,21 @@ function setupJobs() {
     readFilter();
     serial(() => { pages = 1; before = null; return load(true); });
   });
-  more.addEventListener("click", () => {
-    if (more.disabled) return;
-    more.disabled = true;  // a double click loads one page, not the same page twice
+  more.addEventListener("click", (ev) => {
+    // A double click loads one page: while the page loads the button is disabled
+    // (its second click is not delivered); once it has landed, a second click is
+    // still part of the same double click (detail 2) and is ignored.
+    if (more.disabled || ev.detail > 1) return;
+    more.disabled = true;
     serial(() => { pages += 1; return load(false); }).then(() => { more.disabled = false; });
+  });
+  // On a busy machine the first click's page can land before the second click of
+  // the same double click: the rows it adds push the button down and put a job's
+  // link under the pointer, and the second click opened that job — the list was
+  // gone. A click that is part of a double click never follows a row's link (the
+  // first click of a double click on a link has already followed it).
+  body.addEventListener("click", (ev) => {
+    if (ev.detail > 1 && ev.target.closest("a")) ev.preventDefault();
   });
   serial(() => load(true)).then(follow);
 
