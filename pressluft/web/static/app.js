@@ -439,6 +439,8 @@ function renderJob(job) {
   document.getElementById("job-error-message").textContent = job.error_message || "";
   document.getElementById("job-error-details").hidden = !job.error_message;
   document.getElementById("job-finished").textContent = job.finished_at || "—";
+  document.getElementById("log-lost-count").textContent = String(job.output_lines_lost);
+  document.getElementById("log-lost").hidden = !job.output_lines_lost;
   const cancel = document.getElementById("job-cancel");
   const retry = document.getElementById("job-retry");
   if (cancel) {
