@@ -11,7 +11,7 @@ import httpx
 import msgspec
 import pytest
 
-from pressluft.api.contract import contract_bytes
+from pressluft.api.contract import contract_bytes, load_contract
 from pressluft.api.middleware import SECURITY_HEADERS
 from pressluft.jobs import worker as worker_module
 from pressluft.runtime import Runtime
@@ -346,10 +346,17 @@ async def test_an_internal_error_names_only_the_correlation_id(
 
 
 @pytest.mark.spec("API-6")
-async def test_the_contract_is_served_and_documented(client: httpx.AsyncClient) -> None:
+async def test_the_contract_is_served_and_documented(
+    client: httpx.AsyncClient, anon: httpx.AsyncClient
+) -> None:
     document = await client.get("/api/openapi.yaml")
     assert document.status_code == 200
     assert document.content == contract_bytes()
+    # The same document as JSON, for tools that read only JSON; public like the YAML.
+    as_json = await anon.get("/api/openapi.json")
+    assert as_json.status_code == 200
+    assert as_json.headers["content-type"].startswith("application/json")
+    assert as_json.json() == load_contract()
     docs = await client.get("/api/docs")
     assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
     for operation_id in (

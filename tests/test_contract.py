@@ -91,6 +91,7 @@ async def test_every_operation_answers_as_the_contract_says(
         (client, "GET", "/api/metrics", None),
         (client, "GET", "/metrics", None),
         (client, "GET", "/api/openapi.yaml", None),
+        (client, "GET", "/api/openapi.json", None),
         (client, "GET", "/api/docs", None),
         (client, "GET", "/api/settings", None),
         (client, "PATCH", "/api/settings", {"control_plane_domain": "c.example.com"}),

@@ -15,7 +15,13 @@ from pressluft.runtime import Runtime
 from tests.conftest import contract_client, make_token, make_user
 
 #: Reachable without credentials (the issue's list, plus the login page and static files).
-PUBLIC_OPERATIONS = {"login", "getHealth", "getOpenApiDocument", "getApiDocs"}
+PUBLIC_OPERATIONS = {
+    "login",
+    "getHealth",
+    "getOpenApiDocument",
+    "getOpenApiDocumentJson",
+    "getApiDocs",
+}
 PUBLIC_PAGES = {"/login"}
 UUID = "00000000-0000-4000-8000-000000000000"
 

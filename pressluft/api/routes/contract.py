@@ -1,9 +1,12 @@
-"""`/api/openapi.yaml` (the contract itself) and `/api/docs` (a page rendered from it)."""
+"""`/api/openapi.yaml` (the contract itself), `/api/openapi.json` (the same document as
+JSON, for tools that read only JSON) and `/api/docs` (a page rendered from it)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+import msgspec
 import yaml
 from litestar import Response, get
 from litestar.response import Template
@@ -16,6 +19,16 @@ __all__ = ["CONTRACT_ROUTES"]
 @get("/api/openapi.yaml", operation_id="getOpenApiDocument", tags=["operations"])
 async def openapi_document() -> Response[bytes]:
     return Response(contract_bytes(), media_type="application/yaml")
+
+
+@lru_cache(maxsize=1)
+def _contract_json() -> bytes:
+    return msgspec.json.encode(load_contract())
+
+
+@get("/api/openapi.json", operation_id="getOpenApiDocumentJson", tags=["operations"])
+async def openapi_document_json() -> Response[bytes]:
+    return Response(_contract_json(), media_type="application/json")
 
 
 def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -63,4 +76,4 @@ async def api_docs() -> Template:
     )
 
 
-CONTRACT_ROUTES = [openapi_document, api_docs]
+CONTRACT_ROUTES = [openapi_document, openapi_document_json, api_docs]
