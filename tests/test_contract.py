@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pressluft import errors
 from pressluft.api.contract import app_operations, contract_operations
@@ -17,6 +20,8 @@ from pressluft.contract_check import check_contract
 from pressluft.events import Meta, append
 from pressluft.events.types import EnvironmentProvisioned
 from pressluft.runtime import Runtime
+from pressluft.services.environments import CreateEnvironmentRequest, _check_environment
+from pressluft.services.sites import CreateSiteRequest, _check_site
 from tests.support.contract import ContractValidator, ContractViolation
 from tests.support.jobs import until_ended
 from tests.support.nodes import record_node
@@ -239,3 +244,117 @@ def test_every_error_code_is_registered(repo_root: Path) -> None:
     contract = (repo_root / "openapi" / "pressluft.yaml").read_text()
     for code in re.findall(r"code: ([a-z_]+)", contract):
         assert code in registered
+
+
+# -- rules the server enforces are declared ------------------------------------------
+
+_NAME_REF = "/components/schemas/PrintableName"
+_CONTRACT = ContractValidator()
+_REFUSED_NAMES = [
+    "",
+    " Acme",
+    "Acme ",
+    "--",
+    "a\x00b",
+    "line\nbreak",
+    "abc\u202egpj.exe",  # right-to-left override: shows as "abcexe.jpg"
+    "zero\u200bwidth",
+    "no\u00a0break",
+    "x" * 101,
+]
+
+
+def _refused_fields(check: Any, request: Any) -> set[str]:
+    try:
+        check(request)
+    except errors.BadRequest as exc:
+        return {e["field"] for e in (exc.details or {}).get("errors", [])}
+    return set()
+
+
+def _site(value: str, email: str | None = None) -> set[str]:
+    request = CreateSiteRequest(
+        name=value, slug="acme", node_id=str(uuid.uuid4()), title=value, admin_email=email
+    )
+    return _refused_fields(_check_site, request)
+
+
+def _environment(value: str) -> set[str]:
+    request = CreateEnvironmentRequest(
+        name=value, slug="staging", type="staging", source_environment_id=str(uuid.uuid4())
+    )
+    return _refused_fields(_check_environment, request)
+
+
+def _declared(contract: ContractValidator, value: object, ref: str) -> bool:
+    try:
+        contract.validate_schema(value, ref)
+    except ContractViolation:
+        return False
+    return True
+
+
+@pytest.mark.spec("API-11")
+@pytest.mark.parametrize("value", _REFUSED_NAMES)
+def test_the_contract_declares_the_name_rule_the_server_enforces(
+    contract: ContractValidator, value: str
+) -> None:
+    assert {"name", "title"} <= _site(value)
+    assert "name" in _environment(value)
+    assert not _declared(contract, value, _NAME_REF)
+    for schema, field in (
+        ("CreateSiteRequest", "name"),
+        ("CreateSiteRequest", "title"),
+        ("CreateEnvironmentRequest", "name"),
+    ):
+        declared = contract.document["components"]["schemas"][schema]["properties"][field]
+        assert declared["$ref"] == "#" + _NAME_REF
+
+
+@pytest.mark.spec("API-11")
+@given(st.text(max_size=12))
+@settings(max_examples=500, deadline=None)
+def test_the_declared_name_rule_is_no_stricter_than_the_servers(value: str) -> None:
+    # Else the fuzzer's negative cases would be values the server rightly accepts.
+    if not _site(value) & {"name", "title"}:
+        assert _declared(_CONTRACT, value, _NAME_REF), repr(value)
+
+
+@pytest.mark.spec("API-11")
+@pytest.mark.parametrize(
+    ("email", "ok"),
+    [
+        ("ops@example.com", True),
+        ("o'neil+wp@mail.example.co.uk", True),
+        ("ops@localhost", False),
+        ("ops@example.123", False),
+        ("ops example@example.com", False),
+        ("@example.com", False),
+        ("x" * 65 + "@example.com", False),
+        ("ops@" + "a" * 250 + ".com", False),
+    ],
+)
+def test_the_contract_declares_the_admin_email_rule(
+    contract: ContractValidator, email: str, ok: bool
+) -> None:
+    assert ("admin_email" not in _site("Acme", email)) is ok
+    site = contract.document["components"]["schemas"]["CreateSiteRequest"]
+    body = {"name": "Acme", "slug": "acme", "node_id": str(uuid.uuid4()), "admin_email": email}
+    assert _declared(contract, body, "/components/schemas/CreateSiteRequest") is ok, site
+
+
+@pytest.mark.spec("API-11")
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/api/sites/{site_id}", "delete"),
+        ("/api/environments/{environment_id}", "delete"),
+        ("/api/nodes/{node_id}", "delete"),
+    ],
+)
+def test_the_contract_requires_confirm_on_deletes(
+    contract: ContractValidator, path: str, method: str
+) -> None:
+    params = contract.document["paths"][path][method]["parameters"]
+    confirm = next(p for p in params if p.get("name") == "confirm")
+    assert confirm.get("required") is True
