@@ -10,6 +10,7 @@
     ├── Conflict                        409 conflict
     │   └── StreamConflict              409 conflict (an event stream moved)
     ├── PayloadTooLarge                 413 payload_too_large
+    ├── UnsupportedMediaType            415 unsupported_media_type
     ├── RateLimited                     429 rate_limited (+ Retry-After)
     ├── ValidationFailed                422 validation_failed
     ├── ServiceUnavailable              503 service_unavailable
@@ -39,6 +40,7 @@ __all__ = [
     "ServiceUnavailable",
     "StreamConflict",
     "Unauthorized",
+    "UnsupportedMediaType",
     "ValidationFailed",
 ]
 
@@ -135,6 +137,13 @@ class PayloadTooLarge(PressluftError):
 
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(PressluftError):
+    """The request body is not of a media type the operation takes (JSON)."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class RateLimited(PressluftError):

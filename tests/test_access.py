@@ -578,3 +578,48 @@ def test_rfc3339_parsing_is_strict_and_keeps_precision() -> None:
     for bad in ("2030-01-01", "2030-01-01T00:00", "2030-01-01 00:00:00Z", "2030-01-01T00:00:00"):
         with pytest.raises(ValueError, match="RFC 3339"):
             parse_rfc3339(bad)
+
+
+@pytest.mark.spec("SEC-9")
+async def test_who_asks_is_checked_before_what_the_request_looks_like(runtime: Runtime) -> None:
+    """A non-JSON body to a mutation: no credentials 401, too small a scope 403
+    (token or viewer session), only an authorized caller learns it is 415."""
+    form = {"content": b"name=x", "headers": {"content-type": "application/x-www-form-urlencoded"}}
+    read = await make_token(runtime, ["read"])
+    admin = await make_token(runtime, ["admin"])
+    await make_user(runtime, "viewer@example.com", ADMIN_PASSWORD, role="viewer")
+    async with contract_client(runtime) as nobody:
+        assert (await nobody.post("/api/tokens", **form)).status_code == 401  # type: ignore[arg-type]
+        assert (await nobody.patch("/api/settings", **form)).status_code == 401  # type: ignore[arg-type]
+    async with contract_client(runtime, {"Authorization": f"Bearer {read}"}) as reader:
+        reply = await reader.patch("/api/settings", **form)  # type: ignore[arg-type]
+        assert (reply.status_code, reply.json()["code"]) == (403, "forbidden")
+    async with contract_client(runtime, {"Origin": ORIGIN}) as viewer:
+        login = {"email": "viewer@example.com", "password": ADMIN_PASSWORD}
+        assert (await viewer.post("/api/login", json=login)).status_code == 200
+        assert (await viewer.patch("/api/settings", **form)).status_code == 403  # type: ignore[arg-type]
+    async with contract_client(runtime, {"Authorization": f"Bearer {admin}"}) as allowed:
+        reply = await allowed.patch("/api/settings", **form)  # type: ignore[arg-type]
+        assert (reply.status_code, reply.json()["code"]) == (415, "unsupported_media_type")
+
+
+@pytest.mark.spec("SEC-10")
+@pytest.mark.parametrize("path", ["/api/settings", "/api/tokens/current", "/api/health"])
+async def test_two_authorization_headers_are_refused(runtime: Runtime, path: str) -> None:
+    """Which of two `Authorization` headers counts is not obvious: 400 naming it,
+    as for two `Idempotency-Key` headers (the first one used to win silently)."""
+    admin = await make_token(runtime, ["admin"])
+    read = await make_token(runtime, ["read"])
+    both = [("Authorization", f"Bearer {read}"), ("Authorization", f"Bearer {admin}")]
+    async with contract_client(runtime) as raw:
+        for headers in (both, both[::-1]):
+            reply = await raw.get(path, headers=headers)
+            assert reply.status_code == 400, reply.text
+            assert reply.json()["details"]["errors"][0]["field"] == "Authorization"
+        assert (await raw.get(path, headers=both[1:])).status_code == 200
+        before = (await raw.get("/api/metrics", headers=both[1:])).json()["events_total"]
+        reply = await raw.post(
+            "/api/tokens", json={"name": "two", "scopes": ["read"]}, headers=both[::-1]
+        )
+        assert reply.status_code == 400
+        assert (await raw.get("/api/metrics", headers=both[1:])).json()["events_total"] == before

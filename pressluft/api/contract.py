@@ -26,7 +26,6 @@ __all__ = [
     "contract_path",
     "is_api_path",
     "load_contract",
-    "takes_body",
 ]
 
 Operation = tuple[str, str, str, int]
@@ -77,31 +76,21 @@ def contract_operations(document: dict[str, Any] | None = None) -> set[Operation
 
 
 @lru_cache(maxsize=1)
-def _path_methods() -> tuple[tuple[re.Pattern[str], tuple[str, ...], frozenset[str]], ...]:
-    """(path pattern, its methods, the methods that take a request body) per path."""
+def _path_methods() -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
+    """(path pattern, its methods) per path."""
     table = []
     for template, item in (load_contract().get("paths") or {}).items():
         regex = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
         methods = tuple(sorted(m.upper() for m in item if m in _METHODS))
-        bodies = frozenset(m.upper() for m in item if m in _METHODS and "requestBody" in item[m])
-        table.append((re.compile(regex), methods, bodies))
+        table.append((re.compile(regex), methods))
     return tuple(table)
 
 
 def allowed_methods(path: str) -> list[str] | None:
     """The methods the contract declares for `path`; None if no operation matches it."""
-    for pattern, methods, _ in _path_methods():
+    for pattern, methods in _path_methods():
         if pattern.match(path):
             return list(methods)
-    return None
-
-
-def takes_body(method: str, path: str) -> bool | None:
-    """Whether the contract's `method` on `path` takes a request body; None if the
-    contract has no such operation."""
-    for pattern, methods, bodies in _path_methods():
-        if pattern.match(path):
-            return method in bodies if method in methods else None
     return None
 
 

@@ -1,12 +1,10 @@
-"""Request context: correlation id, security headers, JSON-only bodies, metrics, access log.
+"""Request context: correlation id, security headers, metrics, access log.
 
 Runs around every HTTP request as plain ASGI middleware:
 - accepts a well-formed `X-Request-ID` or generates one, exposes it to the code
   (context variable, `scope["state"]`), echoes it on the response;
 - answers 421 to requests addressed to a host name it does not serve (a daemon
   bound to loopback answers only loopback names: no DNS rebinding);
-- refuses API request bodies that are not JSON (415), before any handler runs
-  (an operation that takes no body refuses any body, 400: `params.py`);
 - answers OPTIONS on API paths with the contract's methods in `Allow`;
 - adds the security headers to every response (and HSTS when served over TLS);
 - records latency and status by route template, and writes one access line.
@@ -23,7 +21,7 @@ from typing import Any, cast
 import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from pressluft.api.contract import allowed_methods, is_api_path, takes_body
+from pressluft.api.contract import allowed_methods, is_api_path
 from pressluft.api.errors import envelope
 from pressluft.logs import correlation_id, get_logger
 from pressluft.metrics import Metrics
@@ -54,28 +52,12 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 #: Only over TLS: browsers then refuse plain HTTP to this host for a year.
 HSTS_HEADER = (b"strict-transport-security", b"max-age=31536000")
 
-_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-def _has_body(scope: dict[str, Any]) -> bool:
-    length = _header(scope, b"content-length")
-    if length is not None:
-        return length.strip() not in ("", "0")
-    return _header(scope, b"transfer-encoding") is not None
-
-
-def _is_json(content_type: str | None) -> bool:
-    if content_type is None:
-        return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
 
 
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -159,26 +141,6 @@ def request_context_middleware(
                             send_wrapper, 204, None, {"allow": ", ".join([*allowed, "OPTIONS"])}
                         )
                         return
-                if (
-                    method in _BODY_METHODS
-                    and path.startswith("/api/")
-                    and _has_body(scope)
-                    and not _is_json(_header(scope, b"content-type"))
-                    # Only where the contract takes a body: an operation that takes
-                    # none refuses any (400, from the query guard), and a wrong
-                    # method or an unknown path is 405 or 404 whatever is sent.
-                    and takes_body(method, path) is True
-                ):
-                    await _reply(
-                        send_wrapper,
-                        415,
-                        envelope(
-                            "unsupported_media_type",
-                            "request bodies must be JSON",
-                            {"hint": "send Content-Type: application/json"},
-                        ),
-                    )
-                    return
                 await app(asgi_scope, receive, send_wrapper)
             finally:
                 elapsed = time.perf_counter() - started

@@ -1,5 +1,6 @@
-"""Strict requests: query parameters as the contract declares them, no body where
-it declares none, and `Idempotency-Key` only where it is declared, once.
+"""Strict requests: query parameters as the contract declares them, JSON bodies
+only, no body where it declares none, and `Idempotency-Key` only where it is
+declared, once.
 
 `query_guard` (installed app-wide, after the access guard) refuses a query
 parameter the operation does not declare (a misspelt filter would otherwise
@@ -10,7 +11,10 @@ dropped without a word), and an `Idempotency-Key` given twice or sent to an
 operation that does not take it (magic login issues a new URL each call: the
 client would believe its retry safe). Litestar also turns the text `null` into None for
 optional parameters; `query_int` and `query_choice` parse such parameters from
-text instead. Every refusal is 400 naming the parameter or the body.
+text instead. Every refusal is 400 naming the parameter or the body, but a body
+that is not JSON where the operation takes one, which is 415. All of it runs after
+the access guard: who asks comes first, so a caller without credentials or scope
+learns nothing about the operation's request rules.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers.base import BaseRouteHandler
 
 from pressluft.api.contract import load_contract
-from pressluft.errors import BadRequest
+from pressluft.errors import BadRequest, UnsupportedMediaType
 
 __all__ = [
     "IDEMPOTENCY_KEY",
@@ -110,6 +114,11 @@ async def query_guard(
     operation = getattr(handler, "operation_id", None)
     if not isinstance(operation, str) or operation in OPEN_QUERY:
         return  # a dashboard page, or a probe
+    if operation not in bodiless() and not _json_or_none(connection):
+        raise UnsupportedMediaType(
+            "request bodies must be JSON",
+            details={"hint": "send Content-Type: application/json"},
+        )
     declared = declared_queries().get(operation, {})
     raw = connection.scope["query_string"].decode("latin-1")
     seen: set[str] = set()
@@ -147,6 +156,17 @@ def _bad_key(message: str, hint: str) -> BadRequest:
             "hint": hint,
         },
     )
+
+
+def _json_or_none(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """The request sends no body, or one declared JSON (`application/json`, `+json`)."""
+    length = connection.headers.get("content-length")
+    if length is not None and length.strip() in ("", "0"):
+        return True
+    if length is None and "transfer-encoding" not in connection.headers:
+        return True
+    media = connection.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 async def _has_body(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:

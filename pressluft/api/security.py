@@ -5,7 +5,9 @@ and with which scope (`bearerAuth: [write]`, `sessionAuth: [read]`, or
 `security: []` for public ones; the document's default is admin-only). At app
 creation those declarations become a table, and one guard on every handler:
 
-- API operations: authenticate (bearer token or session cookie), 401 without
+- API operations: refuse two `Authorization` headers (400: which one counts is
+  not obvious, and a proxy may have added one), authenticate (bearer token or
+  session cookie), 401 without
   valid credentials, 401 for credentials the operation does not accept, 403
   without the scope; cookie-authenticated unsafe requests need a same-origin
   `Origin` (or, lacking it, `Referer`) — CSRF;
@@ -28,7 +30,7 @@ from litestar.handlers import BaseRouteHandler
 
 from pressluft.api.contract import load_contract
 from pressluft.clock import format_ts
-from pressluft.errors import Forbidden, LoginRequired, Unauthorized
+from pressluft.errors import BadRequest, Forbidden, LoginRequired, Unauthorized
 from pressluft.runtime import Runtime
 from pressluft.services.principals import (
     SCOPES,
@@ -99,9 +101,25 @@ def requirements(document: dict[str, Any] | None = None) -> dict[str, Requiremen
 Credential = tuple[str, str]  # ("token" | "session", secret)
 
 
+def _one_authorization(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The request's one `Authorization` header; 400 if it has more than one."""
+    headers = connection.headers.getall("authorization", [])
+    if len(headers) > 1:
+        raise BadRequest(
+            "invalid request: Authorization: given more than once",
+            details={
+                "errors": [
+                    {"field": "Authorization", "message": "given more than once", "in": "header"}
+                ],
+                "hint": "send one 'Authorization: Bearer <token>' header",
+            },
+        )
+    return headers[0] if headers else None
+
+
 def presented_credential(connection: ASGIConnection[Any, Any, Any, Any]) -> Credential | None:
     """The credential a request carries (a bearer token wins over a cookie)."""
-    header = connection.headers.get("authorization")
+    header = _one_authorization(connection)
     if header is not None:
         scheme, _, value = header.strip().partition(" ")
         secret = value.strip()
@@ -199,6 +217,7 @@ async def access_guard(
     if requirement is None:
         raise Forbidden(f"operation {operation} is not in the contract; refused")
     if requirement.public:
+        _one_authorization(connection)  # ignored here, but never ambiguous
         return
     principal = await authenticate(connection, runtime)
     if principal is None:
