@@ -179,9 +179,7 @@ async def test_introspection_for_tokens_and_sessions(
 
 @pytest.mark.spec("TOK-1")
 async def test_a_token_secret_is_returned_once_and_stored_hashed(client: httpx.AsyncClient) -> None:
-    created = await client.post(
-        "/api/tokens", json={"name": " deploy ", "scopes": ["write", "read"]}
-    )
+    created = await client.post("/api/tokens", json={"name": "deploy", "scopes": ["write", "read"]})
     assert created.status_code == 201
     body = created.json()
     secret = body["token"]
@@ -623,3 +621,41 @@ async def test_two_authorization_headers_are_refused(runtime: Runtime, path: str
         )
         assert reply.status_code == 400
         assert (await raw.get("/api/metrics", headers=both[1:])).json()["events_total"] == before
+
+
+@pytest.mark.spec("TOK-6")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "abc\u202egpj.exe",  # right-to-left override: shown as "abcexe.jpg"
+        "zero\u200bwidth",
+        "bom\ufeff",
+        "nul\x00byte",
+        "line\r\nbreak",
+        "tab\there",
+        " padded",
+        "padded ",
+        "---",
+    ],
+)
+async def test_token_names_follow_the_printable_name_rule(
+    client: httpx.AsyncClient, name: str
+) -> None:
+    """The rule for site names, declared in the contract and enforced: 400 naming
+    the field, and no event appended."""
+    import re
+
+    from pressluft.api.contract import load_contract
+
+    before = (await client.get("/api/metrics")).json()["events_total"]
+    reply = await client.post("/api/tokens", json={"name": name, "scopes": ["read"]})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["details"]["errors"][0]["field"] == "name"
+    assert (await client.get("/api/metrics")).json()["events_total"] == before
+    schema = load_contract()["components"]["schemas"]["TokenCreate"]["properties"]["name"]
+    if name != "---":  # "a letter or digit" is the server's (JSON Schema's \w is ASCII only)
+        assert re.search(schema["pattern"], name) is None
+    for good in ("deploy", "Zoë's CI token (2026)", "a b"):
+        assert re.search(schema["pattern"], good)
+        created = await client.post("/api/tokens", json={"name": good, "scopes": ["read"]})
+        assert (created.status_code, created.json()["name"]) == (201, good)

@@ -31,6 +31,7 @@ from pressluft.events.types import (
 from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.queue import JobSpec, enqueue
 from pressluft.services.magic_login import EnvironmentNotActive
+from pressluft.services.names import NAME_RULE, is_printable_name
 from pressluft.services.nodes import ConfirmationRequired
 from pressluft.services.sites import (
     ENV_JOB_TIMEOUT_SECONDS,
@@ -101,15 +102,8 @@ _SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
 def _check_environment(request: CreateEnvironmentRequest) -> None:
     errors = []
     name = request.name
-    if not (
-        1 <= len(name) <= 100
-        and name.isprintable()
-        and name.strip() == name
-        and re.search(r"\w", name)
-    ):
-        errors.append(
-            ("name", "1-100 printable characters with a letter or digit, no surrounding spaces")
-        )
+    if not is_printable_name(name):
+        errors.append(("name", NAME_RULE))
     if not _SLUG.fullmatch(request.slug):
         errors.append(("slug", "1-40 lowercase letters, digits and dashes"))
     if request.slug == "production":

@@ -29,6 +29,7 @@ from pressluft.events.types import (
 )
 from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.queue import JobSpec, enqueue
+from pressluft.services.names import NAME_RULE, is_printable_name
 from pressluft.services.nodes import NodeNotReady
 from pressluft.vault import Vault
 
@@ -272,15 +273,8 @@ _EMAIL = re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@({_LABEL}\.)+[A
 def _check_site(request: CreateSiteRequest) -> None:
     errors = []
     for field, value in (("name", request.name), ("title", request.title)):
-        if value is not None and not (
-            1 <= len(value) <= 100
-            and value.isprintable()
-            and value.strip() == value
-            and re.search(r"\w", value)
-        ):
-            errors.append(
-                (field, "1-100 printable characters with a letter or digit, no surrounding spaces")
-            )
+        if value is not None and not is_printable_name(value):
+            errors.append((field, NAME_RULE))
     if not _SLUG.fullmatch(request.slug):
         errors.append(("slug", "1-40 lowercase letters, digits and dashes"))
     if not is_uuid(request.node_id):

@@ -22,6 +22,7 @@ from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.events.types import TokenCreated, TokenRevoked
 from pressluft.ids import is_uuid, new_id
+from pressluft.services.names import NAME_RULE, is_printable_name
 from pressluft.services.principals import SCOPES, Scope, grants, secret_hash
 
 __all__ = [
@@ -121,6 +122,11 @@ def _normal_expiry(expires_at: str | None, now: datetime) -> str | None:
 def create_token_command(
     request: TokenCreateRequest, creator_scopes: list[Scope], meta: Meta
 ) -> Callable[[WriteTx], TokenCreatedView]:
+    if not is_printable_name(request.name):
+        raise BadRequest(
+            f"invalid request: name: {NAME_RULE}",
+            details={"errors": [{"field": "name", "message": NAME_RULE, "in": "body"}]},
+        )
     if len(set(request.scopes)) != len(request.scopes):
         raise BadRequest(
             "invalid request: scopes: each scope at most once",
@@ -139,7 +145,7 @@ def create_token_command(
         token_id = new_id()
         event = TokenCreated(
             token_id=token_id,
-            name=request.name.strip(),
+            name=request.name,
             scopes=list(scopes),
             token_hash=secret_hash(secret),
             prefix=secret[: len(TOKEN_PREFIX) + 6],
