@@ -261,7 +261,7 @@ def _format_row(row: Any, as_json: bool) -> str:
     from pressluft.services.events import to_out
 
     if as_json:
-        return msgspec.json.encode(to_out(row)).decode()
+        return msgspec.json.encode(to_out(row, redact=False)).decode()
     actor = msgspec.json.decode(row.meta).get("actor", "")
     return (
         f"{row.seq:>8}  {row.recorded_at}  {row.stream}@{row.stream_version}  "

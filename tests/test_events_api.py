@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -227,3 +229,79 @@ async def test_rare_types_and_actors_are_found_through_the_partial_indexes(
     assert "INDEX events_by_type" in found["rare type"]
     assert "INDEX events_by_actor" in found["person"]
     assert "INDEX" not in found["frequent type"] and "INDEX" not in found["worker"]
+
+
+@pytest.mark.spec("EVT-20")
+def test_event_views_hide_what_only_the_daemon_needs(tmp_path: Path) -> None:
+    """Token hashes and lease tokens read "redacted" in the page and the stream, for
+    a read token as for an admin; the log keeps them and still verifies."""
+    import time
+
+    import msgspec
+
+    from tests.support.daemon import Daemon, run_cli
+
+    hidden = ("token_hash", "lease_token")
+    with Daemon(tmp_path, "serve") as daemon:
+        admin, reader = daemon.auth(), daemon.auth(("read",))
+        with httpx.Client(base_url=daemon.url, timeout=30) as http:
+            job = http.post("/api/diagnostics/jobs", json={"job_type": "noop"}, headers=admin)
+            assert job.status_code == 202, job.text
+            job_id = job.json()["job_id"]
+            for _ in range(600):
+                if http.get(f"/api/jobs/{job_id}", headers=admin).json()["status"] == "succeeded":
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the noop job did not finish")
+            pages = {
+                who: http.get("/api/events", params={"limit": 1000}, headers=auth).json()["items"]
+                for who, auth in (("reader", reader), ("admin", admin))
+            }
+        streamed: list[dict[str, Any]] = []
+        head = pages["reader"][-1]["seq"]
+        with httpx.stream(
+            "GET", daemon.url + "/api/events/stream", headers=reader, timeout=30
+        ) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    streamed.append(msgspec.json.decode(line[6:]))
+                    if streamed[-1]["seq"] == head:
+                        break
+        stored = run_cli(
+            "events",
+            "tail",
+            "--json",
+            "-n",
+            "1000",
+            "--data-dir",
+            str(daemon.data_dir),
+            env=daemon.env,
+        )
+        verified = run_cli("events", "verify", "--data-dir", str(daemon.data_dir), env=daemon.env)
+    assert stored.returncode == 0, stored.stderr
+    log = [msgspec.json.decode(line) for line in stored.stdout.splitlines()]
+    secret_fields = {
+        (e["seq"], field): e["data"][field]
+        for e in log
+        for field in hidden
+        if e["data"].get(field) is not None
+    }
+    types = {e["type"] for e in log if any(seq == e["seq"] for seq, _ in secret_fields)}
+    assert {"auth.session_started", "token.created", "job.claimed", "job.succeeded"} <= types
+    assert all(value != "redacted" for value in secret_fields.values())
+    for view in (pages["reader"], pages["admin"], streamed):
+        assert [e["seq"] for e in view] == [e["seq"] for e in log]
+        by_seq = {e["seq"]: e for e in view}
+        for (seq, field), value in secret_fields.items():
+            assert by_seq[seq]["data"][field] == "redacted"
+            assert value not in msgspec.json.encode(view).decode()
+        # Everything else is as stored, hashes included.
+        for e in log:
+            shown = by_seq[e["seq"]]
+            assert shown["hash"] == e["hash"]
+            assert {k: v for k, v in shown["data"].items() if k not in hidden} == {
+                k: v for k, v in e["data"].items() if k not in hidden
+            }
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "event log intact" in verified.stdout

@@ -1,10 +1,19 @@
-"""Queries over the event log: pages for the API and CLI, and live following."""
+"""Queries over the event log: pages for the API and CLI, and live following.
+
+Views of events (the API's pages and stream, the dashboard) hide what only the
+daemon needs: the sha256 of session and token secrets (`token_hash`) and job
+lease tokens (`lease_token`) read `"redacted"`. The log keeps them — the hash
+chain covers the stored data, so `pressluft events verify` and replay are
+unchanged — and `pressluft events tail`, run by whoever owns the data dir,
+prints them as stored.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 
@@ -12,9 +21,13 @@ from pressluft.db import Database
 from pressluft.events import StoredRow, head_seq, read_rows
 from pressluft.events.notify import LogNotifier
 
-__all__ = ["EventOut", "EventPage", "follow_events", "list_events", "to_out"]
+__all__ = ["REDACTED_FIELDS", "EventOut", "EventPage", "follow_events", "list_events", "to_out"]
 
 MAX_PAGE = 1000
+
+#: Fields of event data that only the daemon needs (at any depth of the data).
+REDACTED_FIELDS = frozenset({"token_hash", "lease_token"})
+REDACTED = "redacted"
 
 
 class EventOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,14 +53,32 @@ class EventPage(msgspec.Struct, frozen=True, kw_only=True):
     has_more: bool
 
 
-def to_out(row: StoredRow) -> EventOut:
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if key in REDACTED_FIELDS and item is not None else _redacted(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
+
+
+def _shown_data(data: str) -> bytes:
+    if not any(f'"{name}"' in data for name in REDACTED_FIELDS):
+        return data.encode()
+    return msgspec.json.encode(_redacted(msgspec.json.decode(data)))
+
+
+def to_out(row: StoredRow, *, redact: bool = True) -> EventOut:
+    """The view of a stored event; `redact=False` only for the data dir's owner (CLI)."""
     return EventOut(
         seq=row.seq,
         stream=row.stream,
         stream_version=row.stream_version,
         type=row.type,
         schema_version=row.schema_version,
-        data=msgspec.Raw(row.data.encode()),
+        data=msgspec.Raw(_shown_data(row.data) if redact else row.data.encode()),
         meta=msgspec.Raw(row.meta.encode()),
         recorded_at=row.recorded_at,
         prev_hash=row.prev_hash,
