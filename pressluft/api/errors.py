@@ -2,8 +2,9 @@
 
 One exception handler maps our `PressluftError`s by their status and code,
 Litestar's own exceptions (validation, unknown route, wrong method, body too
-large) into the same shape, and anything unexpected into a 500 whose message
-names only the correlation id — the cause goes to the log.
+large) into the same shape, a body cut short by a client that went away into a
+400 nobody receives (no traceback: not our fault), and anything unexpected into
+a 500 whose message names only the correlation id — the cause goes to the log.
 """
 
 from __future__ import annotations
@@ -140,6 +141,13 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             f"{request.method} is not allowed on {request.url.path}",
             {"allowed": allowed},
             headers={"Allow": ", ".join(allowed)} if allowed else None,
+        )
+    if isinstance(exc, HTTPException) and request.scope.get("state", {}).get("client_gone"):
+        # Litestar's "client disconnected prematurely" (a 500) while reading the
+        # body: the client's doing. No traceback; the answer reaches no one.
+        log.info("the client closed the connection before sending its whole request")
+        return error_response(
+            400, "bad_request", "the client closed the connection before sending its whole request"
         )
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         code = STATUS_CODES.get(exc.status_code, "bad_request")

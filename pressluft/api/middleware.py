@@ -7,7 +7,11 @@ Runs around every HTTP request as plain ASGI middleware:
   bound to loopback answers only loopback names: no DNS rebinding);
 - answers OPTIONS on API paths with the contract's methods in `Allow`;
 - adds the security headers to every response (and HSTS when served over TLS);
-- records latency and status by route template, and writes one access line.
+- records latency and status by route template, and writes one access line;
+- notes a client that goes away before its response starts (mid-body, say):
+  `scope["state"]["client_gone"]`, so the error handler treats the unreadable
+  body as the client's doing, and the request is counted and logged as 499
+  (nginx's "client closed request"), never as a 5xx.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from pressluft.api.contract import allowed_methods, is_api_path
 from pressluft.api.errors import envelope
@@ -27,6 +31,7 @@ from pressluft.logs import correlation_id, get_logger
 from pressluft.metrics import Metrics
 
 __all__ = [
+    "CLIENT_CLOSED_REQUEST",
     "HSTS_HEADER",
     "REQUEST_ID_PATTERN",
     "SECURITY_HEADERS",
@@ -35,6 +40,10 @@ __all__ = [
 ]
 
 log = get_logger("pressluft.http")
+
+#: The status counted and logged for a request whose client went away before its
+#: response started (nginx's convention; never sent: there is no one to send it to).
+CLIENT_CLOSED_REQUEST = 499
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -107,10 +116,22 @@ def request_context_middleware(
             method = scope["method"]
             path = scope["path"]
 
+            started_response = False
+            client_gone = False
+
+            async def receive_wrapper() -> ReceiveMessage:
+                nonlocal client_gone
+                message = await receive()
+                if message["type"] == "http.disconnect" and not started_response:
+                    client_gone = True
+                    scope["state"]["client_gone"] = True
+                return message
+
             async def send_wrapper(asgi_message: Message) -> None:
-                nonlocal status
+                nonlocal status, started_response
                 message = cast(dict[str, Any], asgi_message)
                 if message["type"] == "http.response.start":
+                    started_response = True
                     status = message["status"]
                     headers = list(message.get("headers", []))
                     headers.append((b"x-request-id", rid.encode()))
@@ -141,8 +162,10 @@ def request_context_middleware(
                             send_wrapper, 204, None, {"allow": ", ".join([*allowed, "OPTIONS"])}
                         )
                         return
-                await app(asgi_scope, receive, send_wrapper)
+                await app(asgi_scope, receive_wrapper, send_wrapper)
             finally:
+                if client_gone:
+                    status = CLIENT_CLOSED_REQUEST
                 elapsed = time.perf_counter() - started
                 route = str(scope.get("path_template") or "<unmatched>")
                 metrics.observe_request(method, route, status, elapsed)
