@@ -1,7 +1,14 @@
 """Running the daemon: one process, one event loop, API + dashboard + background services.
 
 uvicorn serves the app inside our own loop (`serve()`), on a socket we bind
-first so a busy port is a clear error. SIGINT/SIGTERM stop accepting, let
+first so a busy port is a clear error. Requests its parser refuses (a bare CR or
+NUL in a header, bytes that are not a request line, `Content-Length` with
+`Transfer-Encoding`) never reach the app; `_Protocol` answers them 400 with the
+`{code, message}` envelope and the security headers instead of uvicorn's plain
+text. What still cannot be wrapped: a failed TLS handshake (no HTTP is spoken),
+and uvicorn's own plain 500 for an exception that escapes the app (Litestar's
+handler catches every exception of a request; the request-context middleware
+around it raises none of its own). SIGINT/SIGTERM stop accepting, let
 in-flight requests finish (event streams end at once), stop the services and
 close the database; the process then exits 0.
 """
@@ -18,8 +25,12 @@ import threading
 from collections.abc import Callable, Generator
 from types import FrameType
 
+import msgspec
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from pressluft.api.errors import envelope
+from pressluft.api.middleware import HSTS_HEADER, SECURITY_HEADERS
 from pressluft.app import create_asgi
 from pressluft.clock import Clock
 from pressluft.config import Config
@@ -57,6 +68,38 @@ def bind(host: str, port: int) -> socket.socket:
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(2048)
     return sock  # close-on-exec (Python's default): job processes must not hold it
+
+
+#: The answer to a request that does not parse as HTTP/1.1.
+MALFORMED_REQUEST = msgspec.json.encode(
+    envelope(
+        "bad_request",
+        "malformed HTTP request: it does not parse as HTTP/1.1",
+        {
+            "hint": "check the request line and headers: no bare CR or NUL, ASCII request"
+            " line, not both Content-Length and Transfer-Encoding"
+        },
+    )
+)
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, answering what its parser refuses with the envelope."""
+
+    def send_400_response(self, msg: str) -> None:
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        headers = [
+            *self.server_state.default_headers,
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(MALFORMED_REQUEST)).encode()),
+            (b"connection", b"close"),
+            *SECURITY_HEADERS,
+        ]
+        if self.scheme == "https":
+            headers.append(HSTS_HEADER)
+        head.extend(name + b": " + value + b"\r\n" for name, value in headers)
+        self.transport.write(b"".join([*head, b"\r\n", MALFORMED_REQUEST]))
+        self.transport.close()
 
 
 class _Server(uvicorn.Server):
@@ -162,6 +205,7 @@ async def serve(
         server = _Server(
             uvicorn.Config(
                 create_asgi(runtime),
+                http=_Protocol,
                 log_config=None,
                 access_log=False,
                 lifespan="on",
