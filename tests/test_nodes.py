@@ -161,6 +161,32 @@ async def test_an_unreachable_node_is_retried_with_backoff(
     assert node["last_seen_at"] is None
 
 
+@pytest.mark.spec("AUD-3")
+async def test_the_audit_log_shows_what_a_node_check_found(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode
+) -> None:
+    """A check that could not reach the node is not a "succeeded" in the audit log."""
+    closed = free_port()  # nothing listens there
+    gone = await _register(client, name="gone", host="127.0.0.1", ssh_port=closed)
+    await _first_attempt_ended(runtime, gone["job_id"])
+    ready = await _authorized_node(client, runtime, ssh_node)
+
+    async def checks(node_id: str) -> list[dict[str, Any]]:
+        params = {"resource_type": "node", "resource_id": node_id}
+        page = (await client.get("/api/audit", params=params)).json()
+        return [e for e in page["items"] if e["action"] == "node.checked"]
+
+    [unreachable] = await checks(gone["node_id"])
+    assert (unreachable["result"], unreachable["outcome"]) == (
+        "failed",
+        "unreachable: node_unreachable",
+    )
+    newest = (await checks(ready))[0]  # before it, perhaps one without the key: unreachable
+    assert (newest["result"], newest["outcome"]) == ("succeeded", "reachable, ready")
+    others = (await client.get("/api/audit", params={"resource_type": "node"})).json()["items"]
+    assert {e["outcome"] for e in others if e["action"] != "node.checked"} == {None}
+
+
 @pytest.mark.spec("NOD-6")
 async def test_decommissioning_needs_confirmation_and_destroys_the_key(
     client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode

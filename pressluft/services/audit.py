@@ -7,6 +7,10 @@ events (`auth.login_failed`) are `failed`; everything else `succeeded`, except
 jobs: `accepted` when enqueued (and while running), `retrying` when an attempt
 failed and another follows, then their final result (`succeeded`, `failed`,
 `cancelled`), each carrying the correlation id of the request that started it.
+Where what an action found matters more than that it ran, the entry says so in
+`outcome`: a node check (`node.checked`) is `reachable, ready`, `reachable, not
+ready: <reasons>` or `unreachable: <reason>` — and `failed` when the node could
+not be reached (the check ran, but a reader must not take it for a good one).
 Filters map onto the event log's indexes: actor → `events_by_actor` (a job
 worker's actor is not indexed: its events are frequent, found by a scan),
 resource → the stream index.
@@ -36,6 +40,7 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
     resource_type: str
     resource_id: str | None
     result: str
+    outcome: str | None
     correlation_id: str | None
 
 
@@ -86,6 +91,17 @@ JOB_RESULTS = {
 RESCUE_RESULTS = {"requeued": "retrying", "failed": "failed", "cancelled": "cancelled"}
 
 
+def _node_check(data: str) -> tuple[str, str]:
+    """A node check's result and outcome, from its event's data."""
+    checked = msgspec.json.decode(data)
+    reasons = ", ".join(str(code) for code in checked.get("reason_codes") or [])
+    if not checked.get("reachable"):
+        return "failed", f"unreachable: {reasons}" if reasons else "unreachable"
+    if checked.get("ready"):
+        return "succeeded", "reachable, ready"
+    return "succeeded", f"reachable, not ready: {reasons}" if reasons else "reachable, not ready"
+
+
 def _result(type_: str, outcome: str | None) -> str:
     if type_ == "job.lease_expired":
         return RESCUE_RESULTS.get(outcome or "", "retrying")
@@ -125,14 +141,19 @@ def query_audit(conn: sqlite3.Connection, query: AuditQuery) -> AuditPage:
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(
         "SELECT seq, recorded_at, actor, type, stream, json_extract(meta, '$.correlation_id'),"
-        " CASE type WHEN 'job.lease_expired' THEN json_extract(data, '$.outcome') END"
+        " CASE type WHEN 'job.lease_expired' THEN json_extract(data, '$.outcome')"
+        " WHEN 'node.checked' THEN data END"
         f" FROM events {clause} ORDER BY seq DESC LIMIT ?",
         [*params, query.limit + 1],
     ).fetchall()
     has_more = len(rows) > query.limit
     items = []
-    for seq, recorded_at, actor, type_, stream, correlation_id, outcome in rows[: query.limit]:
+    for seq, recorded_at, actor, type_, stream, correlation_id, extra in rows[: query.limit]:
         resource_type, resource_id = resource_of(stream)
+        if type_ == "node.checked":
+            result, outcome = _node_check(extra)
+        else:
+            result, outcome = _result(type_, extra), None
         items.append(
             AuditEntry(
                 seq=seq,
@@ -141,7 +162,8 @@ def query_audit(conn: sqlite3.Connection, query: AuditQuery) -> AuditPage:
                 action=type_,
                 resource_type=resource_type,
                 resource_id=resource_id,
-                result=_result(type_, outcome),
+                result=result,
+                outcome=outcome,
                 correlation_id=correlation_id,
             )
         )

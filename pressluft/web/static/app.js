@@ -227,7 +227,8 @@ function setupAudit() {
       row.appendChild(el("td", {}, e.actor));
       row.appendChild(el("td", {}, e.action));
       row.appendChild(el("td", {}, e.resource_type + (e.resource_id ? ":" + short(e.resource_id) : "")));
-      row.appendChild(el("td", { class: "status-" + (e.result === "failed" ? "fail" : "ok") }, e.result));
+      const result = e.outcome ? e.result + " (" + e.outcome + ")" : e.result;
+      row.appendChild(el("td", { class: "status-" + (e.result === "failed" ? "fail" : "ok") }, result));
       row.appendChild(el("td", { class: "data" }, e.correlation_id || ""));
       body.appendChild(row);
     }
