@@ -36,8 +36,9 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+def data_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    # A test may name it (indirect parametrization), e.g. to put a payload in its path.
+    return tmp_path / str(getattr(request, "param", "data"))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -28,7 +29,9 @@ from tests.support.jobs import job, log_lines, until, until_ended
 from tests.support.sshd import SSHNode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ansible"
-ALLOWED = frozenset({"hello.yml", "broken.yml", "slow.yml", "unhealthy.yml", "vars.yml"})
+ALLOWED = frozenset(
+    {"hello.yml", "broken.yml", "slow.yml", "unhealthy.yml", "vars.yml", "inventory.yml"}
+)
 
 
 @pytest.fixture
@@ -187,6 +190,31 @@ async def test_extra_vars_reach_the_playbook_as_written(
         "nested": sent["v_nested"],  # containers too, at any depth; floats stay floats
         "inline": "a {{ 7 * 6 }} and 0012",
     }
+
+
+#: A data dir whose path Ansible would evaluate, were the inventory's values templated.
+PAYLOAD_DIR = "data {{ lookup('pipe', 'id') }}"
+
+
+@pytest.mark.spec("NOD-33")
+@pytest.mark.parametrize("data_dir", [PAYLOAD_DIR], indirect=True)
+async def test_inventory_values_are_never_templated(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode, ansible_dir: Path
+) -> None:
+    """The inventory holds paths under the data dir (the key, known_hosts): with a
+    `{{ lookup('pipe', 'id') }}` in that path, the playbook still connects with the
+    key at that very path and sees every value as written."""
+    assert PAYLOAD_DIR in str(runtime.config.data_dir)
+    _register_playbook_job(runtime, ansible_dir)
+    node_id = await _ready_node(client, runtime, ssh_node)
+    view, text = await _run(runtime, node_id, "inventory.yml")
+    assert view.status == "succeeded", text
+    seen = json.loads((ansible_dir.parent / "marker").read_text())
+    work = runtime.config.data_dir / "jobs" / view.id / "attempt-1" / "ansible"
+    assert seen["key_file"] == str(work / "node_key")  # as written: `id` never ran
+    assert str(work / "known_hosts") in " ".join(shlex.split(seen["common_args"]))
+    assert "uid=" not in json.dumps(seen) and "uid=" not in text
+    assert (seen["user"], int(seen["port"])) == (ssh_node.user, ssh_node.port)
 
 
 @pytest.mark.spec("NOD-11")

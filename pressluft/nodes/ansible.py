@@ -4,9 +4,10 @@ to the event loop.
 Per run, inside the attempt's private 0700 work dir: the node's key (0600), a
 known_hosts file holding only the pinned host key (`StrictHostKeyChecking=yes`),
 a one-host inventory and the extra vars as JSON files (`-e @file`: nothing secret
-on a command line). Playbooks must be on the allowlist and pass `--syntax-check`
-first. Every runner event's output becomes log lines; task results and per-host
-stats make the summary; the exit is classified into the reference's codes.
+on a command line), every string in either marked unsafe (never templated).
+Playbooks must be on the allowlist and pass `--syntax-check` first. Every runner
+event's output becomes log lines; task results and per-host stats make the
+summary; the exit is classified into the reference's codes.
 Cancellation and timeouts stop the run through ansible-runner's cancel callback
 and by killing every process carrying the run's marker in its environment
 (ansible's workers call setsid, so the runner's process-group kill misses them);
@@ -44,6 +45,7 @@ __all__ = [
     "classify",
     "profile_revision",
     "run_playbook",
+    "unsafe_inventory",
 ]
 
 #: How often a run checks for cancellation, and how long a stopped run may take to wind down.
@@ -205,6 +207,18 @@ def unsafe_yaml(values: dict[str, Any]) -> str:
     return "!unsafe " + _yaml_value(values) + "\n"
 
 
+def unsafe_inventory(host_vars: dict[str, str | int]) -> dict[str, Any]:
+    """Host vars for the JSON inventory, every string marked unsafe
+    (`{"__ansible_unsafe": …}`) as the extra vars are: Ansible templates inventory
+    values when it uses them, and these hold paths under the data dir and what a
+    node's registration gave (a `{{ lookup('pipe', …) }}` in any of them would run
+    on the control plane). Numbers stay numbers."""
+    return {
+        name: {"__ansible_unsafe": value} if isinstance(value, str) else value
+        for name, value in host_vars.items()
+    }
+
+
 def _yaml_value(value: Any) -> str:
     if isinstance(value, str):
         return _yaml_string(value)
@@ -284,29 +298,25 @@ def _prepare(run: PlaybookRun, work_dir: Path) -> tuple[Path, dict[str, Any], di
     # line: ansible-runner's own `extravars` ends up in `ps` as `-e {json}`.
     _write(base / "extravars.yml", unsafe_yaml(run.extra_vars))
     ssh_args = [
-        f"-o UserKnownHostsFile={shlex.quote(str(known_hosts))}",
+        # Quoted for ssh too (it splits an option's value at spaces), then for the shell.
+        "-o " + shlex.quote(f'UserKnownHostsFile="{known_hosts}"'),
         "-o GlobalKnownHostsFile=/dev/null",
         "-o StrictHostKeyChecking=yes",
         "-o IdentitiesOnly=yes",
         "-o IdentityAgent=none",
         "-F /dev/null",
     ]
-    inventory = {
-        "target": {
-            "hosts": {
-                "node": {
-                    "ansible_host": run.node.host,
-                    "ansible_port": run.node.port,
-                    "ansible_user": run.node.user,
-                    "ansible_ssh_private_key_file": str(key),
-                    "ansible_ssh_common_args": " ".join(ssh_args),
-                    # The system interpreter (readiness requires it): no discovery,
-                    # nothing from the login user's PATH (pyenv shims and the like).
-                    "ansible_python_interpreter": PYTHON,
-                }
-            }
-        }
+    host_vars: dict[str, str | int] = {
+        "ansible_host": run.node.host,
+        "ansible_port": run.node.port,
+        "ansible_user": run.node.user,
+        "ansible_ssh_private_key_file": str(key),
+        "ansible_ssh_common_args": " ".join(ssh_args),
+        # The system interpreter (readiness requires it): no discovery,
+        # nothing from the login user's PATH (pyenv shims and the like).
+        "ansible_python_interpreter": PYTHON,
     }
+    inventory = {"target": {"hosts": {"node": unsafe_inventory(host_vars)}}}
     home = base / "home"
     home.mkdir(mode=0o700, exist_ok=True)
     bin_dir = str(Path(sys.executable).parent)
