@@ -64,6 +64,11 @@ def test_a_missing_operation_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
             ("413", "415"),
             "POST /api/nodes/{node_id}/host-key/repin takes a body but does not declare 413 or 415",
         ),
+        (
+            "/api/jobs/{job_id}/cancel",
+            ("503",),
+            "POST /api/jobs/{job_id}/cancel needs credentials but does not declare 503",
+        ),
     ],
 )
 def test_an_operation_without_the_answers_it_owes_is_reported(
