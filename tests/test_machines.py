@@ -5,6 +5,7 @@ a daemon without an engine: tests/test_nodes.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pressluft.events.types import NodeContainerCreated, NodePorts, NodeRegister
 from pressluft.jobs.queue import JobSpec, enqueue
 from pressluft.nodes.docker import LABEL_NODE, DockerLab, Limits
 from pressluft.runtime import Runtime
+from pressluft.services.nodes import decommission_command, stop_command
 from tests.support.daemon import run_cli
 from tests.support.dockerd import PrivateDockerd
 from tests.support.jobs import log_lines, until, until_ended
@@ -213,6 +215,54 @@ async def test_deaths_while_no_daemon_watched_are_recorded_once(
             await runtime.stop()
     inspected = lab.client.api.inspect_container(container_id)
     assert inspected["Config"]["Labels"][LABEL_NODE] == node_id
+
+
+@pytest.mark.spec("NOD-34")
+async def test_a_stop_or_removal_pressluft_asked_for_is_no_death(
+    runtime: Runtime, lab: DockerLab, engine: tuple[PrivateDockerd, str]
+) -> None:
+    # sleep ends on TERM (tini forwards it): `docker stop` needs no 10 s kill.
+    command = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+    stopped, removed = str(uuid.uuid4()), str(uuid.uuid4())
+    for node_id, name in ((stopped, "lab-stopped"), (removed, "lab-removed")):
+        container_id = lab.create(node_id, name, engine[1], LIMITS, command=command)
+        await _lab_node_recorded_running(runtime, node_id, container_id, name=name)
+    meta = Meta(actor="test:machines")
+    stop = await runtime.db.write(stop_command(stopped, meta))
+    assert (await until_ended(runtime, stop.job_id)).status == "succeeded"
+    # A running container removed by decommissioning (the engine kills it: exit 137).
+    gone = await runtime.db.write(decommission_command(removed, "lab-removed", meta))
+    assert (await until_ended(runtime, gone.job_id)).status == "succeeded"
+    # A witness killed afterwards: once its death is recorded, the watcher has seen the
+    # stop's and the removal's `die` events before it.
+    witness = str(uuid.uuid4())
+    witness_container = lab.create(witness, "witness", engine[1], LIMITS, command=command)
+    await _lab_node_recorded_running(runtime, witness, witness_container, name="witness")
+    lab.client.api.kill(witness_container)
+
+    async def witnessed() -> bool:
+        return bool(await _deaths(runtime, witness))
+
+    await until(witnessed, within=30)
+    assert await _deaths(runtime, stopped) == []
+    assert await _deaths(runtime, removed) == []
+    states = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT id, container_state FROM nodes WHERE id IN (?, ?)", (stopped, removed)
+        ).fetchall()
+    )
+    assert {str(a): str(b) for a, b in states} == {stopped: "stopped", removed: "removed"}
+    # Started again (as node_start does; its ssh wait needs a real node), the
+    # container's next death is a death.
+    provider = runtime.providers.docker
+    assert provider is not None
+    await asyncio.to_thread(provider.start, stopped)
+    lab.client.api.kill(lab.container_id(stopped))
+
+    async def died() -> bool:
+        return bool(await _deaths(runtime, stopped))
+
+    await until(died, within=30)
 
 
 @pytest.mark.spec("DMN-9")

@@ -103,6 +103,9 @@ class DockerLab:
     def __init__(self, base_url: str, network: str = NETWORK) -> None:
         self.client = docker.DockerClient(base_url=base_url, timeout=60)
         self.network = network
+        #: Containers this lab was asked to stop or remove: their next `die` is no death.
+        self._asked: set[str] = set()
+        self._asked_lock = threading.Lock()
 
     def close(self) -> None:
         self.client.close()
@@ -229,18 +232,38 @@ class DockerLab:
         return Published(_port(inspected, 22), _port(inspected, 80), _port(inspected, 443))
 
     def start(self, node_id: str) -> None:
-        self.client.api.start(self._container(node_id))
+        container_id = self._container(node_id)
+        self._expect_death(container_id, False)  # from now on a die is a death again
+        self.client.api.start(container_id)
 
     def stop(self, node_id: str, timeout: int = 10) -> None:
-        self.client.api.stop(self._container(node_id), timeout=timeout)
+        container_id = self._container(node_id)
+        self._expect_death(container_id, True)
+        self.client.api.stop(container_id, timeout=timeout)
 
     def destroy(self, node_id: str) -> bool:
         """Remove the node's container (and nothing else); False if there was none."""
         try:
-            self.client.api.remove_container(self._container(node_id), force=True)
+            container_id = self._container(node_id)
+            self._expect_death(container_id, True)
+            self.client.api.remove_container(container_id, force=True)
         except (NotFound, LookupError):
             return False
         return True
+
+    def _expect_death(self, container_id: str, asked: bool) -> None:
+        """Mark (or unmark) a container as stopped or removed on request: before the
+        engine is asked, so the `die` it reports is known as ours when it comes."""
+        with self._asked_lock:
+            if asked:
+                self._asked.add(container_id)
+            else:
+                self._asked.discard(container_id)
+
+    def asked_to_die(self, container_id: str) -> bool:
+        """Whether this lab stopped or removed the container (its `die` is no death)."""
+        with self._asked_lock:
+            return container_id in self._asked
 
     def container_id(self, node_id: str) -> str:
         return self._container(node_id)
@@ -281,8 +304,9 @@ class DockerLab:
     ) -> None:
         """Call `on_death(node_id, exit_code, time)` for every managed container that
         dies, from `since` (a Unix time: resume from the last event's time and nothing
-        is missed) until `stop` is set. Blocking: run it in a thread. Raises
-        ConnectionError when the engine ends the stream before `stop`."""
+        is missed) until `stop` is set — except the containers this lab stopped or
+        removed itself (`asked_to_die`): that is no death. Blocking: run it in a
+        thread. Raises ConnectionError when the engine ends the stream before `stop`."""
         stream: Any = self.client.events(
             decode=True,
             since=since,
@@ -302,7 +326,8 @@ class DockerLab:
             for event in stream:
                 attributes = (event.get("Actor") or {}).get("Attributes") or {}
                 node_id = attributes.get(LABEL_NODE)
-                if node_id:
+                container_id = str(event.get("id") or (event.get("Actor") or {}).get("ID") or "")
+                if node_id and not self.asked_to_die(container_id):
                     at = int(event.get("time", since))
                     on_death(str(node_id), int(attributes.get("exitCode", -1)), at)
                 if stop.is_set():

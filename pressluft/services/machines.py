@@ -9,7 +9,9 @@ jobs; watch the engine for deaths; report orphaned containers.
   `node_stop` → `node.container_stopped`.
 - The `docker-events` service turns the engine's `die` events of managed
   containers into `node.container_died` (exit code); at start it first records
-  the deaths it missed while the daemon was down.
+  the deaths it missed while the daemon was down. A stop or removal that a job
+  asked for (`node_stop`, `node_decommission`) is no death: the lab marks the
+  container before it asks the engine, and the watcher passes its `die` over.
 - `docker_reconcile` (every 5 minutes): a container labelled as Pressluft's whose
   node is not a live docker node with that container is reported once as
   `node.orphan_detected`; nothing is deleted.
@@ -314,6 +316,8 @@ class DeathWatcher:
             }
         )
         for state in states:
+            if self.provider.lab.asked_to_die(state.container_id):
+                continue  # stopped or removed by a job of this daemon: no death
             if running.get(state.node_id) == state.container_id and state.exit_code is not None:
                 # The engine's time of the death, as its die event will carry it: the
                 # stream replaying that event then records nothing more.
