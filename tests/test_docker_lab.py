@@ -108,6 +108,7 @@ def test_a_killed_lab_node_is_reported_with_its_exit_code(
     node_id = str(uuid.uuid4())
     watched.append(node_id)
     container_id = lab.create(node_id, "lab-3", engine[1], LIMITS, command=["sleep", "3600"])
+    first = lab.published(node_id)
     lab.client.api.kill(container_id)
     assert died.wait(30)
     assert [d for d in deaths if d[0] == node_id] == [(node_id, 137)]
@@ -122,3 +123,6 @@ def test_a_killed_lab_node_is_reported_with_its_exit_code(
     for bindings in inspected["NetworkSettings"]["Ports"].values():
         assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
     assert lab.published(node_id).ssh > 0
+    # HTTP and HTTPS keep their ports: the URLs of the node's sites carry the HTTP port.
+    again = lab.published(node_id)
+    assert (again.http, again.https) == (first.http, first.https) and again.http != again.https

@@ -3,8 +3,10 @@ Pressluft on a laptop and for tests.
 
 A node's container carries the labels `pressluft.managed=true` and
 `pressluft.node_id=<id>`, runs on a user-defined bridge network without
-masquerading, publishes SSH, HTTP and HTTPS on 127.0.0.1 only (ports chosen by
-the engine, read back after every start), and gets the resource limits asked
+masquerading, publishes SSH, HTTP and HTTPS on 127.0.0.1 only — SSH on a port
+the engine chooses at every start (read back per job), HTTP and HTTPS on ports
+chosen once at creation and kept for the container's life (its sites' URLs carry
+the HTTP port: `http://{uuid8}.localhost:{port}`) — and gets the resource limits asked
 for — a limit the engine cannot enforce is refused (`LimitNotEnforced`), never
 ignored: the engine's capabilities are checked first, its create warnings are
 read (the SDK's high-level API drops them) and the applied limits are compared
@@ -14,6 +16,7 @@ with the request. All calls are blocking; callers run them in a thread.
 from __future__ import annotations
 
 import io
+import socket
 import tarfile
 import threading
 from collections.abc import Callable
@@ -97,6 +100,18 @@ def _port(inspected: dict[str, Any], port: int) -> int:
     raise RuntimeError(f"port {port} is not published on 127.0.0.1")
 
 
+def _free_loopback_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free on 127.0.0.1 now (the engine binds them right after)."""
+    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for probe in probes:  # all held open at once: distinct
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 class DockerLab:
     """Lab nodes on one Docker engine (`base_url`, e.g. `unix:///…/docker.sock`)."""
 
@@ -159,6 +174,7 @@ class DockerLab:
         self._ensure_network()
         api = self.client.api
         memory = limits.memory_mb * 1024 * 1024
+        http_port, https_port = _free_loopback_ports(2)
         host_config = api.create_host_config(
             mem_limit=memory,
             # No swap beyond the memory limit, where the engine can say so (without
@@ -168,8 +184,9 @@ class DockerLab:
             pids_limit=limits.pids,
             port_bindings={
                 22: ("127.0.0.1", None),
-                80: ("127.0.0.1", None),
-                443: ("127.0.0.1", None),
+                # Fixed for the container's life: a restart keeps its sites' URLs working.
+                80: ("127.0.0.1", http_port),
+                443: ("127.0.0.1", https_port),
             },
             network_mode=self.network,
             init=True,
@@ -227,7 +244,7 @@ class DockerLab:
         return True
 
     def published(self, node_id: str) -> Published:
-        """The loopback ports (they change with every start: read them per job)."""
+        """The loopback ports (SSH's changes with every start: read them per job)."""
         inspected = self.client.api.inspect_container(self._container(node_id))
         return Published(_port(inspected, 22), _port(inspected, 80), _port(inspected, 443))
 
