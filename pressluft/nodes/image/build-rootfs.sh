@@ -66,6 +66,10 @@ chroot "$ROOT" apt-get -y -q -o Dpkg::Use-Pty=0 install $PKGS > "$WORK/apt-insta
 cleanup
 trap - EXIT
 
+# cron's PAM session sets the login uid, which a container may not (no CAP_AUDIT_CONTROL):
+# required there, every job would fail before it ran. Optional: set where the kernel lets it.
+sed -i -E 's/^(session[[:space:]]+)required([[:space:]]+pam_loginuid\.so)/\1optional\2/' "$ROOT/etc/pam.d/cron"
+
 # Runtime bits; nothing per build or per host stays in the image.
 install -m 0755 "$HERE/node-init" "$ROOT/usr/local/sbin/node-init"
 rm -f "$ROOT"/etc/ssh/ssh_host_*
