@@ -16,7 +16,7 @@ from pressluft.nodes.docker import DockerLab
 from pressluft.runtime import Runtime
 from pressluft.services.sites import env_names
 from tests.support.dockerd import PrivateDockerd
-from tests.support.jobs import log_lines, until_ended
+from tests.support.jobs import log_lines, until, until_ended
 
 
 @pytest.fixture
@@ -80,13 +80,33 @@ async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
             (env,) = site["environments"]
             assert (env["status"], env["health_status"]) == ("active", "healthy")
             assert env["current_release_id"] and env["wordpress_version"]
+            # A lab node's URL works from the operator's browser: *.localhost is loopback,
+            # and the port is the node's published HTTP port (fixed for its life).
+            uuid8 = accepted["environment_id"][:8]
+            assert site["preview_url"] == f"http://{uuid8}.localhost:{http_port}"
             host = site["preview_url"].split("://", 1)[1]
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as web:
                 home = await web.get("/", headers={"Host": host})
                 assert home.status_code == 200 and title in home.text
                 admin = await web.get("/wp-admin/", headers={"Host": host})
                 assert admin.status_code == 302, admin.status_code
-                assert "wp-login.php" in admin.headers["location"]
+                assert admin.headers["location"].startswith(f"http://{host}/wp-login.php")
+                # Each site its own administrator, whose login WordPress does not list:
+                # the first post's author has a neutral public name.
+                assert env["admin_user"].startswith("admin-"), env
+                users = await web.get("/?rest_route=/wp/v2/users", headers={"Host": host})
+                assert users.status_code == 200, users.text[:500]
+                assert [u["slug"] for u in users.json()] == ["administrator"], users.text
+                assert env["admin_user"] not in users.text and "pressluft-admin" not in users.text
+            # WordPress cron runs from the system, as the environment's user; visits do not.
+            env_names_ = env_names(accepted["environment_id"], accepted["site_id"])
+            cron = f"/etc/cron.d/pressluft-{accepted['environment_id']}"
+            code, entry = _exec(lab, container_id, "cat", cron)
+            assert code == 0 and f"* * * * * {env_names_['env_user']} cd " in entry, entry
+            assert "wp-cron.php" in entry and "open_basedir" in entry
+            assert (
+                _wp(lab, container_id, env_names_, 'echo DISABLE_WP_CRON ? "off" : "on";') == "off"
+            )
 
         # SIT-4: separate users, pools and databases; PHP of one cannot read the other.
         names = {
@@ -150,6 +170,11 @@ async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
             again = await open_login(web, url)
             assert again.status_code == 403 and "wordpress_logged_in" not in str(again.cookies)
             late = await login_url()
+            # An event due now: the system's cron runs it (no visit can: DISABLE_WP_CRON).
+            acme_names = env_names(acme_env, created["acme"]["site_id"])
+            probe = 'wp_schedule_single_event(time() - 5, "pressluft_probe");'
+            probe += ' echo wp_next_scheduled("pressluft_probe") ? "due" : "none";'
+            assert _wp(lab, container_id, acme_names, probe) == "due"
             await asyncio.sleep(61)  # past its 60 s (waiting for a state, not timing a result)
             expired = await open_login(web, late)
             assert expired.status_code == 403
@@ -161,11 +186,28 @@ async def test_sites_on_a_lab_node_serve_wordpress_and_are_isolated(
         assert len(issued) == 2 and all("pressluft_login" not in data for _, data in issued)
         assert all(actor for actor, _ in issued)  # who asked
 
+        async def cron_ran() -> bool:
+            ask = 'echo wp_next_scheduled("pressluft_probe") ? "due" : "none";'
+            return await asyncio.to_thread(_wp, lab, container_id, acme_names, ask) == "none"
+
+        await until(cron_ran, within=180)  # cron runs each minute: waiting, not timing
+
         await _clone_then_delete(lab, container_id, http_port, client, runtime, created["acme"])
     finally:
         for state in lab.managed():
             lab.destroy(state.node_id)
         lab.close()
+
+
+def _wp(lab: DockerLab, container_id: str, env: dict[str, str], php: str) -> str:
+    """PHP with WordPress loaded (CLI, as the environment's user); its last output line."""
+    script = (
+        f"cd {env['env_root']} && runuser -u {env['env_user']} -- php -r "
+        f'\'define("WP_USE_THEMES", false); require "current/wp-load.php"; {php}\''
+    )
+    code, output = _exec(lab, container_id, "sh", "-c", script)
+    assert code == 0, output
+    return output.strip().splitlines()[-1] if output.strip() else ""
 
 
 def _helper(lab: DockerLab, container_id: str, env: dict[str, str], request: str) -> object:
@@ -221,6 +263,17 @@ async def _clone_then_delete(
     option = {"home": f"{url}/x", "nested": {"list": [url, 7]}}
     request = json.dumps({"command": "option-set", "name": "pressluft_probe", "value": option})
     assert _helper(lab, container_id, production, request)["ok"] is True  # type: ignore[index]
+    # A cell the rewrite must leave alone (custom serialization, opaque to unserialize):
+    # the clone's job log lists it.
+    payload = f'x:i:0;a:1:{{i:0;s:{len(url)}:"{url}";}};m:a:0:{{}}'
+    custom = f'C:11:"ArrayObject":{len(payload)}:{{{payload}}}'
+    insert = (
+        "INSERT INTO wp_options (option_name, option_value, autoload)"
+        f" VALUES ('pressluft_custom', '{custom}', 'no'); SELECT LAST_INSERT_ID();"
+    )
+    code, output = _exec(lab, container_id, "mariadb", "-N", production["db_name"], "-e", insert)
+    assert code == 0, output
+    custom_id = output.strip().splitlines()[-1]
 
     reply = await client.post(
         f"/api/sites/{site_id}/environments",
@@ -236,6 +289,9 @@ async def _clone_then_delete(
     cloning = (await client.get(f"/api/environments/{staging_id}")).json()
     assert cloning["status"] in ("cloning", "active")
     await _ended_ok(runtime, reply.json()["job_id"], within=600)
+    log = "\n".join(t for _, _, t in await log_lines(runtime, reply.json()["job_id"]))
+    assert "search-replace left 1 cell(s) unchanged" in log, log[-3000:]
+    assert f"skipped: wp_options.option_value where option_id={custom_id}:" in log, log[-3000:]
     staging_view = (await client.get(f"/api/environments/{staging_id}")).json()
     assert staging_view["status"] == "active", staging_view
     assert staging_view["source_environment_id"] == production_id
@@ -251,6 +307,28 @@ async def _clone_then_delete(
         live = await _follow(web, host, f"/?p={post_id}")
         assert live.status_code == 200 and f"{url}/about" in live.text  # production untouched
     staging = env_names(staging_id, site_id)
+    # The staging administrator (production's, copied) has staging's own password.
+    admin_user = staging_view["admin_user"]
+    assert (
+        admin_user == (await client.get(f"/api/environments/{production_id}")).json()["admin_user"]
+    )
+    passwords = await runtime.db.read(
+        lambda c: {
+            env_id: runtime.vault.open(c, secret).decode()
+            for env_id, secret in c.execute(
+                "SELECT id, admin_secret_id FROM environments WHERE id IN (?, ?)",
+                (production_id, staging_id),
+            )
+        }
+    )
+    check = '$u = get_user_by("login", "%s"); echo wp_check_password("%s", $u->user_pass, $u->ID) ? "yes" : "no";'
+    for names, env_id, expected in (
+        (staging, staging_id, "yes"),
+        (staging, production_id, "no"),
+        (production, production_id, "yes"),
+    ):
+        got = _wp(lab, container_id, names, check % (admin_user, passwords[env_id]))
+        assert got == expected, (names["env_user"], env_id)
     request = json.dumps({"command": "option-get", "name": "pressluft_probe"})
     copied = _helper(lab, container_id, staging, request)
     # Unserialized by WordPress: the lengths were recomputed for the longer URL.

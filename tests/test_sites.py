@@ -4,6 +4,7 @@ without its handler. (A site really built on a node: tests/test_site_node.py.)""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from pressluft.services.environments import (
     reset_environment_command,
     reset_site_command,
 )
+from pressluft.services.site_jobs import skipped_report
 from tests.support.jobs import job, submit, until, until_ended
 from tests.support.nodes import record_node, recorded_node_events
 from tests.support.queue import ACTOR, QueueDb
@@ -77,6 +79,15 @@ async def test_creating_a_site_records_it_and_queues_its_job(
     assert site["preview_url"] == f"http://{env_id[:8]}.127-0-0-1.sslip.io"
     (production,) = site["environments"]
     assert (production["environment_type"], production["status"]) == ("production", "creating")
+    # Each site its own administrator (random unless chosen); the view names it.
+    assert re.fullmatch(r"admin-[0-9a-f]{8}", production["admin_user"]), production
+    chosen = await client.post(
+        "/api/sites",
+        json={"name": "Beta", "slug": "beta", "node_id": node_id, "admin_user": "ops@beta"},
+    )
+    assert chosen.status_code == 202, chosen.text
+    beta = (await client.get(f"/api/environments/{chosen.json()['environment_id']}")).json()
+    assert beta["admin_user"] == "ops@beta"
     job = (await client.get(f"/api/jobs/{accepted['job_id']}")).json()
     assert job["job_type"] == "site_create"
     assert (job["site_id"], job["environment_id"], job["node_id"]) == (
@@ -115,6 +126,8 @@ async def test_refusals_change_nothing(client: httpx.AsyncClient, runtime: Runti
             400,
             "bad_request",
         ),
+        ({"name": "B", "slug": "b", "node_id": ready, "admin_user": "a b"}, 400, "bad_request"),
+        ({"name": "B", "slug": "b", "node_id": ready, "admin_user": "x" * 61}, 400, "bad_request"),
         ({"name": "B", "slug": "b", "node_id": str(uuid.uuid4())}, 422, "validation_failed"),
         ({"name": "B", "slug": "b", "node_id": unprovisioned}, 409, "node_not_ready"),
         ({"name": "B", "slug": "a", "node_id": ready}, 409, "conflict"),
@@ -425,6 +438,7 @@ async def test_creating_an_environment_records_a_clone_and_refuses_what_cannot_b
     assert staging["source_environment_id"] == production
     assert staging["node_id"] == source["node_id"]
     assert staging["promotion_preset"] == "commerce-protect"
+    assert staging["admin_user"] == source["admin_user"]  # the copied database's
     assert staging["preview_url"] == f"http://{staging_id[:8]}.127-0-0-1.sslip.io"
     assert await _status(client, f"/api/sites/{site_id}") == "cloning"
     job_view = (await client.get(f"/api/jobs/{job_id}")).json()
@@ -594,3 +608,24 @@ async def test_reset_brings_back_only_what_can_serve(
     assert "never built" in never.json()["details"]["reason"]
     assert "delete it" in never.json()["details"]["hint"]
     assert await _counts(runtime) == before
+
+
+@pytest.mark.spec("SIT-9")
+def test_the_cells_a_clone_could_not_rewrite_are_listed_once() -> None:
+    cell = {"table": "wp_options", "column": "option_value", "key": {"option_id": "7"}}
+    passes = [  # what the clone's three search-replace passes reported
+        {"cells_skipped": 1, "skipped_tables": ["wp_log"], "skipped_cells": [
+            {**cell, "reason": "custom serialization (C:)"}]},
+        {"cells_skipped": 1, "skipped_tables": ["wp_log"], "skipped_cells": [
+            {**cell, "reason": "custom serialization (C:)"}]},
+        {"cells_skipped": 0, "skipped_tables": ["wp_log"], "skipped_cells": []},
+    ]  # fmt: skip
+    assert skipped_report(passes) == [
+        "search-replace skipped table wp_log: it has no primary key (its rows keep the"
+        " source's URLs)",
+        "search-replace left 1 cell(s) unchanged: serialized data it cannot rewrite without"
+        " loss (they keep the source's URLs; fix them by hand)",
+        "  skipped: wp_options.option_value where option_id=7: custom serialization (C:)",
+    ]
+    assert skipped_report([{"cells_skipped": 0, "skipped_tables": [], "skipped_cells": []}]) == []
+    assert skipped_report(None) == []

@@ -317,6 +317,10 @@ def test_usage_errors_exit_2_with_json(php: str, tmp_path: Path) -> None:
         '{"command": "search-replace", "from": "", "to": "x"}',
         '{"command": "login-token", "ttl_seconds": "60"}',
         '{"command": "login-token", "ttl_seconds": 0}',
+        '{"command": "user-password", "user_login": "admin"}',
+        '{"command": "user-password", "user_login": "admin", "password": ""}',
+        '{"command": "user-password", "user_login": "admin", "password": " pw"}',
+        '{"command": "user-password", "password": "pw"}',
     ],
 )
 def test_bad_requests_are_refused_before_wordpress_loads(
@@ -339,6 +343,10 @@ def test_the_password_is_never_echoed(php: str, fake_root: Path) -> None:
         "admin_password": secret,
     }
     code, answer, stderr = run_helper(php, str(fake_root), stdin=json.dumps(request))
+    assert (code, answer["error"]) == (1, "bad_request")
+    assert secret not in json.dumps(answer) + stderr
+    reset = {"command": "user-password", "user_login": "admin", "password": f" {secret}"}
+    code, answer, stderr = run_helper(php, str(fake_root), stdin=json.dumps(reset))
     assert (code, answer["error"]) == (1, "bad_request")
     assert secret not in json.dumps(answer) + stderr
 

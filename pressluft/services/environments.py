@@ -39,6 +39,7 @@ from pressluft.services.sites import (
     SiteNotFound,
     get_environment,
     get_site,
+    lab_http_port,
     preview_address,
     preview_url,
     secret_password,
@@ -163,7 +164,8 @@ def create_environment_command(
                 details={"environment_id": taken.id, "hint": "choose another slug"},
             )
         node = tx.conn.execute(
-            "SELECT status, host, public_ip FROM nodes WHERE id = ?", (source.node_id,)
+            "SELECT status, host, public_ip, provider, ports_json FROM nodes WHERE id = ?",
+            (source.node_id,),
         ).fetchone()
         if node is None or node[0] == "decommissioned":
             raise ValidationFailed("the source environment's node is gone")
@@ -171,7 +173,12 @@ def create_environment_command(
             "SELECT (SELECT preview_domain FROM settings WHERE id = 1)"
         ).fetchone()
         environment_id = new_id()
-        url = preview_url(environment_id, preview_domain, preview_address(node[2], node[1]))
+        url = preview_url(
+            environment_id,
+            preview_domain,
+            preview_address(node[2], node[1]),
+            lab_http_port(node[3], node[4]),
+        )
         created = EnvironmentCreated(
             environment_id=environment_id,
             site_id=site_id,
@@ -190,6 +197,8 @@ def create_environment_command(
             promotion_preset=request.promotion_preset,
             fastcgi_cache_enabled=source.fastcgi_cache_enabled,
             redis_cache_enabled=source.redis_cache_enabled,
+            # The copied database's administrator; its password is the clone's own.
+            admin_user=source.admin_user,
         )
         append(tx, f"environment:{environment_id}", NO_STREAM, [created], meta)
         spec = JobSpec(

@@ -53,20 +53,24 @@ async def issue_magic_login(
 ) -> MagicLogin:
     """A one-time login URL for the environment's WordPress administrator."""
 
-    def target(conn: sqlite3.Connection) -> tuple[str, str, str, NodeAddress | None]:
+    def target(conn: sqlite3.Connection) -> tuple[str, str, str, str, NodeAddress | None]:
         env = get_environment(conn, environment_id)
         if env.status != "active":
             raise EnvironmentNotActive(
                 f"the environment is {env.status}, not active",
                 details={"status": env.status, "hint": "wait for its job, or reset it"},
             )
-        return env.site_id, env.preview_url, env.node_id, node_address(conn, vault, env.node_id)
+        address = node_address(conn, vault, env.node_id)
+        return env.site_id, env.preview_url, env.node_id, env.admin_user, address
 
-    site_id, preview_url, node_id, address = await db.read(target)
+    site_id, preview_url, node_id, admin_user, address = await db.read(target)
     if address is None:
         raise EnvironmentNotActive("the environment's node is decommissioned")
     names = env_names(environment_id, site_id)
-    request = json.dumps({"command": "login-token", "ttl_seconds": TOKEN_SECONDS})
+    # The environment's administrator by name (the site view names it), not "the first".
+    request = json.dumps(
+        {"command": "login-token", "user_login": admin_user, "ttl_seconds": TOKEN_SECONDS}
+    )
     argv = ["php", HELPER, f"{names['env_root']}/current"]
     try:
         stdout = await run_as(address, names["env_user"], argv, request)

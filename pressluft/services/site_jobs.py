@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from html import unescape
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -43,13 +44,11 @@ from pressluft.services.nodes import run_node_playbook
 from pressluft.services.sites import ENV_JOB_TIMEOUT_SECONDS, env_names
 from pressluft.vault import Vault
 
-__all__ = ["ADMIN_USER", "register_site_jobs"]
+__all__ = ["register_site_jobs", "skipped_report"]
 
 SITE_CREATE_PLAYBOOK = "site-create.yml"
 ENV_CREATE_PLAYBOOK = "env-create.yml"
 SITE_DELETE_PLAYBOOK = "site-delete.yml"
-#: The WordPress administrator Pressluft creates (operators log in with magic login).
-ADMIN_USER = "pressluft-admin"
 HEALTH_TIMEOUT_SECONDS = 10.0
 #: WordPress core when the `wordpress_source` setting is empty: the node image's copy on
 #: lab nodes (no network there), else the official latest release.
@@ -66,6 +65,8 @@ class _Environment(msgspec.Struct, frozen=True, kw_only=True):
     preview_url: str
     db_password: str | None
     admin_password: str | None
+    #: The WordPress administrator (magic login signs in as it).
+    admin_user: str
     db_secret_id: str | None
     admin_secret_id: str | None
     fastcgi_cache_enabled: bool
@@ -77,7 +78,14 @@ class _Environment(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def preview_host(self) -> str:
-        return self.preview_url.split("://", 1)[1]
+        """The host name (nginx's server_name; the node's /etc/hosts line)."""
+        return str(urlsplit(self.preview_url).hostname)
+
+    @property
+    def preview_netloc(self) -> str:
+        """Host and, on lab nodes, port: the `Host` header WordPress expects (with
+        another, it redirects to its own URL)."""
+        return urlsplit(self.preview_url).netloc
 
     def endpoint(self) -> tuple[str, int]:
         """Where the control plane reaches the node's nginx (lab nodes: the published port)."""
@@ -90,14 +98,15 @@ def _load(conn: sqlite3.Connection, vault: Vault, environment_id: str) -> _Envir
     row = conn.execute(
         "SELECT e.site_id, e.environment_type, e.status, e.preview_url, e.db_secret_id,"
         " e.admin_secret_id, e.fastcgi_cache_enabled, e.redis_cache_enabled,"
-        " e.source_environment_id, n.host, n.ports_json, n.provider FROM environments e"
+        " e.source_environment_id, n.host, n.ports_json, n.provider, e.admin_user"
+        " FROM environments e"
         " JOIN nodes n ON n.id = e.node_id WHERE e.id = ?",
         (environment_id,),
     ).fetchone()
     if row is None:
         return None
     (site_id, kind, status, url, db_secret, admin_secret, fastcgi, redis, source, host, ports,
-     provider) = row  # fmt: skip
+     provider, admin_user) = row  # fmt: skip
     return _Environment(
         site_id=site_id,
         environment_type=kind,
@@ -105,6 +114,7 @@ def _load(conn: sqlite3.Connection, vault: Vault, environment_id: str) -> _Envir
         preview_url=url,
         db_password=None if db_secret is None else vault.open(conn, db_secret).decode(),
         admin_password=None if admin_secret is None else vault.open(conn, admin_secret).decode(),
+        admin_user=str(admin_user),
         db_secret_id=db_secret,
         admin_secret_id=admin_secret,
         fastcgi_cache_enabled=bool(fastcgi),
@@ -146,7 +156,7 @@ async def _check_http(ctx: JobContext, env: _Environment, title: str) -> None:
     """HTTP 200 with the site's title for its preview host at the node's endpoint
     (10 s, one retry)."""
     address, port = env.endpoint()
-    host = env.preview_host
+    host = env.preview_netloc
     problem = ""
     for attempt in (1, 2):
         try:
@@ -238,6 +248,9 @@ class _EnvironmentJob:
             "preview_host": env.preview_host,
             "preview_url": env.preview_url,
             "db_password": env.db_password,
+            # A new site's administrator; a clone's (copied) gets the clone's own password.
+            "admin_user": env.admin_user,
+            "admin_password": env.admin_password,
             "fastcgi_cache_enabled": env.fastcgi_cache_enabled,
             "redis_cache_enabled": env.redis_cache_enabled,
             # Lab nodes have no way out: WordPress's calls home would each time out.
@@ -265,6 +278,51 @@ class _EnvironmentJob:
         )
         await self.record(lambda tx: append(tx, self.stream, None, [event], self.meta))
         return None if version is None else str(version)
+
+
+def skipped_report(passes: object) -> list[str]:
+    """The job-log lines for what the clone's search-replace left unchanged: the
+    tables without a primary key and the cells holding serialized data it cannot
+    rewrite without loss (each once, though every pass of the rewrite saw it)."""
+    if not isinstance(passes, list):
+        return []
+    tables: list[str] = []
+    cells: dict[tuple[str, str, str], str] = {}
+    counted = 0
+    for result in passes:
+        if not isinstance(result, dict):
+            continue
+        counted = max(counted, int(result.get("cells_skipped") or 0))
+        for table in result.get("skipped_tables") or []:
+            if str(table) not in tables:
+                tables.append(str(table))
+        for cell in result.get("skipped_cells") or []:
+            if not isinstance(cell, dict):
+                continue
+            key = cell.get("key")
+            where = (
+                ", ".join(f"{k}={v}" for k, v in key.items()) if isinstance(key, dict) else str(key)
+            )
+            cells.setdefault(
+                (str(cell.get("table")), str(cell.get("column")), where), str(cell.get("reason"))
+            )
+    lines = [
+        f"search-replace skipped table {table}: it has no primary key (its rows keep the"
+        " source's URLs)"
+        for table in tables
+    ]
+    if cells:
+        lines.append(
+            f"search-replace left {max(counted, len(cells))} cell(s) unchanged: serialized data"
+            " it cannot rewrite without loss (they keep the source's URLs; fix them by hand)"
+        )
+        lines += [
+            f"  skipped: {table}.{column} where {where}: {reason}"
+            for (table, column, where), reason in cells.items()
+        ]
+        if counted > len(cells):
+            lines.append(f"  (the first {len(cells)} of each pass are listed)")
+    return lines
 
 
 def _source_vars(conn: sqlite3.Connection, source_id: str) -> dict[str, object] | None:
@@ -307,9 +365,7 @@ def register_site_jobs(
         extra_vars: dict[str, object] = {
             **job.build_vars(env),
             "site_title": title,
-            "admin_user": ADMIN_USER,
             "admin_email": str(ctx.claim.payload.get("admin_email", "")),
-            "admin_password": env.admin_password,
             "wordpress_source": source,
         }
 
@@ -338,6 +394,8 @@ def register_site_jobs(
                 )
             extra_vars = {**job.build_vars(env), **source}
             summary = await job.playbook(ENV_CREATE_PLAYBOOK, extra_vars)
+            for line in skipped_report(summary.data.get("search_replace")):
+                ctx.log(line, "stderr")
             title = str(summary.data.get("site_title", ""))
             await _check_http(ctx, env, title)
             await job.provisioned(summary, extra_vars, ("clone", source_id))

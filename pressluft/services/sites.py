@@ -16,6 +16,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -79,6 +80,8 @@ class CreateSiteRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     #: The WordPress site title (default: the name).
     title: str | None = None
     admin_email: str | None = None
+    #: The WordPress administrator's login (default: `admin-` and 8 random hex digits).
+    admin_user: str | None = None
 
 
 class SiteAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +107,8 @@ class EnvironmentView(msgspec.Struct, frozen=True, kw_only=True):
     health_status: str
     health_checked_at: str | None
     promotion_preset: str
+    #: The WordPress administrator magic login signs in as.
+    admin_user: str
     created_at: str
     updated_at: str
     deleted_at: str | None
@@ -142,14 +147,15 @@ class SiteQuery(msgspec.Struct, frozen=True, kw_only=True):
 _ENV_COLUMNS = (
     "id, site_id, name, slug, environment_type, status, node_id, source_environment_id,"
     " preview_url, fastcgi_cache_enabled, redis_cache_enabled, current_release_id,"
-    " wordpress_version, health_status, health_checked_at, promotion_preset, created_at,"
-    " updated_at, deleted_at, state_version"
+    " wordpress_version, health_status, health_checked_at, promotion_preset, admin_user,"
+    " created_at, updated_at, deleted_at, state_version"
 )
 
 
 def _env_view(row: tuple[Any, ...]) -> EnvironmentView:
     (env_id, site_id, name, slug, kind, status, node_id, source, preview, fastcgi, redis,
-     release, version, health, checked, preset, created, updated, deleted, state) = row  # fmt: skip
+     release, version, health, checked, preset, admin, created, updated, deleted,
+     state) = row  # fmt: skip
     return EnvironmentView(
         id=env_id,
         site_id=site_id,
@@ -167,6 +173,7 @@ def _env_view(row: tuple[Any, ...]) -> EnvironmentView:
         health_status=health,
         health_checked_at=checked,
         promotion_preset=preset,
+        admin_user=admin,
         created_at=created,
         updated_at=updated,
         deleted_at=deleted,
@@ -267,6 +274,8 @@ def get_environment(conn: sqlite3.Connection, environment_id: str) -> Environmen
 _SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 #: What WordPress's is_email() accepts, in short (an address it refuses fails the install).
+#: WordPress's strict user names (sanitize_user(…, true)), without spaces.
+_ADMIN_USER = re.compile(r"[A-Za-z0-9_.@-]{1,60}")
 _EMAIL = re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@({_LABEL}\.)+[A-Za-z]{{2,63}}")
 
 
@@ -279,6 +288,8 @@ def _check_site(request: CreateSiteRequest) -> None:
         errors.append(("slug", "1-40 lowercase letters, digits and dashes"))
     if not is_uuid(request.node_id):
         errors.append(("node_id", "a node id (UUID)"))
+    if request.admin_user is not None and not _ADMIN_USER.fullmatch(request.admin_user):
+        errors.append(("admin_user", "1-60 letters, digits and . _ - @ (a WordPress login name)"))
     email = request.admin_email
     if email is not None and not (len(email) <= 254 and _EMAIL.fullmatch(email)):
         errors.append(("admin_email", "an email address"))
@@ -289,12 +300,23 @@ def _check_site(request: CreateSiteRequest) -> None:
         )
 
 
-def preview_url(environment_id: str, preview_domain: str | None, address: str | None) -> str:
+def preview_url(
+    environment_id: str,
+    preview_domain: str | None,
+    address: str | None,
+    lab_http_port: int | None = None,
+) -> str:
     """The reference's rule: `{uuid8}.{preview_domain}`, else
     `{uuid8}.{ip-dashed}.sslip.io`. HTTP for now: the reference's https for a preview
     domain needs the wildcard certificate of DNS-01 provisioning, which nodes do not get
-    yet — an https URL nothing serves would be worse (changes/sites/tasks.md)."""
+    yet — an https URL nothing serves would be worse (changes/sites/tasks.md).
+
+    A lab node (`lab_http_port`: its web server published on that loopback port of
+    the operator's machine) gets `http://{uuid8}.localhost:{port}` instead: browsers
+    resolve `*.localhost` to loopback without DNS, and port 80 there is not the node."""
     uuid8 = environment_id[:8]
+    if lab_http_port is not None:
+        return f"http://{uuid8}.localhost:{lab_http_port}"
     if preview_domain:
         return f"http://{uuid8}.{preview_domain}"
     if address is None:
@@ -318,9 +340,22 @@ def preview_address(public_ip: str | None, host: str) -> str | None:
     return None
 
 
+def lab_http_port(provider: str, ports_json: str | None) -> int | None:
+    """A lab node's published HTTP port (fixed for its container's life); None for
+    other nodes."""
+    if provider != "docker" or ports_json is None:
+        return None
+    return int(msgspec.json.decode(ports_json, type=dict[str, int])["http"])
+
+
 def secret_password() -> bytes:
     """A fresh password for an environment (database, WordPress admin)."""
     return secrets.token_urlsafe(24).encode()
+
+
+def _mail_domain(url: str) -> str:
+    """The default admin address's domain: the preview host, without a lab node's port."""
+    return str(urlsplit(url).hostname)
 
 
 def create_site_command(
@@ -331,7 +366,8 @@ def create_site_command(
 
     def command(tx: WriteTx) -> SiteAccepted:
         node = tx.conn.execute(
-            "SELECT name, status, ready, host, public_ip FROM nodes WHERE id = ?",
+            "SELECT name, status, ready, host, public_ip, provider, ports_json FROM nodes"
+            " WHERE id = ?",
             (request.node_id,),
         ).fetchone()
         if node is None or node[1] == "decommissioned":
@@ -339,7 +375,7 @@ def create_site_command(
                 "no such node",
                 details={"errors": [{"field": "node_id", "message": "no live node", "in": "body"}]},
             )
-        name, status, ready, host, public_ip = node
+        name, status, ready, host, public_ip, provider, ports_json = node
         if status != "active" or not ready:
             raise NodeNotReady(
                 f"node {name} cannot host sites yet ({status}, "
@@ -358,7 +394,12 @@ def create_site_command(
             "SELECT (SELECT preview_domain FROM settings WHERE id = 1)"
         ).fetchone()
         site_id, environment_id = new_id(), new_id()
-        url = preview_url(environment_id, preview_domain, preview_address(public_ip, host))
+        url = preview_url(
+            environment_id,
+            preview_domain,
+            preview_address(public_ip, host),
+            lab_http_port(provider, ports_json),
+        )
         db_secret = vault.seal(tx.conn, "environment_db_password", secret_password(), tx.now_ts)
         admin_secret = vault.seal(
             tx.conn, "environment_admin_password", secret_password(), tx.now_ts
@@ -379,6 +420,7 @@ def create_site_command(
             preview_url=url,
             db_secret_id=db_secret,
             admin_secret_id=admin_secret,
+            admin_user=request.admin_user or f"admin-{secrets.token_hex(4)}",
         )
         append(tx, f"site:{site_id}", NO_STREAM, [site], meta)
         append(tx, f"environment:{environment_id}", NO_STREAM, [environment], meta)
@@ -389,7 +431,7 @@ def create_site_command(
             node_id=request.node_id,
             payload={
                 "title": request.title or request.name,
-                "admin_email": request.admin_email or f"admin@{url.split('://', 1)[1]}",
+                "admin_email": request.admin_email or f"admin@{_mail_domain(url)}",
             },
             timeout_seconds=ENV_JOB_TIMEOUT_SECONDS,
         )

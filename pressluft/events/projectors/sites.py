@@ -35,7 +35,10 @@ from pressluft.events.types import (
     SiteReset,
 )
 
-__all__ = ["SITES_PROJECTOR"]
+__all__ = ["LEGACY_ADMIN_USER", "SITES_PROJECTOR"]
+
+#: The administrator every site got before sites had their own (events without one).
+LEGACY_ADMIN_USER = "pressluft-admin"
 
 #: The statuses a job that builds or deletes an environment holds it in.
 _IN_FLIGHT = "('creating', 'cloning', 'deleting')"
@@ -68,8 +71,8 @@ def _environment_created(conn: sqlite3.Connection, e: EnvironmentCreated, env: E
     conn.execute(
         "INSERT INTO environments (id, site_id, name, slug, environment_type, status, node_id,"
         " source_environment_id, preview_url, db_secret_id, admin_secret_id,"
-        " fastcgi_cache_enabled, redis_cache_enabled, promotion_preset, created_at, updated_at,"
-        " state_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " fastcgi_cache_enabled, redis_cache_enabled, promotion_preset, admin_user, created_at,"
+        " updated_at, state_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             e.environment_id,
             e.site_id,
@@ -85,6 +88,7 @@ def _environment_created(conn: sqlite3.Connection, e: EnvironmentCreated, env: E
             int(e.fastcgi_cache_enabled),
             int(e.redis_cache_enabled),
             e.promotion_preset,
+            e.admin_user or LEGACY_ADMIN_USER,
             env.recorded_at,
             env.recorded_at,
             env.stream_version,

@@ -46,6 +46,10 @@ class EnvironmentCreated(Event, frozen=True, tag="environment.created"):
     promotion_preset: Literal["content-protect", "commerce-protect"] = "content-protect"
     fastcgi_cache_enabled: bool = True
     redis_cache_enabled: bool = True
+    #: The WordPress administrator's login (magic login signs in as it); a clone's is
+    #: its source's (copied with the database). None in events from before sites had
+    #: their own: `pressluft-admin`.
+    admin_user: str | None = None
 
 
 class EnvironmentProvisioned(Event, frozen=True, tag="environment.provisioned"):

@@ -64,9 +64,13 @@ function setupSites() {
     tr.appendChild(link);
     tr.appendChild(el("td", {}, e.wordpress_version || "—"));
     tr.appendChild(el("td", {}, e.health_status));
+    // The account "Open WordPress admin" signs in as.
+    tr.appendChild(el("td", { class: "admin-user" }, e.admin_user));
     const actions = el("td", { class: "actions" });
     if (canAdmin && e.status === "active") {
-      actions.appendChild(button("Open WordPress admin", "secondary magic-login", () => magicLogin(e)));
+      const login = button("Open WordPress admin", "secondary magic-login", () => magicLogin(e));
+      login.title = "One-time login as " + e.admin_user;
+      actions.appendChild(login);
     }
     if (canAdmin && e.status === "failed") {
       actions.appendChild(button("Reset", "secondary env-reset", () => reset("environments", e.id, e.name)));
@@ -236,6 +240,8 @@ function setupSites() {
     };
     const title = form.elements["title"].value.trim();
     if (title) request.title = title;
+    const adminUser = form.elements["admin_user"].value.trim();
+    if (adminUser) request.admin_user = adminUser;
     form.dataset.key = form.dataset.key || newKey("dashboard");
     const res = await api("POST", "/api/sites", request, { "Idempotency-Key": form.dataset.key });
     delete form.dataset.key;

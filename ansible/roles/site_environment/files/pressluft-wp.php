@@ -71,7 +71,11 @@ const PRESSLUFT_COMMANDS = [
     'option-set' => ['fields' => ['name' => [true, 'text'], 'value' => [true, 'json']], 'load' => 'core'],
     'search-replace' => ['fields' => ['from' => [true, 'text'], 'to' => [true, 'string']], 'load' => 'core'],
     'login-token' => ['fields' => ['user_login' => [false, 'text'], 'ttl_seconds' => [false, 'int']], 'load' => 'core'],
+    'user-password' => ['fields' => ['user_login' => [true, 'text'], 'password' => [true, 'text']], 'load' => 'core'],
 ];
+
+/** The administrator's public name (its nicename: author URLs, the REST API's user slug). */
+const PRESSLUFT_ADMIN_PUBLIC_NAME = 'administrator';
 
 $pressluft_responded = false;
 
@@ -258,6 +262,9 @@ function pressluft_check_request(string $command, array $request): void
             throw new PressluftFailure('bad_request', '"admin_password" must not start or end with whitespace');
         }
     }
+    if ($command === 'user-password' && trim($request['password']) !== $request['password']) {
+        throw new PressluftFailure('bad_request', '"password" must not start or end with whitespace');
+    }
     if (isset($request['name']) && strlen($request['name']) > 191) {
         throw new PressluftFailure('bad_request', '"name" is longer than 191 bytes');
     }
@@ -387,6 +394,17 @@ function pressluft_install(array $request): array
             $why = ': ' . pressluft_plain($result['user_id']->get_error_message());
         }
         throw new PressluftFailure('wp_error', 'the installer failed' . $why);
+    }
+    // The administrator authors the first post, so its public name (the REST API's
+    // /wp/v2/users, author archives) would give its login away: a neutral one.
+    $updated = wp_update_user([
+        'ID' => (int) $result['user_id'],
+        'user_nicename' => PRESSLUFT_ADMIN_PUBLIC_NAME,
+        'display_name' => 'Administrator',
+        'nickname' => 'Administrator',
+    ]);
+    if (is_wp_error($updated)) {
+        throw new PressluftFailure('wp_error', 'naming the administrator failed: ' . pressluft_plain($updated->get_error_message()));
     }
     update_option('siteurl', $url);
     update_option('home', $url);
@@ -669,6 +687,26 @@ function pressluft_login_token(array $request): array
     return ['token' => $token, 'expires_at' => $expiresAt, 'user_login' => $user->user_login];
 }
 
+/**
+ * Set a user's password (a clone's administrator gets its own; the copied
+ * database holds its source's). Never echoed.
+ *
+ * @param array<string, mixed> $request
+ */
+function pressluft_user_password(array $request): array
+{
+    pressluft_require_installed();
+    $login = pressluft_string($request, 'user_login');
+    $user = get_user_by('login', $login);
+    if (!$user) {
+        throw new PressluftFailure('user_not_found', "no user with the login \"{$login}\"");
+    }
+    // Raw, not slashed: wp_set_password() hashes what it gets (unlike the installer).
+    wp_set_password(pressluft_string($request, 'password'), (int) $user->ID);
+    clean_user_cache((int) $user->ID);
+    return ['user_login' => $user->user_login, 'changed' => true];
+}
+
 /** The version of the WordPress files, read without loading WordPress. */
 function pressluft_core_version(string $root): array
 {
@@ -699,6 +737,7 @@ function pressluft_dispatch(string $root, string $command, array $request): arra
         'option-set' => pressluft_option_set($request),
         'search-replace' => pressluft_search_replace($request),
         'login-token' => pressluft_login_token($request),
+        'user-password' => pressluft_user_password($request),
     };
 }
 
