@@ -522,3 +522,83 @@ async def test_output_beyond_the_buffer_is_dropped_oldest_first_and_the_loss_is_
         ).fetchall()
         assert lost == [(12,)]
         assert verify_replay(conn, format_ts(clock.now())).ok  # the projector agrees
+
+
+@pytest.mark.spec("JOB-39")
+async def test_an_outcome_is_recorded_after_an_outage_longer_than_the_lease(
+    data_dir: Path, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler ends while another process holds the write lock for longer than a
+    lease: its outcome is recorded once the lock is gone — the job is not rescued
+    and run again (with one attempt it used to fail LEASE_EXPIRED after succeeding)."""
+    caplog.set_level(logging.WARNING, logger="pressluft.jobs")
+    config, _ = resolve(
+        "serve",
+        {
+            "data_dir": str(data_dir),
+            "cpu_affinity": "off",
+            "workers": "1",
+            "lease_seconds": "3",
+            "db_busy_timeout_ms": "20",
+        },
+        environ={},
+    )
+    runtime = Runtime(config, clock)
+    await runtime.start()
+    go = asyncio.Event()
+    runs = 0
+
+    async def once(ctx: JobContext) -> None:
+        nonlocal runs
+        runs += 1
+        await go.wait()
+
+    def retries() -> int:
+        return sum(
+            r.getMessage().startswith("could not record an outcome yet") for r in caplog.records
+        )
+
+    try:
+        runtime.jobs.register(JobType("once", once))
+        job_id = await runtime.db.write(
+            lambda tx: enqueue(tx, JobSpec(job_type="once", max_attempts=1), Meta(actor="test"))
+        )
+
+        async def started() -> bool:
+            return runs == 1
+
+        await until(started)
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _HOLD_WRITE_LOCK,
+            str(config.database_path),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert holder.stdin is not None and holder.stdout is not None
+        try:
+            assert await holder.stdout.readline() == b"locked\n"
+            go.set()
+
+            async def refused() -> bool:
+                return retries() >= 1
+
+            await until(refused)
+            clock.advance(3 * config.lease_seconds)  # the stored lease has long expired
+            seen = retries()
+
+            async def refused_again() -> bool:
+                return retries() > seen
+
+            await until(refused_again)
+        finally:
+            holder.stdin.write(b"\n")
+            await holder.stdin.drain()
+            assert await holder.wait() == 0
+        view = await until_ended(runtime, job_id)
+        assert view.status == "succeeded"
+        assert view.attempt_count == 1
+        assert runs == 1
+    finally:
+        await runtime.stop()

@@ -316,12 +316,14 @@ class WorkerPool:
         )
 
     async def _record(self, execution: _Execution, outcome: Outcome) -> tuple[str, list[Claim]]:
-        """Record the attempt's outcome; while the database refuses writes (and the
-        lease, still renewed, holds), try again rather than have a finished job
-        rescued and run a second time."""
+        """Record the attempt's outcome; while the database refuses writes, try again
+        — however long that takes — rather than have a finished job rescued and run
+        a second time. Nobody can take the lease meanwhile: this daemon alone owns
+        the data dir, and its own rescue spares the attempts it still runs (this
+        execution stays active until recorded); the write is fenced by the lease
+        token, not by its expiry."""
         c = execution.claim
         delay = RECORD_RETRY_FIRST
-        deadline = self.clock.monotonic() + self.lease_seconds
         while True:
             # This slot is free again once the outcome is recorded: claim its next
             # job in the same transaction unless the pool is winding down.
@@ -332,11 +334,7 @@ class WorkerPool:
                     linger=LINGER_SECONDS,
                 )
             except ServiceUnavailable:
-                if (
-                    self._stopping
-                    or execution.lease_lost
-                    or self.clock.monotonic() + delay > deadline
-                ):
+                if self._stopping or execution.lease_lost:
                     raise
             log.warning("could not record an outcome yet; retrying", extra={"job_id": c.job_id})
             await asyncio.sleep(delay)
