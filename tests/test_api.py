@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from pressluft.api.contract import contract_bytes, load_contract
 from pressluft.api.middleware import SECURITY_HEADERS
+from pressluft.errors import ServiceUnavailable
 from pressluft.jobs import worker as worker_module
 from pressluft.runtime import Runtime
 from pressluft.services.background import Service
@@ -519,6 +521,39 @@ async def test_a_service_that_keeps_crashing_is_reported_as_crash_looping(
     detail = down.json()["details"]["checks"]["services"]["detail"]
     assert "crash-looping: wobbly (3 restarts, last: RuntimeError: fell over 3)" in detail
     assert int(down.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.spec("DMN-12")
+async def test_a_service_stopped_by_an_unwritable_database_is_no_crash_loop(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = _runtime(client)
+    runtime.supervisor._initial_backoff = 0.01
+    runtime.supervisor._max_backoff = 0.01
+    runs = 0
+
+    async def meets_a_full_disk_thrice(stopping: asyncio.Event) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:  # as the sqlite3 module raises it (not translated)
+            full = sqlite3.OperationalError("database or disk is full")
+            full.sqlite_errorcode = 13  # SQLITE_FULL
+            raise full
+        if runs <= 3:
+            raise ServiceUnavailable("the database could not confirm the change")
+        await stopping.wait()
+
+    caplog.set_level(logging.WARNING, logger="pressluft.services")
+    runtime.supervisor.start(Service("sweeper-like", meets_a_full_disk_thrice))
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if runs > 3 and runtime.supervisor.states["sweeper-like"].running:
+            break
+    state = runtime.supervisor.states["sweeper-like"]
+    assert state.running and state.restarts == 3
+    assert (await client.get("/api/health")).status_code == 200  # the disk is back
+    ours = [r for r in caplog.records if getattr(r, "service", None) == "sweeper-like"]
+    assert ours and not any(r.exc_info for r in ours)
 
 
 @pytest.mark.spec("DMN-11")

@@ -451,7 +451,12 @@ class Database:
             busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             return int(busy), int(frames), int(done)
 
-        return await self._writer.run(run)
+        try:
+            return await self._writer.run(run)
+        except sqlite3.Error as exc:
+            if is_unavailable(exc):
+                raise unavailable(str(exc)) from exc
+            raise
 
     # -- reading -----------------------------------------------------------------
 

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from pressluft.clock import Clock
+from pressluft.db import is_unavailable
+from pressluft.errors import ServiceUnavailable
 from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
 
@@ -55,6 +57,12 @@ class ServiceState:
         return len(self.crashes) == CRASH_LOOP_COUNT and now - self.crashes[0] < CRASH_LOOP_WINDOW
 
 
+def _database_unavailable(exc: BaseException) -> bool:
+    """A failure of the database to work right now (full or read-only disk, a lock
+    held by another process), not of the service."""
+    return isinstance(exc, ServiceUnavailable) or is_unavailable(exc)
+
+
 class Supervisor:
     """Runs services until shutdown; restarts the ones that crash."""
 
@@ -85,6 +93,7 @@ class Supervisor:
         backoff = self._initial_backoff
         while not self.stopping.is_set():
             state.running = True
+            started = self.clock.monotonic()
             try:
                 await service.run(self.stopping)
             except asyncio.CancelledError:
@@ -93,14 +102,25 @@ class Supervisor:
                 state.running = False
                 state.restarts += 1
                 state.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                state.crashes.append(self.clock.monotonic())
                 if self.metrics is not None:
                     self.metrics.service_restarts.labels(service.name).inc()
-                log.exception(
-                    "service crashed; restarting in %.0f s",
-                    backoff,
-                    extra={"service": service.name, "restarts": state.restarts},
-                )
+                if self.clock.monotonic() - started > 2 * self._max_backoff:
+                    backoff = self._initial_backoff  # it ran well for a while: no penalty
+                if _database_unavailable(exc):
+                    # The disk or a lock, not the service: health's database check says
+                    # so; no traceback, and it is no crash (nor a crash loop).
+                    log.warning(
+                        "service stopped: the database cannot be written; restarting in %.0f s",
+                        backoff,
+                        extra={"service": service.name, "error": state.last_error},
+                    )
+                else:
+                    state.crashes.append(self.clock.monotonic())
+                    log.exception(
+                        "service crashed; restarting in %.0f s",
+                        backoff,
+                        extra={"service": service.name, "restarts": state.restarts},
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), backoff)
                 if not self.stopping.is_set():
