@@ -62,6 +62,9 @@ class DataDirLock:
     """
 
     def __init__(self, data_dir: Path, purpose: str) -> None:
+        # Resolved: a data dir reached through a symlink (a volume mounted elsewhere)
+        # is locked as the directory it names, and its identity checks compare alike.
+        data_dir = data_dir.resolve()
         self.data_dir = data_dir
         self.path = data_dir / "pressluft.lock"
         self.purpose = purpose

@@ -16,6 +16,7 @@ import httpx
 import msgspec
 import pytest
 
+from pressluft.datadir import DataDirLock
 from tests.support.daemon import Daemon, free_port, run_cli
 
 pytestmark = pytest.mark.daemon
@@ -345,6 +346,23 @@ def test_a_released_thread_may_use_every_cpu() -> None:
     finally:
         restore_current_thread(previous)
     assert os.sched_getaffinity(0) == previous
+
+
+@pytest.mark.spec("DMN-5")
+def test_a_data_dir_reached_through_a_symlink_is_locked_as_the_directory(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "volume" / "pressluft"
+    real.mkdir(parents=True)
+    link = tmp_path / "pressluft-link"
+    link.symlink_to(real, target_is_directory=True)
+    env = {"PRESSLUFT_DATA_DIR": str(link)}
+    assert run_cli("migrate", env=env).returncode == 0  # refused as "keeps changing" before
+    with DataDirLock(link, "test holder"):
+        for data_dir in (link, real):
+            refused = run_cli("migrate", env={"PRESSLUFT_DATA_DIR": str(data_dir)})
+            assert refused.returncode == 3
+            assert f"in use by pid {os.getpid()} (test holder)" in refused.stderr
 
 
 @pytest.mark.spec("DMN-5")
