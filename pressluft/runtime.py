@@ -36,7 +36,7 @@ from pressluft.jobs.worker import WorkerPool
 from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
 from pressluft.services.background import Service, Supervisor
-from pressluft.services.health import HealthReport, check_health, probe_write
+from pressluft.services.health import HealthReport, WriteProbe, check_health, probe_write
 from pressluft.services.housekeeping import register_housekeeping
 from pressluft.services.machines import DeathWatcher, configured_providers, register_machine_jobs
 from pressluft.services.nodes import register_node_jobs
@@ -86,6 +86,7 @@ class Runtime:
             batch_max=config.write_batch_max,
         )
         self.supervisor = Supervisor(self.clock, metrics=self.metrics)
+        self.write_probe = WriteProbe()
         #: Wakes whoever waits on one job (its end, its log lines).
         self.job_changes = KeyedNotifier()
         self.jobs = JobRegistry()
@@ -219,6 +220,7 @@ class Runtime:
     async def health(self) -> HealthReport:
         """The health checks, as `/api/health` and the overview page show them."""
         return await check_health(
+            self.write_probe,
             self.db,
             self.supervisor.states,
             find_ansible_playbook,

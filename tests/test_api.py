@@ -519,7 +519,7 @@ async def test_a_service_that_keeps_crashing_is_reported_as_crash_looping(
     down = await client.get("/api/health")
     assert down.status_code == 503
     detail = down.json()["details"]["checks"]["services"]["detail"]
-    assert "crash-looping: wobbly (3 restarts, last: RuntimeError: fell over 3)" in detail
+    assert "crash-looping: wobbly (3 restarts)" in detail
     assert int(down.headers["Retry-After"]) >= 1
 
 

@@ -104,6 +104,17 @@ def _job_ends(http: httpx.Client, job_id: str) -> str:
     return status
 
 
+def _health_fails(http: httpx.Client, failing: bool = True) -> httpx.Response:
+    """The health answer once it reports the failure (or, not `failing`, once it
+    no longer does): a probe's answer is reused for a second."""
+    answer = http.get("/api/health")
+    deadline = time.monotonic() + 30
+    while (answer.status_code == 200) == failing and time.monotonic() < deadline:
+        time.sleep(0.2)
+        answer = http.get("/api/health")
+    return answer
+
+
 def _assert_unavailable(response: httpx.Response) -> None:
     assert response.status_code == 503, response.text
     body = response.json()
@@ -122,7 +133,7 @@ def test_a_write_lock_held_by_another_process_does_not_stop_the_queue(tmp_path: 
         holder = sqlite3.connect(daemon.data_dir / "pressluft.db", isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         try:
-            health = http.get("/api/health")
+            health = _health_fails(http)
             _assert_unavailable(health)
             checks = health.json()["details"]["checks"]
             assert checks["database"]["status"] == "fail"
@@ -154,12 +165,12 @@ def test_a_full_disk_is_503_and_the_daemon_recovers(tmp_path: Path, tmpfs: Tmpfs
     # database open for writing; the read-only case is the start's, below.)
     daemon = _serve(tmp_path, tmpfs.path / "data")
     with daemon, httpx.Client(base_url=daemon.url, headers=daemon.auth(), timeout=30) as http:
-        assert http.get("/api/health").status_code == 200
+        assert _health_fails(http, failing=False).status_code == 200
         running = http.post(
             "/api/diagnostics/jobs", json={"job_type": "sleep", "seconds": 3, "lines": 2}
         ).json()["job_id"]
         filler = tmpfs.fill()
-        health = http.get("/api/health")
+        health = _health_fails(http)
         _assert_unavailable(health)
         checks = health.json()["details"]["checks"]
         assert checks["disk"]["status"] == "fail"
@@ -176,7 +187,7 @@ def test_a_full_disk_is_503_and_the_daemon_recovers(tmp_path: Path, tmpfs: Tmpfs
         _assert_unavailable(http.post("/api/diagnostics/jobs", json={"job_type": "noop"}))
         time.sleep(1)  # the running job meets the full disk too
         filler.unlink()
-        assert http.get("/api/health").status_code == 200
+        assert _health_fails(http, failing=False).status_code == 200
         assert _job_ends(http, running) == "succeeded"
         assert (
             http.patch("/api/settings", json={"control_plane_domain": "b.example.com"}).status_code

@@ -22,9 +22,11 @@ from pressluft.db import Database, WriteTx
 from pressluft.errors import PressluftError
 from pressluft.services.background import ServiceState
 
-__all__ = ["Check", "HealthReport", "check_health", "probe_write"]
+__all__ = ["Check", "HealthReport", "WriteProbe", "check_health", "probe_write"]
 
 WRITE_PROBE_TIMEOUT = 2.0
+#: A probe's answer is given to every caller for this long (seconds of loop time).
+PROBE_REUSE_SECONDS = 1.0
 #: Below this much free space on the data dir's file system, writes are about to fail.
 MIN_FREE_BYTES = 32 * 1024 * 1024
 
@@ -47,6 +49,30 @@ def probe_write(tx: WriteTx) -> None:
     tx.conn.execute("UPDATE health_probe SET probed_at = ? WHERE id = 1", (tx.now_ts,))
 
 
+class WriteProbe:
+    """The database check, shared: callers while a probe is in flight wait for it,
+    and its answer is reused for `PROBE_REUSE_SECONDS` of loop time — `/api/health`
+    is public, and each probe is a committed (fsynced) write."""
+
+    def __init__(self) -> None:
+        self._inflight: asyncio.Future[Check] | None = None
+        self._last: tuple[float, Check] | None = None
+
+    async def check(self, db: Database) -> Check:
+        loop = asyncio.get_running_loop()
+        if self._last is not None and loop.time() - self._last[0] < PROBE_REUSE_SECONDS:
+            return self._last[1]
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(_database(db))
+            self._inflight.add_done_callback(self._done)
+        return await asyncio.shield(self._inflight)
+
+    def _done(self, future: asyncio.Future[Check]) -> None:
+        self._inflight = None
+        if not future.cancelled() and future.exception() is None:
+            self._last = (asyncio.get_running_loop().time(), future.result())
+
+
 async def _database(db: Database) -> Check:
     if not db.writer_alive:
         return Check(status="fail", required=True, detail="the writer is not running")
@@ -67,7 +93,8 @@ def _disk(data_dir: Path) -> Check:
     try:
         stat = os.statvfs(data_dir)
     except OSError as exc:
-        return Check(status="fail", required=True, detail=f"cannot stat the data dir: {exc}")
+        reason = exc.strerror or type(exc).__name__  # no path: the answer is public
+        return Check(status="fail", required=True, detail=f"cannot stat the data dir: {reason}")
     if stat.f_flag & os.ST_RDONLY:
         return Check(status="fail", required=True, detail="the data dir's file system is read-only")
     free = stat.f_bavail * stat.f_frsize
@@ -96,9 +123,11 @@ def _services(states: Mapping[str, ServiceState], now: float) -> Check:
 
 
 def _describe(state: ServiceState) -> str:
+    """The service and its restart count (its last error is in the log and the
+    metrics, not in this public answer: it may name paths and addresses)."""
     if not state.restarts:
         return state.name
-    return f"{state.name} ({state.restarts} restarts, last: {state.last_error})"
+    return f"{state.name} ({state.restarts} restarts)"
 
 
 def _ansible(find: Callable[[], str | None]) -> Check:
@@ -109,6 +138,7 @@ def _ansible(find: Callable[[], str | None]) -> Check:
 
 
 async def check_health(
+    probe: WriteProbe,
     db: Database,
     services: Mapping[str, ServiceState],
     find_ansible: Callable[[], str | None],
@@ -120,7 +150,7 @@ async def check_health(
 ) -> HealthReport:
     """`now` is the clock's monotonic time (crash-loop windows are measured in it)."""
     checks = {
-        "database": await _database(db),
+        "database": await probe.check(db),
         "disk": _disk(data_dir),
         "services": _services(services, now),
         "ansible": _ansible(find_ansible),
