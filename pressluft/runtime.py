@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
 import sqlite3
@@ -139,7 +140,10 @@ class Runtime:
             prepare(self.config.data_dir)
             self._lock.acquire()
         except OSError as exc:
-            raise self._unwritable(exc) from exc
+            refusal = self._unwritable(exc)
+            if refusal is None:
+                raise
+            raise refusal from exc
         if self.config.cpu_affinity == "colocate":
             # First: every thread the loop creates from here on inherits its CPU.
             self._affinity = colocate_current_thread()
@@ -147,9 +151,10 @@ class Runtime:
             try:
                 await self._start()
             except (OSError, sqlite3.Error, ServiceUnavailable) as exc:
-                if isinstance(exc, sqlite3.Error) and not is_unavailable(exc):
+                refusal = self._unwritable(exc)
+                if refusal is None:
                     raise
-                raise self._unwritable(exc) from exc
+                raise refusal from exc
         except BaseException:
             await self._shutdown()
             raise
@@ -185,14 +190,26 @@ class Runtime:
             self.supervisor.start(watcher.service())
         self.started_at = self.clock.monotonic()
 
-    def _unwritable(self, exc: BaseException) -> ServiceUnavailable:
+    def _unwritable(self, exc: BaseException) -> ServiceUnavailable | None:
+        """The refusal for a start that met a data dir it cannot write; None for any
+        other failure (it stays what it is)."""
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
+            hint = "run Pressluft as the user that owns the data dir, or fix its permissions"
+        elif (
+            isinstance(exc, ServiceUnavailable)
+            or (isinstance(exc, sqlite3.Error) and is_unavailable(exc))
+            or (isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT))
+        ):
+            hint = (
+                "make sure its file system is mounted read-write, has free space and that "
+                "no other process holds the database's write lock; then start again"
+            )
+        else:
+            return None
         cause = exc.message if isinstance(exc, ServiceUnavailable) else str(exc)
         return ServiceUnavailable(
             f"cannot write to the data dir {self.config.data_dir}: {cause}",
-            details={
-                "hint": "make sure its file system is mounted read-write, has free space "
-                "and that no other process holds the database's write lock; then start again"
-            },
+            details={"hint": hint},
         )
 
     async def stop(self) -> None:
