@@ -602,3 +602,63 @@ async def test_an_outcome_is_recorded_after_an_outage_longer_than_the_lease(
         assert runs == 1
     finally:
         await runtime.stop()
+
+
+@pytest.mark.spec("JOB-38")
+async def test_a_stop_while_the_database_refuses_gives_up_unsent_output_and_says_so(
+    data_dir: Path, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pressluft.jobs")
+    config, _ = resolve(
+        "serve",
+        {
+            "data_dir": str(data_dir),
+            "cpu_affinity": "off",
+            "workers": "1",
+            "db_busy_timeout_ms": "20",
+        },
+        environ={},
+    )
+    runtime = Runtime(config, clock)
+    await runtime.start()
+    started, go = asyncio.Event(), asyncio.Event()
+
+    async def chatty(ctx: JobContext) -> None:
+        started.set()
+        await go.wait()
+        ctx.log("a line the disk will not take")
+        await asyncio.Event().wait()  # runs until the daemon stops
+
+    runtime.jobs.register(JobType("chatty", chatty))
+    await runtime.db.write(lambda tx: enqueue(tx, JobSpec(job_type="chatty"), Meta(actor="test")))
+    await started.wait()
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _HOLD_WRITE_LOCK,
+        str(config.database_path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert await holder.stdout.readline() == b"locked\n"
+        go.set()
+
+        async def refused() -> bool:
+            return any(
+                r.getMessage().startswith("could not store job output") for r in caplog.records
+            )
+
+        await until(refused)
+        await runtime.stop()  # while its output cannot be stored
+    finally:
+        holder.stdin.write(b"\n")
+        await holder.stdin.drain()
+        assert await holder.wait() == 0
+    lost = [
+        r
+        for r in caplog.records
+        if r.getMessage() == "job output lost: the daemon stopped while the database refused writes"
+    ]
+    assert len(lost) == 1 and getattr(lost[0], "lines", None) == 1

@@ -204,24 +204,31 @@ class LogWriter:
                 extra={"job_id": self._claim.job_id, "error": self._refusal},
             )
 
-    def _give_up(self) -> None:
+    def _give_up(self, why: str = "the database closed before it could be stored") -> None:
         unsent = len(self._pending) + self._dropped
         self._pending.clear()
         self._pending_chars = self._dropped = 0
         if unsent:
             self.lost += unsent
             log.error(
-                "job output lost: the database closed before it could be stored",
-                extra={"job_id": self._claim.job_id, "lines": unsent},
+                "job output lost: %s", why, extra={"job_id": self._claim.job_id, "lines": unsent}
             )
 
-    async def close(self) -> None:
-        """Flush everything written so far (retrying while the database refuses)."""
+    async def close(self, grace: float | None = None) -> None:
+        """Flush everything written so far (retrying while the database refuses) —
+        for at most `grace` seconds when given (the daemon is stopping: what is
+        still unsent then is given up, counted and logged)."""
         self._closed = True
         self._ready.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._task is None:
+            return
+        if grace is not None:
+            await asyncio.wait({self._task}, timeout=grace)
+            if not self._task.done():
+                self._task.cancel()
+                self._give_up("the daemon stopped while the database refused writes")
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 class JobContext:

@@ -281,7 +281,7 @@ class WorkerPool:
         try:
             outcome = await self._run_handler(execution, ctx, writer)
         except asyncio.CancelledError:
-            await writer.close()
+            await writer.close(grace=CANCEL_GRACE_SECONDS)  # shutdown: do not wait on a bad disk
             await asyncio.shield(_remove(ctx))
             correlation_id.reset(token)
             raise  # shutdown: the pool requeues the attempt
