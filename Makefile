@@ -33,8 +33,9 @@ dev: $(STAMP) ## Run `pressluft dev` (dashboard on http://127.0.0.1:8080/)
 
 # Debian packages the tests need: the sqlite3 CLI (tamper tests), Chromium (browser tests),
 # OpenSSH's server (sshd test nodes), Docker's engine (a private dockerd for lab nodes),
-# busybox-static (an offline test image), debootstrap (the node image) and php-cli (unit
-# tests of the PHP helper Pressluft ships to nodes).
+# busybox-static (an offline test image), debootstrap (the node image), php-cli (unit
+# tests of the PHP helper Pressluft ships to nodes) and nodejs (the contract's name
+# pattern judged by a real ECMA-262 engine).
 system-deps: ## Install the Debian packages the tests need (when missing and root)
 	@missing=""; \
 	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
@@ -44,6 +45,7 @@ system-deps: ## Install the Debian packages the tests need (when missing and roo
 	test -x /bin/busybox || missing="$$missing busybox-static"; \
 	test -x /usr/sbin/debootstrap || missing="$$missing debootstrap"; \
 	command -v php >/dev/null || missing="$$missing php-cli"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

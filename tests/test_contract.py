@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,9 @@ from pressluft.events import Meta, append
 from pressluft.events.types import EnvironmentProvisioned
 from pressluft.runtime import Runtime
 from pressluft.services.environments import CreateEnvironmentRequest, _check_environment
+from pressluft.services.names import is_printable_name
 from pressluft.services.sites import CreateSiteRequest, _check_site
+from pressluft.services.tokens import TokenCreateRequest, create_token_command
 from tests.support.contract import ContractValidator, ContractViolation
 from tests.support.jobs import until_ended
 from tests.support.nodes import record_node
@@ -265,6 +270,12 @@ _REFUSED_NAMES = [
     "abc\u202egpj.exe",  # right-to-left override: shows as "abcexe.jpg"
     "zero\u200bwidth",
     "no\u00a0break",
+    "soft\u00adhyphen",
+    "en\u2002space",
+    "narrow\u202fno-break",
+    "math\u205fspace",
+    "!!!",
+    "___",  # `_` is punctuation, not a letter or digit
     "x" * 101,
 ]
 
@@ -282,6 +293,11 @@ def _site(value: str, email: str | None = None) -> set[str]:
         name=value, slug="acme", node_id=str(uuid.uuid4()), title=value, admin_email=email
     )
     return _refused_fields(_check_site, request)
+
+
+def _token(value: str) -> set[str]:
+    request = TokenCreateRequest(name=value, scopes=["read"])
+    return _refused_fields(lambda r: create_token_command(r, ["admin"], Meta(actor="t")), request)
 
 
 def _environment(value: str) -> set[str]:
@@ -306,11 +322,15 @@ def test_the_contract_declares_the_name_rule_the_server_enforces(
 ) -> None:
     assert {"name", "title"} <= _site(value)
     assert "name" in _environment(value)
+    assert "name" in _token(value)
     assert not _declared(contract, value, _NAME_REF)
+    token = {"name": value, "scopes": ["read"]}
+    assert not _declared(contract, token, "/components/schemas/TokenCreate")
     for schema, field in (
         ("CreateSiteRequest", "name"),
         ("CreateSiteRequest", "title"),
         ("CreateEnvironmentRequest", "name"),
+        ("TokenCreate", "name"),
     ):
         declared = contract.document["components"]["schemas"][schema]["properties"][field]
         assert declared["$ref"] == "#" + _NAME_REF
@@ -323,6 +343,65 @@ def test_the_declared_name_rule_is_no_stricter_than_the_servers(value: str) -> N
     # Else the fuzzer's negative cases would be values the server rightly accepts.
     if not _site(value) & {"name", "title"}:
         assert _declared(_CONTRACT, value, _NAME_REF), repr(value)
+        assert not _token(value)  # one rule for every name
+
+
+# JSON Schema patterns are ECMA-262 regular expressions; the contract validator and
+# schemathesis read them with Python's `re`. Where the two differ (`\w`, `\d` and
+# `\b` are ASCII-only in ECMA-262 but Unicode in Python; `\s` differs in U+001C-
+# U+001F, U+0085 and U+FEFF), a client generated for JS, Go or Java would refuse
+# names the server accepts.
+_ECMA_JUDGE = r"""
+const {pattern, samples} = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const verdicts = {};
+for (const flags of ["u", ""]) {
+  const re = new RegExp(pattern, flags);
+  verdicts[flags || "none"] = samples.map((s) => re.test(s));
+}
+process.stdout.write(JSON.stringify(verdicts));
+"""
+
+
+def _name_samples() -> list[str]:
+    """Each code point of the planes with assigned characters (and the tags plane)
+    alone and between others, and names in several scripts. None ends in a line
+    feed: Python's `$` also matches before one (ECMA-262's does not; the server
+    refuses it either way)."""
+    planes = (*range(0x40000), *range(0xE0000, 0xE1000), 0xF0000, 0x10FFFD)
+    chars = [chr(c) for c in planes if not 0xD800 <= c <= 0xDFFF]
+    return [
+        *chars,
+        *(f"a{c}b" for c in chars),
+        *(f"-{c}-" for c in chars),
+        *("Пример", "日本サイト", "مثال", "Zoë's CI token (2026)", "ª", "x²", "½ price"),
+        *("\U0001d49c\U0001d4b7", "\U0001f600 party", "a\u2060b", "\u2192\u2192", "___"),
+    ]
+
+
+@pytest.mark.spec("API-11")
+def test_the_declared_name_rule_means_the_same_in_ecma_262_and_is_no_stricter(
+    contract: ContractValidator,
+) -> None:
+    pattern = contract.document["components"]["schemas"]["PrintableName"]["pattern"]
+    assert not re.search(r"\\[wWdDbBsSp]", pattern), "a shorthand that differs by dialect"
+    node = shutil.which("node")
+    assert node, "Node.js is required to judge the contract's patterns as ECMA-262 does"
+    samples = _name_samples()
+    judged = subprocess.run(
+        [node, "-e", _ECMA_JUDGE],
+        input=json.dumps({"pattern": pattern, "samples": samples}),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    verdicts = json.loads(judged.stdout)
+    python = re.compile(pattern)
+    for i, sample in enumerate(samples):
+        ecma = verdicts["u"][i]
+        assert verdicts["none"][i] == ecma, f"the u flag changes the verdict on {sample!r}"
+        assert (python.search(sample) is not None) == ecma, f"re and ECMA-262 differ on {sample!r}"
+        if is_printable_name(sample):
+            assert ecma, f"ECMA-262 refuses {sample!r}, which the server accepts"
 
 
 @pytest.mark.spec("API-11")
