@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -13,9 +14,11 @@ import msgspec
 import pytest
 
 from pressluft.api.contract import contract_bytes, load_contract
-from pressluft.api.middleware import SECURITY_HEADERS
+from pressluft.api.middleware import SECURITY_HEADERS, request_context_middleware
+from pressluft.app import create_app
 from pressluft.errors import ServiceUnavailable
 from pressluft.jobs import worker as worker_module
+from pressluft.metrics import Metrics
 from pressluft.runtime import Runtime
 from pressluft.services.background import Service
 
@@ -579,3 +582,82 @@ async def test_prometheus_and_json_metrics(client: httpx.AsyncClient) -> None:
     counters = (await client.get("/api/metrics")).json()
     assert counters["events_total"] >= 1
     assert msgspec.json.decode(msgspec.json.encode(counters)) == counters
+
+
+# -- a client gone does not hide a server failure --------------------------------------
+
+
+async def _counted(app: Any, metrics: Metrics) -> tuple[str, list[str]]:
+    """Run `POST /api/login` through the request-context middleware around `app`, the
+    client sending 9 of 100 bytes and hanging up; the status counted, the answer's
+    status lines."""
+    wrapped = request_context_middleware(metrics)(app)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "method": "POST",
+        "path": "/api/login",
+        "raw_path": b"/api/login",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"100"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+    }
+    incoming: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"email":', "more_body": True}
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    sent: list[str] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            sent.append(str(message["status"]))
+
+    with contextlib.suppress(RuntimeError):
+        await wrapped(scope, receive, send)
+    counted = [
+        line
+        for line in metrics.render().decode().splitlines()
+        if line.startswith('pressluft_http_requests_total{method="POST"')
+    ]
+    assert len(counted) == 1, counted
+    return counted[0].split('status="')[1].split('"')[0], sent
+
+
+async def _read_to_the_end(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+@pytest.mark.spec("API-12")
+async def test_a_server_failure_counts_as_one_though_the_client_left(runtime: Runtime) -> None:
+    """499 is for the client-gone answer (or none); a 500 the server answered, or an
+    exception out of the app, stays a 500 in the metrics (and the access line)."""
+
+    async def answers_500(scope: Any, receive: Any, send: Any) -> None:
+        await _read_to_the_end(receive)
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def raises(scope: Any, receive: Any, send: Any) -> None:
+        await _read_to_the_end(receive)
+        raise RuntimeError("the database fell over")
+
+    async def answers_nothing(scope: Any, receive: Any, send: Any) -> None:
+        await _read_to_the_end(receive)
+
+    assert await _counted(answers_500, Metrics()) == ("500", ["500"])
+    assert await _counted(raises, Metrics()) == ("500", [])
+    assert await _counted(answers_nothing, Metrics()) == ("499", [])
+    # The real app's answer to a body cut short: the client's doing.
+    assert await _counted(create_app(runtime), Metrics()) == ("499", ["400"])

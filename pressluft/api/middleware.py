@@ -11,7 +11,9 @@ Runs around every HTTP request as plain ASGI middleware:
 - notes a client that goes away before its response starts (mid-body, say):
   `scope["state"]["client_gone"]`, so the error handler treats the unreadable
   body as the client's doing, and the request is counted and logged as 499
-  (nginx's "client closed request"), never as a 5xx.
+  (nginx's "client closed request") — unless the server failed as well (a 5xx
+  answer, or an exception out of the app): that stays a 5xx, the client's
+  leaving does not hide it.
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ def request_context_middleware(
 
             started_response = False
             client_gone = False
+            failed = False
 
             async def receive_wrapper() -> ReceiveMessage:
                 nonlocal client_gone
@@ -163,8 +166,11 @@ def request_context_middleware(
                         )
                         return
                 await app(asgi_scope, receive_wrapper, send_wrapper)
+            except Exception:
+                failed = True
+                raise
             finally:
-                if client_gone:
+                if client_gone and _clients_doing(started_response, status, failed):
                     status = CLIENT_CLOSED_REQUEST
                 elapsed = time.perf_counter() - started
                 route = str(scope.get("path_template") or "<unmatched>")
@@ -181,6 +187,14 @@ def request_context_middleware(
         return middleware
 
     return factory
+
+
+def _clients_doing(started_response: bool, status: int, failed: bool) -> bool:
+    """Whether a request whose client went away ended as the client's doing: the
+    client-gone answer (a 4xx) or no answer at all, not a server failure."""
+    if started_response:
+        return status < 500
+    return not failed
 
 
 async def _reply(
