@@ -7,9 +7,17 @@ import threading
 import time
 import uuid
 
+import docker
 import pytest
 
-from pressluft.nodes.docker import LABEL_MANAGED, LABEL_NODE, DockerLab, LimitNotEnforced, Limits
+from pressluft.nodes.docker import (
+    LABEL_MANAGED,
+    LABEL_NODE,
+    DockerLab,
+    LimitNotEnforced,
+    Limits,
+    ephemeral_range,
+)
 from tests.support.dockerd import PrivateDockerd
 
 LIMITS = Limits(memory_mb=128, cpus=0.5, pids=64)
@@ -126,3 +134,84 @@ def test_a_killed_lab_node_is_reported_with_its_exit_code(
     # HTTP and HTTPS keep their ports: the URLs of the node's sites carry the HTTP port.
     again = lab.published(node_id)
     assert (again.http, again.https) == (first.http, first.https) and again.http != again.https
+
+
+@pytest.mark.spec("NOD-35")
+def test_fixed_web_ports_are_outside_the_range_the_engine_hands_out(
+    lab: DockerLab, engine: tuple[PrivateDockerd, str]
+) -> None:
+    # The engine gives every `None` binding (each lab node's SSH at every start) a port
+    # of the kernel's ephemeral range: a fixed port from it could be given to another
+    # node's SSH while this node is stopped, and this node's start would then fail.
+    low, high = ephemeral_range()
+    node_id = str(uuid.uuid4())
+    lab.create(node_id, "lab-fixed", engine[1], LIMITS, command=["sleep", "3600"])
+    ports = lab.published(node_id)
+    assert ports.web_fixed
+    assert ports.http != ports.https
+    outside = [p for p in (ports.http, ports.https) if 1024 < p < 65536 and not low <= p <= high]
+    assert outside == [ports.http, ports.https], (ports, low, high)
+    assert low <= ports.ssh <= high  # (the engine's choice: that range)
+    # A container created before fixed web ports (the engine chooses them at every
+    # start) is recognized: its sites' URLs would break at its next start.
+    legacy = str(uuid.uuid4())
+    api = lab.client.api
+    created = api.create_container(
+        engine[1],
+        command=["sleep", "3600"],
+        name=f"pressluft-{legacy}",
+        labels={LABEL_MANAGED: "true", LABEL_NODE: legacy},
+        ports=[22, 80, 443],
+        host_config=api.create_host_config(
+            port_bindings={p: ("127.0.0.1", None) for p in (22, 80, 443)},
+            network_mode=lab.network,
+        ),
+    )
+    api.start(created["Id"])
+    assert lab.published(legacy).web_fixed is False
+
+
+@pytest.mark.spec("NOD-34")
+def test_a_failed_or_undone_stop_leaves_the_next_death_a_death(
+    lab: DockerLab, engine: tuple[PrivateDockerd, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node_id = str(uuid.uuid4())
+    container_id = lab.create(node_id, "lab-ask", engine[1], LIMITS, command=["sleep", "3600"])
+    # A stop that fails (the engine answers an error; a removal the same) did not stop
+    # the container: the marks are gone, a later die is a death.
+    def refused(*args: object, **kwargs: object) -> None:
+        raise docker.errors.APIError("the engine refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lab.client.api, "stop", refused)
+        patched.setattr(lab.client.api, "remove_container", refused)
+        with pytest.raises(docker.errors.APIError):
+            lab.stop(node_id, timeout=1)
+        assert not lab.asked_to_die(container_id)
+        with pytest.raises(docker.errors.APIError):
+            lab.destroy(node_id)
+        assert not lab.asked_to_die(container_id)
+    # Stopped on request, then started outside Pressluft (`docker start`): once the
+    # engine reports the start, a die is a death again.
+    deaths: list[tuple[str, int]] = []
+    died = threading.Event()
+    stop = threading.Event()
+
+    def on_death(dead: str, exit_code: int, at: int) -> None:
+        if dead == node_id:
+            deaths.append((dead, exit_code))
+            died.set()
+
+    since = int(time.time()) - 1
+    watcher = threading.Thread(target=lab.watch_deaths, args=(on_death, stop, since), daemon=True)
+    watcher.start()
+    try:
+        lab.stop(node_id, timeout=1)
+        assert lab.asked_to_die(container_id)
+        lab.client.api.start(container_id)  # as `docker start` does
+        lab.client.api.kill(container_id)
+        assert died.wait(30)
+        assert deaths == [(node_id, 137)]  # the requested stop's die is no death
+    finally:
+        stop.set()
+        watcher.join(10)

@@ -5,7 +5,8 @@ A node's container carries the labels `pressluft.managed=true` and
 `pressluft.node_id=<id>`, runs on a user-defined bridge network without
 masquerading, publishes SSH, HTTP and HTTPS on 127.0.0.1 only — SSH on a port
 the engine chooses at every start (read back per job), HTTP and HTTPS on ports
-chosen once at creation and kept for the container's life (its sites' URLs carry
+chosen once at creation, outside the kernel's ephemeral range the engine picks
+from, and kept for the container's life (its sites' URLs carry
 the HTTP port: `http://{uuid8}.localhost:{port}`) — and gets the resource limits asked
 for — a limit the engine cannot enforce is refused (`LimitNotEnforced`), never
 ignored: the engine's capabilities are checked first, its create warnings are
@@ -16,12 +17,15 @@ with the request. All calls are blocking; callers run them in a thread.
 from __future__ import annotations
 
 import io
+import random
 import socket
 import tarfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -60,6 +64,10 @@ class Published:
     ssh: int
     http: int
     https: int
+    #: HTTP and HTTPS are bound to fixed ports (kept across restarts). False for a
+    #: container created before lab nodes kept them: the engine picks new ones at
+    #: every start, so its sites' URLs (which carry the HTTP port) break.
+    web_fixed: bool = True
 
 
 @dataclass(frozen=True)
@@ -100,15 +108,54 @@ def _port(inspected: dict[str, Any], port: int) -> int:
     raise RuntimeError(f"port {port} is not published on 127.0.0.1")
 
 
-def _free_loopback_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports free on 127.0.0.1 now (the engine binds them right after)."""
-    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+#: Where the kernel (and Docker's port allocator, which reads the same file) picks
+#: ephemeral ports: every `None` binding — each lab node's SSH port at every start —
+#: and every outgoing connection's local port come from this range.
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: Lowest port a fixed binding uses (below it: the well-known services).
+FIXED_PORT_FLOOR = 1025
+
+
+def ephemeral_range(path: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int]:
+    """The kernel's ephemeral port range (Docker's default when it cannot be read)."""
     try:
-        for probe in probes:  # all held open at once: distinct
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
+        low, high = (int(part) for part in path.read_text().split())
+    except (OSError, ValueError):
+        return 49153, 65535  # the engine's own fallback (portallocator)
+    return low, high
+
+
+def _free_loopback_ports(count: int, *, ephemeral: tuple[int, int] | None = None) -> list[int]:
+    """`count` distinct TCP ports free on 127.0.0.1 now (the engine binds them right
+    after), chosen OUTSIDE the ephemeral range: a port from it (`bind(0)`) would be
+    handed by the engine to another container's SSH while this node is stopped, and
+    this node's next start would fail with its port taken."""
+    low, high = ephemeral if ephemeral is not None else ephemeral_range()
+    candidates = [
+        *range(FIXED_PORT_FLOOR, max(FIXED_PORT_FLOOR, low)),
+        *range(max(FIXED_PORT_FLOOR, high + 1), 65536),
+    ]
+    chooser = random.SystemRandom()
+    chooser.shuffle(candidates)
+    chosen: list[socket.socket] = []
+    try:
+        for port in candidates:
+            if len(chosen) == count:
+                break
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                probe.bind(("127.0.0.1", port))  # held open: the next ones are distinct
+            except OSError:
+                probe.close()
+                continue
+            chosen.append(probe)
+        if len(chosen) < count:
+            raise RuntimeError(
+                f"no {count} free loopback ports outside the ephemeral range {low}-{high}"
+            )
+        return [int(probe.getsockname()[1]) for probe in chosen]
     finally:
-        for probe in probes:
+        for probe in chosen:
             probe.close()
 
 
@@ -118,8 +165,9 @@ class DockerLab:
     def __init__(self, base_url: str, network: str = NETWORK) -> None:
         self.client = docker.DockerClient(base_url=base_url, timeout=60)
         self.network = network
-        #: Containers this lab was asked to stop or remove: their next `die` is no death.
-        self._asked: set[str] = set()
+        #: Containers this lab was asked to stop or remove (and when, in ns): their next
+        #: `die` is no death — until the engine reports the container started again.
+        self._asked: dict[str, int] = {}
         self._asked_lock = threading.Lock()
 
     def close(self) -> None:
@@ -246,7 +294,13 @@ class DockerLab:
     def published(self, node_id: str) -> Published:
         """The loopback ports (SSH's changes with every start: read them per job)."""
         inspected = self.client.api.inspect_container(self._container(node_id))
-        return Published(_port(inspected, 22), _port(inspected, 80), _port(inspected, 443))
+        asked = inspected["HostConfig"].get("PortBindings") or {}
+        web_fixed = all(
+            any(b.get("HostPort") for b in asked.get(f"{port}/tcp") or []) for port in (80, 443)
+        )
+        return Published(
+            _port(inspected, 22), _port(inspected, 80), _port(inspected, 443), web_fixed
+        )
 
     def start(self, node_id: str) -> None:
         container_id = self._container(node_id)
@@ -256,16 +310,27 @@ class DockerLab:
     def stop(self, node_id: str, timeout: int = 10) -> None:
         container_id = self._container(node_id)
         self._expect_death(container_id, True)
-        self.client.api.stop(container_id, timeout=timeout)
+        try:
+            self.client.api.stop(container_id, timeout=timeout)
+        except BaseException:
+            # Not stopped (as far as we know): a later die is a death again.
+            self._expect_death(container_id, False)
+            raise
 
     def destroy(self, node_id: str) -> bool:
         """Remove the node's container (and nothing else); False if there was none."""
         try:
             container_id = self._container(node_id)
-            self._expect_death(container_id, True)
-            self.client.api.remove_container(container_id, force=True)
-        except (NotFound, LookupError):
+        except LookupError:
             return False
+        self._expect_death(container_id, True)
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except NotFound:
+            return False  # (gone meanwhile: no die of ours is coming)
+        except BaseException:
+            self._expect_death(container_id, False)  # not removed: a later die is a death
+            raise
         return True
 
     def _expect_death(self, container_id: str, asked: bool) -> None:
@@ -273,9 +338,17 @@ class DockerLab:
         engine is asked, so the `die` it reports is known as ours when it comes."""
         with self._asked_lock:
             if asked:
-                self._asked.add(container_id)
+                self._asked[container_id] = time.time_ns()
             else:
-                self._asked.discard(container_id)
+                self._asked.pop(container_id, None)
+
+    def _started(self, container_id: str, at_ns: int) -> None:
+        """The engine reports the container started (e.g. `docker start` outside
+        Pressluft): a mark older than that start is void, its next die is a death."""
+        with self._asked_lock:
+            marked = self._asked.get(container_id)
+            if marked is not None and marked < at_ns:
+                del self._asked[container_id]
 
     def asked_to_die(self, container_id: str) -> bool:
         """Whether this lab stopped or removed the container (its `die` is no death)."""
@@ -327,7 +400,12 @@ class DockerLab:
         stream: Any = self.client.events(
             decode=True,
             since=since,
-            filters={"type": "container", "event": "die", "label": f"{LABEL_MANAGED}=true"},
+            # `start` too: a container started again (by anyone) dies as a death.
+            filters={
+                "type": "container",
+                "event": ["die", "start"],
+                "label": f"{LABEL_MANAGED}=true",
+            },
         )
         ended = threading.Event()
 
@@ -344,7 +422,10 @@ class DockerLab:
                 attributes = (event.get("Actor") or {}).get("Attributes") or {}
                 node_id = attributes.get(LABEL_NODE)
                 container_id = str(event.get("id") or (event.get("Actor") or {}).get("ID") or "")
-                if node_id and not self.asked_to_die(container_id):
+                if event.get("status", event.get("Action")) == "start":
+                    at_ns = int(event.get("timeNano") or int(event.get("time", 0)) * 10**9)
+                    self._started(container_id, at_ns)
+                elif node_id and not self.asked_to_die(container_id):
                     at = int(event.get("time", since))
                     on_death(str(node_id), int(attributes.get("exitCode", -1)), at)
                 if stop.is_set():
