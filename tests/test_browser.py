@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import re
 import shutil
@@ -72,6 +73,26 @@ def _log_in(page: Page, daemon: Daemon) -> None:
     page.click("button[type=submit]")
     expect(page).to_have_url(daemon.url + "/")
     expect(page.locator("#current-user")).to_have_text(email)
+
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "pressluft" / "web" / "templates"
+
+
+@pytest.mark.spec("WEB-8")
+def test_every_form_pattern_compiles_in_the_browser(page: Page) -> None:
+    # Chromium compiles `pattern` with the `v` flag: a pattern that does not compile
+    # there is silently ignored and the field takes anything.
+    found = re.findall(
+        r'pattern="([^"]*)"', "".join(p.read_text() for p in TEMPLATES.glob("*.html"))
+    )
+    patterns = sorted({html.unescape(p) for p in found})
+    assert len(patterns) >= 2, patterns
+    for pattern in patterns:
+        page.set_content("<input id=f>")
+        page.locator("#f").evaluate("(el, p) => el.setAttribute('pattern', p)", pattern)
+        mismatch = "(el, v) => { el.value = v; return el.validity.patternMismatch }"
+        assert page.locator("#f").evaluate(mismatch, "a b!") is True, pattern
+        assert page.locator("#f").evaluate(mismatch, "a-1") is False, pattern
 
 
 @pytest.mark.spec("WEB-2")

@@ -177,6 +177,7 @@ def test_a_failed_or_undone_stop_leaves_the_next_death_a_death(
 ) -> None:
     node_id = str(uuid.uuid4())
     container_id = lab.create(node_id, "lab-ask", engine[1], LIMITS, command=["sleep", "3600"])
+
     # A stop that fails (the engine answers an error; a removal the same) did not stop
     # the container: the marks are gone, a later die is a death.
     def refused(*args: object, **kwargs: object) -> None:
