@@ -374,3 +374,155 @@ def test_a_wordpress_that_dies_while_loading_still_answers_json(
     assert (code, answer["ok"], answer["error"]) == (1, False, "wp_error"), answer
     assert message in answer["message"]
     assert "<h1>" not in answer["message"] and "Stack trace" not in answer["message"]
+
+
+# A stand-in for WordPress's user API and $wpdb, enough for `login-token` and
+# `user-password`: users from users.json next to it; what it writes is appended to
+# writes.json (passwords set, the token store's updates).
+FAKE_WORDPRESS = r"""<?php
+final class WP_User
+{
+    public function __construct(public int $ID, public string $user_login, public array $roles)
+    {
+    }
+}
+function pressluft_fake_users(): array
+{
+    $users = [];
+    foreach (json_decode((string) file_get_contents(__DIR__ . '/users.json'), true) as $u) {
+        $users[] = new WP_User($u['ID'], $u['user_login'], $u['roles']);
+    }
+    return $users;
+}
+function pressluft_fake_write(array $write): void
+{
+    file_put_contents(__DIR__ . '/writes.json', json_encode($write) . "\n", FILE_APPEND);
+}
+function is_blog_installed(): bool { return true; }
+function get_user_by(string $field, string $value): WP_User|false
+{
+    foreach (pressluft_fake_users() as $user) {
+        if ($field === 'login' && $user->user_login === $value) {
+            return $user;
+        }
+    }
+    return false;
+}
+function get_users(array $args): array
+{
+    $found = array_values(array_filter(
+        pressluft_fake_users(),
+        static fn (WP_User $u): bool => in_array($args['role'], $u->roles, true)
+    ));
+    usort($found, static fn (WP_User $a, WP_User $b): int => $a->ID <=> $b->ID);
+    return array_slice($found, 0, $args['number']);
+}
+function wp_set_password(string $password, int $id): void
+{
+    pressluft_fake_write(['password_of' => $id, 'password' => $password]);
+}
+function clean_user_cache(int $id): void {}
+function wp_cache_delete(string $key, string $group): bool { return true; }
+final class FakeWpdb
+{
+    public string $options = 'wp_options';
+    public string $last_error = '';
+    public function suppress_errors(bool $on): void {}
+    public function prepare(string $sql, mixed ...$args): string { return json_encode([$sql, $args]); }
+    public function get_var(string $query): string { return serialize([]); }
+    public function query(string $query): int
+    {
+        $decoded = json_decode($query, true);
+        if (is_array($decoded) && str_starts_with($decoded[0], 'UPDATE')) {
+            pressluft_fake_write(['tokens' => unserialize($decoded[1][0])]);
+        }
+        return 1;
+    }
+}
+$wpdb = new FakeWpdb();
+"""
+
+USERS = [
+    {"ID": 1, "user_login": "owner", "roles": ["administrator"]},
+    {"ID": 2, "user_login": "admin-1a2b", "roles": ["administrator"]},
+    {"ID": 3, "user_login": "demoted", "roles": ["editor"]},
+    {"ID": 4, "user_login": "second-admin", "roles": ["administrator"]},
+]
+
+
+@pytest.fixture
+def fake_wordpress(fake_root: Path) -> Path:
+    (fake_root / "wp-load.php").write_text(FAKE_WORDPRESS)
+    (fake_root / "users.json").write_text(json.dumps(USERS))
+    return fake_root
+
+
+def _writes(root: Path) -> list[dict[str, Any]]:
+    path = root / "writes.json"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _token_user(root: Path) -> int:
+    [*_, last] = [w for w in _writes(root) if "tokens" in w]
+    [entry] = last["tokens"].values()
+    return int(entry["user_id"])
+
+
+@pytest.mark.spec("WPH-3")
+@pytest.mark.parametrize(
+    ("asked", "used", "user_id", "fallback"),
+    [
+        ("admin-1a2b", "admin-1a2b", 2, None),
+        ("second-admin", "second-admin", 4, None),
+        ("gone-admin", "owner", 1, 'no user with the login "gone-admin"'),
+        ("demoted", "owner", 1, 'the user "demoted" is not an administrator'),
+        (None, "owner", 1, None),
+    ],
+    ids=["named", "another-named", "deleted", "demoted", "default"],
+)
+def test_a_login_goes_to_the_named_administrator_else_the_first(
+    php: str, fake_wordpress: Path, asked: str | None, used: str, user_id: int, fallback: str | None
+) -> None:
+    request: dict[str, Any] = {"command": "login-token"}
+    if asked is not None:
+        request["user_login"] = asked
+    code, answer, stderr = run_helper(php, str(fake_wordpress), stdin=json.dumps(request))
+    assert (code, answer["ok"]) == (0, True), (answer, stderr)
+    assert answer["user_login"] == used and answer.get("fallback") == fallback
+    assert _token_user(fake_wordpress) == user_id  # the token logs in as that user
+
+
+@pytest.mark.spec("WPH-3")
+def test_a_site_without_administrators_has_no_login(php: str, fake_wordpress: Path) -> None:
+    (fake_wordpress / "users.json").write_text(json.dumps([USERS[2]]))
+    request = {"command": "login-token", "user_login": "demoted"}
+    code, answer, _ = run_helper(php, str(fake_wordpress), stdin=json.dumps(request))
+    assert (code, answer["error"]) == (1, "user_not_found"), answer
+    assert "no administrator" in answer["message"] and "demoted" in answer["message"]
+    assert _writes(fake_wordpress) == []
+
+
+@pytest.mark.spec("WPH-3")
+@pytest.mark.parametrize(
+    ("login", "why"),
+    [
+        ("gone-admin", 'no user with the login "gone-admin"'),
+        ("demoted", 'the user "demoted" is not an administrator'),
+    ],
+)
+def test_a_password_for_a_deleted_or_demoted_administrator_is_skipped(
+    php: str, fake_wordpress: Path, login: str, why: str
+) -> None:
+    request = {"command": "user-password", "user_login": login, "password": "pw-77aa"}
+    code, answer, _ = run_helper(php, str(fake_wordpress), stdin=json.dumps(request))
+    assert (code, answer) == (
+        0,
+        {"ok": True, "user_login": login, "changed": False, "skipped": why},
+    )
+    assert _writes(fake_wordpress) == []  # no one's password changed (not the owner's)
+    request["user_login"] = "admin-1a2b"
+    code, answer, _ = run_helper(php, str(fake_wordpress), stdin=json.dumps(request))
+    assert (code, answer) == (0, {"ok": True, "user_login": "admin-1a2b", "changed": True})
+    assert _writes(fake_wordpress) == [{"password_of": 2, "password": "pw-77aa"}]

@@ -67,7 +67,8 @@ async def issue_magic_login(
     if address is None:
         raise EnvironmentNotActive("the environment's node is decommissioned")
     names = env_names(environment_id, site_id)
-    # The environment's administrator by name (the site view names it), not "the first".
+    # The environment's administrator by name (the site view names it), not "the first" —
+    # unless the site's owner deleted or demoted it (then the helper falls back to it).
     request = json.dumps(
         {"command": "login-token", "user_login": admin_user, "ttl_seconds": TOKEN_SECONDS}
     )
@@ -94,6 +95,18 @@ async def issue_magic_login(
             "WordPress on the node could not issue a login",
             details={"hint": "see the daemon's log; check the environment's health"},
         ) from exc
+    if answer.get("fallback"):
+        # The site's owner deleted or demoted the environment's administrator: the
+        # helper issued the login for the site's first administrator instead.
+        log.warning(
+            "magic login as another administrator",
+            extra={
+                "environment_id": environment_id,
+                "admin_user": admin_user,
+                "user_login": str(answer.get("user_login")),
+                "reason": str(answer["fallback"]),
+            },
+        )
     expires_at = format_ts(datetime.fromtimestamp(expires, UTC))
 
     def record(tx: WriteTx) -> None:

@@ -659,22 +659,43 @@ function pressluft_tokens_update(callable $change): void
     pressluft_forget_option(PRESSLUFT_TOKENS_OPTION);
 }
 
+/** Whether $user is one of the site's administrators (by role). */
+function pressluft_is_administrator(mixed $user): bool
+{
+    return is_object($user) && in_array('administrator', (array) ($user->roles ?? []), true);
+}
+
+/**
+ * Why the named user cannot act as the site's administrator (null: it can).
+ * The site's owner may delete or demote Pressluft's administrator.
+ */
+function pressluft_not_administrator(string $login, mixed $user): ?string
+{
+    if (!$user) {
+        return "no user with the login \"{$login}\"";
+    }
+    return pressluft_is_administrator($user) ? null : "the user \"{$login}\" is not an administrator";
+}
+
 /** @param array<string, mixed> $request */
 function pressluft_login_token(array $request): array
 {
     pressluft_require_installed();
     $ttl = (int) ($request['ttl_seconds'] ?? 60);
+    // The named administrator; when it was deleted or demoted, the first administrator
+    // (the answer says whose login it is, and `fallback` names the reason).
+    $user = null;
+    $fallback = null;
     if (array_key_exists('user_login', $request)) {
         $login = pressluft_string($request, 'user_login');
         $user = get_user_by('login', $login);
-        if (!$user) {
-            throw new PressluftFailure('user_not_found', "no user with the login \"{$login}\"");
-        }
-    } else {
+        $fallback = pressluft_not_administrator($login, $user);
+    }
+    if ($user === null || $fallback !== null) {
         $admins = get_users(['role' => 'administrator', 'orderby' => 'ID', 'order' => 'ASC', 'number' => 1]);
         $user = $admins[0] ?? null;
         if (!$user) {
-            throw new PressluftFailure('user_not_found', 'the site has no administrator');
+            throw new PressluftFailure('user_not_found', 'the site has no administrator' . ($fallback !== null ? " ({$fallback})" : ''));
         }
     }
     $token = bin2hex(random_bytes(32));
@@ -684,12 +705,16 @@ function pressluft_login_token(array $request): array
         $tokens[hash('sha256', $token)] = $entry;
         return $tokens;
     });
-    return ['token' => $token, 'expires_at' => $expiresAt, 'user_login' => $user->user_login];
+    $answer = ['token' => $token, 'expires_at' => $expiresAt, 'user_login' => $user->user_login];
+    return $fallback !== null ? $answer + ['fallback' => $fallback] : $answer;
 }
 
 /**
- * Set a user's password (a clone's administrator gets its own; the copied
- * database holds its source's). Never echoed.
+ * Set an administrator's password (a clone's administrator gets its own; the
+ * copied database holds its source's). Never echoed. A user that is gone or no
+ * longer an administrator (the site's owner deleted or demoted it) is skipped,
+ * not failed: `{changed: false, skipped: <why>}` — no other account's password
+ * is changed (it may be a person's), and magic login uses the first administrator.
  *
  * @param array<string, mixed> $request
  */
@@ -698,8 +723,9 @@ function pressluft_user_password(array $request): array
     pressluft_require_installed();
     $login = pressluft_string($request, 'user_login');
     $user = get_user_by('login', $login);
-    if (!$user) {
-        throw new PressluftFailure('user_not_found', "no user with the login \"{$login}\"");
+    $skipped = pressluft_not_administrator($login, $user);
+    if ($skipped !== null) {
+        return ['user_login' => $login, 'changed' => false, 'skipped' => $skipped];
     }
     // Raw, not slashed: wp_set_password() hashes what it gets (unlike the installer).
     wp_set_password(pressluft_string($request, 'password'), (int) $user->ID);
