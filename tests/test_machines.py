@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from pressluft.clock import FrozenClock
@@ -24,6 +25,7 @@ from pressluft.services.nodes import decommission_command, stop_command
 from tests.support.daemon import run_cli
 from tests.support.dockerd import PrivateDockerd
 from tests.support.jobs import log_lines, until, until_ended
+from tests.support.nodes import recorded_node_events
 
 ABSENT_IMAGE = "pressluft-node:absent"
 LIMITS = Limits(memory_mb=128, cpus=0.5, pids=64)
@@ -287,3 +289,41 @@ def test_doctor_checks_the_engine_named_by_docker_host(
     line = next(x for x in out.splitlines() if "docker engine" in x)
     assert line.startswith("OK") and f"{engine[0].url} reachable" in line, out
     assert "pressluft node-image build --docker-host " + engine[0].url in out, out
+
+
+@pytest.mark.spec("NOD-35")
+async def test_a_container_without_fixed_web_ports_hosts_nothing_new(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A lab node whose container predates fixed web ports (its start recorded that):
+    # a site's URL with its current HTTP port would break at the next start.
+    node_id = str(uuid.uuid4())
+    events = recorded_node_events(node_id)
+    registered = events[0]
+    assert isinstance(registered, NodeRegistered)
+    docker_node = msgspec.structs.replace(
+        registered,
+        provider="docker",
+        resources=NodeResources(memory_mb=128, cpus=0.5, pids=64),
+    )
+    created = NodeContainerCreated(
+        node_id=node_id,
+        container_id="c" * 64,
+        image="busybox",
+        ports=NodePorts(ssh=2222, http=8080, https=8443, web_fixed=False),
+    )
+
+    def command(tx: object) -> None:
+        stream = [docker_node, created, *events[1:]]
+        append(tx, f"node:{node_id}", NO_STREAM, stream, Meta(actor="test:machines"))  # type: ignore[arg-type]
+
+    await runtime.db.write(command)
+    view = (await client.get(f"/api/nodes/{node_id}")).json()
+    assert (view["status"], view["readiness"]["is_ready"]) == ("active", True), view
+    assert view["ports"] == {"ssh": 2222, "http": 8080, "https": 8443, "web_fixed": False}
+    reply = await client.post("/api/sites", json={"name": "A", "slug": "a", "node_id": node_id})
+    assert (reply.status_code, reply.json()["code"]) == (409, "node_not_ready"), reply.text
+    assert reply.json()["details"]["hint"] == "decommission the node and create it again"
+    assert (
+        await runtime.db.read(lambda c: c.execute("SELECT count(*) FROM sites").fetchone()[0]) == 0
+    )

@@ -62,6 +62,9 @@ class Endpoint:
     ssh_port: int
     http_port: int
     https_port: int
+    #: HTTP/HTTPS keep their ports across restarts (False: a lab container from
+    #: before fixed web ports).
+    web_ports_fixed: bool = True
 
 
 class MachineProvider(Protocol):
@@ -102,7 +105,9 @@ class DockerProvider:
 
     def _endpoint(self, node_id: str, container_id: str) -> Endpoint:
         ports = self.lab.published(node_id)
-        return Endpoint(container_id, "127.0.0.1", ports.ssh, ports.http, ports.https)
+        return Endpoint(
+            container_id, "127.0.0.1", ports.ssh, ports.http, ports.https, ports.web_fixed
+        )
 
     def create(self, node_id: str, name: str, public_key: str, resources: Resources) -> Endpoint:
         if not self.lab.has_image(self.image):

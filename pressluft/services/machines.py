@@ -84,7 +84,22 @@ def configured_providers(docker_host: str, node_image: str) -> Providers:
 
 
 def _ports(endpoint: Endpoint) -> NodePorts:
-    return NodePorts(ssh=endpoint.ssh_port, http=endpoint.http_port, https=endpoint.https_port)
+    return NodePorts(
+        ssh=endpoint.ssh_port,
+        http=endpoint.http_port,
+        https=endpoint.https_port,
+        web_fixed=endpoint.web_ports_fixed,
+    )
+
+
+def _warn_unfixed(ctx: JobContext, endpoint: Endpoint) -> None:
+    if not endpoint.web_ports_fixed:
+        ctx.log(
+            "WARNING: this container was created before lab nodes kept their web ports:"
+            f" its HTTP port changes at every start (now :{endpoint.http_port}), so sites'"
+            " URLs made before point elsewhere and no new site or environment is put on it;"
+            " decommission the node and create it again"
+        )
 
 
 def _job_meta(ctx: JobContext) -> Meta:
@@ -193,6 +208,7 @@ def register_machine_jobs(
             )
         else:  # a retried attempt after the container was recorded: (re)start it
             endpoint = await machine_call(machines.start, node_id)
+            _warn_unfixed(ctx, endpoint)
             await record(ctx, NodeContainerStarted(node_id=node_id, ports=_ports(endpoint)))
         await _until_ssh(ctx, endpoint)
         await check_node(ctx, db, vault())
@@ -201,6 +217,7 @@ def register_machine_jobs(
         node_id, machines, _ = await node_of(ctx)
         endpoint: Endpoint = await machine_call(machines.start, node_id)
         ctx.log(f"started: ssh 127.0.0.1:{endpoint.ssh_port}, http :{endpoint.http_port}")
+        _warn_unfixed(ctx, endpoint)
         await record(ctx, NodeContainerStarted(node_id=node_id, ports=_ports(endpoint)))
         await _until_ssh(ctx, endpoint)
         await check_node(ctx, db, vault())

@@ -26,6 +26,7 @@ from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.events.types import (
     EnvironmentCreated,
+    NodePorts,
     SiteCreated,
 )
 from pressluft.ids import is_uuid, new_id
@@ -342,10 +343,18 @@ def preview_address(public_ip: str | None, host: str) -> str | None:
 
 def lab_http_port(provider: str, ports_json: str | None) -> int | None:
     """A lab node's published HTTP port (fixed for its container's life); None for
-    other nodes."""
+    other nodes. A container from before fixed web ports gets new ones at every
+    start: a URL with its port would break, so it hosts nothing new (node_not_ready)."""
     if provider != "docker" or ports_json is None:
         return None
-    return int(msgspec.json.decode(ports_json, type=dict[str, int])["http"])
+    ports = msgspec.json.decode(ports_json, type=NodePorts)
+    if not ports.web_fixed:
+        raise NodeNotReady(
+            "this lab node's container predates fixed web ports: its HTTP port changes"
+            " at every start, and a URL with it would break",
+            details={"hint": "decommission the node and create it again"},
+        )
+    return ports.http
 
 
 def secret_password() -> bytes:

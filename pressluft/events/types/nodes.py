@@ -39,12 +39,15 @@ class NodeResources(msgspec.Struct, frozen=True, kw_only=True):
     pids: int
 
 
-class NodePorts(msgspec.Struct, frozen=True, kw_only=True):
+class NodePorts(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The 127.0.0.1 ports a lab node's SSH, HTTP and HTTPS are published on."""
 
     ssh: int
     http: int
     https: int
+    #: False for a container created before lab nodes kept their web ports: its HTTP
+    #: port changes at every start, so no site gets a URL with it (recreate the node).
+    web_fixed: bool = True
 
 
 class NodeRegistered(Event, frozen=True, tag="node.registered"):
