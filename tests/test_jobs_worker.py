@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -396,6 +397,48 @@ conn.execute("ROLLBACK")
 """
 
 
+async def _runtime_with_short_busy_timeout(
+    data_dir: Path, clock: FrozenClock, **settings: str
+) -> tuple[Runtime, Config]:
+    """A started daemon runtime with one worker slot (busy: the claim loop does not
+    write meanwhile) whose writes fail fast while another process holds the lock."""
+    config, _ = resolve(
+        "serve",
+        {
+            "data_dir": str(data_dir),
+            "cpu_affinity": "off",
+            "workers": "1",
+            "db_busy_timeout_ms": "20",
+            **settings,
+        },
+        environ={},
+    )
+    runtime = Runtime(config, clock)
+    await runtime.start()
+    return runtime, config
+
+
+@contextlib.asynccontextmanager
+async def _write_lock_held(database: Path) -> AsyncIterator[None]:
+    """Inside the block a second process holds `database`'s write lock."""
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _HOLD_WRITE_LOCK,
+        str(database),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert await holder.stdout.readline() == b"locked\n"
+        yield
+    finally:
+        holder.stdin.write(b"\n")
+        await holder.stdin.drain()
+        assert await holder.wait() == 0
+
+
 async def _print_while_the_database_refuses(
     data_dir: Path,
     clock: FrozenClock,
@@ -407,18 +450,7 @@ async def _print_while_the_database_refuses(
     database's write lock (the daemon's busy timeout is short: its writes fail), then
     the lock is let go. The daemon's Runtime (stopped) and the job's id and end."""
     caplog.set_level(logging.WARNING, logger="pressluft.jobs")
-    config, _ = resolve(
-        "serve",
-        {
-            "data_dir": str(data_dir),
-            "cpu_affinity": "off",
-            "workers": "1",  # its slot is busy: the claim loop does not write meanwhile
-            "db_busy_timeout_ms": "20",
-        },
-        environ={},
-    )
-    runtime = Runtime(config, clock)
-    await runtime.start()
+    runtime, config = await _runtime_with_short_busy_timeout(data_dir, clock)
     go = asyncio.Event()
 
     async def printer(ctx: JobContext) -> None:
@@ -440,17 +472,7 @@ async def _print_while_the_database_refuses(
             )
 
         await until(lambda: stored(before))
-        holder = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _HOLD_WRITE_LOCK,
-            str(config.database_path),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert holder.stdin is not None and holder.stdout is not None
-        try:
-            assert await holder.stdout.readline() == b"locked\n"
+        async with _write_lock_held(config.database_path):
             go.set()
 
             async def refused() -> bool:
@@ -461,10 +483,6 @@ async def _print_while_the_database_refuses(
                 )
 
             await until(refused)
-        finally:
-            holder.stdin.write(b"\n")
-            await holder.stdin.drain()
-            assert await holder.wait() == 0
         view = await until_ended(runtime, job_id)
     finally:
         await runtime.stop()
@@ -532,19 +550,7 @@ async def test_an_outcome_is_recorded_after_an_outage_longer_than_the_lease(
     lease: its outcome is recorded once the lock is gone — the job is not rescued
     and run again (with one attempt it used to fail LEASE_EXPIRED after succeeding)."""
     caplog.set_level(logging.WARNING, logger="pressluft.jobs")
-    config, _ = resolve(
-        "serve",
-        {
-            "data_dir": str(data_dir),
-            "cpu_affinity": "off",
-            "workers": "1",
-            "lease_seconds": "3",
-            "db_busy_timeout_ms": "20",
-        },
-        environ={},
-    )
-    runtime = Runtime(config, clock)
-    await runtime.start()
+    runtime, config = await _runtime_with_short_busy_timeout(data_dir, clock, lease_seconds="3")
     go = asyncio.Event()
     runs = 0
 
@@ -568,17 +574,7 @@ async def test_an_outcome_is_recorded_after_an_outage_longer_than_the_lease(
             return runs == 1
 
         await until(started)
-        holder = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _HOLD_WRITE_LOCK,
-            str(config.database_path),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert holder.stdin is not None and holder.stdout is not None
-        try:
-            assert await holder.stdout.readline() == b"locked\n"
+        async with _write_lock_held(config.database_path):
             go.set()
 
             async def refused() -> bool:
@@ -592,10 +588,6 @@ async def test_an_outcome_is_recorded_after_an_outage_longer_than_the_lease(
                 return retries() > seen
 
             await until(refused_again)
-        finally:
-            holder.stdin.write(b"\n")
-            await holder.stdin.drain()
-            assert await holder.wait() == 0
         view = await until_ended(runtime, job_id)
         assert view.status == "succeeded"
         assert view.attempt_count == 1
@@ -609,18 +601,7 @@ async def test_a_stop_while_the_database_refuses_gives_up_unsent_output_and_says
     data_dir: Path, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="pressluft.jobs")
-    config, _ = resolve(
-        "serve",
-        {
-            "data_dir": str(data_dir),
-            "cpu_affinity": "off",
-            "workers": "1",
-            "db_busy_timeout_ms": "20",
-        },
-        environ={},
-    )
-    runtime = Runtime(config, clock)
-    await runtime.start()
+    runtime, config = await _runtime_with_short_busy_timeout(data_dir, clock)
     started, go = asyncio.Event(), asyncio.Event()
 
     async def chatty(ctx: JobContext) -> None:
@@ -632,17 +613,7 @@ async def test_a_stop_while_the_database_refuses_gives_up_unsent_output_and_says
     runtime.jobs.register(JobType("chatty", chatty))
     await runtime.db.write(lambda tx: enqueue(tx, JobSpec(job_type="chatty"), Meta(actor="test")))
     await started.wait()
-    holder = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _HOLD_WRITE_LOCK,
-        str(config.database_path),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert holder.stdin is not None and holder.stdout is not None
-    try:
-        assert await holder.stdout.readline() == b"locked\n"
+    async with _write_lock_held(config.database_path):
         go.set()
 
         async def refused() -> bool:
@@ -652,10 +623,6 @@ async def test_a_stop_while_the_database_refuses_gives_up_unsent_output_and_says
 
         await until(refused)
         await runtime.stop()  # while its output cannot be stored
-    finally:
-        holder.stdin.write(b"\n")
-        await holder.stdin.drain()
-        assert await holder.wait() == 0
     lost = [
         r
         for r in caplog.records
