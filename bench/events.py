@@ -39,10 +39,12 @@ import uvloop
 
 from pressluft.affinity import colocate_current_thread, restore_current_thread
 from pressluft.clock import SystemClock
+from pressluft.contexts.settings.events import SettingsChanged
 from pressluft.db import Database, WriteTx, migrate
 from pressluft.db.connection import open_sync
-from pressluft.events import Meta, SettingsChanged, append
+from pressluft.events import Meta, append
 from pressluft.events.log import rebuild
+from pressluft.features import PROJECTORS
 
 ROOT = Path(__file__).resolve().parents[1]
 META = Meta(actor="bench", correlation_id="bench")
@@ -85,7 +87,7 @@ async def _open(path: Path, synchronous: str) -> Database:
     conn = open_sync(path)
     migrate(conn, NOW)
     conn.close()
-    db = Database(path, SystemClock(), synchronous=synchronous)
+    db = Database(path, SystemClock(), synchronous=synchronous, projectors=PROJECTORS)
     await db.open()
     return db
 
@@ -122,7 +124,7 @@ def build_log(path: Path, count: int) -> None:
     written = 0
     while written < count:
         conn.execute("BEGIN IMMEDIATE")
-        tx = WriteTx(conn, datetime(2026, 1, 1, tzinfo=UTC))
+        tx = WriteTx(conn, datetime(2026, 1, 1, tzinfo=UTC), projectors=PROJECTORS)
         for i in range(written, min(count, written + batch)):
             append(
                 tx,
@@ -143,7 +145,7 @@ def replay_speed(path: Path, scratch: Path) -> float:
     target.execute("BEGIN")
     source.execute("BEGIN")
     started = time.perf_counter()
-    count = rebuild(source, target)
+    count = rebuild(source, target, PROJECTORS)
     elapsed = time.perf_counter() - started
     source.execute("COMMIT")
     target.execute("COMMIT")

@@ -194,7 +194,7 @@ def replay(verify: bool, data_dir: str | None) -> None:
     from pressluft.datadir import DataDirLock
     from pressluft.db import open_sync
     from pressluft.errors import DataDirLocked
-    from pressluft.events.replay import rebuild_in_place, verify_replay
+    from pressluft.features import rebuild_in_place, verify_replay
 
     path = _tool_data_dir(data_dir)
     db_path = _database(path)
@@ -368,6 +368,7 @@ def _admin_write_unguarded(data_dir: Path, make_command: Callable[..., Any]) -> 
     from pressluft.db.connection import open_sync
     from pressluft.db.database import write_now
     from pressluft.errors import DataDirLocked, PressluftError
+    from pressluft.features import PROJECTORS
     from pressluft.vault import Vault, VaultError
 
     prepare(data_dir)
@@ -393,7 +394,7 @@ def _admin_write_unguarded(data_dir: Path, make_command: Callable[..., Any]) -> 
             except VaultError as exc:
                 _fail(str(exc))
             try:
-                return write_now(conn, make_command(vault), SystemClock().now())
+                return write_now(conn, make_command(vault), SystemClock().now(), PROJECTORS)
             except PressluftError as exc:
                 code = EXIT_USAGE if exc.status in (400, 422) else EXIT_PROBLEM
                 hint = (exc.details or {}).get("hint") if exc.status >= 500 else None
@@ -423,11 +424,11 @@ def admin_create(
     data_dir: str | None,
 ) -> None:
     """Create an operator account (prompts for the password unless given)."""
+    from pressluft.acting import CLI_ACTOR
+    from pressluft.contexts.access.passwords import PasswordHasher, password_problem
+    from pressluft.contexts.access.users import create_user_command, valid_email
     from pressluft.errors import ValidationFailed
     from pressluft.events import Meta
-    from pressluft.services.context import CLI_ACTOR
-    from pressluft.services.passwords import PasswordHasher, password_problem
-    from pressluft.services.users import create_user_command, valid_email
 
     try:
         valid_email(email)
@@ -462,10 +463,10 @@ def admin_reset_password(
     email: str, password: str | None, password_stdin: bool, keep_tokens: bool, data_dir: str | None
 ) -> None:
     """Set a new password; the account's sessions end and its API tokens are revoked."""
+    from pressluft.acting import CLI_ACTOR
+    from pressluft.contexts.access.passwords import PasswordHasher, password_problem
+    from pressluft.contexts.access.users import change_password_command
     from pressluft.events import Meta
-    from pressluft.services.context import CLI_ACTOR
-    from pressluft.services.passwords import PasswordHasher, password_problem
-    from pressluft.services.users import change_password_command
 
     secret = _read_password(password, password_stdin)
     problem = password_problem(secret)

@@ -22,12 +22,16 @@ from pressluft import __version__
 from pressluft.affinity import colocate_current_thread, restore_current_thread
 from pressluft.clock import Clock, SystemClock, format_ts
 from pressluft.config import Config
+from pressluft.contexts.access.passwords import PasswordHasher
+from pressluft.contexts.access.sessions import LoginLimits, expire_sessions
+from pressluft.contexts.access.users import count_users, create_user_command
 from pressluft.datadir import DataDirLock, prepare
 from pressluft.db import CommitInfo, Database, is_unavailable, migrate_file, open_sync
 from pressluft.errors import ServiceUnavailable
 from pressluft.events import Meta, Recorded, head_seq
 from pressluft.events.notify import KeyedNotifier, LogNotifier
 from pressluft.executables import find_ansible_playbook
+from pressluft.features import PROJECTORS
 from pressluft.jobs.builtin import register_diagnostics
 from pressluft.jobs.logs import LogAppended
 from pressluft.jobs.queue import JobWake
@@ -36,15 +40,12 @@ from pressluft.jobs.scheduler import Scheduler
 from pressluft.jobs.worker import WorkerPool
 from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
-from pressluft.services.background import Service, Supervisor
 from pressluft.services.health import HealthReport, WriteProbe, check_health, probe_write
 from pressluft.services.housekeeping import register_housekeeping
 from pressluft.services.machines import DeathWatcher, configured_providers, register_machine_jobs
 from pressluft.services.nodes import register_node_jobs
-from pressluft.services.passwords import PasswordHasher
-from pressluft.services.sessions import LoginLimits, expire_sessions
 from pressluft.services.site_jobs import register_site_jobs
-from pressluft.services.users import count_users, create_user_command
+from pressluft.supervisor import Service, Supervisor
 from pressluft.vault import Vault
 
 __all__ = ["Runtime"]
@@ -85,6 +86,7 @@ class Runtime:
             busy_timeout_ms=config.db_busy_timeout_ms,
             readers=config.db_readers,
             batch_max=config.write_batch_max,
+            projectors=PROJECTORS,
         )
         self.supervisor = Supervisor(self.clock, metrics=self.metrics)
         self.write_probe = WriteProbe()

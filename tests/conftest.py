@@ -13,12 +13,12 @@ import pytest
 from pressluft.app import create_asgi
 from pressluft.clock import FrozenClock
 from pressluft.config import Config, resolve
+from pressluft.contexts.access.principals import UserView
+from pressluft.contexts.access.tokens import TokenCreateRequest, create_token_command
+from pressluft.contexts.access.users import create_user_command
 from pressluft.events import Meta
 from pressluft.nodes.docker import DockerLab
 from pressluft.runtime import Runtime
-from pressluft.services.principals import UserView
-from pressluft.services.tokens import TokenCreateRequest, create_token_command
-from pressluft.services.users import create_user_command
 from tests.support.contract import ContractValidator
 from tests.support.dockerd import PrivateDockerd, node_image
 

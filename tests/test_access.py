@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from pressluft.clock import FrozenClock
+from pressluft.contexts.access.sessions import expire_sessions
+from pressluft.contexts.access.tokens import TokenCreateRequest, create_token_command
 from pressluft.errors import Forbidden
 from pressluft.events import Meta
 from pressluft.runtime import Runtime
-from pressluft.services.sessions import expire_sessions
-from pressluft.services.tokens import TokenCreateRequest, create_token_command
 from tests.conftest import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -436,7 +436,7 @@ async def test_concurrent_guesses_are_counted_before_the_slow_check(runtime: Run
 
 @pytest.mark.spec("AUTH-13")
 def test_ipv6_clients_are_limited_per_64_and_the_limiter_stays_small() -> None:
-    from pressluft.services.ratelimit import SlidingWindow, client_key
+    from pressluft.contexts.access.ratelimit import SlidingWindow, client_key
 
     assert (
         client_key("2001:db8:1:2:aaaa::1")

@@ -20,7 +20,7 @@ from pressluft.errors import ServiceUnavailable
 from pressluft.jobs import worker as worker_module
 from pressluft.metrics import Metrics
 from pressluft.runtime import Runtime
-from pressluft.services.background import Service
+from pressluft.supervisor import Service
 
 
 def _runtime(client: httpx.AsyncClient) -> Runtime:

@@ -10,8 +10,8 @@ import pytest
 
 from pressluft.cli import main
 from pressluft.config import SETTINGS, settings_markdown
-from pressluft.events import ALL_EVENTS
 from pressluft.events.types import event_type
+from pressluft.features import ALL_EVENTS
 
 
 @pytest.mark.spec("DMN-7")

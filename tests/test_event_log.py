@@ -10,22 +10,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from pressluft.contexts.settings.events import SettingsChanged
 from pressluft.db import WriteTx, migrate
 from pressluft.db.connection import open_sync
 from pressluft.errors import Conflict, StreamConflict
-from pressluft.events import (
-    NO_STREAM,
-    PROJECTORS,
-    Meta,
-    SettingsChanged,
-    append,
-    decode_event,
-    verify_chain,
-)
+from pressluft.events import NO_STREAM, Meta, append, decode_event, verify_chain
 from pressluft.events.chain import GENESIS_HASH, event_hash
-from pressluft.events.projection import NON_PROJECTION_TABLES, Envelope, Projector, ProjectorSet
-from pressluft.events.replay import rebuild_in_place, verify_replay
+from pressluft.events.projection import Envelope, Projector, ProjectorSet
 from pressluft.events.upcast import UPCASTERS, UnknownEventType
+from pressluft.features import NON_PROJECTION_TABLES, PROJECTORS, rebuild_in_place, verify_replay
 from pressluft.runtime import Runtime
 
 META = Meta(actor="test:suite", correlation_id="req-1")
@@ -100,7 +93,7 @@ def test_a_failing_projector_takes_the_event_with_it(tmp_path: Path) -> None:
 
     broken = ProjectorSet((Projector("broken", ("settings",), {SettingsChanged: explode}),))
     conn.execute("BEGIN IMMEDIATE")
-    tx = WriteTx(conn, datetime(2026, 1, 1, tzinfo=UTC))
+    tx = WriteTx(conn, datetime(2026, 1, 1, tzinfo=UTC), projectors=PROJECTORS)
     with pytest.raises(RuntimeError):
         append(tx, "settings", None, [SettingsChanged(preview_domain=None)], META, broken)
     conn.execute("ROLLBACK")
@@ -203,7 +196,7 @@ def _seed(path: Path, count: int) -> sqlite3.Connection:
     migrate(conn, NOW)
     for i in range(count):
         conn.execute("BEGIN IMMEDIATE")
-        tx = WriteTx(conn, datetime(2026, 1, 1, 0, 0, i % 60, tzinfo=UTC))
+        tx = WriteTx(conn, datetime(2026, 1, 1, 0, 0, i % 60, tzinfo=UTC), projectors=PROJECTORS)
         append(
             tx, "settings", None, [SettingsChanged(control_plane_domain=f"h{i}.example.com")], META
         )

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from pressluft.clock import format_ts
+from pressluft.contexts.settings.events import SettingsChanged
 from pressluft.db import WriteTx
 from pressluft.errors import Conflict, NotFound
-from pressluft.events import SettingsChanged, append
+from pressluft.events import append
 from pressluft.jobs.logs import ERROR_TAIL_BYTES, LeaseLost, append_lines, prune_before
 from pressluft.jobs.queue import (
     Claim,

@@ -20,7 +20,7 @@ from pressluft.clock import FrozenClock, format_ts
 from pressluft.config import Config, resolve
 from pressluft.db import open_sync
 from pressluft.events import Meta
-from pressluft.events.replay import verify_replay
+from pressluft.features import verify_replay
 from pressluft.jobs import context as context_module
 from pressluft.jobs.context import JobContext
 from pressluft.jobs.process import run_process

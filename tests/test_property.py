@@ -26,7 +26,7 @@ from pressluft.clock import FrozenClock
 from pressluft.config import resolve
 from pressluft.db.connection import open_sync
 from pressluft.events import verify_chain
-from pressluft.events.replay import verify_replay
+from pressluft.features import verify_replay
 from pressluft.runtime import Runtime
 from tests.conftest import make_token
 

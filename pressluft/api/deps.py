@@ -7,16 +7,16 @@ from typing import Any
 
 from litestar import Request
 
+from pressluft.acting import ANONYMOUS_ACTOR, Context
+from pressluft.api.daemon import Daemon
+from pressluft.contexts.access.principals import Principal
 from pressluft.errors import BadRequest, Unauthorized
-from pressluft.runtime import Runtime
-from pressluft.services.context import ANONYMOUS_ACTOR, Context
-from pressluft.services.principals import Principal
 
 __all__ = ["provide_context", "provide_principal", "provide_runtime"]
 
 
-def provide_runtime(request: Request[Any, Any, Any]) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
+def provide_runtime(request: Request[Any, Any, Any]) -> Daemon:
+    runtime: Daemon = request.app.state.runtime
     return runtime
 
 

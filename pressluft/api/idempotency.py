@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 from litestar import Request
 
+from pressluft.acting import Context
+from pressluft.api.daemon import Daemon
 from pressluft.db import WriteTx
-from pressluft.runtime import Runtime
-from pressluft.services.context import Context
 from pressluft.services.idempotency import Recorded, fingerprint, guarded
 
 __all__ = ["REPLAYED", "replay_headers", "run_write"]
@@ -27,7 +27,7 @@ REPLAYED = "Idempotent-Replayed"
 
 async def run_write(
     request: Request[Any, Any, Any],
-    runtime: Runtime,
+    runtime: Daemon,
     ctx: Context,
     command: Callable[[WriteTx], T],
     result_type: type[T],

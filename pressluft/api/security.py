@@ -29,16 +29,16 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
 from pressluft.api.contract import load_contract
+from pressluft.api.daemon import Daemon
 from pressluft.clock import format_ts
-from pressluft.errors import BadRequest, Forbidden, LoginRequired, Unauthorized
-from pressluft.runtime import Runtime
-from pressluft.services.principals import (
+from pressluft.contexts.access.principals import (
     SCOPES,
     Principal,
     grants,
     principal_for_session,
     principal_for_token,
 )
+from pressluft.errors import BadRequest, Forbidden, LoginRequired, Unauthorized
 
 __all__ = [
     "SESSION_COOKIE",
@@ -133,7 +133,7 @@ def presented_credential(connection: ASGIConnection[Any, Any, Any, Any]) -> Cred
     return ("session", cookie) if cookie else None
 
 
-async def principal_of(runtime: Runtime, credential: Credential) -> Principal | None:
+async def principal_of(runtime: Daemon, credential: Credential) -> Principal | None:
     """The principal a credential stands for right now (None: unknown, expired, ended)."""
     kind, secret = credential
     now = format_ts(runtime.clock.now())
@@ -142,7 +142,7 @@ async def principal_of(runtime: Runtime, credential: Credential) -> Principal | 
 
 
 async def authenticate(
-    connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime
+    connection: ASGIConnection[Any, Any, Any, Any], runtime: Daemon
 ) -> Principal | None:
     """The principal of the request's credentials; None if it presents none.
 
@@ -181,7 +181,7 @@ def _same_origin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
 async def _page_or_refuse(
     connection: ASGIConnection[Any, Any, Any, Any],
     handler: BaseRouteHandler,
-    runtime: Runtime,
+    runtime: Daemon,
     state: dict[str, Any],
 ) -> None:
     """A handler without an operation: only a dashboard page (GET, marked) may pass."""
@@ -206,7 +206,7 @@ async def access_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """The one guard on every route (installed app-wide)."""
-    runtime: Runtime = connection.app.state.runtime
+    runtime: Daemon = connection.app.state.runtime
     table: dict[str, Requirement] = connection.app.state.requirements
     operation = getattr(handler, "operation_id", None)
     state = connection.scope.setdefault("state", {})

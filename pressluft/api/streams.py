@@ -13,9 +13,9 @@ from typing import Any
 
 from litestar import Request
 
+from pressluft.api.daemon import Daemon
 from pressluft.api.security import presented_credential, principal_of
 from pressluft.errors import BadRequest
-from pressluft.runtime import Runtime
 
 __all__ = ["REVALIDATE_SECONDS", "CredentialWatch", "resume_point"]
 
@@ -42,7 +42,7 @@ def resume_point(after: int, last_event_id: str | None) -> int:
 class CredentialWatch:
     """Tells a stream when the credential it was opened with has ended."""
 
-    def __init__(self, request: Request[Any, Any, Any], runtime: Runtime) -> None:
+    def __init__(self, request: Request[Any, Any, Any], runtime: Daemon) -> None:
         self._runtime = runtime
         self._credential = presented_credential(request)
         self._checked_at = runtime.clock.monotonic()

@@ -71,7 +71,16 @@ class WriteTx:
     never mutated in place (the restore copy is shallow).
     """
 
-    __slots__ = ("_published", "batched", "conn", "finishers", "memo", "now", "now_ts")
+    __slots__ = (
+        "_published",
+        "batched",
+        "conn",
+        "finishers",
+        "memo",
+        "now",
+        "now_ts",
+        "projectors",
+    )
 
     def __init__(
         self,
@@ -81,8 +90,11 @@ class WriteTx:
         *,
         memo: dict[str, Any] | None = None,
         finishers: dict[str, Callable[[sqlite3.Connection, Any], None]] | None = None,
+        projectors: Any = None,
     ) -> None:
         self.conn = conn
+        #: The daemon's projector set (`events.ProjectorSet`), which `events.append` applies.
+        self.projectors = projectors
         self.now = now
         self.now_ts = now_ts if now_ts is not None else format_ts(now)
         self._published: list[Any] = []
@@ -194,8 +206,11 @@ class Database:
         readers: int = 4,
         batch_max: int = 512,
         foreground_window: float = FOREGROUND_WINDOW_SECONDS,
+        projectors: Any = None,
     ) -> None:
         self.path = path
+        #: Handed to every transaction: the storage layer knows no projector.
+        self.projectors = projectors
         self.clock = clock
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
@@ -369,12 +384,15 @@ class Database:
             assert self._loop is not None
             commands = [command for command, _ in batch]
             now = self.clock.now()
+            projectors = self.projectors
             loop = self._loop
 
             def run(conn: sqlite3.Connection) -> None:
                 nonlocal delivered
                 try:
-                    result: list[_Outcome] | BaseException = _run_batch(conn, commands, now)
+                    result: list[_Outcome] | BaseException = _run_batch(
+                        conn, commands, now, projectors
+                    )
                 except BaseException as exc:  # BEGIN or COMMIT failed
                     result = exc
                 delivered = True
@@ -488,7 +506,9 @@ def _still_in_transaction(conn: sqlite3.Connection) -> None:
         raise TransactionLost("the transaction ended inside a command")
 
 
-def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime) -> list[_Outcome]:
+def _run_batch(
+    conn: sqlite3.Connection, commands: list[_Command], now: datetime, projectors: Any = None
+) -> list[_Outcome]:
     """Runs on the writer thread: one transaction, one savepoint per command."""
     outcomes: list[_Outcome] = []
     now_ts = format_ts(now)
@@ -498,7 +518,7 @@ def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime
     try:
         if len(commands) == 1:
             # No savepoint needed: the command's failure rolls back the transaction.
-            tx = WriteTx(conn, now, now_ts, memo=memo, finishers=finishers)
+            tx = WriteTx(conn, now, now_ts, memo=memo, finishers=finishers, projectors=projectors)
             try:
                 value = commands[0](tx)
                 _still_in_transaction(conn)
@@ -509,7 +529,9 @@ def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime
             outcomes.append(_Outcome(value=value, published=tx._published))
         else:
             for command in commands:
-                tx = WriteTx(conn, now, now_ts, memo=memo, finishers=finishers)
+                tx = WriteTx(
+                    conn, now, now_ts, memo=memo, finishers=finishers, projectors=projectors
+                )
                 memo_before, finishers_before = dict(memo), dict(finishers)
                 conn.execute("SAVEPOINT command")
                 try:
@@ -537,14 +559,16 @@ def _run_batch(conn: sqlite3.Connection, commands: list[_Command], now: datetime
     return outcomes
 
 
-def write_now(conn: sqlite3.Connection, command: Callable[[WriteTx], T], now: datetime) -> T:
+def write_now(
+    conn: sqlite3.Connection, command: Callable[[WriteTx], T], now: datetime, projectors: Any = None
+) -> T:
     """Run one command in its own transaction on a synchronous connection (CLI tools).
 
     The same commands the daemon runs; SQLite's locking serializes them with a
     daemon that may be running on the same file.
     """
     try:
-        [outcome] = _run_batch(conn, [command], now)
+        [outcome] = _run_batch(conn, [command], now, projectors)
     except sqlite3.Error as exc:  # BEGIN or COMMIT
         if is_unavailable(exc):
             raise unavailable(str(exc)) from exc

@@ -18,29 +18,25 @@ from pressluft.events.log import (
     type_filter,
 )
 from pressluft.events.projection import Difference, ProjectorSet, diff_tables
-from pressluft.events.projectors import PROJECTORS
-from pressluft.events.types import ALL_EVENTS, EVENT_TYPES, Event, SettingsChanged
+from pressluft.events.types import Event, event_classes
 from pressluft.events.upcast import decode_event
 
 __all__ = [
-    "ALL_EVENTS",
     "ANY_VERSION",
-    "EVENT_TYPES",
     "GENESIS_HASH",
     "NO_STREAM",
-    "PROJECTORS",
     "Difference",
     "Event",
     "Meta",
     "ProjectorSet",
     "Recorded",
-    "SettingsChanged",
     "StoredRow",
     "VerifyResult",
     "actor_filter",
     "append",
     "decode_event",
     "diff_tables",
+    "event_classes",
     "event_hash",
     "head_seq",
     "iter_rows",

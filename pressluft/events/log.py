@@ -17,7 +17,6 @@ from pressluft.db import WriteTx
 from pressluft.errors import StreamConflict
 from pressluft.events.chain import event_hash
 from pressluft.events.projection import Envelope, ProjectorSet
-from pressluft.events.projectors import PROJECTORS
 from pressluft.events.types import Event, event_type
 from pressluft.events.upcast import decode_event
 
@@ -119,9 +118,13 @@ def append(
     expected_version: int | None,
     events: Sequence[Event],
     meta: Meta,
-    projectors: ProjectorSet = PROJECTORS,
+    projectors: ProjectorSet | None = None,
 ) -> list[Recorded]:
-    """Append `events` to `stream` and project them, inside the caller's transaction."""
+    """Append `events` to `stream` and project them, inside the caller's transaction
+    (with `projectors`, else the transaction's: the daemon's features')."""
+    projectors = projectors or tx.projectors
+    if projectors is None:
+        raise RuntimeError("no projectors: open the Database with the features' projector set")
     conn = tx.conn
     head = tx.memo.get(_HEAD)  # an earlier command of this group commit appended
     if head is None:  # one statement for the stream's version and the log head
@@ -296,7 +299,7 @@ def iter_rows(conn: sqlite3.Connection, batch: int = 5000) -> Iterator[StoredRow
 
 
 def rebuild(
-    source: sqlite3.Connection, target: sqlite3.Connection, projectors: ProjectorSet = PROJECTORS
+    source: sqlite3.Connection, target: sqlite3.Connection, projectors: ProjectorSet
 ) -> int:
     """Re-apply every event of `source` to the (emptied) projections of `target`."""
     count = 0

@@ -3,7 +3,7 @@
 A projector owns some tables and maps event types to handlers
 `handler(conn, event, envelope)`. A handler is deterministic: it reads the event,
 its envelope (seq, stream version, time) and rows of projection tables — its own,
-or those of a projector that comes earlier in `PROJECTORS` (e.g. the nodes and
+or those of a projector that comes earlier in the features' order (e.g. the nodes and
 sites projectors read `jobs` to follow a job's end), which hold the same rows at
 that point live and in a replay — and writes only its own tables. Handlers run
 inside the appending transaction, and the same handlers rebuild every table from
@@ -28,16 +28,12 @@ __all__ = [
     "diff_tables",
 ]
 
-#: Tables that are not derived from events, and why.
+#: The log's own tables that are not derived from events, and why (features add theirs).
 NON_PROJECTION_TABLES: Mapping[str, str] = {
     "events": "the log itself",
     "event_log_head": "the chain's tail anchor, written by every append",
     "schema_migrations": "the migration ledger",
     "secrets": "sealed secrets; events hold only their ids",
-    "job_leases": "liveness: heartbeats extend a running attempt's lease (not history)",
-    "job_logs": "job output lines: bulk data, pruned by retention; not state changes",
-    "idempotency_keys": "request-level cache of responses, expiring after a day",
-    "health_probe": "the health check's write probe: one row rewritten, no state",
 }
 
 

@@ -17,7 +17,6 @@ from pressluft.db.connection import open_sync
 from pressluft.db.migrate import current_version, latest_version, migrate
 from pressluft.events.log import rebuild
 from pressluft.events.projection import Difference, ProjectorSet, diff_tables
-from pressluft.events.projectors import PROJECTORS
 
 __all__ = ["ReplayResult", "rebuild_in_place", "verify_replay"]
 
@@ -43,7 +42,7 @@ def _require_current_schema(conn: sqlite3.Connection) -> None:
         )
 
 
-def rebuild_in_place(conn: sqlite3.Connection, projectors: ProjectorSet = PROJECTORS) -> int:
+def rebuild_in_place(conn: sqlite3.Connection, projectors: ProjectorSet) -> int:
     """Rebuild every projection table of `conn` from its own log; returns the event count."""
     _require_current_schema(conn)
     conn.execute("BEGIN IMMEDIATE")
@@ -59,7 +58,7 @@ def rebuild_in_place(conn: sqlite3.Connection, projectors: ProjectorSet = PROJEC
 def verify_replay(
     live: sqlite3.Connection,
     now: str,
-    projectors: ProjectorSet = PROJECTORS,
+    projectors: ProjectorSet,
     scratch_dir: Path | None = None,
 ) -> ReplayResult:
     """Replay the log of `live` into a scratch database and diff every projection."""

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import msgspec
 
-from pressluft.events.types import EVENT_TYPES, Event
+from pressluft.events.types.base import Event, event_classes
 
 __all__ = ["UPCASTERS", "UnknownEventType", "decode_event"]
 
@@ -31,7 +31,7 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {}
 
 def decode_event(type_: str, schema_version: int, data: str | bytes) -> Event:
     """The current-shape event for one stored row."""
-    cls = EVENT_TYPES.get(type_)
+    cls = event_classes().get(type_)
     if cls is None:
         raise UnknownEventType(f"unknown event type {type_!r}")
     if schema_version == cls.SCHEMA_VERSION:

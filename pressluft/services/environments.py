@@ -30,8 +30,8 @@ from pressluft.events.types import (
 )
 from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.queue import JobSpec, enqueue
+from pressluft.names import NAME_RULE, is_printable_name
 from pressluft.services.magic_login import EnvironmentNotActive
-from pressluft.services.names import NAME_RULE, is_printable_name
 from pressluft.services.nodes import ConfirmationRequired
 from pressluft.services.sites import (
     ENV_JOB_TIMEOUT_SECONDS,

@@ -20,7 +20,7 @@ import msgspec
 
 from pressluft.db import Database, WriteTx
 from pressluft.errors import PressluftError
-from pressluft.services.background import ServiceState
+from pressluft.supervisor import ServiceState
 
 __all__ = ["Check", "HealthReport", "WriteProbe", "check_health", "probe_write"]
 

@@ -58,8 +58,8 @@ from pressluft.nodes.providers import (
     resolve_docker_host,
 )
 from pressluft.nodes.ssh import wait_for_banner
-from pressluft.services.background import Service
 from pressluft.services.nodes import check_node
+from pressluft.supervisor import Service
 from pressluft.vault import Vault
 
 __all__ = [

@@ -31,7 +31,7 @@ from pressluft.events.types import (
 )
 from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.queue import JobSpec, enqueue
-from pressluft.services.names import NAME_RULE, is_printable_name
+from pressluft.names import NAME_RULE, is_printable_name
 from pressluft.services.nodes import NodeNotReady
 from pressluft.vault import Vault
 

@@ -18,14 +18,14 @@ from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
+from pressluft.api.daemon import Daemon
+from pressluft.contexts.access.principals import Principal
+from pressluft.contexts.settings.service import DNS01_CREDENTIAL_KEYS, get_settings
 from pressluft.errors import NotFound
-from pressluft.runtime import Runtime
 from pressluft.services.counters import read_counters
 from pressluft.services.events import list_events
 from pressluft.services.jobs import STATUSES as JOB_STATUSES
 from pressluft.services.jobs import get_job, log_pruned
-from pressluft.services.principals import Principal
-from pressluft.services.settings import DNS01_CREDENTIAL_KEYS, get_settings
 
 __all__ = ["TEMPLATES_DIR", "WEB_ROUTES"]
 
@@ -50,7 +50,7 @@ def safe_next(path: str) -> str:
 
 @get("/login", include_in_schema=False, media_type="text/html", opt={"public": True})
 async def login_page(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     next_path: Annotated[str, QueryParameter(name="next", max_length=2000)] = "/",
 ) -> Template:
     target = safe_next(next_path)  # never an open redirect
@@ -72,7 +72,7 @@ async def audit_page(principal: NamedDependency[Principal]) -> Template:
 
 @get("/", include_in_schema=False, media_type="text/html", opt=PAGE)
 async def overview(
-    runtime: NamedDependency[Runtime], principal: NamedDependency[Principal]
+    runtime: NamedDependency[Daemon], principal: NamedDependency[Principal]
 ) -> Template:
     report = await runtime.health()
     counters = await read_counters(runtime.db)
@@ -100,7 +100,7 @@ async def overview(
 
 @get("/settings", include_in_schema=False, media_type="text/html", opt=PAGE)
 async def settings_page(
-    runtime: NamedDependency[Runtime], principal: NamedDependency[Principal]
+    runtime: NamedDependency[Daemon], principal: NamedDependency[Principal]
 ) -> Template:
     return Template(
         template_name="settings.html",
@@ -128,7 +128,7 @@ async def jobs_page(principal: NamedDependency[Principal]) -> Template:
 
 @get("/jobs/{job_id:str}", include_in_schema=False, media_type="text/html", opt=PAGE)
 async def job_page(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     principal: NamedDependency[Principal],
     job_id: Annotated[str, PathParameter()],
 ) -> Template:

@@ -17,7 +17,7 @@ from pressluft.db import WriteTx, open_sync, write_now
 from pressluft.db.migrate import migrate
 from pressluft.events import Meta
 from pressluft.events.chain import verify_chain
-from pressluft.events.replay import verify_replay
+from pressluft.features import PROJECTORS, verify_replay
 from pressluft.jobs.queue import JobSpec, enqueue
 
 T = TypeVar("T")
@@ -43,7 +43,7 @@ class QueueDb:
             self.published.extend(tx._published)
             return result
 
-        return write_now(self.conn, capture, self.now)
+        return write_now(self.conn, capture, self.now, PROJECTORS)
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from pressluft.acting import Context
 from pressluft.config import resolve
+from pressluft.contexts.settings.service import SettingsPatch, change_settings
 from pressluft.runtime import Runtime
-from pressluft.services.context import Context
-from pressluft.services.settings import SettingsPatch, change_settings
 
 
 def seed_settings(data_dir: Path, count: int) -> None:

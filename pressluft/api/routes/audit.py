@@ -8,8 +8,8 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
+from pressluft.api.daemon import Daemon
 from pressluft.api.params import query_int
-from pressluft.runtime import Runtime
 from pressluft.services.audit import AuditPage, AuditQuery, query_audit
 
 __all__ = ["AUDIT_ROUTES"]
@@ -19,7 +19,7 @@ Text = Annotated[str | None, QueryParameter(min_length=1, max_length=200)]
 
 @get("/api/audit", operation_id="listAudit", tags=["access"])
 async def audit(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     actor: Text = None,
     resource_type: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
     resource_id: Text = None,

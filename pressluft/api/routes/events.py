@@ -11,8 +11,8 @@ from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from pressluft.api.daemon import Daemon
 from pressluft.api.streams import CredentialWatch, resume_point
-from pressluft.runtime import Runtime
 from pressluft.services.events import EventPage, follow_events, list_events
 
 __all__ = ["EVENT_ROUTES"]
@@ -24,7 +24,7 @@ After = Annotated[int, QueryParameter(name="after", ge=0, le=2**62)]
 
 @get("/api/events", operation_id="listEvents", tags=["events"])
 async def events_page(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     stream: StreamFilter = None,
     type_: TypeFilter = None,
     after: After = 0,
@@ -36,7 +36,7 @@ async def events_page(
 @get("/api/events/stream", operation_id="streamEvents", tags=["events"])
 async def events_stream(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     stream: StreamFilter = None,
     type_: TypeFilter = None,
     after: After = 0,

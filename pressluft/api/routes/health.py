@@ -6,16 +6,16 @@ import msgspec
 from litestar import get
 from litestar.di import NamedDependency
 
+from pressluft.api.daemon import Daemon
 from pressluft.db import RETRY_AFTER_SECONDS
 from pressluft.errors import ServiceUnavailable
-from pressluft.runtime import Runtime
 from pressluft.services.health import HealthReport
 
 __all__ = ["HEALTH_ROUTES"]
 
 
 @get("/api/health", operation_id="getHealth", tags=["operations"])
-async def health(runtime: NamedDependency[Runtime]) -> HealthReport:
+async def health(runtime: NamedDependency[Daemon]) -> HealthReport:
     report = await runtime.health()
     if report.status != "ok":
         failed = [name for name, c in report.checks.items() if c.status == "fail"]

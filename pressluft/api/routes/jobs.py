@@ -11,14 +11,14 @@ from litestar.di import NamedDependency
 from litestar.params import Body, HeaderParameter, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from pressluft.acting import Context
+from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
 from pressluft.api.params import query_choice, query_int
 from pressluft.api.streams import CredentialWatch, resume_point
 from pressluft.errors import BadRequest
 from pressluft.ids import is_uuid
 from pressluft.jobs.queue import cancel, retry
-from pressluft.runtime import Runtime
-from pressluft.services.context import Context
 from pressluft.services.jobs import (
     STATUSES,
     DiagnosticJobRequest,
@@ -67,7 +67,7 @@ def _uuid_filter(name: str, value: str | None) -> str | None:
 
 @get("/api/jobs", operation_id="listJobs", tags=["jobs"])
 async def jobs(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     status: Raw = None,
     job_type: Annotated[
         str | None, QueryParameter(pattern=r"^[a-z][a-z0-9_]{0,63}$", max_length=64)
@@ -89,14 +89,14 @@ async def jobs(
 
 
 @get("/api/jobs/{job_id:str}", operation_id="getJob", tags=["jobs"])
-async def job(runtime: NamedDependency[Runtime], job_id: JobIdParam) -> JobView:
+async def job(runtime: NamedDependency[Daemon], job_id: JobIdParam) -> JobView:
     return await runtime.db.read(lambda conn: get_job(conn, job_id))
 
 
 @post("/api/jobs/{job_id:str}/cancel", operation_id="cancelJob", status_code=200, tags=["jobs"])
 async def cancel_job(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     job_id: JobIdParam,
 ) -> Response[JobCancelResult]:
@@ -120,7 +120,7 @@ async def cancel_job(
 @post("/api/jobs/{job_id:str}/retry", operation_id="retryJob", status_code=202, tags=["jobs"])
 async def retry_job(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     job_id: JobIdParam,
 ) -> Response[JobAccepted]:
@@ -135,7 +135,7 @@ async def retry_job(
 
 @get("/api/jobs/{job_id:str}/log", operation_id="getJobLog", tags=["jobs"])
 async def job_log(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     job_id: JobIdParam,
     after: Raw = None,
     limit: Annotated[int | None, QueryParameter(ge=1, le=5000)] = None,
@@ -161,7 +161,7 @@ async def job_log(
 @get("/api/jobs/{job_id:str}/log/stream", operation_id="streamJobLog", tags=["jobs"])
 async def job_log_stream(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     job_id: JobIdParam,
     after: Annotated[int, QueryParameter(name="after", ge=0, le=2**62)] = 0,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
@@ -200,7 +200,7 @@ async def job_log_stream(
 @post("/api/diagnostics/jobs", operation_id="createDiagnosticJob", status_code=202, tags=["jobs"])
 async def diagnostic_job(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     data: Annotated[DiagnosticJobRequest, Body()],
 ) -> Response[JobAccepted]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.di import NamedDependency
 
+from pressluft.api.daemon import Daemon
 from pressluft.clock import format_ts
-from pressluft.runtime import Runtime
 from pressluft.services.counters import Counters, read_counters
 from pressluft.services.jobs import job_counts
 
@@ -14,12 +14,12 @@ __all__ = ["METRICS_ROUTES"]
 
 
 @get("/api/metrics", operation_id="getMetrics", tags=["operations"])
-async def counters(runtime: NamedDependency[Runtime]) -> Counters:
+async def counters(runtime: NamedDependency[Daemon]) -> Counters:
     return await read_counters(runtime.db)
 
 
 @get("/metrics", operation_id="getPrometheusMetrics", tags=["operations"])
-async def prometheus(runtime: NamedDependency[Runtime]) -> Response[bytes]:
+async def prometheus(runtime: NamedDependency[Daemon]) -> Response[bytes]:
     now = format_ts(runtime.clock.now())
     counts, due = await runtime.db.read(lambda conn: job_counts(conn, now))
     runtime.metrics.set_jobs(counts, due, runtime.jobs.names())

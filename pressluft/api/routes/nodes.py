@@ -10,12 +10,12 @@ from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, PathParameter, QueryParameter
 
+from pressluft.acting import Context
+from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
 from pressluft.api.params import query_choice, query_int
 from pressluft.clock import format_ts
 from pressluft.db import WriteTx
-from pressluft.runtime import Runtime
-from pressluft.services.context import Context
 from pressluft.services.nodes import (
     STATUSES,
     NodeAccepted,
@@ -45,7 +45,7 @@ Raw = Annotated[str | None, QueryParameter(max_length=20)]
 
 async def _accepted(
     request: Request[Any, Any, Any],
-    runtime: Runtime,
+    runtime: Daemon,
     ctx: Context,
     command: Callable[[WriteTx], NodeAccepted],
 ) -> Response[NodeAccepted]:
@@ -56,7 +56,7 @@ async def _accepted(
 
 @get("/api/nodes", operation_id="listNodes", tags=["nodes"])
 async def nodes(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     status: Raw = None,
     provider: Raw = None,
     before: Raw = None,
@@ -74,7 +74,7 @@ async def nodes(
 @post("/api/nodes", operation_id="registerNode", status_code=202, tags=["nodes"])
 async def register_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     data: Annotated[RegisterNodeRequest, Body()],
 ) -> Response[NodeAccepted]:
@@ -83,7 +83,7 @@ async def register_node(
 
 
 @get("/api/nodes/{node_id:str}", operation_id="getNode", tags=["nodes"])
-async def node(runtime: NamedDependency[Runtime], node_id: NodeIdParam) -> NodeView:
+async def node(runtime: NamedDependency[Daemon], node_id: NodeIdParam) -> NodeView:
     return await runtime.db.read(lambda conn: get_node(conn, node_id))
 
 
@@ -92,7 +92,7 @@ async def node(runtime: NamedDependency[Runtime], node_id: NodeIdParam) -> NodeV
 )
 async def decommission_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
     confirm: Annotated[str | None, QueryParameter(max_length=63)] = None,
@@ -104,7 +104,7 @@ async def decommission_node(
 @post("/api/nodes/{node_id:str}/check", operation_id="checkNode", status_code=202, tags=["nodes"])
 async def check_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
 ) -> Response[NodeAccepted]:
@@ -120,7 +120,7 @@ async def check_node(
 )
 async def repin_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
     data: Annotated[RepinRequest | None, Body()] = None,
@@ -137,7 +137,7 @@ async def repin_node(
 )
 async def provision_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
 ) -> Response[NodeAccepted]:
@@ -148,7 +148,7 @@ async def provision_node(
 @post("/api/nodes/{node_id:str}/start", operation_id="startNode", status_code=202, tags=["nodes"])
 async def start_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
 ) -> Response[NodeAccepted]:
@@ -158,7 +158,7 @@ async def start_node(
 @post("/api/nodes/{node_id:str}/stop", operation_id="stopNode", status_code=202, tags=["nodes"])
 async def stop_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
 ) -> Response[NodeAccepted]:
@@ -166,7 +166,7 @@ async def stop_node(
 
 
 @get("/api/nodes/{node_id:str}/facts", operation_id="getNodeFacts", tags=["nodes"])
-async def facts_of_node(runtime: NamedDependency[Runtime], node_id: NodeIdParam) -> NodeFacts:
+async def facts_of_node(runtime: NamedDependency[Daemon], node_id: NodeIdParam) -> NodeFacts:
     now = format_ts(runtime.clock.now())
     return await node_facts(runtime.db, runtime.vault, node_id, now)
 

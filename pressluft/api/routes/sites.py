@@ -9,12 +9,12 @@ from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, PathParameter, QueryParameter
 
+from pressluft.acting import Context
+from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
 from pressluft.api.params import query_choice, query_int
 from pressluft.errors import BadRequest
 from pressluft.ids import is_uuid
-from pressluft.runtime import Runtime
-from pressluft.services.context import Context
 from pressluft.services.environments import (
     CreateEnvironmentRequest,
     DeletionAccepted,
@@ -51,7 +51,7 @@ Raw = Annotated[str | None, QueryParameter(max_length=64)]
 
 @get("/api/sites", operation_id="listSites", tags=["sites"])
 async def sites(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     status: Raw = None,
     node_id: Raw = None,
     before: Raw = None,
@@ -74,7 +74,7 @@ async def sites(
 @post("/api/sites", operation_id="createSite", status_code=202, tags=["sites"])
 async def create_site(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     data: Annotated[CreateSiteRequest, Body()],
 ) -> Response[SiteAccepted]:
@@ -84,20 +84,20 @@ async def create_site(
 
 
 @get("/api/sites/{site_id:str}", operation_id="getSite", tags=["sites"])
-async def site(runtime: NamedDependency[Runtime], site_id: SiteIdParam) -> SiteView:
+async def site(runtime: NamedDependency[Daemon], site_id: SiteIdParam) -> SiteView:
     return await runtime.db.read(lambda conn: get_site(conn, site_id))
 
 
 @get("/api/sites/{site_id:str}/environments", operation_id="listEnvironments", tags=["sites"])
 async def environments(
-    runtime: NamedDependency[Runtime], site_id: SiteIdParam
+    runtime: NamedDependency[Daemon], site_id: SiteIdParam
 ) -> list[EnvironmentView]:
     return await runtime.db.read(lambda conn: list_environments(conn, site_id))
 
 
 @get("/api/environments/{environment_id:str}", operation_id="getEnvironment", tags=["sites"])
 async def environment(
-    runtime: NamedDependency[Runtime], environment_id: EnvironmentIdParam
+    runtime: NamedDependency[Daemon], environment_id: EnvironmentIdParam
 ) -> EnvironmentView:
     return await runtime.db.read(lambda conn: get_environment(conn, environment_id))
 
@@ -109,7 +109,7 @@ async def environment(
     tags=["sites"],
 )
 async def magic_login(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     environment_id: EnvironmentIdParam,
 ) -> MagicLogin:
@@ -122,7 +122,7 @@ Confirm = Annotated[str | None, QueryParameter(max_length=40)]
 @delete("/api/sites/{site_id:str}", operation_id="deleteSite", status_code=202, tags=["sites"])
 async def delete_site(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     site_id: SiteIdParam,
     confirm: Confirm = None,
@@ -135,7 +135,7 @@ async def delete_site(
 @post("/api/sites/{site_id:str}/reset", operation_id="resetSite", status_code=200, tags=["sites"])
 async def reset_site(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     site_id: SiteIdParam,
 ) -> Response[ResetResult]:
@@ -152,7 +152,7 @@ async def reset_site(
 )
 async def create_environment(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     site_id: SiteIdParam,
     data: Annotated[CreateEnvironmentRequest, Body()],
@@ -170,7 +170,7 @@ async def create_environment(
 )
 async def delete_environment(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     environment_id: EnvironmentIdParam,
     confirm: Confirm = None,
@@ -188,7 +188,7 @@ async def delete_environment(
 )
 async def reset_environment(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     environment_id: EnvironmentIdParam,
 ) -> Response[ResetResult]:

@@ -1,24 +1,15 @@
-"""The catalog of event types: every `<aggregate>.<past participle>` Struct.
+"""Event types: every `<aggregate>.<past participle>` Struct derives from `Event`.
 
-Each aggregate's events live in their own module; `ALL_EVENTS` lists them all
-and `EVENT_TYPES` maps a tag to its class. An event type, once recorded, is
-never renamed or given an incompatible field: new fields need defaults, and
-anything else is a new `schema_version` with an upcaster (`events/upcast.py`).
+A capability's events live in its context (`contexts/<name>/events.py`); the
+catalog is every event class defined (`event_classes()`), and the features
+declare which are theirs. An event type, once recorded, is never renamed or
+given an incompatible field: new fields need defaults, and anything else is a
+new `schema_version` with an upcaster (`events/upcast.py`).
 """
 
 from __future__ import annotations
 
-from pressluft.events.types.access import (
-    LoginFailed,
-    SessionExpired,
-    SessionRevoked,
-    SessionStarted,
-    TokenCreated,
-    TokenRevoked,
-    UserCreated,
-    UserPasswordChanged,
-)
-from pressluft.events.types.base import Event, event_type, schema_version
+from pressluft.events.types.base import Event, event_classes, event_type, schema_version
 from pressluft.events.types.jobs import (
     JobCancelled,
     JobCancelRequested,
@@ -49,7 +40,6 @@ from pressluft.events.types.nodes import (
     NodeRegistered,
     NodeResources,
 )
-from pressluft.events.types.settings import SettingsChanged
 from pressluft.events.types.sites import (
     EnvironmentCreated,
     EnvironmentDeleted,
@@ -63,8 +53,6 @@ from pressluft.events.types.sites import (
 )
 
 __all__ = [
-    "ALL_EVENTS",
-    "EVENT_TYPES",
     "EnvironmentCreated",
     "EnvironmentDeleted",
     "EnvironmentDeletionRequested",
@@ -83,7 +71,6 @@ __all__ = [
     "JobRetried",
     "JobRetryScheduled",
     "JobSucceeded",
-    "LoginFailed",
     "NodeChecked",
     "NodeContainerCreated",
     "NodeContainerDied",
@@ -100,63 +87,9 @@ __all__ = [
     "NodeProvisioningStarted",
     "NodeRegistered",
     "NodeResources",
-    "SessionExpired",
-    "SessionRevoked",
-    "SessionStarted",
-    "SettingsChanged",
     "SiteCreated",
     "SiteReset",
-    "TokenCreated",
-    "TokenRevoked",
-    "UserCreated",
-    "UserPasswordChanged",
+    "event_classes",
     "event_type",
     "schema_version",
 ]
-
-ALL_EVENTS: tuple[type[Event], ...] = (
-    SettingsChanged,
-    UserCreated,
-    UserPasswordChanged,
-    SessionStarted,
-    SessionRevoked,
-    SessionExpired,
-    LoginFailed,
-    TokenCreated,
-    TokenRevoked,
-    JobEnqueued,
-    JobClaimed,
-    JobSucceeded,
-    JobRetryScheduled,
-    JobFailed,
-    JobCancelRequested,
-    JobCancelled,
-    JobLeaseExpired,
-    JobOutputDropped,
-    JobRetried,
-    NodeRegistered,
-    NodeHostKeyPinned,
-    NodeHostKeyUnpinned,
-    NodeChecked,
-    NodeProvisioningStarted,
-    NodeProvisioned,
-    NodeProvisionFailed,
-    NodeContainerCreated,
-    NodeContainerStarted,
-    NodeContainerStopped,
-    NodeContainerDied,
-    NodeContainerRemoved,
-    NodeOrphanDetected,
-    NodeDecommissioned,
-    SiteCreated,
-    EnvironmentCreated,
-    EnvironmentProvisioned,
-    EnvironmentFailed,
-    EnvironmentMagicLoginIssued,
-    EnvironmentDeletionRequested,
-    EnvironmentDeleted,
-    EnvironmentReset,
-    SiteReset,
-)
-
-EVENT_TYPES: dict[str, type[Event]] = {event_type(cls): cls for cls in ALL_EVENTS}

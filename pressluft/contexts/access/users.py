@@ -15,18 +15,18 @@ from collections.abc import Callable
 
 import msgspec
 
-from pressluft.db import WriteTx
-from pressluft.errors import Conflict, NotFound, ValidationFailed
-from pressluft.events import Meta, append
-from pressluft.events.log import NO_STREAM
-from pressluft.events.types import (
+from pressluft.contexts.access.events import (
     SessionRevoked,
     TokenRevoked,
     UserCreated,
     UserPasswordChanged,
 )
+from pressluft.contexts.access.principals import UserView
+from pressluft.db import WriteTx
+from pressluft.errors import Conflict, NotFound, ValidationFailed
+from pressluft.events import Meta, append
+from pressluft.events.log import NO_STREAM
 from pressluft.ids import new_id
-from pressluft.services.principals import UserView
 from pressluft.vault import Vault
 
 __all__ = [

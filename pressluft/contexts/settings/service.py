@@ -22,10 +22,11 @@ from typing import Annotated
 
 import msgspec
 
+from pressluft.acting import Context
+from pressluft.contexts.settings.events import SettingsChanged
 from pressluft.db import Database, WriteTx
 from pressluft.errors import BadRequest, StreamConflict, ValidationFailed
-from pressluft.events import SettingsChanged, append
-from pressluft.services.context import Context
+from pressluft.events import append
 from pressluft.vault import Vault, VaultError
 
 __all__ = [

@@ -16,14 +16,14 @@ from typing import Annotated, Literal
 import msgspec
 
 from pressluft.clock import format_ts, parse_rfc3339
+from pressluft.contexts.access.events import TokenCreated, TokenRevoked
+from pressluft.contexts.access.principals import SCOPES, Scope, grants, secret_hash
 from pressluft.db import WriteTx
 from pressluft.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import TokenCreated, TokenRevoked
 from pressluft.ids import is_uuid, new_id
-from pressluft.services.names import NAME_RULE, is_printable_name
-from pressluft.services.principals import SCOPES, Scope, grants, secret_hash
+from pressluft.names import NAME_RULE, is_printable_name
 
 __all__ = [
     "TokenCreateRequest",

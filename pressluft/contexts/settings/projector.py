@@ -7,8 +7,8 @@ from functools import cache
 
 import msgspec
 
+from pressluft.contexts.settings.events import SettingsChanged
 from pressluft.events.projection import Envelope, Projector
-from pressluft.events.types import SettingsChanged
 
 __all__ = ["SETTINGS_PROJECTOR"]
 

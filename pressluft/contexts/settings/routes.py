@@ -9,16 +9,16 @@ from litestar import Request, Response, get, patch
 from litestar.di import NamedDependency
 from litestar.params import Body, HeaderParameter
 
+from pressluft.acting import Context
+from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
-from pressluft.errors import BadRequest, Conflict
-from pressluft.runtime import Runtime
-from pressluft.services.context import Context
-from pressluft.services.settings import (
+from pressluft.contexts.settings.service import (
     SettingsPatch,
     SettingsView,
     change_settings_command,
     get_settings,
 )
+from pressluft.errors import BadRequest, Conflict
 
 __all__ = ["SETTINGS_ROUTES"]
 
@@ -49,7 +49,7 @@ def _expected_version(if_match: str | None) -> int | None:
 
 
 @get("/api/settings", operation_id="getSettings", tags=["settings"])
-async def read_settings(runtime: NamedDependency[Runtime]) -> Response[SettingsView]:
+async def read_settings(runtime: NamedDependency[Daemon]) -> Response[SettingsView]:
     view = await get_settings(runtime.db)
     return Response(view, headers=_etag(view))
 
@@ -57,7 +57,7 @@ async def read_settings(runtime: NamedDependency[Runtime]) -> Response[SettingsV
 @patch("/api/settings", operation_id="updateSettings", tags=["settings"])
 async def update_settings(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     data: Annotated[SettingsPatch, Body()],
     if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,

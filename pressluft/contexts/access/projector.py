@@ -6,8 +6,7 @@ import sqlite3
 
 import msgspec
 
-from pressluft.events.projection import Envelope, Projector
-from pressluft.events.types import (
+from pressluft.contexts.access.events import (
     SessionExpired,
     SessionRevoked,
     SessionStarted,
@@ -16,6 +15,7 @@ from pressluft.events.types import (
     UserCreated,
     UserPasswordChanged,
 )
+from pressluft.events.projection import Envelope, Projector
 
 __all__ = ["SESSIONS_PROJECTOR", "TOKENS_PROJECTOR", "USERS_PROJECTOR"]
 

@@ -8,15 +8,14 @@ from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, PathParameter, QueryParameter
 
+from pressluft.acting import Context
+from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
 from pressluft.api.params import query_choice
-from pressluft.api.routes.access import NO_STORE
 from pressluft.clock import format_ts
-from pressluft.errors import Unauthorized
-from pressluft.runtime import Runtime
-from pressluft.services.context import Context
-from pressluft.services.principals import Principal
-from pressluft.services.tokens import (
+from pressluft.contexts.access.principals import Principal
+from pressluft.contexts.access.routes import NO_STORE
+from pressluft.contexts.access.tokens import (
     TokenCreatedView,
     TokenCreateRequest,
     TokenView,
@@ -25,6 +24,7 @@ from pressluft.services.tokens import (
     list_tokens,
     revoke_token_command,
 )
+from pressluft.errors import Unauthorized
 
 __all__ = ["TOKEN_ROUTES"]
 
@@ -35,13 +35,13 @@ class TokenList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[TokenView]
 
 
-def _now(runtime: Runtime) -> str:
+def _now(runtime: Daemon) -> str:
     return format_ts(runtime.clock.now())
 
 
 @get("/api/tokens", operation_id="listTokens", tags=["access"])
 async def tokens(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     status: Annotated[str | None, QueryParameter(name="status", max_length=20)] = None,
 ) -> TokenList:
     status = query_choice("status", status, ("active", "revoked", "expired"))
@@ -52,7 +52,7 @@ async def tokens(
 @post("/api/tokens", operation_id="createToken", status_code=201, tags=["access"])
 async def create_token(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     principal: NamedDependency[Principal],
     data: Annotated[TokenCreateRequest, Body()],
@@ -65,7 +65,7 @@ async def create_token(
 
 @get("/api/tokens/current", operation_id="getCurrentToken", tags=["access"])
 async def current_token(
-    runtime: NamedDependency[Runtime], principal: NamedDependency[Principal]
+    runtime: NamedDependency[Daemon], principal: NamedDependency[Principal]
 ) -> TokenView:
     if principal.token is None:
         raise Unauthorized("this request carries no API token")
@@ -77,7 +77,7 @@ async def current_token(
 @delete("/api/tokens/{token_id:str}", operation_id="revokeToken", status_code=200, tags=["access"])
 async def revoke_token(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     token_id: Annotated[str, PathParameter()],  # not a token's id: 404
 ) -> Response[TokenView]:

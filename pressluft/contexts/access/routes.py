@@ -10,11 +10,11 @@ from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.params import Body
 
+from pressluft.acting import Context
+from pressluft.api.daemon import Daemon
 from pressluft.api.security import SESSION_COOKIE
-from pressluft.runtime import Runtime
-from pressluft.services.context import Context
-from pressluft.services.principals import Principal, PrincipalView, UserView
-from pressluft.services.sessions import log_in, log_out
+from pressluft.contexts.access.principals import Principal, PrincipalView, UserView
+from pressluft.contexts.access.sessions import log_in, log_out
 
 __all__ = ["ACCESS_ROUTES", "NO_STORE"]
 
@@ -37,7 +37,7 @@ class Success(msgspec.Struct, frozen=True):
     success: bool = True
 
 
-def _cookie(runtime: Runtime, value: str, max_age: int) -> Cookie:
+def _cookie(runtime: Daemon, value: str, max_age: int) -> Cookie:
     return Cookie(
         key=SESSION_COOKIE,
         value=value,
@@ -52,7 +52,7 @@ def _cookie(runtime: Runtime, value: str, max_age: int) -> Cookie:
 @post("/api/login", operation_id="login", status_code=200, tags=["access"])
 async def login(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     data: Annotated[LoginRequest, Body()],
 ) -> Response[LoginResponse]:
@@ -77,7 +77,7 @@ async def login(
 
 @post("/api/logout", operation_id="logout", status_code=200, tags=["access"])
 async def logout(
-    runtime: NamedDependency[Runtime],
+    runtime: NamedDependency[Daemon],
     ctx: NamedDependency[Context],
     principal: NamedDependency[Principal],
 ) -> Response[Success]:

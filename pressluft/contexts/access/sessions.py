@@ -16,19 +16,24 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+from pressluft.acting import Context
 from pressluft.clock import Clock, format_ts
+from pressluft.contexts.access.events import (
+    LoginFailed,
+    SessionExpired,
+    SessionRevoked,
+    SessionStarted,
+)
+from pressluft.contexts.access.passwords import PasswordHasher
+from pressluft.contexts.access.principals import UserView, principal_for_session, secret_hash
+from pressluft.contexts.access.ratelimit import SlidingWindow, client_key
+from pressluft.contexts.access.users import find_user
 from pressluft.db import Database, WriteTx
 from pressluft.errors import RateLimited, Unauthorized
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import LoginFailed, SessionExpired, SessionRevoked, SessionStarted
 from pressluft.ids import new_id
 from pressluft.logs import get_logger
-from pressluft.services.context import Context
-from pressluft.services.passwords import PasswordHasher
-from pressluft.services.principals import UserView, principal_for_session, secret_hash
-from pressluft.services.ratelimit import SlidingWindow, client_key
-from pressluft.services.users import find_user
 from pressluft.vault import Vault, VaultError
 
 __all__ = ["LoginLimits", "LoginResult", "expire_sessions", "log_in", "log_out"]

@@ -1,0 +1,41 @@
+"""The access capability's one record, as `pressluft.features` lists it."""
+
+from __future__ import annotations
+
+from pressluft.contexts.access.events import (
+    LoginFailed,
+    SessionExpired,
+    SessionRevoked,
+    SessionStarted,
+    TokenCreated,
+    TokenRevoked,
+    UserCreated,
+    UserPasswordChanged,
+)
+from pressluft.contexts.access.projector import (
+    SESSIONS_PROJECTOR,
+    TOKENS_PROJECTOR,
+    USERS_PROJECTOR,
+)
+from pressluft.contexts.access.routes import ACCESS_ROUTES
+from pressluft.contexts.access.token_routes import TOKEN_ROUTES
+from pressluft.feature import Feature
+
+__all__ = ["FEATURE"]
+
+FEATURE = Feature(
+    name="access",
+    events=(
+        UserCreated,
+        UserPasswordChanged,
+        SessionStarted,
+        SessionRevoked,
+        SessionExpired,
+        LoginFailed,
+        TokenCreated,
+        TokenRevoked,
+    ),
+    # Users before the sessions and tokens that point at them.
+    projectors=(USERS_PROJECTOR, SESSIONS_PROJECTOR, TOKENS_PROJECTOR),
+    routes=(*ACCESS_ROUTES, *TOKEN_ROUTES),
+)

@@ -1,0 +1,4 @@
+"""Operations: the job queue's views and log, the event feed, the audit, health,
+metrics, the contract documents and housekeeping.
+
+Its `Feature` is in `feature.py`; other contexts use only what this package exports."""

@@ -1,0 +1,57 @@
+"""The operations capability's one record, as `pressluft.features` lists it."""
+
+from __future__ import annotations
+
+from pressluft.api.routes.audit import AUDIT_ROUTES
+from pressluft.api.routes.contract import CONTRACT_ROUTES
+from pressluft.api.routes.events import EVENT_ROUTES
+from pressluft.api.routes.health import HEALTH_ROUTES
+from pressluft.api.routes.jobs import JOB_ROUTES
+from pressluft.api.routes.metrics import METRICS_ROUTES
+from pressluft.events.projectors import JOBS_PROJECTOR
+from pressluft.events.types.jobs import (
+    JobCancelled,
+    JobCancelRequested,
+    JobClaimed,
+    JobEnqueued,
+    JobFailed,
+    JobLeaseExpired,
+    JobOutputDropped,
+    JobRetried,
+    JobRetryScheduled,
+    JobSucceeded,
+)
+from pressluft.feature import Feature
+
+__all__ = ["FEATURE"]
+
+FEATURE = Feature(
+    name="operations",
+    events=(
+        JobEnqueued,
+        JobClaimed,
+        JobSucceeded,
+        JobRetryScheduled,
+        JobFailed,
+        JobCancelRequested,
+        JobCancelled,
+        JobLeaseExpired,
+        JobOutputDropped,
+        JobRetried,
+    ),
+    projectors=(JOBS_PROJECTOR,),
+    non_projection_tables={
+        "job_leases": "liveness: heartbeats extend a running attempt's lease (not history)",
+        "job_logs": "job output lines: bulk data, pruned by retention; not state changes",
+        "idempotency_keys": "request-level cache of responses, expiring after a day",
+        "health_probe": "the health check's write probe: one row rewritten, no state",
+    },
+    routes=(
+        *AUDIT_ROUTES,
+        *CONTRACT_ROUTES,
+        *EVENT_ROUTES,
+        *HEALTH_ROUTES,
+        *JOB_ROUTES,
+        *METRICS_ROUTES,
+    ),
+)

@@ -1,0 +1,17 @@
+"""The settings capability's one record, as `pressluft.features` lists it."""
+
+from __future__ import annotations
+
+from pressluft.contexts.settings.events import SettingsChanged
+from pressluft.contexts.settings.projector import SETTINGS_PROJECTOR
+from pressluft.contexts.settings.routes import SETTINGS_ROUTES
+from pressluft.feature import Feature
+
+__all__ = ["FEATURE"]
+
+FEATURE = Feature(
+    name="settings",
+    events=(SettingsChanged,),
+    projectors=(SETTINGS_PROJECTOR,),
+    routes=tuple(SETTINGS_ROUTES),
+)
