@@ -166,12 +166,15 @@ def migrate(data_dir: str | None) -> None:
     from pressluft.datadir import DataDirLock, prepare
     from pressluft.db import MigrationError, current_version, migrate_file, open_sync
     from pressluft.errors import DataDirLocked
+    from pressluft.features import MIGRATIONS
 
     path = _tool_data_dir(data_dir)
     prepare(path)
     try:
         with DataDirLock(path, "pressluft migrate"):
-            applied = migrate_file(str(path / "pressluft.db"), format_ts(SystemClock().now()))
+            applied = migrate_file(
+                str(path / "pressluft.db"), format_ts(SystemClock().now()), sources=MIGRATIONS
+            )
             conn = open_sync(path / "pressluft.db", "reader")
             version = current_version(conn)
             conn.close()
@@ -368,7 +371,7 @@ def _admin_write_unguarded(data_dir: Path, make_command: Callable[..., Any]) -> 
     from pressluft.db.connection import open_sync
     from pressluft.db.database import write_now
     from pressluft.errors import DataDirLocked, PressluftError
-    from pressluft.features import PROJECTORS
+    from pressluft.features import MIGRATIONS, PROJECTORS
     from pressluft.vault import Vault, VaultError
 
     prepare(data_dir)
@@ -381,12 +384,12 @@ def _admin_write_unguarded(data_dir: Path, make_command: Callable[..., Any]) -> 
     try:
         if lock is not None:
             try:
-                migrate_file(str(db_path), format_ts(SystemClock().now()))
+                migrate_file(str(db_path), format_ts(SystemClock().now()), sources=MIGRATIONS)
             except MigrationError as exc:
                 _fail(str(exc))
         conn = open_sync(db_path, "writer")
         try:
-            if current_version(conn) != latest_version():
+            if current_version(conn) != latest_version(MIGRATIONS):
                 _fail("the database schema is not current; run `pressluft migrate`")
             sealed = int(conn.execute("SELECT count(*) FROM secrets").fetchone()[0])
             try:
@@ -544,13 +547,14 @@ def node_image_build(
 def doctor(data_dir: str | None, docker_host: str) -> None:
     """Check the machine and the data dir; exits 1 when a required check fails."""
     from pressluft.config import parse_docker_host
+    from pressluft.features import MIGRATIONS
     from pressluft.services.doctor import run_checks
 
     try:
         engine = parse_docker_host(docker_host)
     except ConfigError as exc:
         _fail(f"--docker-host: {exc}", EXIT_USAGE)
-    results = run_checks(_tool_data_dir(data_dir), docker_host=engine)
+    results = run_checks(_tool_data_dir(data_dir), docker_host=engine, migrations=MIGRATIONS)
     width = max(len(r.name) for r in results)
     colors = {"ok": "green", "fail": "red", "warn": "yellow", "info": "blue"}
     for r in results:

@@ -28,8 +28,10 @@ from pressluft.feature import Feature
 __all__ = [
     "ALL_EVENTS",
     "FEATURES",
+    "MIGRATIONS",
     "NON_PROJECTION_TABLES",
     "PROJECTORS",
+    "migrations_of",
     "projectors_of",
     "rebuild_in_place",
     "verify_replay",
@@ -55,18 +57,23 @@ def _non_projection(features: tuple[Feature, ...]) -> Mapping[str, str]:
     return tables
 
 
+def migrations_of(features: tuple[Feature, ...]) -> tuple[Path, ...]:
+    return tuple(f.migrations for f in features if f.migrations is not None)
+
+
 PROJECTORS = projectors_of(FEATURES)
+MIGRATIONS = migrations_of(FEATURES)
 ALL_EVENTS: tuple[type[Event], ...] = tuple(e for f in FEATURES for e in f.events)
 NON_PROJECTION_TABLES = _non_projection(FEATURES)
 
 
 def rebuild_in_place(conn: sqlite3.Connection) -> int:
     """Rebuild every projection of the daemon's features from the log."""
-    return _rebuild_in_place(conn, PROJECTORS)
+    return _rebuild_in_place(conn, PROJECTORS, MIGRATIONS)
 
 
 def verify_replay(
     live: sqlite3.Connection, now: str, scratch_dir: Path | None = None
 ) -> ReplayResult:
     """Replay the log into a scratch database with the features' projectors and diff."""
-    return _verify_replay(live, now, PROJECTORS, scratch_dir)
+    return _verify_replay(live, now, PROJECTORS, scratch_dir, MIGRATIONS)

@@ -31,7 +31,8 @@ from pressluft.errors import ServiceUnavailable
 from pressluft.events import Meta, Recorded, head_seq
 from pressluft.events.notify import KeyedNotifier, LogNotifier
 from pressluft.executables import find_ansible_playbook
-from pressluft.features import PROJECTORS
+from pressluft.feature import Feature, Kernel, Parts
+from pressluft.features import FEATURES, migrations_of, projectors_of
 from pressluft.jobs.builtin import register_diagnostics
 from pressluft.jobs.logs import LogAppended
 from pressluft.jobs.queue import JobWake
@@ -73,8 +74,16 @@ def _sealed_secret_count(path: Path) -> int:
 class Runtime:
     """One daemon's state and background services."""
 
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock | None = None,
+        *,
+        features: tuple[Feature, ...] = FEATURES,
+    ) -> None:
         self.config = config
+        self.features = features
+        self.migrations = migrations_of(features)
         self.clock: Clock = clock or SystemClock()
         self.version = __version__
         self.metrics = Metrics()
@@ -86,7 +95,7 @@ class Runtime:
             busy_timeout_ms=config.db_busy_timeout_ms,
             readers=config.db_readers,
             batch_max=config.write_batch_max,
-            projectors=PROJECTORS,
+            projectors=projectors_of(features),
         )
         self.supervisor = Supervisor(self.clock, metrics=self.metrics)
         self.write_probe = WriteProbe()
@@ -102,6 +111,13 @@ class Runtime:
             self.jobs, self.scheduler, self.db, lambda: self.vault, self.providers
         )
         register_site_jobs(self.jobs, self.db, lambda: self.vault, config.wordpress_source)
+        kernel = Kernel(config, self.clock, self.db, self.metrics, lambda: self.vault)
+        self.parts: list[Parts] = [feature.parts(kernel) for feature in features]
+        for parts in self.parts:
+            for worker in parts.workers:
+                self.jobs.register(worker)
+            for schedule in parts.schedules:
+                self.scheduler.add(schedule)
         self.workers = WorkerPool(
             self.db,
             self.clock,
@@ -169,6 +185,7 @@ class Runtime:
             str(self.config.database_path),
             format_ts(self.clock.now()),
             synchronous=self.config.db_synchronous,
+            sources=self.migrations,
         )
         for migration in applied:
             log.info("applied migration %04d_%s", migration.version, migration.name)
@@ -190,6 +207,9 @@ class Runtime:
         if self.providers.docker is not None:
             watcher = DeathWatcher(self.db, self.clock, self.providers.docker)
             self.supervisor.start(watcher.service())
+        for parts in self.parts:
+            for service in parts.background:
+                self.supervisor.start(service)
         self.started_at = self.clock.monotonic()
 
     def _unwritable(self, exc: BaseException) -> ServiceUnavailable | None:
@@ -229,6 +249,9 @@ class Runtime:
         finally:
             self.hasher.close()
             self.providers.close()
+            for parts in self.parts:
+                for close in parts.closers:
+                    close()
             try:
                 await self.db.close()
             finally:

@@ -1,6 +1,7 @@
 """Schema migrations: numbered, forward-only SQL files applied in order.
 
-Files live in `pressluft/db/migrations/NNNN_name.sql`. Each runs in its own
+Files live in `pressluft/db/migrations/NNNN_name.sql` and in the migration
+directories of the daemon's features (`sources`): one numbering across all. Each runs in its own
 `BEGIN IMMEDIATE` transaction together with its row in `schema_migrations`
 (version, name, checksum, applied_at). An applied file that changed afterwards,
 or a database newer than this code, stops the migration with a clear error.
@@ -11,14 +12,18 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 
 from pressluft.db.connection import open_sync
 
 __all__ = [
     "Migration",
     "MigrationError",
+    "Sources",
     "applied",
     "current_version",
     "latest_version",
@@ -54,22 +59,30 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def load_migrations() -> list[Migration]:
-    """Every migration shipped with this code, in version order."""
+Sources = Sequence[Traversable | Path]
+
+
+def load_migrations(sources: Sources = ()) -> list[Migration]:
+    """Every migration shipped with this code and `sources`, in version order."""
     found: list[Migration] = []
-    for entry in resources.files("pressluft.db.migrations").iterdir():
-        match = _NAME.match(entry.name)
-        if match:
-            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    for directory in (resources.files("pressluft.db.migrations"), *sources):
+        for entry in directory.iterdir():
+            match = _NAME.match(entry.name)
+            if match:
+                sql = entry.read_text(encoding="utf-8")
+                found.append(Migration(int(match[1]), match[2], sql))
     found.sort(key=lambda m: m.version)
     for expected, migration in enumerate(found, start=1):
         if migration.version != expected:
-            raise MigrationError(f"migration numbers must be contiguous; missing {expected:04d}")
+            raise MigrationError(
+                f"migration numbers must be contiguous and unique; at {expected:04d} found "
+                f"{migration.version:04d}_{migration.name}"
+            )
     return found
 
 
-def latest_version() -> int:
-    migrations = load_migrations()
+def latest_version(sources: Sources = ()) -> int:
+    migrations = load_migrations(sources)
     return migrations[-1].version if migrations else 0
 
 
@@ -110,9 +123,11 @@ def _statements(sql: str) -> list[str]:
     return out
 
 
-def migrate(conn: sqlite3.Connection, now: str, target: int | None = None) -> list[Migration]:
+def migrate(
+    conn: sqlite3.Connection, now: str, target: int | None = None, sources: Sources = ()
+) -> list[Migration]:
     """Apply pending migrations up to `target` (default: all); returns those applied."""
-    migrations = load_migrations()
+    migrations = load_migrations(sources)
     known = {m.version: m for m in migrations}
     conn.execute(_BOOTSTRAP)
     done = applied(conn)
@@ -120,13 +135,13 @@ def migrate(conn: sqlite3.Connection, now: str, target: int | None = None) -> li
         if version not in known:
             raise MigrationError(
                 f"the database is at schema version {max(done)}, newer than this Pressluft "
-                f"(knows up to {latest_version()}); upgrade Pressluft instead"
+                f"(knows up to {migrations[-1].version}); upgrade Pressluft instead"
             )
         if known[version].checksum != checksum:
             raise MigrationError(
                 f"migration {version:04d}_{known[version].name} was changed after it was applied"
             )
-    target = latest_version() if target is None else target
+    target = migrations[-1].version if target is None else target
     ran: list[Migration] = []
     for migration in migrations:
         if migration.version in done or migration.version > target:
@@ -148,10 +163,12 @@ def migrate(conn: sqlite3.Connection, now: str, target: int | None = None) -> li
     return ran
 
 
-def migrate_file(path: str, now: str, *, synchronous: str = "FULL") -> list[Migration]:
+def migrate_file(
+    path: str, now: str, *, synchronous: str = "FULL", sources: Sources = ()
+) -> list[Migration]:
     """Open the database at `path` and bring it to the latest schema."""
     conn = open_sync(path, "writer", synchronous=synchronous)
     try:
-        return migrate(conn, now)
+        return migrate(conn, now, sources=sources)
     finally:
         conn.close()

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from pressluft.db.connection import open_sync
-from pressluft.db.migrate import current_version, latest_version, migrate
+from pressluft.db.migrate import Sources, current_version, latest_version, migrate
 from pressluft.events.log import rebuild
 from pressluft.events.projection import Difference, ProjectorSet, diff_tables
 
@@ -33,8 +33,8 @@ class ReplayResult:
         return not self.differences
 
 
-def _require_current_schema(conn: sqlite3.Connection) -> None:
-    version, latest = current_version(conn), latest_version()
+def _require_current_schema(conn: sqlite3.Connection, migrations: Sources) -> None:
+    version, latest = current_version(conn), latest_version(migrations)
     if version != latest:
         raise RuntimeError(
             f"the database is at schema version {version}, this code expects {latest}; "
@@ -42,9 +42,11 @@ def _require_current_schema(conn: sqlite3.Connection) -> None:
         )
 
 
-def rebuild_in_place(conn: sqlite3.Connection, projectors: ProjectorSet) -> int:
+def rebuild_in_place(
+    conn: sqlite3.Connection, projectors: ProjectorSet, migrations: Sources = ()
+) -> int:
     """Rebuild every projection table of `conn` from its own log; returns the event count."""
-    _require_current_schema(conn)
+    _require_current_schema(conn, migrations)
     conn.execute("BEGIN IMMEDIATE")
     try:
         count = rebuild(conn, conn, projectors)
@@ -60,14 +62,15 @@ def verify_replay(
     now: str,
     projectors: ProjectorSet,
     scratch_dir: Path | None = None,
+    migrations: Sources = (),
 ) -> ReplayResult:
     """Replay the log of `live` into a scratch database and diff every projection."""
-    _require_current_schema(live)
+    _require_current_schema(live, migrations)
     with tempfile.TemporaryDirectory(prefix="pressluft-replay-", dir=scratch_dir) as tmp:
         scratch = open_sync(Path(tmp) / "replay.db", "writer", synchronous="OFF")
         try:
             scratch.execute("PRAGMA journal_mode = OFF")
-            migrate(scratch, now)
+            migrate(scratch, now, sources=migrations)
             live.execute("BEGIN")
             try:
                 scratch.execute("BEGIN")

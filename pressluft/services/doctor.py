@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from pressluft.db.connection import SQLITE_MIN_VERSION, open_sync
-from pressluft.db.migrate import current_version, latest_version
+from pressluft.db.migrate import Sources, current_version, latest_version
 from pressluft.events.chain import verify_chain
 from pressluft.executables import find_ansible_playbook
 from pressluft.nodes.images import ImageInputs, image_tag
@@ -112,7 +112,7 @@ def _sqlite() -> DoctorResult:
     return DoctorResult("sqlite", "ok", f"{sqlite3.sqlite_version} (needs {need}+)")
 
 
-def _database(data_dir: Path) -> list[DoctorResult]:
+def _database(data_dir: Path, migrations: Sources) -> list[DoctorResult]:
     path = data_dir / "pressluft.db"
     if not path.is_file():
         return [
@@ -128,7 +128,7 @@ def _database(data_dir: Path) -> list[DoctorResult]:
         results.append(
             DoctorResult("database integrity", "ok" if check == "ok" else "fail", str(check))
         )
-        version, latest = current_version(conn), latest_version()
+        version, latest = current_version(conn), latest_version(migrations)
         if version == latest:
             results.append(DoctorResult("schema version", "ok", f"{version} (current)"))
         elif version < latest:
@@ -172,11 +172,13 @@ def _disk(data_dir: Path) -> DoctorResult:
     return DoctorResult("disk space", status, f"{free_gib:.1f} GiB free at {probe}")
 
 
-def run_checks(data_dir: Path, docker_host: str = "auto") -> list[DoctorResult]:
+def run_checks(
+    data_dir: Path, docker_host: str = "auto", migrations: Sources = ()
+) -> list[DoctorResult]:
     return [
         DoctorResult("data dir", "info", str(data_dir)),
         _sqlite(),
-        *_database(data_dir),
+        *_database(data_dir, migrations),
         _disk(data_dir),
         _ansible(),
         _ssh(),

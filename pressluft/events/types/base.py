@@ -8,7 +8,7 @@ first event is read; two classes with one tag are refused.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -21,7 +21,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_f
     #: Bumped when the stored shape changes; older shapes are upcast on read.
     SCHEMA_VERSION: ClassVar[int] = 1
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         global _defined
         _defined += 1  # the tag is set after this hook: the catalog reads it lazily
