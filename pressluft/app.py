@@ -7,7 +7,7 @@ correlation id and security headers too).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -27,6 +27,13 @@ from pressluft.runtime import Runtime
 from pressluft.web import TEMPLATES_DIR, WEB_ROUTES
 
 __all__ = ["create_app", "create_asgi"]
+
+
+def _constant(value: object) -> Callable[[], object]:
+    def provide() -> object:
+        return value
+
+    return provide
 
 
 def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
@@ -52,6 +59,11 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "ctx": Provide(provide_context, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
+            **{
+                name: Provide(_constant(service), use_cache=True, sync_to_thread=False)
+                for parts in runtime.parts
+                for name, service in parts.services.items()
+            },
         },
         guards=[access_guard, query_guard],  # in this order: who asks, then what
         dto=StrictBody,

@@ -22,6 +22,7 @@ from pressluft.config import Config
 from pressluft.db import Database
 from pressluft.events.projection import Projector
 from pressluft.events.types.base import Event
+from pressluft.http.writes import Writer
 from pressluft.jobs.scheduler import Schedule
 from pressluft.metrics import Metrics
 from pressluft.vault import Vault
@@ -42,6 +43,8 @@ class Kernel:
     metrics: Metrics
     #: The vault is opened at start, after the parts are built: ask for it when needed.
     vault: Callable[[], Vault]
+    #: Runs requests' commands at most once per `Idempotency-Key`.
+    writer: Writer
 
 
 @dataclass

@@ -33,6 +33,7 @@ from pressluft.events.notify import KeyedNotifier, LogNotifier
 from pressluft.executables import find_ansible_playbook
 from pressluft.feature import Feature, Kernel, Parts
 from pressluft.features import FEATURES, migrations_of, projectors_of
+from pressluft.http.writes import Writer
 from pressluft.jobs.builtin import register_diagnostics
 from pressluft.jobs.logs import LogAppended
 from pressluft.jobs.queue import JobWake
@@ -111,7 +112,9 @@ class Runtime:
             self.jobs, self.scheduler, self.db, lambda: self.vault, self.providers
         )
         register_site_jobs(self.jobs, self.db, lambda: self.vault, config.wordpress_source)
-        kernel = Kernel(config, self.clock, self.db, self.metrics, lambda: self.vault)
+        vault = lambda: self.vault  # noqa: E731 - opened at start
+        writer = Writer(self.db, vault, config.idempotency_ttl_seconds)
+        kernel = Kernel(config, self.clock, self.db, self.metrics, vault, writer)
         self.parts: list[Parts] = [feature.parts(kernel) for feature in features]
         for parts in self.parts:
             for worker in parts.workers:

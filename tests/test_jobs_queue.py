@@ -470,11 +470,7 @@ def test_a_schedule_with_an_active_job_is_not_due(q: QueueDb) -> None:
 def test_idempotency_keys_expire_belong_to_one_actor_and_skip_failures(
     q: QueueDb, tmp_path: Path
 ) -> None:
-    from pressluft.services.idempotency import (
-        IdempotencyKeyReused,
-        guarded,
-        prune_expired,
-    )
+    from pressluft.http.idempotency import IdempotencyKeyReused, guarded, prune_expired
     from pressluft.services.jobs import JobAccepted
 
     vault = Vault.load_or_create(tmp_path / "secrets")

@@ -285,7 +285,7 @@ async def test_the_pool_rescues_expired_leases_but_not_its_own(
 async def test_housekeeping_runs_as_a_job_and_prunes_logs_and_expired_keys(
     runtime: Runtime, clock: FrozenClock
 ) -> None:
-    from pressluft.services.idempotency import guarded
+    from pressluft.http.idempotency import guarded
     from pressluft.services.jobs import JobAccepted, read_log
 
     old = await submit(runtime, job_type="noop")

@@ -16,7 +16,7 @@ from litestar import Request
 from pressluft.acting import Context
 from pressluft.api.daemon import Daemon
 from pressluft.db import WriteTx
-from pressluft.services.idempotency import Recorded, fingerprint, guarded
+from pressluft.http.idempotency import Answered, fingerprint, guarded
 
 __all__ = ["REPLAYED", "replay_headers", "run_write"]
 
@@ -32,10 +32,10 @@ async def run_write(
     command: Callable[[WriteTx], T],
     result_type: type[T],
     status_code: int,
-) -> Recorded[T]:
+) -> Answered[T]:
     key = ctx.idempotency_key
     if key is None:
-        return Recorded(await runtime.db.write(command), replayed=False)
+        return Answered(await runtime.db.write(command), replayed=False)
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     print_ = fingerprint(request.method, target, await request.body())
     return await runtime.db.write(
@@ -52,5 +52,5 @@ async def run_write(
     )
 
 
-def replay_headers(recorded: Recorded[Any]) -> dict[str, str]:
+def replay_headers(recorded: Answered[Any]) -> dict[str, str]:
     return {REPLAYED: "true"} if recorded.replayed else {}

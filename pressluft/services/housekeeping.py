@@ -13,11 +13,11 @@ from datetime import timedelta
 
 from pressluft.clock import format_ts
 from pressluft.db import Database, WriteTx
+from pressluft.http.idempotency import prune_expired
 from pressluft.jobs.context import JobContext
 from pressluft.jobs.logs import prune_before
 from pressluft.jobs.registry import JobRegistry, JobType
 from pressluft.jobs.scheduler import Schedule, Scheduler
-from pressluft.services.idempotency import prune_expired
 
 __all__ = ["HOUSEKEEPING_EVERY_SECONDS", "register_housekeeping"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pressluft.contexts.settings.events import SettingsChanged
 from pressluft.contexts.settings.projector import SETTINGS_PROJECTOR
 from pressluft.contexts.settings.routes import SETTINGS_ROUTES
-from pressluft.feature import Feature
+from pressluft.contexts.settings.service import Settings
+from pressluft.feature import Feature, Parts
 
 __all__ = ["FEATURE"]
 
@@ -14,4 +15,5 @@ FEATURE = Feature(
     events=(SettingsChanged,),
     projectors=(SETTINGS_PROJECTOR,),
     routes=tuple(SETTINGS_ROUTES),
+    assemble=lambda k: Parts(services={"settings": Settings(k.db, k.writer, k.vault)}),
 )

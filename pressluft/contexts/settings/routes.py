@@ -10,15 +10,9 @@ from litestar.di import NamedDependency
 from litestar.params import Body, HeaderParameter
 
 from pressluft.acting import Context
-from pressluft.api.daemon import Daemon
-from pressluft.api.idempotency import replay_headers, run_write
-from pressluft.contexts.settings.service import (
-    SettingsPatch,
-    SettingsView,
-    change_settings_command,
-    get_settings,
-)
+from pressluft.contexts.settings.service import Settings, SettingsPatch, SettingsView
 from pressluft.errors import BadRequest, Conflict
+from pressluft.http.writes import answer, retry_of
 
 __all__ = ["SETTINGS_ROUTES"]
 
@@ -49,24 +43,24 @@ def _expected_version(if_match: str | None) -> int | None:
 
 
 @get("/api/settings", operation_id="getSettings", tags=["settings"])
-async def read_settings(runtime: NamedDependency[Daemon]) -> Response[SettingsView]:
-    view = await get_settings(runtime.db)
+async def read_settings(settings: NamedDependency[Settings]) -> Response[SettingsView]:
+    view = await settings.get()
     return Response(view, headers=_etag(view))
 
 
 @patch("/api/settings", operation_id="updateSettings", tags=["settings"])
 async def update_settings(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    settings: NamedDependency[Settings],
     ctx: NamedDependency[Context],
     data: Annotated[SettingsPatch, Body()],
     if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
 ) -> Response[SettingsView]:
-    command = change_settings_command(
-        runtime.vault, data, ctx, expected_version=_expected_version(if_match)
+    expected = _expected_version(if_match)
+    done = await settings.change(
+        data, ctx, expected_version=expected, retry=await retry_of(request, ctx)
     )
-    done = await run_write(request, runtime, ctx, command, SettingsView, 200)
-    return Response(done.value, headers={**_etag(done.value), **replay_headers(done)})
+    return answer(done, 200, _etag(done.value))
 
 
 SETTINGS_ROUTES = [read_settings, update_settings]

@@ -27,11 +27,14 @@ from pressluft.contexts.settings.events import SettingsChanged
 from pressluft.db import Database, WriteTx
 from pressluft.errors import BadRequest, StreamConflict, ValidationFailed
 from pressluft.events import append
+from pressluft.http.idempotency import Answered
+from pressluft.http.writes import Retry, Writer
 from pressluft.vault import Vault, VaultError
 
 __all__ = [
     "DNS01_CREDENTIAL_KEYS",
     "HOSTNAME_PATTERN",
+    "Settings",
     "SettingsPatch",
     "SettingsView",
     "change_settings",
@@ -284,3 +287,26 @@ async def change_settings(
     expected_version: int | None = None,
 ) -> SettingsView:
     return await db.write(change_settings_command(vault, patch, ctx, expected_version))
+
+
+class Settings:
+    """The settings service routes and pages call."""
+
+    def __init__(self, db: Database, writer: Writer, vault: Callable[[], Vault]) -> None:
+        self._db = db
+        self._writer = writer
+        self._vault = vault
+
+    async def get(self) -> SettingsView:
+        return await get_settings(self._db)
+
+    async def change(
+        self,
+        patch: SettingsPatch,
+        ctx: Context,
+        *,
+        expected_version: int | None,
+        retry: Retry | None,
+    ) -> Answered[SettingsView]:
+        command = change_settings_command(self._vault(), patch, ctx, expected_version)
+        return await self._writer.run(command, SettingsView, 200, retry)

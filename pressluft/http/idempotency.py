@@ -28,7 +28,7 @@ from pressluft.db import WriteTx
 from pressluft.errors import ValidationFailed
 from pressluft.vault import Vault
 
-__all__ = ["IdempotencyKeyReused", "Recorded", "fingerprint", "guarded", "prune_expired"]
+__all__ = ["Answered", "IdempotencyKeyReused", "fingerprint", "guarded", "prune_expired"]
 
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 @dataclass(frozen=True)
-class Recorded(Generic[T]):
+class Answered(Generic[T]):
     """A command's result, and whether it is the replay of an earlier request's."""
 
     value: T
@@ -67,10 +67,10 @@ def guarded(
     command: Callable[[WriteTx], T],
     result_type: type[T],
     status_code: int,
-) -> Callable[[WriteTx], Recorded[T]]:
+) -> Callable[[WriteTx], Answered[T]]:
     """`command`, run at most once per (actor, key) while the key lives."""
 
-    def wrapped(tx: WriteTx) -> Recorded[T]:
+    def wrapped(tx: WriteTx) -> Answered[T]:
         row = tx.conn.execute(
             "SELECT fingerprint, response_ref FROM idempotency_keys"
             " WHERE actor = ? AND key = ? AND expires_at > ?",
@@ -83,7 +83,7 @@ def guarded(
                     details={"hint": "use a new key for a new request"},
                 )
             body = vault.open(tx.conn, row[1])
-            return Recorded(msgspec.json.decode(body, type=result_type), replayed=True)
+            return Answered(msgspec.json.decode(body, type=result_type), replayed=True)
         _forget(tx, actor, key)  # an expired use of the same key
         value = command(tx)
         ref = vault.seal(tx.conn, PURPOSE, msgspec.json.encode(value), tx.now_ts)
@@ -93,7 +93,7 @@ def guarded(
             " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (actor, key, print_, status_code, ref, tx.now_ts, expires),
         )
-        return Recorded(value, replayed=False)
+        return Answered(value, replayed=False)
 
     return wrapped
 
