@@ -11,19 +11,18 @@ start that fails half-way undoes what it started, so the process can exit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 import secrets
 import sqlite3
 from pathlib import Path
+from typing import TypeVar
 
 from pressluft import __version__
 from pressluft.affinity import colocate_current_thread, restore_current_thread
 from pressluft.clock import Clock, SystemClock, format_ts
 from pressluft.config import Config
-from pressluft.contexts.access.passwords import PasswordHasher
-from pressluft.contexts.access.sessions import LoginLimits, expire_sessions
+from pressluft.contexts.access.service import Access
 from pressluft.contexts.access.users import count_users, create_user_command
 from pressluft.datadir import DataDirLock, prepare
 from pressluft.db import CommitInfo, Database, is_unavailable, migrate_file, open_sync
@@ -52,10 +51,11 @@ from pressluft.vault import Vault
 
 __all__ = ["Runtime"]
 
+S = TypeVar("S")
+
 log = get_logger("pressluft.runtime")
 
 CHECKPOINT_INTERVAL_SECONDS = 300.0
-SESSION_SWEEP_SECONDS = 60.0
 INITIAL_ADMIN_EMAIL = "admin@pressluft.local"
 INITIAL_ADMIN_FILE = "initial-admin-password"
 FIRST_RUN_ACTOR = "system:first-run"
@@ -116,6 +116,9 @@ class Runtime:
         writer = Writer(self.db, vault, config.idempotency_ttl_seconds)
         kernel = Kernel(config, self.clock, self.db, self.metrics, vault, writer)
         self.parts: list[Parts] = [feature.parts(kernel) for feature in features]
+        access = self.service("access", Access)
+        self.hasher = access.hasher
+        self.login_limits = access.limits
         for parts in self.parts:
             for worker in parts.workers:
                 self.jobs.register(worker)
@@ -134,8 +137,6 @@ class Runtime:
         self._lock = DataDirLock(config.data_dir, f"pressluft {config.mode}")
         self._vault: Vault | None = None
         self._affinity: set[int] | None = None
-        self.hasher = PasswordHasher()
-        self.login_limits = LoginLimits(config.login_attempts_per_minute, self.clock)
         #: Set on the first `dev` start: (email, password) to show once, then cleared.
         self.initial_admin: tuple[str, str] | None = None
         self.user_count = 0
@@ -143,6 +144,14 @@ class Runtime:
         self.auth_epoch = 0
         self.started_at = self.clock.monotonic()
         self.started = False
+
+    def service(self, name: str, kind: type[S]) -> S:
+        """The service a feature registered under `name` (the composition root's view)."""
+        for parts in self.parts:
+            found = parts.services.get(name)
+            if isinstance(found, kind):
+                return found
+        raise LookupError(f"no {kind.__name__} service named {name!r}")
 
     @property
     def vault(self) -> Vault:
@@ -204,7 +213,6 @@ class Runtime:
         if self.user_count == 0 and self.config.mode == "dev":
             await self._create_initial_admin()
         self.supervisor.start(Service("wal-checkpoint", self._checkpoint_loop))
-        self.supervisor.start(Service("session-sweeper", self._session_sweeper))
         self.supervisor.start(Service("workers", self.workers.run))
         self.supervisor.start(Service("scheduler", self.scheduler.run))
         if self.providers.docker is not None:
@@ -250,7 +258,6 @@ class Runtime:
         try:
             await self.supervisor.stop(grace=self.config.shutdown_timeout_seconds)
         finally:
-            self.hasher.close()
             self.providers.close()
             for parts in self.parts:
                 for close in parts.closers:
@@ -316,15 +323,6 @@ class Runtime:
         self.initial_admin = (INITIAL_ADMIN_EMAIL, password)
         self.user_count = 1
         log.info("created the initial admin", extra={"email": INITIAL_ADMIN_EMAIL})
-
-    async def _session_sweeper(self, stopping: asyncio.Event) -> None:
-        """Every minute: record expired sessions as `auth.session_expired`."""
-        while not stopping.is_set():
-            ended = await expire_sessions(self.db)
-            if ended:
-                log.info("expired %d session(s)", ended)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), SESSION_SWEEP_SECONDS)
 
     async def _checkpoint_loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

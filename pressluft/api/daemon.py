@@ -12,8 +12,6 @@ from typing import Protocol, runtime_checkable
 
 from pressluft.clock import Clock
 from pressluft.config import Config
-from pressluft.contexts.access.passwords import PasswordHasher
-from pressluft.contexts.access.sessions import LoginLimits
 from pressluft.db import Database
 from pressluft.events.notify import KeyedNotifier, LogNotifier
 from pressluft.jobs.registry import JobRegistry
@@ -37,8 +35,6 @@ class Daemon(Protocol):
     job_changes: KeyedNotifier
     jobs: JobRegistry
     providers: Providers
-    hasher: PasswordHasher
-    login_limits: LoginLimits
     stopping: asyncio.Event
     user_count: int
     #: Moves whenever a session or token ends, so long-lived streams re-check theirs.

@@ -31,15 +31,14 @@ from litestar.handlers.base import BaseRouteHandler
 
 from pressluft.api.contract import load_contract
 from pressluft.errors import BadRequest, UnsupportedMediaType
+from pressluft.http.params import bad_query
 
 __all__ = [
     "IDEMPOTENCY_KEY",
     "bodiless",
     "declared_queries",
     "idempotent",
-    "query_choice",
     "query_guard",
-    "query_int",
 ]
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -124,12 +123,12 @@ async def query_guard(
     seen: set[str] = set()
     for name, value in parse_qsl(raw, keep_blank_values=True):
         if name not in declared:
-            raise _bad(name, _unknown(name, declared))
+            raise bad_query(name, _unknown(name, declared))
         if name in seen:
-            raise _bad(name, "given more than once")
+            raise bad_query(name, "given more than once")
         seen.add(name)
         if declared[name] and not _INTEGER.fullmatch(value):
-            raise _bad(name, "expected an integer, written in digits")
+            raise bad_query(name, "expected an integer, written in digits")
     keys = connection.headers.getall(IDEMPOTENCY_KEY.lower(), [])
     if keys and operation not in idempotent():
         raise _bad_key(
@@ -195,26 +194,3 @@ def _unknown(name: str, declared: dict[str, bool]) -> str:
     close = difflib.get_close_matches(name, list(declared), n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     return f"not a parameter of this operation ({hint}it takes {', '.join(sorted(declared))})"
-
-
-def _bad(name: str, message: str) -> BadRequest:
-    return BadRequest(
-        f"invalid request: {name}: {message}",
-        details={"errors": [{"field": name, "message": message, "in": "query"}]},
-    )
-
-
-def query_int(name: str, raw: str | None, low: int, high: int) -> int | None:
-    if raw is None:
-        return None
-    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
-        raise _bad(name, f"expected an integer from {low} to {high}")
-    return int(raw)
-
-
-def query_choice(name: str, raw: str | None, choices: tuple[str, ...]) -> str | None:
-    if raw is None:
-        return None
-    if raw not in choices:
-        raise _bad(name, f"expected one of {', '.join(choices)}")
-    return raw

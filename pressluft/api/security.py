@@ -33,6 +33,7 @@ from pressluft.api.daemon import Daemon
 from pressluft.clock import format_ts
 from pressluft.contexts.access.principals import (
     SCOPES,
+    SESSION_COOKIE,
     Principal,
     grants,
     principal_for_session,
@@ -51,7 +52,6 @@ __all__ = [
     "requirements",
 ]
 
-SESSION_COOKIE = "session_token"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _SCHEMES = {"bearerAuth": "token", "sessionAuth": "session"}
 

@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from pressluft.api.daemon import Daemon
-from pressluft.api.params import query_int
+from pressluft.http.params import query_int
 from pressluft.services.audit import AuditPage, AuditQuery, query_audit
 
 __all__ = ["AUDIT_ROUTES"]

@@ -14,9 +14,9 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from pressluft.acting import Context
 from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
-from pressluft.api.params import query_choice, query_int
 from pressluft.api.streams import CredentialWatch, resume_point
 from pressluft.errors import BadRequest
+from pressluft.http.params import query_choice, query_int
 from pressluft.ids import is_uuid
 from pressluft.jobs.queue import cancel, retry
 from pressluft.services.jobs import (

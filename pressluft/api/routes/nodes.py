@@ -13,9 +13,9 @@ from litestar.params import Body, PathParameter, QueryParameter
 from pressluft.acting import Context
 from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
-from pressluft.api.params import query_choice, query_int
 from pressluft.clock import format_ts
 from pressluft.db import WriteTx
+from pressluft.http.params import query_choice, query_int
 from pressluft.services.nodes import (
     STATUSES,
     NodeAccepted,

@@ -12,8 +12,8 @@ from litestar.params import Body, PathParameter, QueryParameter
 from pressluft.acting import Context
 from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
-from pressluft.api.params import query_choice, query_int
 from pressluft.errors import BadRequest
+from pressluft.http.params import query_choice, query_int
 from pressluft.ids import is_uuid
 from pressluft.services.environments import (
     CreateEnvironmentRequest,

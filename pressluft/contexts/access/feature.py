@@ -18,10 +18,17 @@ from pressluft.contexts.access.projector import (
     USERS_PROJECTOR,
 )
 from pressluft.contexts.access.routes import ACCESS_ROUTES
+from pressluft.contexts.access.service import Access
 from pressluft.contexts.access.token_routes import TOKEN_ROUTES
-from pressluft.feature import Feature
+from pressluft.feature import Feature, Kernel, Parts
 
 __all__ = ["FEATURE"]
+
+
+def _assemble(kernel: Kernel) -> Parts:
+    access = Access(kernel.db, kernel.writer, kernel.vault, kernel.clock, kernel.config)
+    return Parts(services={"access": access}, background=[access.sweeper()], closers=[access.close])
+
 
 FEATURE = Feature(
     name="access",
@@ -38,4 +45,5 @@ FEATURE = Feature(
     # Users before the sessions and tokens that point at them.
     projectors=(USERS_PROJECTOR, SESSIONS_PROJECTOR, TOKENS_PROJECTOR),
     routes=(*ACCESS_ROUTES, *TOKEN_ROUTES),
+    assemble=_assemble,
 )

@@ -16,6 +16,7 @@ import msgspec
 
 __all__ = [
     "SCOPES",
+    "SESSION_COOKIE",
     "Principal",
     "PrincipalView",
     "TokenSummary",
@@ -26,6 +27,9 @@ __all__ = [
     "scopes_for_role",
     "secret_hash",
 ]
+
+#: The dashboard session's cookie.
+SESSION_COOKIE = "session_token"
 
 Scope = Literal["read", "write", "admin"]
 SCOPES: tuple[Scope, ...] = ("read", "write", "admin")

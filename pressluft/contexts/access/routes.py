@@ -11,10 +11,8 @@ from litestar.di import NamedDependency
 from litestar.params import Body
 
 from pressluft.acting import Context
-from pressluft.api.daemon import Daemon
-from pressluft.api.security import SESSION_COOKIE
-from pressluft.contexts.access.principals import Principal, PrincipalView, UserView
-from pressluft.contexts.access.sessions import log_in, log_out
+from pressluft.contexts.access.principals import SESSION_COOKIE, Principal, PrincipalView, UserView
+from pressluft.contexts.access.service import Access
 
 __all__ = ["ACCESS_ROUTES", "NO_STORE"]
 
@@ -37,7 +35,7 @@ class Success(msgspec.Struct, frozen=True):
     success: bool = True
 
 
-def _cookie(runtime: Daemon, value: str, max_age: int) -> Cookie:
+def _cookie(access: Access, value: str, max_age: int) -> Cookie:
     return Cookie(
         key=SESSION_COOKIE,
         value=value,
@@ -45,45 +43,40 @@ def _cookie(runtime: Daemon, value: str, max_age: int) -> Cookie:
         path="/",
         httponly=True,
         samesite="strict",
-        secure=runtime.config.tls,
+        secure=access.secure_cookies,
     )
 
 
 @post("/api/login", operation_id="login", status_code=200, tags=["access"])
 async def login(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    access: NamedDependency[Access],
     ctx: NamedDependency[Context],
     data: Annotated[LoginRequest, Body()],
 ) -> Response[LoginResponse]:
-    result = await log_in(
-        runtime.db,
-        runtime.vault,
-        runtime.hasher,
-        runtime.login_limits,
-        email=data.email,
-        password=data.password,
+    result = await access.log_in(
+        data.email,
+        data.password,
         client_address=request.client.host if request.client else None,
         presented_token=request.cookies.get(SESSION_COOKIE),
-        ttl_seconds=runtime.config.session_ttl_seconds,
         ctx=ctx,
     )
     return Response(
         LoginResponse(success=True, user=result.user, expires_at=result.expires_at),
-        cookies=[_cookie(runtime, result.token, runtime.config.session_ttl_seconds)],
+        cookies=[_cookie(access, result.token, access.session_ttl_seconds)],
         headers=NO_STORE,
     )
 
 
 @post("/api/logout", operation_id="logout", status_code=200, tags=["access"])
 async def logout(
-    runtime: NamedDependency[Daemon],
+    access: NamedDependency[Access],
     ctx: NamedDependency[Context],
     principal: NamedDependency[Principal],
 ) -> Response[Success]:
     if principal.session_id is not None:
-        await log_out(runtime.db, principal.session_id, ctx)
-    return Response(Success(), cookies=[_cookie(runtime, "", 0)], headers=NO_STORE)
+        await access.log_out(principal.session_id, ctx)
+    return Response(Success(), cookies=[_cookie(access, "", 0)], headers=NO_STORE)
 
 
 @get("/api/me", operation_id="getMe", tags=["access"])
