@@ -69,7 +69,13 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
         dto=StrictBody,
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],
-        template_config=TemplateConfig(directory=Path(TEMPLATES_DIR), engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=[
+                Path(TEMPLATES_DIR),
+                *(f.templates for f in runtime.features if f.templates is not None),
+            ],
+            engine=JinjaTemplateEngine,
+        ),
         openapi_config=None,
         logging_config=None,
         request_max_body_size=runtime.config.max_body_bytes,

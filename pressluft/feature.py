@@ -77,6 +77,8 @@ class Feature:
     #: API route handlers and dashboard pages (Litestar handlers).
     routes: tuple[Any, ...] = ()
     pages: tuple[Any, ...] = ()
+    #: A directory of its pages' Jinja templates (beside the dashboard shell's).
+    templates: Path | None = None
     #: A directory of `NNNN_name.sql` migrations (one numbering with `db/migrations`).
     migrations: Path | None = None
     assemble: Callable[[Kernel], Parts] | None = None
