@@ -263,6 +263,15 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="N",
     ),
     Setting(
+        "node_site_jobs",
+        "2",
+        "Most site jobs (creating, cloning, deleting sites and environments) running "
+        "at the same time on one node; a node's own jobs (provisioning, checks) are "
+        "not counted.",
+        _int_between(1, 64),
+        metavar="N",
+    ),
+    Setting(
         "lease_seconds",
         "30",
         "Lease of a running job attempt; the worker renews it every third of this. "
@@ -356,6 +365,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     write_batch_max: int
     cpu_affinity: str
     workers: int
+    node_site_jobs: int
     lease_seconds: int
     job_log_retention_days: int
     idempotency_ttl_seconds: int

@@ -132,6 +132,7 @@ class Runtime:
             slots=config.workers,
             lease_seconds=config.lease_seconds,
             data_dir=config.data_dir,
+            node_site_jobs=config.node_site_jobs,
         )
         self.stopping = asyncio.Event()
         self._lock = DataDirLock(config.data_dir, f"pressluft {config.mode}")

@@ -1,9 +1,11 @@
 """The queue's commands. Each runs inside one transaction (`Database.write` or `write_now`).
 
     enqueue      append job.enqueued inside the caller's transaction (the outbox:
-                 a command's own events and its job commit together or not at all)
-    claim        take the oldest runnable jobs whose site and node have no running
-                 job; each gets a fresh lease token (job.claimed)
+                 a command's own events and its job commit together or not at all);
+                 a unique job already queued or running is answered, not repeated
+                 (active_unique: ask before appending events of one's own)
+    claim        take the oldest runnable jobs whose locks are free (lock scopes,
+                 below); each gets a fresh lease token (job.claimed)
     heartbeat    extend a running attempt's lease (liveness, not an event);
     renew        the same for every lease a worker pool holds, in one transaction
     finish       a worker's outcome: succeeded, retry_scheduled, failed, cancelled
@@ -16,6 +18,16 @@
 Every worker transition presents the attempt's lease token; without it the
 command raises `LeaseLost` and changes nothing (and the projector's guarded
 UPDATE would refuse anyway).
+
+Lock scopes: a job runs on a node (`node_id`) and holds locks. A site's job
+(`site_id`) holds its site exclusively — never two running jobs of one site —
+and its node as its `node_lock` says. `exclusive` (node mutations: provision,
+decommission, create, start, stop, re-pin) runs alone on its node; `shared`
+runs beside other shared jobs, never beside an exclusive one. At most
+`node_site_jobs` site jobs run at once on one node (a shared job without a
+site, the read-only check, is not counted). A queued exclusive job that is due
+bars the shared jobs of its node enqueued after it from starting, so a stream
+of site jobs cannot starve a provisioning.
 """
 
 from __future__ import annotations
@@ -45,20 +57,24 @@ from pressluft.events.types import (
     JobRetryScheduled,
     JobSucceeded,
 )
+from pressluft.events.types.jobs import NodeLock, scope_node_lock
 from pressluft.ids import is_uuid, new_ordered_id
 from pressluft.jobs.logs import LeaseLost, attempt_output_tail, first_line, system_line
 
 __all__ = [
+    "NODE_SITE_JOBS",
     "STATUSES",
     "TERMINAL",
     "Claim",
     "JobNotCancellable",
     "JobSpec",
     "JobWake",
+    "NodeLock",
     "Outcome",
     "RescueReason",
     "RescueScope",
     "Rescued",
+    "active_unique",
     "cancel",
     "claim",
     "enqueue",
@@ -69,6 +85,8 @@ __all__ = [
     "require_lease",
     "rescue",
     "retry",
+    "scope_node_lock",
+    "unique_key",
 ]
 
 #: A job's statuses (the `jobs.status` CHECK), and the ones it ends in.
@@ -89,7 +107,7 @@ class JobWake(msgspec.Struct, frozen=True):
 
 
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """What to run."""
+    """What to run, where, and what it locks."""
 
     job_type: str
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -100,10 +118,51 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     timeout_seconds: int = 1800
     run_after: str | None = None
     retry_of: str | None = None
+    #: How it holds its node (see the module's lock scopes). None: from its scope
+    #: (`scope_node_lock`: alone on a node without a site, shared with one) —
+    #: the commands name it where they build the spec.
+    node_lock: NodeLock | None = None
+    #: At most one queued or running job of this type and target (`unique_key`):
+    #: enqueueing another answers the active one.
+    unique: bool = False
+
+    @property
+    def target(self) -> str | None:
+        """What the job acts on: its environment, else its site, else its node."""
+        return self.environment_id or self.site_id or self.node_id
+
+
+#: The `node_site_jobs` setting's default: site jobs running at once on one node.
+NODE_SITE_JOBS = 2
+
+
+def unique_key(job_type: str, target: str | None) -> str:
+    """The key of a unique job: `<job_type>:<target>` (a job with no target: one per type)."""
+    return f"{job_type}:{target or ''}"
+
+
+def active_unique(conn: sqlite3.Connection, job_type: str, target: str | None) -> str | None:
+    """The queued or running unique job of this type and target, if any. A command
+    that appends events of its own before enqueueing a unique job asks this first:
+    when a job is active it answers that job and appends nothing."""
+    row = conn.execute(
+        "SELECT id FROM jobs WHERE unique_key = ? AND status IN ('queued', 'running')",
+        (unique_key(job_type, target),),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def enqueue(tx: WriteTx, spec: JobSpec, meta: Meta) -> str:
-    """Queue a job inside the caller's transaction; returns its id."""
+    """Queue a job inside the caller's transaction; returns its id — or, for a
+    unique job of which one is queued or running already, that job's id, and
+    nothing is appended (the partial unique index `jobs_one_active_per_unique_key`
+    would refuse a second)."""
+    key = None
+    if spec.unique:
+        key = unique_key(spec.job_type, spec.target)
+        active = active_unique(tx.conn, spec.job_type, spec.target)
+        if active is not None:
+            return active
     job_id = new_ordered_id()
     event = JobEnqueued(
         job_id=job_id,
@@ -116,6 +175,8 @@ def enqueue(tx: WriteTx, spec: JobSpec, meta: Meta) -> str:
         node_id=spec.node_id,
         run_after=spec.run_after,
         retry_of=spec.retry_of,
+        node_lock=spec.node_lock or scope_node_lock(spec.site_id, spec.node_id),
+        unique_key=key,
     )
     append(tx, f"job:{job_id}", NO_STREAM, [event], meta)
     first_line(tx, job_id, f"queued ({spec.job_type})")
@@ -143,17 +204,34 @@ class Claim:
     claimed_at: str
 
 
-# The correlation id comes from the job.enqueued event (the job's row is keyed by its seq).
+# The oldest queued job that is due and whose locks are free (the module's lock
+# scopes). A job without a node skips the node's terms, one without a site the
+# site's. Every lookup is an index probe: `jobs_one_running_per_site`,
+# `jobs_running_by_node` (a node's running jobs, their locks and sites),
+# `jobs_queued_exclusive`. The correlation id comes from the job.enqueued event
+# (the job's row is keyed by its seq).
 _CANDIDATE = """
 SELECT id, job_type, attempt_count, max_attempts, payload_json, site_id, environment_id,
        node_id, timeout_seconds, max(created_at, coalesce(run_after, '')),
        (SELECT json_extract(e.meta, '$.correlation_id') FROM events e WHERE e.seq = j.enqueued_seq)
 FROM jobs j
-WHERE status = 'queued' AND (run_after IS NULL OR run_after <= ?)
+WHERE status = 'queued' AND (run_after IS NULL OR run_after <= :now)
   AND (site_id IS NULL OR NOT EXISTS
        (SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.site_id = j.site_id))
-  AND (node_id IS NULL OR NOT EXISTS
-       (SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.node_id = j.node_id))
+  AND (node_id IS NULL OR (
+       CASE WHEN node_lock = 'exclusive' THEN NOT EXISTS
+            (SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.node_id = j.node_id)
+       ELSE NOT EXISTS
+            (SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.node_id = j.node_id
+               AND r.node_lock = 'exclusive')
+         AND NOT EXISTS
+            (SELECT 1 FROM jobs q WHERE q.status = 'queued' AND q.node_lock = 'exclusive'
+               AND q.node_id = j.node_id AND q.enqueued_seq < j.enqueued_seq
+               AND (q.run_after IS NULL OR q.run_after <= :now))
+       END
+       AND (site_id IS NULL OR
+            (SELECT count(*) FROM jobs r WHERE r.status = 'running' AND r.node_id = j.node_id
+               AND r.site_id IS NOT NULL) < :node_site_jobs)))
 ORDER BY enqueued_seq
 LIMIT 1
 """
@@ -163,18 +241,25 @@ Claimed = tuple[list["Claim"], str | None]
 
 
 def claim(
-    limit: int, worker: str, lease_seconds: float, *, next_due: bool = True
+    limit: int,
+    worker: str,
+    lease_seconds: float,
+    *,
+    next_due: bool = True,
+    node_site_jobs: int = NODE_SITE_JOBS,
 ) -> Callable[[WriteTx], Claimed]:
-    """Claim up to `limit` runnable jobs, oldest first, for `worker`. Also returns
-    when the next queued job falls due (its `run_after`), for the pool's sleep
-    (None when not asked for: `next_due=False`)."""
+    """Claim up to `limit` runnable jobs, oldest first, for `worker`, at most
+    `node_site_jobs` site jobs running on one node. Also returns when the next
+    queued job falls due (its `run_after`), for the pool's sleep (None when not
+    asked for: `next_due=False`)."""
     want_next_due = next_due
+    params = {"node_site_jobs": node_site_jobs}
 
     def command(tx: WriteTx) -> Claimed:
         claims: list[Claim] = []
         expires_at = format_ts(tx.now + timedelta(seconds=lease_seconds))
         for _ in range(limit):
-            row = tx.conn.execute(_CANDIDATE, (tx.now_ts,)).fetchone()
+            row = tx.conn.execute(_CANDIDATE, {**params, "now": tx.now_ts}).fetchone()
             if row is None:
                 break
             (job_id, job_type, done, max_attempts, payload, site_id, environment_id, node_id,
@@ -357,12 +442,18 @@ def finish(claim_: Claim, outcome: Outcome, worker: str) -> Callable[[WriteTx], 
 
 
 def finish_and_claim(
-    claim_: Claim, outcome: Outcome, worker: str, more: int, lease_seconds: float
+    claim_: Claim,
+    outcome: Outcome,
+    worker: str,
+    more: int,
+    lease_seconds: float,
+    *,
+    node_site_jobs: int = NODE_SITE_JOBS,
 ) -> Callable[[WriteTx], tuple[str, list[Claim]]]:
     """`finish`, then claim up to `more` jobs for the slot it frees — one transaction
     where there would be two (a busy pool feeds itself)."""
     end = finish(claim_, outcome, worker)
-    take = claim(more, worker, lease_seconds, next_due=False)
+    take = claim(more, worker, lease_seconds, next_due=False, node_site_jobs=node_site_jobs)
 
     def command(tx: WriteTx) -> tuple[str, list[Claim]]:
         status = end(tx)
@@ -498,12 +589,13 @@ def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
     def command(tx: WriteTx) -> str:
         row = tx.conn.execute(
             "SELECT status, job_type, payload_json, site_id, environment_id, node_id,"
-            " max_attempts, timeout_seconds FROM jobs WHERE id = ?",
+            " max_attempts, timeout_seconds, node_lock, unique_key FROM jobs WHERE id = ?",
             (job_id,),
         ).fetchone()
         if row is None:
             raise NotFound(f"no job {job_id}")
-        status, job_type, payload, site_id, environment_id, node_id, attempts, timeout = row
+        (status, job_type, payload, site_id, environment_id, node_id, attempts, timeout,
+         node_lock, key) = row  # fmt: skip
         if status not in ("failed", "cancelled"):
             raise Conflict(
                 f"job {job_id} is {status}; only failed or cancelled jobs can be retried",
@@ -532,7 +624,15 @@ def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
             max_attempts=attempts - _stops(tx, job_id),
             timeout_seconds=timeout,
             retry_of=job_id,
+            node_lock=node_lock,
+            unique=key is not None,
         )
+        if spec.unique:
+            # A unique job of its kind is queued or running already: that one is
+            # the answer, as for a new request; the old job stays retryable.
+            active = active_unique(tx.conn, spec.job_type, spec.target)
+            if active is not None:
+                return active
         new_id = enqueue(tx, spec, meta)
         # The old job's own history says it was retried, and by whom (the audit).
         append(tx, f"job:{job_id}", None, [JobRetried(job_id=job_id, retried_by=new_id)], meta)

@@ -30,7 +30,7 @@ from typing import Any
 from pressluft.clock import Clock, parse_ts
 from pressluft.db import Database, WriteTx
 from pressluft.events import Meta
-from pressluft.jobs.queue import JobSpec, enqueue
+from pressluft.jobs.queue import JobSpec, NodeLock, enqueue
 from pressluft.logs import get_logger
 
 __all__ = ["SCHEDULER_ACTOR", "Schedule", "Scheduler", "enqueue_due", "installed_at", "next_due"]
@@ -51,6 +51,8 @@ class Schedule:
     timeout_seconds: int = 1800
     #: With no job of its kind yet: how long after the database was created it first runs.
     first_after_seconds: int = 0
+    #: How its job holds its node, when it has one (lock scopes, `jobs.queue`).
+    node_lock: NodeLock = "shared"
 
     def due_at(self, last: str | None, started: datetime, now: datetime) -> datetime:
         if last is None:
@@ -99,6 +101,7 @@ def enqueue_due(schedules: Sequence[Schedule], started: datetime) -> Callable[[W
                 node_id=s.node_id,
                 max_attempts=s.max_attempts,
                 timeout_seconds=s.timeout_seconds,
+                node_lock=s.node_lock,
             )
             created.append(enqueue(tx, spec, Meta(actor=SCHEDULER_ACTOR)))
         return created

@@ -41,6 +41,7 @@ from pressluft.jobs.failures import JobFailure, retryable
 from pressluft.jobs.logs import LeaseLost
 from pressluft.jobs.process import kill_marked, kill_orphans
 from pressluft.jobs.queue import (
+    NODE_SITE_JOBS,
     Claim,
     Outcome,
     RescueScope,
@@ -98,6 +99,7 @@ class WorkerPool:
         lease_seconds: float,
         data_dir: Path,
         poll_seconds: float = 1.0,
+        node_site_jobs: int = NODE_SITE_JOBS,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -105,6 +107,8 @@ class WorkerPool:
         self.metrics = metrics
         self.slots = slots
         self.lease_seconds = lease_seconds
+        #: Site jobs running at once on one node (the claim's cap).
+        self.node_site_jobs = node_site_jobs
         self.poll_seconds = poll_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.jobs_dir = data_dir / "jobs"
@@ -152,7 +156,12 @@ class WorkerPool:
                 if free > 0:
                     try:
                         claims, next_due = await self.db.write(
-                            claim(free, self.worker_id, self.lease_seconds),
+                            claim(
+                                free,
+                                self.worker_id,
+                                self.lease_seconds,
+                                node_site_jobs=self.node_site_jobs,
+                            ),
                             linger=LINGER_SECONDS,
                         )
                     except ServiceUnavailable as exc:
@@ -330,7 +339,14 @@ class WorkerPool:
             more = 0 if self._stopping else 1
             try:
                 return await self.db.write(
-                    finish_and_claim(c, outcome, self.worker_id, more, self.lease_seconds),
+                    finish_and_claim(
+                        c,
+                        outcome,
+                        self.worker_id,
+                        more,
+                        self.lease_seconds,
+                        node_site_jobs=self.node_site_jobs,
+                    ),
                     linger=LINGER_SECONDS,
                 )
             except ServiceUnavailable:

@@ -25,6 +25,7 @@ from pressluft.events.types import (
     JobRetryScheduled,
     JobSucceeded,
 )
+from pressluft.events.types.jobs import scope_node_lock
 
 __all__ = ["JOBS_PROJECTOR", "GuardFailed"]
 
@@ -42,7 +43,8 @@ def _enqueued(conn: sqlite3.Connection, e: JobEnqueued, env: Envelope) -> None:
     conn.execute(
         "INSERT INTO jobs (id, job_type, status, site_id, environment_id, node_id, payload_json,"
         " max_attempts, timeout_seconds, run_after, retry_of, enqueued_seq, created_at,"
-        " updated_at, state_version) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " updated_at, state_version, node_lock, unique_key)"
+        " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             e.job_id,
             e.job_type,
@@ -58,8 +60,24 @@ def _enqueued(conn: sqlite3.Connection, e: JobEnqueued, env: Envelope) -> None:
             env.recorded_at,
             env.recorded_at,
             env.stream_version,
+            # Events from before lock scopes name no lock: derived from the scope,
+            # the same way on every replay (and as migration 0015 filled the column).
+            e.node_lock or scope_node_lock(e.site_id, e.node_id),
+            e.unique_key,
         ),
     )
+
+
+# A claim takes the job's site exclusively and its node as its `node_lock` says:
+# an exclusive job alone on its node, a shared one beside shared ones only. (The
+# cap of site jobs per node and the bar on jobs younger than a due exclusive one
+# are the claim's policy — a setting and a queue order — not an invariant of the
+# history, so a replay does not judge them.)
+_LOCKS_FREE = (
+    " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.site_id = jobs.site_id)"
+    " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.node_id = jobs.node_id"
+    "   AND (jobs.node_lock = 'exclusive' OR r.node_lock = 'exclusive'))"
+)
 
 
 def _claimed(conn: sqlite3.Connection, e: JobClaimed, env: Envelope) -> None:
@@ -67,9 +85,7 @@ def _claimed(conn: sqlite3.Connection, e: JobClaimed, env: Envelope) -> None:
         "UPDATE jobs SET status = 'running', attempt_count = ?, lease_token = ?,"
         " lease_expires_at = ?, locked_at = ?, locked_by = ?, started_at = ?, run_after = NULL,"
         " updated_at = ?, state_version = ?"
-        " WHERE id = ? AND status = 'queued' AND attempt_count = ? - 1"
-        " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.status = 'running'"
-        "   AND ((r.site_id = jobs.site_id) OR (r.node_id = jobs.node_id)))",
+        " WHERE id = ? AND status = 'queued' AND attempt_count = ? - 1" + _LOCKS_FREE,
         (
             e.attempt,
             e.lease_token,

@@ -22,7 +22,20 @@ __all__ = [
     "JobRetried",
     "JobRetryScheduled",
     "JobSucceeded",
+    "NodeLock",
+    "scope_node_lock",
 ]
+
+NodeLock = Literal["exclusive", "shared"]
+
+
+def scope_node_lock(site_id: str | None, node_id: str | None) -> NodeLock:
+    """The node lock a job gets when none is named: what the queue did before lock
+    scopes, as far as the new rule can say it — a job on a node without a site (a
+    node mutation, a check, a diagnostic) runs alone on it, a site's job shares it
+    (its site stays exclusive). Fixed, so the events recorded before lock scopes
+    replay into the same rows (a job without a node: `shared`, which means nothing)."""
+    return "exclusive" if node_id is not None and site_id is None else "shared"
 
 
 class JobEnqueued(Event, frozen=True, tag="job.enqueued"):
@@ -36,6 +49,14 @@ class JobEnqueued(Event, frozen=True, tag="job.enqueued"):
     node_id: str | None = None
     run_after: str | None = None
     retry_of: str | None = None
+    #: How the job holds its node (`exclusive`: alone on it; `shared`: beside other
+    #: shared jobs). None only in events recorded before lock scopes (migration
+    #: 0015): the projector derives it from the job's scope, the same way every
+    #: time (`scope_node_lock`), so a replay rebuilds the same rows.
+    node_lock: NodeLock | None = None
+    #: `<job_type>:<target>` of a unique job (at most one queued or running per
+    #: key); None for any other job and in events recorded before lock scopes.
+    unique_key: str | None = None
 
 
 class JobClaimed(Event, frozen=True, tag="job.claimed"):
