@@ -208,6 +208,8 @@ def create_environment_command(
             node_id=source.node_id,
             payload={"source_environment_id": source.id},
             timeout_seconds=ENV_JOB_TIMEOUT_SECONDS,
+            # Its site alone, its node beside other sites' jobs (up to the cap).
+            node_lock="shared",
         )
         return EnvironmentAccepted(job_id=enqueue(tx, spec, meta), environment_id=environment_id)
 
@@ -223,6 +225,8 @@ def _deletion(
         environment_id=environment_id,
         node_id=node_id,
         timeout_seconds=ENV_JOB_TIMEOUT_SECONDS,
+        # Its site alone, its node beside other sites' jobs (up to the cap).
+        node_lock="shared",
     )
     job_id = enqueue(tx, spec, meta)
     event = EnvironmentDeletionRequested(environment_id=environment_id, job_id=job_id)

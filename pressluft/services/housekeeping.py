@@ -53,5 +53,7 @@ def register_housekeeping(
             HOUSEKEEPING_EVERY_SECONDS,
             timeout_seconds=600,
             first_after_seconds=FIRST_AFTER_SECONDS,
+            # The daemon's own database, on no node: it locks nothing.
+            node_lock="shared",
         )
     )

@@ -24,7 +24,7 @@ from pressluft.events.notify import KeyedNotifier
 from pressluft.ids import is_uuid
 from pressluft.jobs.builtin import SleepPayload
 from pressluft.jobs.logs import JobLogLine, has_lines, read_lines, tail_lines
-from pressluft.jobs.queue import STATUSES, TERMINAL, JobSpec, enqueue
+from pressluft.jobs.queue import STATUSES, TERMINAL, JobSpec, enqueue, scope_node_lock
 
 __all__ = [
     "STATUSES",
@@ -335,6 +335,9 @@ def diagnostic_command(
         node_id=request.node_id,
         max_attempts=request.max_attempts,
         timeout_seconds=request.timeout_seconds,
+        # As a real job of that scope would: alone on a node when it has no site
+        # (a node's own job), its site alone and its node shared when it has one.
+        node_lock=scope_node_lock(request.site_id, request.node_id),
     )
 
     def command(tx: WriteTx) -> JobAccepted:

@@ -282,6 +282,8 @@ def register_machine_jobs(
             first_after_seconds=60,
             max_attempts=1,
             timeout_seconds=120,
+            # Reads the Docker engine, on no node: it locks nothing.
+            node_lock="shared",
         )
     )
 

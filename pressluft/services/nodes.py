@@ -437,7 +437,16 @@ def _check_registration(request: RegisterNodeRequest) -> None:
 
 
 def _check_job(node_id: str) -> JobSpec:
-    return JobSpec(job_type="node_check", node_id=node_id, timeout_seconds=CHECK_TIMEOUT_SECONDS)
+    """A readiness check: it reads the node and changes nothing there, so it shares
+    the node (beside site jobs, not counted in their cap); one at a time per node —
+    a second request answers the active check."""
+    return JobSpec(
+        job_type="node_check",
+        node_id=node_id,
+        timeout_seconds=CHECK_TIMEOUT_SECONDS,
+        node_lock="shared",
+        unique=True,
+    )
 
 
 #: Creating a lab node: the container, its sshd coming up, the first check.
@@ -480,7 +489,10 @@ def register_command(
                 memory_mb=request.memory_mb, cpus=request.cpus, pids=request.pids
             )
             job = JobSpec(
-                job_type="node_create", node_id=node_id, timeout_seconds=CREATE_TIMEOUT_SECONDS
+                job_type="node_create",
+                node_id=node_id,
+                timeout_seconds=CREATE_TIMEOUT_SECONDS,
+                node_lock="exclusive",
             )
         event = NodeRegistered(
             node_id=node_id,
@@ -503,6 +515,7 @@ def check_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]
 
     def command(tx: WriteTx) -> NodeAccepted:
         _live_node(tx.conn, node_id)
+        # A check queued or running already is the answer (unique): nothing appended.
         return NodeAccepted(job_id=enqueue(tx, _check_job(node_id), meta), node_id=node_id)
 
     return command
@@ -540,7 +553,16 @@ def repin_command(
             node_id=node_id, previous_fingerprint=previous, expected_fingerprint=expected
         )
         append(tx, f"node:{node_id}", None, [event], meta)
-        return NodeAccepted(job_id=enqueue(tx, _check_job(node_id), meta), node_id=node_id)
+        # Not the unique check: this one must run after the unpinning (a check
+        # already running may have read the old key), and it re-pins the node's
+        # key — a change to what we trust about the node, so it runs alone there.
+        spec = JobSpec(
+            job_type="node_check",
+            node_id=node_id,
+            timeout_seconds=CHECK_TIMEOUT_SECONDS,
+            node_lock="exclusive",
+        )
+        return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
 
     return command
 
@@ -563,8 +585,14 @@ def provision_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccep
                 "the node is not ready to be provisioned",
                 details={"hint": "see its readiness; authorize the key and check it first"},
             )
+        # Alone on the node (it installs packages, restarts services); a provisioning
+        # queued or running already is the answer to a second request (unique).
         spec = JobSpec(
-            job_type="node_provision", node_id=node_id, timeout_seconds=PROVISION_TIMEOUT_SECONDS
+            job_type="node_provision",
+            node_id=node_id,
+            timeout_seconds=PROVISION_TIMEOUT_SECONDS,
+            node_lock="exclusive",
+            unique=True,
         )
         return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
 
@@ -592,7 +620,12 @@ def decommission_command(
                 f"decommissioning {name} needs confirmation",
                 details={"hint": f"repeat the node's name: ?confirm={name}"},
             )
-        spec = JobSpec(job_type="node_decommission", node_id=node_id, timeout_seconds=600)
+        spec = JobSpec(
+            job_type="node_decommission",
+            node_id=node_id,
+            timeout_seconds=600,
+            node_lock="exclusive",
+        )
         return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
 
     return command
@@ -614,7 +647,12 @@ def _machine_command(node_id: str, job_type: str, meta: Meta) -> Callable[[Write
                 f"{name}'s container is not created yet",
                 details={"hint": "wait for its node_create job (see GET /api/jobs?node=…)"},
             )
-        spec = JobSpec(job_type=job_type, node_id=node_id, timeout_seconds=CREATE_TIMEOUT_SECONDS)
+        spec = JobSpec(
+            job_type=job_type,
+            node_id=node_id,
+            timeout_seconds=CREATE_TIMEOUT_SECONDS,
+            node_lock="exclusive",
+        )
         return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
 
     return command

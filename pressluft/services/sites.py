@@ -443,6 +443,8 @@ def create_site_command(
                 "admin_email": request.admin_email or f"admin@{_mail_domain(url)}",
             },
             timeout_seconds=ENV_JOB_TIMEOUT_SECONDS,
+            # Its site alone, its node beside other sites' jobs (up to the cap).
+            node_lock="shared",
         )
         job_id = enqueue(tx, spec, meta)
         return SiteAccepted(job_id=job_id, site_id=site_id, environment_id=environment_id)
