@@ -5,15 +5,20 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from pressluft.clock import format_ts
 from pressluft.contexts.settings.events import SettingsChanged
-from pressluft.db import WriteTx
+from pressluft.db import WriteTx, open_sync
+from pressluft.db.migrate import migrate
 from pressluft.errors import Conflict, NotFound
 from pressluft.events import append
+from pressluft.events.log import NO_STREAM
+from pressluft.events.types import JobEnqueued
+from pressluft.ids import new_ordered_id
 from pressluft.jobs.logs import ERROR_TAIL_BYTES, LeaseLost, append_lines, prune_before
 from pressluft.jobs.queue import (
     Claim,
@@ -22,6 +27,7 @@ from pressluft.jobs.queue import (
     JobWake,
     Outcome,
     RescueScope,
+    active_unique,
     cancel,
     claim,
     enqueue,
@@ -535,3 +541,243 @@ def test_planned_stops_are_forgiven_three_times_then_count(q: QueueDb) -> None:
     # Its retry is a fresh series: the attempts given back were the old job's.
     again = q.run(retry(job_id, ACTOR))
     assert q.job(again)["max_attempts"] == 1
+
+
+# -- lock scopes and unique jobs ------------------------------------------------------------
+
+SITE_C = "00000000-0000-4000-8000-00000000000c"
+NODE_2 = "00000000-0000-4000-8000-000000000002"
+
+
+def site_job(q: QueueDb, site: str, node: str = NODE_1, **fields: object) -> str:
+    return q.enqueue("site_create", site_id=site, node_id=node, node_lock="shared", **fields)
+
+
+def node_check(q: QueueDb, node: str = NODE_1) -> str:
+    return q.enqueue("node_check", node_id=node, node_lock="shared", unique=True)
+
+
+def node_mutation(q: QueueDb, node: str = NODE_1, **fields: object) -> str:
+    return q.enqueue("node_provision", node_id=node, node_lock="exclusive", **fields)
+
+
+def take_ids(q: QueueDb, limit: int = 10, cap: int = 2) -> dict[str, Claim]:
+    claims, _ = q.run(claim(limit, "w1", LEASE, node_site_jobs=cap))
+    return {c.job_id: c for c in claims}
+
+
+def end(q: QueueDb, claims: dict[str, Claim], *job_ids: str) -> None:
+    for job_id in job_ids:
+        q.run(finish(claims.pop(job_id), Outcome("succeeded"), "w1"))
+
+
+def force_running(q: QueueDb, job_id: str) -> None:
+    q.conn.execute(
+        "UPDATE jobs SET status = 'running', lease_token = 'x', lease_expires_at = 'x',"
+        " locked_at = 'x', locked_by = 'x', started_at = 'x', attempt_count = 1 WHERE id = ?",
+        (job_id,),
+    )
+
+
+@pytest.mark.spec("JOB-40")
+def test_site_jobs_share_their_node_up_to_the_cap_and_a_check_is_not_counted(
+    q: QueueDb,
+) -> None:
+    a, b, c = site_job(q, SITE_A), site_job(q, SITE_B), site_job(q, SITE_C)
+    a2 = site_job(q, SITE_A)  # a's site is busy: never beside a
+    check = node_check(q)
+    other = site_job(q, SITE_C, node=NODE_2)  # site C on another node, before c runs
+    running = take_ids(q)
+    # two site jobs (the cap), the check beside them, the other node's job
+    assert set(running) == {a, b, check, other}
+    assert q.status(c) == q.status(a2) == "queued"
+    end(q, running, b)
+    # b's slot goes to the oldest waiting site job of the node whose site is free: c
+    # is held by `other` (site C runs on node 2), a2 by a — nothing starts.
+    assert take_ids(q) == {}
+    end(q, running, other)
+    started = take_ids(q)
+    assert set(started) == {c}
+    running.update(started)
+    end(q, running, a, check)
+    running.update(take_ids(q))
+    assert set(running) == {c, a2}
+
+
+@pytest.mark.spec("JOB-40")
+def test_the_cap_is_the_setting(q: QueueDb) -> None:
+    jobs = [site_job(q, site) for site in (SITE_A, SITE_B, SITE_C)]
+    assert set(take_ids(q, cap=3)) == set(jobs)
+    q2 = [
+        site_job(q, s, node=NODE_2)
+        for s in ("00000000-0000-4000-8000-0000000000d1", "00000000-0000-4000-8000-0000000000d2")
+    ]
+    assert set(take_ids(q, cap=1)) == {q2[0]}
+
+
+@pytest.mark.spec("JOB-41", "JOB-3")
+def test_a_node_mutation_runs_alone_on_its_node(q: QueueDb) -> None:
+    a = site_job(q, SITE_A)
+    mutation = node_mutation(q)
+    check = node_check(q)
+    elsewhere = site_job(q, SITE_B, node=NODE_2)
+    running = take_ids(q)
+    # the mutation waits for a; the younger check waits for the mutation (JOB-42)
+    assert set(running) == {a, elsewhere}
+    end(q, running, a)
+    running.update(take_ids(q))
+    assert set(running) == {mutation, elsewhere}
+    b = site_job(q, SITE_C)
+    assert take_ids(q) == {}  # nothing of node 1 starts beside the mutation
+    assert q.status(check) == q.status(b) == "queued"
+    # The database refuses it even when asked directly.
+    with pytest.raises(sqlite3.IntegrityError, match="node lock held"):
+        force_running(q, check)
+    q.conn.rollback()
+    end(q, running, mutation)
+    assert set(take_ids(q)) == {check, b}
+    # ... and an exclusive job beside running shared ones, asked directly
+    second = node_mutation(q)
+    with pytest.raises(sqlite3.IntegrityError, match="node lock held"):
+        force_running(q, second)
+    q.conn.rollback()
+
+
+@pytest.mark.spec("JOB-42")
+def test_a_due_node_mutation_bars_younger_shared_jobs_of_its_node(q: QueueDb) -> None:
+    a = site_job(q, SITE_A)
+    running = take_ids(q, limit=1)
+    b = site_job(q, SITE_B)  # enqueued before the mutation: runs as usual
+    mutation = node_mutation(q)
+    c = site_job(q, SITE_C)  # after it: waits, although the cap would allow it
+    check = node_check(q)
+    elsewhere = site_job(q, "00000000-0000-4000-8000-0000000000d1", node=NODE_2)
+    running.update(take_ids(q))
+    assert set(running) == {a, b, elsewhere}  # another node's jobs are not barred
+    assert {q.status(j) for j in (mutation, c, check)} == {"queued"}
+    end(q, running, a)
+    assert take_ids(q) == {}  # a stream of site jobs cannot get ahead of it
+    end(q, running, b)
+    running.update(take_ids(q))
+    assert set(running) == {mutation, elsewhere}
+    end(q, running, mutation)
+    assert set(take_ids(q)) == {c, check}
+
+
+@pytest.mark.spec("JOB-42")
+def test_a_node_mutation_not_yet_due_bars_nothing(q: QueueDb) -> None:
+    later = format_ts(q.now + timedelta(seconds=60))
+    a = site_job(q, SITE_A)
+    mutation = node_mutation(q, run_after=later)
+    b = site_job(q, SITE_B)
+    running = take_ids(q)
+    assert set(running) == {a, b}
+    q.advance(60)
+    c = site_job(q, SITE_C)
+    assert take_ids(q) == {}  # due now: c (younger) waits, the mutation waits for a and b
+    end(q, running, a, b)
+    assert set(take_ids(q)) == {mutation}
+    assert q.status(c) == "queued"
+
+
+@pytest.mark.spec("JOB-43")
+def test_a_unique_job_is_enqueued_once_while_active(q: QueueDb) -> None:
+    first = node_check(q)
+    events = q.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert node_check(q) == first
+    assert q.conn.execute("SELECT count(*) FROM events").fetchone()[0] == events
+    other = node_check(q, NODE_2)
+    assert other != first
+    assert q.job(first)["unique_key"] == f"node_check:{NODE_1}"
+    running = take_ids(q)
+    assert node_check(q) == first  # running is active too
+    # active_unique tells a command before it appends events of its own
+    assert q.run(lambda tx: active_unique(tx.conn, "node_check", NODE_1)) == first
+    assert q.run(lambda tx: active_unique(tx.conn, "node_provision", NODE_1)) is None
+    # the database refuses two active jobs with one key, even when asked directly
+    with pytest.raises(sqlite3.IntegrityError):
+        q.conn.execute(
+            "UPDATE jobs SET unique_key = ? WHERE id = ?", (f"node_check:{NODE_1}", other)
+        )
+    q.conn.rollback()
+    end(q, running, first)
+    again = node_check(q)
+    assert again not in (first, other)
+    # not unique: every request is a job
+    assert q.enqueue("node_check", node_id=NODE_1) != q.enqueue("node_check", node_id=NODE_1)
+
+
+@pytest.mark.spec("JOB-43")
+def test_retrying_a_unique_job_while_one_is_active_answers_that_one(q: QueueDb) -> None:
+    failed = node_check(q)
+    running = take_ids(q)
+    q.run(finish(running.pop(failed), fail(retryable=False, code="DIAGNOSTIC_FATAL"), "w1"))
+    active = node_check(q)
+    events = q.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert q.run(retry(failed, ACTOR)) == active
+    assert q.conn.execute("SELECT count(*) FROM events").fetchone()[0] == events
+    assert get_job(q.conn, failed).retried_by is None
+    q.run(cancel(active, ACTOR))
+    new = q.run(retry(failed, ACTOR))
+    row = q.job(new)
+    assert (row["retry_of"], row["unique_key"], row["node_lock"]) == (
+        failed,
+        f"node_check:{NODE_1}",
+        "shared",
+    )
+
+
+@pytest.mark.spec("JOB-45")
+def test_jobs_from_before_lock_scopes_migrate_and_replay_alike(tmp_path: Path) -> None:
+    # Events recorded before lock scopes name no node_lock and no unique key.
+    q = QueueDb(tmp_path / "replay.db")
+    try:
+        scopes = ((None, NODE_1), (SITE_A, NODE_1), (SITE_B, None), (None, None))
+        ids = {
+            scope: q.run(partial(_old_enqueue, site=scope[0], node=scope[1])) for scope in scopes
+        }
+        locks = {scope: q.job(job_id)["node_lock"] for scope, job_id in ids.items()}
+        assert locks == {
+            (None, NODE_1): "exclusive",
+            (SITE_A, NODE_1): "shared",
+            (SITE_B, None): "shared",
+            (None, None): "shared",
+        }
+        assert {q.job(j)["unique_key"] for j in ids.values()} == {None}
+        q.assert_consistent(tmp_path)
+    finally:
+        q.close()
+    # A database at the schema before them gets the same from the migration.
+    conn = open_sync(tmp_path / "old.db", "writer")
+    try:
+        migrate(conn, q.now_ts, target=14)
+        for seq, (site, node) in enumerate(locks, start=1):
+            conn.execute(
+                "INSERT INTO jobs (enqueued_seq, id, job_type, status, site_id, node_id,"
+                " payload_json, max_attempts, timeout_seconds, created_at, updated_at,"
+                " state_version) VALUES (?, ?, 'noop', 'queued', ?, ?, '{}', 3, 60, 'x', 'x', 1)",
+                (seq, f"job-{seq}", site, node),
+            )
+        conn.commit()
+        migrate(conn, q.now_ts)
+        migrated = conn.execute(
+            "SELECT site_id, node_id, node_lock FROM jobs ORDER BY enqueued_seq"
+        ).fetchall()
+        assert {(s, n): lock for s, n, lock in migrated} == locks
+    finally:
+        conn.close()
+
+
+def _old_enqueue(tx: WriteTx, *, site: str | None, node: str | None) -> str:
+    job_id = new_ordered_id()
+    event = JobEnqueued(
+        job_id=job_id,
+        job_type="noop",
+        payload={},
+        max_attempts=3,
+        timeout_seconds=60,
+        site_id=site,
+        node_id=node,
+    )
+    append(tx, f"job:{job_id}", NO_STREAM, [event], ACTOR)
+    return job_id
