@@ -781,3 +781,25 @@ def _old_enqueue(tx: WriteTx, *, site: str | None, node: str | None) -> str:
     )
     append(tx, f"job:{job_id}", NO_STREAM, [event], ACTOR)
     return job_id
+
+
+@pytest.mark.spec("JOB-43")
+def test_asking_again_for_a_unique_job_waiting_out_a_retry_makes_it_due_now(
+    q: QueueDb,
+) -> None:
+    check = node_check(q)
+    running = take_ids(q)
+    q.run(finish(running.pop(check), fail(retryable=True, backoff=300), "w1"))
+    assert q.job(check)["run_after"] > q.now_ts
+    assert take_ids(q) == {}
+    q.advance(5)
+    assert node_check(q) == check
+    assert q.events(check)[-1] == "job.hastened"
+    assert q.job(check)["run_after"] == q.now_ts
+    assert q.log(check)[-1][2].startswith("asked for again: due now")
+    assert set(take_ids(q)) == {check}
+    # A running one is only answered.
+    events = q.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert node_check(q) == check
+    assert q.conn.execute("SELECT count(*) FROM events").fetchone()[0] == events
+    q.assert_consistent(q.path.parent)

@@ -3,7 +3,8 @@
     enqueue      append job.enqueued inside the caller's transaction (the outbox:
                  a command's own events and its job commit together or not at all);
                  a unique job already queued or running is answered, not repeated
-                 (active_unique: ask before appending events of one's own)
+                 (made due now if it waits out a retry: job.hastened;
+                 active_unique: ask before appending events of one's own)
     claim        take the oldest runnable jobs whose locks are free (lock scopes,
                  below); each gets a fresh lease token (job.claimed)
     heartbeat    extend a running attempt's lease (liveness, not an event);
@@ -52,6 +53,7 @@ from pressluft.events.types import (
     JobClaimed,
     JobEnqueued,
     JobFailed,
+    JobHastened,
     JobLeaseExpired,
     JobRetried,
     JobRetryScheduled,
@@ -154,14 +156,16 @@ def active_unique(conn: sqlite3.Connection, job_type: str, target: str | None) -
 
 def enqueue(tx: WriteTx, spec: JobSpec, meta: Meta) -> str:
     """Queue a job inside the caller's transaction; returns its id — or, for a
-    unique job of which one is queued or running already, that job's id, and
-    nothing is appended (the partial unique index `jobs_one_active_per_unique_key`
-    would refuse a second)."""
+    unique job of which one is queued or running already, that job's id, and no
+    job is added (the partial unique index `jobs_one_active_per_unique_key` would
+    refuse a second). Nothing is appended then, unless the active job waits out
+    a retry's backoff: it is made due now (`job.hastened`)."""
     key = None
     if spec.unique:
         key = unique_key(spec.job_type, spec.target)
         active = active_unique(tx.conn, spec.job_type, spec.target)
         if active is not None:
+            _hasten(tx, active, meta)
             return active
     job_id = new_ordered_id()
     event = JobEnqueued(
@@ -182,6 +186,23 @@ def enqueue(tx: WriteTx, spec: JobSpec, meta: Meta) -> str:
     first_line(tx, job_id, f"queued ({spec.job_type})")
     tx.publish(JobWake("enqueued"))
     return job_id
+
+
+def _hasten(tx: WriteTx, job_id: str, meta: Meta) -> None:
+    """A request for an active unique job that waits out a retry's backoff (a
+    check that failed before the operator authorized the key) makes it due now:
+    what was asked for runs now, not in up to 15 minutes."""
+    row = tx.conn.execute(
+        "SELECT run_after, attempt_count FROM jobs WHERE id = ? AND status = 'queued'"
+        " AND run_after > ?",
+        (job_id, tx.now_ts),
+    ).fetchone()
+    if row is None:
+        return
+    was, attempt = row
+    append(tx, f"job:{job_id}", None, [JobHastened(job_id=job_id, run_after_was=was)], meta)
+    system_line(tx, job_id, attempt, f"asked for again: due now (was {was})")
+    tx.publish(JobWake("hastened"))
 
 
 @dataclass(frozen=True)
@@ -632,6 +653,7 @@ def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
             # the answer, as for a new request; the old job stays retryable.
             active = active_unique(tx.conn, spec.job_type, spec.target)
             if active is not None:
+                _hasten(tx, active, meta)
                 return active
         new_id = enqueue(tx, spec, meta)
         # The old job's own history says it was retried, and by whom (the audit).

@@ -82,6 +82,7 @@ JOB_RESULTS = {
     "job.enqueued": "accepted",
     "job.claimed": "accepted",
     "job.cancel_requested": "accepted",
+    "job.hastened": "accepted",
     "job.retry_scheduled": "retrying",
     "job.succeeded": "succeeded",
     "job.failed": "failed",

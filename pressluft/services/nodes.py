@@ -515,7 +515,8 @@ def check_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]
 
     def command(tx: WriteTx) -> NodeAccepted:
         _live_node(tx.conn, node_id)
-        # A check queued or running already is the answer (unique): nothing appended.
+        # A check queued or running already is the answer (unique): no new job; one
+        # waiting out a retry's backoff is made due now (job.hastened).
         return NodeAccepted(job_id=enqueue(tx, _check_job(node_id), meta), node_id=node_id)
 
     return command

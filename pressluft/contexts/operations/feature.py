@@ -15,6 +15,7 @@ from pressluft.events.types.jobs import (
     JobClaimed,
     JobEnqueued,
     JobFailed,
+    JobHastened,
     JobLeaseExpired,
     JobOutputDropped,
     JobRetried,
@@ -38,6 +39,7 @@ FEATURE = Feature(
         JobLeaseExpired,
         JobOutputDropped,
         JobRetried,
+        JobHastened,
     ),
     projectors=(JOBS_PROJECTOR,),
     non_projection_tables={

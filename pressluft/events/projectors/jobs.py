@@ -20,6 +20,7 @@ from pressluft.events.types import (
     JobClaimed,
     JobEnqueued,
     JobFailed,
+    JobHastened,
     JobLeaseExpired,
     JobOutputDropped,
     JobRetryScheduled,
@@ -181,6 +182,15 @@ def _output_dropped(conn: sqlite3.Connection, e: JobOutputDropped, env: Envelope
     _one(cursor, f"output loss of {e.job_id}")
 
 
+def _hastened(conn: sqlite3.Connection, e: JobHastened, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE jobs SET run_after = ?, updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'queued' AND run_after > ?",
+        (env.recorded_at, env.recorded_at, env.stream_version, e.job_id, env.recorded_at),
+    )
+    _one(cursor, f"hastening of {e.job_id}")
+
+
 def _cancel_requested(conn: sqlite3.Connection, e: JobCancelRequested, env: Envelope) -> None:
     cursor = conn.execute(
         "UPDATE jobs SET cancel_requested_at = ?, updated_at = ?, state_version = ?"
@@ -254,5 +264,6 @@ JOBS_PROJECTOR = Projector(
         JobCancelled: _cancelled,
         JobLeaseExpired: _lease_expired,
         JobOutputDropped: _output_dropped,
+        JobHastened: _hastened,
     },
 )

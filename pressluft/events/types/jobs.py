@@ -17,6 +17,7 @@ __all__ = [
     "JobClaimed",
     "JobEnqueued",
     "JobFailed",
+    "JobHastened",
     "JobLeaseExpired",
     "JobOutputDropped",
     "JobRetried",
@@ -88,6 +89,16 @@ class JobFailed(Event, frozen=True, tag="job.failed"):
     lease_token: str
     error_code: str
     error_message: str
+
+
+class JobHastened(Event, frozen=True, tag="job.hastened"):
+    """A request for a unique job found it queued, waiting out a retry's backoff:
+    the request brings it forward (due now) instead of leaving the operator to
+    wait up to the backoff for what was just asked for."""
+
+    job_id: str
+    #: When it would have run.
+    run_after_was: str
 
 
 class JobOutputDropped(Event, frozen=True, tag="job.output_dropped"):
