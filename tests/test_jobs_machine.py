@@ -1,6 +1,8 @@
 """The queue under random interleavings: a Hypothesis state machine over the real commands.
 
-Several workers claim, heartbeat, log, succeed, fail and get cancelled; some
+Several workers claim site jobs, node checks and node mutations over a few
+sites and nodes (lock scopes: the cap, exclusivity, no starvation, unique jobs),
+heartbeat, log, succeed, fail and get cancelled; some
 crash (stop heartbeating, keep their stale claims and later try to use them);
 the daemon stops gracefully or restarts after a crash; ended jobs are retried;
 the clock jumps; the rescuer runs. After every step the invariants are checked
@@ -40,6 +42,7 @@ from pressluft.jobs.queue import (
     Outcome,
     RescueReason,
     RescueScope,
+    active_unique,
     cancel,
     claim,
     finish,
@@ -50,12 +53,23 @@ from pressluft.jobs.queue import (
 from pressluft.services.jobs import get_job
 from tests.support.queue import ACTOR, QueueDb
 
-pytestmark = [pytest.mark.spec("JOB-35", "JOB-7", "JOB-16", "JOB-18", "JOB-19")]
+pytestmark = [
+    pytest.mark.spec("JOB-35", "JOB-7", "JOB-16", "JOB-18", "JOB-19", "JOB-40", "JOB-41"),
+    pytest.mark.spec("JOB-42", "JOB-43"),
+]
 
 EXAMPLES = int(os.environ.get("JOBS_EXAMPLES", "500"))
 LEASE = 30.0
-SITES = [None, "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"]
-NODES = [None, "00000000-0000-4000-8000-000000000001"]
+SITES = [
+    None,
+    "00000000-0000-4000-8000-00000000000a",
+    "00000000-0000-4000-8000-00000000000b",
+    "00000000-0000-4000-8000-00000000000c",
+]
+NODES = [None, "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"]
+#: Site jobs running at once on one node (the claim's `node_site_jobs`): three
+#: sites can reach it on one node.
+CAP = 2
 WORKERS = ["w1", "w2", "w3"]
 
 
@@ -130,7 +144,7 @@ class QueueMachine(RuleBasedStateMachine):
                 return
             self.q.advance(1000)
             self.q.run(rescue(RescueScope()))
-            for c in self.q.run(claim(10, "drain", LEASE))[0]:
+            for c in self.q.run(claim(10, "drain", LEASE, node_site_jobs=CAP))[0]:
                 self.q.run(finish(c, Outcome("succeeded"), "drain"))
         raise AssertionError("jobs still open after draining")
 
@@ -152,19 +166,96 @@ class QueueMachine(RuleBasedStateMachine):
         delay=st.sampled_from([0, 0, 0, 45]),
     )
     def enqueue(self, site: str | None, node: str | None, attempts: int, delay: int) -> str:
-        run_after = None
-        if delay:
-            run_after = format_ts(self.q.now + timedelta(seconds=delay))
+        """A job of any scope, its node lock from its scope (as the diagnostic jobs)."""
         return self._enqueued(
-            self.q.enqueue(site_id=site, node_id=node, max_attempts=attempts, run_after=run_after)
+            self.q.enqueue(
+                site_id=site, node_id=node, max_attempts=attempts, run_after=self._after(delay)
+            )
         )
+
+    def _after(self, delay: int) -> str | None:
+        return format_ts(self.q.now + timedelta(seconds=delay)) if delay else None
+
+    @rule(
+        target=jobs,
+        site=st.sampled_from(SITES[1:]),
+        node=st.sampled_from(NODES[1:]),
+        attempts=st.integers(1, 3),
+    )
+    def enqueue_site_job(self, site: str, node: str, attempts: int) -> str:
+        """A site's job (create, clone, delete): its site alone, its node shared."""
+        return self._enqueued(
+            self.q.enqueue(
+                "env_create", site_id=site, node_id=node, node_lock="shared", max_attempts=attempts
+            )
+        )
+
+    @rule(
+        target=jobs,
+        node=st.sampled_from(NODES[1:]),
+        kind=st.sampled_from(["node_check", "node_provision", "node_stop"]),
+        delay=st.sampled_from([0, 0, 45]),
+    )
+    def enqueue_node_job(self, node: str, kind: str, delay: int) -> str:
+        """A node's check (shared, unique), provisioning (exclusive, unique) or another
+        mutation (exclusive): a unique one already active is the answer, and nothing
+        is appended."""
+        unique = kind != "node_stop"
+        lock = "shared" if kind == "node_check" else "exclusive"
+        active = active_unique(self.q.conn, kind, node) if unique else None
+        waiting = active is not None and self._waiting(active)
+        before = self._event_count()
+        job_id = self.q.enqueue(
+            kind, node_id=node, node_lock=lock, unique=unique, run_after=self._after(delay)
+        )
+        if active is not None:
+            assert job_id == active
+            self._answered_by_active(active, waiting, before)
+            return job_id
+        return self._enqueued(job_id)
+
+    def _event_count(self) -> int:
+        return int(self.q.conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def _waiting(self, job_id: str) -> bool:
+        """Queued with a run_after still to come (a retry's backoff, or a delay)."""
+        row = self.q.job(job_id)
+        return row["status"] == "queued" and (row["run_after"] or "") > self.q.now_ts
+
+    def _answered_by_active(self, job_id: str, waiting: bool, before: int) -> None:
+        """A request answered by the active unique job: nothing appended — unless it
+        was waiting, then it is due now (job.hastened, and nothing else)."""
+        if waiting:
+            event("a waiting unique job made due by a new request")
+            assert self._event_count() == before + 1
+            assert self.q.events(job_id)[-1] == "job.hastened"
+            assert self.q.job(job_id)["run_after"] == self.q.now_ts
+        else:
+            event("a unique job answered by the active one")
+            assert self._event_count() == before
 
     @rule(target=held, worker=st.sampled_from(WORKERS), limit=st.integers(1, 3))
     def claim(self, worker: str, limit: int) -> object:
         return multiple(*self._claim(worker, limit))
 
     def _claim(self, worker: str, limit: int) -> list[Claim]:
-        claims, _ = self.q.run(claim(limit, worker, LEASE))
+        # The oldest due exclusive job of each node: no shared job of that node
+        # enqueued after it may start (no starvation).
+        barring = dict(
+            self.q.conn.execute(
+                "SELECT node_id, min(enqueued_seq) FROM jobs WHERE status = 'queued'"
+                " AND node_lock = 'exclusive' AND node_id IS NOT NULL"
+                " AND (run_after IS NULL OR run_after <= ?) GROUP BY node_id",
+                (self.q.now_ts,),
+            ).fetchall()
+        )
+        claims, _ = self.q.run(claim(limit, worker, LEASE, node_site_jobs=CAP))
+        for c in claims:
+            seq, lock = self.q.conn.execute(
+                "SELECT enqueued_seq, node_lock FROM jobs WHERE id = ?", (c.job_id,)
+            ).fetchone()
+            if lock == "shared" and c.node_id in barring:
+                assert seq < barring[c.node_id], "a shared job got ahead of a due exclusive one"
         for c in claims:
             assert c.attempt <= c.max_attempts
             self.live.add(c.lease_token)
@@ -300,6 +391,16 @@ class QueueMachine(RuleBasedStateMachine):
             "SELECT count(*) FROM jobs WHERE retry_of = ?", (job_id,)
         ).fetchone()[0]
         if status in ("failed", "cancelled") and not retried:
+            job_type, node, key = self.q.conn.execute(
+                "SELECT job_type, node_id, unique_key FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            active = active_unique(self.q.conn, job_type, node) if key else None
+            if active is not None:
+                event("a unique job's retry answered by the active one")
+                waiting, before = self._waiting(active), self._event_count()
+                assert self.q.run(retry(job_id, ACTOR)) == active
+                self._answered_by_active(active, waiting, before)
+                return multiple()
             event("retried" + (" after forgiven stops" if self._stops(job_id) else ""))
             new = self.q.run(retry(job_id, ACTOR))
             row = self.q.job(new)
@@ -321,13 +422,44 @@ class QueueMachine(RuleBasedStateMachine):
     # -- invariants ------------------------------------------------------------------------
 
     @invariant()
-    def one_running_per_site_and_node(self) -> None:
-        for column in ("site_id", "node_id"):
-            dupes = self.q.conn.execute(
-                f"SELECT {column} FROM jobs WHERE status = 'running' AND {column} IS NOT NULL"
-                f" GROUP BY {column} HAVING count(*) > 1"
-            ).fetchall()
-            assert dupes == []
+    def locks_hold(self) -> None:
+        """Never two running jobs holding one site; never an exclusive job beside
+        another running job of its node; never more running site jobs on a node than
+        the cap; never two queued-or-running jobs with one unique key."""
+        conn = self.q.conn
+        two_on_a_site = conn.execute(
+            "SELECT site_id FROM jobs WHERE status = 'running' AND site_id IS NOT NULL"
+            " GROUP BY site_id HAVING count(*) > 1"
+        ).fetchall()
+        assert two_on_a_site == []
+        beside_exclusive = conn.execute(
+            "SELECT node_id FROM jobs WHERE status = 'running' AND node_id IS NOT NULL"
+            " GROUP BY node_id HAVING count(*) > 1 AND sum(node_lock = 'exclusive') > 0"
+        ).fetchall()
+        assert beside_exclusive == []
+        over_cap = conn.execute(
+            "SELECT node_id FROM jobs WHERE status = 'running' AND node_id IS NOT NULL"
+            " AND site_id IS NOT NULL GROUP BY node_id HAVING count(*) > ?",
+            (CAP,),
+        ).fetchall()
+        assert over_cap == []
+        twice_active = conn.execute(
+            "SELECT unique_key FROM jobs WHERE status IN ('queued', 'running')"
+            " AND unique_key IS NOT NULL GROUP BY unique_key HAVING count(*) > 1"
+        ).fetchall()
+        assert twice_active == []
+        running = conn.execute(
+            "SELECT sum(node_lock = 'shared' AND site_id IS NOT NULL),"
+            " sum(node_lock = 'shared' AND site_id IS NULL), sum(node_lock = 'exclusive')"
+            " FROM jobs WHERE status = 'running' AND node_id IS NOT NULL GROUP BY node_id"
+        ).fetchall()
+        for site_jobs, checks, exclusive in running:
+            if site_jobs == CAP:
+                event("a node at its cap of site jobs")
+            if site_jobs and checks:
+                event("a check beside site jobs")
+            if exclusive:
+                event("an exclusive job on its node")
 
     @invariant()
     def attempts_bounded_and_leases_present(self) -> None:
