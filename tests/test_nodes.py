@@ -100,6 +100,30 @@ async def test_a_registered_node_asks_for_its_key_then_pins_and_is_ready(
     assert types == ["node.registered", "node.checked", "node.host_key_pinned", "node.checked"]
 
 
+@pytest.mark.spec("JOB-44", "JOB-43")
+async def test_a_second_check_request_answers_the_active_check(
+    client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode
+) -> None:
+    accepted = await _register(
+        client, name="web-1", host="127.0.0.1", ssh_port=ssh_node.port, ssh_user=ssh_node.user
+    )
+    node_id, first = accepted["node_id"], accepted["job_id"]
+    # The registration's check failed (the key is not authorized) and waits out its
+    # backoff: it is the node's active check.
+    assert (await _first_attempt_ended(runtime, first)).status == "queued"
+    answers = []
+    for key in ("one", "two"):  # two clients' requests, each with its own key
+        reply = await client.post(f"/api/nodes/{node_id}/check", headers={"Idempotency-Key": key})
+        assert reply.status_code == 202, reply.text
+        answers.append(reply.json())
+    assert answers == [{"job_id": first, "node_id": node_id}] * 2
+    listed = (await client.get("/api/jobs", params={"node_id": node_id})).json()["items"]
+    assert [j["id"] for j in listed] == [first]
+    # Asked for again while waiting, it was made due now rather than left to its backoff.
+    events = (await client.get("/api/events", params={"stream": f"job:{first}"})).json()
+    assert "job.hastened" in [e["type"] for e in events["items"]]
+
+
 @pytest.mark.spec("NOD-3", "NOD-4")
 async def test_a_changed_host_key_fails_for_good_until_an_admin_repins(
     client: httpx.AsyncClient, runtime: Runtime, ssh_node: SSHNode
