@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pressluft.clock import SystemClock
 from pressluft.config import Config, resolve
 from pressluft.nodes.docker import DockerLab
 from pressluft.runtime import Runtime
@@ -396,3 +397,65 @@ async def _clone_then_delete(
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as web:
         with pytest.raises(httpx.RemoteProtocolError):
             await web.get("/", headers={"Host": staging_host})
+
+
+@pytest.mark.spec("JOB-40", "JOB-41", "JOB-42", "JOB-44")
+@pytest.mark.parametrize("clock", [SystemClock()])  # real timestamps: they are the evidence
+async def test_site_jobs_share_a_lab_node_and_its_provisioning_waits_for_them(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Two sites' jobs run on one node at the same time (node_site_jobs = 2); a
+    provisioning queued after them starts only when both have ended, and nothing of
+    the node starts beside it; a second check or provisioning request while one is
+    active answers that job and queues nothing."""
+    assert runtime.config.node_site_jobs == 2
+    reply = await client.post("/api/nodes", json={"provider": "docker", "name": "shared"})
+    node = reply.json()
+    await _ended_ok(runtime, node["job_id"], within=300)
+    node_id = node["node_id"]
+    first = (await client.post(f"/api/nodes/{node_id}/provision")).json()
+    await _ended_ok(runtime, first["job_id"], within=900)
+
+    site_jobs = []
+    for slug in ("gamma", "delta"):
+        reply = await client.post(
+            "/api/sites", json={"name": slug.title(), "slug": slug, "node_id": node_id}
+        )
+        assert reply.status_code == 202, reply.text
+        site_jobs.append(reply.json()["job_id"])
+    provision = await client.post(f"/api/nodes/{node_id}/provision")
+    assert provision.status_code == 202, provision.text
+    checks = []
+    for _ in range(2):  # both while the provisioning waits or runs: the check is behind it
+        reply = await client.post(f"/api/nodes/{node_id}/check")
+        assert reply.status_code == 202, reply.text
+        checks.append(reply.json()["job_id"])
+    again = await client.post(f"/api/nodes/{node_id}/provision")
+    assert again.status_code == 202, again.text
+    # JOB-44: the second request of each names the active job.
+    assert checks[0] == checks[1]
+    assert again.json()["job_id"] == provision.json()["job_id"]
+
+    for job_id in [*site_jobs, provision.json()["job_id"], checks[0]]:
+        await _ended_ok(runtime, job_id, within=900)
+    jobs = {
+        job["id"]: job
+        for job in (await client.get("/api/jobs", params={"node_id": node_id})).json()["items"]
+    }
+    # One job per request that queued one: node_create, two provisionings, two site
+    # jobs, one check.
+    by_type = sorted(job["job_type"] for job in jobs.values())
+    assert by_type == [
+        "node_check", "node_create", "node_provision", "node_provision",
+        "site_create", "site_create",
+    ], by_type  # fmt: skip
+    a, b = (jobs[j] for j in site_jobs)
+    prov, check = jobs[provision.json()["job_id"]], jobs[checks[0]]
+    for job in (a, b, prov, check):  # one attempt each: the times are of that attempt
+        assert job["attempt_count"] == 1, job
+    # JOB-40: the two site jobs ran at the same time on one node.
+    assert max(a["started_at"], b["started_at"]) < min(a["finished_at"], b["finished_at"])
+    # JOB-41/42: the provisioning, queued after them, waited for both; the check,
+    # queued after the provisioning, waited for it.
+    assert prov["started_at"] >= max(a["finished_at"], b["finished_at"])
+    assert check["started_at"] >= prov["finished_at"]
