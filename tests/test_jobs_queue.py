@@ -44,6 +44,7 @@ from tests.support.queue import ACTOR, QueueDb
 
 SITE_A = "00000000-0000-4000-8000-00000000000a"
 SITE_B = "00000000-0000-4000-8000-00000000000b"
+SITE_C = "00000000-0000-4000-8000-00000000000c"
 NODE_1 = "00000000-0000-4000-8000-000000000001"
 LEASE = 30.0
 
@@ -100,14 +101,18 @@ def test_enqueue_records_the_event_the_row_and_a_first_log_line(q: QueueDb) -> N
 
 
 @pytest.mark.spec("JOB-3")
-def test_one_running_job_per_site_and_per_node(q: QueueDb) -> None:
+def test_one_running_job_per_site_and_a_node_job_alone_on_its_node(q: QueueDb) -> None:
+    # Changed with lock scopes: a node no longer runs one job at a time — b1 and c1,
+    # two sites' jobs, share NODE_1; a job of the node without a site (n1, exclusive
+    # by its scope) waits for both.
     a1 = q.enqueue(site_id=SITE_A)
     a2 = q.enqueue(site_id=SITE_A)
     b1 = q.enqueue(site_id=SITE_B, node_id=NODE_1)
+    c1 = q.enqueue(site_id=SITE_C, node_id=NODE_1)
     n1 = q.enqueue(node_id=NODE_1)
     free = q.enqueue()
     claims = take(q, limit=10)
-    assert {c.job_id for c in claims} == {a1, b1, free}
+    assert {c.job_id for c in claims} == {a1, b1, c1, free}
     assert q.status(a2) == "queued"
     assert q.status(n1) == "queued"
     # The database itself refuses a second running job of a site, even when asked directly.
@@ -122,7 +127,9 @@ def test_one_running_job_per_site_and_per_node(q: QueueDb) -> None:
     by_id = {c.job_id: c for c in claims}
     q.run(finish(by_id[a1], Outcome("succeeded"), "w1"))
     q.run(finish(by_id[b1], Outcome("succeeded"), "w1"))
-    assert {c.job_id for c in take(q, limit=10)} == {a2, n1}
+    assert {c.job_id for c in take(q, limit=10)} == {a2}  # n1 waits for c1 too
+    q.run(finish(by_id[c1], Outcome("succeeded"), "w1"))
+    assert {c.job_id for c in take(q, limit=10)} == {n1}
 
 
 @pytest.mark.spec("JOB-4")
@@ -545,7 +552,6 @@ def test_planned_stops_are_forgiven_three_times_then_count(q: QueueDb) -> None:
 
 # -- lock scopes and unique jobs ------------------------------------------------------------
 
-SITE_C = "00000000-0000-4000-8000-00000000000c"
 NODE_2 = "00000000-0000-4000-8000-000000000002"
 
 
