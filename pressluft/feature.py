@@ -12,23 +12,23 @@ running daemon (its database, clock, settings, vault) are built by
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pressluft.clock import Clock
 from pressluft.config import Config
 from pressluft.db import Database
+from pressluft.events.notify import KeyedNotifier, LogNotifier
 from pressluft.events.projection import Projector
 from pressluft.events.types.base import Event
 from pressluft.http.writes import Writer
 from pressluft.jobs.scheduler import Schedule
 from pressluft.metrics import Metrics
+from pressluft.supervisor import Service, Supervisor
 from pressluft.vault import Vault
-
-if TYPE_CHECKING:
-    from pressluft.supervisor import Service
 
 __all__ = ["Feature", "Kernel", "Parts"]
 
@@ -45,6 +45,16 @@ class Kernel:
     vault: Callable[[], Vault]
     #: Runs requests' commands at most once per `Idempotency-Key`.
     writer: Writer
+    #: Wakes followers of the event log's head, and of one job (its end, its log).
+    notifier: LogNotifier
+    job_changes: KeyedNotifier
+    #: Set when the daemon stops (long-lived streams end).
+    stopping: asyncio.Event
+    #: Moves whenever a session or token ends (streams re-check their credential).
+    auth_epoch: Callable[[], int]
+    #: The background services' states (health), and the job kinds the daemon runs.
+    supervisor: Supervisor
+    job_kinds: Callable[[], list[str]]
 
 
 @dataclass

@@ -114,7 +114,23 @@ class Runtime:
         register_site_jobs(self.jobs, self.db, lambda: self.vault, config.wordpress_source)
         vault = lambda: self.vault  # noqa: E731 - opened at start
         writer = Writer(self.db, vault, config.idempotency_ttl_seconds)
-        kernel = Kernel(config, self.clock, self.db, self.metrics, vault, writer)
+        self.stopping = asyncio.Event()
+        #: Moves whenever a session or token ends, so long-lived streams re-check theirs.
+        self.auth_epoch = 0
+        kernel = Kernel(
+            config,
+            self.clock,
+            self.db,
+            self.metrics,
+            vault,
+            writer,
+            notifier=self.notifier,
+            job_changes=self.job_changes,
+            stopping=self.stopping,
+            auth_epoch=lambda: self.auth_epoch,
+            supervisor=self.supervisor,
+            job_kinds=self.jobs.names,
+        )
         self.parts: list[Parts] = [feature.parts(kernel) for feature in features]
         access = self.service("access", Access)
         self.hasher = access.hasher
@@ -134,15 +150,12 @@ class Runtime:
             data_dir=config.data_dir,
             node_site_jobs=config.node_site_jobs,
         )
-        self.stopping = asyncio.Event()
         self._lock = DataDirLock(config.data_dir, f"pressluft {config.mode}")
         self._vault: Vault | None = None
         self._affinity: set[int] | None = None
         #: Set on the first `dev` start: (email, password) to show once, then cleared.
         self.initial_admin: tuple[str, str] | None = None
         self.user_count = 0
-        #: Moves whenever a session or token ends, so long-lived streams re-check theirs.
-        self.auth_epoch = 0
         self.started_at = self.clock.monotonic()
         self.started = False
 
