@@ -23,9 +23,11 @@ __all__ = [
     "NON_PROJECTION_TABLES",
     "Difference",
     "Envelope",
+    "GuardFailed",
     "Projector",
     "ProjectorSet",
     "diff_tables",
+    "one_row",
 ]
 
 #: The log's own tables that are not derived from events, and why (features add theirs).
@@ -35,6 +37,17 @@ NON_PROJECTION_TABLES: Mapping[str, str] = {
     "schema_migrations": "the migration ledger",
     "secrets": "sealed secrets; events hold only their ids",
 }
+
+
+class GuardFailed(RuntimeError):
+    """An event did not match the state it acts on (a stale or out-of-order transition):
+    a projector's guarded UPDATE changed no row. It aborts the appending transaction."""
+
+
+def one_row(cursor: sqlite3.Cursor, what: str) -> None:
+    """A projector's guard: the statement changed exactly one row, or `GuardFailed`."""
+    if cursor.rowcount != 1:
+        raise GuardFailed(what)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import sqlite3
 
 import msgspec
 
-from pressluft.events.projection import Envelope, Projector
+from pressluft.events.projection import Envelope, Projector, one_row
 from pressluft.events.types import (
     JobCancelled,
     JobCancelRequested,
@@ -28,16 +28,7 @@ from pressluft.events.types import (
 )
 from pressluft.events.types.jobs import scope_node_lock
 
-__all__ = ["JOBS_PROJECTOR", "GuardFailed"]
-
-
-class GuardFailed(RuntimeError):
-    """A job event did not match the job's state (a stale or out-of-order transition)."""
-
-
-def _one(cursor: sqlite3.Cursor, what: str) -> None:
-    if cursor.rowcount != 1:
-        raise GuardFailed(what)
+__all__ = ["JOBS_PROJECTOR"]
 
 
 def _enqueued(conn: sqlite3.Connection, e: JobEnqueued, env: Envelope) -> None:
@@ -100,7 +91,7 @@ def _claimed(conn: sqlite3.Connection, e: JobClaimed, env: Envelope) -> None:
             e.attempt,
         ),
     )
-    _one(cursor, f"claim of {e.job_id}")
+    one_row(cursor, f"claim of {e.job_id}")
     conn.execute(
         "INSERT INTO job_attempts (job_id, attempt, started_at, worker) VALUES (?, ?, ?, ?)",
         (e.job_id, e.attempt, env.recorded_at, e.worker),
@@ -115,7 +106,7 @@ def _end_attempt(
         " WHERE job_id = ? AND attempt = ? AND finished_at IS NULL",
         (at, outcome, code, job_id, attempt),
     )
-    _one(cursor, f"attempt {attempt} of {job_id}")
+    one_row(cursor, f"attempt {attempt} of {job_id}")
 
 
 _RELEASE = (
@@ -131,7 +122,7 @@ def _succeeded(conn: sqlite3.Connection, e: JobSucceeded, env: Envelope) -> None
         f" error_code = NULL, error_message = NULL, updated_at = ?, state_version = ? {_HELD}",
         (env.recorded_at, env.recorded_at, env.stream_version, e.job_id, e.lease_token, e.attempt),
     )
-    _one(cursor, f"success of {e.job_id}")
+    one_row(cursor, f"success of {e.job_id}")
     _end_attempt(conn, e.job_id, e.attempt, "succeeded", None, env.recorded_at)
 
 
@@ -150,7 +141,7 @@ def _retry_scheduled(conn: sqlite3.Connection, e: JobRetryScheduled, env: Envelo
             e.attempt,
         ),
     )
-    _one(cursor, f"retry of {e.job_id}")
+    one_row(cursor, f"retry of {e.job_id}")
     _end_attempt(conn, e.job_id, e.attempt, "retry_scheduled", e.error_code, env.recorded_at)
 
 
@@ -169,7 +160,7 @@ def _failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
             e.attempt,
         ),
     )
-    _one(cursor, f"failure of {e.job_id}")
+    one_row(cursor, f"failure of {e.job_id}")
     _end_attempt(conn, e.job_id, e.attempt, "failed", e.error_code, env.recorded_at)
 
 
@@ -179,7 +170,7 @@ def _output_dropped(conn: sqlite3.Connection, e: JobOutputDropped, env: Envelope
         f" state_version = ? {_HELD}",
         (e.lines, env.recorded_at, env.stream_version, e.job_id, e.lease_token, e.attempt),
     )
-    _one(cursor, f"output loss of {e.job_id}")
+    one_row(cursor, f"output loss of {e.job_id}")
 
 
 def _hastened(conn: sqlite3.Connection, e: JobHastened, env: Envelope) -> None:
@@ -188,7 +179,7 @@ def _hastened(conn: sqlite3.Connection, e: JobHastened, env: Envelope) -> None:
         " WHERE id = ? AND status = 'queued' AND run_after > ?",
         (env.recorded_at, env.recorded_at, env.stream_version, e.job_id, env.recorded_at),
     )
-    _one(cursor, f"hastening of {e.job_id}")
+    one_row(cursor, f"hastening of {e.job_id}")
 
 
 def _cancel_requested(conn: sqlite3.Connection, e: JobCancelRequested, env: Envelope) -> None:
@@ -197,7 +188,7 @@ def _cancel_requested(conn: sqlite3.Connection, e: JobCancelRequested, env: Enve
         " WHERE id = ? AND status IN ('queued', 'running') AND cancel_requested_at IS NULL",
         (env.recorded_at, env.recorded_at, env.stream_version, e.job_id),
     )
-    _one(cursor, f"cancel request of {e.job_id}")
+    one_row(cursor, f"cancel request of {e.job_id}")
 
 
 def _cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None:
@@ -207,14 +198,14 @@ def _cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None
             " updated_at = ?, state_version = ? WHERE id = ? AND status = 'queued'",
             (env.recorded_at, env.recorded_at, env.stream_version, e.job_id),
         )
-        _one(cursor, f"cancellation of queued {e.job_id}")
+        one_row(cursor, f"cancellation of queued {e.job_id}")
         return
     cursor = conn.execute(
         "UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_token = NULL,"
         f" updated_at = ?, state_version = ? {_HELD}",
         (env.recorded_at, env.recorded_at, env.stream_version, e.job_id, e.lease_token, e.attempt),
     )
-    _one(cursor, f"cancellation of running {e.job_id}")
+    one_row(cursor, f"cancellation of running {e.job_id}")
     _end_attempt(conn, e.job_id, e.attempt, "cancelled", None, env.recorded_at)
 
 
@@ -247,7 +238,7 @@ def _lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) 
             f" state_version = ? {_HELD}",
             (env.recorded_at, f"the worker went away ({e.reason}); no attempts left", *params),
         )
-    _one(cursor, f"rescue of {e.job_id}")
+    one_row(cursor, f"rescue of {e.job_id}")
     _end_attempt(conn, e.job_id, e.attempt, "lease_expired", code, env.recorded_at)
 
 

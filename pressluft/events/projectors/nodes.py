@@ -24,8 +24,7 @@ import sqlite3
 
 import msgspec
 
-from pressluft.events.projection import Envelope, Projector
-from pressluft.events.projectors.jobs import GuardFailed
+from pressluft.events.projection import Envelope, Projector, one_row
 from pressluft.events.types import (
     JobCancelled,
     JobFailed,
@@ -48,11 +47,6 @@ from pressluft.events.types import (
 __all__ = ["NODES_PROJECTOR"]
 
 _LIVE = "status != 'decommissioned'"
-
-
-def _one(cursor: sqlite3.Cursor, what: str) -> None:
-    if cursor.rowcount != 1:
-        raise GuardFailed(what)
 
 
 def _registered(conn: sqlite3.Connection, e: NodeRegistered, env: Envelope) -> None:
@@ -83,7 +77,7 @@ def _pinned(conn: sqlite3.Connection, e: NodeHostKeyPinned, env: Envelope) -> No
         f" updated_at = ?, state_version = ? WHERE id = ? AND host_key IS NULL AND {_LIVE}",
         (e.host_key, e.fingerprint, env.recorded_at, env.stream_version, e.node_id),
     )
-    _one(cursor, f"pin of {e.node_id}")
+    one_row(cursor, f"pin of {e.node_id}")
 
 
 def _unpinned(conn: sqlite3.Connection, e: NodeHostKeyUnpinned, env: Envelope) -> None:
@@ -93,7 +87,7 @@ def _unpinned(conn: sqlite3.Connection, e: NodeHostKeyUnpinned, env: Envelope) -
         f" updated_at = ?, state_version = ? WHERE id = ? AND {_LIVE}",
         (e.expected_fingerprint, env.recorded_at, env.stream_version, e.node_id),
     )
-    _one(cursor, f"unpin of {e.node_id}")
+    one_row(cursor, f"unpin of {e.node_id}")
 
 
 def _checked(conn: sqlite3.Connection, e: NodeChecked, env: Envelope) -> None:
@@ -116,7 +110,7 @@ def _checked(conn: sqlite3.Connection, e: NodeChecked, env: Envelope) -> None:
             e.node_id,
         ),
     )
-    _one(cursor, f"check of {e.node_id}")
+    one_row(cursor, f"check of {e.node_id}")
 
 
 def _provisioning(conn: sqlite3.Connection, e: NodeProvisioningStarted, env: Envelope) -> None:
@@ -125,7 +119,7 @@ def _provisioning(conn: sqlite3.Connection, e: NodeProvisioningStarted, env: Env
         f" WHERE id = ? AND {_LIVE}",
         (env.recorded_at, env.stream_version, e.node_id),
     )
-    _one(cursor, f"provisioning of {e.node_id}")
+    one_row(cursor, f"provisioning of {e.node_id}")
 
 
 def _provisioned(conn: sqlite3.Connection, e: NodeProvisioned, env: Envelope) -> None:
@@ -134,7 +128,7 @@ def _provisioned(conn: sqlite3.Connection, e: NodeProvisioned, env: Envelope) ->
         " state_version = ? WHERE id = ? AND status = 'provisioning'",
         (e.profile_revision, env.recorded_at, env.stream_version, e.node_id),
     )
-    _one(cursor, f"provisioned {e.node_id}")
+    one_row(cursor, f"provisioned {e.node_id}")
 
 
 def _provision_failed(conn: sqlite3.Connection, e: NodeProvisionFailed, env: Envelope) -> None:
@@ -143,7 +137,7 @@ def _provision_failed(conn: sqlite3.Connection, e: NodeProvisionFailed, env: Env
         " WHERE id = ? AND status = 'provisioning'",
         (env.recorded_at, env.stream_version, e.node_id),
     )
-    _one(cursor, f"failed provisioning of {e.node_id}")
+    one_row(cursor, f"failed provisioning of {e.node_id}")
 
 
 def _decommissioned(conn: sqlite3.Connection, e: NodeDecommissioned, env: Envelope) -> None:
@@ -153,7 +147,7 @@ def _decommissioned(conn: sqlite3.Connection, e: NodeDecommissioned, env: Envelo
         f" updated_at = ?, state_version = ? WHERE id = ? AND {_LIVE}",
         (env.recorded_at, env.recorded_at, env.stream_version, e.node_id),
     )
-    _one(cursor, f"decommission of {e.node_id}")
+    one_row(cursor, f"decommission of {e.node_id}")
 
 
 def _container_created(conn: sqlite3.Connection, e: NodeContainerCreated, env: Envelope) -> None:
@@ -170,7 +164,7 @@ def _container_created(conn: sqlite3.Connection, e: NodeContainerCreated, env: E
             e.node_id,
         ),
     )
-    _one(cursor, f"container of {e.node_id}")
+    one_row(cursor, f"container of {e.node_id}")
 
 
 def _container_started(conn: sqlite3.Connection, e: NodeContainerStarted, env: Envelope) -> None:
@@ -186,7 +180,7 @@ def _container_started(conn: sqlite3.Connection, e: NodeContainerStarted, env: E
             e.node_id,
         ),
     )
-    _one(cursor, f"start of {e.node_id}'s container")
+    one_row(cursor, f"start of {e.node_id}'s container")
 
 
 #: A container that is down: the node cannot be reached until it runs and is checked.
@@ -203,7 +197,7 @@ def _container_stopped(conn: sqlite3.Connection, e: NodeContainerStopped, env: E
         f" WHERE id = ? AND container_id IS NOT NULL AND container_state != 'removed' AND {_LIVE}",
         (env.recorded_at, env.stream_version, e.node_id),
     )
-    _one(cursor, f"stop of {e.node_id}'s container")
+    one_row(cursor, f"stop of {e.node_id}'s container")
 
 
 def _container_died(conn: sqlite3.Connection, e: NodeContainerDied, env: Envelope) -> None:
@@ -214,7 +208,7 @@ def _container_died(conn: sqlite3.Connection, e: NodeContainerDied, env: Envelop
         f" WHERE id = ? AND container_id IS NOT NULL AND container_state != 'removed' AND {_LIVE}",
         (e.exit_code, e.died_at, env.recorded_at, env.stream_version, e.node_id),
     )
-    _one(cursor, f"death of {e.node_id}'s container")
+    one_row(cursor, f"death of {e.node_id}'s container")
 
 
 def _container_removed(conn: sqlite3.Connection, e: NodeContainerRemoved, env: Envelope) -> None:
@@ -223,7 +217,7 @@ def _container_removed(conn: sqlite3.Connection, e: NodeContainerRemoved, env: E
         f" state_version = ? WHERE id = ? AND provider = 'docker' AND {_LIVE}",
         (env.recorded_at, env.stream_version, e.node_id),
     )
-    _one(cursor, f"removal of {e.node_id}'s container")
+    one_row(cursor, f"removal of {e.node_id}'s container")
 
 
 def _provisioning_abandoned(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from pressluft.events.projection import Envelope, Projector
-from pressluft.events.projectors.jobs import GuardFailed
+from pressluft.events.projection import Envelope, GuardFailed, Projector, one_row
 from pressluft.events.types import (
     EnvironmentCreated,
     EnvironmentDeleted,
@@ -43,11 +42,6 @@ LEGACY_ADMIN_USER = "pressluft-admin"
 #: The statuses a job that builds or deletes an environment holds it in.
 _IN_FLIGHT = "('creating', 'cloning', 'deleting')"
 _ENV_JOBS = "('site_create', 'env_create', 'env_delete', 'site_delete')"
-
-
-def _one(cursor: sqlite3.Cursor, what: str) -> None:
-    if cursor.rowcount != 1:
-        raise GuardFailed(what)
 
 
 def _site_created(conn: sqlite3.Connection, e: SiteCreated, env: Envelope) -> None:
@@ -100,7 +94,7 @@ def _environment_created(conn: sqlite3.Connection, e: EnvironmentCreated, env: E
             " WHERE id = ? AND status = 'active'",
             (env.recorded_at, e.site_id),
         )
-        _one(cursor, f"site {e.site_id} active for a clone")
+        one_row(cursor, f"site {e.site_id} active for a clone")
 
 
 def _site_follows(conn: sqlite3.Connection, environment_id: str, to: str, at: str) -> None:
@@ -145,7 +139,7 @@ def _provisioned(conn: sqlite3.Connection, e: EnvironmentProvisioned, env: Envel
             e.environment_id,
         ),
     )
-    _one(cursor, f"provisioned {e.environment_id}")
+    one_row(cursor, f"provisioned {e.environment_id}")
     _site_follows(conn, e.environment_id, "active", env.recorded_at)
 
 
@@ -155,7 +149,7 @@ def _failed(conn: sqlite3.Connection, e: EnvironmentFailed, env: Envelope) -> No
         f" WHERE id = ? AND status IN {_IN_FLIGHT}",
         (env.recorded_at, env.stream_version, e.environment_id),
     )
-    _one(cursor, f"failed {e.environment_id}")
+    one_row(cursor, f"failed {e.environment_id}")
     _site_follows(conn, e.environment_id, "failed", env.recorded_at)
 
 
@@ -194,7 +188,7 @@ def _deletion_requested(
             " WHERE id = ? AND status IN ('active', 'failed')",
             (env.recorded_at, row[0]),
         )
-        _one(site, f"deletion of site {row[0]}")
+        one_row(site, f"deletion of site {row[0]}")
 
 
 def _deleted(conn: sqlite3.Connection, e: EnvironmentDeleted, env: Envelope) -> None:
@@ -204,7 +198,7 @@ def _deleted(conn: sqlite3.Connection, e: EnvironmentDeleted, env: Envelope) -> 
         " WHERE id = ? AND status = 'deleting'",
         (env.recorded_at, env.recorded_at, env.stream_version, e.environment_id),
     )
-    _one(cursor, f"deleted {e.environment_id}")
+    one_row(cursor, f"deleted {e.environment_id}")
     _site_follows(conn, e.environment_id, "deleted", env.recorded_at)
 
 
@@ -231,7 +225,7 @@ def _site_reset(conn: sqlite3.Connection, e: SiteReset, env: Envelope) -> None:
         " WHERE id = ? AND status = 'failed'",
         (env.recorded_at, env.stream_version, e.site_id),
     )
-    _one(cursor, f"reset of site {e.site_id}")
+    one_row(cursor, f"reset of site {e.site_id}")
 
 
 def _job_failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
