@@ -1,7 +1,9 @@
 """Prometheus metrics of one daemon (its own registry, so tests can run many).
 
 Exposed in text format at `GET /metrics`; the contract's JSON counters at
-`GET /api/metrics` are computed from the projections instead.
+`GET /api/metrics` are computed from the projections instead. A leaf: it
+imports no mechanism that uses it (the worker pool takes its `PoolMetrics`
+protocol; the job statuses come with the scrape).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from pressluft.db import CommitInfo
 from pressluft.events import Recorded
-from pressluft.jobs.queue import STATUSES as JOB_STATUSES
 
 __all__ = ["Metrics"]
 
@@ -142,15 +143,34 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    # -- the worker pool's (jobs.worker.PoolMetrics) --------------------------------
+
+    def observe_claim_failure(self) -> None:
+        self.job_claim_failures.inc()
+
+    def observe_rescue(self) -> None:
+        self.job_rescues.inc()
+
+    def observe_claim_latency(self, seconds: float) -> None:
+        self.job_claim_latency.observe(seconds)
+
+    def observe_lease_rejection(self) -> None:
+        self.job_lease_rejections.inc()
+
     def set_jobs(
-        self, counts: list[tuple[str, str, int]], due: int, job_types: Iterable[str] = ()
+        self,
+        counts: list[tuple[str, str, int]],
+        due: int,
+        job_types: Iterable[str] = (),
+        statuses: Iterable[str] = (),
     ) -> None:
         """The scrape-time job gauges (`counts`: job type, status, count). Every
-        status of every job type in `job_types` or `counts` is set, zeros included:
-        a series that vanishes at zero breaks rates and alerts on it."""
+        one of `statuses` of every job type in `job_types` or `counts` is set,
+        zeros included: a series that vanishes at zero breaks rates and alerts on it."""
         self.jobs.clear()
+        every = tuple(statuses)
         for job_type in {*job_types, *(row[0] for row in counts)}:
-            for status in JOB_STATUSES:
+            for status in every:
                 self.jobs.labels(job_type, status).set(0)
         for job_type, status, count in counts:
             self.jobs.labels(job_type, status).set(count)

@@ -7,6 +7,7 @@ from litestar.di import NamedDependency
 
 from pressluft.api.daemon import Daemon
 from pressluft.clock import format_ts
+from pressluft.jobs.queue import STATUSES as JOB_STATUSES
 from pressluft.services.counters import Counters, read_counters
 from pressluft.services.jobs import job_counts
 
@@ -22,7 +23,7 @@ async def counters(runtime: NamedDependency[Daemon]) -> Counters:
 async def prometheus(runtime: NamedDependency[Daemon]) -> Response[bytes]:
     now = format_ts(runtime.clock.now())
     counts, due = await runtime.db.read(lambda conn: job_counts(conn, now))
-    runtime.metrics.set_jobs(counts, due, runtime.jobs.names())
+    runtime.metrics.set_jobs(counts, due, runtime.jobs.names(), JOB_STATUSES)
     # The classic text format that `render` writes; Litestar adds the charset.
     return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
 
