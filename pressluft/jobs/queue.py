@@ -59,7 +59,7 @@ from pressluft.events.types import (
     JobRetryScheduled,
     JobSucceeded,
 )
-from pressluft.events.types.jobs import NodeLock, scope_node_lock
+from pressluft.events.types.jobs import JobHolds, NodeLock, scope_node_lock
 from pressluft.ids import is_uuid, new_ordered_id
 from pressluft.jobs.logs import LeaseLost, attempt_output_tail, first_line, system_line
 
@@ -127,6 +127,9 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: At most one queued or running job of this type and target (`unique_key`):
     #: enqueueing another answers the active one.
     unique: bool = False
+    #: What the job holds while it runs: (aggregate, id, status), e.g.
+    #: ("environment", X, "cloning") — failed with the job's code if the job fails.
+    holds: tuple[str, str, str] | None = None
 
     @property
     def target(self) -> str | None:
@@ -181,6 +184,9 @@ def enqueue(tx: WriteTx, spec: JobSpec, meta: Meta) -> str:
         retry_of=spec.retry_of,
         node_lock=spec.node_lock or scope_node_lock(spec.site_id, spec.node_id),
         unique_key=key,
+        holds=None
+        if spec.holds is None
+        else JobHolds(aggregate=spec.holds[0], id=spec.holds[1], status=spec.holds[2]),
     )
     append(tx, f"job:{job_id}", NO_STREAM, [event], meta)
     first_line(tx, job_id, f"queued ({spec.job_type})")
@@ -610,13 +616,14 @@ def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
     def command(tx: WriteTx) -> str:
         row = tx.conn.execute(
             "SELECT status, job_type, payload_json, site_id, environment_id, node_id,"
-            " max_attempts, timeout_seconds, node_lock, unique_key FROM jobs WHERE id = ?",
+            " max_attempts, timeout_seconds, node_lock, unique_key, holds_kind, holds_id, holds_as"
+            " FROM jobs WHERE id = ?",
             (job_id,),
         ).fetchone()
         if row is None:
             raise NotFound(f"no job {job_id}")
         (status, job_type, payload, site_id, environment_id, node_id, attempts, timeout,
-         node_lock, key) = row  # fmt: skip
+         node_lock, key, holds_kind, holds_id, holds_as) = row  # fmt: skip
         if status not in ("failed", "cancelled"):
             raise Conflict(
                 f"job {job_id} is {status}; only failed or cancelled jobs can be retried",
@@ -647,6 +654,7 @@ def retry(job_id: str, meta: Meta) -> Callable[[WriteTx], str]:
             retry_of=job_id,
             node_lock=node_lock,
             unique=key is not None,
+            holds=None if holds_kind is None else (holds_kind, holds_id, holds_as),
         )
         if spec.unique:
             # A unique job of its kind is queued or running already: that one is

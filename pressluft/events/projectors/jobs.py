@@ -5,11 +5,16 @@ the event expects — a worker's transition only to the running attempt holding
 the event's lease token — and must change exactly one row, or the append fails
 (`GuardFailed`). The commands check first and refuse with a typed error; the
 guard is the backstop that makes a stale worker unable to change anything.
+
+A job may hold a row of another aggregate (`holds_kind`, `holds_id`, `holds_as`):
+`released_hold` tells that aggregate's projector what a failed or cancelled job
+held, so it can fail the row by one generic rule without naming job types.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from typing import NamedTuple
 
 import msgspec
 
@@ -26,17 +31,18 @@ from pressluft.events.types import (
     JobRetryScheduled,
     JobSucceeded,
 )
-from pressluft.events.types.jobs import scope_node_lock
+from pressluft.events.types.jobs import legacy_holds, scope_node_lock
 
-__all__ = ["JOBS_PROJECTOR"]
+__all__ = ["JOBS_PROJECTOR", "Held", "released_hold"]
 
 
 def _enqueued(conn: sqlite3.Connection, e: JobEnqueued, env: Envelope) -> None:
+    holds = e.holds or legacy_holds(e.job_type, e.environment_id, e.node_id)
     conn.execute(
         "INSERT INTO jobs (id, job_type, status, site_id, environment_id, node_id, payload_json,"
         " max_attempts, timeout_seconds, run_after, retry_of, enqueued_seq, created_at,"
-        " updated_at, state_version, node_lock, unique_key)"
-        " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " updated_at, state_version, node_lock, unique_key, holds_kind, holds_id, holds_as)"
+        " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             e.job_id,
             e.job_type,
@@ -56,6 +62,9 @@ def _enqueued(conn: sqlite3.Connection, e: JobEnqueued, env: Envelope) -> None:
             # the same way on every replay (and as migration 0015 filled the column).
             e.node_lock or scope_node_lock(e.site_id, e.node_id),
             e.unique_key,
+            None if holds is None else holds.aggregate,
+            None if holds is None else holds.id,
+            None if holds is None else holds.status,
         ),
     )
 
@@ -70,6 +79,33 @@ _LOCKS_FREE = (
     " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.status = 'running' AND r.node_id = jobs.node_id"
     "   AND (jobs.node_lock = 'exclusive' OR r.node_lock = 'exclusive'))"
 )
+
+
+class Held(NamedTuple):
+    """A row an ended job held: its id, the status it held it in, the job's code."""
+
+    id: str
+    status: str
+    error_code: str
+
+
+def released_hold(conn: sqlite3.Connection, job_id: str, aggregate: str) -> Held | None:
+    """What the job — just ended failed or cancelled (its row already says so: this
+    projector runs first) — held of `aggregate`, for that aggregate's projector to
+    fail the row if it still has the held status. None when it held nothing of it,
+    or when another job holding the same row in the same status still runs or has
+    begun and waits to retry (that one decides). The code: the job's error code
+    (`LEASE_EXPIRED` when its worker was lost for good), `CANCELLED` when cancelled."""
+    row = conn.execute(
+        "SELECT holds_id, holds_as, CASE status WHEN 'cancelled' THEN 'CANCELLED'"
+        " ELSE coalesce(error_code, 'HANDLER_ERROR') END FROM jobs j"
+        " WHERE id = ? AND holds_kind = ? AND status IN ('failed', 'cancelled')"
+        " AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.holds_kind = j.holds_kind"
+        "   AND o.holds_id = j.holds_id AND o.holds_as = j.holds_as AND o.id != j.id"
+        "   AND (o.status = 'running' OR (o.status = 'queued' AND o.attempt_count > 0)))",
+        (job_id, aggregate),
+    ).fetchone()
+    return None if row is None else Held(str(row[0]), str(row[1]), str(row[2]))
 
 
 def _claimed(conn: sqlite3.Connection, e: JobClaimed, env: Envelope) -> None:

@@ -8,14 +8,16 @@ A lab node's container that stops or dies makes an `active` node `unreachable`
 guarded by the states it may apply to. `node.orphan_detected` concerns no node:
 it has no projection (the event log is its record).
 
-One status follows a job instead of a node event: a node stays `provisioning`
-only while its provisioning can still finish. When a `node_provision` job ends
-without its handler recording the outcome — its last attempt timed out, its
-worker was lost for good (`job.lease_expired` failed/cancelled), or it was
-cancelled — the node becomes `failed` (its state is unknown), unless another
-`node_provision` job of the node is running or waits to retry an attempt it
-began. (It reads the `jobs` projection, written earlier in the same order live
-and in a replay.)
+One status follows a job instead of a node event: a `node_provision` job
+holds its node as `provisioning` (the status its attempt records when it
+starts). When a job holding a node ends failed or cancelled — its last attempt
+failed or timed out, its worker was lost for good (`job.lease_expired`
+failed/cancelled), or it was cancelled — and the node still has the held
+status, the node becomes `failed` (its state is unknown), unless another job
+holding it so is running or waits to retry an attempt it began: one generic
+rule (`released_hold`), naming no job type. `node.provision_failed` (recorded
+by the handler of old) is replayed as before. (It reads the `jobs`
+projection, written earlier in the same order live and in a replay.)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sqlite3
 import msgspec
 
 from pressluft.events.projection import Envelope, Projector, one_row
+from pressluft.events.projectors.jobs import released_hold
 from pressluft.events.types import (
     JobCancelled,
     JobFailed,
@@ -220,28 +223,29 @@ def _container_removed(conn: sqlite3.Connection, e: NodeContainerRemoved, env: E
     one_row(cursor, f"removal of {e.node_id}'s container")
 
 
-def _provisioning_abandoned(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
+def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
+    """A job ended failed or cancelled: the node it held, if still in the held status,
+    is `failed`."""
+    held = released_hold(conn, job_id, "node")
+    if held is None:
+        return
     conn.execute(
-        "UPDATE nodes SET status = 'failed', updated_at = ? WHERE status = 'provisioning'"
-        " AND id = (SELECT node_id FROM jobs WHERE id = ? AND job_type = 'node_provision')"
-        " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.node_id = nodes.id"
-        "   AND j.job_type = 'node_provision' AND j.id != ?"
-        "   AND (j.status = 'running' OR (j.status = 'queued' AND j.attempt_count > 0)))",
-        (env.recorded_at, job_id, job_id),
+        "UPDATE nodes SET status = 'failed', updated_at = ? WHERE id = ? AND status = ?",
+        (env.recorded_at, held.id, held.status),
     )
 
 
 def _job_failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
-    _provisioning_abandoned(conn, e.job_id, env)
+    _released(conn, e.job_id, env)
 
 
 def _job_cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None:
-    _provisioning_abandoned(conn, e.job_id, env)
+    _released(conn, e.job_id, env)
 
 
 def _job_lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) -> None:
     if e.outcome != "requeued":
-        _provisioning_abandoned(conn, e.job_id, env)
+        _released(conn, e.job_id, env)
 
 
 NODES_PROJECTOR = Projector(

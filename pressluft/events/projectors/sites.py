@@ -4,15 +4,18 @@
 Status moves (specs/sites.md): a site and its production environment start
 `creating`; a staging or clone environment starts `cloning` and takes its
 `active` site to `cloning` while it is built. `environment.provisioned` makes
-the environment `active` (with its release); `environment.failed` makes it
-`failed`. The site follows its production environment (`active`, `failed`,
-`deleting`, `deleted`) and is `active` again when a clone ends either way (its
-production still serves). Like a node's provisioning, an environment is
-`creating`, `cloning` or `deleting` only while its job can still finish: when
-a `site_create`, `env_create`, `env_delete` or `site_delete` job ends without
-its handler recording the outcome (last attempt timed out, worker lost for
-good, cancelled), the environment is `failed`. `failed → active` only through a
-reset. Every UPDATE is guarded by the states it may apply to.
+the environment `active` (with its release); `environment.failed` (recorded by
+handlers before jobs declared their holds; replayed) makes it `failed`. The
+site follows its production environment (`active`, `failed`, `deleting`,
+`deleted`) and is `active` again when a clone ends either way (its production
+still serves). An environment is held by the job that builds or deletes it, in
+the status the job's command put it in (`creating`, `cloning`, `deleting`, and
+any status a later job holds it in, e.g. `deploying`, `restoring`): when a job
+holding an environment ends failed or cancelled (`job.failed`,
+`job.cancelled`, `job.lease_expired` failed/cancelled) and the environment
+still has the held status, it is `failed` with the job's error code — one
+generic rule; this projector names no job type. `failed → active` only through
+a reset. Every UPDATE is guarded by the states it may apply to.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import sqlite3
 
 from pressluft.events.projection import Envelope, GuardFailed, Projector, one_row
+from pressluft.events.projectors.jobs import released_hold
 from pressluft.events.types import (
     EnvironmentCreated,
     EnvironmentDeleted,
@@ -39,9 +43,9 @@ __all__ = ["LEGACY_ADMIN_USER", "SITES_PROJECTOR"]
 #: The administrator every site got before sites had their own (events without one).
 LEGACY_ADMIN_USER = "pressluft-admin"
 
-#: The statuses a job that builds or deletes an environment holds it in.
-_IN_FLIGHT = "('creating', 'cloning', 'deleting')"
-_ENV_JOBS = "('site_create', 'env_create', 'env_delete', 'site_delete')"
+#: The statuses an `environment.failed` event (recorded by the handlers of old)
+#: applies to: those their jobs held environments in.
+_FAILABLE = "('creating', 'cloning', 'deleting')"
 
 
 def _site_created(conn: sqlite3.Connection, e: SiteCreated, env: Envelope) -> None:
@@ -113,7 +117,7 @@ def _site_follows(conn: sqlite3.Connection, environment_id: str, to: str, at: st
     conn.execute(
         "UPDATE sites SET status = ?, updated_at = ?,"
         " deleted_at = CASE WHEN ? = 'deleted' THEN ? END"
-        f" WHERE id = ? AND status IN {_IN_FLIGHT}",
+        " WHERE id = ? AND status NOT IN ('active', 'failed', 'deleted')",
         (to, at, to, at, site_id),
     )
 
@@ -145,37 +149,35 @@ def _provisioned(conn: sqlite3.Connection, e: EnvironmentProvisioned, env: Envel
 
 def _failed(conn: sqlite3.Connection, e: EnvironmentFailed, env: Envelope) -> None:
     cursor = conn.execute(
-        "UPDATE environments SET status = 'failed', updated_at = ?, state_version = ?"
-        f" WHERE id = ? AND status IN {_IN_FLIGHT}",
-        (env.recorded_at, env.stream_version, e.environment_id),
+        "UPDATE environments SET status = 'failed', error_code = ?, updated_at = ?,"
+        f" state_version = ? WHERE id = ? AND status IN {_FAILABLE}",
+        (e.error_code, env.recorded_at, env.stream_version, e.environment_id),
     )
     one_row(cursor, f"failed {e.environment_id}")
     _site_follows(conn, e.environment_id, "failed", env.recorded_at)
 
 
-def _abandoned(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
-    """A job that builds an environment ended without its handler's outcome."""
-    row = conn.execute(
-        f"SELECT environment_id FROM jobs WHERE id = ? AND job_type IN {_ENV_JOBS}"
-        " AND environment_id IS NOT NULL",
-        (job_id,),
-    ).fetchone()
-    if row is None:
+def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
+    """A job ended failed or cancelled: the environment it held, if it still has
+    the held status, is `failed` with the job's error code."""
+    held = released_hold(conn, job_id, "environment")
+    if held is None:
         return
     cursor = conn.execute(
-        "UPDATE environments SET status = 'failed', updated_at = ?"
-        f" WHERE id = ? AND status IN {_IN_FLIGHT}",
-        (env.recorded_at, row[0]),
+        "UPDATE environments SET status = 'failed', error_code = ?, updated_at = ?"
+        " WHERE id = ? AND status = ?",
+        (held.error_code, env.recorded_at, held.id, held.status),
     )
     if cursor.rowcount:
-        _site_follows(conn, row[0], "failed", env.recorded_at)
+        _site_follows(conn, held.id, "failed", env.recorded_at)
 
 
 def _deletion_requested(
     conn: sqlite3.Connection, e: EnvironmentDeletionRequested, env: Envelope
 ) -> None:
     cursor = conn.execute(
-        "UPDATE environments SET status = 'deleting', updated_at = ?, state_version = ?"
+        "UPDATE environments SET status = 'deleting', error_code = NULL, updated_at = ?,"
+        " state_version = ?"
         " WHERE id = ? AND status IN ('active', 'failed') RETURNING site_id, environment_type",
         (env.recorded_at, env.stream_version, e.environment_id),
     )
@@ -204,8 +206,8 @@ def _deleted(conn: sqlite3.Connection, e: EnvironmentDeleted, env: Envelope) -> 
 
 def _environment_reset(conn: sqlite3.Connection, e: EnvironmentReset, env: Envelope) -> None:
     cursor = conn.execute(
-        "UPDATE environments SET status = 'active', updated_at = ?, state_version = ?"
-        " WHERE id = ? AND status = 'failed' AND current_release_id IS NOT NULL"
+        "UPDATE environments SET status = 'active', error_code = NULL, updated_at = ?,"
+        " state_version = ? WHERE id = ? AND status = 'failed' AND current_release_id IS NOT NULL"
         " RETURNING site_id, environment_type",
         (env.recorded_at, env.stream_version, e.environment_id),
     )
@@ -229,16 +231,16 @@ def _site_reset(conn: sqlite3.Connection, e: SiteReset, env: Envelope) -> None:
 
 
 def _job_failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
-    _abandoned(conn, e.job_id, env)
+    _released(conn, e.job_id, env)
 
 
 def _job_cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None:
-    _abandoned(conn, e.job_id, env)
+    _released(conn, e.job_id, env)
 
 
 def _job_lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) -> None:
     if e.outcome != "requeued":
-        _abandoned(conn, e.job_id, env)
+        _released(conn, e.job_id, env)
 
 
 SITES_PROJECTOR = Projector(

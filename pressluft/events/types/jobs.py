@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import msgspec
+
 from pressluft.events.types.base import Event
 
 __all__ = [
@@ -18,12 +20,14 @@ __all__ = [
     "JobEnqueued",
     "JobFailed",
     "JobHastened",
+    "JobHolds",
     "JobLeaseExpired",
     "JobOutputDropped",
     "JobRetried",
     "JobRetryScheduled",
     "JobSucceeded",
     "NodeLock",
+    "legacy_holds",
     "scope_node_lock",
 ]
 
@@ -37,6 +41,38 @@ def scope_node_lock(site_id: str | None, node_id: str | None) -> NodeLock:
     (its site stays exclusive). Fixed, so the events recorded before lock scopes
     replay into the same rows (a job without a node: `shared`, which means nothing)."""
     return "exclusive" if node_id is not None and site_id is None else "shared"
+
+
+class JobHolds(msgspec.Struct, frozen=True, kw_only=True):
+    """What a job holds: the row (`aggregate`, `id`) it keeps in `status` while it
+    runs. When the job ends failed or cancelled, the row's owner fails it if it
+    still has that status (specs/jobs.md, JOB-48)."""
+
+    aggregate: str
+    id: str
+    status: str
+
+
+#: The jobs that held a row before jobs said so (events recorded before migration
+#: 0016): derived from the job type, the same way every time, so a replay of an old
+#: log rebuilds the rows the migration filled. New events name their holds.
+_LEGACY_HOLDS = {
+    "site_create": ("environment", "creating"),
+    "env_create": ("environment", "cloning"),
+    "env_delete": ("environment", "deleting"),
+    "site_delete": ("environment", "deleting"),
+    "node_provision": ("node", "provisioning"),
+}
+
+
+def legacy_holds(job_type: str, environment_id: str | None, node_id: str | None) -> JobHolds | None:
+    """The holds of a job enqueued before jobs named them."""
+    found = _LEGACY_HOLDS.get(job_type)
+    if found is None:
+        return None
+    aggregate, status = found
+    held = environment_id if aggregate == "environment" else node_id
+    return None if held is None else JobHolds(aggregate=aggregate, id=held, status=status)
 
 
 class JobEnqueued(Event, frozen=True, tag="job.enqueued"):
@@ -58,6 +94,9 @@ class JobEnqueued(Event, frozen=True, tag="job.enqueued"):
     #: `<job_type>:<target>` of a unique job (at most one queued or running per
     #: key); None for any other job and in events recorded before lock scopes.
     unique_key: str | None = None
+    #: What the job holds (None: nothing, or an event from before holds — see
+    #: `legacy_holds`).
+    holds: JobHolds | None = None
 
 
 class JobClaimed(Event, frozen=True, tag="job.claimed"):
