@@ -48,9 +48,8 @@ from huey.consumer import Consumer
 from pressluft.config import resolve
 from pressluft.db import CommitInfo
 from pressluft.events import Meta, Recorded
-from pressluft.jobs.context import JobContext
 from pressluft.jobs.queue import JobSpec, enqueue
-from pressluft.jobs.registry import JobType
+from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
 from pressluft.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,16 +107,27 @@ async def pressluft_throughput(data_dir: Path, count: int, producers: int = 1) -
     return count / elapsed
 
 
+class _Probe(JobWorker[NoArgs]):
+    """Notes when each job starts."""
+
+    kind = "probe"
+    args = NoArgs
+
+    def __init__(self, began: dict[str, float], started: asyncio.Event) -> None:
+        self.began = began
+        self.started = started
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        self.began[ctx.job_id] = time.perf_counter()
+        self.started.set()
+
+
 async def pressluft_latency(data_dir: Path, samples: int) -> list[float]:
     runtime = _runtime(data_dir)
     began: dict[str, float] = {}
     started = asyncio.Event()
 
-    async def probe(ctx: JobContext) -> None:
-        began[ctx.job_id] = time.perf_counter()
-        started.set()
-
-    runtime.jobs.register(JobType("probe", probe))
+    runtime.jobs.register(_Probe(began, started))
     await runtime.start()
     latencies = []
     try:

@@ -33,7 +33,7 @@ from pressluft.executables import find_ansible_playbook
 from pressluft.feature import Feature, Kernel, Parts
 from pressluft.features import FEATURES, migrations_of, projectors_of
 from pressluft.http.writes import Writer
-from pressluft.jobs.builtin import register_diagnostics
+from pressluft.jobs.builtin import DIAGNOSTIC_WORKERS
 from pressluft.jobs.logs import LogAppended
 from pressluft.jobs.queue import JobWake
 from pressluft.jobs.registry import JobRegistry
@@ -42,10 +42,15 @@ from pressluft.jobs.worker import WorkerPool
 from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
 from pressluft.services.health import HealthReport, WriteProbe, check_health, probe_write
-from pressluft.services.housekeeping import register_housekeeping
-from pressluft.services.machines import DeathWatcher, configured_providers, register_machine_jobs
-from pressluft.services.nodes import register_node_jobs
-from pressluft.services.site_jobs import register_site_jobs
+from pressluft.services.housekeeping import Housekeeping, housekeeping_schedule
+from pressluft.services.machines import (
+    DeathWatcher,
+    configured_providers,
+    machine_schedules,
+    machine_workers,
+)
+from pressluft.services.nodes import node_workers
+from pressluft.services.site_jobs import site_workers
 from pressluft.supervisor import Service, Supervisor
 from pressluft.vault import Vault
 
@@ -102,16 +107,20 @@ class Runtime:
         self.write_probe = WriteProbe()
         #: Wakes whoever waits on one job (its end, its log lines).
         self.job_changes = KeyedNotifier()
-        self.jobs = JobRegistry()
-        register_diagnostics(self.jobs)
-        self.scheduler = Scheduler(self.db, self.clock)
-        register_housekeeping(self.jobs, self.scheduler, self.db, config.job_log_retention_days)
         self.providers = configured_providers(config.docker_host, config.node_image)
-        register_node_jobs(self.jobs, self.db, lambda: self.vault, self.providers)
-        register_machine_jobs(
-            self.jobs, self.scheduler, self.db, lambda: self.vault, self.providers
+        #: The job workers (constructed with what they need: never the database or vault).
+        self.jobs = JobRegistry(
+            [
+                *DIAGNOSTIC_WORKERS,
+                Housekeeping(config.job_log_retention_days),
+                *node_workers(self.providers),
+                *machine_workers(self.providers),
+                *site_workers(config.wordpress_source),
+            ]
         )
-        register_site_jobs(self.jobs, self.db, lambda: self.vault, config.wordpress_source)
+        self.scheduler = Scheduler(self.db, self.clock)
+        for schedule in (housekeeping_schedule(), *machine_schedules(self.providers)):
+            self.scheduler.add(schedule)
         vault = lambda: self.vault  # noqa: E731 - opened at start
         writer = Writer(self.db, vault, config.idempotency_ttl_seconds)
         self.stopping = asyncio.Event()
@@ -145,6 +154,7 @@ class Runtime:
             self.clock,
             self.jobs,
             self.metrics,
+            vault=lambda: self.vault,
             slots=config.workers,
             lease_seconds=config.lease_seconds,
             data_dir=config.data_dir,

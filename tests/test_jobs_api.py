@@ -10,13 +10,13 @@ import pytest
 
 from pressluft.clock import FrozenClock
 from pressluft.events import Meta
-from pressluft.jobs.context import JobContext
+from pressluft.jobs.context import LocalPort
 from pressluft.jobs.queue import JobSpec, enqueue
-from pressluft.jobs.registry import JobType
 from pressluft.runtime import Runtime
 from pressluft.services.jobs import follow_log
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, contract_client, make_token
 from tests.support.jobs import job, until, until_ended
+from tests.support.workers import fn_worker
 
 SITE = "00000000-0000-4000-8000-00000000000a"
 NODE = "00000000-0000-4000-8000-000000000001"
@@ -214,10 +214,10 @@ async def test_a_job_that_finishes_before_it_stops_is_answered_with_its_end(
 ) -> None:
     release = asyncio.Event()
 
-    async def stubborn(ctx: JobContext) -> None:  # does not look at its cancellation
+    async def stubborn(ctx: LocalPort) -> None:  # does not look at its cancellation
         await release.wait()
 
-    runtime.jobs.register(JobType("stubborn", stubborn))
+    runtime.jobs.register(fn_worker("stubborn", stubborn))
     job_id = await runtime.db.write(
         lambda tx: enqueue(tx, JobSpec(job_type="stubborn"), Meta(actor="test"))
     )

@@ -22,10 +22,9 @@ from pressluft.db import open_sync
 from pressluft.events import Meta
 from pressluft.features import verify_replay
 from pressluft.jobs import context as context_module
-from pressluft.jobs.context import JobContext
+from pressluft.jobs.context import LocalPort
 from pressluft.jobs.process import run_process
 from pressluft.jobs.queue import JobSpec, RescueScope, cancel, claim, enqueue, rescue
-from pressluft.jobs.registry import JobType
 from pressluft.runtime import Runtime
 from pressluft.services.jobs import JobView
 from tests.support.jobs import (
@@ -38,6 +37,7 @@ from tests.support.jobs import (
     until,
     until_ended,
 )
+from tests.support.workers import fn_worker
 
 SITE = "00000000-0000-4000-8000-00000000000a"
 NODE = "00000000-0000-4000-8000-000000000001"
@@ -366,10 +366,10 @@ async def test_a_long_line_is_kept_and_a_straggler_does_not_hold_the_job(
 ) -> None:
     pid_file = tmp_path / "straggler.pid"
 
-    async def noisy(ctx: JobContext) -> None:
+    async def noisy(ctx: LocalPort) -> None:
         assert await run_process(ctx, [sys.executable, "-c", _NOISY, str(pid_file)]) == 0
 
-    runtime.jobs.register(JobType("noisy", noisy))
+    runtime.jobs.register(fn_worker("noisy", noisy))
     job_id = await runtime.db.write(
         lambda tx: enqueue(tx, JobSpec(job_type="noisy"), Meta(actor="test"))
     )
@@ -453,7 +453,7 @@ async def _print_while_the_database_refuses(
     runtime, config = await _runtime_with_short_busy_timeout(data_dir, clock)
     go = asyncio.Event()
 
-    async def printer(ctx: JobContext) -> None:
+    async def printer(ctx: LocalPort) -> None:
         for i in range(1, before + 1):
             ctx.log(f"line {i}")
         await go.wait()
@@ -461,7 +461,7 @@ async def _print_while_the_database_refuses(
             ctx.log(f"line {i}")
 
     try:
-        runtime.jobs.register(JobType("printer", printer))
+        runtime.jobs.register(fn_worker("printer", printer))
         job_id = await runtime.db.write(
             lambda tx: enqueue(tx, JobSpec(job_type="printer"), Meta(actor="test"))
         )
@@ -554,7 +554,7 @@ async def test_an_outcome_is_recorded_after_an_outage_longer_than_the_lease(
     go = asyncio.Event()
     runs = 0
 
-    async def once(ctx: JobContext) -> None:
+    async def once(ctx: LocalPort) -> None:
         nonlocal runs
         runs += 1
         await go.wait()
@@ -565,7 +565,7 @@ async def test_an_outcome_is_recorded_after_an_outage_longer_than_the_lease(
         )
 
     try:
-        runtime.jobs.register(JobType("once", once))
+        runtime.jobs.register(fn_worker("once", once))
         job_id = await runtime.db.write(
             lambda tx: enqueue(tx, JobSpec(job_type="once", max_attempts=1), Meta(actor="test"))
         )
@@ -604,13 +604,13 @@ async def test_a_stop_while_the_database_refuses_gives_up_unsent_output_and_says
     runtime, config = await _runtime_with_short_busy_timeout(data_dir, clock)
     started, go = asyncio.Event(), asyncio.Event()
 
-    async def chatty(ctx: JobContext) -> None:
+    async def chatty(ctx: LocalPort) -> None:
         started.set()
         await go.wait()
         ctx.log("a line the disk will not take")
         await asyncio.Event().wait()  # runs until the daemon stops
 
-    runtime.jobs.register(JobType("chatty", chatty))
+    runtime.jobs.register(fn_worker("chatty", chatty))
     await runtime.db.write(lambda tx: enqueue(tx, JobSpec(job_type="chatty"), Meta(actor="test")))
     await started.wait()
     async with _write_lock_held(config.database_path):

@@ -18,15 +18,15 @@ import httpx
 import pytest
 
 from pressluft.clock import FrozenClock, parse_ts
-from pressluft.jobs.context import JobContext
+from pressluft.jobs.context import LocalPort
 from pressluft.jobs.failures import retryable
-from pressluft.jobs.registry import JobType
 from pressluft.nodes.ansible import ANSIBLE_DIR, PlaybookSummary, classify, profile_revision
 from pressluft.runtime import Runtime
 from pressluft.services.jobs import JobView
 from pressluft.services.nodes import run_node_playbook
 from tests.support.jobs import job, log_lines, until, until_ended
 from tests.support.sshd import SSHNode
+from tests.support.workers import fn_worker
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ansible"
 ALLOWED = frozenset(
@@ -53,14 +53,12 @@ def ssh_node(tmp_path: Path) -> Iterator[SSHNode]:
 
 
 def _register_playbook_job(runtime: Runtime, ansible_dir: Path) -> None:
-    async def handler(ctx: JobContext) -> None:
-        playbook = str(ctx.payload["playbook"])
+    async def handler(ctx: LocalPort) -> None:
+        playbook = str(ctx.claim.payload["playbook"])
         extra = {"greeting": "hi", "marker": str(ansible_dir.parent / "marker"), "nap": "0"}
-        extra.update(ctx.payload.get("vars", {}))
+        extra.update(ctx.claim.payload.get("vars", {}))
         summary, revision = await run_node_playbook(
             ctx,
-            runtime.db,
-            runtime.vault,
             playbook,
             extra_vars=extra,
             allowlist=ALLOWED,
@@ -70,7 +68,7 @@ def _register_playbook_job(runtime: Runtime, ansible_dir: Path) -> None:
         ctx.log(f"applied {revision}, changed {summary.changed}", "system")
 
     runtime.jobs.register(
-        JobType("test_playbook", handler, timeout_seconds=600, timeout_code="ANSIBLE_TIMEOUT")
+        fn_worker("test_playbook", handler, timeout_seconds=600, timeout_code="ANSIBLE_TIMEOUT")
     )
 
 

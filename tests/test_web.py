@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from pressluft.events import Meta
-from pressluft.jobs.context import JobContext
+from pressluft.jobs.context import LocalPort
 from pressluft.jobs.logs import append_lines
 from pressluft.jobs.queue import JobSpec, enqueue
-from pressluft.jobs.registry import JobType
 from pressluft.runtime import Runtime
+from tests.support.workers import fn_worker
 
 
 @pytest.mark.spec("WEB-1")
@@ -64,7 +64,7 @@ async def test_overview_shows_recent_events_and_health(session: httpx.AsyncClien
 async def test_a_job_page_says_how_many_output_lines_were_lost(
     runtime: Runtime, session: httpx.AsyncClient
 ) -> None:
-    async def loses_three(ctx: JobContext) -> None:
+    async def loses_three(ctx: LocalPort) -> None:
         note = "3 lines of output lost: the database refused writes for 9 s"
         await runtime.db.write(
             lambda tx: append_lines(
@@ -72,7 +72,7 @@ async def test_a_job_page_says_how_many_output_lines_were_lost(
             )
         )
 
-    runtime.jobs.register(JobType("loses_three", loses_three))
+    runtime.jobs.register(fn_worker("loses_three", loses_three))
     kept = (await session.post("/api/diagnostics/jobs", json={"job_type": "noop"})).json()
     job_id = await runtime.db.write(
         lambda tx: enqueue(tx, JobSpec(job_type="loses_three"), Meta(actor="test"))

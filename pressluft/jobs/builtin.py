@@ -12,16 +12,15 @@ workers.
 from __future__ import annotations
 
 import sys
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
-from pressluft.jobs.context import JobContext
 from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.process import run_process
-from pressluft.jobs.registry import JobRegistry, JobType
+from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
 
-__all__ = ["EXIT_RETRYABLE", "SleepPayload", "register_diagnostics"]
+__all__ = ["DIAGNOSTIC_WORKERS", "EXIT_RETRYABLE", "Noop", "Sleep", "SleepPayload"]
 
 #: EX_TEMPFAIL: the sleep script's "try again later".
 EXIT_RETRYABLE = 75
@@ -60,31 +59,40 @@ sys.exit(code)
 _EXIT = {"succeed": 0, "fail_retryable": EXIT_RETRYABLE, "fail_fatal": 1}
 
 
-async def noop(ctx: JobContext) -> None:
-    ctx.check_cancelled()
+class Noop(JobWorker[NoArgs]):
+    """Ends at once."""
+
+    kind = "noop"
+    args = NoArgs
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        ctx.check_cancelled()
 
 
-async def sleep(ctx: JobContext) -> None:
-    payload = msgspec.convert(ctx.payload, SleepPayload)
-    argv = [
-        sys.executable,
-        "-c",
-        _SCRIPT,
-        str(payload.seconds),
-        str(payload.lines),
-        str(_EXIT[payload.outcome]),
-    ]
-    code = await run_process(ctx, argv)
-    if code == 0:
-        return
-    if code == EXIT_RETRYABLE:
-        raise JobFailure("DIAGNOSTIC_RETRYABLE", f"the sleep script exited with {code}")
-    if code > 0:
-        raise JobFailure("DIAGNOSTIC_FATAL", f"the sleep script exited with {code}")
-    raise JobFailure("PROCESS_FAILED", f"the sleep script was killed by signal {-code}")
+class Sleep(JobWorker[SleepPayload]):
+    """A real subprocess with a child, `lines` lines over `seconds`, then `outcome`."""
+
+    kind = "sleep"
+    args = SleepPayload
+
+    async def work(self, ctx: WorkerPort, args: SleepPayload) -> None:
+        argv = [
+            sys.executable,
+            "-c",
+            _SCRIPT,
+            str(args.seconds),
+            str(args.lines),
+            str(_EXIT[args.outcome]),
+        ]
+        code = await run_process(ctx, argv)
+        if code == 0:
+            return
+        if code == EXIT_RETRYABLE:
+            raise JobFailure("DIAGNOSTIC_RETRYABLE", f"the sleep script exited with {code}")
+        if code > 0:
+            raise JobFailure("DIAGNOSTIC_FATAL", f"the sleep script exited with {code}")
+        raise JobFailure("PROCESS_FAILED", f"the sleep script was killed by signal {-code}")
 
 
-def register_diagnostics(registry: JobRegistry, **overrides: Any) -> None:
-    """Add `noop` and `sleep` (overrides: JobType fields, e.g. a shorter backoff in tests)."""
-    registry.register(JobType("noop", noop, **overrides))
-    registry.register(JobType("sleep", sleep, **overrides))
+#: The diagnostic workers every daemon runs.
+DIAGNOSTIC_WORKERS = (Noop(), Sleep())

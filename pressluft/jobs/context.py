@@ -1,4 +1,9 @@
-"""What a job handler gets: its claim, a log, a cancellation signal and a work dir.
+"""The worker port of the daemon's own pool (`LocalPort`), and its log writer.
+
+`LocalPort` implements `jobs.workers.WorkerPort` over the local database and
+vault: loaders run on a reader, secrets open from the vault, records and named
+commands run in one transaction after `require_lease` (the one place a worker's
+writes are fenced), as the job's actor with its correlation id.
 
 `log()` never blocks the handler: lines go to a buffer that one writer task
 flushes in order, one transaction at a time (so lines batch up under load and
@@ -18,16 +23,24 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from pressluft.db import Database, WriteTx
 from pressluft.errors import ServiceUnavailable
+from pressluft.events import Event, Meta, append
+from pressluft.jobs.failures import JobCancelledError, JobFailure, retryable
 from pressluft.jobs.logs import LeaseLost, append_lines
-from pressluft.jobs.queue import Claim
+from pressluft.jobs.queue import Claim, require_lease
+from pressluft.jobs.workers import Loader, job_actor
 from pressluft.logs import get_logger
+from pressluft.vault import Vault
 
-__all__ = ["JobCancelledError", "JobContext", "LogWriter"]
+__all__ = ["JobCancelledError", "LocalPort", "LogWriter"]
+
+K = TypeVar("K")
+T = TypeVar("T")
 
 log = get_logger("pressluft.jobs")
 
@@ -43,10 +56,6 @@ BATCH_MAX_LINES = 2_000
 #: A refused write is retried after this long, doubling up to the cap.
 RETRY_FIRST_SECONDS = 0.05
 RETRY_MAX_SECONDS = 2.0
-
-
-class JobCancelledError(Exception):
-    """Raised by a handler (or its subprocess runner) that stopped because it was asked to."""
 
 
 def _size(line: str) -> int:
@@ -231,8 +240,8 @@ class LogWriter:
             await self._task
 
 
-class JobContext:
-    """The handler's view of its job."""
+class LocalPort:
+    """The worker port of one attempt, over this daemon's database and vault."""
 
     def __init__(
         self,
@@ -241,18 +250,28 @@ class JobContext:
         writer: LogWriter,
         cancelled: asyncio.Event,
         *,
+        db: Database,
+        vault: Callable[[], Vault],
         run_dir: Path | None = None,
     ) -> None:
         self.claim = claim
-        #: Where subprocess records live (so a crashed daemon's leftovers can be killed).
         self.run_dir = run_dir
         self.job_id = claim.job_id
+        self.job_type = claim.job_type
         self.attempt = claim.attempt
-        self.payload = claim.payload
-        self._jobs_dir = jobs_dir
-        self.work_dir_created = False
+        self.max_attempts = claim.max_attempts
+        self.site_id = claim.site_id
+        self.environment_id = claim.environment_id
+        self.node_id = claim.node_id
+        self.correlation_id = claim.correlation_id
+        self.claimed_at = claim.claimed_at
         self.cancelled = cancelled
+        self.work_dir_created = False
+        self._jobs_dir = jobs_dir
         self._writer = writer
+        self._db = db
+        self._vault = vault
+        self._meta = Meta(actor=job_actor(claim.job_id), correlation_id=claim.correlation_id)
 
     @property
     def work_dir(self) -> Path:
@@ -264,6 +283,13 @@ class JobContext:
             self.work_dir_created = True
         return path
 
+    @property
+    def final_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    def is_final(self, failure: JobFailure) -> bool:
+        return not retryable(failure.code) or self.final_attempt
+
     def log(self, text: str, stream: str = "stdout") -> None:
         """Record output (never blocks; lines are stored in order)."""
         self._writer.write(text, stream)
@@ -272,3 +298,28 @@ class JobContext:
         """Stop here if cancellation was requested."""
         if self.cancelled.is_set():
             raise JobCancelledError("cancelled")
+
+    async def load(self, loader: Loader[K, T], key: K) -> T:
+        return await self._db.read(lambda conn: loader.query(conn, key))
+
+    async def secret(self, secret_id: str) -> str:
+        vault = self._vault()
+        plain = await self._db.read(lambda conn: vault.open(conn, secret_id))
+        return plain.decode()
+
+    async def record(
+        self, stream: str, events: Sequence[Event], expected_version: int | None = None
+    ) -> None:
+        def fn(tx: WriteTx, meta: Meta) -> None:
+            append(tx, stream, expected_version, events, meta)
+
+        await self.command(fn)
+
+    async def command(self, fn: Callable[[WriteTx, Meta], T]) -> T:
+        c, meta = self.claim, self._meta
+
+        def fenced(tx: WriteTx) -> T:
+            require_lease(tx.conn, c.job_id, c.lease_token, c.attempt)
+            return fn(tx, meta)
+
+        return await self._db.write(fenced)

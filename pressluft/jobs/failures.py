@@ -7,7 +7,7 @@ to the queue after the job type's backoff; everything else fails the job.
 
 from __future__ import annotations
 
-__all__ = ["CODES", "JobFailure", "retryable"]
+__all__ = ["CODES", "JobCancelledError", "JobFailure", "retryable"]
 
 #: code → retryable. Append-only, like the HTTP codes.
 CODES: dict[str, bool] = {
@@ -64,3 +64,7 @@ class JobFailure(Exception):
     @property
     def retryable(self) -> bool:
         return retryable(self.code)
+
+
+class JobCancelledError(Exception):
+    """Raised by a worker (or its subprocess runner) that stopped because it was asked to."""

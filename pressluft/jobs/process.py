@@ -24,7 +24,8 @@ from typing import Any
 import msgspec
 
 from pressluft.affinity import release_process
-from pressluft.jobs.context import JobCancelledError, JobContext
+from pressluft.jobs.failures import JobCancelledError
+from pressluft.jobs.workers import WorkerPort
 from pressluft.logs import get_logger
 
 __all__ = [
@@ -187,7 +188,7 @@ class _Child:
             self._close_pipe(fd)
 
 
-async def _pump(ctx: JobContext, stream: asyncio.StreamReader, name: str) -> None:
+async def _pump(ctx: WorkerPort, stream: asyncio.StreamReader, name: str) -> None:
     """Every output line into the job log; a line over the reader's limit in pieces."""
     in_pieces = False
     while True:
@@ -208,7 +209,7 @@ async def _pump(ctx: JobContext, stream: asyncio.StreamReader, name: str) -> Non
 
 
 async def run_process(
-    ctx: JobContext,
+    ctx: WorkerPort,
     argv: Sequence[str],
     *,
     env: dict[str, str] | None = None,

@@ -1,54 +1,34 @@
-"""Job types: what runs for a `job_type`, for how long, how often it is retried."""
+"""The job workers a daemon can run, by kind (instances of `jobs.workers.JobWorker`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
-if TYPE_CHECKING:
-    from pressluft.jobs.context import JobContext
+from pressluft.jobs.workers import JobWorker
 
-__all__ = ["DEFAULT_BACKOFF", "JobRegistry", "JobType"]
-
-#: The reference's backoff: 1 min, 5 min, 15 min.
-DEFAULT_BACKOFF = (60, 300, 900)
-
-Handler = Callable[["JobContext"], Coroutine[Any, Any, None]]
-
-
-@dataclass(frozen=True)
-class JobType:
-    name: str
-    handler: Handler
-    timeout_seconds: int = 1800
-    max_attempts: int = 3
-    backoff_seconds: tuple[int, ...] = DEFAULT_BACKOFF
-    #: What a timeout is called (Ansible handlers: ANSIBLE_TIMEOUT, retryable).
-    timeout_code: str = "JOB_TIMEOUT"
-
-    def backoff(self, attempt: int) -> int:
-        """Seconds to wait after failed attempt `attempt` (1-based)."""
-        steps = self.backoff_seconds or DEFAULT_BACKOFF
-        return steps[min(attempt, len(steps)) - 1]
+__all__ = ["JobRegistry"]
 
 
 class JobRegistry:
-    """The job types a daemon can run."""
+    """The workers a daemon can run. Their settings are their classes': the
+    registry holds instances, nothing else."""
 
-    def __init__(self) -> None:
-        self._types: dict[str, JobType] = {}
+    def __init__(self, workers: Iterable[JobWorker[Any]] = ()) -> None:
+        self._workers: dict[str, JobWorker[Any]] = {}
+        for worker in workers:
+            self.register(worker)
 
-    def register(self, job_type: JobType) -> None:
-        if job_type.name in self._types:
-            raise ValueError(f"job type {job_type.name} registered twice")
-        self._types[job_type.name] = job_type
+    def register(self, worker: JobWorker[Any]) -> None:
+        if worker.kind in self._workers:
+            raise ValueError(f"job type {worker.kind} registered twice")
+        self._workers[worker.kind] = worker
 
-    def get(self, name: str) -> JobType | None:
-        return self._types.get(name)
+    def get(self, kind: str) -> JobWorker[Any] | None:
+        return self._workers.get(kind)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._types
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._workers
 
     def names(self) -> list[str]:
-        return sorted(self._types)
+        return sorted(self._workers)

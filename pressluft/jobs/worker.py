@@ -11,7 +11,7 @@ One service in the daemon's loop:
 - **leases**: one task renews the lease of every running attempt in one
   transaction every third of the lease; an attempt whose lease is gone is
   stopped (it has been rescued and may run elsewhere).
-- **execution**: runs the handler with the job type's timeout and cancellation
+- **execution**: runs the job's worker (`registry`) with the job's timeout and cancellation
   (the handler's signal is set; after a grace period its task is cancelled,
   which kills its process group). The outcome is recorded with the attempt's
   lease token; a stale worker (lease taken over) is refused and changes nothing.
@@ -30,14 +30,16 @@ import os
 import shutil
 import socket
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pressluft.clock import Clock, parse_ts
 from pressluft.db import Database
 from pressluft.errors import ServiceUnavailable
-from pressluft.jobs.context import JobCancelledError, JobContext, LogWriter
-from pressluft.jobs.failures import JobFailure, retryable
+from pressluft.jobs.context import LocalPort, LogWriter
+from pressluft.jobs.failures import JobCancelledError, JobFailure, retryable
 from pressluft.jobs.logs import LeaseLost
 from pressluft.jobs.process import kill_marked, kill_orphans
 from pressluft.jobs.queue import (
@@ -52,9 +54,9 @@ from pressluft.jobs.queue import (
 )
 from pressluft.jobs.registry import JobRegistry
 from pressluft.logs import correlation_id, get_logger
-from pressluft.metrics import Metrics
+from pressluft.vault import Vault
 
-__all__ = ["WorkerPool"]
+__all__ = ["PoolMetrics", "WorkerPool"]
 
 log = get_logger("pressluft.jobs")
 
@@ -68,6 +70,16 @@ LINGER_SECONDS = 0.001
 #: Backoff of a retried outcome write (while the database refuses writes).
 RECORD_RETRY_FIRST = 0.25
 RECORD_RETRY_MAX = 5.0
+
+
+class PoolMetrics(Protocol):
+    """What the pool reports (the daemon's `metrics.Metrics` is one)."""
+
+    def observe_claim_failure(self) -> None: ...
+    def observe_rescue(self) -> None: ...
+    def observe_claim_latency(self, seconds: float) -> None: ...
+    def observe_lease_rejection(self) -> None: ...
+    def observe_attempt(self, job_type: str, status: str, seconds: float) -> None: ...
 
 
 @dataclass
@@ -93,8 +105,9 @@ class WorkerPool:
         db: Database,
         clock: Clock,
         registry: JobRegistry,
-        metrics: Metrics,
+        metrics: PoolMetrics,
         *,
+        vault: Callable[[], Vault],
         slots: int,
         lease_seconds: float,
         data_dir: Path,
@@ -105,6 +118,8 @@ class WorkerPool:
         self.clock = clock
         self.registry = registry
         self.metrics = metrics
+        #: The workers' secrets (a callable: the vault is loaded when the daemon starts).
+        self.vault = vault
         self.slots = slots
         self.lease_seconds = lease_seconds
         #: Site jobs running at once on one node (the claim's cap).
@@ -168,7 +183,7 @@ class WorkerPool:
                         # The database cannot be written right now (a lock held by
                         # another process, a full disk): running jobs go on; look
                         # again soon rather than crash the pool and stop them.
-                        self.metrics.job_claim_failures.inc()
+                        self.metrics.observe_claim_failure()
                         log.warning("could not claim jobs; retrying: %s", exc.message)
                         await self._sleep(self.poll_seconds)
                         continue
@@ -216,7 +231,7 @@ class WorkerPool:
         except ServiceUnavailable:
             return
         for r in rescued:
-            self.metrics.job_rescues.inc()
+            self.metrics.observe_rescue()
             log.warning(
                 "rescued a job whose worker went away",
                 extra={"job_id": r.job_id, "attempt": r.attempt, "outcome": r.outcome},
@@ -263,7 +278,7 @@ class WorkerPool:
         if self._stopping:
             return  # shutting down: the final rescue puts it back in the queue
         latency = (parse_ts(c.claimed_at) - parse_ts(c.ready_at)).total_seconds()
-        self.metrics.job_claim_latency.observe(max(0.0, latency))
+        self.metrics.observe_claim_latency(max(0.0, latency))
         earlier = [e for e in self.active.values() if e.claim.job_id == c.job_id]
         for stale in earlier:  # its lease was taken away: it must stop before this one runs
             stale.lose_lease()
@@ -286,7 +301,15 @@ class WorkerPool:
         token = correlation_id.set(c.correlation_id)
         started = self.clock.monotonic()
         writer = LogWriter(self.db, c, execution.lose_lease)
-        ctx = JobContext(c, self.jobs_dir, writer, asyncio.Event(), run_dir=self.run_dir)
+        ctx = LocalPort(
+            c,
+            self.jobs_dir,
+            writer,
+            asyncio.Event(),
+            db=self.db,
+            vault=self.vault,
+            run_dir=self.run_dir,
+        )
         try:
             outcome = await self._run_handler(execution, ctx, writer)
         except asyncio.CancelledError:
@@ -303,7 +326,7 @@ class WorkerPool:
             for next_claim in claims:
                 self._start(next_claim)
         except LeaseLost:
-            self.metrics.job_lease_rejections.inc()
+            self.metrics.observe_lease_rejection()
             log.warning("a stale worker's result was refused", extra={"job_id": c.job_id})
             return
         except ServiceUnavailable:
@@ -357,16 +380,16 @@ class WorkerPool:
             delay = min(delay * 2, RECORD_RETRY_MAX)
 
     async def _run_handler(
-        self, execution: _Execution, ctx: JobContext, writer: LogWriter
+        self, execution: _Execution, ctx: LocalPort, writer: LogWriter
     ) -> Outcome | None:
-        """Run the handler; the outcome, or None when the lease was lost."""
+        """Run the worker; the outcome, or None when the lease was lost."""
         c = ctx.claim
-        job_type = self.registry.get(c.job_type)
-        if job_type is None:
+        worker = self.registry.get(c.job_type)
+        if worker is None:
             writer.write(f"no handler for job type {c.job_type!r}", "system")
             return Outcome("failed", "JOB_TYPE_UNKNOWN", f"unknown job type {c.job_type}")
         interrupt = execution.interrupt
-        handler = asyncio.create_task(job_type.handler(ctx))
+        handler = asyncio.create_task(worker.run(ctx, c.payload))
         handler.add_done_callback(lambda _: interrupt.set())
         try:
             try:
@@ -385,19 +408,19 @@ class WorkerPool:
                                 return Outcome("cancelled")
             except TimeoutError:
                 if handler.done():
-                    return _classify(handler, job_type.backoff(c.attempt), writer)
+                    return _classify(handler, worker.backoff(c.attempt), writer)
                 await _stop(handler)
                 writer.write(f"timed out after {c.timeout_seconds} s", "system")
                 return Outcome(
                     "failed",
-                    job_type.timeout_code,
+                    worker.timeout_code,
                     f"timed out after {c.timeout_seconds} s",
-                    retryable=retryable(job_type.timeout_code),
-                    backoff_seconds=job_type.backoff(c.attempt),
+                    retryable=retryable(worker.timeout_code),
+                    backoff_seconds=worker.backoff(c.attempt),
                 )
             if execution.lease_lost:
                 return None
-            return _classify(handler, job_type.backoff(c.attempt), writer)
+            return _classify(handler, worker.backoff(c.attempt), writer)
         finally:
             if not handler.done():
                 await _stop(handler)
@@ -413,7 +436,7 @@ def _clear_leftovers(jobs_dir: Path) -> None:
                 child.unlink(missing_ok=True)
 
 
-async def _remove(ctx: JobContext) -> None:
+async def _remove(ctx: LocalPort) -> None:
     """Remove the attempt's work dir, if it made one (secrets may have been materialized)."""
     if ctx.work_dir_created:
         work_dir = ctx.work_dir

@@ -24,17 +24,17 @@ from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.events.types import (
     EnvironmentCreated,
+    EnvironmentDeleted,
     EnvironmentDeletionRequested,
     EnvironmentReset,
     SiteReset,
 )
 from pressluft.ids import is_uuid, new_id
-from pressluft.jobs.queue import JobSpec, enqueue
+from pressluft.jobs.workers import NoArgs, enqueue_job
 from pressluft.names import NAME_RULE, is_printable_name
 from pressluft.services.magic_login import EnvironmentNotActive
 from pressluft.services.nodes import ConfirmationRequired
 from pressluft.services.sites import (
-    ENV_JOB_TIMEOUT_SECONDS,
     EnvironmentNotFound,
     SiteNotFound,
     get_environment,
@@ -54,6 +54,7 @@ __all__ = [
     "create_environment_command",
     "delete_environment_command",
     "delete_site_command",
+    "record_environment_deleted",
     "reset_environment_command",
     "reset_site_command",
 ]
@@ -201,17 +202,19 @@ def create_environment_command(
             admin_user=source.admin_user,
         )
         append(tx, f"environment:{environment_id}", NO_STREAM, [created], meta)
-        spec = JobSpec(
-            job_type="env_create",
+        from pressluft.services.site_jobs import EnvCreate, EnvCreateArgs  # its worker
+
+        job_id = enqueue_job(
+            tx,
+            EnvCreate,
+            EnvCreateArgs(source_environment_id=source.id),
+            meta,
             site_id=site_id,
             environment_id=environment_id,
             node_id=source.node_id,
-            payload={"source_environment_id": source.id},
-            timeout_seconds=ENV_JOB_TIMEOUT_SECONDS,
-            # Its site alone, its node beside other sites' jobs (up to the cap).
-            node_lock="shared",
+            holds=("environment", environment_id, "cloning"),
         )
-        return EnvironmentAccepted(job_id=enqueue(tx, spec, meta), environment_id=environment_id)
+        return EnvironmentAccepted(job_id=job_id, environment_id=environment_id)
 
     return command
 
@@ -219,19 +222,38 @@ def create_environment_command(
 def _deletion(
     tx: WriteTx, environment_id: str, job_type: str, node_id: str, site_id: str, meta: Meta
 ) -> DeletionAccepted:
-    spec = JobSpec(
-        job_type=job_type,
+    from pressluft.services.site_jobs import EnvDelete, SiteDelete  # their workers
+
+    worker = SiteDelete if job_type == SiteDelete.kind else EnvDelete
+    job_id = enqueue_job(
+        tx,
+        worker,
+        NoArgs(),
+        meta,
         site_id=site_id,
         environment_id=environment_id,
         node_id=node_id,
-        timeout_seconds=ENV_JOB_TIMEOUT_SECONDS,
-        # Its site alone, its node beside other sites' jobs (up to the cap).
-        node_lock="shared",
+        holds=("environment", environment_id, "deleting"),
     )
-    job_id = enqueue(tx, spec, meta)
     event = EnvironmentDeletionRequested(environment_id=environment_id, job_id=job_id)
     append(tx, f"environment:{environment_id}", None, [event], meta)
     return DeletionAccepted(job_id=job_id)
+
+
+def record_environment_deleted(
+    environment_id: str, job_id: str, secret_ids: tuple[str | None, ...]
+) -> Callable[[WriteTx, Meta], None]:
+    """The environment's job removed it from its node: `environment.deleted`, and
+    its sealed secrets destroyed in the same transaction."""
+
+    def command(tx: WriteTx, meta: Meta) -> None:
+        for secret in secret_ids:
+            if secret is not None:
+                Vault.destroy(tx.conn, secret)
+        event = EnvironmentDeleted(environment_id=environment_id, job_id=job_id)
+        append(tx, f"environment:{environment_id}", None, [event], meta)
+
+    return command
 
 
 def _confirmed(confirm: str | None, slug: str, what: str) -> None:

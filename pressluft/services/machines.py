@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import Any
 
 import docker.errors
-import msgspec
 
 from pressluft.clock import Clock
 from pressluft.db import Database, WriteTx
@@ -40,11 +39,9 @@ from pressluft.events.types import (
     NodeOrphanDetected,
     NodePorts,
 )
-from pressluft.jobs.context import JobContext
 from pressluft.jobs.failures import JobFailure
-from pressluft.jobs.queue import require_lease
-from pressluft.jobs.registry import JobRegistry, JobType
-from pressluft.jobs.scheduler import Schedule, Scheduler
+from pressluft.jobs.scheduler import Schedule
+from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
 from pressluft.logs import get_logger
 from pressluft.nodes.docker import ContainerState, LimitNotEnforced
 from pressluft.nodes.providers import (
@@ -61,13 +58,20 @@ from pressluft.nodes.ssh import wait_for_banner
 from pressluft.services.nodes import check_node
 from pressluft.supervisor import Service
 from pressluft.vault import Vault
+from pressluft.supervisor import Service
+from pressluft.services.nodes import NODE_MACHINE, NodeMachine, check_node
 
 __all__ = [
     "DeathWatcher",
+    "DockerReconcile",
+    "NodeCreate",
+    "NodeStart",
+    "NodeStop",
     "Providers",
     "configured_providers",
     "machine_call",
-    "register_machine_jobs",
+    "machine_schedules",
+    "machine_workers",
 ]
 
 log = get_logger("pressluft.nodes")
@@ -92,7 +96,7 @@ def _ports(endpoint: Endpoint) -> NodePorts:
     )
 
 
-def _warn_unfixed(ctx: JobContext, endpoint: Endpoint) -> None:
+def _warn_unfixed(ctx: WorkerPort, endpoint: Endpoint) -> None:
     if not endpoint.web_ports_fixed:
         ctx.log(
             "WARNING: this container was created before lab nodes kept their web ports:"
@@ -100,10 +104,6 @@ def _warn_unfixed(ctx: JobContext, endpoint: Endpoint) -> None:
             " URLs made before point elsewhere and no new site or environment is put on it;"
             " decommission the node and create it again"
         )
-
-
-def _job_meta(ctx: JobContext) -> Meta:
-    return Meta(actor=f"system:job:{ctx.claim.job_id}", correlation_id=ctx.claim.correlation_id)
 
 
 def _classified(exc: BaseException) -> JobFailure:
@@ -129,7 +129,7 @@ async def machine_call(fn: Callable[..., Any], *args: Any) -> Any:
         raise _classified(exc) from exc
 
 
-async def _until_ssh(ctx: JobContext, endpoint: Endpoint) -> None:
+async def _until_ssh(ctx: WorkerPort, endpoint: Endpoint) -> None:
     ctx.log(f"waiting for sshd on {endpoint.host}:{endpoint.ssh_port}")
     if not await wait_for_banner(endpoint.host, endpoint.ssh_port, SSH_UP_SECONDS):
         raise JobFailure(
@@ -137,53 +137,43 @@ async def _until_ssh(ctx: JobContext, endpoint: Endpoint) -> None:
         )
 
 
-def register_machine_jobs(
-    registry: JobRegistry,
-    scheduler: Scheduler,
-    db: Database,
-    vault: Callable[[], Vault],
-    providers: Providers,
-) -> None:
-    """`node_create`, `node_start`, `node_stop`; `docker_reconcile` when the docker
-    provider is configured."""
+class _MachineWorker(JobWorker[NoArgs]):
+    """A job on a lab node's machine (its provider's)."""
 
-    async def node_of(ctx: JobContext) -> tuple[str, MachineProvider, tuple[Any, ...]]:
-        node_id = ctx.claim.node_id
+    args = NoArgs
+    timeout_seconds = 300
+
+    def __init__(self, providers: Providers) -> None:
+        self.providers = providers
+
+    async def machine(self, ctx: WorkerPort) -> tuple[str, MachineProvider, NodeMachine]:
+        node_id = ctx.node_id
         assert node_id is not None
-        row = await db.read(
-            lambda conn: conn.execute(
-                "SELECT provider, name, public_key, resources_json, container_id, status"
-                " FROM nodes WHERE id = ?",
-                (node_id,),
-            ).fetchone()
-        )
-        if row is None or row[5] == "decommissioned":
+        node = await ctx.load(NODE_MACHINE, node_id)
+        if node is None or node.status == "decommissioned":
             raise JobFailure("NODE_NOT_CHECKED", "the node is decommissioned")
         try:
-            machines = providers.machines(str(row[0]))
+            machines = self.providers.machines(node.provider)
         except ProviderNotConfigured as exc:
             raise _classified(exc) from exc
         if machines is None:
             raise JobFailure("HANDLER_ERROR", "an ssh node has no machine to manage")
-        return node_id, machines, row
+        return node_id, machines, node
 
-    async def record(ctx: JobContext, event: Any) -> None:
-        claim = ctx.claim
 
-        def command(tx: WriteTx) -> None:
-            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-            append(tx, f"node:{claim.node_id}", None, [event], _job_meta(ctx))
+class NodeCreate(_MachineWorker):
+    """The container from the node image (limits, key authorized), then — once its
+    sshd answers — the readiness check."""
 
-        await db.write(command)
+    kind = "node_create"
 
-    async def node_create(ctx: JobContext) -> None:
-        node_id, machines, row = await node_of(ctx)
-        _, name, public_key, resources_json, container_id, _ = row
-        if container_id is None:
-            limits = msgspec.json.decode(str(resources_json), type=dict[str, Any])
-            resources = Resources(
-                int(limits["memory_mb"]), float(limits["cpus"]), int(limits["pids"])
-            )
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        node_id, machines, node = await self.machine(ctx)
+        stream = f"node:{node_id}"
+        if node.container_id is None:
+            limits = node.resources
+            assert limits is not None
+            resources = Resources(int(limits.memory_mb), float(limits.cpus), int(limits.pids))
             ctx.log(
                 f"creating the container from {machines.image}: {resources.memory_mb} MB,"
                 f" {resources.cpus:g} CPUs, {resources.pids} pids"
@@ -191,81 +181,104 @@ def register_machine_jobs(
             # A previous attempt may have created it before failing: start over.
             await machine_call(machines.destroy, node_id)
             endpoint: Endpoint = await machine_call(
-                machines.create, node_id, str(name), str(public_key), resources
+                machines.create, node_id, node.name, node.public_key, resources
             )
             ctx.log(
                 f"container {endpoint.machine_id[:12]}: ssh 127.0.0.1:{endpoint.ssh_port},"
                 f" http :{endpoint.http_port}, https :{endpoint.https_port}"
             )
-            await record(
-                ctx,
-                NodeContainerCreated(
-                    node_id=node_id,
-                    container_id=endpoint.machine_id,
-                    image=machines.image,
-                    ports=_ports(endpoint),
-                ),
+            created = NodeContainerCreated(
+                node_id=node_id,
+                container_id=endpoint.machine_id,
+                image=machines.image,
+                ports=_ports(endpoint),
             )
+            await ctx.record(stream, [created])
         else:  # a retried attempt after the container was recorded: (re)start it
             endpoint = await machine_call(machines.start, node_id)
             _warn_unfixed(ctx, endpoint)
-            await record(ctx, NodeContainerStarted(node_id=node_id, ports=_ports(endpoint)))
+            await ctx.record(
+                stream, [NodeContainerStarted(node_id=node_id, ports=_ports(endpoint))]
+            )
         await _until_ssh(ctx, endpoint)
-        await check_node(ctx, db, vault())
+        await check_node(ctx)
 
-    async def node_start(ctx: JobContext) -> None:
-        node_id, machines, _ = await node_of(ctx)
+
+class NodeStart(_MachineWorker):
+    """Start the container (new ports), then check the node."""
+
+    kind = "node_start"
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        node_id, machines, _ = await self.machine(ctx)
         endpoint: Endpoint = await machine_call(machines.start, node_id)
         ctx.log(f"started: ssh 127.0.0.1:{endpoint.ssh_port}, http :{endpoint.http_port}")
         _warn_unfixed(ctx, endpoint)
-        await record(ctx, NodeContainerStarted(node_id=node_id, ports=_ports(endpoint)))
+        started = NodeContainerStarted(node_id=node_id, ports=_ports(endpoint))
+        await ctx.record(f"node:{node_id}", [started])
         await _until_ssh(ctx, endpoint)
-        await check_node(ctx, db, vault())
+        await check_node(ctx)
 
-    async def node_stop(ctx: JobContext) -> None:
-        node_id, machines, _ = await node_of(ctx)
+
+class NodeStop(_MachineWorker):
+    """Stop the container."""
+
+    kind = "node_stop"
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        node_id, machines, _ = await self.machine(ctx)
         await machine_call(machines.stop, node_id)
-        await record(ctx, NodeContainerStopped(node_id=node_id))
+        await ctx.record(f"node:{node_id}", [NodeContainerStopped(node_id=node_id)])
         ctx.log("stopped")
 
-    registry.register(JobType("node_create", node_create, timeout_seconds=300))
-    registry.register(JobType("node_start", node_start, timeout_seconds=300))
-    registry.register(JobType("node_stop", node_stop, timeout_seconds=120))
 
-    lab = providers.docker
-    if lab is None:
-        return
+def record_orphans(
+    states: list[ContainerState],
+) -> Callable[[WriteTx, Meta], list[NodeOrphanDetected]]:
+    """`node.orphan_detected` for each managed container whose node is not a live
+    docker node with that container, once per container."""
 
-    async def docker_reconcile(ctx: JobContext) -> None:
-        states: list[ContainerState] = await machine_call(lambda: lab.lab.managed())
-        claim = ctx.claim
+    def command(tx: WriteTx, meta: Meta) -> list[NodeOrphanDetected]:
+        live = {
+            str(node_id): container_id
+            for node_id, container_id in tx.conn.execute(
+                "SELECT id, container_id FROM nodes WHERE provider = 'docker'"
+                " AND status != 'decommissioned'"
+            )
+        }
+        found = []
+        for state in states:
+            if state.node_id in live and live[state.node_id] in (None, state.container_id):
+                continue  # its node's (or being created by its node_create job)
+            stream = f"orphan:{state.container_id}"
+            if tx.conn.execute("SELECT 1 FROM events WHERE stream = ?", (stream,)).fetchone():
+                continue  # reported before
+            event = NodeOrphanDetected(
+                container_id=state.container_id,
+                labelled_node_id=state.node_id,
+                container_status=state.status,
+            )
+            append(tx, stream, NO_STREAM, [event], meta)
+            found.append(event)
+        return found
 
-        def command(tx: WriteTx) -> list[NodeOrphanDetected]:
-            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-            live = {
-                str(node_id): container_id
-                for node_id, container_id in tx.conn.execute(
-                    "SELECT id, container_id FROM nodes WHERE provider = 'docker'"
-                    " AND status != 'decommissioned'"
-                )
-            }
-            found = []
-            for state in states:
-                if state.node_id in live and live[state.node_id] in (None, state.container_id):
-                    continue  # its node's (or being created by its node_create job)
-                stream = f"orphan:{state.container_id}"
-                if tx.conn.execute("SELECT 1 FROM events WHERE stream = ?", (stream,)).fetchone():
-                    continue  # reported before
-                event = NodeOrphanDetected(
-                    container_id=state.container_id,
-                    labelled_node_id=state.node_id,
-                    container_status=state.status,
-                )
-                append(tx, stream, NO_STREAM, [event], _job_meta(ctx))
-                found.append(event)
-            return found
+    return command
 
-        found = await db.write(command)
+
+class DockerReconcile(JobWorker[NoArgs]):
+    """Report containers labelled as Pressluft's that no live node owns (once each)."""
+
+    kind = "docker_reconcile"
+    args = NoArgs
+    timeout_seconds = 120
+    max_attempts = 1
+
+    def __init__(self, lab: DockerProvider) -> None:
+        self.lab = lab
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        states: list[ContainerState] = await machine_call(self.lab.lab.managed)
+        found = await ctx.command(record_orphans(states))
         ctx.log(f"{len(states)} managed container(s); {len(found)} new orphan(s)")
         for event in found:
             ctx.log(
@@ -274,18 +287,37 @@ def register_machine_jobs(
                 f" `docker rm -f {event.container_id[:12]}` if it is not needed"
             )
 
-    registry.register(JobType("docker_reconcile", docker_reconcile, timeout_seconds=120))
-    scheduler.add(
+
+def machine_workers(providers: Providers) -> list[JobWorker[Any]]:
+    """`node_create`, `node_start`, `node_stop`; `docker_reconcile` when the docker
+    provider is configured."""
+    workers: list[JobWorker[Any]] = [
+        NodeCreate(providers),
+        NodeStart(providers),
+        NodeStop(providers),
+    ]
+    if providers.docker is not None:
+        workers.append(DockerReconcile(providers.docker))
+    return workers
+
+
+def machine_schedules(providers: Providers) -> list[Schedule]:
+    """`docker_reconcile` every 5 minutes when the docker provider is configured."""
+    if providers.docker is None:
+        return []
+    return [
         Schedule(
-            job_type="docker_reconcile",
+            job_type=DockerReconcile.kind,
             every_seconds=RECONCILE_EVERY_SECONDS,
             first_after_seconds=60,
             max_attempts=1,
             timeout_seconds=120,
             # Reads the Docker engine, on no node: it locks nothing.
             node_lock="shared",
+            max_attempts=DockerReconcile.max_attempts,
+            timeout_seconds=DockerReconcile.timeout_seconds,
         )
-    )
+    ]
 
 
 class DeathWatcher:

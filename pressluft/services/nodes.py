@@ -3,8 +3,8 @@ decommissioning.
 
 Every mutation is a job under the node's lock (`node_id` on the job): the API
 records what was asked (events) and enqueues the job in one transaction; the
-handlers (`node_check`, `node_provision`, `node_decommission`) do the work and
-record what they found, fenced by their lease. Providers: `ssh` (bring your own
+workers (`NodeCheck`, `NodeProvision`, `NodeDecommission`) do the work and
+record what they found through their port, fenced by their lease. Providers: `ssh` (bring your own
 server) and `docker` (lab nodes: their container's jobs are in
 `services/machines.py`).
 """
@@ -12,7 +12,6 @@ server) and `docker` (lab nodes: their container's jobs are in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import re
 import sqlite3
@@ -35,17 +34,14 @@ from pressluft.events.types import (
     NodeHostKeyUnpinned,
     NodePorts,
     NodeProvisioned,
-    NodeProvisionFailed,
     NodeProvisioningStarted,
     NodeRegistered,
     NodeResources,
 )
 from pressluft.ids import is_uuid, new_id
-from pressluft.jobs.context import JobCancelledError, JobContext
-from pressluft.jobs.failures import JobFailure, retryable
+from pressluft.jobs.failures import JobCancelledError, JobFailure
 from pressluft.jobs.process import RUN_MARKER, kill_marked
-from pressluft.jobs.queue import JobSpec, enqueue, require_lease
-from pressluft.jobs.registry import JobRegistry, JobType
+from pressluft.jobs.workers import JobWorker, Loader, NoArgs, WorkerPort, enqueue_job
 from pressluft.nodes.ansible import (
     ANSIBLE_DIR,
     PlaybookRun,
@@ -69,9 +65,14 @@ from pressluft.nodes.ssh import (
 from pressluft.vault import Vault
 
 __all__ = [
+    "NODE_ACCESS",
+    "NODE_MACHINE",
     "NodeAccepted",
+    "NodeCheck",
+    "NodeDecommission",
     "NodeFacts",
     "NodePage",
+    "NodeProvision",
     "NodeQuery",
     "NodeView",
     "Readiness",
@@ -86,9 +87,9 @@ __all__ = [
     "list_nodes",
     "node_address",
     "node_facts",
+    "node_workers",
     "provision_command",
     "register_command",
-    "register_node_jobs",
     "repin_command",
     "run_node_playbook",
     "start_command",
@@ -106,6 +107,9 @@ STATUSES: tuple[str, ...] = (
 )
 #: Readiness checks are quick (one SSH round trip, 10 s deadline); retried 1/5/15 min.
 CHECK_TIMEOUT_SECONDS = 60
+#: The playbook of `node_provision` (the only one it may run).
+PROVISION_PLAYBOOK = "node-provision.yml"
+PROVISION_TIMEOUT_SECONDS = 1800
 
 
 class NodeNotFound(NotFound):
@@ -436,21 +440,25 @@ def _check_registration(request: RegisterNodeRequest) -> None:
         raise BadRequest("invalid node", details={"errors": errors})
 
 
-def _check_job(node_id: str) -> JobSpec:
-    """A readiness check: it reads the node and changes nothing there, so it shares
-    the node (beside site jobs, not counted in their cap); one at a time per node —
-    a second request answers the active check."""
-    return JobSpec(
-        job_type="node_check",
-        node_id=node_id,
-        timeout_seconds=CHECK_TIMEOUT_SECONDS,
-        node_lock="shared",
-        unique=True,
-    )
+def _enqueue_check(tx: WriteTx, node_id: str, meta: Meta) -> str:
+    return enqueue_job(tx, NodeCheck, NoArgs(), meta, node_id=node_id)
 
 
 #: Creating a lab node: the container, its sshd coming up, the first check.
 CREATE_TIMEOUT_SECONDS = 300
+
+
+def _machine_worker(kind: str) -> type[JobWorker[NoArgs]]:
+    """A lab node's machine worker (`services/machines.py` imports this module for
+    the readiness check, so it is looked up when a command runs)."""
+    from pressluft.services import machines
+
+    worker: type[JobWorker[NoArgs]] = {
+        "node_create": machines.NodeCreate,
+        "node_start": machines.NodeStart,
+        "node_stop": machines.NodeStop,
+    }[kind]
+    return worker
 
 
 def register_command(
@@ -478,9 +486,10 @@ def register_command(
             )
         node_id = new_id()
         secret_id = vault.seal(tx.conn, "node_ssh_key", keys.private_pem, tx.now_ts)
+        first: type[JobWorker[NoArgs]]
         if isinstance(request, RegisterSshNode):
             where = {"host": request.host, "ssh_port": request.ssh_port}
-            user, resources, job = request.ssh_user, None, _check_job(node_id)
+            user, resources, first = request.ssh_user, None, NodeCheck
         else:
             # Reached on 127.0.0.1 at the port the engine publishes (known once created).
             where = {"host": "127.0.0.1", "ssh_port": 22}
@@ -488,12 +497,7 @@ def register_command(
             resources = NodeResources(
                 memory_mb=request.memory_mb, cpus=request.cpus, pids=request.pids
             )
-            job = JobSpec(
-                job_type="node_create",
-                node_id=node_id,
-                timeout_seconds=CREATE_TIMEOUT_SECONDS,
-                node_lock="exclusive",
-            )
+            first = _machine_worker("node_create")
         event = NodeRegistered(
             node_id=node_id,
             name=request.name,
@@ -505,7 +509,8 @@ def register_command(
             **where,  # type: ignore[arg-type]
         )
         append(tx, f"node:{node_id}", NO_STREAM, [event], meta)
-        return NodeAccepted(job_id=enqueue(tx, job, meta), node_id=node_id)
+        job_id = enqueue_job(tx, first, NoArgs(), meta, node_id=node_id)
+        return NodeAccepted(job_id=job_id, node_id=node_id)
 
     return command
 
@@ -517,7 +522,7 @@ def check_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]
         _live_node(tx.conn, node_id)
         # A check queued or running already is the answer (unique): no new job; one
         # waiting out a retry's backoff is made due now (job.hastened).
-        return NodeAccepted(job_id=enqueue(tx, _check_job(node_id), meta), node_id=node_id)
+        return NodeAccepted(job_id=_enqueue_check(tx, node_id, meta), node_id=node_id)
 
     return command
 
@@ -557,20 +562,12 @@ def repin_command(
         # Not the unique check: this one must run after the unpinning (a check
         # already running may have read the old key), and it re-pins the node's
         # key — a change to what we trust about the node, so it runs alone there.
-        spec = JobSpec(
-            job_type="node_check",
-            node_id=node_id,
-            timeout_seconds=CHECK_TIMEOUT_SECONDS,
-            node_lock="exclusive",
+        job_id = enqueue_job(
+            tx, NodeCheck, NoArgs(), meta, node_id=node_id, node_lock="exclusive", unique=False
         )
-        return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
+        return NodeAccepted(job_id=job_id, node_id=node_id)
 
     return command
-
-
-#: The playbook of `node_provision` (the only one it may run).
-PROVISION_PLAYBOOK = "node-provision.yml"
-PROVISION_TIMEOUT_SECONDS = 1800
 
 
 def provision_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccepted]:
@@ -588,14 +585,15 @@ def provision_command(node_id: str, meta: Meta) -> Callable[[WriteTx], NodeAccep
             )
         # Alone on the node (it installs packages, restarts services); a provisioning
         # queued or running already is the answer to a second request (unique).
-        spec = JobSpec(
-            job_type="node_provision",
+        job_id = enqueue_job(
+            tx,
+            NodeProvision,
+            NoArgs(),
+            meta,
             node_id=node_id,
-            timeout_seconds=PROVISION_TIMEOUT_SECONDS,
-            node_lock="exclusive",
-            unique=True,
+            holds=("node", node_id, "provisioning"),
         )
-        return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
+        return NodeAccepted(job_id=job_id, node_id=node_id)
 
     return command
 
@@ -621,13 +619,8 @@ def decommission_command(
                 f"decommissioning {name} needs confirmation",
                 details={"hint": f"repeat the node's name: ?confirm={name}"},
             )
-        spec = JobSpec(
-            job_type="node_decommission",
-            node_id=node_id,
-            timeout_seconds=600,
-            node_lock="exclusive",
-        )
-        return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
+        job_id = enqueue_job(tx, NodeDecommission, NoArgs(), meta, node_id=node_id)
+        return NodeAccepted(job_id=job_id, node_id=node_id)
 
     return command
 
@@ -648,13 +641,8 @@ def _machine_command(node_id: str, job_type: str, meta: Meta) -> Callable[[Write
                 f"{name}'s container is not created yet",
                 details={"hint": "wait for its node_create job (see GET /api/jobs?node=…)"},
             )
-        spec = JobSpec(
-            job_type=job_type,
-            node_id=node_id,
-            timeout_seconds=CREATE_TIMEOUT_SECONDS,
-            node_lock="exclusive",
-        )
-        return NodeAccepted(job_id=enqueue(tx, spec, meta), node_id=node_id)
+        job_id = enqueue_job(tx, _machine_worker(job_type), NoArgs(), meta, node_id=node_id)
+        return NodeAccepted(job_id=job_id, node_id=node_id)
 
     return command
 
@@ -685,11 +673,6 @@ def node_address(conn: sqlite3.Connection, vault: Vault, node_id: str) -> NodeAd
     return NodeAddress(host, int(port), user, vault.open(conn, secret_id), host_key)
 
 
-def _expected_fingerprint(conn: sqlite3.Connection, node_id: str) -> str | None:
-    row = conn.execute("SELECT host_key_expected FROM nodes WHERE id = ?", (node_id,)).fetchone()
-    return None if row is None else row[0]
-
-
 async def node_facts(db: Database, vault: Vault, node_id: str, now: str) -> NodeFacts:
     """A direct query (no job, no lock, 10 s deadline): what the node is now."""
 
@@ -717,10 +700,92 @@ async def node_facts(db: Database, vault: Vault, node_id: str, now: str) -> Node
     return NodeFacts(node_id=node_id, collected_at=now, **dataclasses.asdict(result))
 
 
+class NodeAccess(msgspec.Struct, frozen=True, kw_only=True):
+    """How a worker reaches a live node: its address and sealed key (opened
+    through the worker port), its pinned and expected host keys."""
+
+    host: str
+    port: int
+    user: str
+    key_secret_id: str
+    host_key: str | None
+    host_key_expected: str | None
+
+
+def _node_access(conn: sqlite3.Connection, node_id: str) -> NodeAccess | None:
+    row = conn.execute(
+        "SELECT host, ssh_port, ssh_user, key_secret_id, host_key, host_key_expected FROM nodes"
+        " WHERE id = ? AND status != 'decommissioned'",
+        (node_id,),
+    ).fetchone()
+    if row is None or row[3] is None:
+        return None
+    host, port, user, secret_id, host_key, expected = row
+    return NodeAccess(
+        host=host,
+        port=int(port),
+        user=user,
+        key_secret_id=secret_id,
+        host_key=host_key,
+        host_key_expected=expected,
+    )
+
+
+#: A live node's access (None once decommissioned).
+NODE_ACCESS: Loader[str, NodeAccess | None] = Loader("node_access", _node_access)
+
+
+class NodeMachine(msgspec.Struct, frozen=True, kw_only=True):
+    """A node as its machine's jobs see it."""
+
+    provider: str
+    name: str
+    public_key: str
+    resources: NodeResources | None
+    container_id: str | None
+    container_state: str | None
+    status: str
+
+
+def _node_machine(conn: sqlite3.Connection, node_id: str) -> NodeMachine | None:
+    row = conn.execute(
+        "SELECT provider, name, public_key, resources_json, container_id, container_state,"
+        " status FROM nodes WHERE id = ?",
+        (node_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    provider, name, public_key, resources, container_id, container_state, status = row
+    return NodeMachine(
+        provider=provider,
+        name=name,
+        public_key=public_key,
+        resources=None
+        if resources is None
+        else msgspec.json.decode(str(resources), type=NodeResources),
+        container_id=container_id,
+        container_state=container_state,
+        status=status,
+    )
+
+
+#: A node's provider, machine and status (None: no such node).
+NODE_MACHINE: Loader[str, NodeMachine | None] = Loader("node_machine", _node_machine)
+
+
+async def _address(ctx: WorkerPort, access: NodeAccess) -> NodeAddress:
+    key = await ctx.secret(access.key_secret_id)
+    return NodeAddress(access.host, access.port, access.user, key.encode(), access.host_key)
+
+
+def _job_node(ctx: WorkerPort) -> str:
+    if ctx.node_id is None:
+        raise JobFailure("HANDLER_ERROR", f"a {ctx.job_type} job needs a node")
+    return ctx.node_id
+
+
 async def run_node_playbook(
-    ctx: JobContext,
-    db: Database,
-    vault: Vault,
+    ctx: WorkerPort,
     playbook: str,
     *,
     extra_vars: dict[str, object] | None = None,
@@ -728,7 +793,7 @@ async def run_node_playbook(
     ansible_dir: Path = ANSIBLE_DIR,
     task_codes: Callable[[str], str | None] | None = None,
 ) -> tuple[PlaybookSummary, str]:
-    """Run `playbook` against the job's node (the Ansible job types' common path).
+    """Run `playbook` against the job's node (the Ansible workers' common path).
 
     Returns the summary and the profile revision it applied; raises JobFailure
     with the classified code — or, when a task failed that `task_codes` maps (by
@@ -736,16 +801,17 @@ async def run_node_playbook(
     Whatever happens, no process of the run is left and the key file goes with the
     attempt's work dir.
     """
-    node_id = ctx.claim.node_id
+    node_id = ctx.node_id
     if node_id is None:
         raise JobFailure("HANDLER_ERROR", "an Ansible job needs a node")
-    address = await db.read(lambda conn: node_address(conn, vault, node_id))
-    if address is None:
+    access = await ctx.load(NODE_ACCESS, node_id)
+    if access is None:
         raise JobFailure("NODE_NOT_CHECKED", "the node is decommissioned")
-    if address.host_key is None:
+    if access.host_key is None:
         raise JobFailure(
             "NODE_NOT_CHECKED", "the node's host key is not pinned yet: check the node first"
         )
+    address = await _address(ctx, access)
     revision = profile_revision(ansible_dir / "playbooks" / playbook, ansible_dir / "roles")
     ctx.log(f"profile revision {revision}", "system")
     work_dir = ctx.work_dir
@@ -753,7 +819,7 @@ async def run_node_playbook(
         playbook=playbook,
         node=address,
         extra_vars=dict(extra_vars or {}),
-        correlation_id=ctx.claim.correlation_id,
+        correlation_id=ctx.correlation_id,
         ansible_dir=ansible_dir,
         allowlist=allowlist,
         environment={RUN_MARKER: str(work_dir)},
@@ -785,21 +851,39 @@ async def run_node_playbook(
     return summary, revision
 
 
-async def check_node(ctx: JobContext, db: Database, vault: Vault) -> bool:
+def record_check(
+    node_id: str, events: list[NodeChecked], pin: NodeHostKeyPinned | None
+) -> Callable[[WriteTx, Meta], None]:
+    """A check's outcome: the host key pinned at first contact (only if none is
+    pinned meanwhile), then `node.checked`."""
+
+    def command(tx: WriteTx, meta: Meta) -> None:
+        recorded: list[NodeHostKeyPinned | NodeChecked] = []
+        if pin is not None:
+            pinned = tx.conn.execute(
+                "SELECT host_key FROM nodes WHERE id = ?", (node_id,)
+            ).fetchone()
+            if pinned is not None and pinned[0] is None:
+                recorded.append(pin)
+        recorded.extend(events)
+        append(tx, f"node:{node_id}", None, recorded, meta)
+
+    return command
+
+
+async def check_node(ctx: WorkerPort) -> bool:
     """The readiness check of the job's node: log in with its key (pinning the host
     key at first contact), record `node.checked`; raises JobFailure when it cannot
     log in. Returns whether the node is ready."""
-    node_id = ctx.claim.node_id
-    assert node_id is not None
-    address = await db.read(lambda conn: node_address(conn, vault, node_id))
-    if address is None:
+    node_id = _job_node(ctx)
+    access = await ctx.load(NODE_ACCESS, node_id)
+    if access is None:
         ctx.log("the node is decommissioned: nothing to check")
         return False
+    address = await _address(ctx, access)
     ctx.log(f"connecting to {address.user}@{address.host}:{address.port}")
-    claim = ctx.claim
-    meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
     stream = f"node:{node_id}"
-    expected = await db.read(lambda conn: _expected_fingerprint(conn, node_id))
+    expected = access.host_key_expected
     try:
         found = await probe(address)
         if address.host_key is None and expected not in (None, found.fingerprint):
@@ -812,20 +896,15 @@ async def check_node(ctx: JobContext, db: Database, vault: Vault) -> bool:
         failure: SSHQueryError = exc
         ctx.log(f"{failure.reason}: {failure}", "stderr")
         offered = failure.offered if isinstance(failure, HostKeyMismatch) else None
-
-        def record_failure(tx: WriteTx) -> None:
-            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-            # Reachable means logged in: a refused key or a foreign host key is not.
-            event = NodeChecked(
-                node_id=node_id,
-                reachable=False,
-                ready=False,
-                reason_codes=[failure.reason],
-                offered_fingerprint=offered,
-            )
-            append(tx, stream, None, [event], meta)
-
-        await db.write(record_failure)
+        # Reachable means logged in: a refused key or a foreign host key is not.
+        event = NodeChecked(
+            node_id=node_id,
+            reachable=False,
+            ready=False,
+            reason_codes=[failure.reason],
+            offered_fingerprint=offered,
+        )
+        await ctx.record(stream, [event])
         code = {
             HostKeyMismatch: "HOST_KEY_MISMATCH",
             AuthFailed: "NODE_AUTH_FAILED",
@@ -837,31 +916,15 @@ async def check_node(ctx: JobContext, db: Database, vault: Vault) -> bool:
         ctx.log(f"first contact: pinned host key {found.fingerprint}")
     else:
         ctx.log(f"host key verified: {found.fingerprint}")
-
-    def record(tx: WriteTx) -> None:
-        require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-        events: list[NodeHostKeyPinned | NodeChecked] = []
-        if first_contact:
-            pinned = tx.conn.execute(
-                "SELECT host_key FROM nodes WHERE id = ?", (node_id,)
-            ).fetchone()
-            if pinned is not None and pinned[0] is None:
-                events.append(
-                    NodeHostKeyPinned(
-                        node_id=node_id, host_key=found.host_key, fingerprint=found.fingerprint
-                    )
-                )
-        events.append(
-            NodeChecked(
-                node_id=node_id,
-                reachable=True,
-                ready=found.ready,
-                reason_codes=found.reason_codes,
-            )
-        )
-        append(tx, stream, None, events, meta)
-
-    await db.write(record)
+    pin = (
+        NodeHostKeyPinned(node_id=node_id, host_key=found.host_key, fingerprint=found.fingerprint)
+        if first_contact
+        else None
+    )
+    checked = NodeChecked(
+        node_id=node_id, reachable=True, ready=found.ready, reason_codes=found.reason_codes
+    )
+    await ctx.command(record_check(node_id, [checked], pin))
     if found.ready:
         ctx.log("ready")
     else:
@@ -869,32 +932,60 @@ async def check_node(ctx: JobContext, db: Database, vault: Vault) -> bool:
     return found.ready
 
 
-def register_node_jobs(
-    registry: JobRegistry, db: Database, vault: Callable[[], Vault], providers: Providers
-) -> None:
-    """The node job types: `node_check`, `node_provision`, `node_decommission`."""
+class NodeCheck(JobWorker[NoArgs]):
+    """Log in to the node (pinning its host key at first contact) and record readiness."""
 
-    async def node_check(ctx: JobContext) -> None:
-        await check_node(ctx, db, vault())
+    kind = "node_check"
+    args = NoArgs
+    #: Readiness checks are quick (one SSH round trip, 10 s deadline).
+    timeout_seconds = CHECK_TIMEOUT_SECONDS
+    #: It reads the node and changes nothing there: it shares the node (beside site
+    #: jobs, not counted in their cap); one at a time per node — a second request
+    #: answers the active check.
+    node_lock = "shared"
+    unique = True
 
-    async def node_decommission(ctx: JobContext) -> None:
-        node_id = ctx.claim.node_id
-        assert node_id is not None
-        claim = ctx.claim
-        meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
-        provider, container_id, container_state = await db.read(
-            lambda conn: (
-                conn.execute(
-                    "SELECT provider, container_id, container_state FROM nodes WHERE id = ?",
-                    (node_id,),
-                ).fetchone()
-                or (None, None, None)
-            )
-        )
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        await check_node(ctx)
+
+
+def record_decommission(
+    node_id: str, removed: list[NodeContainerRemoved]
+) -> Callable[[WriteTx, Meta], bool]:
+    """`node.decommissioned` (after its container's removal, if any) and the node's
+    private key destroyed for good — unless it is decommissioned already."""
+
+    def command(tx: WriteTx, meta: Meta) -> bool:
+        row = tx.conn.execute(
+            "SELECT status, key_secret_id FROM nodes WHERE id = ?", (node_id,)
+        ).fetchone()
+        if row is None or row[0] == "decommissioned":
+            return False
+        append(tx, f"node:{node_id}", None, [*removed, NodeDecommissioned(node_id=node_id)], meta)
+        if row[1] is not None:
+            Vault.destroy(tx.conn, row[1])  # the private key is gone for good
+        return True
+
+    return command
+
+
+class NodeDecommission(JobWorker[NoArgs]):
+    """Remove a lab node's container, record the node decommissioned, destroy its key."""
+
+    kind = "node_decommission"
+    args = NoArgs
+    timeout_seconds = 600
+
+    def __init__(self, providers: Providers) -> None:
+        self.providers = providers
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        node_id = _job_node(ctx)
+        node = await ctx.load(NODE_MACHINE, node_id)
         removed: list[NodeContainerRemoved] = []
-        if provider is not None and provider != "ssh" and container_state != "removed":
+        if node is not None and node.provider != "ssh" and node.container_state != "removed":
             try:
-                machines = providers.machines(provider)
+                machines = self.providers.machines(node.provider)
             except ProviderNotConfigured as exc:
                 raise JobFailure("PROVIDER_UNAVAILABLE", str(exc)) from exc
             assert machines is not None
@@ -903,89 +994,38 @@ def register_node_jobs(
             except (docker.errors.DockerException, OSError) as exc:
                 raise JobFailure("DOCKER_ERROR", f"the Docker engine failed: {exc}") from exc
             ctx.log("container removed" if gone else "no container to remove")
-            removed.append(NodeContainerRemoved(node_id=node_id, container_id=container_id))
-
-        def command(tx: WriteTx) -> bool:
-            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-            row = tx.conn.execute(
-                "SELECT status, key_secret_id FROM nodes WHERE id = ?", (node_id,)
-            ).fetchone()
-            if row is None or row[0] == "decommissioned":
-                return False
-            append(
-                tx, f"node:{node_id}", None, [*removed, NodeDecommissioned(node_id=node_id)], meta
-            )
-            if row[1] is not None:
-                Vault.destroy(tx.conn, row[1])  # the private key is gone for good
-            return True
-
-        if await db.write(command):
+            removed.append(NodeContainerRemoved(node_id=node_id, container_id=node.container_id))
+        if await ctx.command(record_decommission(node_id, removed)):
             ctx.log("decommissioned; the node's private key is destroyed")
         else:
             ctx.log("already decommissioned")
 
-    registry.register(JobType("node_check", node_check, timeout_seconds=CHECK_TIMEOUT_SECONDS))
 
-    async def node_provision(ctx: JobContext) -> None:
-        node_id = ctx.claim.node_id
-        assert node_id is not None
-        claim = ctx.claim
-        meta = Meta(actor=f"system:job:{claim.job_id}", correlation_id=claim.correlation_id)
+class NodeProvision(JobWorker[NoArgs]):
+    """Run the node playbook. Holds its node as `provisioning` (recorded when an
+    attempt starts): a job that ends failed or cancelled leaves it `failed`."""
+
+    kind = "node_provision"
+    args = NoArgs
+    timeout_seconds = PROVISION_TIMEOUT_SECONDS
+    timeout_code = "ANSIBLE_TIMEOUT"
+    #: Alone on its node (the default lock); one at a time per node.
+    unique = True
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        node_id = _job_node(ctx)
         stream = f"node:{node_id}"
-
-        def record(event: NodeProvisioningStarted | NodeProvisioned | NodeProvisionFailed) -> Any:
-            def command(tx: WriteTx) -> None:
-                require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-                append(tx, stream, None, [event], meta)
-
-            return db.write(command)
-
-        await record(NodeProvisioningStarted(node_id=node_id, job_id=claim.job_id))
-        try:
-            summary, revision = await run_node_playbook(
-                ctx, db, vault(), PROVISION_PLAYBOOK, allowlist=frozenset({PROVISION_PLAYBOOK})
-            )
-        except JobFailure as failure:
-            if not retryable(failure.code) or claim.attempt >= claim.max_attempts:
-                await record(
-                    NodeProvisionFailed(
-                        node_id=node_id, job_id=claim.job_id, error_code=failure.code
-                    )
-                )
-            raise
-        except JobCancelledError:
-            # Stopped half-way: the node's state is unknown until provisioned again.
-            await record(
-                NodeProvisionFailed(node_id=node_id, job_id=claim.job_id, error_code="CANCELLED")
-            )
-            raise
-        except asyncio.CancelledError:
-            # The pool stopped the handler: after the cancel grace, on a cancelled
-            # job (record it, the lease is still ours) — or a timeout or shutdown,
-            # after which the attempt is retried and the node stays provisioning.
-            if ctx.cancelled.is_set():
-                failed = NodeProvisionFailed(
-                    node_id=node_id, job_id=claim.job_id, error_code="CANCELLED"
-                )
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(record(failed))
-            raise
-        await record(
-            NodeProvisioned(
-                node_id=node_id,
-                job_id=claim.job_id,
-                profile_revision=revision,
-                changed=summary.changed,
-            )
+        await ctx.record(stream, [NodeProvisioningStarted(node_id=node_id, job_id=ctx.job_id)])
+        summary, revision = await run_node_playbook(
+            ctx, PROVISION_PLAYBOOK, allowlist=frozenset({PROVISION_PLAYBOOK})
         )
+        provisioned = NodeProvisioned(
+            node_id=node_id, job_id=ctx.job_id, profile_revision=revision, changed=summary.changed
+        )
+        await ctx.record(stream, [provisioned])
         ctx.log(f"provisioned: profile {revision}, {summary.changed} change(s)", "system")
 
-    registry.register(JobType("node_decommission", node_decommission, timeout_seconds=600))
-    registry.register(
-        JobType(
-            "node_provision",
-            node_provision,
-            timeout_seconds=PROVISION_TIMEOUT_SECONDS,
-            timeout_code="ANSIBLE_TIMEOUT",
-        )
-    )
+
+#: The node workers (their machines' are in `services/machines.py`).
+def node_workers(providers: Providers) -> list[JobWorker[Any]]:
+    return [NodeCheck(), NodeProvision(), NodeDecommission(providers)]

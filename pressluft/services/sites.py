@@ -30,13 +30,16 @@ from pressluft.events.types import (
     SiteCreated,
 )
 from pressluft.ids import is_uuid, new_id
-from pressluft.jobs.queue import JobSpec, enqueue
+from pressluft.jobs.workers import Loader, enqueue_job
 from pressluft.names import NAME_RULE, is_printable_name
 from pressluft.services.nodes import NodeNotReady
 from pressluft.vault import Vault
 
 __all__ = [
+    "CLONE_SOURCE",
+    "ENVIRONMENT_JOB",
     "CreateSiteRequest",
+    "EnvironmentJob",
     "EnvironmentView",
     "SiteAccepted",
     "SitePage",
@@ -433,23 +436,108 @@ def create_site_command(
         )
         append(tx, f"site:{site_id}", NO_STREAM, [site], meta)
         append(tx, f"environment:{environment_id}", NO_STREAM, [environment], meta)
-        spec = JobSpec(
-            job_type="site_create",
+        from pressluft.services.site_jobs import SiteCreate, SiteCreateArgs  # its worker
+
+        args = SiteCreateArgs(
+            title=request.title or request.name,
+            admin_email=request.admin_email or f"admin@{_mail_domain(url)}",
+        )
+        job_id = enqueue_job(
+            tx,
+            SiteCreate,
+            args,
+            meta,
             site_id=site_id,
             environment_id=environment_id,
             node_id=request.node_id,
-            payload={
-                "title": request.title or request.name,
-                "admin_email": request.admin_email or f"admin@{_mail_domain(url)}",
-            },
-            timeout_seconds=ENV_JOB_TIMEOUT_SECONDS,
-            # Its site alone, its node beside other sites' jobs (up to the cap).
-            node_lock="shared",
+            holds=("environment", environment_id, "creating"),
         )
-        job_id = enqueue(tx, spec, meta)
         return SiteAccepted(job_id=job_id, site_id=site_id, environment_id=environment_id)
 
     return command
+
+
+# -- what the environment jobs load -----------------------------------------------------
+
+
+class EnvironmentJob(msgspec.Struct, frozen=True, kw_only=True):
+    """What an environment's job needs of it and its node (secrets as vault ids:
+    the worker opens them through its port)."""
+
+    site_id: str
+    environment_type: str
+    status: str
+    preview_url: str
+    db_secret_id: str | None
+    admin_secret_id: str | None
+    #: The WordPress administrator (magic login signs in as it).
+    admin_user: str
+    fastcgi_cache_enabled: bool
+    redis_cache_enabled: bool
+    source_environment_id: str | None
+    host: str
+    ports: dict[str, int] | None
+    provider: str
+
+
+def _environment_job(conn: sqlite3.Connection, environment_id: str) -> EnvironmentJob | None:
+    row = conn.execute(
+        "SELECT e.site_id, e.environment_type, e.status, e.preview_url, e.db_secret_id,"
+        " e.admin_secret_id, e.fastcgi_cache_enabled, e.redis_cache_enabled,"
+        " e.source_environment_id, n.host, n.ports_json, n.provider, e.admin_user"
+        " FROM environments e"
+        " JOIN nodes n ON n.id = e.node_id WHERE e.id = ?",
+        (environment_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    (site_id, kind, status, url, db_secret, admin_secret, fastcgi, redis, source, host, ports,
+     provider, admin_user) = row  # fmt: skip
+    return EnvironmentJob(
+        site_id=site_id,
+        environment_type=kind,
+        status=status,
+        preview_url=url,
+        db_secret_id=db_secret,
+        admin_secret_id=admin_secret,
+        admin_user=str(admin_user),
+        fastcgi_cache_enabled=bool(fastcgi),
+        redis_cache_enabled=bool(redis),
+        source_environment_id=source,
+        host=host,
+        ports=None if ports is None else msgspec.json.decode(ports),
+        provider=provider,
+    )
+
+
+#: An environment as its job sees it (None: no such environment).
+ENVIRONMENT_JOB: Loader[str, EnvironmentJob | None] = Loader("environment_job", _environment_job)
+
+
+def _clone_source(conn: sqlite3.Connection, source_id: str) -> dict[str, object] | None:
+    """The source environment of a clone, when it is active with a release."""
+    row = conn.execute(
+        "SELECT e.site_id, e.preview_url, r.path FROM environments e"
+        " JOIN releases r ON r.id = e.current_release_id"
+        " WHERE e.id = ? AND e.status = 'active'",
+        (source_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    site_id, url, release_path = row
+    names = env_names(source_id, site_id)
+    return {
+        "source_environment_id": source_id,
+        "source_env_user": names["env_user"],
+        "source_env_root": names["env_root"],
+        "source_db_name": names["db_name"],
+        "source_release_path": release_path,
+        "source_preview_url": url,
+    }
+
+
+#: A clone's source: its playbook variables (None: not active with a release).
+CLONE_SOURCE: Loader[str, dict[str, object] | None] = Loader("clone_source", _clone_source)
 
 
 # -- names on the node -------------------------------------------------------------------
