@@ -22,7 +22,7 @@ import asyncio
 import re
 from datetime import UTC, datetime
 from html import unescape
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -54,6 +54,8 @@ __all__ = [
     "site_workers",
     "skipped_report",
 ]
+
+A = TypeVar("A", bound=msgspec.Struct)
 
 SITE_CREATE_PLAYBOOK = "site-create.yml"
 ENV_CREATE_PLAYBOOK = "env-create.yml"
@@ -133,11 +135,13 @@ async def _check_http(ctx: WorkerPort, env: EnvironmentJob, title: str) -> None:
     raise JobFailure("SITE_HEALTH_FAILED", f"the site does not answer: {problem}")
 
 
-class _EnvironmentWorker(JobWorker[Any]):
+class _EnvironmentWorker(JobWorker[A]):
     """A job that builds or removes its environment (on the environment's node)."""
 
     timeout_seconds = ENV_JOB_TIMEOUT_SECONDS
     timeout_code = "ANSIBLE_TIMEOUT"
+    #: A site's job locks its site; its node it shares with other site jobs.
+    node_lock = "shared"
     #: The status it finds the environment in (its command set it): else nothing to do.
     held_as: str
 
@@ -274,7 +278,7 @@ class SiteCreateArgs(msgspec.Struct, frozen=True, kw_only=True):
     admin_email: str = ""
 
 
-class SiteCreate(_EnvironmentWorker):
+class SiteCreate(_EnvironmentWorker[SiteCreateArgs]):
     """A new site's production environment (`site-create.yml`), WordPress core from
     the `wordpress_source` setting (a URL or a node directory)."""
 
@@ -311,7 +315,7 @@ class EnvCreateArgs(msgspec.Struct, frozen=True, kw_only=True):
     source_environment_id: str | None = None
 
 
-class EnvCreate(_EnvironmentWorker):
+class EnvCreate(_EnvironmentWorker[EnvCreateArgs]):
     """A staging or clone environment: a copy of another environment of the site."""
 
     kind = "env_create"
@@ -341,7 +345,7 @@ class EnvCreate(_EnvironmentWorker):
         ctx.log(f"environment active: a copy of {source_id} at {env.preview_url}")
 
 
-class EnvDelete(_EnvironmentWorker):
+class EnvDelete(_EnvironmentWorker[NoArgs]):
     """Remove the environment from its node and destroy its secrets."""
 
     kind = "env_delete"
