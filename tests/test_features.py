@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from litestar import get
 from litestar.di import NamedDependency
@@ -17,15 +18,12 @@ from pressluft.clock import FrozenClock
 from pressluft.config import Config
 from pressluft.db import WriteTx
 from pressluft.db.migrate import latest_version
-from pressluft.events import Meta, append
-from pressluft.events.log import NO_STREAM
+from pressluft.events import Meta
 from pressluft.events.projection import Envelope, Projector
 from pressluft.events.types import Event, event_classes
 from pressluft.feature import Feature, Kernel, Parts
 from pressluft.features import FEATURES, MIGRATIONS
-from pressluft.jobs.context import JobContext
-from pressluft.jobs.queue import JobSpec, enqueue, require_lease
-from pressluft.jobs.registry import JobType
+from pressluft.jobs.workers import JobWorker, WorkerPort, enqueue_job
 from pressluft.runtime import Runtime
 
 
@@ -52,19 +50,22 @@ async def toy_pings(runtime: NamedDependency[Any]) -> dict[str, int]:
     return {"pings": await runtime.db.read(count)}
 
 
-def _assemble(kernel: Kernel) -> Parts:
-    async def ping(ctx: JobContext) -> None:
-        claim = ctx.claim
+class PingArgs(msgspec.Struct, frozen=True, kw_only=True):
+    note: str
 
-        def record(tx: WriteTx) -> None:
-            require_lease(tx.conn, claim.job_id, claim.lease_token, claim.attempt)
-            event = ToyPinged(ping_id=claim.job_id, note=str(ctx.payload["note"]))
-            append(tx, f"toy:{claim.job_id}", NO_STREAM, [event], Meta(actor="system:toy"))
 
-        await kernel.db.write(record)
+class ToyPing(JobWorker[PingArgs]):
+    kind = "toy_ping"
+    args = PingArgs
+    timeout_seconds = 60
+
+    async def work(self, ctx: WorkerPort, args: PingArgs) -> None:
+        await ctx.record(f"toy:{ctx.job_id}", [ToyPinged(ping_id=ctx.job_id, note=args.note)])
         ctx.log("pinged")
 
-    return Parts(workers=[JobType("toy_ping", ping, timeout_seconds=60)])
+
+def _assemble(kernel: Kernel) -> Parts:
+    return Parts(workers=[ToyPing()])
 
 
 def _toy_feature(migrations: Path) -> Feature:
@@ -95,8 +96,7 @@ async def test_a_capability_joins_by_the_feature_list_alone(
     try:
 
         def queue(tx: WriteTx) -> str:
-            spec = JobSpec(job_type="toy_ping", payload={"note": "hello"}, timeout_seconds=60)
-            return enqueue(tx, spec, Meta(actor="test:toy"))
+            return enqueue_job(tx, ToyPing, PingArgs(note="hello"), Meta(actor="test:toy"))
 
         job_id = await runtime.db.write(queue)
 

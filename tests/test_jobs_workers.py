@@ -393,7 +393,14 @@ def test_provisioning_holds_its_node_and_no_handler_records_its_failure(
 ) -> None:
     q.run(lambda tx: append(tx, f"node:{NODE}", NO_STREAM, recorded_node_events(NODE), ACTOR))
     first = q.run(provision_command(NODE, ACTOR)).job_id
-    second = q.run(provision_command(NODE, ACTOR)).job_id
+    assert q.run(provision_command(NODE, ACTOR)).job_id == first  # unique per node
+    # A second job holding the node the same way (as jobs from before unique jobs could).
+    holds = ("node", NODE, "provisioning")
+    second = q.run(
+        lambda tx: enqueue_job(
+            tx, NodeProvision, NoArgs(), ACTOR, node_id=NODE, holds=holds, unique=False
+        )
+    )
     assert (q.job(first)["holds_kind"], q.job(first)["holds_as"]) == ("node", "provisioning")
 
     def started(job_id: str) -> None:

@@ -55,11 +55,8 @@ from pressluft.nodes.providers import (
     resolve_docker_host,
 )
 from pressluft.nodes.ssh import wait_for_banner
-from pressluft.services.nodes import check_node
-from pressluft.supervisor import Service
-from pressluft.vault import Vault
-from pressluft.supervisor import Service
 from pressluft.services.nodes import NODE_MACHINE, NodeMachine, check_node
+from pressluft.supervisor import Service
 
 __all__ = [
     "DeathWatcher",
@@ -310,8 +307,6 @@ def machine_schedules(providers: Providers) -> list[Schedule]:
             job_type=DockerReconcile.kind,
             every_seconds=RECONCILE_EVERY_SECONDS,
             first_after_seconds=60,
-            max_attempts=1,
-            timeout_seconds=120,
             # Reads the Docker engine, on no node: it locks nothing.
             node_lock="shared",
             max_attempts=DockerReconcile.max_attempts,
