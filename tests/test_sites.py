@@ -29,7 +29,9 @@ from pressluft.services.environments import (
     reset_environment_command,
     reset_site_command,
 )
+from pressluft.services.nodes import ContainerView, node_actions
 from pressluft.services.site_jobs import skipped_report
+from pressluft.services.sites import STATUSES, environment_actions, site_actions
 from tests.support.jobs import job, submit, until, until_ended
 from tests.support.nodes import record_node, recorded_node_events
 from tests.support.queue import ACTOR, QueueDb
@@ -629,3 +631,102 @@ def test_the_cells_a_clone_could_not_rewrite_are_listed_once() -> None:
     ]
     assert skipped_report([{"cells_skipped": 0, "skipped_tables": [], "skipped_cells": []}]) == []
     assert skipped_report(None) == []
+
+
+# -- what may be done now: the views' actions ----------------------------------------
+
+
+async def _actions(client: httpx.AsyncClient, path: str) -> list[str]:
+    return list((await client.get(path)).json()["actions"])
+
+
+@pytest.mark.spec("SIT-15", "SIT-16")
+async def test_views_say_what_may_be_done_now(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    site_id, production = await _active_site(client, runtime, "acme")
+    assert await _actions(client, f"/api/environments/{production}") == ["magic_login", "clone"]
+    assert await _actions(client, f"/api/sites/{site_id}") == ["create_environment", "delete"]
+    # A staging copy in flight: it offers nothing, its site (cloning) nothing, and
+    # production no new copy while the site changes.
+    reply = await client.post(
+        f"/api/sites/{site_id}/environments",
+        json={
+            "name": "S",
+            "slug": "staging",
+            "type": "staging",
+            "source_environment_id": production,
+        },
+    )
+    staging = reply.json()["environment_id"]
+    assert await _actions(client, f"/api/environments/{staging}") == []
+    assert await _actions(client, f"/api/sites/{site_id}") == []
+    assert await _actions(client, f"/api/environments/{production}") == ["magic_login"]
+    # The copy failed (its job cancelled): delete or reset it; the site is active
+    # again but is not deleted while the staging environment lives.
+    assert (await client.post(f"/api/jobs/{reply.json()['job_id']}/cancel")).status_code == 200
+    assert await _actions(client, f"/api/environments/{staging}") == ["delete", "reset"]
+    assert await _actions(client, f"/api/sites/{site_id}") == ["create_environment"]
+    # Every way to read them says the same.
+    listed = (await client.get("/api/sites")).json()["items"][0]
+    assert listed["actions"] == ["create_environment"]
+    envs = (await client.get(f"/api/sites/{site_id}/environments")).json()
+    assert {e["id"]: e["actions"] for e in envs} == {
+        production: ["magic_login", "clone"],
+        staging: ["delete", "reset"],
+    }
+    assert {e["id"]: e["actions"] for e in listed["environments"]} == {
+        e["id"]: e["actions"] for e in envs
+    }
+
+
+@pytest.mark.spec("SIT-15", "SIT-16")
+def test_the_action_rules_by_status() -> None:
+    for status in STATUSES:
+        production = environment_actions("production", status, "active")
+        assert "delete" not in production  # only with its site
+        staging = environment_actions("staging", status, "active")
+        assert ("delete" in staging) == (status in ("active", "failed")), status
+        assert ("reset" in staging) == (status == "failed"), status
+        assert ("magic_login" in staging) == (status == "active"), status
+        assert ("clone" in staging) == (status == "active"), status
+        assert ("clone" in environment_actions("staging", "active", status)) == (status == "active")
+        assert ("reset" in site_actions(status, [])) == (status == "failed"), status
+        assert ("delete" in site_actions(status, [])) == (status in ("active", "failed")), status
+        assert "create_environment" not in site_actions(status, [])  # nothing to copy
+
+
+@pytest.mark.spec("SIT-17")
+async def test_nodes_say_what_may_be_done_now(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    ready = await record_node(runtime)
+    assert await _actions(client, f"/api/nodes/{ready}") == [
+        "check",
+        "repin",
+        "provision",
+        "decommission",
+    ]
+    listed = (await client.get("/api/nodes")).json()["items"]
+    assert [n["actions"] for n in listed if n["id"] == ready] == [
+        ["check", "repin", "provision", "decommission"]
+    ]
+    running = ContainerView(id="c1", state="running", exit_code=None)
+    stopped = ContainerView(id="c1", state="exited", exit_code=137)
+    fingerprint = "SHA256:" + "A" * 43
+    assert node_actions("pending", "ssh", False, None, None) == ["check", "repin", "decommission"]
+    assert node_actions("active", "docker", True, fingerprint, running) == [
+        "check",
+        "repin",
+        "provision",
+        "stop",
+        "decommission",
+    ]
+    assert node_actions("unreachable", "docker", False, fingerprint, stopped) == [
+        "check",
+        "repin",
+        "start",
+        "decommission",
+    ]
+    assert node_actions("pending", "docker", False, None, None) == [
+        "check",
+        "repin",
+        "decommission",
+    ]
+    assert node_actions("decommissioned", "docker", False, fingerprint, stopped) == []

@@ -85,6 +85,7 @@ __all__ = [
     "decommission_command",
     "get_node",
     "list_nodes",
+    "node_actions",
     "node_address",
     "node_facts",
     "node_workers",
@@ -262,6 +263,8 @@ class NodeView(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: str
     decommissioned_at: str | None
     state_version: int
+    #: What may be done to it now (`node_actions`).
+    actions: list[str]
 
 
 class NodePage(msgspec.Struct, frozen=True, kw_only=True):
@@ -308,6 +311,27 @@ _COLUMNS = (
 )
 
 
+def node_actions(
+    status: str,
+    provider: str,
+    ready: bool,
+    host_key_fingerprint: str | None,
+    container: ContainerView | None,
+) -> list[str]:
+    """The actions a node offers now (the contract's `NodeAction`, SIT-17): the
+    server's rules, so pages render buttons from them. The commands still check
+    everything (e.g. decommissioning a node that hosts environments is refused)."""
+    if status == "decommissioned":
+        return []
+    actions = ["check", "repin"]
+    if ready and host_key_fingerprint is not None:
+        actions.append("provision")
+    if provider == "docker" and container is not None:
+        actions.append("stop" if container.state == "running" else "start")
+    actions.append("decommission")
+    return actions
+
+
 def _view(row: tuple[object, ...]) -> NodeView:
     (node_id, name, provider, host, port, user, public_ip, status, public_key, fingerprint,
      ready, reasons_json, checked_at, last_seen, revision, resources, container_id,
@@ -315,6 +339,16 @@ def _view(row: tuple[object, ...]) -> NodeView:
     reasons: list[str] = msgspec.json.decode(str(reasons_json))
     values = {"host": host, "port": port, "user": user, "id": node_id}
     live = status != "decommissioned"
+    container = (
+        None
+        if container_id is None
+        else ContainerView(
+            id=str(container_id),
+            state=str(container_state),
+            exit_code=None if exit_code is None else int(exit_code),  # type: ignore[call-overload]
+        )
+    )
+    fingerprint = None if fingerprint is None else str(fingerprint)
     return NodeView(
         id=str(node_id),
         name=str(name),
@@ -326,7 +360,7 @@ def _view(row: tuple[object, ...]) -> NodeView:
         status=status,  # type: ignore[arg-type]
         public_key=str(public_key) if live else None,
         authorize_command=authorize_command(str(public_key)) if live else None,
-        host_key_fingerprint=None if fingerprint is None else str(fingerprint),
+        host_key_fingerprint=fingerprint,
         readiness=Readiness(
             is_ready=bool(ready),
             reason_codes=reasons,
@@ -338,18 +372,13 @@ def _view(row: tuple[object, ...]) -> NodeView:
         resources=None
         if resources is None
         else msgspec.json.decode(str(resources), type=NodeResources),
-        container=None
-        if container_id is None
-        else ContainerView(
-            id=str(container_id),
-            state=str(container_state),
-            exit_code=None if exit_code is None else int(exit_code),  # type: ignore[call-overload]
-        ),
+        container=container,
         ports=None if ports is None else msgspec.json.decode(str(ports), type=NodePorts),
         created_at=str(created),
         updated_at=str(updated),
         decommissioned_at=None if gone is None else str(gone),
         state_version=int(version),  # type: ignore[call-overload]
+        actions=node_actions(str(status), str(provider), bool(ready), fingerprint, container),
     )
 
 

@@ -46,10 +46,12 @@ __all__ = [
     "SiteQuery",
     "SiteView",
     "create_site_command",
+    "environment_actions",
     "get_environment",
     "get_site",
     "list_environments",
     "list_sites",
+    "site_actions",
 ]
 
 STATUSES = (
@@ -117,6 +119,8 @@ class EnvironmentView(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: str
     deleted_at: str | None
     state_version: int
+    #: What may be done to it now (`environment_actions`).
+    actions: list[str]
 
 
 class SiteView(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,6 +137,8 @@ class SiteView(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: str
     deleted_at: str | None
     state_version: int
+    #: What may be done to it now (`site_actions`).
+    actions: list[str]
 
 
 class SitePage(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,18 +154,57 @@ class SiteQuery(msgspec.Struct, frozen=True, kw_only=True):
     limit: int = 50
 
 
+# -- actions: what may be done now, the server's rules (SIT-15, SIT-16) -----------------
+#
+# One function per view, from the view's own fields: pages render buttons from these
+# lists instead of repeating the rules. The commands still check everything.
+
+
+def environment_actions(environment_type: str, status: str, site_status: str) -> list[str]:
+    """The actions an environment offers now (the contract's `EnvironmentAction`)."""
+    actions = []
+    if status == "active":
+        actions.append("magic_login")
+        if site_status == "active":  # a site with a job changing it takes no new copy
+            actions.append("clone")
+    if environment_type != "production" and status in ("active", "failed"):
+        actions.append("delete")  # production goes only with its site
+    if status == "failed":
+        actions.append("reset")
+    return actions
+
+
+def site_actions(status: str, environments: list[EnvironmentView]) -> list[str]:
+    """The actions a site offers now (the contract's `SiteAction`)."""
+    actions = []
+    if status == "active" and any("clone" in e.actions for e in environments):
+        actions.append("create_environment")
+    others = [
+        e for e in environments if e.environment_type != "production" and e.status != "deleted"
+    ]
+    if status in ("active", "failed") and not others:
+        actions.append("delete")  # its staging and clone environments go first
+    if status == "failed":
+        actions.append("reset")
+    return actions
+
+
+# -- views --------------------------------------------------------------------------------
+
+#: An environment's columns, and its site's status (for its actions), from `environments e`.
 _ENV_COLUMNS = (
-    "id, site_id, name, slug, environment_type, status, node_id, source_environment_id,"
-    " preview_url, fastcgi_cache_enabled, redis_cache_enabled, current_release_id,"
-    " wordpress_version, health_status, health_checked_at, promotion_preset, admin_user,"
-    " created_at, updated_at, deleted_at, state_version"
+    "e.id, e.site_id, e.name, e.slug, e.environment_type, e.status, e.node_id,"
+    " e.source_environment_id, e.preview_url, e.fastcgi_cache_enabled, e.redis_cache_enabled,"
+    " e.current_release_id, e.wordpress_version, e.health_status, e.health_checked_at,"
+    " e.promotion_preset, e.admin_user, e.created_at, e.updated_at, e.deleted_at,"
+    " e.state_version, (SELECT s.status FROM sites s WHERE s.id = e.site_id)"
 )
 
 
 def _env_view(row: tuple[Any, ...]) -> EnvironmentView:
     (env_id, site_id, name, slug, kind, status, node_id, source, preview, fastcgi, redis,
      release, version, health, checked, preset, admin, created, updated, deleted,
-     state) = row  # fmt: skip
+     state, site_status) = row  # fmt: skip
     return EnvironmentView(
         id=env_id,
         site_id=site_id,
@@ -182,15 +227,31 @@ def _env_view(row: tuple[Any, ...]) -> EnvironmentView:
         updated_at=updated,
         deleted_at=deleted,
         state_version=int(state),
+        actions=environment_actions(kind, status, site_status),
     )
 
 
-def _environments(conn: sqlite3.Connection, site_id: str) -> list[EnvironmentView]:
+def _environments_of(
+    conn: sqlite3.Connection, site_ids: list[str]
+) -> dict[str, list[EnvironmentView]]:
+    """The environments of these sites, in one query (a page of sites is not N+1)."""
+    found: dict[str, list[EnvironmentView]] = {site_id: [] for site_id in site_ids}
+    if not site_ids:
+        return found
+    marks = ", ".join("?" * len(site_ids))
     rows = conn.execute(
-        f"SELECT {_ENV_COLUMNS} FROM environments WHERE site_id = ? ORDER BY created_at, id",
-        (site_id,),
+        f"SELECT {_ENV_COLUMNS} FROM environments e WHERE e.site_id IN ({marks})"
+        " ORDER BY e.created_at, e.id",
+        site_ids,
     ).fetchall()
-    return [_env_view(r) for r in rows]
+    for row in rows:
+        view = _env_view(row)
+        found[view.site_id].append(view)
+    return found
+
+
+def _environments(conn: sqlite3.Connection, site_id: str) -> list[EnvironmentView]:
+    return _environments_of(conn, [site_id])[site_id]
 
 
 _SITE_COLUMNS = (
@@ -199,9 +260,8 @@ _SITE_COLUMNS = (
 )
 
 
-def _site_view(conn: sqlite3.Connection, row: tuple[Any, ...]) -> SiteView:
+def _site_view(row: tuple[Any, ...], environments: list[EnvironmentView]) -> SiteView:
     site_id, name, slug, status, primary, created, updated, deleted, state, _ = row
-    environments = _environments(conn, site_id)
     production = next((e for e in environments if e.id == primary), None)
     return SiteView(
         id=site_id,
@@ -216,7 +276,14 @@ def _site_view(conn: sqlite3.Connection, row: tuple[Any, ...]) -> SiteView:
         updated_at=updated,
         deleted_at=deleted,
         state_version=int(state),
+        actions=site_actions(status, environments),
     )
+
+
+def _site_views(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[SiteView]:
+    """Views of these site rows: two queries in all, however many sites."""
+    environments = _environments_of(conn, [str(r[0]) for r in rows])
+    return [_site_view(r, environments[str(r[0])]) for r in rows]
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -242,7 +309,7 @@ def list_sites(conn: sqlite3.Connection, query: SiteQuery) -> SitePage:
     has_more = len(rows) > query.limit
     rows = rows[: query.limit]
     return SitePage(
-        items=[_site_view(conn, r) for r in rows],
+        items=_site_views(conn, rows),
         next_before=int(rows[-1][-1]) if has_more else None,
         has_more=has_more,
     )
@@ -254,7 +321,7 @@ def get_site(conn: sqlite3.Connection, site_id: str) -> SiteView:
         row = conn.execute(f"SELECT {_SITE_COLUMNS} FROM sites WHERE id = ?", (site_id,)).fetchone()
     if row is None:
         raise SiteNotFound(f"no site {site_id}")
-    return _site_view(conn, row)
+    return _site_views(conn, [row])[0]
 
 
 def list_environments(conn: sqlite3.Connection, site_id: str) -> list[EnvironmentView]:
@@ -266,7 +333,7 @@ def get_environment(conn: sqlite3.Connection, environment_id: str) -> Environmen
     row = None
     if is_uuid(environment_id):
         row = conn.execute(
-            f"SELECT {_ENV_COLUMNS} FROM environments WHERE id = ?", (environment_id,)
+            f"SELECT {_ENV_COLUMNS} FROM environments e WHERE e.id = ?", (environment_id,)
         ).fetchone()
     if row is None:
         raise EnvironmentNotFound(f"no environment {environment_id}")
