@@ -564,20 +564,117 @@ function setupJob() {
   }
 }
 
-// Live views: reload (debounced) whenever an event commits on a stream starting with
-// one of `prefixes`; `state` shows whether the stream is live.
-async function followStreams(state, prefixes, reload) {
+// Every event committed from now on, to `handle(event)`; `state` shows whether the
+// stream is live.
+async function watchEvents(state, handle) {
   const counters = await api("GET", "/api/metrics");
   const head = counters.ok ? counters.data.events_total : 0;
   const source = new EventSource("/api/events/stream?after=" + head);
-  let pending = null;
   source.onopen = () => { state.textContent = "live"; state.className = "pill live"; };
   source.onerror = () => { state.textContent = "reconnecting"; state.className = "pill down"; };
-  source.onmessage = (msg) => {
-    const e = JSON.parse(msg.data);
+  source.onmessage = (msg) => handle(JSON.parse(msg.data));
+  return source;
+}
+
+// Live views: reload (debounced) whenever an event commits on a stream starting with
+// one of `prefixes`.
+async function followStreams(state, prefixes, reload) {
+  let pending = null;
+  return watchEvents(state, (e) => {
     if (pending || !prefixes.some((prefix) => e.stream.startsWith(prefix))) return;
     pending = setTimeout(() => { pending = null; reload(); }, 150);
+  });
+}
+
+// `task` at most once at a time, and at most once more after it: calls that come
+// while one runs and one waits are covered by the waiting one (a live refresh).
+function coalesce(task) {
+  let running = null;
+  let waiting = false;
+  const run = () => {
+    running = Promise.resolve().then(task).catch(() => {}).then(() => {
+      running = null;
+      if (waiting) { waiting = false; run(); }
+    });
   };
+  return () => { if (running) waiting = true; else run(); };
+}
+
+// --- the action helper ------------------------------------------------------
+// One way for every page to call an API action: confirmation for destructive ones
+// (a question, or the word to type, sent as `?confirm=`), one Idempotency-Key per
+// click (kept until an answer comes, so a retry after a lost answer is the same
+// request), the button disabled while in flight (a double click sends one request),
+// and the answer shown: the job's live log, or the error's message and hint.
+//
+// `spec`: { method, url, body, confirm, confirmTyped, done, opens, result, holder,
+// linkClass }
+// — `holder` keeps the key (a button or a form), `opens` names a URL field of the
+// answer to open in a new tab, `result` the element that shows the answer.
+async function runAction(spec) {
+  const holder = spec.holder;
+  let url = spec.url;
+  if (spec.confirmTyped !== undefined) {
+    const typed = window.prompt(spec.confirm);
+    if (typed === null) return null;
+    url += (url.includes("?") ? "&" : "?") + "confirm=" + encodeURIComponent(typed.trim());
+  } else if (spec.confirm && !window.confirm(spec.confirm)) {
+    return null;
+  }
+  const tab = spec.opens ? window.open("about:blank", "_blank") : null;  // before any await
+  holder.dataset.key = holder.dataset.key || newKey("dashboard");
+  let res;
+  try {
+    res = await api(spec.method, url, spec.body, { "Idempotency-Key": holder.dataset.key });
+    delete holder.dataset.key;  // answered: the next click is a new request
+  } catch (_) {
+    res = { ok: false, status: 0, data: { message: "no answer from Pressluft (network)", details: { hint: "try again: the same click is not done twice" } } };
+  }
+  const out = spec.result;
+  if (out) {
+    out.className = res.ok ? "result-ok" : "result-error";
+    out.textContent = res.ok ? (spec.done || "Done.") : describeError(res.data);
+    if (res.ok && res.data && res.data.job_id) {
+      out.appendChild(document.createTextNode(" "));
+      out.appendChild(el("a", { href: "/jobs/" + res.data.job_id, class: spec.linkClass || "action-job-log" }, "live log"));
+    }
+  }
+  if (tab) {
+    if (res.ok && res.data && res.data[spec.opens]) tab.location = res.data[spec.opens];
+    else tab.close();
+  }
+  return res;
+}
+
+// Buttons that declare their action (data-method, data-url; data-confirm,
+// data-confirm-typed, data-done, data-opens), anywhere in the page and in parts
+// replaced later: their answer goes to the element named by the nearest
+// `data-result`, and an `action:done` event bubbles from the button with it.
+function setupActions() {
+  document.addEventListener("click", async (ev) => {
+    const button = ev.target.closest("button[data-url][data-method]");
+    if (!button) return;
+    // The second click of a double click, or one while the first is in flight.
+    if (button.disabled || ev.detail > 1) return;
+    button.disabled = true;
+    const scope = button.closest("[data-result]");
+    const d = button.dataset;
+    try {
+      const res = await runAction({
+        method: d.method,
+        url: d.url,
+        confirm: d.confirm,
+        confirmTyped: d.confirmTyped,
+        done: d.done,
+        opens: d.opens,
+        holder: button,
+        result: scope ? document.getElementById(scope.dataset.result) : null,
+      });
+      if (res) button.dispatchEvent(new CustomEvent("action:done", { bubbles: true, detail: res }));
+    } finally {
+      button.disabled = false;
+    }
+  });
 }
 
 function setupNodes() {
@@ -784,6 +881,7 @@ function setupNodes() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  setupActions();
   setupLogin();
   setupLogout();
   setupSettings();

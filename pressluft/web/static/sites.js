@@ -1,6 +1,9 @@
 // Pressluft dashboard, sites page: sites and their environments (live), create a site,
 // clone an environment, open wp-admin (magic login), delete and reset, the site's jobs.
-// Uses app.js's helpers (el, api, describeError, fmtTime, short, newKey, followStreams).
+// Buttons are the views' `actions` (the server decides), run by app.js's action helper;
+// an event refreshes the one site it concerns. Each site's own page: /sites/{id}.
+// Uses app.js's helpers (el, api, describeError, fmtTime, short, newKey, watchEvents,
+// coalesce, runAction).
 "use strict";
 
 function setupSites() {
@@ -12,35 +15,27 @@ function setupSites() {
   const more = document.getElementById("sites-more");
   const state = document.getElementById("sites-state");
   const detail = document.getElementById("site-detail");
-  const result = document.getElementById("site-action-result");
   let before = null;
   let selected = null;
   let shown = [];
-
-  function report(ok, text, jobId) {
-    result.className = ok ? "result-ok" : "result-error";
-    result.textContent = text;
-    if (jobId) {
-      result.appendChild(document.createTextNode(" "));
-      result.appendChild(el("a", { href: "/jobs/" + jobId, class: "site-job-log" }, "live log"));
-    }
-  }
 
   function preview(url, status) {
     if (status !== "active") return el("span", { class: "muted" }, url);
     return el("a", { href: url, target: "_blank", rel: "noopener", class: "preview-link" }, url);
   }
 
-  function button(label, cls, onClick) {
-    const b = el("button", { type: "button", class: cls }, label);
-    b.addEventListener("click", onClick);
-    return b;
+  // A button the action helper runs (app.js setupActions): what it calls, how it
+  // confirms, what it says when done.
+  function actionButton(label, cls, attrs) {
+    return el("button", Object.assign({ type: "button", class: cls }, attrs), label);
   }
 
   function row(s) {
     const tr = el("tr", { "data-site-id": s.id, "data-status": s.status });
     const name = el("td");
-    name.appendChild(el("button", { type: "button", class: "link site-open" }, s.name));
+    name.appendChild(el("a", { href: "/sites/" + s.id, class: "site-page" }, s.name));
+    name.appendChild(document.createTextNode(" "));
+    name.appendChild(el("button", { type: "button", class: "link site-open" }, "details"));
     tr.appendChild(name);
     tr.appendChild(el("td", {}, s.slug));
     tr.appendChild(el("td", { class: "status-" + s.status }, s.status));
@@ -50,7 +45,7 @@ function setupSites() {
     const live = s.environments.filter((e) => e.status !== "deleted");
     tr.appendChild(el("td", {}, String(live.length)));
     tr.appendChild(el("td", {}, fmtTime(s.created_at)));
-    tr.querySelector(".site-open").addEventListener("click", () => show(s));
+    tr.querySelector(".site-open").addEventListener("click", () => show(shown.find((x) => x.id === s.id) || s));
     return tr;
   }
 
@@ -67,19 +62,35 @@ function setupSites() {
     // The account "Open WordPress admin" signs in as.
     tr.appendChild(el("td", { class: "admin-user" }, e.admin_user));
     const actions = el("td", { class: "actions" });
-    if (canAdmin && e.status === "active") {
-      const login = button("Open WordPress admin", "secondary magic-login", () => magicLogin(e));
-      login.title = "One-time login as " + e.admin_user;
-      actions.appendChild(login);
+    const may = canAdmin ? e.actions : [];
+    if (may.includes("magic_login")) {
+      actions.appendChild(actionButton("Open WordPress admin", "secondary magic-login", {
+        title: "One-time login as " + e.admin_user, "data-method": "POST",
+        "data-url": "/api/environments/" + e.id + "/magic-login", "data-opens": "login_url",
+        "data-done": "Logged in to " + e.name + " (the link worked once).",
+      }));
     }
-    if (canAdmin && e.status === "failed") {
-      actions.appendChild(button("Reset", "secondary env-reset", () => reset("environments", e.id, e.name)));
-    }
-    if (canAdmin && e.environment_type !== "production" && (e.status === "active" || e.status === "failed")) {
-      actions.appendChild(button("Delete", "danger env-delete", () => remove("environments", e.id, e.slug, e.name)));
-    }
+    if (may.includes("reset")) actions.appendChild(resetButton("environments", e, "env-reset", "Reset"));
+    if (may.includes("delete")) actions.appendChild(deleteButton("environments", e, "env-delete", "Delete"));
     tr.appendChild(actions);
     return tr;
+  }
+
+  function resetButton(kind, x, cls, label) {
+    return actionButton(label, "secondary " + cls, {
+      "data-method": "POST", "data-url": "/api/" + kind + "/" + x.id + "/reset",
+      "data-done": x.name + " is active again.",
+    });
+  }
+
+  // Destructive: the operator types the slug, which the API checks as `confirm`.
+  function deleteButton(kind, x, cls, label) {
+    const what = kind === "sites" ? "the site " + x.name + " and its production environment" : "the environment " + x.name;
+    return actionButton(label, "danger " + cls, {
+      "data-method": "DELETE", "data-url": "/api/" + kind + "/" + x.id, "data-confirm-typed": x.slug,
+      "data-confirm": "Delete " + what + "? Files, database and user go for good. Type " + x.slug + " to confirm.",
+      "data-done": "Deleting " + x.name + ".",
+    });
   }
 
   function show(s) {
@@ -96,23 +107,19 @@ function setupSites() {
     const siteActions = document.getElementById("site-actions");
     if (siteActions) {
       siteActions.replaceChildren();
-      if (s.status === "failed") {
-        siteActions.appendChild(button("Reset site", "secondary site-reset", () => reset("sites", s.id, s.name)));
-      }
-      if (s.status === "active" || s.status === "failed") {
-        siteActions.appendChild(button("Delete site", "danger site-delete", () => remove("sites", s.id, s.slug, s.name)));
-      }
+      if (s.actions.includes("reset")) siteActions.appendChild(resetButton("sites", s, "site-reset", "Reset site"));
+      if (s.actions.includes("delete")) siteActions.appendChild(deleteButton("sites", s, "site-delete", "Delete site"));
     }
     const clone = document.getElementById("environment-form");
     if (clone) {
       const source = clone.elements["source_environment_id"];
       const keep = source.value;
       source.replaceChildren();
-      for (const e of s.environments.filter((x) => x.status === "active")) {
+      for (const e of s.environments.filter((x) => x.actions.includes("clone"))) {
         source.appendChild(el("option", { value: e.id }, e.name + " (" + e.environment_type + ")"));
       }
       if (keep) source.value = keep;
-      clone.querySelector("button[type=submit]").disabled = s.status !== "active" || !source.options.length;
+      clone.querySelector("button[type=submit]").disabled = !s.actions.includes("create_environment") || !source.options.length;
     }
     loadJobs(s);
   }
@@ -138,38 +145,6 @@ function setupSites() {
     document.getElementById("site-jobs-empty").hidden = res.data.items.length > 0;
   }
 
-  // A one-time login (60 s), opened right away in a new tab.
-  async function magicLogin(env) {
-    const tab = window.open("about:blank", "_blank");
-    const res = await api("POST", "/api/environments/" + env.id + "/magic-login");
-    if (res.ok) {
-      report(true, "Logged in to " + env.name + " (the link worked once).");
-      if (tab) tab.location = res.data.login_url;
-    } else {
-      if (tab) tab.close();
-      report(false, describeError(res.data));
-    }
-  }
-
-  // Destructive: the operator types the slug, which the API checks as `confirm`.
-  async function remove(kind, id, slug, name) {
-    const what = kind === "sites" ? "the site " + name + " and its production environment" : "the environment " + name;
-    const typed = window.prompt("Delete " + what + "? Files, database and user go for good. Type " + slug + " to confirm.");
-    if (typed === null) return;
-    const res = await api("DELETE", "/api/" + kind + "/" + id + "?confirm=" + encodeURIComponent(typed.trim()),
-      undefined, { "Idempotency-Key": newKey("dashboard-delete") });
-    if (res.ok) report(true, "Deleting " + name + ".", res.data.job_id);
-    else report(false, describeError(res.data));
-    await load(true);
-  }
-
-  async function reset(kind, id, name) {
-    const res = await api("POST", "/api/" + kind + "/" + id + "/reset");
-    if (res.ok) report(true, name + " is " + res.data.status + " again.");
-    else report(false, describeError(res.data));
-    await load(true);
-  }
-
   async function load(reset) {
     const params = new URLSearchParams({ limit: "50" });
     if (!reset && before) params.set("before", String(before));
@@ -186,10 +161,52 @@ function setupSites() {
     }
   }
 
-  const prefixes = ["site:", "environment:", "job:"];
-  const follow = () => followStreams(state, prefixes, () => { before = null; load(true); });
+  // One site again (after an event or an action), in place: the rest of the list stays.
+  async function refreshSite(id) {
+    const res = await api("GET", "/api/sites/" + id);
+    if (!res.ok) return;
+    const s = res.data;
+    const at = shown.findIndex((x) => x.id === id);
+    const old = body.querySelector("tr[data-site-id='" + id + "']");
+    if (at >= 0) shown[at] = s; else shown.unshift(s);
+    const fresh = row(s);
+    if (old) old.replaceWith(fresh); else body.insertBefore(fresh, body.firstChild);
+    empty.hidden = true;
+    if (selected && selected.id === id) show(s);
+  }
+  const refreshers = new Map();
+  function refreshLater(id) {
+    if (!refreshers.has(id)) refreshers.set(id, coalesce(() => refreshSite(id)));
+    refreshers.get(id)();
+  }
+  const refreshJobs = coalesce(() => selected && loadJobs(selected));
+
+  // An event refreshes what it concerns: its site's row (and panel), or the open
+  // panel's jobs — never the whole list.
+  function siteOf(e) {
+    const [kind, id] = e.stream.split(":");
+    if (kind === "site") return id;
+    if (e.data && e.data.site_id) return e.data.site_id;
+    if (kind === "environment") {
+      const owner = shown.find((s) => s.environments.some((x) => x.id === id));
+      return owner ? owner.id : null;
+    }
+    return null;
+  }
+  function onEvent(e) {
+    const id = siteOf(e);
+    const kind = e.stream.split(":")[0];
+    if (kind === "job") {
+      const listed = document.querySelector("#site-jobs-table tr[data-job-id='" + e.stream.slice(4) + "']");
+      if (selected && (id === selected.id || listed)) refreshJobs();
+      return;
+    }
+    if (id) refreshLater(id);
+  }
   more.addEventListener("click", () => load(false));
-  load(true).then(follow);
+  load(true).then(() => watchEvents(state, onEvent));
+  // An action's answer: its site again at once (its events follow).
+  detail.addEventListener("action:done", () => { if (selected) refreshLater(selected.id); });
 
   const cloneForm = document.getElementById("environment-form");
   if (cloneForm) {
@@ -204,19 +221,20 @@ function setupSites() {
         source_environment_id: cloneForm.elements["source_environment_id"].value,
         promotion_preset: cloneForm.elements["promotion_preset"].value,
       };
-      cloneForm.dataset.key = cloneForm.dataset.key || newKey("dashboard");
-      const res = await api("POST", "/api/sites/" + selected.id + "/environments", request,
-        { "Idempotency-Key": cloneForm.dataset.key });
-      delete cloneForm.dataset.key;
-      if (res.ok) {
-        out.className = "result-ok";
-        out.textContent = "Cloning. ";
-        out.appendChild(el("a", { href: "/jobs/" + res.data.job_id, class: "environment-job-log" }, "live log"));
-        cloneForm.reset();
-        await load(true);
-      } else {
-        out.className = "result-error";
-        out.textContent = describeError(res.data);
+      const submit = cloneForm.querySelector("button[type=submit]");
+      if (submit.disabled) return;
+      submit.disabled = true;
+      try {
+        const res = await runAction({
+          method: "POST", url: "/api/sites/" + selected.id + "/environments", body: request,
+          done: "Cloning.", holder: cloneForm, result: out, linkClass: "environment-job-log",
+        });
+        if (res && res.ok) {
+          cloneForm.reset();
+          await refreshSite(selected.id);
+        }
+      } finally {
+        if (selected) show(selected);
       }
     });
   }
