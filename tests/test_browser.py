@@ -9,7 +9,9 @@ import re
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -526,18 +528,25 @@ def _until_job_ends(daemon: Daemon, job_id: str, within: float) -> dict[str, obj
     raise AssertionError(f"job {job_id} did not end within {within} s")
 
 
-@pytest.mark.spec("WEB-6")
-def test_sites_page_creates_a_site_on_a_lab_node_and_opens_its_preview(
-    tmp_path: Path, page: Page, shots: Path
-) -> None:
+class LabDaemon(NamedTuple):
+    daemon: Daemon
+    node_id: str
+    ports: dict[str, int]
+
+
+@pytest.fixture(scope="module")
+def lab_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDaemon]:
+    """A daemon with a provisioned lab node (through the API: the nodes page has its
+    own test), shared by this module's site tests: the node image comes from its
+    cache, and the node is provisioned once. Sites made by a test stay for the next
+    (WEB-6 runs first: it starts from an empty sites list)."""
     dockerd = PrivateDockerd().start()
     try:
         env = {
             "PRESSLUFT_DOCKER_HOST": dockerd.url,
             "PRESSLUFT_NODE_IMAGE": node_image(dockerd),
         }
-        with Daemon(tmp_path / "daemon", env=env) as daemon:
-            # A provisioned lab node (through the API: the nodes page has its own test).
+        with Daemon(tmp_path_factory.mktemp("lab") / "daemon", env=env) as daemon:
             node = httpx.post(
                 f"{daemon.url}/api/nodes",
                 json={"provider": "docker", "name": "lab"},
@@ -551,76 +560,185 @@ def test_sites_page_creates_a_site_on_a_lab_node_and_opens_its_preview(
             ports = httpx.get(
                 f"{daemon.url}/api/nodes/{node['node_id']}", headers=daemon.auth()
             ).json()["ports"]
-
-            _log_in(page, daemon)
-            page.click("nav a[href='/sites']")
-            expect(page.locator("#sites-state")).to_have_text("live")
-            expect(page.locator("#sites-empty")).to_be_visible()
-            expect(page.locator("#site-node option")).to_have_count(1)
-            page.fill("#site-form input[name=name]", "Acme Shop")
-            page.fill("#site-form input[name=slug]", "acme")
-            page.fill("#site-form input[name=admin_user]", "acme-ops")
-            page.click("#site-form button[type=submit]")
-            row = page.locator("#sites-table tr[data-status='creating']")
-            expect(row).to_have_count(1)
-            page.screenshot(path=str(shots / "site-creating.png"), full_page=True)
-            # Follow the job's live log to the end.
-            page.click("#site-form-result a.site-job-log")
-            expect(page.locator("#job-status")).to_have_text("succeeded", timeout=600_000)
-            expect(page.locator("#job-log")).to_contain_text("health: http 200")
-            page.screenshot(path=str(shots / "site-job-succeeded.png"), full_page=True)
-            page.goto(daemon.url + "/sites")
-            link = page.locator("#sites-table tr[data-status='active'] a.preview-link")
-            expect(link).to_have_count(1)
-            preview_url = str(link.get_attribute("href"))
-
-            # A lab node's preview URL works as it is: *.localhost is loopback to the
-            # browser, the port the node's published HTTP port (nothing routed here).
-            assert preview_url.startswith("http://") and preview_url.endswith(
-                f".localhost:{ports['http']}"
-            ), preview_url
-            preview = page.context.new_page()  # the site's own 404s are not the dashboard's
-            preview.goto(preview_url)
-            expect(preview.locator("body")).to_contain_text("Acme Shop")
-            preview.screenshot(path=str(shots / "site-preview.png"), full_page=True)
-            preview.close()
-            # "Open WordPress admin": a one-time login in a new tab, into wp-admin, as
-            # the site's own administrator (the site view names it).
-            page.click("#sites-table tr[data-status='active'] button.site-open")
-            expect(page.locator("#environments-table td.admin-user")).to_have_text("acme-ops")
-            with page.context.expect_page() as opened:
-                page.click("#environments-table button.magic-login")
-            admin = opened.value
-            expect(admin.locator("#wpadminbar")).to_be_visible(timeout=60_000)
-            assert admin.url.startswith(preview_url + "/wp-admin/"), admin.url
-            admin.screenshot(path=str(shots / "site-wp-admin.png"), full_page=True)
-            admin.close()
-            expect(page.locator("#site-action-result")).to_contain_text("Logged in")
-
-            # Clone it to staging from the site's page; its jobs are listed there.
-            page.fill("#environment-form input[name=name]", "Staging")
-            page.fill("#environment-form input[name=slug]", "staging")
-            page.click("#environment-form button[type=submit]")
-            staging = page.locator("#environments-table tr[data-slug='staging']")
-            expect(staging).to_have_count(1)
-            expect(page.locator("#site-jobs-table tr[data-job-type='env_create']")).to_have_count(1)
-            page.click("#environment-form-result a.environment-job-log")
-            expect(page.locator("#job-status")).to_have_text("succeeded", timeout=600_000)
-            expect(page.locator("#job-log")).to_contain_text("health: http 200")
-            page.goto(daemon.url + "/sites")
-            page.click("#sites-table tr[data-status='active'] button.site-open")
-            expect(staging).to_have_attribute("data-status", "active")
-            done = page.locator("#site-jobs-table tr[data-status='succeeded']")
-            expect(done).to_have_count(2)
-            page.screenshot(path=str(shots / "site-staging.png"), full_page=True)
-            # Delete it: the prompt asks for its slug, which the API checks.
-            page.once("dialog", lambda dialog: dialog.accept("staging"))
-            staging.locator("button.env-delete").click()
-            expect(page.locator("#site-action-result")).to_contain_text("Deleting")
-            expect(staging).to_have_count(0, timeout=300_000)
-            gone = page.locator("#site-jobs-table tr[data-job-type='env_delete']")
-            expect(gone).to_have_attribute("data-status", "succeeded")
-            page.screenshot(path=str(shots / "site-staging-deleted.png"), full_page=True)
-            page.goto("about:blank")
+            yield LabDaemon(daemon, node["node_id"], ports)
     finally:
         dockerd.stop()
+
+
+@pytest.mark.spec("WEB-6")
+def test_sites_page_creates_a_site_on_a_lab_node_and_opens_its_preview(
+    lab_daemon: LabDaemon, page: Page, shots: Path
+) -> None:
+    daemon, ports = lab_daemon.daemon, lab_daemon.ports
+    _log_in(page, daemon)
+    page.click("nav a[href='/sites']")
+    expect(page.locator("#sites-state")).to_have_text("live")
+    expect(page.locator("#sites-empty")).to_be_visible()
+    expect(page.locator("#site-node option")).to_have_count(1)
+    page.fill("#site-form input[name=name]", "Acme Shop")
+    page.fill("#site-form input[name=slug]", "acme")
+    page.fill("#site-form input[name=admin_user]", "acme-ops")
+    page.click("#site-form button[type=submit]")
+    row = page.locator("#sites-table tr[data-status='creating']")
+    expect(row).to_have_count(1)
+    page.screenshot(path=str(shots / "site-creating.png"), full_page=True)
+    # Follow the job's live log to the end.
+    page.click("#site-form-result a.site-job-log")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=600_000)
+    expect(page.locator("#job-log")).to_contain_text("health: http 200")
+    page.screenshot(path=str(shots / "site-job-succeeded.png"), full_page=True)
+    page.goto(daemon.url + "/sites")
+    link = page.locator("#sites-table tr[data-status='active'] a.preview-link")
+    expect(link).to_have_count(1)
+    preview_url = str(link.get_attribute("href"))
+
+    # A lab node's preview URL works as it is: *.localhost is loopback to the
+    # browser, the port the node's published HTTP port (nothing routed here).
+    assert preview_url.startswith("http://") and preview_url.endswith(
+        f".localhost:{ports['http']}"
+    ), preview_url
+    preview = page.context.new_page()  # the site's own 404s are not the dashboard's
+    preview.goto(preview_url)
+    expect(preview.locator("body")).to_contain_text("Acme Shop")
+    preview.screenshot(path=str(shots / "site-preview.png"), full_page=True)
+    preview.close()
+    # "Open WordPress admin": a one-time login in a new tab, into wp-admin, as
+    # the site's own administrator (the site view names it).
+    page.click("#sites-table tr[data-status='active'] button.site-open")
+    expect(page.locator("#environments-table td.admin-user")).to_have_text("acme-ops")
+    with page.context.expect_page() as opened:
+        page.click("#environments-table button.magic-login")
+    admin = opened.value
+    expect(admin.locator("#wpadminbar")).to_be_visible(timeout=60_000)
+    assert admin.url.startswith(preview_url + "/wp-admin/"), admin.url
+    admin.screenshot(path=str(shots / "site-wp-admin.png"), full_page=True)
+    admin.close()
+    expect(page.locator("#site-action-result")).to_contain_text("Logged in")
+
+    # Clone it to staging from the site's page; its jobs are listed there.
+    page.fill("#environment-form input[name=name]", "Staging")
+    page.fill("#environment-form input[name=slug]", "staging")
+    page.click("#environment-form button[type=submit]")
+    staging = page.locator("#environments-table tr[data-slug='staging']")
+    expect(staging).to_have_count(1)
+    expect(page.locator("#site-jobs-table tr[data-job-type='env_create']")).to_have_count(1)
+    page.click("#environment-form-result a.environment-job-log")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=600_000)
+    expect(page.locator("#job-log")).to_contain_text("health: http 200")
+    page.goto(daemon.url + "/sites")
+    page.click("#sites-table tr[data-status='active'] button.site-open")
+    expect(staging).to_have_attribute("data-status", "active")
+    done = page.locator("#site-jobs-table tr[data-status='succeeded']")
+    expect(done).to_have_count(2)
+    page.screenshot(path=str(shots / "site-staging.png"), full_page=True)
+    # Delete it: the prompt asks for its slug, which the API checks.
+    page.once("dialog", lambda dialog: dialog.accept("staging"))
+    staging.locator("button.env-delete").click()
+    expect(page.locator("#site-action-result")).to_contain_text("Deleting")
+    expect(staging).to_have_count(0, timeout=300_000)
+    gone = page.locator("#site-jobs-table tr[data-job-type='env_delete']")
+    expect(gone).to_have_attribute("data-status", "succeeded")
+    page.screenshot(path=str(shots / "site-staging-deleted.png"), full_page=True)
+    page.goto("about:blank")
+
+
+@pytest.mark.spec("WEB-14", "WEB-9", "WEB-10", "WEB-11", "WEB-12")
+def test_a_site_page_clones_and_deletes_an_environment(
+    lab_daemon: LabDaemon, page: Page, shots: Path
+) -> None:
+    daemon, auth = lab_daemon.daemon, lab_daemon.daemon.auth()
+    created = httpx.post(
+        f"{daemon.url}/api/sites",
+        json={"name": "Beta Shop", "slug": "beta", "node_id": lab_daemon.node_id},
+        headers=auth,
+    ).json()
+    assert _until_job_ends(daemon, created["job_id"], 900)["status"] == "succeeded"
+    site_id, production = created["site_id"], created["environment_id"]
+    site_url = f"{daemon.url}/sites/{site_id}"
+
+    _log_in(page, daemon)
+    # The sites list links the site's page; the page opens by its URL.
+    page.goto(daemon.url + "/sites")
+    expect(page.locator(f"#sites-table a.site-page[href='/sites/{site_id}']")).to_have_count(1)
+    page.goto(site_url)
+    expect(page.locator("#site-state")).to_have_text("live")
+    expect(page.locator("h1")).to_contain_text("Beta Shop")
+    envs = page.locator("#environments-table tbody tr")
+    expect(envs).to_have_count(1)
+    prod_row = page.locator(f"#environments-table tr[data-environment-id='{production}']")
+    expect(prod_row).to_have_attribute("data-status", "active")
+    # Its buttons are its actions: no "Delete" on production.
+    expect(prod_row.locator("button.env-delete")).to_have_count(0)
+    expect(prod_row.locator("button.magic-login")).to_have_count(1)
+    expect(page.locator("#section-jobs tr[data-job-type='site_create']")).to_have_count(1)
+    page.screenshot(path=str(shots / "site-page.png"), full_page=True)
+
+    # What the page asks for while events come: only its sections' fragments.
+    page.evaluate("() => { window.samePage = true; }")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.method + " " + r.url.removeprefix(daemon.url)))
+
+    # Clone production to staging: "Clone" picks it as the source of the form.
+    prod_row.locator("button.env-clone").click()
+    expect(page.locator("#environment-form select[name=source_environment_id]")).to_have_value(
+        production
+    )
+    page.fill("#environment-form input[name=name]", "Staging")
+    page.fill("#environment-form input[name=slug]", "staging")
+    page.click("#environment-form button[type=submit]")
+    expect(page.locator("#environment-form-result a.environment-job-log")).to_be_visible()
+    staging = page.locator("#environments-table tr[data-slug='staging']")
+    expect(staging).to_have_count(1)  # live: its section refreshed by events
+    expect(page.locator("#section-jobs tr[data-job-type='env_create']")).to_have_count(1)
+    page.screenshot(path=str(shots / "site-page-cloning.png"), full_page=True)
+    expect(staging).to_have_attribute("data-status", "active", timeout=900_000)
+    expect(page.locator("#section-jobs tr[data-job-type='env_create']")).to_have_attribute(
+        "data-status", "succeeded"
+    )
+    expect(staging.locator("a.preview-link")).to_have_count(1)
+    page.screenshot(path=str(shots / "site-page-staging-active.png"), full_page=True)
+
+    # A wrong slug typed: the API's refusal with its hint, nothing queued.
+    page.once("dialog", lambda dialog: dialog.accept("nope"))
+    staging.locator("button.env-delete").click()
+    result = page.locator("#site-action-result")
+    expect(result).to_contain_text("needs confirmation")
+    expect(result).to_contain_text("?confirm=staging")
+    expect(result).to_have_class("result-error")
+
+    # Delete it, double-clicked: one confirmation, one request, one job.
+    dialogs: list[str] = []
+
+    def confirm(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept("staging")
+
+    page.on("dialog", confirm)
+    deletes_before = len([a for a in asked if a.startswith("DELETE ")])
+    staging.locator("button.env-delete").dblclick()
+    expect(result).to_contain_text("Deleting Staging.")
+    expect(result.locator("a.action-job-log")).to_be_visible()
+    page.remove_listener("dialog", confirm)
+    assert len(dialogs) == 1, dialogs
+    assert "Type staging to confirm" in dialogs[0]
+    assert len([a for a in asked if a.startswith("DELETE ")]) == deletes_before + 1
+    page.screenshot(path=str(shots / "site-page-deleting.png"), full_page=True)
+    expect(staging).to_have_count(0, timeout=600_000)
+    gone = page.locator("#section-jobs tr[data-job-type='env_delete']")
+    expect(gone).to_have_count(1)
+    expect(gone).to_have_attribute("data-status", "succeeded")
+    page.screenshot(path=str(shots / "site-page-staging-deleted.png"), full_page=True)
+    deletions = httpx.get(
+        f"{daemon.url}/api/jobs",
+        params={"site_id": site_id, "job_type": "env_delete"},
+        headers=auth,
+    ).json()["items"]
+    assert len(deletions) == 1
+
+    # Scoped: the page was never reloaded, and it fetched its own sections, never a list.
+    assert page.evaluate("() => window.samePage") is True
+    gets = [a.split(" ", 1)[1] for a in asked if a.startswith("GET ")]
+    assert any(g.endswith("/sections/environments") for g in gets), gets
+    own = (f"/sites/{site_id}/sections/", "/api/events/stream")
+    assert all(g.startswith(own) for g in gets), gets
+    page.goto("about:blank")

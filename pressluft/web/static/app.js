@@ -677,6 +677,11 @@ function setupActions() {
   });
 }
 
+const NODE_BUTTONS = [
+  ["node-check", "check"], ["node-provision", "provision"], ["node-start", "start"],
+  ["node-stop", "stop"], ["node-repin", "repin"], ["node-decommission", "decommission"],
+];
+
 function setupNodes() {
   const table = document.getElementById("nodes-table");
   if (!table) return;
@@ -725,9 +730,11 @@ function setupNodes() {
       if (n.ports) text += " · 127.0.0.1 ports: ssh " + n.ports.ssh + ", http " + n.ports.http + ", https " + n.ports.https;
       machine.textContent = text;
     }
-    for (const id of ["node-start", "node-stop"]) {
+    // The buttons are the node's actions (the server's rules): an ssh node has no
+    // start/stop, a lab node the one its container's state allows.
+    for (const [id, action] of NODE_BUTTONS) {
       const button = document.getElementById(id);
-      if (button) button.hidden = n.provider === "ssh";
+      if (button) button.hidden = !n.actions.includes(action);
     }
     const guidance = document.getElementById("node-guidance");
     guidance.replaceChildren();
