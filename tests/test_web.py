@@ -11,6 +11,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from pressluft.api.contract import load_contract
+from pressluft.api.params import idempotent
 from pressluft.events import Meta
 from pressluft.jobs.context import LocalPort
 from pressluft.jobs.logs import append_lines
@@ -156,7 +158,7 @@ async def test_a_site_has_its_own_page_with_a_section_per_capability(
         assert "There is no such site." in missing.text
 
 
-@pytest.mark.spec("WEB-10")
+@pytest.mark.spec("WEB-10", "WEB-11")
 async def test_the_site_page_renders_buttons_from_the_actions(
     runtime: Runtime, session: httpx.AsyncClient
 ) -> None:
@@ -178,6 +180,20 @@ async def test_the_site_page_renders_buttons_from_the_actions(
     assert f'data-url="/api/environments/{staging}"' in row(staging)
     # The site: a staging environment lives, so no "Delete site"; not failed, no reset.
     assert "site-delete" not in html and "site-reset" not in html
+    # Each action button sends an Idempotency-Key exactly where its operation takes
+    # one (the API refuses it elsewhere): all but magic login, whose answer is a secret.
+    operations = [
+        (method, re.compile(re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), op["operationId"])
+        for path, item in load_contract()["paths"].items()
+        for method, op in item.items()
+        if isinstance(op, dict) and "operationId" in op
+    ]
+    found = re.findall(r'<button [^>]*data-method="([A-Z]+)" data-url="([^"]+)"[^>]*>', html)
+    assert len(found) == 3, found  # magic login; reset and delete of the failed copy
+    for method, url in found:
+        tag = next(t for t in re.findall(r"<button [^>]*>", html) if f'data-url="{url}"' in t)
+        (operation,) = [o for m, rx, o in operations if m == method.lower() and rx.match(url)]
+        assert (operation in idempotent()) == ('data-idempotent="no"' not in tag), tag
     # The pages repeat no status rule: they read `actions`.
     for script in ("/static/sites.js", "/static/site.js"):
         source = (await session.get(script)).text

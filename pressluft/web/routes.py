@@ -1,4 +1,6 @@
-"""Dashboard pages. Forms and live views talk only to the public API (`/api/...`).
+"""Dashboard pages. Forms and actions talk only to the public API (`/api/...`); a
+site's page is server-rendered sections that it fetches again, each alone as an HTML
+fragment, when an event concerns them (`SITE_SECTIONS`).
 
 Every page but `/login` needs a session (the access guard redirects to `/login`);
 pages receive the `principal` to show who is logged in.

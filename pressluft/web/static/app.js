@@ -608,7 +608,7 @@ function coalesce(task) {
 // and the answer shown: the job's live log, or the error's message and hint.
 //
 // `spec`: { method, url, body, confirm, confirmTyped, done, opens, result, holder,
-// linkClass }
+// linkClass, idempotent (false: no key) }
 // — `holder` keeps the key (a button or a form), `opens` names a URL field of the
 // answer to open in a new tab, `result` the element that shows the answer.
 async function runAction(spec) {
@@ -622,10 +622,14 @@ async function runAction(spec) {
     return null;
   }
   const tab = spec.opens ? window.open("about:blank", "_blank") : null;  // before any await
-  holder.dataset.key = holder.dataset.key || newKey("dashboard");
+  // (Not for an answer that is a one-time secret, like a magic login: the API keeps
+  // no replay of it and refuses the header.)
+  const keyed = spec.idempotent !== false;
+  if (keyed) holder.dataset.key = holder.dataset.key || newKey("dashboard");
   let res;
   try {
-    res = await api(spec.method, url, spec.body, { "Idempotency-Key": holder.dataset.key });
+    const headers = keyed ? { "Idempotency-Key": holder.dataset.key } : {};
+    res = await api(spec.method, url, spec.body, headers);
     delete holder.dataset.key;  // answered: the next click is a new request
   } catch (_) {
     res = { ok: false, status: 0, data: { message: "no answer from Pressluft (network)", details: { hint: "try again: the same click is not done twice" } } };
@@ -647,7 +651,7 @@ async function runAction(spec) {
 }
 
 // Buttons that declare their action (data-method, data-url; data-confirm,
-// data-confirm-typed, data-done, data-opens), anywhere in the page and in parts
+// data-confirm-typed, data-done, data-opens, data-idempotent="no"), anywhere in the page and in parts
 // replaced later: their answer goes to the element named by the nearest
 // `data-result`, and an `action:done` event bubbles from the button with it.
 function setupActions() {
@@ -667,6 +671,7 @@ function setupActions() {
         confirmTyped: d.confirmTyped,
         done: d.done,
         opens: d.opens,
+        idempotent: d.idempotent !== "no",
         holder: button,
         result: scope ? document.getElementById(scope.dataset.result) : null,
       });

@@ -67,6 +67,7 @@ function setupSites() {
       actions.appendChild(actionButton("Open WordPress admin", "secondary magic-login", {
         title: "One-time login as " + e.admin_user, "data-method": "POST",
         "data-url": "/api/environments/" + e.id + "/magic-login", "data-opens": "login_url",
+        "data-idempotent": "no",
         "data-done": "Logged in to " + e.name + " (the link worked once).",
       }));
     }
