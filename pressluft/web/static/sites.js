@@ -202,7 +202,8 @@ function setupSites() {
       if (selected && (id === selected.id || listed)) refreshJobs();
       return;
     }
-    if (id) refreshLater(id);
+    // A site not shown (on a page not loaded yet) stays there, unless it is new.
+    if (id && (shown.some((s) => s.id === id) || e.type === "site.created")) refreshLater(id);
   }
   more.addEventListener("click", () => load(false));
   load(true).then(() => watchEvents(state, onEvent));
