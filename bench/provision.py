@@ -8,7 +8,7 @@ runtime in this process (a scratch data dir under .artifacts/bench, `workers` = 
    node), then ROUNDS rounds of two no-change runs of `node-provision.yml`:
    - bare: `ansible-playbook` (the executable Pressluft runs) with the same
      ansible.cfg, inventory, key, pinned known_hosts, ssh options, extra-vars
-     file and environment the job materializes (`pressluft.nodes.ansible`),
+     file and environment the job materializes (`pressluft.runners.ansible`),
      timed as the subprocess's wall time;
    - Pressluft: `node_provision` through the full job path — enqueue, a worker
      claims it under the node's lock, the handler's events, ansible-runner (its
@@ -51,14 +51,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import uvloop
+from pressluft.runners.ansible import ANSIBLE_DIR, PlaybookRun, _prepare
+from pressluft.runners.docker import DockerLab, Limits, Published
+from pressluft.runners.ssh import NodeAddress
 
 from pressluft.affinity import release_current_thread
 from pressluft.config import resolve
 from pressluft.events import Meta
 from pressluft.executables import find_ansible_playbook
-from pressluft.nodes.ansible import ANSIBLE_DIR, PlaybookRun, _prepare
-from pressluft.nodes.docker import DockerLab, Limits, Published
-from pressluft.nodes.ssh import NodeAddress
 from pressluft.runtime import Runtime
 from pressluft.services.jobs import wait_for_end
 from pressluft.services.nodes import (

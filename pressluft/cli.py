@@ -30,7 +30,7 @@ from pressluft import __version__
 from pressluft.clock import SystemClock, format_ts
 from pressluft.config import SETTINGS, Config, ConfigError, Mode, resolve, settings_markdown
 from pressluft.logs import setup_logging
-from pressluft.nodes.images import ImageInputs, build_tarball, image_tag, import_tarball
+from pressluft.runners.images import ImageInputs, build_tarball, image_tag, import_tarball
 
 __all__ = ["main"]
 

@@ -443,7 +443,7 @@ def test_a_deprecation_in_pressluft_code_is_still_shown(tmp_path: Path) -> None:
     )
     script = "\n".join(
         [
-            "import pressluft.nodes.ssh, pressluft.runtime",
+            "import pressluft.runners.ssh, pressluft.runtime",
             f"code = compile({probe!r}, 'pressluft/probe.py', 'exec')",
             "exec(code, {'__name__': 'pressluft.probe'})",
         ]

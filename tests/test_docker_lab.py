@@ -9,8 +9,7 @@ import uuid
 
 import docker
 import pytest
-
-from pressluft.nodes.docker import (
+from pressluft.runners.docker import (
     LABEL_MANAGED,
     LABEL_NODE,
     DockerLab,
@@ -18,6 +17,7 @@ from pressluft.nodes.docker import (
     Limits,
     ephemeral_range,
 )
+
 from tests.support.dockerd import PrivateDockerd
 
 LIMITS = Limits(memory_mb=128, cpus=0.5, pids=64)

@@ -17,8 +17,8 @@ from pressluft.db.migrate import migrate
 from pressluft.errors import Conflict, NotFound
 from pressluft.events import append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import JobEnqueued
 from pressluft.ids import new_ordered_id
+from pressluft.jobs.events import JobEnqueued
 from pressluft.jobs.logs import ERROR_TAIL_BYTES, LeaseLost, append_lines, prune_before
 from pressluft.jobs.queue import (
     Claim,

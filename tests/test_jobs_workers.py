@@ -21,7 +21,6 @@ from pressluft.events.log import NO_STREAM
 from pressluft.events.types import (
     EnvironmentCreated,
     EnvironmentProvisioned,
-    JobEnqueued,
     NodeOrphanDetected,
     NodeProvisioningStarted,
     SiteCreated,
@@ -29,6 +28,7 @@ from pressluft.events.types import (
 from pressluft.jobs import builtin
 from pressluft.jobs.builtin import SleepPayload
 from pressluft.jobs.context import LocalPort
+from pressluft.jobs.events import JobEnqueued
 from pressluft.jobs.logs import LeaseLost
 from pressluft.jobs.queue import (
     JobSpec,

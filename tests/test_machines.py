@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from pressluft.runners.docker import LABEL_NODE, DockerLab, Limits
 
 from pressluft.clock import FrozenClock
 from pressluft.config import Config, resolve
@@ -19,7 +20,6 @@ from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.events.types import NodeContainerCreated, NodePorts, NodeRegistered, NodeResources
 from pressluft.jobs.queue import JobSpec, enqueue
-from pressluft.nodes.docker import LABEL_NODE, DockerLab, Limits
 from pressluft.runtime import Runtime
 from pressluft.services.nodes import decommission_command, stop_command
 from tests.support.daemon import run_cli

@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pressluft.runners.ansible import ANSIBLE_DIR, PlaybookSummary, classify, profile_revision
 
 from pressluft.clock import FrozenClock, parse_ts
 from pressluft.jobs.context import LocalPort
 from pressluft.jobs.failures import retryable
-from pressluft.nodes.ansible import ANSIBLE_DIR, PlaybookSummary, classify, profile_revision
 from pressluft.runtime import Runtime
 from pressluft.services.jobs import JobView
 from pressluft.services.nodes import run_node_playbook

@@ -18,7 +18,7 @@ import msgspec
 
 from pressluft.db import WriteTx
 from pressluft.events import Meta, append
-from pressluft.events.types import JobOutputDropped
+from pressluft.jobs.events import JobOutputDropped
 
 __all__ = [
     "ERROR_TAIL_BYTES",

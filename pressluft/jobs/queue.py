@@ -47,20 +47,22 @@ from pressluft.db import WriteTx
 from pressluft.errors import Conflict, NotFound
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import (
+from pressluft.ids import is_uuid, new_ordered_id
+from pressluft.jobs.events import (
     JobCancelled,
     JobCancelRequested,
     JobClaimed,
     JobEnqueued,
     JobFailed,
     JobHastened,
+    JobHolds,
     JobLeaseExpired,
     JobRetried,
     JobRetryScheduled,
     JobSucceeded,
+    NodeLock,
+    scope_node_lock,
 )
-from pressluft.events.types.jobs import JobHolds, NodeLock, scope_node_lock
-from pressluft.ids import is_uuid, new_ordered_id
 from pressluft.jobs.logs import LeaseLost, attempt_output_tail, first_line, system_line
 
 __all__ = [

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cas
 import msgspec
 
 from pressluft.events import Event, Meta
-from pressluft.events.types.jobs import NodeLock
+from pressluft.jobs.events import NodeLock
 from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.queue import JobSpec, enqueue
 

@@ -19,8 +19,8 @@ from pressluft.db.connection import SQLITE_MIN_VERSION, open_sync
 from pressluft.db.migrate import Sources, current_version, latest_version
 from pressluft.events.chain import verify_chain
 from pressluft.executables import find_ansible_playbook
-from pressluft.nodes.images import ImageInputs, image_tag
-from pressluft.nodes.providers import resolve_docker_host
+from pressluft.runners.images import ImageInputs, image_tag
+from pressluft.runners.providers import resolve_docker_host
 
 __all__ = ["DoctorResult", "run_checks"]
 

@@ -43,8 +43,8 @@ from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.scheduler import Schedule
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
 from pressluft.logs import get_logger
-from pressluft.nodes.docker import ContainerState, LimitNotEnforced
-from pressluft.nodes.providers import (
+from pressluft.runners.docker import ContainerState, LimitNotEnforced
+from pressluft.runners.providers import (
     DockerProvider,
     Endpoint,
     ImageMissing,
@@ -54,7 +54,7 @@ from pressluft.nodes.providers import (
     Resources,
     resolve_docker_host,
 )
-from pressluft.nodes.ssh import wait_for_banner
+from pressluft.runners.ssh import wait_for_banner
 from pressluft.services.nodes import NODE_MACHINE, NodeMachine, check_node
 from pressluft.supervisor import Service
 
@@ -71,7 +71,7 @@ __all__ = [
     "machine_workers",
 ]
 
-log = get_logger("pressluft.nodes")
+log = get_logger("pressluft.runners")
 
 #: How long a new or restarted machine may take until its sshd answers.
 SSH_UP_SECONDS = 120

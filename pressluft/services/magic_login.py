@@ -20,7 +20,7 @@ from pressluft.errors import BadGateway, Conflict
 from pressluft.events import Meta, append
 from pressluft.events.types import EnvironmentMagicLoginIssued
 from pressluft.logs import get_logger
-from pressluft.nodes.ssh import NodeAddress, SSHQueryError, run_as
+from pressluft.runners.ssh import NodeAddress, SSHQueryError, run_as
 from pressluft.services.nodes import NodeUnreachable, node_address
 from pressluft.services.sites import env_names, get_environment
 from pressluft.vault import Vault

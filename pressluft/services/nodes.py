@@ -42,7 +42,7 @@ from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.failures import JobCancelledError, JobFailure
 from pressluft.jobs.process import RUN_MARKER, kill_marked
 from pressluft.jobs.workers import JobWorker, Loader, NoArgs, WorkerPort, enqueue_job
-from pressluft.nodes.ansible import (
+from pressluft.runners.ansible import (
     ANSIBLE_DIR,
     PlaybookRun,
     PlaybookSummary,
@@ -50,9 +50,9 @@ from pressluft.nodes.ansible import (
     profile_revision,
     run_playbook,
 )
-from pressluft.nodes.keys import KeyPair, authorize_command, generate_key_pair
-from pressluft.nodes.providers import ProviderNotConfigured, Providers
-from pressluft.nodes.ssh import (
+from pressluft.runners.keys import KeyPair, authorize_command, generate_key_pair
+from pressluft.runners.providers import ProviderNotConfigured, Providers
+from pressluft.runners.ssh import (
     AuthFailed,
     Facts,
     HostKeyMismatch,

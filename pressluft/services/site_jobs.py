@@ -32,8 +32,8 @@ from pressluft.events.types import EnvironmentProvisioned
 from pressluft.ids import new_id
 from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
-from pressluft.nodes.ansible import PlaybookSummary
-from pressluft.nodes.http import HttpUnreachable, get
+from pressluft.runners.ansible import PlaybookSummary
+from pressluft.runners.http import HttpUnreachable, get
 from pressluft.services.environments import record_environment_deleted
 from pressluft.services.nodes import run_node_playbook
 from pressluft.services.sites import (

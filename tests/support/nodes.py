@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+from pressluft.runners.keys import generate_key_pair
+
 from pressluft.db import WriteTx
 from pressluft.events import Event, Meta, append
 from pressluft.events.log import NO_STREAM
@@ -15,7 +17,6 @@ from pressluft.events.types import (
     NodeProvisioningStarted,
     NodeRegistered,
 )
-from pressluft.nodes.keys import generate_key_pair
 from pressluft.runtime import Runtime
 
 META = Meta(actor="test:nodes")

@@ -8,8 +8,8 @@ from pressluft.api.routes.events import EVENT_ROUTES
 from pressluft.api.routes.health import HEALTH_ROUTES
 from pressluft.api.routes.jobs import JOB_ROUTES
 from pressluft.api.routes.metrics import METRICS_ROUTES
-from pressluft.events.projectors import JOBS_PROJECTOR
-from pressluft.events.types.jobs import (
+from pressluft.feature import Feature
+from pressluft.jobs.events import (
     JobCancelled,
     JobCancelRequested,
     JobClaimed,
@@ -22,7 +22,7 @@ from pressluft.events.types.jobs import (
     JobRetryScheduled,
     JobSucceeded,
 )
-from pressluft.feature import Feature
+from pressluft.jobs.projector import JOBS_PROJECTOR
 
 __all__ = ["FEATURE"]
 

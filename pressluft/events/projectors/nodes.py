@@ -27,11 +27,7 @@ import sqlite3
 import msgspec
 
 from pressluft.events.projection import Envelope, Projector, one_row
-from pressluft.events.projectors.jobs import released_hold
 from pressluft.events.types import (
-    JobCancelled,
-    JobFailed,
-    JobLeaseExpired,
     NodeChecked,
     NodeContainerCreated,
     NodeContainerDied,
@@ -46,6 +42,8 @@ from pressluft.events.types import (
     NodeProvisioningStarted,
     NodeRegistered,
 )
+from pressluft.jobs.events import JobCancelled, JobFailed, JobLeaseExpired
+from pressluft.jobs.projector import released_hold
 
 __all__ = ["NODES_PROJECTOR"]
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import sqlite3
 
 from pressluft.events.projection import Envelope, GuardFailed, Projector, one_row
-from pressluft.events.projectors.jobs import released_hold
 from pressluft.events.types import (
     EnvironmentCreated,
     EnvironmentDeleted,
@@ -31,12 +30,11 @@ from pressluft.events.types import (
     EnvironmentFailed,
     EnvironmentProvisioned,
     EnvironmentReset,
-    JobCancelled,
-    JobFailed,
-    JobLeaseExpired,
     SiteCreated,
     SiteReset,
 )
+from pressluft.jobs.events import JobCancelled, JobFailed, JobLeaseExpired
+from pressluft.jobs.projector import released_hold
 
 __all__ = ["LEGACY_ADMIN_USER", "SITES_PROJECTOR"]
 

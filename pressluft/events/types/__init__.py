@@ -10,19 +10,6 @@ new `schema_version` with an upcaster (`events/upcast.py`).
 from __future__ import annotations
 
 from pressluft.events.types.base import Event, event_classes, event_type, schema_version
-from pressluft.events.types.jobs import (
-    JobCancelled,
-    JobCancelRequested,
-    JobClaimed,
-    JobEnqueued,
-    JobFailed,
-    JobHastened,
-    JobLeaseExpired,
-    JobOutputDropped,
-    JobRetried,
-    JobRetryScheduled,
-    JobSucceeded,
-)
 from pressluft.events.types.nodes import (
     NodeChecked,
     NodeContainerCreated,
@@ -62,17 +49,6 @@ __all__ = [
     "EnvironmentProvisioned",
     "EnvironmentReset",
     "Event",
-    "JobCancelRequested",
-    "JobCancelled",
-    "JobClaimed",
-    "JobEnqueued",
-    "JobFailed",
-    "JobHastened",
-    "JobLeaseExpired",
-    "JobOutputDropped",
-    "JobRetried",
-    "JobRetryScheduled",
-    "JobSucceeded",
     "NodeChecked",
     "NodeContainerCreated",
     "NodeContainerDied",

@@ -13,7 +13,7 @@ import asyncio
 import shlex
 from dataclasses import dataclass, field
 
-from pressluft.nodes.sshlib import asyncssh
+from pressluft.runners.sshlib import asyncssh
 
 __all__ = [
     "DEFAULT_DEADLINE_SECONDS",

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pressluft.nodes.docker import DockerLab, Limits
-from pressluft.nodes.images import ImageInputs, image_tag
+from pressluft.runners.docker import DockerLab, Limits
+from pressluft.runners.images import ImageInputs, image_tag
 
 __all__ = [
     "DEFAULT_DOCKER_SOCKET",

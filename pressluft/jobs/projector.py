@@ -19,7 +19,7 @@ from typing import NamedTuple
 import msgspec
 
 from pressluft.events.projection import Envelope, Projector, one_row
-from pressluft.events.types import (
+from pressluft.jobs.events import (
     JobCancelled,
     JobCancelRequested,
     JobClaimed,
@@ -30,8 +30,9 @@ from pressluft.events.types import (
     JobOutputDropped,
     JobRetryScheduled,
     JobSucceeded,
+    legacy_holds,
+    scope_node_lock,
 )
-from pressluft.events.types.jobs import legacy_holds, scope_node_lock
 
 __all__ = ["JOBS_PROJECTOR", "Held", "released_hold"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from pressluft.nodes.sshlib import asyncssh
+from pressluft.runners.sshlib import asyncssh
 
 __all__ = ["KeyPair", "authorize_command", "generate_key_pair"]
 
