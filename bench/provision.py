@@ -51,17 +51,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import uvloop
-from pressluft.runners.ansible import ANSIBLE_DIR, PlaybookRun, _prepare
-from pressluft.runners.docker import DockerLab, Limits, Published
-from pressluft.runners.ssh import NodeAddress
 
 from pressluft.affinity import release_current_thread
 from pressluft.config import resolve
-from pressluft.events import Meta
-from pressluft.executables import find_ansible_playbook
-from pressluft.runtime import Runtime
-from pressluft.services.jobs import wait_for_end
-from pressluft.services.nodes import (
+from pressluft.contexts.nodes.service import (
     PROVISION_PLAYBOOK,
     PROVISION_TIMEOUT_SECONDS,
     RegisterDockerNode,
@@ -70,6 +63,13 @@ from pressluft.services.nodes import (
     provision_command,
     register_command,
 )
+from pressluft.events import Meta
+from pressluft.executables import find_ansible_playbook
+from pressluft.runners.ansible import ANSIBLE_DIR, PlaybookRun, _prepare
+from pressluft.runners.docker import DockerLab, Limits, Published
+from pressluft.runners.ssh import NodeAddress
+from pressluft.runtime import Runtime
+from pressluft.services.jobs import wait_for_end
 from tests.support.dockerd import PrivateDockerd
 
 META = Meta(actor="bench")

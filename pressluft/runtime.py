@@ -24,6 +24,13 @@ from pressluft.clock import Clock, SystemClock, format_ts
 from pressluft.config import Config
 from pressluft.contexts.access.service import Access
 from pressluft.contexts.access.users import count_users, create_user_command
+from pressluft.contexts.nodes.machines import (
+    DeathWatcher,
+    configured_providers,
+    machine_schedules,
+    machine_workers,
+)
+from pressluft.contexts.nodes.service import node_workers
 from pressluft.datadir import DataDirLock, prepare
 from pressluft.db import CommitInfo, Database, is_unavailable, migrate_file, open_sync
 from pressluft.errors import ServiceUnavailable
@@ -43,13 +50,6 @@ from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
 from pressluft.services.health import HealthReport, WriteProbe, check_health, probe_write
 from pressluft.services.housekeeping import Housekeeping, housekeeping_schedule
-from pressluft.services.machines import (
-    DeathWatcher,
-    configured_providers,
-    machine_schedules,
-    machine_workers,
-)
-from pressluft.services.nodes import node_workers
 from pressluft.services.site_jobs import site_workers
 from pressluft.supervisor import Service, Supervisor
 from pressluft.vault import Vault

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pressluft.runners.docker import DockerLab
 
 from pressluft.app import create_asgi
 from pressluft.clock import FrozenClock
@@ -18,6 +17,7 @@ from pressluft.contexts.access.principals import UserView
 from pressluft.contexts.access.tokens import TokenCreateRequest, create_token_command
 from pressluft.contexts.access.users import create_user_command
 from pressluft.events import Meta
+from pressluft.runners.docker import DockerLab
 from pressluft.runtime import Runtime
 from tests.support.contract import ContractValidator
 from tests.support.dockerd import PrivateDockerd, node_image

@@ -9,6 +9,7 @@ import uuid
 
 import docker
 import pytest
+
 from pressluft.runners.docker import (
     LABEL_MANAGED,
     LABEL_NODE,
@@ -17,7 +18,6 @@ from pressluft.runners.docker import (
     Limits,
     ephemeral_range,
 )
-
 from tests.support.dockerd import PrivateDockerd
 
 LIMITS = Limits(memory_mb=128, cpus=0.5, pids=64)

@@ -15,16 +15,17 @@ import pytest
 
 from pressluft.clock import FrozenClock
 from pressluft.config import Config
+from pressluft.contexts.nodes.events import NodeOrphanDetected, NodeProvisioningStarted
+from pressluft.contexts.nodes.service import (
+    NodeCheck,
+    NodeProvision,
+    check_command,
+    provision_command,
+)
 from pressluft.db import WriteTx
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import (
-    EnvironmentCreated,
-    EnvironmentProvisioned,
-    NodeOrphanDetected,
-    NodeProvisioningStarted,
-    SiteCreated,
-)
+from pressluft.events.types import EnvironmentCreated, EnvironmentProvisioned, SiteCreated
 from pressluft.jobs import builtin
 from pressluft.jobs.builtin import SleepPayload
 from pressluft.jobs.context import LocalPort
@@ -45,7 +46,6 @@ from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort, enqueue_job
 from pressluft.runtime import Runtime
 from pressluft.services import housekeeping, site_jobs
 from pressluft.services.housekeeping import Housekeeping, housekeeping_schedule
-from pressluft.services.nodes import NodeCheck, NodeProvision, check_command, provision_command
 from tests.support.jobs import until
 from tests.support.nodes import recorded_node_events
 from tests.support.queue import ACTOR, QueueDb

@@ -12,16 +12,21 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
-from pressluft.runners.docker import LABEL_NODE, DockerLab, Limits
 
 from pressluft.clock import FrozenClock
 from pressluft.config import Config, resolve
+from pressluft.contexts.nodes.events import (
+    NodeContainerCreated,
+    NodePorts,
+    NodeRegistered,
+    NodeResources,
+)
+from pressluft.contexts.nodes.service import decommission_command, stop_command
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import NodeContainerCreated, NodePorts, NodeRegistered, NodeResources
 from pressluft.jobs.queue import JobSpec, enqueue
+from pressluft.runners.docker import LABEL_NODE, DockerLab, Limits
 from pressluft.runtime import Runtime
-from pressluft.services.nodes import decommission_command, stop_command
 from tests.support.daemon import run_cli
 from tests.support.dockerd import PrivateDockerd
 from tests.support.jobs import log_lines, until, until_ended

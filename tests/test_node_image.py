@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pressluft.runners.docker import LABEL_NODE, DockerLab
-from pressluft.runners.images import ImageInputs, image_tag
 
 from pressluft.config import Config, resolve
+from pressluft.runners.docker import LABEL_NODE, DockerLab
+from pressluft.runners.images import ImageInputs, image_tag
 from pressluft.runtime import Runtime
 from tests.support.dockerd import PrivateDockerd, build_node_image
 from tests.support.jobs import log_lines, until, until_ended

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from pressluft.contexts.nodes.events import NodeProvisioningStarted, NodeRegistered
 from pressluft.db import WriteTx
 from pressluft.events import append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import NodeProvisioningStarted, NodeRegistered
 from pressluft.jobs.queue import Claim, Outcome, RescueScope, cancel, claim, finish, rescue
 from tests.support.queue import ACTOR, QueueDb
 

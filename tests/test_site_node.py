@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pressluft.runners.docker import DockerLab
 
 from pressluft.clock import SystemClock
 from pressluft.config import Config, resolve
+from pressluft.runners.docker import DockerLab
 from pressluft.runtime import Runtime
 from pressluft.services.sites import env_names
 from tests.support.dockerd import PrivateDockerd

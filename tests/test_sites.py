@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pressluft.contexts.nodes.service import ContainerView, node_actions
 from pressluft.db import WriteTx
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
@@ -29,7 +30,6 @@ from pressluft.services.environments import (
     reset_environment_command,
     reset_site_command,
 )
-from pressluft.services.nodes import ContainerView, node_actions
 from pressluft.services.site_jobs import skipped_report
 from pressluft.services.sites import STATUSES, environment_actions, site_actions
 from tests.support.jobs import job, submit, until, until_ended

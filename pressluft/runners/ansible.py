@@ -33,9 +33,9 @@ from typing import Any
 
 import ansible_runner
 import yaml
-from pressluft.runners.ssh import NodeAddress
 
 from pressluft.affinity import release_current_thread
+from pressluft.runners.ssh import NodeAddress
 
 __all__ = [
     "ANSIBLE_DIR",

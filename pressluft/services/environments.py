@@ -18,6 +18,7 @@ from typing import Literal
 
 import msgspec
 
+from pressluft.contexts.nodes.service import ConfirmationRequired
 from pressluft.db import WriteTx
 from pressluft.errors import BadRequest, Conflict, ValidationFailed
 from pressluft.events import Meta, append
@@ -33,7 +34,6 @@ from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.workers import NoArgs, enqueue_job
 from pressluft.names import NAME_RULE, is_printable_name
 from pressluft.services.magic_login import EnvironmentNotActive
-from pressluft.services.nodes import ConfirmationRequired
 from pressluft.services.sites import (
     EnvironmentNotFound,
     SiteNotFound,

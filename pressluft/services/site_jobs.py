@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from pressluft.clock import parse_ts
+from pressluft.contexts.nodes.service import run_node_playbook
 from pressluft.events.types import EnvironmentProvisioned
 from pressluft.ids import new_id
 from pressluft.jobs.failures import JobFailure
@@ -35,7 +36,6 @@ from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
 from pressluft.runners.ansible import PlaybookSummary
 from pressluft.runners.http import HttpUnreachable, get
 from pressluft.services.environments import record_environment_deleted
-from pressluft.services.nodes import run_node_playbook
 from pressluft.services.sites import (
     CLONE_SOURCE,
     ENV_JOB_TIMEOUT_SECONDS,

@@ -20,19 +20,16 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from pressluft.contexts.nodes.events import NodePorts
+from pressluft.contexts.nodes.service import NodeNotReady
 from pressluft.db import WriteTx
 from pressluft.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import (
-    EnvironmentCreated,
-    NodePorts,
-    SiteCreated,
-)
+from pressluft.events.types import EnvironmentCreated, SiteCreated
 from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.workers import Loader, enqueue_job
 from pressluft.names import NAME_RULE, is_printable_name
-from pressluft.services.nodes import NodeNotReady
 from pressluft.vault import Vault
 
 __all__ = [

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import uuid
 
-from pressluft.runners.keys import generate_key_pair
-
-from pressluft.db import WriteTx
-from pressluft.events import Event, Meta, append
-from pressluft.events.log import NO_STREAM
-from pressluft.events.types import (
+from pressluft.contexts.nodes.events import (
     NodeChecked,
     NodeHostKeyPinned,
     NodeProvisioned,
     NodeProvisioningStarted,
     NodeRegistered,
 )
+from pressluft.db import WriteTx
+from pressluft.events import Event, Meta, append
+from pressluft.events.log import NO_STREAM
+from pressluft.runners.keys import generate_key_pair
 from pressluft.runtime import Runtime
 
 META = Meta(actor="test:nodes")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pressluft.api.routes.nodes import NODE_ROUTES
-from pressluft.events.projectors import NODES_PROJECTOR
-from pressluft.events.types.nodes import (
+from pressluft.contexts.nodes.events import (
     NodeChecked,
     NodeContainerCreated,
     NodeContainerDied,
@@ -20,6 +18,8 @@ from pressluft.events.types.nodes import (
     NodeProvisioningStarted,
     NodeRegistered,
 )
+from pressluft.contexts.nodes.projector import NODES_PROJECTOR
+from pressluft.contexts.nodes.routes import NODE_ROUTES
 from pressluft.feature import Feature
 
 __all__ = ["FEATURE"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pressluft.events.projectors.nodes import NODES_PROJECTOR
 from pressluft.events.projectors.sites import SITES_PROJECTOR
 
-__all__ = ["NODES_PROJECTOR", "SITES_PROJECTOR"]
+__all__ = ["SITES_PROJECTOR"]

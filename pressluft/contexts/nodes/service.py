@@ -22,11 +22,7 @@ from typing import Any, Literal
 import docker.errors
 import msgspec
 
-from pressluft.db import Database, WriteTx
-from pressluft.errors import BadGateway, BadRequest, Conflict, NotFound
-from pressluft.events import Meta, append
-from pressluft.events.log import NO_STREAM
-from pressluft.events.types import (
+from pressluft.contexts.nodes.events import (
     NodeChecked,
     NodeContainerRemoved,
     NodeDecommissioned,
@@ -38,6 +34,10 @@ from pressluft.events.types import (
     NodeRegistered,
     NodeResources,
 )
+from pressluft.db import Database, WriteTx
+from pressluft.errors import BadGateway, BadRequest, Conflict, NotFound
+from pressluft.events import Meta, append
+from pressluft.events.log import NO_STREAM
 from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.failures import JobCancelledError, JobFailure
 from pressluft.jobs.process import RUN_MARKER, kill_marked
@@ -480,7 +480,7 @@ CREATE_TIMEOUT_SECONDS = 300
 def _machine_worker(kind: str) -> type[JobWorker[NoArgs]]:
     """A lab node's machine worker (`services/machines.py` imports this module for
     the readiness check, so it is looked up when a command runs)."""
-    from pressluft.services import machines
+    from pressluft.contexts.nodes import machines
 
     worker: type[JobWorker[NoArgs]] = {
         "node_create": machines.NodeCreate,

@@ -26,8 +26,7 @@ import sqlite3
 
 import msgspec
 
-from pressluft.events.projection import Envelope, Projector, one_row
-from pressluft.events.types import (
+from pressluft.contexts.nodes.events import (
     NodeChecked,
     NodeContainerCreated,
     NodeContainerDied,
@@ -42,6 +41,7 @@ from pressluft.events.types import (
     NodeProvisioningStarted,
     NodeRegistered,
 )
+from pressluft.events.projection import Envelope, Projector, one_row
 from pressluft.jobs.events import JobCancelled, JobFailed, JobLeaseExpired
 from pressluft.jobs.projector import released_hold
 

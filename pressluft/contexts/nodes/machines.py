@@ -28,10 +28,7 @@ from typing import Any
 import docker.errors
 
 from pressluft.clock import Clock
-from pressluft.db import Database, WriteTx
-from pressluft.events import Meta, append
-from pressluft.events.log import NO_STREAM
-from pressluft.events.types import (
+from pressluft.contexts.nodes.events import (
     NodeContainerCreated,
     NodeContainerDied,
     NodeContainerStarted,
@@ -39,6 +36,10 @@ from pressluft.events.types import (
     NodeOrphanDetected,
     NodePorts,
 )
+from pressluft.contexts.nodes.service import NODE_MACHINE, NodeMachine, check_node
+from pressluft.db import Database, WriteTx
+from pressluft.events import Meta, append
+from pressluft.events.log import NO_STREAM
 from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.scheduler import Schedule
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
@@ -55,7 +56,6 @@ from pressluft.runners.providers import (
     resolve_docker_host,
 )
 from pressluft.runners.ssh import wait_for_banner
-from pressluft.services.nodes import NODE_MACHINE, NodeMachine, check_node
 from pressluft.supervisor import Service
 
 __all__ = [

@@ -14,9 +14,7 @@ from pressluft.acting import Context
 from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
 from pressluft.clock import format_ts
-from pressluft.db import WriteTx
-from pressluft.http.params import query_choice, query_int
-from pressluft.services.nodes import (
+from pressluft.contexts.nodes.service import (
     STATUSES,
     NodeAccepted,
     NodeFacts,
@@ -36,6 +34,8 @@ from pressluft.services.nodes import (
     start_command,
     stop_command,
 )
+from pressluft.db import WriteTx
+from pressluft.http.params import query_choice, query_int
 
 __all__ = ["NODE_ROUTES"]
 
