@@ -31,6 +31,7 @@ from pressluft.contexts.nodes.machines import (
     machine_workers,
 )
 from pressluft.contexts.nodes.service import node_workers
+from pressluft.contexts.sites.workers import site_workers
 from pressluft.datadir import DataDirLock, prepare
 from pressluft.db import CommitInfo, Database, is_unavailable, migrate_file, open_sync
 from pressluft.errors import ServiceUnavailable
@@ -50,7 +51,6 @@ from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
 from pressluft.services.health import HealthReport, WriteProbe, check_health, probe_write
 from pressluft.services.housekeeping import Housekeeping, housekeeping_schedule
-from pressluft.services.site_jobs import site_workers
 from pressluft.supervisor import Service, Supervisor
 from pressluft.vault import Vault
 

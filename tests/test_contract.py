@@ -20,13 +20,13 @@ from pressluft.api.contract import app_operations, contract_operations
 from pressluft.api.errors import STATUS_CODES
 from pressluft.app import create_app
 from pressluft.contexts.access.tokens import TokenCreateRequest, create_token_command
+from pressluft.contexts.sites.environments import CreateEnvironmentRequest, _check_environment
+from pressluft.contexts.sites.events import EnvironmentProvisioned
+from pressluft.contexts.sites.service import CreateSiteRequest, _check_site
 from pressluft.contract_check import check_contract
 from pressluft.events import Meta, append
-from pressluft.events.types import EnvironmentProvisioned
 from pressluft.names import is_printable_name
 from pressluft.runtime import Runtime
-from pressluft.services.environments import CreateEnvironmentRequest, _check_environment
-from pressluft.services.sites import CreateSiteRequest, _check_site
 from tests.support.contract import ContractValidator, ContractViolation
 from tests.support.jobs import until_ended
 from tests.support.nodes import record_node

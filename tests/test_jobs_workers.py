@@ -22,10 +22,11 @@ from pressluft.contexts.nodes.service import (
     check_command,
     provision_command,
 )
+from pressluft.contexts.sites import workers as site_jobs
+from pressluft.contexts.sites.events import EnvironmentCreated, EnvironmentProvisioned, SiteCreated
 from pressluft.db import WriteTx
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import EnvironmentCreated, EnvironmentProvisioned, SiteCreated
 from pressluft.jobs import builtin
 from pressluft.jobs.builtin import SleepPayload
 from pressluft.jobs.context import LocalPort
@@ -44,7 +45,7 @@ from pressluft.jobs.queue import (
 )
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort, enqueue_job
 from pressluft.runtime import Runtime
-from pressluft.services import housekeeping, site_jobs
+from pressluft.services import housekeeping
 from pressluft.services.housekeeping import Housekeeping, housekeeping_schedule
 from tests.support.jobs import until
 from tests.support.nodes import recorded_node_events

@@ -13,9 +13,9 @@ import pytest
 
 from pressluft.clock import SystemClock
 from pressluft.config import Config, resolve
+from pressluft.contexts.sites.service import env_names
 from pressluft.runners.docker import DockerLab
 from pressluft.runtime import Runtime
-from pressluft.services.sites import env_names
 from tests.support.dockerd import PrivateDockerd
 from tests.support.jobs import log_lines, until, until_ended
 

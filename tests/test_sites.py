@@ -13,25 +13,25 @@ import httpx
 import pytest
 
 from pressluft.contexts.nodes.service import ContainerView, node_actions
-from pressluft.db import WriteTx
-from pressluft.events import Meta, append
-from pressluft.events.log import NO_STREAM
-from pressluft.events.types import (
+from pressluft.contexts.sites.environments import (
+    ResetValidationFailed,
+    reset_environment_command,
+    reset_site_command,
+)
+from pressluft.contexts.sites.events import (
     EnvironmentCreated,
     EnvironmentDeleted,
     EnvironmentDeletionRequested,
     EnvironmentProvisioned,
     SiteCreated,
 )
+from pressluft.contexts.sites.service import STATUSES, environment_actions, site_actions
+from pressluft.contexts.sites.workers import skipped_report
+from pressluft.db import WriteTx
+from pressluft.events import Meta, append
+from pressluft.events.log import NO_STREAM
 from pressluft.jobs.queue import Outcome, RescueScope, cancel, claim, finish, rescue
 from pressluft.runtime import Runtime
-from pressluft.services.environments import (
-    ResetValidationFailed,
-    reset_environment_command,
-    reset_site_command,
-)
-from pressluft.services.site_jobs import skipped_report
-from pressluft.services.sites import STATUSES, environment_actions, site_actions
 from tests.support.jobs import job, submit, until, until_ended
 from tests.support.nodes import record_node, recorded_node_events
 from tests.support.queue import ACTOR, QueueDb

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pressluft.api.routes.sites import SITE_ROUTES
-from pressluft.events.projectors import SITES_PROJECTOR
-from pressluft.events.types.sites import (
+from pressluft.contexts.sites.events import (
     EnvironmentCreated,
     EnvironmentDeleted,
     EnvironmentDeletionRequested,
@@ -15,6 +13,8 @@ from pressluft.events.types.sites import (
     SiteCreated,
     SiteReset,
 )
+from pressluft.contexts.sites.projector import SITES_PROJECTOR
+from pressluft.contexts.sites.routes import SITE_ROUTES
 from pressluft.feature import Feature
 
 __all__ = ["FEATURE"]

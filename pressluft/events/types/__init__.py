@@ -10,29 +10,9 @@ new `schema_version` with an upcaster (`events/upcast.py`).
 from __future__ import annotations
 
 from pressluft.events.types.base import Event, event_classes, event_type, schema_version
-from pressluft.events.types.sites import (
-    EnvironmentCreated,
-    EnvironmentDeleted,
-    EnvironmentDeletionRequested,
-    EnvironmentFailed,
-    EnvironmentMagicLoginIssued,
-    EnvironmentProvisioned,
-    EnvironmentReset,
-    SiteCreated,
-    SiteReset,
-)
 
 __all__ = [
-    "EnvironmentCreated",
-    "EnvironmentDeleted",
-    "EnvironmentDeletionRequested",
-    "EnvironmentFailed",
-    "EnvironmentMagicLoginIssued",
-    "EnvironmentProvisioned",
-    "EnvironmentReset",
     "Event",
-    "SiteCreated",
-    "SiteReset",
     "event_classes",
     "event_type",
     "schema_version",

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from pressluft.events.projection import Envelope, GuardFailed, Projector, one_row
-from pressluft.events.types import (
+from pressluft.contexts.sites.events import (
     EnvironmentCreated,
     EnvironmentDeleted,
     EnvironmentDeletionRequested,
@@ -33,6 +32,7 @@ from pressluft.events.types import (
     SiteCreated,
     SiteReset,
 )
+from pressluft.events.projection import Envelope, GuardFailed, Projector, one_row
 from pressluft.jobs.events import JobCancelled, JobFailed, JobLeaseExpired
 from pressluft.jobs.projector import released_hold
 

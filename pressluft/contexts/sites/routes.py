@@ -12,10 +12,7 @@ from litestar.params import Body, PathParameter, QueryParameter
 from pressluft.acting import Context
 from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
-from pressluft.errors import BadRequest
-from pressluft.http.params import query_choice, query_int
-from pressluft.ids import is_uuid
-from pressluft.services.environments import (
+from pressluft.contexts.sites.environments import (
     CreateEnvironmentRequest,
     DeletionAccepted,
     EnvironmentAccepted,
@@ -26,8 +23,8 @@ from pressluft.services.environments import (
     reset_environment_command,
     reset_site_command,
 )
-from pressluft.services.magic_login import MagicLogin, issue_magic_login
-from pressluft.services.sites import (
+from pressluft.contexts.sites.magic_login import MagicLogin, issue_magic_login
+from pressluft.contexts.sites.service import (
     STATUSES,
     CreateSiteRequest,
     EnvironmentView,
@@ -41,6 +38,9 @@ from pressluft.services.sites import (
     list_environments,
     list_sites,
 )
+from pressluft.errors import BadRequest
+from pressluft.http.params import query_choice, query_int
+from pressluft.ids import is_uuid
 
 __all__ = ["SITE_ROUTES"]
 

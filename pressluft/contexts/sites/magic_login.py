@@ -16,13 +16,13 @@ import msgspec
 
 from pressluft.clock import format_ts
 from pressluft.contexts.nodes.service import NodeUnreachable, node_address
+from pressluft.contexts.sites.events import EnvironmentMagicLoginIssued
+from pressluft.contexts.sites.service import env_names, get_environment
 from pressluft.db import Database, WriteTx
 from pressluft.errors import BadGateway, Conflict
 from pressluft.events import Meta, append
-from pressluft.events.types import EnvironmentMagicLoginIssued
 from pressluft.logs import get_logger
 from pressluft.runners.ssh import NodeAddress, SSHQueryError, run_as
-from pressluft.services.sites import env_names, get_environment
 from pressluft.vault import Vault
 
 __all__ = ["MagicLogin", "issue_magic_login"]

@@ -29,20 +29,20 @@ import msgspec
 
 from pressluft.clock import parse_ts
 from pressluft.contexts.nodes.service import run_node_playbook
-from pressluft.events.types import EnvironmentProvisioned
-from pressluft.ids import new_id
-from pressluft.jobs.failures import JobFailure
-from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
-from pressluft.runners.ansible import PlaybookSummary
-from pressluft.runners.http import HttpUnreachable, get
-from pressluft.services.environments import record_environment_deleted
-from pressluft.services.sites import (
+from pressluft.contexts.sites.environments import record_environment_deleted
+from pressluft.contexts.sites.events import EnvironmentProvisioned
+from pressluft.contexts.sites.service import (
     CLONE_SOURCE,
     ENV_JOB_TIMEOUT_SECONDS,
     ENVIRONMENT_JOB,
     EnvironmentJob,
     env_names,
 )
+from pressluft.ids import new_id
+from pressluft.jobs.failures import JobFailure
+from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
+from pressluft.runners.ansible import PlaybookSummary
+from pressluft.runners.http import HttpUnreachable, get
 
 __all__ = [
     "EnvCreate",

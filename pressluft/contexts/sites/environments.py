@@ -19,22 +19,15 @@ from typing import Literal
 import msgspec
 
 from pressluft.contexts.nodes.service import ConfirmationRequired
-from pressluft.db import WriteTx
-from pressluft.errors import BadRequest, Conflict, ValidationFailed
-from pressluft.events import Meta, append
-from pressluft.events.log import NO_STREAM
-from pressluft.events.types import (
+from pressluft.contexts.sites.events import (
     EnvironmentCreated,
     EnvironmentDeleted,
     EnvironmentDeletionRequested,
     EnvironmentReset,
     SiteReset,
 )
-from pressluft.ids import is_uuid, new_id
-from pressluft.jobs.workers import NoArgs, enqueue_job
-from pressluft.names import NAME_RULE, is_printable_name
-from pressluft.services.magic_login import EnvironmentNotActive
-from pressluft.services.sites import (
+from pressluft.contexts.sites.magic_login import EnvironmentNotActive
+from pressluft.contexts.sites.service import (
     EnvironmentNotFound,
     SiteNotFound,
     get_environment,
@@ -44,6 +37,13 @@ from pressluft.services.sites import (
     preview_url,
     secret_password,
 )
+from pressluft.db import WriteTx
+from pressluft.errors import BadRequest, Conflict, ValidationFailed
+from pressluft.events import Meta, append
+from pressluft.events.log import NO_STREAM
+from pressluft.ids import is_uuid, new_id
+from pressluft.jobs.workers import NoArgs, enqueue_job
+from pressluft.names import NAME_RULE, is_printable_name
 from pressluft.vault import Vault
 
 __all__ = [
@@ -202,7 +202,7 @@ def create_environment_command(
             admin_user=source.admin_user,
         )
         append(tx, f"environment:{environment_id}", NO_STREAM, [created], meta)
-        from pressluft.services.site_jobs import EnvCreate, EnvCreateArgs  # its worker
+        from pressluft.contexts.sites.workers import EnvCreate, EnvCreateArgs
 
         job_id = enqueue_job(
             tx,
@@ -222,7 +222,7 @@ def create_environment_command(
 def _deletion(
     tx: WriteTx, environment_id: str, job_type: str, node_id: str, site_id: str, meta: Meta
 ) -> DeletionAccepted:
-    from pressluft.services.site_jobs import EnvDelete, SiteDelete  # their workers
+    from pressluft.contexts.sites.workers import EnvDelete, SiteDelete
 
     worker = SiteDelete if job_type == SiteDelete.kind else EnvDelete
     job_id = enqueue_job(

@@ -22,11 +22,11 @@ import msgspec
 
 from pressluft.contexts.nodes.events import NodePorts
 from pressluft.contexts.nodes.service import NodeNotReady
+from pressluft.contexts.sites.events import EnvironmentCreated, SiteCreated
 from pressluft.db import WriteTx
 from pressluft.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
-from pressluft.events.types import EnvironmentCreated, SiteCreated
 from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.workers import Loader, enqueue_job
 from pressluft.names import NAME_RULE, is_printable_name
@@ -500,7 +500,7 @@ def create_site_command(
         )
         append(tx, f"site:{site_id}", NO_STREAM, [site], meta)
         append(tx, f"environment:{environment_id}", NO_STREAM, [environment], meta)
-        from pressluft.services.site_jobs import SiteCreate, SiteCreateArgs  # its worker
+        from pressluft.contexts.sites.workers import SiteCreate, SiteCreateArgs
 
         args = SiteCreateArgs(
             title=request.title or request.name,
