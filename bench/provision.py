@@ -63,13 +63,13 @@ from pressluft.contexts.nodes.service import (
     provision_command,
     register_command,
 )
+from pressluft.contexts.operations.jobs import wait_for_end
 from pressluft.events import Meta
 from pressluft.executables import find_ansible_playbook
 from pressluft.runners.ansible import ANSIBLE_DIR, PlaybookRun, _prepare
 from pressluft.runners.docker import DockerLab, Limits, Published
 from pressluft.runners.ssh import NodeAddress
 from pressluft.runtime import Runtime
-from pressluft.services.jobs import wait_for_end
 from tests.support.dockerd import PrivateDockerd
 
 META = Meta(actor="bench")

@@ -22,6 +22,7 @@ from pressluft.api.deps import provide_context, provide_principal, provide_runti
 from pressluft.api.errors import handle_exception
 from pressluft.api.middleware import host_policy, request_context_middleware
 from pressluft.api.params import query_guard
+from pressluft.api.routes.contract import CONTRACT_ROUTES
 from pressluft.api.security import access_guard, requirements
 from pressluft.runtime import Runtime
 from pressluft.web import TEMPLATES_DIR, WEB_ROUTES
@@ -54,7 +55,11 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
                 await runtime.stop()
 
     app = Litestar(
-        route_handlers=[*(r for f in runtime.features for r in (*f.routes, *f.pages)), *WEB_ROUTES],
+        route_handlers=[
+            *(r for f in runtime.features for r in (*f.routes, *f.pages)),
+            *CONTRACT_ROUTES,
+            *WEB_ROUTES,
+        ],
         dependencies={
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "ctx": Provide(provide_context, sync_to_thread=False),

@@ -261,7 +261,7 @@ def events_verify(data_dir: str | None) -> None:
 
 
 def _format_row(row: Any, as_json: bool) -> str:
-    from pressluft.services.events import to_out
+    from pressluft.contexts.operations.feed import to_out
 
     if as_json:
         return msgspec.json.encode(to_out(row, redact=False)).decode()
@@ -547,8 +547,8 @@ def node_image_build(
 def doctor(data_dir: str | None, docker_host: str) -> None:
     """Check the machine and the data dir; exits 1 when a required check fails."""
     from pressluft.config import parse_docker_host
+    from pressluft.contexts.operations.doctor import run_checks
     from pressluft.features import MIGRATIONS
-    from pressluft.services.doctor import run_checks
 
     try:
         engine = parse_docker_host(docker_host)

@@ -31,6 +31,13 @@ from pressluft.contexts.nodes.machines import (
     machine_workers,
 )
 from pressluft.contexts.nodes.service import node_workers
+from pressluft.contexts.operations.health import (
+    HealthReport,
+    WriteProbe,
+    check_health,
+    probe_write,
+)
+from pressluft.contexts.operations.housekeeping import Housekeeping, housekeeping_schedule
 from pressluft.contexts.sites.workers import site_workers
 from pressluft.datadir import DataDirLock, prepare
 from pressluft.db import CommitInfo, Database, is_unavailable, migrate_file, open_sync
@@ -49,8 +56,6 @@ from pressluft.jobs.scheduler import Scheduler
 from pressluft.jobs.worker import WorkerPool
 from pressluft.logs import get_logger
 from pressluft.metrics import Metrics
-from pressluft.services.health import HealthReport, WriteProbe, check_health, probe_write
-from pressluft.services.housekeeping import Housekeeping, housekeeping_schedule
 from pressluft.supervisor import Service, Supervisor
 from pressluft.vault import Vault
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pressluft.contexts.operations.feed import follow_events
 from pressluft.events.log import (
     INDEXED_ACTOR_TERM,
     INDEXED_TYPE_TERM,
@@ -20,7 +21,6 @@ from pressluft.events.log import (
     type_filter,
 )
 from pressluft.runtime import Runtime
-from pressluft.services.events import follow_events
 from tests.support.jobs import until_ended
 
 

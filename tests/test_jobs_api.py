@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from pressluft.clock import FrozenClock
+from pressluft.contexts.operations.jobs import follow_log
 from pressluft.events import Meta
 from pressluft.jobs.context import LocalPort
 from pressluft.jobs.queue import JobSpec, enqueue
 from pressluft.runtime import Runtime
-from pressluft.services.jobs import follow_log
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, contract_client, make_token
 from tests.support.jobs import job, until, until_ended
 from tests.support.workers import fn_worker

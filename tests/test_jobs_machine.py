@@ -32,6 +32,7 @@ from hypothesis.stateful import (
 )
 
 from pressluft.clock import format_ts
+from pressluft.contexts.operations.jobs import get_job
 from pressluft.errors import Conflict, NotFound
 from pressluft.jobs.logs import LeaseLost, append_lines
 from pressluft.jobs.queue import (
@@ -50,7 +51,6 @@ from pressluft.jobs.queue import (
     rescue,
     retry,
 )
-from pressluft.services.jobs import get_job
 from tests.support.queue import ACTOR, QueueDb
 
 pytestmark = [

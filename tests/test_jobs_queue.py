@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pressluft.clock import format_ts
+from pressluft.contexts.operations.jobs import get_job
 from pressluft.contexts.settings.events import SettingsChanged
 from pressluft.db import WriteTx, open_sync
 from pressluft.db.migrate import migrate
@@ -38,7 +39,6 @@ from pressluft.jobs.queue import (
     retry,
 )
 from pressluft.jobs.scheduler import Schedule, enqueue_due, next_due
-from pressluft.services.jobs import get_job
 from pressluft.vault import Vault
 from tests.support.queue import ACTOR, QueueDb
 
@@ -483,8 +483,8 @@ def test_a_schedule_with_an_active_job_is_not_due(q: QueueDb) -> None:
 def test_idempotency_keys_expire_belong_to_one_actor_and_skip_failures(
     q: QueueDb, tmp_path: Path
 ) -> None:
+    from pressluft.contexts.operations.jobs import JobAccepted
     from pressluft.http.idempotency import IdempotencyKeyReused, guarded, prune_expired
-    from pressluft.services.jobs import JobAccepted
 
     vault = Vault.load_or_create(tmp_path / "secrets")
 

@@ -18,6 +18,7 @@ import pytest
 
 from pressluft.clock import FrozenClock, format_ts
 from pressluft.config import Config, resolve
+from pressluft.contexts.operations.jobs import JobView
 from pressluft.db import open_sync
 from pressluft.events import Meta
 from pressluft.features import verify_replay
@@ -26,7 +27,6 @@ from pressluft.jobs.context import LocalPort
 from pressluft.jobs.process import run_process
 from pressluft.jobs.queue import JobSpec, RescueScope, cancel, claim, enqueue, rescue
 from pressluft.runtime import Runtime
-from pressluft.services.jobs import JobView
 from tests.support.jobs import (
     TEST_ACTOR,
     any_alive,
@@ -285,8 +285,8 @@ async def test_the_pool_rescues_expired_leases_but_not_its_own(
 async def test_housekeeping_runs_as_a_job_and_prunes_logs_and_expired_keys(
     runtime: Runtime, clock: FrozenClock
 ) -> None:
+    from pressluft.contexts.operations.jobs import JobAccepted, read_log
     from pressluft.http.idempotency import guarded
-    from pressluft.services.jobs import JobAccepted, read_log
 
     old = await submit(runtime, job_type="noop")
     assert (await until_ended(runtime, old)).status == "succeeded"
@@ -326,7 +326,7 @@ async def test_housekeeping_first_runs_an_hour_after_install_however_often_it_re
 ) -> None:
     """A never-run schedule counts from the database's creation, not from each
     start: a daemon restarted every 50 minutes still gets its housekeeping."""
-    from pressluft.services.housekeeping import FIRST_AFTER_SECONDS
+    from pressluft.contexts.operations.housekeeping import FIRST_AFTER_SECONDS
 
     async def housekeeping_jobs(advance: float) -> int:
         clock.advance(advance)

@@ -22,6 +22,8 @@ from pressluft.contexts.nodes.service import (
     check_command,
     provision_command,
 )
+from pressluft.contexts.operations import housekeeping
+from pressluft.contexts.operations.housekeeping import Housekeeping, housekeeping_schedule
 from pressluft.contexts.sites import workers as site_jobs
 from pressluft.contexts.sites.events import EnvironmentCreated, EnvironmentProvisioned, SiteCreated
 from pressluft.db import WriteTx
@@ -45,8 +47,6 @@ from pressluft.jobs.queue import (
 )
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort, enqueue_job
 from pressluft.runtime import Runtime
-from pressluft.services import housekeeping
-from pressluft.services.housekeeping import Housekeeping, housekeeping_schedule
 from tests.support.jobs import until
 from tests.support.nodes import recorded_node_events
 from tests.support.queue import ACTOR, QueueDb

@@ -19,11 +19,11 @@ import pytest
 
 from pressluft.clock import FrozenClock, parse_ts
 from pressluft.contexts.nodes.service import run_node_playbook
+from pressluft.contexts.operations.jobs import JobView
 from pressluft.jobs.context import LocalPort
 from pressluft.jobs.failures import retryable
 from pressluft.runners.ansible import ANSIBLE_DIR, PlaybookSummary, classify, profile_revision
 from pressluft.runtime import Runtime
-from pressluft.services.jobs import JobView
 from tests.support.jobs import job, log_lines, until, until_ended
 from tests.support.sshd import SSHNode
 from tests.support.workers import fn_worker

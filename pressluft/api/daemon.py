@@ -13,11 +13,11 @@ from typing import Protocol, runtime_checkable
 from pressluft.clock import Clock
 from pressluft.config import Config
 from pressluft.contexts.nodes.machines import Providers
+from pressluft.contexts.operations.health import HealthReport
 from pressluft.db import Database
 from pressluft.events.notify import KeyedNotifier, LogNotifier
 from pressluft.jobs.registry import JobRegistry
 from pressluft.metrics import Metrics
-from pressluft.services.health import HealthReport
 from pressluft.vault import Vault
 
 __all__ = ["Daemon"]

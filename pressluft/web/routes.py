@@ -25,13 +25,13 @@ from litestar.types import ControllerRouterHandler
 
 from pressluft.api.daemon import Daemon
 from pressluft.contexts.access.principals import Principal
+from pressluft.contexts.operations.counters import read_counters
+from pressluft.contexts.operations.feed import list_events
+from pressluft.contexts.operations.jobs import STATUSES as JOB_STATUSES
+from pressluft.contexts.operations.jobs import JobQuery, get_job, list_jobs, log_pruned
 from pressluft.contexts.settings.service import DNS01_CREDENTIAL_KEYS, get_settings
 from pressluft.contexts.sites.service import SiteView, get_site
 from pressluft.errors import NotFound
-from pressluft.services.counters import read_counters
-from pressluft.services.events import list_events
-from pressluft.services.jobs import STATUSES as JOB_STATUSES
-from pressluft.services.jobs import JobQuery, get_job, list_jobs, log_pruned
 
 __all__ = ["SITE_SECTIONS", "TEMPLATES_DIR", "WEB_ROUTES", "SiteSection"]
 

@@ -6,16 +6,16 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from pressluft.events import Meta
-from pressluft.jobs.process import group_alive
-from pressluft.runtime import Runtime
-from pressluft.services.jobs import (
+from pressluft.contexts.operations.jobs import (
     DiagnosticJobRequest,
     JobView,
     diagnostic_command,
     get_job,
     wait_for_end,
 )
+from pressluft.events import Meta
+from pressluft.jobs.process import group_alive
+from pressluft.runtime import Runtime
 
 TEST_ACTOR = Meta(actor="test:jobs")
 

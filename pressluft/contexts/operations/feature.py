@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pressluft.api.routes.audit import AUDIT_ROUTES
-from pressluft.api.routes.contract import CONTRACT_ROUTES
-from pressluft.api.routes.events import EVENT_ROUTES
-from pressluft.api.routes.health import HEALTH_ROUTES
-from pressluft.api.routes.jobs import JOB_ROUTES
-from pressluft.api.routes.metrics import METRICS_ROUTES
+from pressluft.contexts.operations.routes.audit import AUDIT_ROUTES
+from pressluft.contexts.operations.routes.events import EVENT_ROUTES
+from pressluft.contexts.operations.routes.health import HEALTH_ROUTES
+from pressluft.contexts.operations.routes.jobs import JOB_ROUTES
+from pressluft.contexts.operations.routes.metrics import METRICS_ROUTES
 from pressluft.feature import Feature
 from pressluft.jobs.events import (
     JobCancelled,
@@ -50,7 +49,6 @@ FEATURE = Feature(
     },
     routes=(
         *AUDIT_ROUTES,
-        *CONTRACT_ROUTES,
         *EVENT_ROUTES,
         *HEALTH_ROUTES,
         *JOB_ROUTES,

@@ -7,9 +7,9 @@ from litestar import get
 from litestar.di import NamedDependency
 
 from pressluft.api.daemon import Daemon
+from pressluft.contexts.operations.health import HealthReport
 from pressluft.db import RETRY_AFTER_SECONDS
 from pressluft.errors import ServiceUnavailable
-from pressluft.services.health import HealthReport
 
 __all__ = ["HEALTH_ROUTES"]
 

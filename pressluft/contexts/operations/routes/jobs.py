@@ -15,11 +15,7 @@ from pressluft.acting import Context
 from pressluft.api.daemon import Daemon
 from pressluft.api.idempotency import replay_headers, run_write
 from pressluft.api.streams import CredentialWatch, resume_point
-from pressluft.errors import BadRequest
-from pressluft.http.params import query_choice, query_int
-from pressluft.ids import is_uuid
-from pressluft.jobs.queue import cancel, retry
-from pressluft.services.jobs import (
+from pressluft.contexts.operations.jobs import (
     STATUSES,
     DiagnosticJobRequest,
     JobAccepted,
@@ -35,6 +31,10 @@ from pressluft.services.jobs import (
     read_log,
     wait_for_end,
 )
+from pressluft.errors import BadRequest
+from pressluft.http.params import query_choice, query_int
+from pressluft.ids import is_uuid
+from pressluft.jobs.queue import cancel, retry
 
 __all__ = ["JOB_ROUTES"]
 

@@ -13,7 +13,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from pressluft.api.daemon import Daemon
 from pressluft.api.streams import CredentialWatch, resume_point
-from pressluft.services.events import EventPage, follow_events, list_events
+from pressluft.contexts.operations.feed import EventPage, follow_events, list_events
 
 __all__ = ["EVENT_ROUTES"]
 

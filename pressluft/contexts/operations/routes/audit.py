@@ -9,8 +9,8 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from pressluft.api.daemon import Daemon
+from pressluft.contexts.operations.audit import AuditPage, AuditQuery, query_audit
 from pressluft.http.params import query_int
-from pressluft.services.audit import AuditPage, AuditQuery, query_audit
 
 __all__ = ["AUDIT_ROUTES"]
 

@@ -7,9 +7,9 @@ from litestar.di import NamedDependency
 
 from pressluft.api.daemon import Daemon
 from pressluft.clock import format_ts
+from pressluft.contexts.operations.counters import Counters, read_counters
+from pressluft.contexts.operations.jobs import job_counts
 from pressluft.jobs.queue import STATUSES as JOB_STATUSES
-from pressluft.services.counters import Counters, read_counters
-from pressluft.services.jobs import job_counts
 
 __all__ = ["METRICS_ROUTES"]
 

@@ -1,1 +1,0 @@
-"""Services: commands (one transaction each) and queries over the projections."""
