@@ -47,6 +47,15 @@ CODES: dict[str, bool] = {
 }
 
 
+def register_codes(codes: dict[str, bool]) -> dict[str, bool]:
+    """Add a capability's failure codes (code → retryable), from the module that
+    raises them; returns `codes`. A code registered again must keep its rule."""
+    for code, again in codes.items():
+        if CODES.setdefault(code, again) != again:
+            raise ValueError(f"job error code {code} registered with another retry rule")
+    return codes
+
+
 def retryable(code: str) -> bool:
     return CODES.get(code, False)
 

@@ -1,4 +1,27 @@
 """Nodes: servers registered, checked, provisioned and decommissioned; lab
 nodes' machines on a Docker engine.
 
-Its `Feature` is in `feature.py`; other contexts use only what this package exports."""
+Its `Feature` is in `feature.py`. Other contexts use only what this package
+exports: the errors a site command raises about its node, where a node is
+reached, and running a playbook on a node from a job worker.
+"""
+
+from __future__ import annotations
+
+from pressluft.contexts.nodes.events import NodePorts
+from pressluft.contexts.nodes.service import (
+    ConfirmationRequired,
+    NodeNotReady,
+    NodeUnreachable,
+    node_address,
+    run_node_playbook,
+)
+
+__all__ = [
+    "ConfirmationRequired",
+    "NodeNotReady",
+    "NodePorts",
+    "NodeUnreachable",
+    "node_address",
+    "run_node_playbook",
+]

@@ -18,7 +18,7 @@ from typing import Literal
 
 import msgspec
 
-from pressluft.contexts.nodes.service import ConfirmationRequired
+from pressluft.contexts.nodes import ConfirmationRequired
 from pressluft.contexts.sites.events import (
     EnvironmentCreated,
     EnvironmentDeleted,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from pressluft.clock import format_ts
-from pressluft.contexts.nodes.service import NodeUnreachable, node_address
+from pressluft.contexts.nodes import NodeUnreachable, node_address
 from pressluft.contexts.sites.events import EnvironmentMagicLoginIssued
 from pressluft.contexts.sites.service import env_names, get_environment
 from pressluft.db import Database, WriteTx

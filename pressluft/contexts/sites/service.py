@@ -20,8 +20,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from pressluft.contexts.nodes.events import NodePorts
-from pressluft.contexts.nodes.service import NodeNotReady
+from pressluft.contexts.nodes import NodeNotReady, NodePorts
 from pressluft.contexts.sites.events import EnvironmentCreated, SiteCreated
 from pressluft.db import WriteTx
 from pressluft.errors import BadRequest, Conflict, NotFound, ValidationFailed

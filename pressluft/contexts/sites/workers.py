@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from pressluft.clock import parse_ts
-from pressluft.contexts.nodes.service import run_node_playbook
+from pressluft.contexts.nodes import run_node_playbook
 from pressluft.contexts.sites.environments import record_environment_deleted
 from pressluft.contexts.sites.events import EnvironmentProvisioned
 from pressluft.contexts.sites.service import (
