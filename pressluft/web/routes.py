@@ -8,7 +8,6 @@ pages receive the `principal` to show who is logged in.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import PathParameter, QueryParameter
+from litestar.params import PathParameter
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
@@ -29,46 +28,15 @@ from pressluft.contexts.operations.counters import read_counters
 from pressluft.contexts.operations.feed import list_events
 from pressluft.contexts.operations.jobs import STATUSES as JOB_STATUSES
 from pressluft.contexts.operations.jobs import JobQuery, get_job, list_jobs, log_pruned
-from pressluft.contexts.settings.service import DNS01_CREDENTIAL_KEYS, get_settings
 from pressluft.contexts.sites.service import SiteView, get_site
 from pressluft.errors import NotFound
+from pressluft.http.pages import PAGE
 
 __all__ = ["SITE_SECTIONS", "TEMPLATES_DIR", "WEB_ROUTES", "SiteSection"]
 
 _HERE = Path(__file__).parent
 TEMPLATES_DIR = _HERE / "templates"
 STATIC_DIR = _HERE / "static"
-
-#: Marks a dashboard page for the access guard (GET, needs a session).
-PAGE = {"page": True}
-
-_SAFE_NEXT = re.compile(r"/[A-Za-z0-9/_.~-]*(\?[A-Za-z0-9/_.~=&%+-]*)?")
-
-
-def safe_next(path: str) -> str:
-    """A same-site path to return to after login; anything else becomes `/`.
-
-    Browsers treat `/\\host` and `/<tab>/host` as `//host` (another site), so only
-    plain path characters are allowed.
-    """
-    return path if _SAFE_NEXT.fullmatch(path) and not path.startswith("//") else "/"
-
-
-@get("/login", include_in_schema=False, media_type="text/html", opt={"public": True})
-async def login_page(
-    runtime: NamedDependency[Daemon],
-    next_path: Annotated[str, QueryParameter(name="next", max_length=2000)] = "/",
-) -> Template:
-    target = safe_next(next_path)  # never an open redirect
-    return Template(
-        template_name="login.html",
-        context={"page": "login", "next": target, "has_users": runtime.user_count > 0},
-    )
-
-
-@get("/tokens", include_in_schema=False, media_type="text/html", opt=PAGE)
-async def tokens_page(principal: NamedDependency[Principal]) -> Template:
-    return Template(template_name="tokens.html", context={"page": "tokens", "principal": principal})
 
 
 @get("/audit", include_in_schema=False, media_type="text/html", opt=PAGE)
@@ -100,21 +68,6 @@ async def overview(
                 }
                 for e in reversed(recent.items)
             ],
-        },
-    )
-
-
-@get("/settings", include_in_schema=False, media_type="text/html", opt=PAGE)
-async def settings_page(
-    runtime: NamedDependency[Daemon], principal: NamedDependency[Principal]
-) -> Template:
-    return Template(
-        template_name="settings.html",
-        context={
-            "page": "settings",
-            "principal": principal,
-            "settings": await get_settings(runtime.db),
-            "providers": DNS01_CREDENTIAL_KEYS,
         },
     )
 
@@ -294,11 +247,8 @@ async def site_section(
 
 
 WEB_ROUTES: list[ControllerRouterHandler] = [
-    login_page,
-    tokens_page,
     audit_page,
     overview,
-    settings_page,
     events_page,
     jobs_page,
     job_page,

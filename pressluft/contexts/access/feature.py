@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pressluft.contexts.access.events import (
     LoginFailed,
     SessionExpired,
@@ -12,6 +14,7 @@ from pressluft.contexts.access.events import (
     UserCreated,
     UserPasswordChanged,
 )
+from pressluft.contexts.access.pages import PAGES
 from pressluft.contexts.access.projector import (
     SESSIONS_PROJECTOR,
     TOKENS_PROJECTOR,
@@ -45,5 +48,7 @@ FEATURE = Feature(
     # Users before the sessions and tokens that point at them.
     projectors=(USERS_PROJECTOR, SESSIONS_PROJECTOR, TOKENS_PROJECTOR),
     routes=(*ACCESS_ROUTES, *TOKEN_ROUTES),
+    pages=tuple(PAGES),
+    templates=Path(__file__).parent / "templates",
     assemble=_assemble,
 )

@@ -31,6 +31,7 @@ from pressluft.contexts.access.tokens import (
     list_tokens,
     revoke_token_command,
 )
+from pressluft.contexts.access.users import count_users
 from pressluft.db import Database
 from pressluft.http.idempotency import Answered
 from pressluft.http.writes import Retry, Writer
@@ -65,6 +66,10 @@ class Access:
         self.secure_cookies = config.tls
         self.hasher = PasswordHasher()
         self.limits = LoginLimits(config.login_attempts_per_minute, clock)
+
+    async def has_users(self) -> bool:
+        """Whether anyone can log in yet (the login page says how to create the first)."""
+        return await self._db.read(count_users) > 0
 
     def _now(self) -> str:
         return format_ts(self._clock.now())

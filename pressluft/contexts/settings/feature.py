@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pressluft.contexts.settings.events import SettingsChanged
+from pressluft.contexts.settings.pages import PAGES
 from pressluft.contexts.settings.projector import SETTINGS_PROJECTOR
 from pressluft.contexts.settings.routes import SETTINGS_ROUTES
 from pressluft.contexts.settings.service import Settings
@@ -15,5 +18,7 @@ FEATURE = Feature(
     events=(SettingsChanged,),
     projectors=(SETTINGS_PROJECTOR,),
     routes=tuple(SETTINGS_ROUTES),
+    pages=tuple(PAGES),
+    templates=Path(__file__).parent / "templates",
     assemble=lambda k: Parts(services={"settings": Settings(k.db, k.writer, k.vault)}),
 )

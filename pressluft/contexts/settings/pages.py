@@ -1,0 +1,31 @@
+"""The dashboard's settings page."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.response import Template
+
+from pressluft.contexts.access import Principal
+from pressluft.contexts.settings.service import DNS01_CREDENTIAL_KEYS, Settings
+from pressluft.http.pages import PAGE
+
+__all__ = ["PAGES"]
+
+
+@get("/settings", include_in_schema=False, media_type="text/html", opt=PAGE)
+async def settings_page(
+    settings: NamedDependency[Settings], principal: NamedDependency[Principal]
+) -> Template:
+    return Template(
+        template_name="settings.html",
+        context={
+            "page": "settings",
+            "principal": principal,
+            "settings": await settings.get(),
+            "providers": DNS01_CREDENTIAL_KEYS,
+        },
+    )
+
+
+PAGES = [settings_page]
