@@ -34,8 +34,8 @@ dev: $(STAMP) ## Run `pressluft dev` (dashboard on http://127.0.0.1:8080/)
 # Debian packages the tests need: the sqlite3 CLI (tamper tests), Chromium (browser tests),
 # OpenSSH's server (sshd test nodes), Docker's engine (a private dockerd for lab nodes),
 # busybox-static (an offline test image), debootstrap (the node image), php-cli (unit
-# tests of the PHP helper Pressluft ships to nodes) and nodejs (the contract's name
-# pattern judged by a real ECMA-262 engine).
+# tests of the PHP helper Pressluft ships to nodes), nodejs (the contract's name
+# pattern judged by a real ECMA-262 engine) and wrk (the HTTP load of bench/api.py).
 system-deps: ## Install the Debian packages the tests need (when missing and root)
 	@missing=""; \
 	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
@@ -46,6 +46,7 @@ system-deps: ## Install the Debian packages the tests need (when missing and roo
 	test -x /usr/sbin/debootstrap || missing="$$missing debootstrap"; \
 	command -v php >/dev/null || missing="$$missing php-cli"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -105,10 +106,11 @@ test-browser: system-deps $(STAMP) ## Headless Chromium against a live daemon
 
 check: static test ## Everything CI checks: lint, types, contract, traceability, locks, tests
 
-bench: $(STAMP) ## Benchmarks (ratios against raw sqlite3, huey and bare ansible-playbook, same run)
+bench: $(STAMP) ## Benchmarks (ratios against raw sqlite3, huey, bare ansible-playbook and a bare Litestar app, same run)
 	@status=0; $(BIN)/python bench/events.py || status=1; \
 	$(BIN)/python bench/jobqueue.py || status=1; \
-	$(BIN)/python bench/provision.py || status=1; exit $$status
+	$(BIN)/python bench/provision.py || status=1; \
+	$(BIN)/python bench/api.py || status=1; exit $$status
 
 clean: ## Remove caches and artifacts (keeps .venv and .pressluft)
 	rm -rf $(ARTIFACTS) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -6,10 +6,13 @@ them with fixed figures and check what the script judges and prints.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -81,3 +84,90 @@ def test_event_bench_still_fails_on_the_group_commit_and_replay_goals(
     assert status == 1, out
     missed = [line for line in out.splitlines() if "MISSED" in line]
     assert len(missed) == 1 and missed_line in missed[0], out
+
+
+# -- bench/api.py ---------------------------------------------------------------------------
+
+WRK_REPORT = """Running 5s test @ http://127.0.0.1:8080/api/jobs?limit=50
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    12.05ms    3.10ms  40.12ms   80.00%
+    Req/Sec     1.33k   120.00     1.60k    70.00%
+  13300 requests in 5.00s, 480.00MB read
+Requests/sec:   2660.00
+Transfer/sec:     96.00MB
+"""
+
+
+def _load_api_bench(repo_root: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_api", repo_root / "bench" / "api.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_api_bench(
+    module: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    rates: dict[str, tuple[float, float]],
+) -> int:
+    """main() with both servers replaced and wrk's figures fixed: view → (pressluft, bare)."""
+
+    @contextlib.contextmanager
+    def servers(work: Path) -> Iterator[Any]:
+        yield module.Servers("http://ours", "http://bare", {}, 1, 2, {"jobs": 50})
+
+    def load(url: str, headers: dict[str, str], seconds: float, warmup: float, pid: int) -> Any:
+        name = next(n for n, (path, _) in module.VIEWS.items() if url.endswith(("/" + n, path)))
+        ours, bare = rates[name]
+        return module.Sample(ours if pid == 1 else bare, 1.0 if pid == 1 else 0.5)
+
+    monkeypatch.setattr(module, "start_servers", servers)
+    monkeypatch.setattr(module, "load", load)
+    monkeypatch.setattr(module.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(sys, "argv", ["api.py", "--rounds", "3", "--duration", "1"])
+    result = module.main()
+    assert isinstance(result, int)
+    return result
+
+
+def test_api_bench_judges_list_views_and_reports_health(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = _load_api_bench(repo_root)
+    rates = {name: (500.0, 1000.0) for name in bench.VIEWS}
+    rates["health"] = (100.0, 1000.0)  # 0.1x: reported, never judged
+    status = _run_api_bench(bench, monkeypatch, rates)
+    out = capsys.readouterr().out
+    assert status == 0, out
+    health = next(line for line in out.splitlines() if line.startswith("/api/health"))
+    assert "0.10x" in health and "reported" in health
+    jobs = next(line for line in out.splitlines() if line.startswith("/api/jobs"))
+    assert "(50)" in jobs and "0.50x" in jobs and ">=0.4x" in jobs
+    assert "MISSED" not in out
+
+
+def test_api_bench_fails_when_a_list_view_misses_the_goal(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = _load_api_bench(repo_root)
+    rates = {name: (500.0, 1000.0) for name in bench.VIEWS}
+    rates["audit"] = (300.0, 1000.0)
+    status = _run_api_bench(bench, monkeypatch, rates)
+    out = capsys.readouterr().out
+    assert status == 1, out
+    missed = [line for line in out.splitlines() if "MISSED" in line]
+    assert len(missed) == 1 and missed[0].startswith("/api/audit"), out
+
+
+def test_api_bench_reads_wrk_and_refuses_figures_of_errors(repo_root: Path) -> None:
+    bench = _load_api_bench(repo_root)
+    assert bench.parse_wrk(WRK_REPORT) == (2660.0, 13300)
+    with_errors = WRK_REPORT + "  Non-2xx or 3xx responses: 12\n"
+    with pytest.raises(bench.LoadError, match="12 answers were not 2xx"):
+        bench.parse_wrk(with_errors)
+    broken = WRK_REPORT + "  Socket errors: connect 0, read 3, write 0, timeout 0\n"
+    with pytest.raises(bench.LoadError, match="socket errors"):
+        bench.parse_wrk(broken)
