@@ -14,6 +14,7 @@ import pytest
 from pressluft.clock import FrozenClock
 from pressluft.db import Database, MigrationError, WriteTx, current_version, latest_version, migrate
 from pressluft.db.connection import open_sync
+from pressluft.db.database import open_version_watch, read_version
 from pressluft.db.migrate import load_migrations
 from pressluft.errors import Conflict, ServiceUnavailable
 from pressluft.runtime import Runtime
@@ -428,3 +429,56 @@ async def test_reads_and_checkpoints_after_close_are_service_unavailable(tmp_pat
         await db.read(lambda c: 1)
     with pytest.raises(ServiceUnavailable):
         await db.checkpoint()
+
+
+@pytest.mark.spec("STO-9")
+async def test_a_repeated_read_is_kept_until_any_connection_commits(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    reads = 0
+
+    def count(conn: sqlite3.Connection) -> int:
+        nonlocal reads
+        reads += 1
+        return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
+
+    def nothing(conn: sqlite3.Connection) -> None:
+        nonlocal reads
+        reads += 1
+
+    try:
+        assert [await db.read_cached("n", count) for _ in range(3)] == [0, 0, 0]
+        assert reads == 1
+        await db.write(_put("ours"))  # this daemon's writer commits
+        assert await db.read_cached("n", count) == 1
+        assert reads == 2
+        other = open_sync(tmp_path / "db.sqlite")  # another process's connection (the CLI)
+        other.execute("INSERT INTO t VALUES ('theirs', 1)")
+        other.close()
+        assert [await db.read_cached("n", count) for _ in range(2)] == [2, 2]
+        assert reads == 3
+        await db.read_cached("none", nothing)
+        await db.read_cached("none", nothing)
+        assert reads == 5  # None is never kept
+    finally:
+        await db.close()
+
+
+@pytest.mark.spec("STO-9")
+async def test_a_database_it_cannot_read_at_once_counts_as_changed(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    path = tmp_path / "db.sqlite"
+    await db.close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # no other connection may read
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO t VALUES ('held', 1)")
+    watch = open_version_watch(path)
+    try:
+        assert read_version(watch) is None  # SQLITE_BUSY at once: no wait on the loop
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    try:
+        assert read_version(watch) is not None
+    finally:
+        watch.close()

@@ -18,6 +18,16 @@ with one `call_soon_threadsafe`, which resolves the callers' futures, runs the
 commit listeners (notifications, metrics) and dispatches the next batch — so a
 caller that goes away (client disconnect) neither cancels its command nor stalls
 the queue behind it.
+
+`Database.read_cached(key, query)` answers a repeated read without a reader: a
+result is kept only until the database changes. Whether it changed is SQLite's
+`PRAGMA data_version`, read on the calling (loop) thread from a connection of its
+own: it moves when any other connection commits — this daemon's writer, or
+another process (the CLI writing beside a running daemon). The pragma reads the
+WAL index (shared memory), takes ~5 µs, and never waits (no busy timeout: a
+database it cannot read at once counts as changed). A kept result is therefore
+what the query would answer now, as long as the query depends on nothing but
+the database and its key (not on the time).
 """
 
 from __future__ import annotations
@@ -47,6 +57,9 @@ __all__ = [
 
 T = TypeVar("T")
 log = get_logger("pressluft.db")
+
+#: Results `read_cached` keeps at most (all of them go when the database changes).
+READ_CACHE_ENTRIES = 512
 
 #: Background writes linger for a commit to share only while requests have been
 #: writing this recently; otherwise (an idle API, a queue draining on its own) they
@@ -240,6 +253,10 @@ class Database:
         # slow disk a commit outlasts the window: requests are still writing).
         self._foreground_at = float("-inf")
         self._inflight_foreground = False  # the batch in flight holds such a write
+        # read_cached: results of the database as of `_cache_version`.
+        self._version_conn: sqlite3.Connection | None = None
+        self._cache: dict[object, Any] = {}
+        self._cache_version: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -258,6 +275,7 @@ class Database:
                 )
                 self._all_readers.append(reader)
                 self._readers.put_nowait(reader)
+            self._version_conn = open_version_watch(self.path)
         except BaseException:
             await self.close()  # threads are not daemons: never leave one behind
             raise
@@ -267,6 +285,10 @@ class Database:
         self._closing = True
         self._dispatch_pending()  # a lingering write has nobody left to wait for
         await self._idle.wait()
+        if self._version_conn is not None:
+            self._version_conn.close()
+            self._version_conn = None
+        self._cache.clear()
         for reader in self._all_readers:
             await reader.close()
         self._all_readers.clear()
@@ -491,6 +513,56 @@ class Database:
             raise
         finally:
             self._readers.put_nowait(reader)
+
+    def data_version(self) -> int | None:
+        """A number that differs after any commit by any other connection (ours or
+        another process's); None when it cannot be read at once."""
+        return None if self._version_conn is None else read_version(self._version_conn)
+
+    async def read_cached(self, key: object, query: Callable[[sqlite3.Connection], T]) -> T:
+        """`read(query)`, or the result it gave for `key` if the database has not
+        changed since. `key` must name everything `query` depends on (beside the
+        database); a query that depends on the time must not be cached. Results are
+        shared between callers: frozen views only. None is never kept."""
+        version = self.data_version()  # before the read: its snapshot is as new or newer
+        if version is None:
+            return await self.read(query)
+        if version != self._cache_version:
+            self._cache.clear()
+            self._cache_version = version
+        found = self._cache.get(key, _MISSING)
+        if found is not _MISSING:
+            return cast(T, found)
+        result = await self.read(query)
+        # A commit since `version` may be in the result: the next call sees a new
+        # version and drops it; a result older than `version` cannot happen.
+        if (
+            result is not None
+            and self._cache_version == version
+            and len(self._cache) < READ_CACHE_ENTRIES
+        ):
+            self._cache[key] = result
+        return result
+
+
+_MISSING = object()
+
+
+def open_version_watch(path: Path) -> sqlite3.Connection:
+    """The loop thread's own connection: `PRAGMA data_version` and nothing else."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 0")  # never wait on the loop thread
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def read_version(conn: sqlite3.Connection) -> int | None:
+    """`PRAGMA data_version`, or None when the database cannot be read at once."""
+    try:
+        row = conn.execute("PRAGMA data_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return int(row[0])
 
 
 def _in_snapshot(conn: sqlite3.Connection, query: Callable[[sqlite3.Connection], T]) -> T:
