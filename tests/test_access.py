@@ -250,7 +250,7 @@ async def test_revoked_tokens_are_refused_and_revoking_is_idempotent(
     assert (await client.delete("/api/tokens/not-a-uuid")).status_code == 404
 
 
-@pytest.mark.spec("TOK-5")
+@pytest.mark.spec("TOK-5", "SEC-11")
 async def test_tokens_expire(
     runtime: Runtime, client: httpx.AsyncClient, clock: FrozenClock
 ) -> None:
@@ -665,3 +665,24 @@ async def test_token_names_follow_the_printable_name_rule(
         assert re.search(schema["pattern"], good)
         created = await client.post("/api/tokens", json={"name": good, "scopes": ["read"]})
         assert (created.status_code, created.json()["name"]) == (201, good)
+
+
+@pytest.mark.spec("SEC-11")
+async def test_a_credential_in_use_ends_at_once_when_revoked(
+    runtime: Runtime, client: httpx.AsyncClient, session: httpx.AsyncClient
+) -> None:
+    secret = await make_token(runtime, ["read"], name="busy")
+    token_id = next(
+        t["id"] for t in (await client.get("/api/tokens")).json()["items"] if t["name"] == "busy"
+    )
+    async with contract_client(runtime, {"Authorization": f"Bearer {secret}"}) as holder:
+        for _ in range(3):  # looked up once, then kept while nothing changes
+            assert (await holder.get("/api/me")).status_code == 200
+        assert (await client.delete(f"/api/tokens/{token_id}")).status_code == 200
+        assert (await holder.get("/api/me")).status_code == 401
+    cookie = session.cookies["session_token"]
+    async with contract_client(runtime, {"Cookie": f"session_token={cookie}"}) as tab:
+        for _ in range(3):
+            assert (await tab.get("/api/me")).status_code == 200
+        assert (await session.post("/api/logout")).status_code == 200
+        assert (await tab.get("/api/me")).status_code == 401

@@ -322,7 +322,7 @@ def test_text_log_lines_cannot_be_forged(tmp_path: Path) -> None:
     assert "\\x0a08:46:00" in out
 
 
-@pytest.mark.spec("AUTH-14")
+@pytest.mark.spec("AUTH-14", "SEC-11")
 def test_a_password_reset_revokes_the_tokens_the_account_minted(tmp_path: Path) -> None:
     with Daemon(tmp_path) as daemon:
         email, password = daemon.admin_credentials()

@@ -38,6 +38,7 @@ from pressluft.contexts.access.principals import (
     grants,
     principal_for_session,
     principal_for_token,
+    secret_hash,
 )
 from pressluft.errors import BadRequest, Forbidden, LoginRequired, Unauthorized
 
@@ -134,11 +135,23 @@ def presented_credential(connection: ASGIConnection[Any, Any, Any, Any]) -> Cred
 
 
 async def principal_of(runtime: Daemon, credential: Credential) -> Principal | None:
-    """The principal a credential stands for right now (None: unknown, expired, ended)."""
+    """The principal a credential stands for right now (None: unknown, expired, ended).
+
+    Looked up once per change of the database (`Database.read_cached`, keyed by the
+    secret's hash): revoking a token, ending a session, deactivating a user or
+    changing a password is a commit — by this daemon or the CLI beside it — so the
+    next request looks the credential up again. The lookup's one dependency on time,
+    the credential's expiry, is checked here on every request.
+    """
     kind, secret = credential
     now = format_ts(runtime.clock.now())
     lookup = principal_for_token if kind == "token" else principal_for_session
-    return await runtime.db.read(lambda conn: lookup(conn, secret, now))
+    principal = await runtime.db.read_cached(
+        ("principal", kind, secret_hash(secret)), lambda conn: lookup(conn, secret, now)
+    )
+    if principal is not None and principal.expires_at is not None and principal.expires_at <= now:
+        return None  # expired since it was looked up (the lookup compares the same way)
+    return principal
 
 
 async def authenticate(
