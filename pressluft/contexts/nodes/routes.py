@@ -68,7 +68,7 @@ async def nodes(
         before=query_int("before", before, 1, 2**62),
         limit=limit,
     )
-    return await runtime.db.read(lambda conn: list_nodes(conn, query))
+    return await runtime.db.read_cached(("listNodes", query), lambda conn: list_nodes(conn, query))
 
 
 @post("/api/nodes", operation_id="registerNode", status_code=202, tags=["nodes"])

@@ -96,17 +96,18 @@ async def list_events(
 ) -> EventPage:
     limit = max(1, min(limit, MAX_PAGE))
 
-    def query(conn: sqlite3.Connection) -> list[StoredRow]:
-        return read_rows(conn, after=after, limit=limit + 1, stream=stream, type_=type_)
+    def query(conn: sqlite3.Connection) -> EventPage:
+        rows = read_rows(conn, after=after, limit=limit + 1, stream=stream, type_=type_)
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        return EventPage(
+            items=[to_out(r) for r in rows],
+            next_after=rows[-1].seq if rows else after,
+            has_more=has_more,
+        )
 
-    rows = await db.read(query)
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    return EventPage(
-        items=[to_out(r) for r in rows],
-        next_after=rows[-1].seq if rows else after,
-        has_more=has_more,
-    )
+    # Until the next commit, the same page (the log changes only by commits).
+    return await db.read_cached(("listEvents", after, limit, stream, type_), query)
 
 
 async def follow_events(

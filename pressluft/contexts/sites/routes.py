@@ -68,7 +68,7 @@ async def sites(
         before=query_int("before", before, 1, 2**62),
         limit=limit,
     )
-    return await runtime.db.read(lambda conn: list_sites(conn, query))
+    return await runtime.db.read_cached(("listSites", query), lambda conn: list_sites(conn, query))
 
 
 @post("/api/sites", operation_id="createSite", status_code=202, tags=["sites"])

@@ -37,7 +37,7 @@ async def audit(
         before=query_int("before", before, 1, 2**62),
         limit=limit,
     )
-    return await runtime.db.read(lambda conn: query_audit(conn, query))
+    return await runtime.db.read_cached(("listAudit", query), lambda conn: query_audit(conn, query))
 
 
 AUDIT_ROUTES = [audit]

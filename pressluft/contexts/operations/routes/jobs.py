@@ -85,7 +85,7 @@ async def jobs(
         before=query_int("before", before, 1, 2**62),
         limit=limit,
     )
-    return await runtime.db.read(lambda conn: list_jobs(conn, query))
+    return await runtime.db.read_cached(("listJobs", query), lambda conn: list_jobs(conn, query))
 
 
 @get("/api/jobs/{job_id:str}", operation_id="getJob", tags=["jobs"])
