@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from litestar import Litestar
+from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.handlers import BaseRouteHandler
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp
@@ -27,7 +30,16 @@ from pressluft.api.security import access_guard, requirements
 from pressluft.runtime import Runtime
 from pressluft.web import TEMPLATES_DIR, WEB_ROUTES
 
-__all__ = ["create_app", "create_asgi"]
+__all__ = ["create_app", "create_asgi", "request_guard"]
+
+
+async def request_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Who asks (the access guard), then what (the query guard): one guard, because
+    Litestar copies the handler for every guard it calls (~15 µs a copy)."""
+    await access_guard(connection, handler)
+    await query_guard(connection, handler)
 
 
 def _constant(value: object) -> Callable[[], object]:
@@ -70,7 +82,7 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
                 for name, service in parts.services.items()
             },
         },
-        guards=[access_guard, query_guard],  # in this order: who asks, then what
+        guards=[request_guard],
         dto=StrictBody,
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],
