@@ -96,6 +96,12 @@ def setup_logging(fmt: str, level: str, stream: Any = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # What no line shows is not gathered for every record (the logging docs'
+    # "Optimization": the caller's frame, thread and process names).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar"):
         lg = logging.getLogger(name)
         lg.handlers.clear()

@@ -105,6 +105,7 @@ class Metrics:
         )
         self._appended: dict[str, Any] = {}
         self._attempts: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.log_head = Gauge(
             "pressluft_event_log_head_seq",
             "Sequence number of the newest committed event.",
@@ -128,8 +129,17 @@ class Metrics:
             self.log_head.set(head)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        """A request ended (children cached per label: `labels()` costs more than the
+        count; routes are templates and methods the parser's, so the set is small)."""
+        key = (method, route, status)
+        children = self._requests.get(key)
+        if children is None:
+            children = self._requests[key] = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_attempt(self, job_type: str, status: str, seconds: float) -> None:
         """An attempt ended: count it and its run time (children cached per label)."""
