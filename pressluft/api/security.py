@@ -144,12 +144,15 @@ async def principal_of(runtime: Daemon, credential: Credential) -> Principal | N
     the credential's expiry, is checked here on every request.
     """
     kind, secret = credential
-    now = format_ts(runtime.clock.now())
+    clock = runtime.clock
     lookup = principal_for_token if kind == "token" else principal_for_session
     principal = await runtime.db.read_cached(
-        ("principal", kind, secret_hash(secret)), lambda conn: lookup(conn, secret, now)
+        ("principal", kind, secret_hash(secret)),
+        lambda conn: lookup(conn, secret, format_ts(clock.now())),
     )
-    if principal is not None and principal.expires_at is not None and principal.expires_at <= now:
+    if principal is None or principal.expires_at is None:
+        return principal
+    if principal.expires_at <= format_ts(clock.now()):
         return None  # expired since it was looked up (the lookup compares the same way)
     return principal
 
