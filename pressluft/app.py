@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers import BaseRouteHandler
@@ -30,14 +30,13 @@ from pressluft.api.security import access_guard, requirements
 from pressluft.runtime import Runtime
 from pressluft.web import TEMPLATES_DIR, WEB_ROUTES
 
-__all__ = ["create_app", "create_asgi", "request_guard"]
+__all__ = ["create_app", "create_asgi", "guard_request", "request_guard"]
 
 
 async def request_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """Who asks (the access guard), then what (the query guard): one guard, because
-    Litestar copies the handler for every guard it calls (~15 µs a copy)."""
+    """Who asks (the access guard), then what (the query guard)."""
     await access_guard(connection, handler)
     await query_guard(connection, handler)
 
@@ -47,6 +46,15 @@ def _constant(value: object) -> Callable[[], object]:
         return value
 
     return provide
+
+
+async def guard_request(request: Request[Any, Any, Any]) -> None:
+    """`request_guard` as the app's before-request hook, for every handler (the route
+    table test holds that no layer replaces it). Not a Litestar guard: Litestar calls
+    each guard with a copy of the route handler (~16 µs, a tenth of a request's
+    time); the hook runs at the same point (before parameters are parsed) with the
+    handler the request was routed to."""
+    await request_guard(request, request.route_handler)
 
 
 def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
@@ -82,7 +90,7 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
                 for name, service in parts.services.items()
             },
         },
-        guards=[request_guard],
+        before_request=guard_request,
         dto=StrictBody,
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],

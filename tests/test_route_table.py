@@ -10,7 +10,7 @@ from litestar import get
 
 from pressluft.api.contract import load_contract
 from pressluft.api.security import requirements
-from pressluft.app import create_app
+from pressluft.app import create_app, guard_request
 from pressluft.runtime import Runtime
 from tests.conftest import contract_client, make_token, make_user
 
@@ -131,3 +131,14 @@ async def test_a_handler_missing_from_the_contract_is_refused(runtime: Runtime) 
         reply = await raw.get("/api/sneaky", headers={"Authorization": f"Bearer {token}"})
     assert reply.status_code == 403
     assert "not in the contract" in reply.json()["message"]
+
+
+@pytest.mark.spec("SEC-1")
+def test_every_handler_runs_the_one_request_guard(runtime: Runtime) -> None:
+    """The guard is the app's before-request hook: a layer with its own hook would
+    replace it (Litestar takes the closest), so none may have one."""
+    handlers = [h for route in create_app(runtime).routes for h in route.route_handlers]
+    assert len(handlers) >= 20
+    for handler in handlers:
+        assert handler.resolve_before_request() is guard_request, handler
+        assert not handler.resolve_guards(), handler
