@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -382,10 +383,13 @@ def report(results: Results) -> int:
         goal = f">={GOAL}x" if judged else "reported"
         print(
             f"{label:<{width}} {_median(ours, 'rate'):>9,.0f} {_median(bare, 'rate'):>7,.0f}"
-            f" {ratio:>5.2f}x {goal:>8}   {_median(ours, 'cpu_ms'):>25.2f}"
+            f" {math.floor(ratio * 100) / 100:>5.2f}x {goal:>8}   {_median(ours, 'cpu_ms'):>25.2f}"
             f" {_median(bare, 'cpu_ms'):>5.2f} {'' if met else 'MISSED'}"
         )
-    print("(req/s and CPU: medians over rounds; ratio: the median of per-round ratios)")
+    print(
+        "(req/s and CPU: medians over rounds; ratio: the median of per-round ratios,"
+        " cut to 2 decimals)"
+    )
     for name in VIEWS:
         ours, bare = results.ours[name], results.bare[name]
         ratios = [round(o.rate / b.rate, 2) for o, b in zip(ours, bare, strict=True)]
