@@ -59,7 +59,10 @@ T = TypeVar("T")
 log = get_logger("pressluft.db")
 
 #: Results `read_cached` keeps at most (all of them go when the database changes).
-READ_CACHE_ENTRIES = 512
+#: A result can be a page of up to 1,000 events; at this bound a client paging
+#: through a large, unchanging log keeps some tens of MiB alive until the next
+#: commit. Once full, further results are not kept (the kept ones still serve).
+READ_CACHE_ENTRIES = 128
 
 #: Background writes linger for a commit to share only while requests have been
 #: writing this recently; otherwise (an idle API, a queue draining on its own) they
