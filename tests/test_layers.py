@@ -102,8 +102,6 @@ PENDING = {
     "pressluft/contexts/nodes/service.py imports pressluft.runners.keys: adapters only from workers and probes",
     "pressluft/contexts/nodes/service.py imports pressluft.runners.providers: adapters only from workers and probes",
     "pressluft/contexts/nodes/service.py imports pressluft.runners.ssh: adapters only from workers and probes",
-    "pressluft/contexts/operations/doctor.py imports pressluft.runners.images: adapters only from workers and probes",
-    "pressluft/contexts/operations/doctor.py imports pressluft.runners.providers: adapters only from workers and probes",
     "pressluft/contexts/operations/routes/audit.py imports pressluft.api.daemon",
     "pressluft/contexts/operations/routes/events.py imports pressluft.api.daemon",
     "pressluft/contexts/operations/routes/events.py imports pressluft.api.streams",

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pressluft.contexts.operations.probes import probe_docker
 from pressluft.db.connection import SQLITE_MIN_VERSION, open_sync
 from pressluft.db.migrate import Sources, current_version, latest_version
 from pressluft.events.chain import verify_chain
 from pressluft.executables import find_ansible_playbook
-from pressluft.runners.images import ImageInputs, image_tag
-from pressluft.runners.providers import resolve_docker_host
 
 __all__ = ["DoctorResult", "run_checks"]
 
@@ -68,22 +67,13 @@ def _docker(setting: str) -> list[DoctorResult]:
     mean to use: not reaching it fails the check.
     """
     named = setting not in ("", "auto")
-    url = resolve_docker_host(setting)
+    engine = probe_docker(setting)
+    url, image = engine.url, engine.image
     if url is None:
         detail = "none found" if setting == "auto" else "none configured"
         return [DoctorResult("docker engine", "info", f"{detail}; only docker lab nodes need it")]
-    image = image_tag(ImageInputs())
-    try:
-        import docker
-
-        client = docker.DockerClient(base_url=url, timeout=3)
-        try:
-            version = client.version().get("Version", "?")
-            present = bool(client.images.list(name=image))
-        finally:
-            client.close()
-    except Exception as exc:
-        reason = type(exc).__name__
+    if engine.error is not None:
+        reason = engine.error
         if named:
             return [DoctorResult("docker engine", "fail", f"{url} not reachable ({reason})")]
         return [
@@ -95,14 +85,17 @@ def _docker(setting: str) -> list[DoctorResult]:
         ]
     node_image = (
         DoctorResult("node image", "ok", f"{image} present")
-        if present
+        if engine.image_present
         else DoctorResult(
             "node image",
             "info",
             f"{image} missing; lab nodes need it: pressluft node-image build --docker-host {url}",
         )
     )
-    return [DoctorResult("docker engine", "ok", f"{url} reachable, version {version}"), node_image]
+    return [
+        DoctorResult("docker engine", "ok", f"{url} reachable, version {engine.version}"),
+        node_image,
+    ]
 
 
 def _sqlite() -> DoctorResult:
