@@ -21,7 +21,12 @@ from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp
 
 from pressluft.api.bodies import StrictBody
-from pressluft.api.deps import provide_context, provide_principal, provide_runtime
+from pressluft.api.deps import (
+    provide_context,
+    provide_credential_watch,
+    provide_principal,
+    provide_runtime,
+)
 from pressluft.api.errors import handle_exception
 from pressluft.api.middleware import host_policy, request_context_middleware
 from pressluft.api.params import query_guard
@@ -84,6 +89,7 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
             "runtime": Provide(provide_runtime, sync_to_thread=False),
             "ctx": Provide(provide_context, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
+            "watch": Provide(provide_credential_watch, sync_to_thread=False),
             **{
                 name: Provide(_constant(service), use_cache=True, sync_to_thread=False)
                 for parts in runtime.parts

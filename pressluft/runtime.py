@@ -31,24 +31,16 @@ from pressluft.contexts.nodes.machines import (
     machine_workers,
 )
 from pressluft.contexts.nodes.service import node_workers
-from pressluft.contexts.operations.health import (
-    HealthReport,
-    WriteProbe,
-    check_health,
-    probe_write,
-)
-from pressluft.contexts.operations.housekeeping import Housekeeping, housekeeping_schedule
+from pressluft.contexts.operations.health import Health, HealthReport, probe_write
 from pressluft.contexts.sites.workers import site_workers
 from pressluft.datadir import DataDirLock, prepare
 from pressluft.db import CommitInfo, Database, is_unavailable, migrate_file, open_sync
 from pressluft.errors import ServiceUnavailable
 from pressluft.events import Meta, Recorded, head_seq
 from pressluft.events.notify import KeyedNotifier, LogNotifier
-from pressluft.executables import find_ansible_playbook
 from pressluft.feature import Feature, Kernel, Parts
 from pressluft.features import FEATURES, migrations_of, projectors_of
 from pressluft.http.writes import Writer
-from pressluft.jobs.builtin import DIAGNOSTIC_WORKERS
 from pressluft.jobs.logs import LogAppended
 from pressluft.jobs.queue import JobWake
 from pressluft.jobs.registry import JobRegistry
@@ -109,22 +101,19 @@ class Runtime:
             projectors=projectors_of(features),
         )
         self.supervisor = Supervisor(self.clock, metrics=self.metrics)
-        self.write_probe = WriteProbe()
         #: Wakes whoever waits on one job (its end, its log lines).
         self.job_changes = KeyedNotifier()
         self.providers = configured_providers(config.docker_host, config.node_image)
         #: The job workers (constructed with what they need: never the database or vault).
         self.jobs = JobRegistry(
             [
-                *DIAGNOSTIC_WORKERS,
-                Housekeeping(config.job_log_retention_days),
                 *node_workers(self.providers),
                 *machine_workers(self.providers),
                 *site_workers(config.wordpress_source),
             ]
         )
         self.scheduler = Scheduler(self.db, self.clock)
-        for schedule in (housekeeping_schedule(), *machine_schedules(self.providers)):
+        for schedule in machine_schedules(self.providers):
             self.scheduler.add(schedule)
         vault = lambda: self.vault  # noqa: E731 - opened at start
         writer = Writer(self.db, vault, config.idempotency_ttl_seconds)
@@ -171,7 +160,6 @@ class Runtime:
         #: Set on the first `dev` start: (email, password) to show once, then cleared.
         self.initial_admin: tuple[str, str] | None = None
         self.user_count = 0
-        self.started_at = self.clock.monotonic()
         self.started = False
 
     def service(self, name: str, kind: type[S]) -> S:
@@ -250,7 +238,7 @@ class Runtime:
         for parts in self.parts:
             for service in parts.background:
                 self.supervisor.start(service)
-        self.started_at = self.clock.monotonic()
+        self.service("health", Health).mark_started()
 
     def _unwritable(self, exc: BaseException) -> ServiceUnavailable | None:
         """The refusal for a start that met a data dir it cannot write; None for any
@@ -299,17 +287,8 @@ class Runtime:
                 self._lock.release()
 
     async def health(self) -> HealthReport:
-        """The health checks, as `/api/health` and the overview page show them."""
-        return await check_health(
-            self.write_probe,
-            self.db,
-            self.supervisor.states,
-            find_ansible_playbook,
-            data_dir=self.config.data_dir,
-            now=self.clock.monotonic(),
-            version=self.version,
-            uptime_seconds=self.clock.monotonic() - self.started_at,
-        )
+        """The operations context's health check (the `Daemon` protocol still names it)."""
+        return await self.service("health", Health).report()
 
     def _on_commit(self, info: CommitInfo) -> None:
         """After every durable commit: wake whoever waits for what it changed."""

@@ -414,7 +414,7 @@ async def test_health_reports_every_check(client: httpx.AsyncClient) -> None:
 async def test_health_is_503_when_a_required_check_fails(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pressluft.runtime.find_ansible_playbook", lambda: None)
+    monkeypatch.setattr("pressluft.contexts.operations.health.find_ansible_playbook", lambda: None)
     response = await client.get("/api/health")
     assert response.status_code == 503
     body = response.json()

@@ -1,4 +1,5 @@
-"""Dependencies handlers receive: the runtime, and the acting context of a request."""
+"""Dependencies handlers receive: the runtime, the acting context of a request, and
+the watch a long-lived stream keeps on the credential it was opened with."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from litestar import Request
 
 from pressluft.acting import ANONYMOUS_ACTOR, Context
 from pressluft.api.daemon import Daemon
+from pressluft.api.security import presented_credential, principal_of
 from pressluft.contexts.access.principals import Principal
 from pressluft.errors import BadRequest, Unauthorized
+from pressluft.http.streams import CredentialWatch
 
-__all__ = ["provide_context", "provide_principal", "provide_runtime"]
+__all__ = [
+    "provide_context",
+    "provide_credential_watch",
+    "provide_principal",
+    "provide_runtime",
+]
 
 
 def provide_runtime(request: Request[Any, Any, Any]) -> Daemon:
@@ -48,4 +56,18 @@ def provide_context(request: Request[Any, Any, Any]) -> Context:
         actor=principal.actor if principal else ANONYMOUS_ACTOR,
         correlation_id=state.get("correlation_id"),
         idempotency_key=key,
+    )
+
+
+def provide_credential_watch(request: Request[Any, Any, Any]) -> CredentialWatch:
+    """For a stream: tells it when the credential the request presented has ended."""
+    runtime: Daemon = request.app.state.runtime
+    credential = presented_credential(request)
+
+    async def still_valid() -> bool:
+        assert credential is not None
+        return await principal_of(runtime, credential) is not None
+
+    return CredentialWatch(
+        None if credential is None else still_valid, lambda: runtime.auth_epoch, runtime.clock
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pressluft.contexts.operations.health import Health
+from pressluft.contexts.operations.housekeeping import Housekeeping, housekeeping_schedule
 from pressluft.contexts.operations.routes.audit import AUDIT_ROUTES
 from pressluft.contexts.operations.routes.events import EVENT_ROUTES
 from pressluft.contexts.operations.routes.health import HEALTH_ROUTES
 from pressluft.contexts.operations.routes.jobs import JOB_ROUTES
 from pressluft.contexts.operations.routes.metrics import METRICS_ROUTES
-from pressluft.feature import Feature
+from pressluft.contexts.operations.service import Operations
+from pressluft.feature import Feature, Kernel, Parts
+from pressluft.jobs.builtin import DIAGNOSTIC_WORKERS
 from pressluft.jobs.events import (
     JobCancelled,
     JobCancelRequested,
@@ -24,6 +28,27 @@ from pressluft.jobs.events import (
 from pressluft.jobs.projector import JOBS_PROJECTOR
 
 __all__ = ["FEATURE"]
+
+
+def _assemble(kernel: Kernel) -> Parts:
+    operations = Operations(
+        kernel.db,
+        kernel.clock,
+        kernel.writer,
+        kernel.config,
+        notifier=kernel.notifier,
+        job_changes=kernel.job_changes,
+        stopping=kernel.stopping,
+        metrics=kernel.metrics,
+        job_kinds=kernel.job_kinds,
+    )
+    health = Health(kernel.db, kernel.clock, kernel.supervisor, kernel.config.data_dir)
+    return Parts(
+        workers=[*DIAGNOSTIC_WORKERS, Housekeeping(kernel.config.job_log_retention_days)],
+        schedules=[housekeeping_schedule()],
+        services={"operations": operations, "health": health},
+    )
+
 
 FEATURE = Feature(
     name="operations",
@@ -54,4 +79,5 @@ FEATURE = Feature(
         *JOB_ROUTES,
         *METRICS_ROUTES,
     ),
+    assemble=_assemble,
 )

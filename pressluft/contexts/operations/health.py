@@ -6,6 +6,9 @@ locked disk fails it as it fails every user's change; the data dir's file
 system is writable and has room; every background service is running and none
 is crash-looping; `ansible-playbook` can be found (every change to a node runs
 through it).
+
+`Health` is the check the daemon runs (`/api/health`, the overview page): one
+shared write probe, and the uptime since the daemon started.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from typing import Literal
 
 import msgspec
 
+from pressluft import __version__
+from pressluft.clock import Clock
 from pressluft.db import Database, WriteTx
 from pressluft.errors import PressluftError
-from pressluft.supervisor import ServiceState
+from pressluft.executables import find_ansible_playbook
+from pressluft.supervisor import ServiceState, Supervisor
 
-__all__ = ["Check", "HealthReport", "WriteProbe", "check_health", "probe_write"]
+__all__ = ["Check", "Health", "HealthReport", "WriteProbe", "check_health", "probe_write"]
 
 WRITE_PROBE_TIMEOUT = 2.0
 #: A probe's answer is given to every caller for this long (seconds of loop time).
@@ -162,3 +168,32 @@ async def check_health(
         uptime_seconds=round(uptime_seconds, 3),
         checks=checks,
     )
+
+
+class Health:
+    """The daemon's health check: its database, data dir, services and ansible."""
+
+    def __init__(self, db: Database, clock: Clock, supervisor: Supervisor, data_dir: Path) -> None:
+        self._db = db
+        self._clock = clock
+        self._supervisor = supervisor
+        self._data_dir = data_dir
+        self._probe = WriteProbe()
+        self._started_at = clock.monotonic()
+
+    def mark_started(self) -> None:
+        """The daemon has started: its uptime counts from now."""
+        self._started_at = self._clock.monotonic()
+
+    async def report(self) -> HealthReport:
+        now = self._clock.monotonic()
+        return await check_health(
+            self._probe,
+            self._db,
+            self._supervisor.states,
+            find_ansible_playbook,
+            data_dir=self._data_dir,
+            now=now,
+            version=__version__,
+            uptime_seconds=now - self._started_at,
+        )

@@ -8,8 +8,8 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from pressluft.api.daemon import Daemon
-from pressluft.contexts.operations.audit import AuditPage, AuditQuery, query_audit
+from pressluft.contexts.operations.audit import AuditPage, AuditQuery
+from pressluft.contexts.operations.service import Operations
 from pressluft.http.params import query_int
 
 __all__ = ["AUDIT_ROUTES"]
@@ -19,7 +19,7 @@ Text = Annotated[str | None, QueryParameter(min_length=1, max_length=200)]
 
 @get("/api/audit", operation_id="listAudit", tags=["access"])
 async def audit(
-    runtime: NamedDependency[Daemon],
+    operations: NamedDependency[Operations],
     actor: Text = None,
     resource_type: Annotated[str | None, QueryParameter(min_length=1, max_length=100)] = None,
     resource_id: Text = None,
@@ -37,7 +37,7 @@ async def audit(
         before=query_int("before", before, 1, 2**62),
         limit=limit,
     )
-    return await runtime.db.read_cached(("listAudit", query), lambda conn: query_audit(conn, query))
+    return await operations.audit(query)
 
 
 AUDIT_ROUTES = [audit]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, get
+from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from pressluft.api.daemon import Daemon
-from pressluft.api.streams import CredentialWatch, resume_point
-from pressluft.contexts.operations.feed import EventPage, follow_events, list_events
+from pressluft.contexts.operations.feed import EventPage
+from pressluft.contexts.operations.service import Operations
+from pressluft.http.streams import CredentialWatch, resume_point
 
 __all__ = ["EVENT_ROUTES"]
 
@@ -24,38 +24,29 @@ After = Annotated[int, QueryParameter(name="after", ge=0, le=2**62)]
 
 @get("/api/events", operation_id="listEvents", tags=["events"])
 async def events_page(
-    runtime: NamedDependency[Daemon],
+    operations: NamedDependency[Operations],
     stream: StreamFilter = None,
     type_: TypeFilter = None,
     after: After = 0,
     limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 100,
 ) -> EventPage:
-    return await list_events(runtime.db, after=after, limit=limit, stream=stream, type_=type_)
+    return await operations.events(after=after, limit=limit, stream=stream, type_=type_)
 
 
 @get("/api/events/stream", operation_id="streamEvents", tags=["events"])
 async def events_stream(
-    request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    operations: NamedDependency[Operations],
+    watch: NamedDependency[CredentialWatch],
     stream: StreamFilter = None,
     type_: TypeFilter = None,
     after: After = 0,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent:
     start = resume_point(after, last_event_id)
-    watch = CredentialWatch(request, runtime)
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
         yield ServerSentEventMessage(data=None, retry=2000, comment="pressluft event stream")
-        async for item in follow_events(
-            runtime.db,
-            runtime.notifier,
-            runtime.stopping,
-            after=start,
-            stream=stream,
-            type_=type_,
-            keepalive=runtime.config.sse_keepalive_seconds,
-        ):
+        async for item in operations.follow_events(after=start, stream=stream, type_=type_):
             if await watch.ended():
                 yield ServerSentEventMessage(data=None, comment="credentials ended")
                 return

@@ -6,8 +6,7 @@ import msgspec
 from litestar import get
 from litestar.di import NamedDependency
 
-from pressluft.api.daemon import Daemon
-from pressluft.contexts.operations.health import HealthReport
+from pressluft.contexts.operations.health import Health, HealthReport
 from pressluft.db import RETRY_AFTER_SECONDS
 from pressluft.errors import ServiceUnavailable
 
@@ -15,8 +14,8 @@ __all__ = ["HEALTH_ROUTES"]
 
 
 @get("/api/health", operation_id="getHealth", tags=["operations"])
-async def health(runtime: NamedDependency[Daemon]) -> HealthReport:
-    report = await runtime.health()
+async def health(health: NamedDependency[Health]) -> HealthReport:
+    report = await health.report()
     if report.status != "ok":
         failed = [name for name, c in report.checks.items() if c.status == "fail"]
         raise ServiceUnavailable(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
@@ -12,9 +12,6 @@ from litestar.params import Body, HeaderParameter, PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from pressluft.acting import Context
-from pressluft.api.daemon import Daemon
-from pressluft.api.idempotency import replay_headers, run_write
-from pressluft.api.streams import CredentialWatch, resume_point
 from pressluft.contexts.operations.jobs import (
     STATUSES,
     DiagnosticJobRequest,
@@ -24,32 +21,15 @@ from pressluft.contexts.operations.jobs import (
     JobPage,
     JobQuery,
     JobView,
-    diagnostic_command,
-    follow_log,
-    get_job,
-    list_jobs,
-    read_log,
-    wait_for_end,
 )
+from pressluft.contexts.operations.service import Operations
 from pressluft.errors import BadRequest
 from pressluft.http.params import query_choice, query_int
+from pressluft.http.streams import CredentialWatch, resume_point
+from pressluft.http.writes import answer, retry_of
 from pressluft.ids import is_uuid
-from pressluft.jobs.queue import cancel, retry
 
 __all__ = ["JOB_ROUTES"]
-
-#: A running job reaches `cancelled` within this; the cancel answer waits for it.
-CANCEL_WAIT_SECONDS = 5.0
-
-#: Log lines per page unless `limit` says otherwise.
-LOG_PAGE = 500
-
-#: How a job asked to stop ended: cancelled, or on its own before it stopped.
-_ENDINGS: dict[str, Literal["cancelled", "succeeded", "failed"]] = {
-    "cancelled": "cancelled",
-    "succeeded": "succeeded",
-    "failed": "failed",
-}
 
 JobIdParam = Annotated[str, PathParameter(name="job_id")]  # not a job's id: 404
 Uuid = Annotated[str | None, QueryParameter(min_length=36, max_length=36)]
@@ -67,7 +47,7 @@ def _uuid_filter(name: str, value: str | None) -> str | None:
 
 @get("/api/jobs", operation_id="listJobs", tags=["jobs"])
 async def jobs(
-    runtime: NamedDependency[Daemon],
+    operations: NamedDependency[Operations],
     status: Raw = None,
     job_type: Annotated[
         str | None, QueryParameter(pattern=r"^[a-z][a-z0-9_]{0,63}$", max_length=64)
@@ -85,57 +65,38 @@ async def jobs(
         before=query_int("before", before, 1, 2**62),
         limit=limit,
     )
-    return await runtime.db.read_cached(("listJobs", query), lambda conn: list_jobs(conn, query))
+    return await operations.jobs(query)
 
 
 @get("/api/jobs/{job_id:str}", operation_id="getJob", tags=["jobs"])
-async def job(runtime: NamedDependency[Daemon], job_id: JobIdParam) -> JobView:
-    return await runtime.db.read(lambda conn: get_job(conn, job_id))
+async def job(operations: NamedDependency[Operations], job_id: JobIdParam) -> JobView:
+    return await operations.job(job_id)
 
 
 @post("/api/jobs/{job_id:str}/cancel", operation_id="cancelJob", status_code=200, tags=["jobs"])
 async def cancel_job(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    operations: NamedDependency[Operations],
     ctx: NamedDependency[Context],
     job_id: JobIdParam,
 ) -> Response[JobCancelResult]:
-    command = cancel(job_id, ctx.meta())
-
-    def to_result(tx: Any) -> JobCancelResult:
-        status = command(tx)
-        ended = status == "cancelled"
-        return JobCancelResult(status="cancelled" if ended else "cancel_requested", job_id=job_id)
-
-    done = await run_write(request, runtime, ctx, to_result, JobCancelResult, 200)
-    result = done.value
-    if result.status == "cancel_requested":
-        final = await wait_for_end(runtime.db, runtime.job_changes, job_id, CANCEL_WAIT_SECONDS)
-        ended = _ENDINGS.get(final)
-        if ended is not None:
-            result = JobCancelResult(status=ended, job_id=job_id)
-    return Response(result, headers=replay_headers(done))
+    done = await operations.cancel(job_id, ctx, await retry_of(request, ctx))
+    return answer(done, 200)
 
 
 @post("/api/jobs/{job_id:str}/retry", operation_id="retryJob", status_code=202, tags=["jobs"])
 async def retry_job(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    operations: NamedDependency[Operations],
     ctx: NamedDependency[Context],
     job_id: JobIdParam,
 ) -> Response[JobAccepted]:
-    command = retry(job_id, ctx.meta())
-
-    def accepted(tx: Any) -> JobAccepted:
-        return JobAccepted(job_id=command(tx))
-
-    done = await run_write(request, runtime, ctx, accepted, JobAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    return answer(await operations.retry(job_id, ctx, await retry_of(request, ctx)))
 
 
 @get("/api/jobs/{job_id:str}/log", operation_id="getJobLog", tags=["jobs"])
 async def job_log(
-    runtime: NamedDependency[Daemon],
+    operations: NamedDependency[Operations],
     job_id: JobIdParam,
     after: Raw = None,
     limit: Annotated[int | None, QueryParameter(ge=1, le=5000)] = None,
@@ -151,42 +112,30 @@ async def job_log(
                     "errors": [{"field": "tail", "message": f"not with {other}", "in": "query"}]
                 },
             )
-    return await runtime.db.read(
-        lambda conn: read_log(
-            conn, job_id, after=after_n or 0, limit=limit or LOG_PAGE, tail=tail_n
-        )
-    )
+    return await operations.log(job_id, after=after_n, limit=limit, tail=tail_n)
 
 
 @get("/api/jobs/{job_id:str}/log/stream", operation_id="streamJobLog", tags=["jobs"])
 async def job_log_stream(
-    request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    operations: NamedDependency[Operations],
+    watch: NamedDependency[CredentialWatch],
     job_id: JobIdParam,
     after: Annotated[int, QueryParameter(name="after", ge=0, le=2**62)] = 0,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent:
     start = resume_point(after, last_event_id)
-    await runtime.db.read(lambda conn: get_job(conn, job_id))  # 404 before streaming
-    watch = CredentialWatch(request, runtime)
+    await operations.job(job_id)  # 404 before streaming
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
         yield ServerSentEventMessage(data=None, retry=2000, comment="pressluft job log")
-        async for item in follow_log(
-            runtime.db,
-            runtime.job_changes,
-            runtime.stopping,
-            job_id,
-            after=start,
-            keepalive=runtime.config.sse_keepalive_seconds,
-        ):
+        async for item in operations.follow_log(job_id, after=start):
             if await watch.ended():
                 yield ServerSentEventMessage(data=None, comment="credentials ended")
                 return
             if item is None:
                 yield ServerSentEventMessage(data=None, comment="keep-alive")
             elif isinstance(item, str):
-                final = await runtime.db.read(lambda conn: get_job(conn, job_id))
+                final = await operations.job(job_id)
                 yield ServerSentEventMessage(event="end", data=msgspec.json.encode(final).decode())
                 return
             else:
@@ -200,13 +149,11 @@ async def job_log_stream(
 @post("/api/diagnostics/jobs", operation_id="createDiagnosticJob", status_code=202, tags=["jobs"])
 async def diagnostic_job(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    operations: NamedDependency[Operations],
     ctx: NamedDependency[Context],
     data: Annotated[DiagnosticJobRequest, Body()],
 ) -> Response[JobAccepted]:
-    command = diagnostic_command(data, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, JobAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    return answer(await operations.diagnostic(data, ctx, await retry_of(request, ctx)))
 
 
 JOB_ROUTES = [jobs, job, cancel_job, retry_job, job_log, job_log_stream, diagnostic_job]
