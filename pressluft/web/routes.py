@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import msgspec
 from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import PathParameter
@@ -24,10 +23,7 @@ from litestar.types import ControllerRouterHandler
 
 from pressluft.api.daemon import Daemon
 from pressluft.contexts.access.principals import Principal
-from pressluft.contexts.operations.counters import read_counters
-from pressluft.contexts.operations.feed import list_events
-from pressluft.contexts.operations.jobs import STATUSES as JOB_STATUSES
-from pressluft.contexts.operations.jobs import JobQuery, get_job, list_jobs, log_pruned
+from pressluft.contexts.operations.jobs import JobQuery, list_jobs
 from pressluft.contexts.sites.service import SiteView, get_site
 from pressluft.errors import NotFound
 from pressluft.http.pages import PAGE
@@ -37,86 +33,6 @@ __all__ = ["SITE_SECTIONS", "TEMPLATES_DIR", "WEB_ROUTES", "SiteSection"]
 _HERE = Path(__file__).parent
 TEMPLATES_DIR = _HERE / "templates"
 STATIC_DIR = _HERE / "static"
-
-
-@get("/audit", include_in_schema=False, media_type="text/html", opt=PAGE)
-async def audit_page(principal: NamedDependency[Principal]) -> Template:
-    return Template(template_name="audit.html", context={"page": "audit", "principal": principal})
-
-
-@get("/", include_in_schema=False, media_type="text/html", opt=PAGE)
-async def overview(
-    runtime: NamedDependency[Daemon], principal: NamedDependency[Principal]
-) -> Template:
-    report = await runtime.health()
-    counters = await read_counters(runtime.db)
-    recent = await list_events(runtime.db, after=max(0, counters.events_total - 10), limit=10)
-    return Template(
-        template_name="overview.html",
-        context={
-            "page": "overview",
-            "principal": principal,
-            "health": report,
-            "counters": counters,
-            "recent": [
-                {
-                    "seq": e.seq,
-                    "recorded_at": e.recorded_at,
-                    "type": e.type,
-                    "stream": f"{e.stream}@{e.stream_version}",
-                    "actor": msgspec.json.decode(e.meta).get("actor", ""),
-                }
-                for e in reversed(recent.items)
-            ],
-        },
-    )
-
-
-@get("/events", include_in_schema=False, media_type="text/html", opt=PAGE)
-async def events_page(principal: NamedDependency[Principal]) -> Template:
-    return Template(template_name="events.html", context={"page": "events", "principal": principal})
-
-
-@get("/jobs", include_in_schema=False, media_type="text/html", opt=PAGE)
-async def jobs_page(principal: NamedDependency[Principal]) -> Template:
-    return Template(
-        template_name="jobs.html",
-        context={"page": "jobs", "principal": principal, "statuses": JOB_STATUSES},
-    )
-
-
-@get("/jobs/{job_id:str}", include_in_schema=False, media_type="text/html", opt=PAGE)
-async def job_page(
-    runtime: NamedDependency[Daemon],
-    principal: NamedDependency[Principal],
-    job_id: Annotated[str, PathParameter()],
-) -> Template:
-    try:  # any text: what is not a job's id gets the page below, not an API error
-        job, pruned = await runtime.db.read(
-            lambda conn: (get_job(conn, job_id), log_pruned(conn, job_id))
-        )
-    except NotFound:
-        return Template(
-            template_name="not_found.html",
-            context={
-                "page": "jobs",
-                "principal": principal,
-                "message": "There is no such job.",
-                "back": "/jobs",
-            },
-            status_code=404,
-        )
-    return Template(
-        template_name="job.html",
-        context={
-            "page": "jobs",
-            "principal": principal,
-            "job": job,
-            "payload": msgspec.json.encode(job.payload).decode(),
-            "log_pruned": pruned,
-            "retention_days": runtime.config.job_log_retention_days,
-        },
-    )
 
 
 @get("/nodes", include_in_schema=False, media_type="text/html", opt=PAGE)
@@ -247,11 +163,6 @@ async def site_section(
 
 
 WEB_ROUTES: list[ControllerRouterHandler] = [
-    audit_page,
-    overview,
-    events_page,
-    jobs_page,
-    job_page,
     nodes_page,
     sites_page,
     site_page,

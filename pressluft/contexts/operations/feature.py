@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pressluft.contexts.operations.health import Health
 from pressluft.contexts.operations.housekeeping import Housekeeping, housekeeping_schedule
+from pressluft.contexts.operations.pages import PAGES
 from pressluft.contexts.operations.routes.audit import AUDIT_ROUTES
 from pressluft.contexts.operations.routes.events import EVENT_ROUTES
 from pressluft.contexts.operations.routes.health import HEALTH_ROUTES
@@ -79,5 +82,7 @@ FEATURE = Feature(
         *JOB_ROUTES,
         *METRICS_ROUTES,
     ),
+    pages=tuple(PAGES),
+    templates=Path(__file__).parent / "templates",
     assemble=_assemble,
 )

@@ -181,7 +181,9 @@ class Operations:
         )
 
     async def audit(self, query: AuditQuery) -> AuditPage:
-        return await self._db.read_cached(("listAudit", query), lambda conn: query_audit(conn, query))
+        return await self._db.read_cached(
+            ("listAudit", query), lambda conn: query_audit(conn, query)
+        )
 
     async def counters(self) -> Counters:
         return await read_counters(self._db)
