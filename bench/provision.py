@@ -54,15 +54,15 @@ import uvloop
 
 from pressluft.affinity import release_current_thread
 from pressluft.config import resolve
-from pressluft.contexts.nodes.service import (
-    PROVISION_PLAYBOOK,
-    PROVISION_TIMEOUT_SECONDS,
+from pressluft.contexts.nodes.commands import (
     RegisterDockerNode,
-    get_node,
-    node_address,
     provision_command,
     register_command,
 )
+from pressluft.contexts.nodes.probes import node_address
+from pressluft.contexts.nodes.service import Nodes
+from pressluft.contexts.nodes.views import get_node
+from pressluft.contexts.nodes.workers import PROVISION_PLAYBOOK, PROVISION_TIMEOUT_SECONDS
 from pressluft.contexts.operations.jobs import wait_for_end
 from pressluft.events import Meta
 from pressluft.executables import find_ansible_playbook
@@ -120,7 +120,7 @@ async def ready_lab_node(runtime: Runtime, lab: DockerLab, image: str, name: str
         name=name, memory_mb=LIMITS.memory_mb, cpus=LIMITS.cpus, pids=LIMITS.pids
     )
     accepted = await runtime.db.write(
-        register_command(request, runtime.vault, runtime.providers, META)
+        register_command(request, runtime.vault, runtime.service("nodes", Nodes).providers, META)
     )
     node_id = accepted.node_id
     status = await wait_for_end(runtime.db, runtime.job_changes, accepted.job_id, 300)

@@ -24,13 +24,7 @@ from pressluft.clock import Clock, SystemClock, format_ts
 from pressluft.config import Config
 from pressluft.contexts.access.service import Access
 from pressluft.contexts.access.users import count_users, create_user_command
-from pressluft.contexts.nodes.machines import (
-    DeathWatcher,
-    configured_providers,
-    machine_schedules,
-    machine_workers,
-)
-from pressluft.contexts.nodes.service import node_workers
+from pressluft.contexts.nodes.service import Nodes
 from pressluft.contexts.operations.health import Health, HealthReport, probe_write
 from pressluft.contexts.sites.workers import site_workers
 from pressluft.datadir import DataDirLock, prepare
@@ -103,18 +97,13 @@ class Runtime:
         self.supervisor = Supervisor(self.clock, metrics=self.metrics)
         #: Wakes whoever waits on one job (its end, its log lines).
         self.job_changes = KeyedNotifier()
-        self.providers = configured_providers(config.docker_host, config.node_image)
         #: The job workers (constructed with what they need: never the database or vault).
         self.jobs = JobRegistry(
             [
-                *node_workers(self.providers),
-                *machine_workers(self.providers),
                 *site_workers(config.wordpress_source),
             ]
         )
         self.scheduler = Scheduler(self.db, self.clock)
-        for schedule in machine_schedules(self.providers):
-            self.scheduler.add(schedule)
         vault = lambda: self.vault  # noqa: E731 - opened at start
         writer = Writer(self.db, vault, config.idempotency_ttl_seconds)
         self.stopping = asyncio.Event()
@@ -138,6 +127,8 @@ class Runtime:
         access = self.service("access", Access)
         self.hasher = access.hasher
         self.login_limits = access.limits
+        #: The machine providers are the nodes service's (the `Daemon` protocol still names them).
+        self.providers = self.service("nodes", Nodes).providers
         for parts in self.parts:
             for worker in parts.workers:
                 self.jobs.register(worker)
@@ -232,9 +223,6 @@ class Runtime:
         self.supervisor.start(Service("wal-checkpoint", self._checkpoint_loop))
         self.supervisor.start(Service("workers", self.workers.run))
         self.supervisor.start(Service("scheduler", self.scheduler.run))
-        if self.providers.docker is not None:
-            watcher = DeathWatcher(self.db, self.clock, self.providers.docker)
-            self.supervisor.start(watcher.service())
         for parts in self.parts:
             for service in parts.background:
                 self.supervisor.start(service)
@@ -275,7 +263,6 @@ class Runtime:
         try:
             await self.supervisor.stop(grace=self.config.shutdown_timeout_seconds)
         finally:
-            self.providers.close()
             for parts in self.parts:
                 for close in parts.closers:
                     close()

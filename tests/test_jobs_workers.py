@@ -15,13 +15,9 @@ import pytest
 
 from pressluft.clock import FrozenClock
 from pressluft.config import Config
+from pressluft.contexts.nodes.commands import check_command, provision_command
 from pressluft.contexts.nodes.events import NodeOrphanDetected, NodeProvisioningStarted
-from pressluft.contexts.nodes.service import (
-    NodeCheck,
-    NodeProvision,
-    check_command,
-    provision_command,
-)
+from pressluft.contexts.nodes.workers import NodeCheck, NodeProvision
 from pressluft.contexts.operations import housekeeping
 from pressluft.contexts.operations.housekeeping import Housekeeping, housekeeping_schedule
 from pressluft.contexts.sites import workers as site_jobs

@@ -15,13 +15,14 @@ import pytest
 
 from pressluft.clock import FrozenClock
 from pressluft.config import Config, resolve
+from pressluft.contexts.nodes.commands import decommission_command, stop_command
 from pressluft.contexts.nodes.events import (
     NodeContainerCreated,
     NodePorts,
     NodeRegistered,
     NodeResources,
 )
-from pressluft.contexts.nodes.service import decommission_command, stop_command
+from pressluft.contexts.nodes.service import Nodes
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.jobs.queue import JobSpec, enqueue
@@ -261,7 +262,7 @@ async def test_a_stop_or_removal_pressluft_asked_for_is_no_death(
     assert {str(a): str(b) for a, b in states} == {stopped: "stopped", removed: "removed"}
     # Started again (as node_start does; its ssh wait needs a real node), the
     # container's next death is a death.
-    provider = runtime.providers.docker
+    provider = runtime.service("nodes", Nodes).providers.docker
     assert provider is not None
     await asyncio.to_thread(provider.start, stopped)
     lab.client.api.kill(lab.container_id(stopped))

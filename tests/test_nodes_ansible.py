@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from pressluft.clock import FrozenClock, parse_ts
-from pressluft.contexts.nodes.service import run_node_playbook
+from pressluft.contexts.nodes import run_node_playbook
 from pressluft.contexts.operations.jobs import JobView
 from pressluft.jobs.context import LocalPort
 from pressluft.jobs.failures import retryable

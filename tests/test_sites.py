@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pressluft.contexts.nodes.service import ContainerView, node_actions
+from pressluft.contexts.nodes.views import ContainerView, node_actions
 from pressluft.contexts.sites.environments import (
     ResetValidationFailed,
     reset_environment_command,

@@ -28,17 +28,6 @@ CODES: dict[str, bool] = {
     "PROCESS_FAILED": False,
     "DIAGNOSTIC_RETRYABLE": True,
     "DIAGNOSTIC_FATAL": False,
-    # Nodes (direct SSH).
-    "NODE_UNREACHABLE": True,
-    "NODE_AUTH_FAILED": True,
-    "HOST_KEY_MISMATCH": False,
-    "NODE_NOT_CHECKED": False,
-    # Machine providers (docker lab nodes).
-    "PROVIDER_UNAVAILABLE": False,
-    "NODE_IMAGE_MISSING": False,
-    "LIMIT_NOT_ENFORCED": False,
-    "DOCKER_ERROR": True,
-    "CONTAINER_MISSING": False,
     # Sites.
     "SITE_HEALTH_FAILED": True,
     "SITE_INSTALL_FAILED": False,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
-
 from pressluft.runners.sshlib import asyncssh
 
-__all__ = ["KeyPair", "authorize_command", "generate_key_pair"]
+__all__ = ["KeyPair", "generate_key_pair"]
 
 
 class KeyPair:
@@ -26,15 +24,3 @@ def generate_key_pair(comment: str) -> KeyPair:
     key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
     public = key.export_public_key("openssh").decode().strip()
     return KeyPair(key.export_private_key("openssh"), public)
-
-
-def authorize_command(public_line: str) -> str:
-    """The one line an operator runs on the server (as the SSH user) to let Pressluft in."""
-    quoted = shlex.quote(public_line)
-    # printf starts with a newline: a file without a trailing one keeps its last key.
-    return (
-        "mkdir -p ~/.ssh && chmod 700 ~/.ssh && "
-        f"{{ grep -qxF {quoted} ~/.ssh/authorized_keys 2>/dev/null || "
-        f"printf '\\n%s\\n' {quoted} >> ~/.ssh/authorized_keys; }} && "
-        "chmod 600 ~/.ssh/authorized_keys"
-    )

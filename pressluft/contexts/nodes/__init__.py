@@ -8,14 +8,9 @@ reached, and running a playbook on a node from a job worker.
 
 from __future__ import annotations
 
+from pressluft.contexts.nodes.errors import ConfirmationRequired, NodeNotReady, NodeUnreachable
 from pressluft.contexts.nodes.events import NodePorts
-from pressluft.contexts.nodes.service import (
-    ConfirmationRequired,
-    NodeNotReady,
-    NodeUnreachable,
-    node_address,
-    run_node_playbook,
-)
+from pressluft.contexts.nodes.probes import node_address, run_node_playbook
 
 __all__ = [
     "ConfirmationRequired",

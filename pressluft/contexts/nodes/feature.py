@@ -18,11 +18,52 @@ from pressluft.contexts.nodes.events import (
     NodeProvisioningStarted,
     NodeRegistered,
 )
+from pressluft.contexts.nodes.failures import CODES
+from pressluft.contexts.nodes.machines import DeathWatcher
+from pressluft.contexts.nodes.probes import configured_providers
 from pressluft.contexts.nodes.projector import NODES_PROJECTOR
 from pressluft.contexts.nodes.routes import NODE_ROUTES
-from pressluft.feature import Feature
+from pressluft.contexts.nodes.service import Nodes
+from pressluft.contexts.nodes.workers import DockerReconcile, node_workers
+from pressluft.feature import Feature, Kernel, Parts
+from pressluft.jobs.scheduler import Schedule
 
 __all__ = ["FEATURE"]
+
+#: How often `docker_reconcile` looks for orphaned containers.
+RECONCILE_EVERY_SECONDS = 300
+
+
+def _assemble(kernel: Kernel) -> Parts:
+    """The nodes service with the machine providers of the settings; the workers
+    built with them; when a Docker engine is configured, the orphan report every
+    5 minutes and the watcher of its containers' deaths."""
+    config = kernel.config
+    providers = configured_providers(config.docker_host, config.node_image)
+    nodes = Nodes(kernel.db, kernel.writer, kernel.vault, kernel.clock, providers)
+    schedules: list[Schedule] = []
+    background = []
+    if providers.docker is not None:
+        schedules.append(
+            Schedule(
+                job_type=DockerReconcile.kind,
+                every_seconds=RECONCILE_EVERY_SECONDS,
+                first_after_seconds=60,
+                # Reads the Docker engine, on no node: it locks nothing.
+                node_lock="shared",
+                max_attempts=DockerReconcile.max_attempts,
+                timeout_seconds=DockerReconcile.timeout_seconds,
+            )
+        )
+        background.append(DeathWatcher(kernel.db, kernel.clock, providers.docker).service())
+    return Parts(
+        workers=node_workers(providers),
+        schedules=schedules,
+        background=background,
+        services={"nodes": nodes},
+        closers=[nodes.close],
+    )
+
 
 FEATURE = Feature(
     name="nodes",
@@ -43,5 +84,7 @@ FEATURE = Feature(
         NodeDecommissioned,
     ),
     projectors=(NODES_PROJECTOR,),
+    failure_codes=CODES,
     routes=tuple(NODE_ROUTES),
+    assemble=_assemble,
 )

@@ -3,7 +3,6 @@ and decommission nodes; their facts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post
@@ -11,31 +10,11 @@ from litestar.di import NamedDependency
 from litestar.params import Body, PathParameter, QueryParameter
 
 from pressluft.acting import Context
-from pressluft.api.daemon import Daemon
-from pressluft.api.idempotency import replay_headers, run_write
-from pressluft.clock import format_ts
-from pressluft.contexts.nodes.service import (
-    STATUSES,
-    NodeAccepted,
-    NodeFacts,
-    NodePage,
-    NodeQuery,
-    NodeView,
-    RegisterNodeRequest,
-    RepinRequest,
-    check_command,
-    decommission_command,
-    get_node,
-    list_nodes,
-    node_facts,
-    provision_command,
-    register_command,
-    repin_command,
-    start_command,
-    stop_command,
-)
-from pressluft.db import WriteTx
+from pressluft.contexts.nodes.commands import NodeAccepted, RegisterNodeRequest, RepinRequest
+from pressluft.contexts.nodes.service import Nodes
+from pressluft.contexts.nodes.views import STATUSES, NodeFacts, NodePage, NodeQuery, NodeView
 from pressluft.http.params import query_choice, query_int
+from pressluft.http.writes import answer, retry_of
 
 __all__ = ["NODE_ROUTES"]
 
@@ -43,20 +22,9 @@ NodeIdParam = Annotated[str, PathParameter(name="node_id")]  # not a node's id: 
 Raw = Annotated[str | None, QueryParameter(max_length=20)]
 
 
-async def _accepted(
-    request: Request[Any, Any, Any],
-    runtime: Daemon,
-    ctx: Context,
-    command: Callable[[WriteTx], NodeAccepted],
-) -> Response[NodeAccepted]:
-    """Run a node mutation (it enqueues its job) under Idempotency-Key: 202 {job_id, node_id}."""
-    done = await run_write(request, runtime, ctx, command, NodeAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
-
-
 @get("/api/nodes", operation_id="listNodes", tags=["nodes"])
 async def nodes(
-    runtime: NamedDependency[Daemon],
+    nodes: NamedDependency[Nodes],
     status: Raw = None,
     provider: Raw = None,
     before: Raw = None,
@@ -68,23 +36,22 @@ async def nodes(
         before=query_int("before", before, 1, 2**62),
         limit=limit,
     )
-    return await runtime.db.read_cached(("listNodes", query), lambda conn: list_nodes(conn, query))
+    return await nodes.list(query)
 
 
 @post("/api/nodes", operation_id="registerNode", status_code=202, tags=["nodes"])
 async def register_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    nodes: NamedDependency[Nodes],
     ctx: NamedDependency[Context],
     data: Annotated[RegisterNodeRequest, Body()],
 ) -> Response[NodeAccepted]:
-    command = register_command(data, runtime.vault, runtime.providers, ctx.meta())
-    return await _accepted(request, runtime, ctx, command)
+    return answer(await nodes.register(data, ctx, await retry_of(request, ctx)))
 
 
 @get("/api/nodes/{node_id:str}", operation_id="getNode", tags=["nodes"])
-async def node(runtime: NamedDependency[Daemon], node_id: NodeIdParam) -> NodeView:
-    return await runtime.db.read(lambda conn: get_node(conn, node_id))
+async def node(nodes: NamedDependency[Nodes], node_id: NodeIdParam) -> NodeView:
+    return await nodes.get(node_id)
 
 
 @delete(
@@ -92,24 +59,22 @@ async def node(runtime: NamedDependency[Daemon], node_id: NodeIdParam) -> NodeVi
 )
 async def decommission_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    nodes: NamedDependency[Nodes],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
     confirm: Annotated[str | None, QueryParameter(max_length=63)] = None,
 ) -> Response[NodeAccepted]:
-    command = decommission_command(node_id, confirm, ctx.meta())
-    return await _accepted(request, runtime, ctx, command)
+    return answer(await nodes.decommission(node_id, confirm, ctx, await retry_of(request, ctx)))
 
 
 @post("/api/nodes/{node_id:str}/check", operation_id="checkNode", status_code=202, tags=["nodes"])
 async def check_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    nodes: NamedDependency[Nodes],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
 ) -> Response[NodeAccepted]:
-    command = check_command(node_id, ctx.meta())
-    return await _accepted(request, runtime, ctx, command)
+    return answer(await nodes.check(node_id, ctx, await retry_of(request, ctx)))
 
 
 @post(
@@ -120,13 +85,12 @@ async def check_node(
 )
 async def repin_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    nodes: NamedDependency[Nodes],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
     data: Annotated[RepinRequest | None, Body()] = None,
 ) -> Response[NodeAccepted]:
-    command = repin_command(node_id, data, ctx.meta())
-    return await _accepted(request, runtime, ctx, command)
+    return answer(await nodes.repin(node_id, data, ctx, await retry_of(request, ctx)))
 
 
 @post(
@@ -137,38 +101,36 @@ async def repin_node(
 )
 async def provision_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    nodes: NamedDependency[Nodes],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
 ) -> Response[NodeAccepted]:
-    command = provision_command(node_id, ctx.meta())
-    return await _accepted(request, runtime, ctx, command)
+    return answer(await nodes.provision(node_id, ctx, await retry_of(request, ctx)))
 
 
 @post("/api/nodes/{node_id:str}/start", operation_id="startNode", status_code=202, tags=["nodes"])
 async def start_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    nodes: NamedDependency[Nodes],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
 ) -> Response[NodeAccepted]:
-    return await _accepted(request, runtime, ctx, start_command(node_id, ctx.meta()))
+    return answer(await nodes.start(node_id, ctx, await retry_of(request, ctx)))
 
 
 @post("/api/nodes/{node_id:str}/stop", operation_id="stopNode", status_code=202, tags=["nodes"])
 async def stop_node(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    nodes: NamedDependency[Nodes],
     ctx: NamedDependency[Context],
     node_id: NodeIdParam,
 ) -> Response[NodeAccepted]:
-    return await _accepted(request, runtime, ctx, stop_command(node_id, ctx.meta()))
+    return answer(await nodes.stop(node_id, ctx, await retry_of(request, ctx)))
 
 
 @get("/api/nodes/{node_id:str}/facts", operation_id="getNodeFacts", tags=["nodes"])
-async def facts_of_node(runtime: NamedDependency[Daemon], node_id: NodeIdParam) -> NodeFacts:
-    now = format_ts(runtime.clock.now())
-    return await node_facts(runtime.db, runtime.vault, node_id, now)
+async def facts_of_node(nodes: NamedDependency[Nodes], node_id: NodeIdParam) -> NodeFacts:
+    return await nodes.facts(node_id)
 
 
 NODE_ROUTES = [
