@@ -35,11 +35,6 @@ TEMPLATES_DIR = _HERE / "templates"
 STATIC_DIR = _HERE / "static"
 
 
-@get("/nodes", include_in_schema=False, media_type="text/html", opt=PAGE)
-async def nodes_page(principal: NamedDependency[Principal]) -> Template:
-    return Template(template_name="nodes.html", context={"page": "nodes", "principal": principal})
-
-
 @get("/sites", include_in_schema=False, media_type="text/html", opt=PAGE)
 async def sites_page(principal: NamedDependency[Principal]) -> Template:
     return Template(template_name="sites.html", context={"page": "sites", "principal": principal})
@@ -163,7 +158,6 @@ async def site_section(
 
 
 WEB_ROUTES: list[ControllerRouterHandler] = [
-    nodes_page,
     sites_page,
     site_page,
     site_section,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pressluft.contexts.nodes.events import (
     NodeChecked,
     NodeContainerCreated,
@@ -20,6 +22,7 @@ from pressluft.contexts.nodes.events import (
 )
 from pressluft.contexts.nodes.failures import CODES
 from pressluft.contexts.nodes.machines import DeathWatcher
+from pressluft.contexts.nodes.pages import PAGES
 from pressluft.contexts.nodes.probes import configured_providers
 from pressluft.contexts.nodes.projector import NODES_PROJECTOR
 from pressluft.contexts.nodes.routes import NODE_ROUTES
@@ -86,5 +89,7 @@ FEATURE = Feature(
     projectors=(NODES_PROJECTOR,),
     failure_codes=CODES,
     routes=tuple(NODE_ROUTES),
+    pages=tuple(PAGES),
+    templates=Path(__file__).parent / "templates",
     assemble=_assemble,
 )

@@ -1,0 +1,23 @@
+"""The nodes context's dashboard page: `/nodes` (its table and actions talk to
+`/api/nodes`, live through the event stream)."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.response import Template
+
+from pressluft.contexts.access import Principal
+
+__all__ = ["PAGES"]
+
+#: A dashboard page for the access guard (GET, needs a session).
+PAGE = {"page": True}
+
+
+@get("/nodes", include_in_schema=False, media_type="text/html", opt=PAGE)
+async def nodes_page(principal: NamedDependency[Principal]) -> Template:
+    return Template(template_name="nodes.html", context={"page": "nodes", "principal": principal})
+
+
+PAGES = [nodes_page]
