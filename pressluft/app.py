@@ -32,6 +32,7 @@ from pressluft.api.middleware import host_policy, request_context_middleware
 from pressluft.api.params import query_guard
 from pressluft.api.routes.contract import CONTRACT_ROUTES
 from pressluft.api.security import access_guard, requirements
+from pressluft.contexts.access.service import Access
 from pressluft.runtime import Runtime
 from pressluft.web import TEMPLATES_DIR, WEB_ROUTES
 
@@ -113,6 +114,8 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
         debug=False,
     )
     app.state.runtime = runtime
+    app.state.kernel = runtime.kernel
+    app.state.access = runtime.service("access", Access)
     app.state.requirements = requirements()
     return app
 

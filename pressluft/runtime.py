@@ -109,7 +109,7 @@ class Runtime:
         self.stopping = asyncio.Event()
         #: Moves whenever a session or token ends, so long-lived streams re-check theirs.
         self.auth_epoch = 0
-        kernel = Kernel(
+        self.kernel = kernel = Kernel(
             config,
             self.clock,
             self.db,

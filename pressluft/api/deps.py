@@ -10,9 +10,10 @@ from litestar import Request
 
 from pressluft.acting import ANONYMOUS_ACTOR, Context
 from pressluft.api.daemon import Daemon
-from pressluft.api.security import presented_credential, principal_of
+from pressluft.api.security import access_of, presented_credential, principal_of
 from pressluft.contexts.access.principals import Principal
 from pressluft.errors import BadRequest, Unauthorized
+from pressluft.feature import Kernel
 from pressluft.http.streams import CredentialWatch
 
 __all__ = [
@@ -61,13 +62,14 @@ def provide_context(request: Request[Any, Any, Any]) -> Context:
 
 def provide_credential_watch(request: Request[Any, Any, Any]) -> CredentialWatch:
     """For a stream: tells it when the credential the request presented has ended."""
-    runtime: Daemon = request.app.state.runtime
+    kernel: Kernel = request.app.state.kernel
+    access = access_of(request)
     credential = presented_credential(request)
 
     async def still_valid() -> bool:
         assert credential is not None
-        return await principal_of(runtime, credential) is not None
+        return await principal_of(access, credential) is not None
 
     return CredentialWatch(
-        None if credential is None else still_valid, lambda: runtime.auth_epoch, runtime.clock
+        None if credential is None else still_valid, kernel.auth_epoch, kernel.clock
     )

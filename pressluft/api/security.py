@@ -29,17 +29,13 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
 from pressluft.api.contract import load_contract
-from pressluft.api.daemon import Daemon
-from pressluft.clock import format_ts
 from pressluft.contexts.access.principals import (
     SCOPES,
     SESSION_COOKIE,
     Principal,
     grants,
-    principal_for_session,
-    principal_for_token,
-    secret_hash,
 )
+from pressluft.contexts.access.service import Access
 from pressluft.errors import BadRequest, Forbidden, LoginRequired, Unauthorized
 
 __all__ = [
@@ -134,32 +130,18 @@ def presented_credential(connection: ASGIConnection[Any, Any, Any, Any]) -> Cred
     return ("session", cookie) if cookie else None
 
 
-async def principal_of(runtime: Daemon, credential: Credential) -> Principal | None:
-    """The principal a credential stands for right now (None: unknown, expired, ended).
-
-    Looked up once per change of the database (`Database.read_cached`, keyed by the
-    secret's hash): revoking a token, ending a session, deactivating a user or
-    changing a password is a commit — by this daemon or the CLI beside it — so the
-    next request looks the credential up again. The lookup's one dependency on time,
-    the credential's expiry, is checked here on every request.
-    """
-    kind, secret = credential
-    clock = runtime.clock
-    lookup = principal_for_token if kind == "token" else principal_for_session
-    principal = await runtime.db.read_cached(
-        ("principal", kind, secret_hash(secret)),
-        lambda conn: lookup(conn, secret, format_ts(clock.now())),
-    )
-    if principal is None or principal.expires_at is None:
-        return principal
-    if principal.expires_at <= format_ts(clock.now()):
-        return None  # expired since it was looked up (the lookup compares the same way)
-    return principal
+def access_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Access:
+    """The access service (its credential lookups) of the app serving `connection`."""
+    access: Access = connection.app.state.access
+    return access
 
 
-async def authenticate(
-    connection: ASGIConnection[Any, Any, Any, Any], runtime: Daemon
-) -> Principal | None:
+async def principal_of(access: Access, credential: Credential) -> Principal | None:
+    """The principal a credential stands for right now (None: unknown, expired, ended)."""
+    return await access.principal(*credential)
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     """The principal of the request's credentials; None if it presents none.
 
     Raises Unauthorized for credentials that are present but not valid.
@@ -167,7 +149,7 @@ async def authenticate(
     credential = presented_credential(connection)
     if credential is None:
         return None
-    principal = await principal_of(runtime, credential)
+    principal = await principal_of(access_of(connection), credential)
     if principal is not None:
         return principal
     if credential[0] == "token":
@@ -197,7 +179,6 @@ def _same_origin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
 async def _page_or_refuse(
     connection: ASGIConnection[Any, Any, Any, Any],
     handler: BaseRouteHandler,
-    runtime: Daemon,
     state: dict[str, Any],
 ) -> None:
     """A handler without an operation: only a dashboard page (GET, marked) may pass."""
@@ -210,7 +191,7 @@ async def _page_or_refuse(
     if not handler.opt.get("page"):
         raise Forbidden(f"{path} is not an operation of the contract; refused")
     try:
-        principal = await authenticate(connection, runtime)
+        principal = await authenticate(connection)
     except Unauthorized:
         principal = None
     if principal is None or principal.kind != "session":
@@ -222,12 +203,11 @@ async def access_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """The one guard on every route (installed app-wide)."""
-    runtime: Daemon = connection.app.state.runtime
     table: dict[str, Requirement] = connection.app.state.requirements
     operation = getattr(handler, "operation_id", None)
     state = connection.scope.setdefault("state", {})
     if not isinstance(operation, str):
-        await _page_or_refuse(connection, handler, runtime, state)
+        await _page_or_refuse(connection, handler, state)
         return
     requirement = table.get(operation)
     if requirement is None:
@@ -235,7 +215,7 @@ async def access_guard(
     if requirement.public:
         _one_authorization(connection)  # ignored here, but never ambiguous
         return
-    principal = await authenticate(connection, runtime)
+    principal = await authenticate(connection)
     if principal is None:
         raise Unauthorized(
             "authentication required: log in, or send 'Authorization: Bearer <token>'",

@@ -14,7 +14,13 @@ from pressluft.acting import Context
 from pressluft.clock import Clock, format_ts
 from pressluft.config import Config
 from pressluft.contexts.access.passwords import PasswordHasher
-from pressluft.contexts.access.principals import Scope
+from pressluft.contexts.access.principals import (
+    Principal,
+    Scope,
+    principal_for_session,
+    principal_for_token,
+    secret_hash,
+)
 from pressluft.contexts.access.sessions import (
     LoginLimits,
     LoginResult,
@@ -70,6 +76,28 @@ class Access:
     async def has_users(self) -> bool:
         """Whether anyone can log in yet (the login page says how to create the first)."""
         return await self._db.read(count_users) > 0
+
+    async def principal(self, kind: str, secret: str) -> Principal | None:
+        """The principal a credential (`token` or `session`, its secret) stands for
+        right now; None: unknown, expired, ended.
+
+        Looked up once per change of the database (`Database.read_cached`, keyed by
+        the secret's hash): revoking a token, ending a session, deactivating a user or
+        changing a password is a commit — by this daemon or the CLI beside it — so
+        the next request looks the credential up again. The lookup's one dependency
+        on time, the credential's expiry, is checked here on every request.
+        """
+        clock = self._clock
+        lookup = principal_for_token if kind == "token" else principal_for_session
+        principal = await self._db.read_cached(
+            ("principal", kind, secret_hash(secret)),
+            lambda conn: lookup(conn, secret, format_ts(clock.now())),
+        )
+        if principal is None or principal.expires_at is None:
+            return principal
+        if principal.expires_at <= format_ts(clock.now()):
+            return None  # expired since it was looked up (the lookup compares the same way)
+        return principal
 
     def _now(self) -> str:
         return format_ts(self._clock.now())
