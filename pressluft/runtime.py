@@ -26,7 +26,6 @@ from pressluft.contexts.access.service import Access
 from pressluft.contexts.access.users import count_users, create_user_command
 from pressluft.contexts.nodes.service import Nodes
 from pressluft.contexts.operations.health import Health, HealthReport, probe_write
-from pressluft.contexts.sites.workers import site_workers
 from pressluft.datadir import DataDirLock, prepare
 from pressluft.db import CommitInfo, Database, is_unavailable, migrate_file, open_sync
 from pressluft.errors import ServiceUnavailable
@@ -97,12 +96,8 @@ class Runtime:
         self.supervisor = Supervisor(self.clock, metrics=self.metrics)
         #: Wakes whoever waits on one job (its end, its log lines).
         self.job_changes = KeyedNotifier()
-        #: The job workers (constructed with what they need: never the database or vault).
-        self.jobs = JobRegistry(
-            [
-                *site_workers(config.wordpress_source),
-            ]
-        )
+        #: The job workers: the features' (see `parts` below).
+        self.jobs = JobRegistry()
         self.scheduler = Scheduler(self.db, self.clock)
         vault = lambda: self.vault  # noqa: E731 - opened at start
         writer = Writer(self.db, vault, config.idempotency_ttl_seconds)

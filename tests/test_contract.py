@@ -20,9 +20,9 @@ from pressluft.api.contract import app_operations, contract_operations
 from pressluft.api.errors import STATUS_CODES
 from pressluft.app import create_app
 from pressluft.contexts.access.tokens import TokenCreateRequest, create_token_command
+from pressluft.contexts.sites.creation import CreateSiteRequest, _check_site
 from pressluft.contexts.sites.environments import CreateEnvironmentRequest, _check_environment
 from pressluft.contexts.sites.events import EnvironmentProvisioned
-from pressluft.contexts.sites.service import CreateSiteRequest, _check_site
 from pressluft.contract_check import check_contract
 from pressluft.events import Meta, append
 from pressluft.names import is_printable_name

@@ -92,11 +92,7 @@ def violations(package: Path) -> list[str]:
 #: Imports the shape-for-growth change has still to remove (each goes with its
 #: context's routes calling its service, and its adapters' users becoming
 #: workers or probes). The list only shrinks: an entry that no longer holds fails.
-PENDING = {
-    "pressluft/contexts/sites/magic_login.py imports pressluft.runners.ssh: adapters only from workers and probes",
-    "pressluft/contexts/sites/routes.py imports pressluft.api.daemon",
-    "pressluft/contexts/sites/routes.py imports pressluft.api.idempotency",
-}
+PENDING = {}
 
 
 @pytest.mark.spec("GOV-6")

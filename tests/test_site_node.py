@@ -13,7 +13,7 @@ import pytest
 
 from pressluft.clock import SystemClock
 from pressluft.config import Config, resolve
-from pressluft.contexts.sites.service import env_names
+from pressluft.contexts.sites.loaders import env_names
 from pressluft.runners.docker import DockerLab
 from pressluft.runtime import Runtime
 from tests.support.dockerd import PrivateDockerd

@@ -25,7 +25,7 @@ from pressluft.contexts.sites.events import (
     EnvironmentProvisioned,
     SiteCreated,
 )
-from pressluft.contexts.sites.service import STATUSES, environment_actions, site_actions
+from pressluft.contexts.sites.queries import STATUSES, environment_actions, site_actions
 from pressluft.contexts.sites.workers import skipped_report
 from pressluft.db import WriteTx
 from pressluft.events import Meta, append

@@ -13,7 +13,7 @@ import pytest
 
 from pressluft.api.contract import load_contract
 from pressluft.api.params import idempotent
-from pressluft.contexts.sites.service import SiteQuery, list_sites
+from pressluft.contexts.sites.queries import SiteQuery, list_sites
 from pressluft.events import Meta
 from pressluft.jobs.context import LocalPort
 from pressluft.jobs.logs import append_lines

@@ -24,7 +24,7 @@ from litestar.types import ControllerRouterHandler
 from pressluft.api.daemon import Daemon
 from pressluft.contexts.access.principals import Principal
 from pressluft.contexts.operations.jobs import JobQuery, list_jobs
-from pressluft.contexts.sites.service import SiteView, get_site
+from pressluft.contexts.sites.queries import SiteView, get_site
 from pressluft.errors import NotFound
 from pressluft.http.pages import PAGE
 

@@ -6,7 +6,7 @@ fresh sealed secrets and queues `env_create`; deleting records
 `environment.deletion_requested` and queues `env_delete` (or `site_delete` for
 a site's production environment, which takes the site along) — each in one
 transaction. Reset is synchronous: `failed → active` after its checks. The
-jobs' handlers are in `site_jobs`. See specs/sites.md.
+jobs' workers are in `workers`. See specs/sites.md.
 """
 
 from __future__ import annotations
@@ -19,24 +19,26 @@ from typing import Literal
 import msgspec
 
 from pressluft.contexts.nodes import ConfirmationRequired
-from pressluft.contexts.sites.events import (
-    EnvironmentCreated,
-    EnvironmentDeleted,
-    EnvironmentDeletionRequested,
-    EnvironmentReset,
-    SiteReset,
-)
-from pressluft.contexts.sites.magic_login import EnvironmentNotActive
-from pressluft.contexts.sites.service import (
-    EnvironmentNotFound,
-    SiteNotFound,
-    get_environment,
-    get_site,
+from pressluft.contexts.sites.creation import (
     lab_http_port,
     preview_address,
     preview_url,
     secret_password,
 )
+from pressluft.contexts.sites.events import (
+    EnvironmentCreated,
+    EnvironmentDeletionRequested,
+    EnvironmentReset,
+    SiteReset,
+)
+from pressluft.contexts.sites.magic_login import EnvironmentNotActive
+from pressluft.contexts.sites.queries import (
+    EnvironmentNotFound,
+    SiteNotFound,
+    get_environment,
+    get_site,
+)
+from pressluft.contexts.sites.workers import EnvCreate, EnvCreateArgs, EnvDelete, SiteDelete
 from pressluft.db import WriteTx
 from pressluft.errors import BadRequest, Conflict, ValidationFailed
 from pressluft.events import Meta, append
@@ -54,7 +56,6 @@ __all__ = [
     "create_environment_command",
     "delete_environment_command",
     "delete_site_command",
-    "record_environment_deleted",
     "reset_environment_command",
     "reset_site_command",
 ]
@@ -202,8 +203,6 @@ def create_environment_command(
             admin_user=source.admin_user,
         )
         append(tx, f"environment:{environment_id}", NO_STREAM, [created], meta)
-        from pressluft.contexts.sites.workers import EnvCreate, EnvCreateArgs
-
         job_id = enqueue_job(
             tx,
             EnvCreate,
@@ -220,11 +219,13 @@ def create_environment_command(
 
 
 def _deletion(
-    tx: WriteTx, environment_id: str, job_type: str, node_id: str, site_id: str, meta: Meta
+    tx: WriteTx,
+    worker: type[EnvDelete],
+    environment_id: str,
+    node_id: str,
+    site_id: str,
+    meta: Meta,
 ) -> DeletionAccepted:
-    from pressluft.contexts.sites.workers import EnvDelete, SiteDelete
-
-    worker = SiteDelete if job_type == SiteDelete.kind else EnvDelete
     job_id = enqueue_job(
         tx,
         worker,
@@ -238,22 +239,6 @@ def _deletion(
     event = EnvironmentDeletionRequested(environment_id=environment_id, job_id=job_id)
     append(tx, f"environment:{environment_id}", None, [event], meta)
     return DeletionAccepted(job_id=job_id)
-
-
-def record_environment_deleted(
-    environment_id: str, job_id: str, secret_ids: tuple[str | None, ...]
-) -> Callable[[WriteTx, Meta], None]:
-    """The environment's job removed it from its node: `environment.deleted`, and
-    its sealed secrets destroyed in the same transaction."""
-
-    def command(tx: WriteTx, meta: Meta) -> None:
-        for secret in secret_ids:
-            if secret is not None:
-                Vault.destroy(tx.conn, secret)
-        event = EnvironmentDeleted(environment_id=environment_id, job_id=job_id)
-        append(tx, f"environment:{environment_id}", None, [event], meta)
-
-    return command
 
 
 def _confirmed(confirm: str | None, slug: str, what: str) -> None:
@@ -281,7 +266,7 @@ def delete_environment_command(
         _confirmed(confirm, env.slug, "environment")
         if env.status not in ("active", "failed"):
             raise _not_building(env.status, f"environment {env.slug}")
-        return _deletion(tx, env.id, "env_delete", env.node_id, env.site_id, meta)
+        return _deletion(tx, EnvDelete, env.id, env.node_id, env.site_id, meta)
 
     return command
 
@@ -313,7 +298,7 @@ def delete_site_command(
         if site.status not in ("active", "failed"):
             raise _not_building(site.status, f"site {site.slug}")
         production = next(e for e in site.environments if e.id == site.primary_environment_id)
-        return _deletion(tx, production.id, "site_delete", production.node_id, site.id, meta)
+        return _deletion(tx, SiteDelete, production.id, production.node_id, site.id, meta)
 
     return command
 

@@ -13,11 +13,22 @@ from pressluft.contexts.sites.events import (
     SiteCreated,
     SiteReset,
 )
+from pressluft.contexts.sites.failures import CODES
 from pressluft.contexts.sites.projector import SITES_PROJECTOR
 from pressluft.contexts.sites.routes import SITE_ROUTES
-from pressluft.feature import Feature
+from pressluft.contexts.sites.service import Sites
+from pressluft.contexts.sites.workers import site_workers
+from pressluft.feature import Feature, Kernel, Parts
 
 __all__ = ["FEATURE"]
+
+
+def _assemble(kernel: Kernel) -> Parts:
+    return Parts(
+        workers=site_workers(kernel.config.wordpress_source),
+        services={"sites": Sites(kernel.db, kernel.writer, kernel.vault)},
+    )
+
 
 FEATURE = Feature(
     name="sites",
@@ -33,5 +44,7 @@ FEATURE = Feature(
         SiteReset,
     ),
     projectors=(SITES_PROJECTOR,),
+    failure_codes=CODES,
     routes=tuple(SITE_ROUTES),
+    assemble=_assemble,
 )

@@ -15,14 +15,15 @@ from datetime import UTC, datetime
 import msgspec
 
 from pressluft.clock import format_ts
-from pressluft.contexts.nodes import NodeUnreachable, node_address
+from pressluft.contexts.nodes import node_address
 from pressluft.contexts.sites.events import EnvironmentMagicLoginIssued
-from pressluft.contexts.sites.service import env_names, get_environment
+from pressluft.contexts.sites.loaders import env_names
+from pressluft.contexts.sites.probes import NodeAddress, login_token
+from pressluft.contexts.sites.queries import get_environment
 from pressluft.db import Database, WriteTx
 from pressluft.errors import BadGateway, Conflict
 from pressluft.events import Meta, append
 from pressluft.logs import get_logger
-from pressluft.runners.ssh import NodeAddress, SSHQueryError, run_as
 from pressluft.vault import Vault
 
 __all__ = ["MagicLogin", "issue_magic_login"]
@@ -30,7 +31,6 @@ __all__ = ["MagicLogin", "issue_magic_login"]
 log = get_logger("pressluft.sites")
 
 TOKEN_SECONDS = 60
-HELPER = "/usr/local/lib/pressluft/pressluft-wp.php"
 
 
 class EnvironmentNotActive(Conflict):
@@ -69,17 +69,9 @@ async def issue_magic_login(
     names = env_names(environment_id, site_id)
     # The environment's administrator by name (the site view names it), not "the first" —
     # unless the site's owner deleted or demoted it (then the helper falls back to it).
-    request = json.dumps(
-        {"command": "login-token", "user_login": admin_user, "ttl_seconds": TOKEN_SECONDS}
+    stdout = await login_token(
+        address, node_id, names["env_user"], names["env_root"], admin_user, TOKEN_SECONDS
     )
-    argv = ["php", HELPER, f"{names['env_root']}/current"]
-    try:
-        stdout = await run_as(address, names["env_user"], argv, request)
-    except SSHQueryError as exc:
-        raise NodeUnreachable(
-            f"the node did not answer: {exc}",
-            details={"reason": exc.reason, "node_id": node_id},
-        ) from exc
     try:
         answer = json.loads(stdout)
         token, expires = str(answer["token"]), int(answer["expires_at"])

@@ -10,36 +10,25 @@ from litestar.di import NamedDependency
 from litestar.params import Body, PathParameter, QueryParameter
 
 from pressluft.acting import Context
-from pressluft.api.daemon import Daemon
-from pressluft.api.idempotency import replay_headers, run_write
+from pressluft.contexts.sites.creation import CreateSiteRequest, SiteAccepted
 from pressluft.contexts.sites.environments import (
     CreateEnvironmentRequest,
     DeletionAccepted,
     EnvironmentAccepted,
     ResetResult,
-    create_environment_command,
-    delete_environment_command,
-    delete_site_command,
-    reset_environment_command,
-    reset_site_command,
 )
-from pressluft.contexts.sites.magic_login import MagicLogin, issue_magic_login
-from pressluft.contexts.sites.service import (
+from pressluft.contexts.sites.magic_login import MagicLogin
+from pressluft.contexts.sites.queries import (
     STATUSES,
-    CreateSiteRequest,
     EnvironmentView,
-    SiteAccepted,
     SitePage,
     SiteQuery,
     SiteView,
-    create_site_command,
-    get_environment,
-    get_site,
-    list_environments,
-    list_sites,
 )
+from pressluft.contexts.sites.service import Sites
 from pressluft.errors import BadRequest
 from pressluft.http.params import query_choice, query_int
+from pressluft.http.writes import answer, retry_of
 from pressluft.ids import is_uuid
 
 __all__ = ["SITE_ROUTES"]
@@ -51,7 +40,7 @@ Raw = Annotated[str | None, QueryParameter(max_length=64)]
 
 @get("/api/sites", operation_id="listSites", tags=["sites"])
 async def sites(
-    runtime: NamedDependency[Daemon],
+    sites: NamedDependency[Sites],
     status: Raw = None,
     node_id: Raw = None,
     before: Raw = None,
@@ -68,38 +57,37 @@ async def sites(
         before=query_int("before", before, 1, 2**62),
         limit=limit,
     )
-    return await runtime.db.read_cached(("listSites", query), lambda conn: list_sites(conn, query))
+    return await sites.list(query)
 
 
 @post("/api/sites", operation_id="createSite", status_code=202, tags=["sites"])
 async def create_site(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    sites: NamedDependency[Sites],
     ctx: NamedDependency[Context],
     data: Annotated[CreateSiteRequest, Body()],
 ) -> Response[SiteAccepted]:
-    command = create_site_command(data, runtime.vault, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, SiteAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    done = await sites.create(data, ctx, await retry_of(request, ctx))
+    return answer(done, 202)
 
 
 @get("/api/sites/{site_id:str}", operation_id="getSite", tags=["sites"])
-async def site(runtime: NamedDependency[Daemon], site_id: SiteIdParam) -> SiteView:
-    return await runtime.db.read(lambda conn: get_site(conn, site_id))
+async def site(sites: NamedDependency[Sites], site_id: SiteIdParam) -> SiteView:
+    return await sites.get(site_id)
 
 
 @get("/api/sites/{site_id:str}/environments", operation_id="listEnvironments", tags=["sites"])
 async def environments(
-    runtime: NamedDependency[Daemon], site_id: SiteIdParam
+    sites: NamedDependency[Sites], site_id: SiteIdParam
 ) -> list[EnvironmentView]:
-    return await runtime.db.read(lambda conn: list_environments(conn, site_id))
+    return await sites.environments(site_id)
 
 
 @get("/api/environments/{environment_id:str}", operation_id="getEnvironment", tags=["sites"])
 async def environment(
-    runtime: NamedDependency[Daemon], environment_id: EnvironmentIdParam
+    sites: NamedDependency[Sites], environment_id: EnvironmentIdParam
 ) -> EnvironmentView:
-    return await runtime.db.read(lambda conn: get_environment(conn, environment_id))
+    return await sites.environment(environment_id)
 
 
 @post(
@@ -109,11 +97,11 @@ async def environment(
     tags=["sites"],
 )
 async def magic_login(
-    runtime: NamedDependency[Daemon],
+    sites: NamedDependency[Sites],
     ctx: NamedDependency[Context],
     environment_id: EnvironmentIdParam,
 ) -> MagicLogin:
-    return await issue_magic_login(runtime.db, runtime.vault, environment_id, ctx.meta())
+    return await sites.magic_login(environment_id, ctx)
 
 
 Confirm = Annotated[str | None, QueryParameter(max_length=40)]
@@ -122,26 +110,24 @@ Confirm = Annotated[str | None, QueryParameter(max_length=40)]
 @delete("/api/sites/{site_id:str}", operation_id="deleteSite", status_code=202, tags=["sites"])
 async def delete_site(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    sites: NamedDependency[Sites],
     ctx: NamedDependency[Context],
     site_id: SiteIdParam,
     confirm: Confirm = None,
 ) -> Response[DeletionAccepted]:
-    command = delete_site_command(site_id, confirm, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, DeletionAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    done = await sites.delete(site_id, confirm, ctx, await retry_of(request, ctx))
+    return answer(done, 202)
 
 
 @post("/api/sites/{site_id:str}/reset", operation_id="resetSite", status_code=200, tags=["sites"])
 async def reset_site(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    sites: NamedDependency[Sites],
     ctx: NamedDependency[Context],
     site_id: SiteIdParam,
 ) -> Response[ResetResult]:
-    command = reset_site_command(site_id, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, ResetResult, 200)
-    return Response(done.value, status_code=200, headers=replay_headers(done))
+    done = await sites.reset(site_id, ctx, await retry_of(request, ctx))
+    return answer(done, 200)
 
 
 @post(
@@ -152,14 +138,13 @@ async def reset_site(
 )
 async def create_environment(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    sites: NamedDependency[Sites],
     ctx: NamedDependency[Context],
     site_id: SiteIdParam,
     data: Annotated[CreateEnvironmentRequest, Body()],
 ) -> Response[EnvironmentAccepted]:
-    command = create_environment_command(site_id, data, runtime.vault, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, EnvironmentAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    done = await sites.create_environment(site_id, data, ctx, await retry_of(request, ctx))
+    return answer(done, 202)
 
 
 @delete(
@@ -170,14 +155,14 @@ async def create_environment(
 )
 async def delete_environment(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    sites: NamedDependency[Sites],
     ctx: NamedDependency[Context],
     environment_id: EnvironmentIdParam,
     confirm: Confirm = None,
 ) -> Response[DeletionAccepted]:
-    command = delete_environment_command(environment_id, confirm, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, DeletionAccepted, 202)
-    return Response(done.value, status_code=202, headers=replay_headers(done))
+    retry = await retry_of(request, ctx)
+    done = await sites.delete_environment(environment_id, confirm, ctx, retry)
+    return answer(done, 202)
 
 
 @post(
@@ -188,13 +173,12 @@ async def delete_environment(
 )
 async def reset_environment(
     request: Request[Any, Any, Any],
-    runtime: NamedDependency[Daemon],
+    sites: NamedDependency[Sites],
     ctx: NamedDependency[Context],
     environment_id: EnvironmentIdParam,
 ) -> Response[ResetResult]:
-    command = reset_environment_command(environment_id, ctx.meta())
-    done = await run_write(request, runtime, ctx, command, ResetResult, 200)
-    return Response(done.value, status_code=200, headers=replay_headers(done))
+    done = await sites.reset_environment(environment_id, ctx, await retry_of(request, ctx))
+    return answer(done, 200)
 
 
 SITE_ROUTES = [

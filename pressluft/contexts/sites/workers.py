@@ -29,14 +29,20 @@ import msgspec
 
 from pressluft.clock import parse_ts
 from pressluft.contexts.nodes import run_node_playbook
-from pressluft.contexts.sites.environments import record_environment_deleted
 from pressluft.contexts.sites.events import EnvironmentProvisioned
-from pressluft.contexts.sites.service import (
+from pressluft.contexts.sites.failures import (
+    ENV_CLONE_FAILED,
+    ENV_SOURCE_UNAVAILABLE,
+    SITE_HEALTH_FAILED,
+    SITE_INSTALL_FAILED,
+)
+from pressluft.contexts.sites.loaders import (
     CLONE_SOURCE,
     ENV_JOB_TIMEOUT_SECONDS,
     ENVIRONMENT_JOB,
     EnvironmentJob,
     env_names,
+    record_environment_deleted,
 )
 from pressluft.ids import new_id
 from pressluft.jobs.failures import JobFailure
@@ -93,11 +99,11 @@ def _release_dir(now: datetime) -> str:
 def _site_task_code(task: str) -> str | None:
     """The site playbooks' own failures: health checks, the install, the clone's copy."""
     if task.startswith("Health check"):
-        return "SITE_HEALTH_FAILED"
+        return SITE_HEALTH_FAILED
     if task.startswith("Fail when the install failed"):
-        return "SITE_INSTALL_FAILED"
+        return SITE_INSTALL_FAILED
     if task.startswith("Clone:"):
-        return "ENV_CLONE_FAILED"
+        return ENV_CLONE_FAILED
     return None
 
 
@@ -132,7 +138,7 @@ async def _check_http(ctx: WorkerPort, env: EnvironmentJob, title: str) -> None:
         ctx.log(f"health: {problem} (check {attempt} of 2)", "stderr")
         if attempt == 1:
             await asyncio.sleep(2)
-    raise JobFailure("SITE_HEALTH_FAILED", f"the site does not answer: {problem}")
+    raise JobFailure(SITE_HEALTH_FAILED, f"the site does not answer: {problem}")
 
 
 class _EnvironmentWorker(JobWorker[A]):
@@ -332,7 +338,7 @@ class EnvCreate(_EnvironmentWorker[EnvCreateArgs]):
         source = await ctx.load(CLONE_SOURCE, source_id)
         if source is None:
             raise JobFailure(
-                "ENV_SOURCE_UNAVAILABLE",
+                ENV_SOURCE_UNAVAILABLE,
                 f"the source environment {source_id} is no longer active with a release",
             )
         extra_vars = {**await self.build_vars(ctx, environment_id, env), **source}
