@@ -13,13 +13,13 @@ import pytest
 
 from pressluft.api.contract import load_contract
 from pressluft.api.params import idempotent
+from pressluft.contexts.sites.pages import SITE_SECTIONS
 from pressluft.contexts.sites.queries import SiteQuery, list_sites
 from pressluft.events import Meta
 from pressluft.jobs.context import LocalPort
 from pressluft.jobs.logs import append_lines
 from pressluft.jobs.queue import JobSpec, enqueue
 from pressluft.runtime import Runtime
-from pressluft.web.routes import SITE_SECTIONS
 from tests.support.workers import fn_worker
 from tests.test_sites import _active_site, _node
 

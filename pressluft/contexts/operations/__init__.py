@@ -2,3 +2,7 @@
 metrics, the contract documents and housekeeping.
 
 Its `Feature` is in `feature.py`; other contexts use only what this package exports."""
+
+from pressluft.contexts.operations.jobs import JobQuery, list_jobs
+
+__all__ = ["JobQuery", "list_jobs"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pressluft.contexts.sites.events import (
     EnvironmentCreated,
     EnvironmentDeleted,
@@ -14,6 +16,7 @@ from pressluft.contexts.sites.events import (
     SiteReset,
 )
 from pressluft.contexts.sites.failures import CODES
+from pressluft.contexts.sites.pages import PAGES
 from pressluft.contexts.sites.projector import SITES_PROJECTOR
 from pressluft.contexts.sites.routes import SITE_ROUTES
 from pressluft.contexts.sites.service import Sites
@@ -46,5 +49,7 @@ FEATURE = Feature(
     projectors=(SITES_PROJECTOR,),
     failure_codes=CODES,
     routes=tuple(SITE_ROUTES),
+    pages=PAGES,
+    templates=Path(__file__).parent / "templates",
     assemble=_assemble,
 )
