@@ -89,17 +89,9 @@ def violations(package: Path) -> list[str]:
     return problems
 
 
-#: Imports the shape-for-growth change has still to remove (each goes with its
-#: context's routes calling its service, and its adapters' users becoming
-#: workers or probes). The list only shrinks: an entry that no longer holds fails.
-PENDING = {}
-
-
 @pytest.mark.spec("GOV-6")
 def test_imports_flow_one_way() -> None:
-    found = set(violations(PACKAGE))
-    assert sorted(found - PENDING) == []
-    assert sorted(PENDING - found) == [], "fixed: strike these from PENDING"
+    assert violations(PACKAGE) == []
 
 
 @pytest.mark.spec("GOV-6")
