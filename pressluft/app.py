@@ -25,7 +25,6 @@ from pressluft.api.deps import (
     provide_context,
     provide_credential_watch,
     provide_principal,
-    provide_runtime,
 )
 from pressluft.api.errors import handle_exception
 from pressluft.api.middleware import host_policy, request_context_middleware
@@ -87,7 +86,6 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
             *WEB_ROUTES,
         ],
         dependencies={
-            "runtime": Provide(provide_runtime, sync_to_thread=False),
             "ctx": Provide(provide_context, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
             "watch": Provide(provide_credential_watch, sync_to_thread=False),

@@ -24,8 +24,7 @@ from pressluft.clock import Clock, SystemClock, format_ts
 from pressluft.config import Config
 from pressluft.contexts.access.service import Access
 from pressluft.contexts.access.users import count_users, create_user_command
-from pressluft.contexts.nodes.service import Nodes
-from pressluft.contexts.operations.health import Health, HealthReport, probe_write
+from pressluft.contexts.operations.health import Health, probe_write
 from pressluft.datadir import DataDirLock, prepare
 from pressluft.db import CommitInfo, Database, is_unavailable, migrate_file, open_sync
 from pressluft.errors import ServiceUnavailable
@@ -121,9 +120,6 @@ class Runtime:
         self.parts: list[Parts] = [feature.parts(kernel) for feature in features]
         access = self.service("access", Access)
         self.hasher = access.hasher
-        self.login_limits = access.limits
-        #: The machine providers are the nodes service's (the `Daemon` protocol still names them).
-        self.providers = self.service("nodes", Nodes).providers
         for parts in self.parts:
             for worker in parts.workers:
                 self.jobs.register(worker)
@@ -267,10 +263,6 @@ class Runtime:
                 restore_current_thread(self._affinity)
                 self._affinity = None
                 self._lock.release()
-
-    async def health(self) -> HealthReport:
-        """The operations context's health check (the `Daemon` protocol still names it)."""
-        return await self.service("health", Health).report()
 
     def _on_commit(self, info: CommitInfo) -> None:
         """After every durable commit: wake whoever waits for what it changed."""

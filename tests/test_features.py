@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import httpx
 import msgspec
@@ -42,12 +41,22 @@ def _pinged(conn: sqlite3.Connection, e: ToyPinged, env: Envelope) -> None:
 TOY_PROJECTOR = Projector("toy", ("toy_pings",), {ToyPinged: _pinged})
 
 
-@get("/toy/pings", opt={"public": True})
-async def toy_pings(runtime: NamedDependency[Any]) -> dict[str, int]:
-    def count(conn: sqlite3.Connection) -> int:
-        return int(conn.execute("SELECT count(*) FROM toy_pings").fetchone()[0])
+class Toys:
+    """The toy capability's service: what its route calls."""
 
-    return {"pings": await runtime.db.read(count)}
+    def __init__(self, kernel: Kernel) -> None:
+        self._db = kernel.db
+
+    async def pings(self) -> int:
+        def count(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM toy_pings").fetchone()[0])
+
+        return await self._db.read(count)
+
+
+@get("/toy/pings", opt={"public": True})
+async def toy_pings(toys: NamedDependency[Toys]) -> dict[str, int]:
+    return {"pings": await toys.pings()}
 
 
 class PingArgs(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,7 +74,7 @@ class ToyPing(JobWorker[PingArgs]):
 
 
 def _assemble(kernel: Kernel) -> Parts:
-    return Parts(workers=[ToyPing()])
+    return Parts(workers=[ToyPing()], services={"toys": Toys(kernel)})
 
 
 def _toy_feature(migrations: Path) -> Feature:

@@ -1,4 +1,4 @@
-"""Dependencies handlers receive: the runtime, the acting context of a request, and
+"""Dependencies handlers receive: the principal and the acting context of a request, and
 the watch a long-lived stream keeps on the credential it was opened with."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from typing import Any
 from litestar import Request
 
 from pressluft.acting import ANONYMOUS_ACTOR, Context
-from pressluft.api.daemon import Daemon
 from pressluft.api.security import access_of, presented_credential, principal_of
 from pressluft.contexts.access.principals import Principal
 from pressluft.errors import BadRequest, Unauthorized
@@ -20,13 +19,7 @@ __all__ = [
     "provide_context",
     "provide_credential_watch",
     "provide_principal",
-    "provide_runtime",
 ]
-
-
-def provide_runtime(request: Request[Any, Any, Any]) -> Daemon:
-    runtime: Daemon = request.app.state.runtime
-    return runtime
 
 
 def provide_principal(request: Request[Any, Any, Any]) -> Principal:

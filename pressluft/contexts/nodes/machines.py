@@ -25,14 +25,14 @@ from typing import Protocol
 
 from pressluft.clock import Clock
 from pressluft.contexts.nodes.events import NodeContainerDied, NodeOrphanDetected
-from pressluft.contexts.nodes.probes import DockerProvider, Providers
+from pressluft.contexts.nodes.probes import DockerProvider
 from pressluft.db import Database, WriteTx
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.logs import get_logger
 from pressluft.supervisor import Service
 
-__all__ = ["DeathWatcher", "ManagedContainer", "Providers", "record_orphans"]
+__all__ = ["DeathWatcher", "ManagedContainer", "record_orphans"]
 
 log = get_logger("pressluft.runners")
 
