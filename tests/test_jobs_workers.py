@@ -254,10 +254,18 @@ def sites(q: QueueDb) -> QueueDb:
 
 
 def _env(q: QueueDb, env_id: str) -> tuple[str, str | None]:
-    status, code = q.conn.execute(
-        "SELECT status, error_code FROM environments WHERE id = ?", (env_id,)
+    """The environment's status and, when failed, why: the error code of the job
+    that failed it (the newest ended job holding it)."""
+    (status,) = q.conn.execute("SELECT status FROM environments WHERE id = ?", (env_id,)).fetchone()
+    if status != "failed":
+        return str(status), None
+    row = q.conn.execute(
+        "SELECT CASE status WHEN 'cancelled' THEN 'CANCELLED' ELSE error_code END FROM jobs"
+        " WHERE holds_kind = 'environment' AND holds_id = ? AND status IN ('failed', 'cancelled')"
+        " ORDER BY enqueued_seq DESC LIMIT 1",
+        (env_id,),
     ).fetchone()
-    return str(status), code
+    return str(status), None if row is None else row[0]
 
 
 def _site_status(q: QueueDb, site_id: str) -> str:

@@ -147,9 +147,9 @@ def _provisioned(conn: sqlite3.Connection, e: EnvironmentProvisioned, env: Envel
 
 def _failed(conn: sqlite3.Connection, e: EnvironmentFailed, env: Envelope) -> None:
     cursor = conn.execute(
-        "UPDATE environments SET status = 'failed', error_code = ?, updated_at = ?,"
+        "UPDATE environments SET status = 'failed', updated_at = ?,"
         f" state_version = ? WHERE id = ? AND status IN {_FAILABLE}",
-        (e.error_code, env.recorded_at, env.stream_version, e.environment_id),
+        (env.recorded_at, env.stream_version, e.environment_id),
     )
     one_row(cursor, f"failed {e.environment_id}")
     _site_follows(conn, e.environment_id, "failed", env.recorded_at)
@@ -157,14 +157,13 @@ def _failed(conn: sqlite3.Connection, e: EnvironmentFailed, env: Envelope) -> No
 
 def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
     """A job ended failed or cancelled: the environment it held, if it still has
-    the held status, is `failed` with the job's error code."""
+    the held status, is `failed` (why: the job's error code, found by its holds)."""
     held = released_hold(conn, job_id, "environment")
     if held is None:
         return
     cursor = conn.execute(
-        "UPDATE environments SET status = 'failed', error_code = ?, updated_at = ?"
-        " WHERE id = ? AND status = ?",
-        (held.error_code, env.recorded_at, held.id, held.status),
+        "UPDATE environments SET status = 'failed', updated_at = ? WHERE id = ? AND status = ?",
+        (env.recorded_at, held.id, held.status),
     )
     if cursor.rowcount:
         _site_follows(conn, held.id, "failed", env.recorded_at)
@@ -174,7 +173,7 @@ def _deletion_requested(
     conn: sqlite3.Connection, e: EnvironmentDeletionRequested, env: Envelope
 ) -> None:
     cursor = conn.execute(
-        "UPDATE environments SET status = 'deleting', error_code = NULL, updated_at = ?,"
+        "UPDATE environments SET status = 'deleting', updated_at = ?,"
         " state_version = ?"
         " WHERE id = ? AND status IN ('active', 'failed') RETURNING site_id, environment_type",
         (env.recorded_at, env.stream_version, e.environment_id),
@@ -204,7 +203,7 @@ def _deleted(conn: sqlite3.Connection, e: EnvironmentDeleted, env: Envelope) -> 
 
 def _environment_reset(conn: sqlite3.Connection, e: EnvironmentReset, env: Envelope) -> None:
     cursor = conn.execute(
-        "UPDATE environments SET status = 'active', error_code = NULL, updated_at = ?,"
+        "UPDATE environments SET status = 'active', updated_at = ?,"
         " state_version = ? WHERE id = ? AND status = 'failed' AND current_release_id IS NOT NULL"
         " RETURNING site_id, environment_type",
         (env.recorded_at, env.stream_version, e.environment_id),

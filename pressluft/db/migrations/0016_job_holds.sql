@@ -1,7 +1,8 @@
 -- Jobs that declare what they hold: a row (`holds_kind`, `holds_id`) the job keeps
 -- in the status `holds_as` while it runs (specs/jobs.md, JOB-48). When the job
 -- ends failed or cancelled, the row's projector fails the row if it still has that
--- status, carrying the job's error code; no projector names another's job types.
+-- status (the job carries the error code, found by its holds); no projector names
+-- another's job types.
 ALTER TABLE jobs ADD COLUMN holds_kind TEXT CHECK (holds_kind GLOB '[a-z]*');
 ALTER TABLE jobs ADD COLUMN holds_id TEXT;
 ALTER TABLE jobs ADD COLUMN holds_as TEXT CHECK (holds_as GLOB '[a-z]*');
@@ -17,17 +18,3 @@ UPDATE jobs SET holds_kind = 'node', holds_id = node_id, holds_as = 'provisionin
 WHERE job_type = 'node_provision' AND node_id IS NOT NULL;
 -- The jobs holding one row (a job's end looks for another that still holds it).
 CREATE INDEX jobs_by_holds ON jobs (holds_kind, holds_id) WHERE holds_kind IS NOT NULL;
-
--- Why an environment is failed: the error code of the job that failed it (or of
--- its `environment.failed` event); set only while it is failed.
-ALTER TABLE environments ADD COLUMN error_code TEXT
-    CHECK (error_code IS NULL OR status = 'failed');
-UPDATE environments SET error_code = coalesce(
-    (SELECT json_extract(e.data, '$.error_code') FROM events e
-     WHERE e.stream = 'environment:' || environments.id AND e.type = 'environment.failed'
-     ORDER BY e.seq DESC LIMIT 1),
-    (SELECT CASE j.status WHEN 'cancelled' THEN 'CANCELLED' ELSE j.error_code END FROM jobs j
-     WHERE j.holds_kind = 'environment' AND j.holds_id = environments.id
-       AND j.status IN ('failed', 'cancelled')
-     ORDER BY j.enqueued_seq DESC LIMIT 1))
-WHERE status = 'failed';
