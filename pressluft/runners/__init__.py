@@ -1,5 +1,7 @@
-"""Adapters to the servers Pressluft manages: node keys and direct SSH queries.
+"""Adapters to the servers Pressluft manages: SSH queries, Ansible runs, Docker
+lab machines, node keys, the node image, HTTP checks of a site.
 
-Only job handlers and node services (pressluft/services/nodes.py) use this
-package; nothing here touches the database.
+Only contexts' job workers (`workers.py`) and direct node probes (`probes.py`)
+use this package, and the CLI's node-image build; nothing here touches the
+database.
 """

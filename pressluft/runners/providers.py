@@ -7,7 +7,7 @@ node's state — is the same for every provider and lives elsewhere. The `ssh`
 provider has no machine to manage (the operator brings the server), so it has
 no `MachineProvider`. `docker` runs lab nodes on a Docker engine. A cloud
 provider (Hetzner first) is one more class here and one more registration
-variant in `services/nodes.py`.
+variant in the nodes context (`contexts/nodes/`).
 
 All methods block; job handlers call them in a thread.
 """

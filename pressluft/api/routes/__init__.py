@@ -1,1 +1,2 @@
-"""Route handlers of the API still to move into their contexts, one module per resource."""
+"""The API face's own routes: the contract documents (each capability's routes are in
+its context)."""

@@ -34,7 +34,7 @@ from pressluft.supervisor import Service
 
 __all__ = ["DeathWatcher", "ManagedContainer", "record_orphans"]
 
-log = get_logger("pressluft.runners")
+log = get_logger("pressluft.nodes")
 
 WATCHER_ACTOR = "system:docker-events"
 

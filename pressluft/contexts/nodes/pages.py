@@ -8,11 +8,9 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 
 from pressluft.contexts.access import Principal
+from pressluft.http.pages import PAGE
 
 __all__ = ["PAGES"]
-
-#: A dashboard page for the access guard (GET, needs a session).
-PAGE = {"page": True}
 
 
 @get("/nodes", include_in_schema=False, media_type="text/html", opt=PAGE)

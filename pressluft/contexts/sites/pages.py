@@ -20,11 +20,9 @@ from pressluft.contexts.operations import JobQuery, list_jobs
 from pressluft.contexts.sites.queries import SiteView
 from pressluft.contexts.sites.service import Sites
 from pressluft.errors import NotFound
+from pressluft.http.pages import PAGE
 
 __all__ = ["PAGES", "SITE_SECTIONS", "SiteSection"]
-
-#: Marks a dashboard page for the access guard (GET, needs a session).
-PAGE = {"page": True}
 
 
 @get("/sites", include_in_schema=False, media_type="text/html", opt=PAGE)

@@ -16,6 +16,10 @@ function setupSitePage() {
   for (const section of sections) {
     refreshers.set(section, coalesce(async () => {
       const res = await fetch(section.dataset.src, { headers: { Accept: "text/html" } });
+      if (res.redirected) {  // the session ended: the login page, not inside a section
+        location.assign("/login?next=" + encodeURIComponent(location.pathname));
+        return;
+      }
       if (!res.ok && res.status !== 404) return;
       section.innerHTML = await res.text();
       section.dispatchEvent(new CustomEvent("section:refreshed", { bubbles: true }));
