@@ -151,9 +151,9 @@ def free_port() -> int:
 def seed(data_dir: Path) -> None:
     """Rows for the list views, written through the service layer before the daemon starts."""
     import uvloop
-    from pressluft.services.sites import CreateSiteRequest, create_site_command
 
     from pressluft.config import resolve
+    from pressluft.contexts.sites.creation import CreateSiteRequest, create_site_command
     from pressluft.events import Meta
     from pressluft.jobs.queue import JobSpec, cancel, enqueue
     from pressluft.runtime import Runtime
@@ -208,12 +208,12 @@ class Servers:
 
 def _page_types() -> dict[str, Any]:
     """The view type each measured path answers with (the handler's return type)."""
-    from pressluft.services.audit import AuditPage
-    from pressluft.services.events import EventPage
-    from pressluft.services.health import HealthReport
-    from pressluft.services.jobs import JobPage
-    from pressluft.services.nodes import NodePage
-    from pressluft.services.sites import SitePage
+    from pressluft.contexts.nodes.views import NodePage
+    from pressluft.contexts.operations.audit import AuditPage
+    from pressluft.contexts.operations.feed import EventPage
+    from pressluft.contexts.operations.health import HealthReport
+    from pressluft.contexts.operations.jobs import JobPage
+    from pressluft.contexts.sites.queries import SitePage
 
     return {
         "health": HealthReport,

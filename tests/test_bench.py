@@ -6,6 +6,7 @@ them with fixed figures and check what the script judges and prints.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import sys
@@ -171,3 +172,20 @@ def test_api_bench_reads_wrk_and_refuses_figures_of_errors(repo_root: Path) -> N
     broken = WRK_REPORT + "  Socket errors: connect 0, read 3, write 0, timeout 0\n"
     with pytest.raises(bench.LoadError, match="socket errors"):
         bench.parse_wrk(broken)
+
+
+def test_every_pressluft_import_of_the_benches_resolves(repo_root: Path) -> None:
+    """The benches import inside functions (their peers load only when measured):
+    a module moved under them must fail here, not in `make bench`."""
+    missing = []
+    for path in sorted((repo_root / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pressluft"):
+                module = importlib.import_module(str(node.module))
+                missing += [
+                    f"{path.name}: {node.module}.{alias.name}"
+                    for alias in node.names
+                    if not hasattr(module, alias.name)
+                    and importlib.util.find_spec(f"{node.module}.{alias.name}") is None
+                ]
+    assert missing == []
