@@ -14,7 +14,8 @@ held, so it can fail the row by one generic rule without naming job types.
 from __future__ import annotations
 
 import sqlite3
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -34,7 +35,7 @@ from pressluft.jobs.events import (
     scope_node_lock,
 )
 
-__all__ = ["JOBS_PROJECTOR", "Held", "released_hold"]
+__all__ = ["JOBS_PROJECTOR", "Held", "on_job_end", "released_hold"]
 
 
 def _enqueued(conn: sqlite3.Connection, e: JobEnqueued, env: Envelope) -> None:
@@ -107,6 +108,26 @@ def released_hold(conn: sqlite3.Connection, job_id: str, aggregate: str) -> Held
         (job_id, aggregate),
     ).fetchone()
     return None if row is None else Held(str(row[0]), str(row[1]), str(row[2]))
+
+
+def on_job_end(
+    release: Callable[[sqlite3.Connection, str, Envelope], None],
+) -> Mapping[type[Any], Callable[[sqlite3.Connection, Any, Envelope], None]]:
+    """The handlers a projector of held rows adds: `release(conn, job_id, envelope)`
+    once a job ended failed or cancelled — failed for good, cancelled, or its worker
+    lost for good — to fail the row it held (`released_hold` says which)."""
+
+    def failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
+        release(conn, e.job_id, env)
+
+    def cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None:
+        release(conn, e.job_id, env)
+
+    def lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) -> None:
+        if e.outcome != "requeued":
+            release(conn, e.job_id, env)
+
+    return {JobFailed: failed, JobCancelled: cancelled, JobLeaseExpired: lease_expired}
 
 
 def _claimed(conn: sqlite3.Connection, e: JobClaimed, env: Envelope) -> None:

@@ -42,8 +42,7 @@ from pressluft.contexts.nodes.events import (
     NodeRegistered,
 )
 from pressluft.events.projection import Envelope, Projector, one_row
-from pressluft.jobs.events import JobCancelled, JobFailed, JobLeaseExpired
-from pressluft.jobs.projector import released_hold
+from pressluft.jobs.projector import on_job_end, released_hold
 
 __all__ = ["NODES_PROJECTOR"]
 
@@ -233,19 +232,6 @@ def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
     )
 
 
-def _job_failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
-    _released(conn, e.job_id, env)
-
-
-def _job_cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None:
-    _released(conn, e.job_id, env)
-
-
-def _job_lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) -> None:
-    if e.outcome != "requeued":
-        _released(conn, e.job_id, env)
-
-
 NODES_PROJECTOR = Projector(
     "nodes",
     ("nodes",),
@@ -263,8 +249,6 @@ NODES_PROJECTOR = Projector(
         NodeContainerDied: _container_died,
         NodeContainerRemoved: _container_removed,
         NodeDecommissioned: _decommissioned,
-        JobFailed: _job_failed,
-        JobCancelled: _job_cancelled,
-        JobLeaseExpired: _job_lease_expired,
+        **on_job_end(_released),
     },
 )

@@ -33,8 +33,7 @@ from pressluft.contexts.sites.events import (
     SiteReset,
 )
 from pressluft.events.projection import Envelope, GuardFailed, Projector, one_row
-from pressluft.jobs.events import JobCancelled, JobFailed, JobLeaseExpired
-from pressluft.jobs.projector import released_hold
+from pressluft.jobs.projector import on_job_end, released_hold
 
 __all__ = ["LEGACY_ADMIN_USER", "SITES_PROJECTOR"]
 
@@ -227,19 +226,6 @@ def _site_reset(conn: sqlite3.Connection, e: SiteReset, env: Envelope) -> None:
     one_row(cursor, f"reset of site {e.site_id}")
 
 
-def _job_failed(conn: sqlite3.Connection, e: JobFailed, env: Envelope) -> None:
-    _released(conn, e.job_id, env)
-
-
-def _job_cancelled(conn: sqlite3.Connection, e: JobCancelled, env: Envelope) -> None:
-    _released(conn, e.job_id, env)
-
-
-def _job_lease_expired(conn: sqlite3.Connection, e: JobLeaseExpired, env: Envelope) -> None:
-    if e.outcome != "requeued":
-        _released(conn, e.job_id, env)
-
-
 SITES_PROJECTOR = Projector(
     "sites",
     ("sites", "environments", "releases"),
@@ -252,8 +238,6 @@ SITES_PROJECTOR = Projector(
         EnvironmentDeleted: _deleted,
         EnvironmentReset: _environment_reset,
         SiteReset: _site_reset,
-        JobFailed: _job_failed,
-        JobCancelled: _job_cancelled,
-        JobLeaseExpired: _job_lease_expired,
+        **on_job_end(_released),
     },
 )
