@@ -77,10 +77,10 @@ traceability: ## Every spec scenario is cited by a test and every citation exist
 locks: ## coordination/locks.md is well-formed and has no stale locks
 	$(BIN)/python scripts/check-locks
 
-# From ansible/, where its .ansible-lint makes ansible/ the project (offline: no galaxy, no
+# From pressluft/ansible/, where its .ansible-lint makes that folder the project (offline: no galaxy, no
 # collections, no version check); PATH so it finds the venv's ansible-playbook.
-ansible-lint: $(STAMP) ## ansible-lint on ansible/ (the provisioning playbook and roles)
-	cd ansible && PATH="$(abspath $(BIN)):$$PATH" ansible-lint --offline
+ansible-lint: $(STAMP) ## ansible-lint on pressluft/ansible/ (the provisioning playbook and roles)
+	cd pressluft/ansible && PATH="$(abspath $(BIN)):$$PATH" ansible-lint --offline
 
 static: lint typecheck contract traceability locks ansible-lint ## All static checks
 

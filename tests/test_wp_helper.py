@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-FILES = Path(__file__).resolve().parents[1] / "ansible" / "roles" / "site_environment" / "files"
+FILES = (
+    Path(__file__).resolve().parents[1]
+    / "pressluft"
+    / "ansible"
+    / "roles"
+    / "site_environment"
+    / "files"
+)
 REPLACE = FILES / "pressluft-replace.php"
 HELPER = FILES / "pressluft-wp.php"
 

@@ -1,9 +1,10 @@
 """The OpenAPI contract: where it lives, and the operations it declares vs. the app's.
 
-`openapi/pressluft.yaml` is the single source of truth for the HTTP API. The
-structural check compares the set of (method, path, operationId, success
-status) of the file with the routes the running app actually has. Dashboard
-pages and static files are not part of the API and are excluded.
+`openapi/pressluft.yaml` (a link to the package's `contract/pressluft.yaml`) is
+the single source of truth for the HTTP API. The structural check compares the
+set of (method, path, operationId, success status) of the file with the routes
+the running app actually has. Dashboard pages and static files are not part of
+the API and are excluded.
 """
 
 from __future__ import annotations
@@ -34,12 +35,9 @@ _METHODS = ("get", "put", "post", "patch", "delete")
 
 
 def contract_path() -> Path:
-    """The contract file: from the source tree, or packaged inside a wheel."""
-    source = Path(__file__).resolve().parents[2] / "openapi" / "pressluft.yaml"
-    if source.is_file():
-        return source
-    packaged = resources.files("pressluft") / "_contract" / "pressluft.yaml"
-    return Path(str(packaged))
+    """The contract file, a resource of the package (`openapi/pressluft.yaml` in a
+    checkout links to it)."""
+    return Path(str(resources.files("pressluft") / "contract" / "pressluft.yaml"))
 
 
 @lru_cache(maxsize=1)

@@ -28,6 +28,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,9 @@ _JOIN_SECONDS = 10.0
 #: The interpreter modules run with on nodes (Debian/Ubuntu's system Python).
 PYTHON = "/usr/bin/python3"
 
-#: The repository's ansible/ directory (playbooks, roles, ansible.cfg).
-ANSIBLE_DIR = Path(__file__).resolve().parents[2] / "ansible"
+#: The package's ansible/ directory (playbooks, roles, ansible.cfg): a resource of
+#: the installed package, never a path beside the source tree.
+ANSIBLE_DIR = Path(str(resources.files("pressluft") / "ansible"))
 
 _TASK_EVENTS = {
     "runner_on_ok": "ok",
