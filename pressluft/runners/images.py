@@ -86,7 +86,8 @@ def build_tarball(inputs: ImageInputs, cache_dir: Path, log: Callable[[str], Non
     }
     try:
         with subprocess.Popen(
-            [str(FILES / "build-rootfs.sh"), str(work)],
+            # Through bash, not its exec bit: an installer may not keep a package file's mode.
+            ["bash", str(FILES / "build-rootfs.sh"), str(work)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -9,6 +9,7 @@ receive the `principal` to show who is logged in.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from litestar.static_files import create_static_files_router
@@ -16,7 +17,9 @@ from litestar.types import ControllerRouterHandler
 
 __all__ = ["STATIC_DIR", "TEMPLATES_DIR", "WEB_ROUTES"]
 
-_HERE = Path(__file__).parent
+#: Resources of the installed package (a directory on disk: Litestar serves and
+#: Jinja reads files), never paths beside a source tree.
+_HERE = Path(str(resources.files("pressluft.web")))
 TEMPLATES_DIR = _HERE / "templates"
 STATIC_DIR = _HERE / "static"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pressluft.contexts.access.events import (
@@ -49,6 +50,6 @@ FEATURE = Feature(
     projectors=(USERS_PROJECTOR, SESSIONS_PROJECTOR, TOKENS_PROJECTOR),
     routes=(*ACCESS_ROUTES, *TOKEN_ROUTES),
     pages=tuple(PAGES),
-    templates=Path(__file__).parent / "templates",
+    templates=Path(str(resources.files("pressluft.contexts.access") / "templates")),
     assemble=_assemble,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pressluft.contexts.nodes.events import (
@@ -90,6 +91,6 @@ FEATURE = Feature(
     failure_codes=CODES,
     routes=tuple(NODE_ROUTES),
     pages=tuple(PAGES),
-    templates=Path(__file__).parent / "templates",
+    templates=Path(str(resources.files("pressluft.contexts.nodes") / "templates")),
     assemble=_assemble,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pressluft.contexts.operations.health import Health
@@ -83,6 +84,6 @@ FEATURE = Feature(
         *METRICS_ROUTES,
     ),
     pages=tuple(PAGES),
-    templates=Path(__file__).parent / "templates",
+    templates=Path(str(resources.files("pressluft.contexts.operations") / "templates")),
     assemble=_assemble,
 )

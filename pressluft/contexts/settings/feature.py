@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pressluft.contexts.settings.events import SettingsChanged
@@ -19,6 +20,6 @@ FEATURE = Feature(
     projectors=(SETTINGS_PROJECTOR,),
     routes=tuple(SETTINGS_ROUTES),
     pages=tuple(PAGES),
-    templates=Path(__file__).parent / "templates",
+    templates=Path(str(resources.files("pressluft.contexts.settings") / "templates")),
     assemble=lambda k: Parts(services={"settings": Settings(k.db, k.writer, k.vault)}),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pressluft.contexts.sites.events import (
@@ -50,6 +51,6 @@ FEATURE = Feature(
     failure_codes=CODES,
     routes=tuple(SITE_ROUTES),
     pages=PAGES,
-    templates=Path(__file__).parent / "templates",
+    templates=Path(str(resources.files("pressluft.contexts.sites") / "templates")),
     assemble=_assemble,
 )
