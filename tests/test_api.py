@@ -407,7 +407,7 @@ async def test_health_reports_every_check(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "disk", "services", "ansible"}
+    assert set(body["checks"]) == {"database", "disk", "services", "ansible", "playbooks"}
 
 
 @pytest.mark.spec("DMN-10")

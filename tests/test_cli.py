@@ -202,6 +202,7 @@ def test_doctor_reports_the_machine_and_data_dir(cli_env: dict[str, str], data_d
         "event log",
         "disk space",
         "ansible-playbook",
+        "playbooks",
         "ssh client",
         "docker engine",
     ):

@@ -1,6 +1,8 @@
 """`pressluft doctor`: is this machine and data dir ready to run Pressluft?
 
-Reports ansible-playbook (found, version), the ssh client, the Docker engine
+Reports ansible-playbook (found, version), the playbooks jobs will run (the
+package's `ansible/`: Pressluft's manifest and every playbook it names, each
+parsing and finding its roles), the ssh client, the Docker engine
 `pressluft dev` would use and its node image (only docker lab nodes need them),
 SQLite's version, the
 database (integrity, schema version, event chain) and free disk space.
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pressluft.contexts.operations.probes import probe_docker
+from pressluft.contexts.operations.probes import ANSIBLE_DIR, probe_docker, probe_playbooks
 from pressluft.db.connection import SQLITE_MIN_VERSION, open_sync
 from pressluft.db.migrate import Sources, current_version, latest_version
 from pressluft.events.chain import verify_chain
@@ -49,6 +51,11 @@ def _ansible() -> DoctorResult:
         return DoctorResult("ansible-playbook", "fail", "not found; install ansible-core")
     version = _first_line([path, "--version"]) or "version unknown"
     return DoctorResult("ansible-playbook", "ok", f"{version} ({path})")
+
+
+def _playbooks(ansible_dir: Path) -> DoctorResult:
+    check = probe_playbooks(ansible_dir)
+    return DoctorResult("playbooks", "ok" if check.ok else "fail", check.detail)
 
 
 def _ssh() -> DoctorResult:
@@ -166,14 +173,19 @@ def _disk(data_dir: Path) -> DoctorResult:
 
 
 def run_checks(
-    data_dir: Path, docker_host: str = "auto", migrations: Sources = ()
+    data_dir: Path,
+    docker_host: str = "auto",
+    migrations: Sources = (),
+    ansible_dir: Path | None = None,
 ) -> list[DoctorResult]:
+    """`ansible_dir`: the playbooks to check; the package's (what jobs run) unless told."""
     return [
         DoctorResult("data dir", "info", str(data_dir)),
         _sqlite(),
         *_database(data_dir, migrations),
         _disk(data_dir),
         _ansible(),
+        _playbooks(ansible_dir or ANSIBLE_DIR),
         _ssh(),
         *_docker(docker_host),
     ]

@@ -5,7 +5,8 @@ Checks (all required): the database takes a real write (one row of
 locked disk fails it as it fails every user's change; the data dir's file
 system is writable and has room; every background service is running and none
 is crash-looping; `ansible-playbook` can be found (every change to a node runs
-through it).
+through it); the package's playbooks are Pressluft's and all there (the manifest
+and the files it names: a few stats; `pressluft doctor` says where it looked).
 
 `Health` is the check the daemon runs (`/api/health`, the overview page): one
 shared write probe, and the uptime since the daemon started.
@@ -23,6 +24,7 @@ import msgspec
 
 from pressluft import __version__
 from pressluft.clock import Clock
+from pressluft.contexts.operations.probes import PlaybooksCheck, probe_playbooks
 from pressluft.db import Database, WriteTx
 from pressluft.errors import PressluftError
 from pressluft.executables import find_ansible_playbook
@@ -143,12 +145,21 @@ def _ansible(find: Callable[[], str | None]) -> Check:
     return Check(status="ok", required=True, detail="ansible-playbook found")
 
 
+def _playbooks(check: PlaybooksCheck) -> Check:
+    # Public answer: the problem, never the path (doctor names it).
+    if check.problem is not None:
+        detail = f"Pressluft's playbooks: {check.problem}; run `pressluft doctor`"
+        return Check(status="fail", required=True, detail=detail)
+    return Check(status="ok", required=True, detail=f"{len(check.playbooks)} playbooks")
+
+
 async def check_health(
     probe: WriteProbe,
     db: Database,
     services: Mapping[str, ServiceState],
     find_ansible: Callable[[], str | None],
     *,
+    playbooks: Callable[[], PlaybooksCheck] = lambda: probe_playbooks(deep=False),
     data_dir: Path,
     now: float,
     version: str,
@@ -160,6 +171,7 @@ async def check_health(
         "disk": _disk(data_dir),
         "services": _services(services, now),
         "ansible": _ansible(find_ansible),
+        "playbooks": _playbooks(playbooks()),
     }
     failed = any(c.required and c.status == "fail" for c in checks.values())
     return HealthReport(

@@ -1,14 +1,23 @@
 """Direct queries of the Docker engine `pressluft dev` would use: is it reachable,
-which version, and is the node image there (for `pressluft doctor`)."""
+which version, and is the node image there (for `pressluft doctor`); and of the
+package's playbooks: are they Pressluft's, all there (doctor and the health check)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from pressluft.runners.ansible import ANSIBLE_DIR
 from pressluft.runners.images import ImageInputs, image_tag
+from pressluft.runners.playbooks import PlaybooksCheck, check_playbooks
 from pressluft.runners.providers import resolve_docker_host
 
-__all__ = ["EngineProbe", "probe_docker"]
+__all__ = ["ANSIBLE_DIR", "EngineProbe", "PlaybooksCheck", "probe_docker", "probe_playbooks"]
+
+
+def probe_playbooks(ansible_dir: Path = ANSIBLE_DIR, *, deep: bool = True) -> PlaybooksCheck:
+    """The playbooks jobs will run (the package's `ansible/` unless told): Pressluft's?"""
+    return check_playbooks(ansible_dir, deep=deep)
 
 
 @dataclass(frozen=True)
