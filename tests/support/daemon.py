@@ -48,8 +48,12 @@ class Daemon:
         env: dict[str, str] | None = None,
         port: int | None = None,
         pass_fds: tuple[int, ...] = (),
+        command: tuple[str, ...] | None = None,
     ) -> None:
         self.workdir = workdir
+        #: How `pressluft` is run: this interpreter's package unless told (an installed
+        #: console script, another interpreter with its own PYTHONPATH).
+        self.command = command or tuple(pressluft_argv())
         self.mode = mode
         self.port = port or free_port()
         self.pass_fds = pass_fds  # descriptors the daemon inherits (as from a careless parent)
@@ -85,9 +89,10 @@ class Daemon:
         email, password = "ops@example.com", "a long enough test password"
         env = {**self.env, "PRESSLUFT_DATA_DIR": str(self.data_dir)}
         result = subprocess.run(
-            pressluft_argv("admin", "create", "--email", email, "--password-stdin"),
+            [*self.command, "admin", "create", "--email", email, "--password-stdin"],
             input=password + "\n",
             env=env,
+            cwd=self.workdir,  # as the daemon: `-m` puts the working dir on sys.path
             capture_output=True,
             text=True,
             timeout=60,
@@ -121,7 +126,7 @@ class Daemon:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            pressluft_argv(self.mode, "--port", str(self.port), *self.args),
+            [*self.command, self.mode, "--port", str(self.port), *self.args],
             cwd=self.workdir,
             env=self.env,
             stdout=log,
