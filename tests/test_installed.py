@@ -119,6 +119,12 @@ def _until_job_ends(daemon: Daemon, job_id: str, within: float) -> dict[str, obj
 def test_the_wheel_carries_every_run_time_file(installed: Installed) -> None:
     for name in PACKAGE_FILES:
         assert (installed.package / name).exists(), name
+    # The build script runs through bash (whatever mode the installer left it with).
+    script = installed.package / "runners" / "image" / "build-rootfs.sh"
+    parsed = subprocess.run(
+        ["bash", "-n", str(script)], capture_output=True, text=True, check=False
+    )
+    assert parsed.returncode == 0, parsed.stderr
     doctor = _run(installed, "doctor", "--data-dir", str(installed.scratch / "doctor"))
     line = next(x for x in doctor.stdout.splitlines() if " playbooks " in x)
     assert line.startswith("OK") and str(installed.package / "ansible") in line, doctor.stdout
