@@ -335,9 +335,22 @@ def _prepare(run: PlaybookRun, work_dir: Path) -> tuple[Path, dict[str, Any], di
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "PRESSLUFT_CORRELATION_ID": run.correlation_id or "",
+        "PYTHONWARNINGS": _python_warnings(),
         **run.environment,
     }
     return base, inventory, env
+
+
+#: ansible-core (2.19) imports cryptography's DSA types, deprecated since cryptography
+#: 48, in one module: every ansible-playbook printed that warning, and it opened every
+#: job's log twice. Ignored for that message from that module only.
+_ANSIBLE_NOISE = "ignore:DSA is deprecated:Warning:ansible._internal._ssh._ssh_agent"
+
+
+def _python_warnings() -> str:
+    """The playbook processes' warning filters: ours, then the operator's (later wins)."""
+    own = os.environ.get("PYTHONWARNINGS", "")
+    return f"{_ANSIBLE_NOISE},{own}" if own else _ANSIBLE_NOISE
 
 
 async def run_playbook(
