@@ -15,7 +15,8 @@ from this checkout. The container has no network, so:
 
 Then it checks what an operator would: the service is active as its own user,
 `/api/health` answers 200, the admin logs in, and a job runs a subprocess under the
-unit's sandbox; installing again changes nothing (same process); a stop is the
+unit's sandbox (and ansible-playbook running ssh, under the unit's settings
+through `systemd-run`); installing again changes nothing (same process); a stop is the
 daemon's clean exit; uninstalling keeps the data. The image (debootstrap, ~2 min
 cold) and the wheelhouse are cached under ~/.cache/pressluft.
 """
@@ -82,6 +83,38 @@ print(json.dumps(result))
 """
 
 
+#: A playbook like a job's: a command (ssh, as jobs reach nodes) and a file in the data dir.
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.command: ssh -V
+      register: ssh
+      changed_when: false
+    - ansible.builtin.copy:
+        content: "{{ ssh.stderr }}"
+        dest: /var/lib/pressluft/sandbox-check
+        mode: "0600"
+    - ansible.builtin.debug:
+        msg: "{{ ssh.stderr }}"
+"""
+
+#: Unit settings that belong to the service's lifecycle, not to its sandbox.
+LIFECYCLE = {"Type", "ExecStart", "Restart", "RestartSec", "RestartPreventExitStatus",
+             "TimeoutStartSec", "TimeoutStopSec", "KillMode", "KillSignal"}  # fmt: skip
+
+
+def _sandbox_properties(unit: str) -> list[str]:
+    """`-p KEY=VALUE` for every [Service] setting of the unit but its lifecycle."""
+    section = unit.split("[Service]\n", 1)[1].split("\n[", 1)[0]
+    properties = []
+    for line in section.splitlines():
+        key, sep, _ = line.partition("=")
+        if sep and not line.startswith("#") and key not in LIFECYCLE:
+            properties += ["-p", line]
+    return properties
+
+
 class Server:
     """One container of the test image, systemd as PID 1, reached by `docker exec`."""
 
@@ -104,6 +137,18 @@ class Server:
         result = self.run(*argv)
         assert result.returncode == 0, f"{argv}: {result.stdout}{result.stderr}"
         return result.stdout.strip()
+
+    def wait_booted(self) -> None:
+        """Until systemd finished starting up (its bus appears a moment after PID 1)."""
+        deadline = time.monotonic() + 180
+        while True:
+            booted = self.run("systemctl", "is-system-running", "--wait", timeout=180)
+            if booted.stdout.strip() in ("running", "degraded"):
+                return
+            failed = self.run("systemctl", "--failed", "--no-pager").stdout
+            assert "Failed to connect to bus" in booted.stderr, booted.stdout + failed
+            assert time.monotonic() < deadline, booted.stderr
+            time.sleep(0.2)
 
     def show(self, *properties: str) -> dict[str, str]:
         out = self.value("systemctl", "show", "pressluft.service", "-p", ",".join(properties))
@@ -154,10 +199,7 @@ def server(tmp_path: Path, repo_root: Path) -> Iterator[tuple[Server, str]]:
         finally:
             client.close()
         host = Server(dockerd, "pressluft-server")
-        booted = host.run("systemctl", "is-system-running", "--wait", timeout=180)
-        assert booted.stdout.strip() in ("running", "degraded"), (
-            booted.stdout + host.run("systemctl", "--failed", "--no-pager").stdout
-        )
+        host.wait_booted()
         timings["boot"] = time.monotonic() - mark - timings["image"]
         yield host, steps
     finally:
@@ -202,6 +244,19 @@ def test_the_readme_install_steps_give_a_running_service(server: tuple[Server, s
     assert result == {
         "health": 200, "login": 200, "enqueue": 202, "job": "succeeded", "job_error": None,
     }, (result, host.journal())  # fmt: skip
+
+    # What jobs run, under the same sandbox: ansible-playbook (forks, its temp dirs) and ssh.
+    assert host.run("sh", "-c", "cat > /opt/sandbox-check.yml", stdin=PLAYBOOK).returncode == 0
+    sandboxed = host.run(
+        "systemd-run", "--wait", "--pipe", "--quiet", "--unit", "pressluft-sandbox-check",
+        *_sandbox_properties(host.value("cat", "/etc/systemd/system/pressluft.service")),
+        "/opt/pressluft/bin/ansible-playbook", "-i", "localhost,", "-c", "local",
+        "/opt/sandbox-check.yml", timeout=300,
+    )  # fmt: skip
+    assert sandboxed.returncode == 0, sandboxed.stdout[-3000:] + sandboxed.stderr[-3000:]
+    assert "ok=3 " in sandboxed.stdout and "failed=0" in sandboxed.stdout, sandboxed.stdout
+    assert "OpenSSH_" in sandboxed.stdout
+    assert host.value("stat", "-c", "%U", "/var/lib/pressluft/sandbox-check") == "pressluft"
 
     # SVC-7: installing again changes nothing, not even the running process.
     again = host.run("/opt/pressluft/bin/pressluft", "service", "install", "--now")
