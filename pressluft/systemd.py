@@ -433,8 +433,8 @@ def install(inputs: UnitInputs, unit_dir: Path = DEFAULT_UNIT_DIR, now: bool = F
             report.add(f"systemctl try-restart {UNIT_NAME} (the unit changed)", changed=True)
     elif unit_changed:
         report.add(
-            f"not started: systemctl daemon-reload && systemctl enable --now {UNIT_NAME} "
-            "(or install again with --now)"
+            "not applied yet: install again with --now (or systemctl daemon-reload, then "
+            f"systemctl enable --now {UNIT_NAME}, or restart it when it runs)"
         )
     return report
 

@@ -264,6 +264,18 @@ def test_the_readme_install_steps_give_a_running_service(server: tuple[Server, s
     assert "changed nothing" in again.stdout, again.stdout
     assert host.show("MainPID", "NRestarts") == {"MainPID": shown["MainPID"], "NRestarts": "0"}
 
+    # A setting the unit follows (the stop timeout): the unit is updated and the service
+    # restarted with it; the environment file stays the operator's.
+    assert host.run("sh", "-c", "echo PRESSLUFT_SHUTDOWN_TIMEOUT_SECONDS=20 >> "
+                    "/etc/pressluft/pressluft.env").returncode == 0  # fmt: skip
+    updated = host.run("/opt/pressluft/bin/pressluft", "service", "install", "--now")
+    assert updated.returncode == 0, updated.stderr
+    assert "unit /etc/systemd/system/pressluft.service: updated" in updated.stdout
+    assert "try-restart" in updated.stdout, updated.stdout
+    restarted = host.show("MainPID", "TimeoutStopUSec", "ActiveState")
+    assert restarted["MainPID"] != shown["MainPID"], restarted
+    assert restarted["TimeoutStopUSec"] == "1min 10s" and restarted["ActiveState"] == "active"
+
     # A stop is SIGTERM to the daemon, which drains and exits 0 within TimeoutStopSec.
     stopped = host.run("systemctl", "stop", "pressluft")
     assert stopped.returncode == 0, stopped.stderr

@@ -142,8 +142,8 @@ def wheelhouse(checkout: Path) -> Path:
     digest = hashlib.sha256((checkout / "pyproject.toml").read_bytes()).hexdigest()[:16]
     where = CACHE / "wheelhouse" / f"py{sys.version_info[0]}{sys.version_info[1]}-{digest}"
     if not (where / ".complete").exists():
-        partial = Path(tempfile.mkdtemp(prefix="partial-", dir=where.parent.mkdir(
-            parents=True, exist_ok=True) or where.parent))  # fmt: skip
+        where.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix="partial-", dir=where.parent))
         _pip("wheel", "--quiet", "--wheel-dir", str(partial), str(checkout))
         for own in partial.glob("pressluft-*.whl"):
             own.unlink()  # built fresh each run
