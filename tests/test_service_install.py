@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import tarfile
 import time
@@ -43,7 +44,7 @@ from tests.support.service_image import (
     wheelhouse,
 )
 
-DOCKER = "/usr/local/bin/docker"
+DOCKER = shutil.which("docker") or "docker"  # the CLI of docker.io (make system-deps)
 PASSWORD = "a long enough first password"
 EMAIL = "you@example.com"
 
