@@ -1,5 +1,5 @@
 """The README's "Install on a Debian server" steps, followed literally, give a running
-service (specs/service.md, SVC-6 and SVC-7).
+service (specs/service.md, SVC-6 to SVC-8).
 
 The steps are the ```sh block after README's `<!-- install-steps -->` marker, run as
 they are (`bash -e`) as root in a fresh Debian 12 container with systemd as PID 1 on
@@ -16,7 +16,8 @@ from this checkout. The container has no network, so:
 Then it checks what an operator would: the service is active as its own user,
 `/api/health` answers 200, the admin logs in, and a job runs a subprocess under the
 unit's sandbox (and ansible-playbook running ssh, under the unit's settings
-through `systemd-run`); installing again changes nothing (same process); a stop is the
+through `systemd-run`), the Docker opt-in reaches a socket of the `docker` group
+and the default unit does not; installing again changes nothing (same process); a stop is the
 daemon's clean exit; uninstalling keeps the data. The image (debootstrap, ~2 min
 cold) and the wheelhouse are cached under ~/.cache/pressluft.
 """
@@ -98,6 +99,36 @@ PLAYBOOK = """
         mode: "0600"
     - ansible.builtin.debug:
         msg: "{{ ssh.stderr }}"
+"""
+
+#: A stand-in Docker engine: /run/docker.sock, root:docker 0660, answering every request
+#: with 200 OK (what the docker SDK's ping wants); READY=1 once it listens.
+FAKE_ENGINE = r"""
+import grp, os, socket
+path = "/run/docker.sock"
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+os.chown(path, 0, grp.getgrnam("docker").gr_gid)
+os.chmod(path, 0o660)
+server.listen(8)
+notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+notify.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+while True:
+    connection, _ = server.accept()
+    connection.recv(65536)
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+    connection.close()
+"""
+
+#: The service's way to its engine: the docker SDK at PRESSLUFT_DOCKER_HOST.
+PING = r"""
+import os, docker
+try:
+    client = docker.DockerClient(base_url=os.environ.get("PRESSLUFT_DOCKER_HOST",
+                                 "unix:///var/run/docker.sock"), version="1.41", timeout=10)
+    print(client.ping())
+except Exception as exc:  # requests' ConnectionError around the socket's error
+    print("PermissionError" if "Permission denied" in repr(exc) else repr(exc))
 """
 
 #: Unit settings that belong to the service's lifecycle, not to its sandbox.
@@ -209,7 +240,7 @@ def server(tmp_path: Path, repo_root: Path) -> Iterator[tuple[Server, str]]:
         print("\nservice install test timings (s):", {k: round(v, 1) for k, v in timings.items()})
 
 
-@pytest.mark.spec("SVC-6", "SVC-7")
+@pytest.mark.spec("SVC-6", "SVC-7", "SVC-8")
 @pytest.mark.daemon
 def test_the_readme_install_steps_give_a_running_service(server: tuple[Server, str]) -> None:
     host, steps = server
@@ -258,6 +289,23 @@ def test_the_readme_install_steps_give_a_running_service(server: tuple[Server, s
     assert "ok=3 " in sandboxed.stdout and "failed=0" in sandboxed.stdout, sandboxed.stdout
     assert "OpenSSH_" in sandboxed.stdout
     assert host.value("stat", "-c", "%U", "/var/lib/pressluft/sandbox-check") == "pressluft"
+
+    # SVC-8: the Docker opt-in reaches the engine's socket through its group (a stand-in
+    # engine here: no Docker in the container); without it the sandboxed user cannot.
+    assert host.run("groupadd", "--system", "docker").returncode == 0
+    engine = host.run(
+        "systemd-run", "--unit", "fake-docker", "--property", "Type=notify",
+        "python3", "-c", FAKE_ENGINE,
+    )  # fmt: skip
+    assert engine.returncode == 0, engine.stderr
+    for opt_in, expected in (((), "PermissionError"), (("--docker-group", "docker"), "True")):
+        printed = host.value("/opt/pressluft/bin/pressluft", "service", "install", "--print",
+                             *opt_in)  # fmt: skip
+        pinged = host.run(
+            "systemd-run", "--wait", "--pipe", "--quiet", *_sandbox_properties(printed),
+            "/opt/pressluft/bin/python", "-c", PING, timeout=120,
+        )  # fmt: skip
+        assert pinged.stdout.strip() == expected, (opt_in, pinged.stdout, pinged.stderr)
 
     # SVC-7: installing again changes nothing, not even the running process.
     again = host.run("/opt/pressluft/bin/pressluft", "service", "install", "--now")
