@@ -8,6 +8,7 @@
     pressluft openapi check      compare the contract with the app's routes
     pressluft doctor             check this machine and data dir
     pressluft admin create|reset-password   operator accounts
+    pressluft service install|uninstall     the systemd service of `pressluft serve`
 
 Exit codes: 0 success; 1 a check or verification found a problem; 2 bad usage or
 configuration; 3 the command could not run (data dir locked, no database, …).
@@ -78,8 +79,11 @@ def _tool_data_dir(data_dir: str | None) -> Path:
     if os.environ.get("PRESSLUFT_DATA_DIR"):
         return Path(os.environ["PRESSLUFT_DATA_DIR"]).expanduser().resolve()
     local = Path(".pressluft")
-    if local.is_dir():
-        return local.resolve()
+    try:
+        if local.is_dir():
+            return local.resolve()
+    except PermissionError:  # e.g. `runuser -u pressluft` in root's home
+        pass
     return Path("/var/lib/pressluft")
 
 
@@ -564,3 +568,123 @@ def doctor(data_dir: str | None, docker_host: str) -> None:
         )
     if any(r.status == "fail" for r in results):
         sys.exit(EXIT_PROBLEM)
+
+
+@main.group()
+def service() -> None:
+    """The systemd service running `pressluft serve` (Debian and other systemd hosts)."""
+
+
+@service.command("install")
+@click.option(
+    "--user", default="pressluft", show_default=True,
+    help="The system user the daemon runs as (created when missing: no login shell, "
+    "home = the data dir).",
+)  # fmt: skip
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="/var/lib/pressluft",
+    show_default=True,
+    help="The daemon's data dir (a StateDirectory= under /var/lib, else ReadWritePaths=).",
+)
+@click.option(
+    "--unit-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="/etc/systemd/system",
+    show_default=True,
+    help="Where pressluft.service is written.",
+)
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="/etc/pressluft/pressluft.env",
+    show_default=True,
+    help="The unit's EnvironmentFile= (PRESSLUFT_* settings); a commented example is "
+    "written when it is missing, an existing one is never touched.",
+)
+@click.option(
+    "--docker-group",
+    default=None,
+    metavar="GROUP",
+    help="Opt-in for lab nodes: the group of the Docker socket (e.g. docker), added to the "
+    "service's groups, and PRESSLUFT_DOCKER_HOST set to /var/run/docker.sock. That group "
+    "is root-equivalent on this machine.",
+)
+@click.option(
+    "--print", "--dry-run", "print_only", is_flag=True,
+    help="Print the unit and change nothing (needs no root).",
+)  # fmt: skip
+@click.option(
+    "--now", is_flag=True, help="Then systemctl daemon-reload and enable --now the service."
+)
+def service_install(
+    user: str,
+    data_dir: Path,
+    unit_dir: Path,
+    env_file: Path,
+    docker_group: str | None,
+    print_only: bool,
+    now: bool,
+) -> None:
+    """Write the systemd unit of `pressluft serve` (and its user, data dir, environment
+    file). Running it again changes nothing; it reports what it wrote."""
+    from pressluft import systemd
+
+    data_dir = Path(os.path.abspath(data_dir))
+    env_file = Path(os.path.abspath(env_file))
+    try:
+        if not print_only:
+            systemd.require_root("install")
+        try:
+            shutdown_timeout = systemd.read_shutdown_timeout(env_file)
+        except PermissionError:  # printing as another user: /etc/pressluft is root's
+            shutdown_timeout = systemd.DEFAULT_SHUTDOWN_TIMEOUT
+            click.echo(
+                f"note: cannot read {env_file}; TimeoutStopSec assumes the default "
+                f"shutdown_timeout_seconds ({shutdown_timeout})",
+                err=True,
+            )
+        inputs = systemd.UnitInputs(
+            executable=systemd.find_executable(),
+            user=user,
+            data_dir=data_dir,
+            env_file=env_file,
+            shutdown_timeout_seconds=shutdown_timeout,
+            docker_group=docker_group,
+        )
+        if print_only:
+            click.echo(systemd.render_unit(inputs), nl=False)
+            return
+        report = systemd.install(inputs, unit_dir=Path(os.path.abspath(unit_dir)), now=now)
+    except systemd.InstallError as exc:
+        _fail(exc.message, exc.code)
+    for line in report.lines:
+        click.echo(line)
+    click.echo("changed nothing" if not report.changed else "done")
+    click.echo(
+        f"First admin: runuser -u {user} -- {inputs.executable} admin create "
+        f"--email you@example.com"
+        + ("" if data_dir == systemd.DEFAULT_DATA_DIR else f" --data-dir {data_dir}")
+    )
+
+
+@service.command("uninstall")
+@click.option(
+    "--unit-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="/etc/systemd/system",
+    show_default=True,
+    help="Where pressluft.service was written.",
+)
+def service_uninstall(unit_dir: Path) -> None:
+    """Stop and disable the service and remove its unit; keeps the data dir, the
+    environment file and the user."""
+    from pressluft import systemd
+
+    try:
+        report = systemd.uninstall(Path(os.path.abspath(unit_dir)))
+    except systemd.InstallError as exc:
+        _fail(exc.message, exc.code)
+    for line in report.lines:
+        click.echo(line)

@@ -10,7 +10,8 @@ and uvicorn's own plain 500 for an exception that escapes the app (Litestar's
 handler catches every exception of a request; the request-context middleware
 around it raises none of its own). SIGINT/SIGTERM stop accepting, let
 in-flight requests finish (event streams end at once), stop the services and
-close the database; the process then exits 0.
+close the database; the process then exits 0. Under systemd (`NOTIFY_SOCKET`)
+it reports `READY=1` once it serves and `STOPPING=1` on the stop signal.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pressluft.clock import Clock
 from pressluft.config import Config
 from pressluft.logs import get_logger
 from pressluft.runtime import Runtime
+from pressluft.systemd import notify
 
 __all__ = ["ServeError", "bind", "is_loopback", "serve"]
 
@@ -125,6 +127,7 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        notify("STOPPING=1")
         self._on_stop()
         super().handle_exit(sig, frame)
 
@@ -225,6 +228,7 @@ async def serve(
             await server.ready.wait()
             announce(_banner(runtime, url))
             log.info("serving", extra={"url": url, "mode": config.mode})
+            notify("READY=1")  # under systemd (Type=notify): started
 
         announcer = asyncio.create_task(announce_when_ready())
         try:

@@ -28,6 +28,9 @@ COMMANDS = [
     ("openapi",),
     ("openapi", "check"),
     ("doctor",),
+    ("service",),
+    ("service", "install"),
+    ("service", "uninstall"),
 ]
 
 

@@ -5,7 +5,7 @@
     contexts      contexts/<name>/ — one capability each
     kit           http/ (what a context's routes use), feature (the Feature record)
     mechanisms    events/, jobs/, db/, runners/ (adapters to real servers)
-    leaves        clock, ids, errors, config, logs, vault, metrics, ...
+    leaves        clock, ids, errors, config, logs, vault, metrics, systemd, ...
 
 Imports go down only; nothing but the composition imports the composition;
 the adapters are reached only from a context's job workers and direct node
@@ -42,7 +42,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "web": {"runners"} | COMPOSITION,
 }
 LEAVES = {"clock", "ids", "errors", "config", "logs", "vault", "metrics", "datadir", "affinity",
-          "executables", "acting", "names", "supervisor"}  # fmt: skip
+          "executables", "acting", "names", "supervisor", "systemd"}  # fmt: skip
 for leaf in LEAVES:
     FORBIDDEN[leaf] = {"runners", "http", "feature", "contexts"} | FACES | COMPOSITION
 
