@@ -131,6 +131,9 @@ async def check_node(ctx: WorkerPort) -> bool:
         node_id=node_id, reachable=True, ready=found.ready, reason_codes=found.reason_codes
     )
     await ctx.command(record_check(node_id, [checked], pin))
+    ctx.log(f"operating system: {found.os}")
+    if found.os_problem is not None:
+        ctx.log(f"os_unsupported: {found.os_problem}", "stderr")
     if found.ready:
         ctx.log("ready")
     else:
