@@ -270,10 +270,12 @@ class NodeCreate(_MachineWorker):
         if node.container_id is None:
             limits = node.resources
             assert limits is not None
-            resources = Resources(int(limits.memory_mb), float(limits.cpus), int(limits.pids))
+            resources = Resources(
+                int(limits.memory_mb), float(limits.cpus), int(limits.pids), limits.init
+            )
             ctx.log(
                 f"creating the container from {machines.image}: {resources.memory_mb} MB,"
-                f" {resources.cpus:g} CPUs, {resources.pids} pids"
+                f" {resources.cpus:g} CPUs, {resources.pids} pids, init {resources.init}"
             )
             # A previous attempt may have created it before failing: start over.
             await machine_call(machines.destroy, node_id)
