@@ -390,6 +390,7 @@ async def test_refusals_record_nothing(client: httpx.AsyncClient, runtime: Runti
         ({"provider": "docker", "name": "lab", "memory_mb": "512"}, "memory_mb"),
         ({"provider": "docker", "name": "lab", "cpus": "2"}, "cpus"),
         ({"provider": "docker", "name": "lab", "pids": "128"}, "pids"),
+        ({"provider": "docker", "name": "lab", "init": "upstart"}, "init"),
     ):
         reply = await client.post("/api/nodes", json=body)
         assert reply.status_code == 400, reply.text
