@@ -31,7 +31,13 @@ from pressluft import __version__
 from pressluft.clock import SystemClock, format_ts
 from pressluft.config import SETTINGS, Config, ConfigError, Mode, resolve, settings_markdown
 from pressluft.logs import setup_logging
-from pressluft.runners.images import ImageInputs, build_tarball, image_tag, import_tarball
+from pressluft.runners.images import (
+    RELEASES,
+    ImageInputs,
+    build_tarball,
+    image_tag,
+    import_tarball,
+)
 
 __all__ = ["main"]
 
@@ -513,18 +519,30 @@ def node_image() -> None:
     show_default="$DOCKER_HOST or the default socket",
     help="The engine to import the image into.",
 )
+@click.option(
+    "--release",
+    type=click.Choice(RELEASES),
+    default=ImageInputs.suite,
+    show_default=True,
+    help="The Debian release of the image (12 bookworm, 13 trixie).",
+)
 @click.option("--mirror", default=ImageInputs.mirror, show_default=True)
 @click.option("--security-mirror", default=ImageInputs.security_mirror, show_default=True)
 @click.option("--epoch", default=ImageInputs.epoch, show_default=True, help="Bump to rebuild.")
 def node_image_build(
-    cache_dir: Path, docker_host: str, mirror: str, security_mirror: str, epoch: str
+    cache_dir: Path,
+    docker_host: str,
+    release: str,
+    mirror: str,
+    security_mirror: str,
+    epoch: str,
 ) -> None:
     """Build the node image offline (debootstrap, the whole stack baked in) and import it.
 
     The image is tagged by a hash of its inputs and built only when they change;
     prints the tag.
     """
-    inputs = ImageInputs(mirror=mirror, security_mirror=security_mirror, epoch=epoch)
+    inputs = ImageInputs(suite=release, mirror=mirror, security_mirror=security_mirror, epoch=epoch)
     tag = image_tag(inputs)
     try:
         tarball = build_tarball(inputs, cache_dir, lambda line: click.echo(line, err=True))

@@ -72,7 +72,7 @@ async def test_a_missing_node_image_fails_once_and_leaves_no_container(
     assert lab.managed() == []
     node = (await client.get(f"/api/nodes/{accepted['node_id']}")).json()
     assert node["provider"] == "docker" and node["status"] == "pending"
-    assert node["resources"] == {"memory_mb": 512, "cpus": 1.0, "pids": 1024}
+    assert node["resources"] == {"memory_mb": 512, "cpus": 1.0, "pids": 1024, "init": "plain"}
     assert node["container"] is None and node["ports"] is None
     # Starting a node whose container was never created: nothing to start.
     started = await client.post(f"/api/nodes/{accepted['node_id']}/start")

@@ -86,7 +86,7 @@ async def test_a_lab_node_from_the_image_lives_through_the_api(
         assert view.status == "succeeded", log[-3000:]
         node = (await client.get(node_url)).json()
         assert node["readiness"]["is_ready"] is True and node["host_key_fingerprint"]
-        assert node["resources"] == {"memory_mb": 1024, "cpus": 1.0, "pids": 1024}
+        assert node["resources"] == {"memory_mb": 1024, "cpus": 1.0, "pids": 1024, "init": "plain"}
         assert node["container"]["state"] == "running"
         ports = lab.published(node_id)
         assert node["ports"] == {"ssh": ports.ssh, "http": ports.http, "https": ports.https}

@@ -32,6 +32,7 @@ import docker
 from docker.errors import NotFound
 
 __all__ = [
+    "INITS",
     "LABEL_MANAGED",
     "LABEL_NODE",
     "ContainerState",
@@ -55,6 +56,13 @@ class Limits:
     memory_mb: int
     cpus: float
     pids: int
+
+
+#: How a lab node's container boots: `plain` runs the image's command (`node-init`:
+#: the init scripts, no systemd) under the engine's `--init`; `systemd` runs systemd
+#: as PID 1, like a real server (units, journald, `systemctl`).
+INITS = ("plain", "systemd")
+SYSTEMD = "/lib/systemd/systemd"
 
 
 @dataclass(frozen=True)
@@ -216,8 +224,16 @@ class DockerLab:
         limits: Limits,
         *,
         command: list[str] | None = None,
+        init: str = "plain",
     ) -> str:
-        """Create and start a node's container; returns its id."""
+        """Create and start a node's container; returns its id. `init` is how it boots
+        (`INITS`): `systemd` needs more of the kernel than a plain container — every
+        capability but CAP_SYS_RESOURCE, no seccomp filter, its own /run and /run/lock
+        tmpfs and the cgroup hierarchy writable (systemd manages its units' cgroups) —
+        and is stopped with SIGRTMIN+3 (systemd's orderly shutdown)."""
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}: one of {', '.join(INITS)}")
+        systemd = init == "systemd"
         info = self.check_limits(limits)
         self._ensure_network()
         api = self.client.api
@@ -237,12 +253,26 @@ class DockerLab:
                 443: ("127.0.0.1", https_port),
             },
             network_mode=self.network,
-            init=True,
+            # systemd is PID 1 itself; node-init runs under the engine's init (tini).
+            init=not systemd,
             restart_policy={"Name": "no"},
+            **(
+                {
+                    # --privileged fails where CAP_SYS_RESOURCE is not ours to grant.
+                    "cap_add": ["ALL"],
+                    "cap_drop": ["SYS_RESOURCE"],
+                    "security_opt": ["seccomp=unconfined"],
+                    "tmpfs": {"/run": "", "/run/lock": ""},
+                    "binds": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+                }
+                if systemd
+                else {}
+            ),
         )
         created = api.create_container(
             image,
-            command=command,
+            command=[SYSTEMD] if systemd and command is None else command,
+            stop_signal="SIGRTMIN+3" if systemd else None,
             name=f"pressluft-{node_id}",  # unique: a node's name may be reused later
             hostname=name,
             labels={LABEL_MANAGED: "true", LABEL_NODE: node_id},

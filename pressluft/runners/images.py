@@ -23,11 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FILES", "ImageInputs", "build_tarball", "image_tag", "import_tarball"]
+__all__ = ["FILES", "RELEASES", "ImageInputs", "build_tarball", "image_tag", "import_tarball"]
 
 #: The build script, the package list and the node's init script.
 FILES = Path(__file__).parent / "image"
 _FORMAT = "1"
+#: The Debian releases a node image is built from (and Pressluft supports on nodes).
+RELEASES = ("bookworm", "trixie")
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ class Resources:
     memory_mb: int
     cpus: float
     pids: int
+    #: How the machine boots (a lab node's container: `plain` node-init, or `systemd`).
+    init: str = "plain"
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class DockerProvider:
                 f" build it with `pressluft node-image build --docker-host {self.base_url}`"
             )
         limits = Limits(memory_mb=resources.memory_mb, cpus=resources.cpus, pids=resources.pids)
-        container_id = self.lab.create(node_id, name, self.image, limits)
+        container_id = self.lab.create(node_id, name, self.image, limits, init=resources.init)
         try:
             self.lab.authorize(node_id, public_key)
             return self._endpoint(node_id, container_id)

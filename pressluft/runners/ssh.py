@@ -17,6 +17,8 @@ from pressluft.runners.sshlib import asyncssh
 
 __all__ = [
     "DEFAULT_DEADLINE_SECONDS",
+    "SERVICES",
+    "SUPPORTED_OS",
     "AuthFailed",
     "Facts",
     "HostKeyMismatch",
@@ -26,8 +28,10 @@ __all__ = [
     "Unreachable",
     "facts",
     "offered_fingerprint",
+    "parse_os_release",
     "probe",
     "run_as",
+    "unsupported_os",
     "wait_for_banner",
 ]
 
@@ -44,12 +48,48 @@ _PREFERRED_HOST_KEY_ALGS = [
 ]
 
 # One round trip: who we are, whether we may become root, whether Ansible can run
-# (Pressluft runs modules with the system's /usr/bin/python3, never a user's).
+# (Pressluft runs modules with the system's /usr/bin/python3, never a user's), and
+# which operating system it is (os-release, after a marker line).
+_OS_RELEASE_MARK = "--- os-release ---"
 _READINESS = (
     "id -u; "
     'if [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then echo sudo=yes; else echo sudo=no; fi; '
-    "if [ -x /usr/bin/python3 ]; then echo python=yes; else echo python=no; fi"
+    "if [ -x /usr/bin/python3 ]; then echo python=yes; else echo python=no; fi; "
+    f"echo '{_OS_RELEASE_MARK}'; "
+    "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null"
 )
+
+#: The operating systems Pressluft provisions: os-release `ID` → supported `VERSION_ID`s
+#: (Debian 12 bookworm, Debian 13 trixie; the playbooks know no other).
+SUPPORTED_OS = {"debian": ("12", "13")}
+SUPPORTED_OS_TEXT = "Debian 12 (bookworm) or Debian 13 (trixie)"
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """The fields of an os-release file (`KEY=value`, the value shell-quoted or bare)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or not key or key.startswith("#"):
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            words = [value.strip("\"'")]
+        fields[key] = " ".join(words)
+    return fields
+
+
+def unsupported_os(fields: dict[str, str]) -> str | None:
+    """Why a node with these os-release fields is not supported; None when it is."""
+    os_id = fields.get("ID", "")
+    version = fields.get("VERSION_ID", "")
+    if version in SUPPORTED_OS.get(os_id, ()):
+        return None
+    name = fields.get("PRETTY_NAME") or " ".join(p for p in (os_id, version) if p) or "unknown"
+    if not fields:
+        name = "unknown (no /etc/os-release)"
+    return f"the node runs {name}; Pressluft supports {SUPPORTED_OS_TEXT}"
 
 
 class SSHQueryError(Exception):
@@ -93,6 +133,10 @@ class Probe:
     host_key: str
     fingerprint: str
     reason_codes: list[str]
+    #: The node's operating system (os-release PRETTY_NAME, or what is known of it).
+    os: str = "unknown"
+    #: Why its operating system is not supported (reason `os_unsupported`); None when it is.
+    os_problem: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -200,21 +244,30 @@ async def _query(
 async def probe(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -> Probe:
     """Connect, verify (or learn) the host key, and check readiness."""
     server_key, stdout = await _query(node, _READINESS, None, deadline)
-    lines = stdout.split()
+    head, _, release = stdout.partition(_OS_RELEASE_MARK)
+    lines = head.split()
     reasons = []
     if "sudo=yes" not in lines:
         reasons.append("sudo_unavailable")
     if "python=yes" not in lines:
         reasons.append("runtime_missing")
+    fields = parse_os_release(release)
+    problem = unsupported_os(fields)
+    if problem is not None:
+        reasons.append("os_unsupported")
     return Probe(
         host_key=server_key.export_public_key("openssh").decode().strip(),
         fingerprint=server_key.get_fingerprint("sha256"),
         reason_codes=reasons,
+        os=fields.get("PRETTY_NAME") or "unknown",
+        os_problem=problem,
     )
 
 
-#: The stack's services, as their init scripts / units are named on Debian.
-SERVICES = ("nginx", "php8.2-fpm", "mariadb", "redis-server", "fail2ban", "ssh")
+#: The stack's services, as their init scripts / units are named on Debian; `php-fpm`
+#: stands for the node's own, named by its PHP version (`php8.2-fpm` on Debian 12,
+#: `php8.4-fpm` on 13): the newest /etc/php/<version>/fpm.
+SERVICES = ("nginx", "php-fpm", "mariadb", "redis-server", "fail2ban", "ssh")
 
 # Read from stdin by `sh -s` (no quoting through the SSH command line). Prints
 # key=value lines; service states come from systemd where it runs, else from the
@@ -229,7 +282,9 @@ awk '/^MemTotal:/ {print "memory_kb=" $2}
      /^MemAvailable:/ {print "memory_available_kb=" $2}' /proc/meminfo
 df -Pk / | awk 'NR == 2 {print "disk_kb=" $2; print "disk_available_kb=" $4}'
 echo "uptime=$(cut -d. -f1 /proc/uptime)"
+php=$(ls -d /etc/php/*/fpm 2>/dev/null | cut -d/ -f4 | sort -V | tail -n 1)
 for s in SERVICES; do
+  [ "$s" = php-fpm ] && [ -n "$php" ] && s="php$php-fpm"
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     state=$(systemctl is-active "$s" 2>/dev/null)
     [ "$state" = inactive ] && ! systemctl cat "$s" >/dev/null 2>&1 && state=absent
@@ -276,7 +331,11 @@ async def facts(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -
         key, sep, value = line.partition("=")
         if sep:
             values[key.strip()] = value.strip()
-    services = {name: values.get(f"service.{name}", "unknown") for name in SERVICES}
+    services = {
+        key.removeprefix("service."): value
+        for key, value in values.items()
+        if key.startswith("service.")
+    }
     return Facts(
         os=values.get("os", "unknown"),
         kernel=values.get("kernel", "unknown"),

@@ -114,18 +114,21 @@ class PrivateDockerd:
         os.environ.pop("PRESSLUFT_TEST_DOCKER", None)
 
 
-def build_node_image(dockerd: PrivateDockerd) -> subprocess.CompletedProcess[str]:
-    """`pressluft node-image build` into `dockerd` (the tag on stdout; a cold build
-    takes a minute or two, later ones find the cached tarball and image)."""
+def build_node_image(
+    dockerd: PrivateDockerd, release: str = "bookworm"
+) -> subprocess.CompletedProcess[str]:
+    """`pressluft node-image build --release <release>` into `dockerd` (the tag on
+    stdout; a cold build takes a minute or two, later ones find the cached tarball and
+    image)."""
     return subprocess.run(
         [sys.executable, "-m", "pressluft", "node-image", "build", "--cache-dir",
-         str(NODE_IMAGE_CACHE), "--docker-host", dockerd.url],
+         str(NODE_IMAGE_CACHE), "--docker-host", dockerd.url, "--release", release],
         capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
 
 
-def node_image(dockerd: PrivateDockerd) -> str:
-    """The node image's tag in `dockerd`, built when missing."""
-    built = build_node_image(dockerd)
+def node_image(dockerd: PrivateDockerd, release: str = "bookworm") -> str:
+    """The node image's tag of `release` in `dockerd`, built when missing."""
+    built = build_node_image(dockerd, release)
     assert built.returncode == 0, built.stderr[-3000:]
     return built.stdout.strip()

@@ -87,6 +87,8 @@ class RegisterDockerNode(
     memory_mb: int = 1024
     cpus: float = 1.0
     pids: int = 1024
+    #: `plain`: node-init starts the init scripts (no systemd); `systemd`: systemd as PID 1.
+    init: Literal["plain", "systemd"] = "plain"
 
 
 RegisterNodeRequest = RegisterSshNode | RegisterDockerNode
@@ -184,7 +186,10 @@ def register_command(
             where = {"host": "127.0.0.1", "ssh_port": 22}
             user = "root"
             resources = NodeResources(
-                memory_mb=request.memory_mb, cpus=request.cpus, pids=request.pids
+                memory_mb=request.memory_mb,
+                cpus=request.cpus,
+                pids=request.pids,
+                init=request.init,
             )
             first = NodeCreate
         event = NodeRegistered(

@@ -37,6 +37,8 @@ class NodeResources(msgspec.Struct, frozen=True, kw_only=True):
     memory_mb: int
     cpus: float
     pids: int
+    #: How the container boots: `plain` (node-init, no systemd) or `systemd` (PID 1).
+    init: Literal["plain", "systemd"] = "plain"
 
 
 class NodePorts(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

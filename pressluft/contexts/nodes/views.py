@@ -135,6 +135,11 @@ _GUIDANCE = {
     ),
     "sudo_unavailable": "User {user} needs passwordless sudo (or register the node as root).",
     "runtime_missing": "Install python3 on the server (Ansible needs it), then check again.",
+    "os_unsupported": (
+        "The server does not run an operating system Pressluft supports: Debian 12 (bookworm)"
+        " or Debian 13 (trixie). The check's job log names what it found. Install a supported"
+        " release (or register another server), then check again."
+    ),
     "node_status_not_active": "The node is decommissioned.",
     "container_stopped": (
         "The lab node's container is not running. Start it (POST /api/nodes/{id}/start);"

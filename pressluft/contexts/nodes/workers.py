@@ -131,6 +131,9 @@ async def check_node(ctx: WorkerPort) -> bool:
         node_id=node_id, reachable=True, ready=found.ready, reason_codes=found.reason_codes
     )
     await ctx.command(record_check(node_id, [checked], pin))
+    ctx.log(f"operating system: {found.os}")
+    if found.os_problem is not None:
+        ctx.log(f"os_unsupported: {found.os_problem}", "stderr")
     if found.ready:
         ctx.log("ready")
     else:
@@ -267,10 +270,12 @@ class NodeCreate(_MachineWorker):
         if node.container_id is None:
             limits = node.resources
             assert limits is not None
-            resources = Resources(int(limits.memory_mb), float(limits.cpus), int(limits.pids))
+            resources = Resources(
+                int(limits.memory_mb), float(limits.cpus), int(limits.pids), limits.init
+            )
             ctx.log(
                 f"creating the container from {machines.image}: {resources.memory_mb} MB,"
-                f" {resources.cpus:g} CPUs, {resources.pids} pids"
+                f" {resources.cpus:g} CPUs, {resources.pids} pids, init {resources.init}"
             )
             # A previous attempt may have created it before failing: start over.
             await machine_call(machines.destroy, node_id)

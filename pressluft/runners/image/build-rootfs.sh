@@ -3,8 +3,10 @@
 # Usage: build-rootfs.sh <workdir>  ->  <workdir>/rootfs.tar
 # Env (set by `pressluft node-image build`): SUITE, MIRROR, SECURITY_MIRROR, CACHE (a
 # package cache shared between builds), TAG (the content-hash tag of these inputs).
-# Needs root and debootstrap. Never starts a service: policy-rc.d refuses, and without
-# /sbin/init invoke-rc.d refuses anyway.
+# Needs root and debootstrap. Never starts a service: policy-rc.d refuses (systemd-sysv
+# brings /sbin/init, but no systemd runs in the chroot).
+# One image boots two ways: `node-init` (the image's command: init scripts, no systemd) or
+# systemd as PID 1 (`/lib/systemd/systemd`, a lab node with `init: systemd`).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=${1:?workdir}
@@ -72,6 +74,25 @@ sed -i -E 's/^(session[[:space:]]+)required([[:space:]]+pam_loginuid\.so)/\1opti
 
 # Runtime bits; nothing per build or per host stays in the image.
 install -m 0755 "$HERE/node-init" "$ROOT/usr/local/sbin/node-init"
+# Under systemd, host keys come from this unit (node-init makes them itself): none are baked in,
+# and Debian's ssh.service does not create missing ones.
+cat > "$ROOT/etc/systemd/system/pressluft-ssh-host-keys.service" <<'X'
+[Unit]
+Description=Create the SSH host keys this node does not have yet
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+X
+ln -sf /etc/systemd/system/pressluft-ssh-host-keys.service \
+  "$ROOT/etc/systemd/system/multi-user.target.wants/pressluft-ssh-host-keys.service"
+# A container loads no kernel modules: the unit would only fail (and the system be "degraded").
+ln -sf /dev/null "$ROOT/etc/systemd/system/systemd-modules-load.service"
 rm -f "$ROOT"/etc/ssh/ssh_host_*
 rm -f "$ROOT/usr/sbin/policy-rc.d"
 rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/*.bin "$ROOT"/var/cache/apt/archives/*.deb

@@ -728,6 +728,7 @@ function setupNodes() {
     if (n.resources) {
       const r = n.resources;
       let text = "Lab node: " + r.memory_mb + " MB, " + r.cpus + " CPUs, " + r.pids + " processes";
+      if (r.init) text += ", init " + r.init;
       if (n.container) {
         text += " · container " + n.container.id.slice(0, 12) + " " + n.container.state;
         if (n.container.exit_code !== null) text += " (exit " + n.container.exit_code + ")";
@@ -889,6 +890,7 @@ function setupNodes() {
     memory_mb: Number(form.elements["memory_mb"].value || 1024),
     cpus: Number(form.elements["cpus"].value || 1),
     pids: Number(form.elements["pids"].value || 1024),
+    init: form.elements["init"].value || "plain",
   }), "Added. Its container is being created and checked.");
 }
 
