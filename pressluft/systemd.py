@@ -57,6 +57,8 @@ DEFAULT_ENV_FILE = Path("/etc/pressluft/pressluft.env")
 DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
 #: Directories the unit hides (`ProtectHome=yes`), and the service user cannot read anyway.
 HOME_DIRS = (Path("/home"), Path("/root"), Path("/run/user"))
+#: Directories the unit replaces with private ones (`PrivateTmp=yes`).
+TMP_DIRS = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (named, not used)
 NOLOGIN = "/usr/sbin/nologin"
 _SHUTDOWN_TIMEOUT = next(s for s in SETTINGS if s.name == "shutdown_timeout_seconds")
 DEFAULT_SHUTDOWN_TIMEOUT = int(_SHUTDOWN_TIMEOUT.default)
@@ -255,6 +257,19 @@ def find_executable() -> Path:
     )
 
 
+def _interpreter(executable: Path) -> Path | None:
+    """The interpreter a console script's `#!` line names, if it has one."""
+    try:
+        with executable.open("rb") as handle:
+            first = handle.readline(4096)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode(errors="replace").split()
+    return Path(words[0]) if words else None
+
+
 def _check_reachable(executable: Path) -> None:
     """Refuse an executable the sandboxed service could not start."""
     real = executable.resolve()
@@ -267,6 +282,36 @@ def _check_reachable(executable: Path) -> None:
                     "Pressluft outside home directories, e.g. a virtualenv in /opt/pressluft "
                     "or PIPX_HOME=/opt/pipx PIPX_BIN_DIR=/usr/local/bin pipx install …"
                 )
+
+
+def _hidden_from_service(executable: Path, data_dir: Path) -> list[str]:
+    """What the sandbox will hide although the service needs it: the Python the
+    command runs on (a pyenv or per-user build in a home directory), or a data dir
+    in a home directory or a temporary one. The service then fails at its start,
+    so this is said at install time."""
+    warnings = []
+    interpreter = _interpreter(executable)
+    if interpreter is not None:
+        for where in (interpreter, interpreter.resolve()):
+            home = _inside(where, HOME_DIRS)
+            if home is not None:
+                warnings.append(
+                    f"warning: {executable} runs on {where}, in {home}, which the service "
+                    "cannot reach (ProtectHome=): make its virtualenv from a system Python "
+                    "(e.g. /usr/bin/python3 -m venv /opt/pressluft)"
+                )
+                break
+    place = _inside(data_dir, (*HOME_DIRS, *TMP_DIRS))
+    if place is not None:
+        warnings.append(
+            f"warning: the data dir {data_dir} lies in {place}, which the service does not "
+            "see (ProtectHome=, PrivateTmp=): choose one elsewhere, e.g. /var/lib/pressluft"
+        )
+    return warnings
+
+
+def _inside(path: Path, places: tuple[Path, ...]) -> Path | None:
+    return next((p for p in places if path == p or p in path.parents), None)
 
 
 def notify(state: str) -> bool:
@@ -313,7 +358,7 @@ def require_root(action: str) -> None:
         )
 
 
-def _systemctl(*args: str) -> None:
+def _systemctl(*args: str) -> str:
     result = subprocess.run(
         ["systemctl", *args], capture_output=True, text=True, check=False, timeout=120
     )
@@ -322,6 +367,15 @@ def _systemctl(*args: str) -> None:
             f"systemctl {' '.join(args)} failed (exit {result.returncode}): "
             f"{(result.stderr or result.stdout).strip()}"
         )
+    return result.stdout.strip()
+
+
+def _unit_state() -> tuple[bool, bool]:
+    """Whether systemd still runs an older copy of the unit file (an install without
+    `--now` wrote it), and whether the service is active."""
+    shown = _systemctl("show", "-p", "NeedDaemonReload", "-p", "ActiveState", UNIT_NAME)
+    values = dict(line.partition("=")[::2] for line in shown.splitlines())
+    return values.get("NeedDaemonReload") == "yes", values.get("ActiveState") == "active"
 
 
 def _ensure_user(user: str, home: Path, report: Report) -> tuple[int, int]:
@@ -395,6 +449,8 @@ def install(inputs: UnitInputs, unit_dir: Path = DEFAULT_UNIT_DIR, now: bool = F
                 code=2,
             ) from None
     report = Report()
+    for warning in _hidden_from_service(inputs.executable, inputs.data_dir):
+        report.add(warning)
     uid, gid = _ensure_user(inputs.user, inputs.data_dir, report)
 
     if inputs.data_dir.exists():
@@ -423,12 +479,14 @@ def install(inputs: UnitInputs, unit_dir: Path = DEFAULT_UNIT_DIR, now: bool = F
     unit_changed = _write_if_changed(unit, render_unit(inputs), 0o644, "unit", report)
 
     if now:
-        if unit_changed:
+        # A unit written earlier without --now is unchanged now, yet not applied.
+        stale, was_active = _unit_state() if existed else (False, False)
+        if unit_changed or stale:
             _systemctl("daemon-reload")
-            report.add("systemctl daemon-reload")
+            report.add("systemctl daemon-reload", changed=stale)
         _systemctl("enable", "--now", UNIT_NAME)
-        report.add(f"systemctl enable --now {UNIT_NAME}")
-        if unit_changed and existed:
+        report.add(f"systemctl enable --now {UNIT_NAME}", changed=existed and not was_active)
+        if existed and was_active and (unit_changed or stale):
             _systemctl("try-restart", UNIT_NAME)
             report.add(f"systemctl try-restart {UNIT_NAME} (the unit changed)", changed=True)
     elif unit_changed:

@@ -208,6 +208,18 @@ def test_a_command_in_a_home_directory_is_refused(place: str) -> None:
     systemd._check_reachable(Path("/opt/pressluft/bin/pressluft"))  # no error
 
 
+@pytest.mark.spec("SVC-3")
+def test_a_python_or_data_dir_the_sandbox_hides_is_named_at_install(tmp_path: Path) -> None:
+    script = tmp_path / "pressluft"
+    script.write_text("#!/root/.pyenv/versions/3.11.7/bin/python3.11\n")
+    said = systemd._hidden_from_service(script, Path("/tmp/pressluft-data"))
+    assert len(said) == 2
+    assert "/root/.pyenv" in said[0] and "ProtectHome" in said[0]
+    assert "/tmp/pressluft-data" in said[1] and "PrivateTmp" in said[1]
+    script.write_text("#!/usr/bin/python3\n")
+    assert systemd._hidden_from_service(script, Path("/var/lib/pressluft")) == []
+
+
 @pytest.mark.spec("SVC-4")
 def test_uninstall_removes_the_unit_and_keeps_the_data(tmp_path: Path) -> None:
     _root()

@@ -76,7 +76,7 @@ result["enqueue"] = status
 job = {}
 for _ in range(600):
     status, job = call("GET", "/api/jobs/" + accepted["job_id"])
-    if job["status"] in ("succeeded", "failed", "canceled"):
+    if job["status"] in ("succeeded", "failed", "cancelled"):
         break
     time.sleep(0.1)
 result["job"] = job["status"]
@@ -324,6 +324,19 @@ def test_the_readme_install_steps_give_a_running_service(server: tuple[Server, s
     restarted = host.show("MainPID", "TimeoutStopUSec", "ActiveState")
     assert restarted["MainPID"] != shown["MainPID"], restarted
     assert restarted["TimeoutStopUSec"] == "1min 10s" and restarted["ActiveState"] == "active"
+
+    # An install without --now writes the unit only; the next one with --now applies it,
+    # although the file is unchanged by then (systemd still runs the older copy).
+    assert host.run("sh", "-c", "echo PRESSLUFT_SHUTDOWN_TIMEOUT_SECONDS=25 >> "
+                    "/etc/pressluft/pressluft.env").returncode == 0  # fmt: skip
+    written = host.run("/opt/pressluft/bin/pressluft", "service", "install")
+    assert written.returncode == 0 and "not applied yet" in written.stdout, written.stdout
+    applied = host.run("/opt/pressluft/bin/pressluft", "service", "install", "--now")
+    assert applied.returncode == 0, applied.stderr
+    assert "try-restart" in applied.stdout and "changed nothing" not in applied.stdout
+    reloaded = host.show("MainPID", "TimeoutStopUSec", "NeedDaemonReload")
+    assert reloaded["MainPID"] != restarted["MainPID"], reloaded
+    assert reloaded["TimeoutStopUSec"] == "1min 20s" and reloaded["NeedDaemonReload"] == "no"
 
     # A stop is SIGTERM to the daemon, which drains and exits 0 within TimeoutStopSec.
     stopped = host.run("systemctl", "stop", "pressluft")
