@@ -326,6 +326,16 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="IMAGE",
     ),
     Setting(
+        "lab_systemd",
+        "false",
+        "Let `docker` lab nodes run systemd as PID 1 (`init: systemd`). Such a container "
+        "gets every capability but CAP_SYS_RESOURCE, no seccomp filter and the host's "
+        "cgroup tree writable: whatever runs in it can become root on this machine. Labs only.",
+        _flag,
+        metavar="BOOL",
+        flag=True,
+    ),
+    Setting(
         "wordpress_source",
         "",
         "Where new sites get WordPress core: an https URL of a release tarball (the node "
@@ -373,6 +383,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_timeout_seconds: int
     docker_host: str
     node_image: str
+    lab_systemd: bool
     wordpress_source: str
     max_body_bytes: int
 

@@ -11,8 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
+from pressluft.contexts.nodes.commands import RegisterNodeRequest, register_command
+from pressluft.contexts.nodes.errors import ProviderUnavailable
+from pressluft.events import Meta
+from pressluft.runners.providers import Providers
 from pressluft.runtime import Runtime
 from tests.support.jobs import job, until, until_ended
 from tests.support.sshd import SSHNode, free_port
@@ -410,3 +415,18 @@ async def test_refusals_record_nothing(client: httpx.AsyncClient, runtime: Runti
         assert reply.status_code == 409 and reply.json()["code"] == "provider_unsupported"
     view = (await client.get(f"/api/nodes/{node_id}")).json()
     assert (view["resources"], view["container"], view["ports"]) == (None, None, None)
+
+
+@pytest.mark.spec("NOD-39")
+def test_a_systemd_lab_node_needs_the_lab_systemd_setting() -> None:
+    request = msgspec.convert(
+        {"provider": "docker", "name": "lab", "init": "systemd"}, RegisterNodeRequest
+    )
+    refusing = Providers("unix:///nonexistent/docker.sock", "pressluft-node:test", False)
+    with pytest.raises(ProviderUnavailable, match="systemd as PID 1") as refused:
+        register_command(request, None, refusing, Meta(actor="test"))  # type: ignore[arg-type]
+    assert "--lab-systemd" in str(refused.value.details)
+    allowing = Providers("unix:///nonexistent/docker.sock", "pressluft-node:test", True)
+    assert callable(register_command(request, None, allowing, Meta(actor="test")))  # type: ignore[arg-type]
+    plain = msgspec.convert({"provider": "docker", "name": "lab"}, RegisterNodeRequest)
+    assert callable(register_command(plain, None, refusing, Meta(actor="test")))  # type: ignore[arg-type]

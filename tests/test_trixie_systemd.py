@@ -70,6 +70,7 @@ async def stack(
         "cpu_affinity": "off",
         "docker_host": dockerd.url,
         "node_image": tag,
+        "lab_systemd": "true",
     }
     runtime = Runtime(resolve("serve", overrides, environ={})[0], FrozenClock())
     await runtime.start()
@@ -186,6 +187,12 @@ async def test_the_stack_runs_as_enabled_systemd_units(stack: Lab, provisioned: 
     assert active.split() == ["active"] * len(UNITS), active
     _, enabled = _exec(stack.lab, container_id, "systemctl", "is-enabled", *UNITS)
     assert enabled.split() == ["enabled"] * len(UNITS), enabled
+    # Restarting nftables replaces Pressluft's table and leaves everyone else's (fail2ban's).
+    assert _exec(stack.lab, container_id, "nft", "add", "table", "inet", "neighbour")[0] == 0
+    assert _exec(stack.lab, container_id, "systemctl", "restart", "nftables")[0] == 0
+    _, tables = _exec(stack.lab, container_id, "nft", "list", "tables")
+    assert "inet neighbour" in tables and "inet pressluft" in tables, tables
+    assert _exec(stack.lab, container_id, "nft", "delete", "table", "inet", "neighbour")[0] == 0
     # The facts query reads systemd's view and names php-fpm by the node's PHP.
     facts = (await stack.client.get(f"/api/nodes/{stack.node_id}/facts")).json()
     assert facts["os"] == "Debian GNU/Linux 13 (trixie)", facts

@@ -63,6 +63,8 @@ class Limits:
 #: as PID 1, like a real server (units, journald, `systemctl`).
 INITS = ("plain", "systemd")
 SYSTEMD = "/lib/systemd/systemd"
+#: How long a systemd lab node may take to stop its units before the engine kills it.
+SYSTEMD_STOP_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,11 @@ class DockerLab:
                     "security_opt": ["seccomp=unconfined"],
                     "tmpfs": {"/run": "", "/run/lock": ""},
                     "binds": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+                    # On cgroup v2 the engine's default is a private cgroup namespace, in
+                    # which the host's tree bound here is not the container's own: share
+                    # the host's (the usual recipe for systemd in a container there). Not
+                    # exercised on the machines the tests ran on (cgroup v1).
+                    **({"cgroupns": "host"} if str(info.get("CgroupVersion")) == "2" else {}),
                 }
                 if systemd
                 else {}
@@ -273,6 +280,8 @@ class DockerLab:
             image,
             command=[SYSTEMD] if systemd and command is None else command,
             stop_signal="SIGRTMIN+3" if systemd else None,
+            # systemd stops every unit in order (MariaDB flushes): more than the 10 s default.
+            stop_timeout=SYSTEMD_STOP_SECONDS if systemd else None,
             name=f"pressluft-{node_id}",  # unique: a node's name may be reused later
             hostname=name,
             labels={LABEL_MANAGED: "true", LABEL_NODE: node_id},
@@ -337,7 +346,8 @@ class DockerLab:
         self._expect_death(container_id, False)  # from now on a die is a death again
         self.client.api.start(container_id)
 
-    def stop(self, node_id: str, timeout: int = 10) -> None:
+    def stop(self, node_id: str, timeout: int | None = None) -> None:
+        """Stop the node's container (within its own stop timeout unless `timeout`)."""
         container_id = self._container(node_id)
         self._expect_death(container_id, True)
         try:

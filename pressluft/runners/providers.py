@@ -113,9 +113,12 @@ class DockerProvider:
 
     def create(self, node_id: str, name: str, public_key: str, resources: Resources) -> Endpoint:
         if not self.lab.has_image(self.image):
+            # A tag of `node-image build` names its release: pressluft-node:<release>-<hash>.
+            release = self.image.partition(":")[2].partition("-")[0]
+            option = f" --release {release}" if release in ("bookworm", "trixie") else ""
             raise ImageMissing(
                 f"the node image {self.image} is not on the Docker engine at {self.base_url}:"
-                f" build it with `pressluft node-image build --docker-host {self.base_url}`"
+                f" build it with `pressluft node-image build{option} --docker-host {self.base_url}`"
             )
         limits = Limits(memory_mb=resources.memory_mb, cpus=resources.cpus, pids=resources.pids)
         container_id = self.lab.create(node_id, name, self.image, limits, init=resources.init)
@@ -157,7 +160,11 @@ def resolve_docker_host(setting: str, environ: dict[str, str] | None = None) -> 
 class Providers:
     """The machine providers this daemon can use."""
 
-    def __init__(self, docker_host: str | None, node_image: str | None = None) -> None:
+    def __init__(
+        self, docker_host: str | None, node_image: str | None = None, lab_systemd: bool = False
+    ) -> None:
+        #: Whether lab nodes may run systemd as PID 1 (the `lab_systemd` setting).
+        self.lab_systemd = lab_systemd
         self.docker: DockerProvider | None = None
         if docker_host:
             self.docker = DockerProvider(docker_host, node_image or image_tag(ImageInputs()))

@@ -266,7 +266,8 @@ async def probe(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -
 
 #: The stack's services, as their init scripts / units are named on Debian; `php-fpm`
 #: stands for the node's own, named by its PHP version (`php8.2-fpm` on Debian 12,
-#: `php8.4-fpm` on 13): the newest /etc/php/<version>/fpm.
+#: `php8.4-fpm` on 13): the version of the node's `php` (as the playbooks find it), else
+#: the newest /etc/php/<version>/fpm.
 SERVICES = ("nginx", "php-fpm", "mariadb", "redis-server", "fail2ban", "ssh")
 
 # Read from stdin by `sh -s` (no quoting through the SSH command line). Prints
@@ -282,7 +283,8 @@ awk '/^MemTotal:/ {print "memory_kb=" $2}
      /^MemAvailable:/ {print "memory_available_kb=" $2}' /proc/meminfo
 df -Pk / | awk 'NR == 2 {print "disk_kb=" $2; print "disk_available_kb=" $4}'
 echo "uptime=$(cut -d. -f1 /proc/uptime)"
-php=$(ls -d /etc/php/*/fpm 2>/dev/null | cut -d/ -f4 | sort -V | tail -n 1)
+php=$(php -r 'echo PHP_MAJOR_VERSION.".".PHP_MINOR_VERSION;' 2>/dev/null)
+[ -n "$php" ] || php=$(ls -d /etc/php/*/fpm 2>/dev/null | cut -d/ -f4 | sort -V | tail -n 1)
 for s in SERVICES; do
   [ "$s" = php-fpm ] && [ -n "$php" ] && s="php$php-fpm"
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then

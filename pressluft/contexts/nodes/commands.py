@@ -164,6 +164,16 @@ def register_command(
             f"this daemon has no {provider} provider",
             details={"hint": "start pressluft with --docker-host (a Docker engine URL)"},
         )
+    systemd = isinstance(request, RegisterDockerNode) and request.init == "systemd"
+    if systemd and not providers.lab_systemd:
+        raise ProviderUnavailable(
+            "this daemon does not run lab nodes with systemd as PID 1",
+            details={
+                "hint": "start pressluft with --lab-systemd (labs only: such a container "
+                "can become root on the daemon's machine), or register the node with "
+                'init "plain"'
+            },
+        )
     keys: KeyPair = new_key_pair(request.name)
 
     def command(tx: WriteTx) -> NodeAccepted:

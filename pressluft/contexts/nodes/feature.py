@@ -43,7 +43,7 @@ def _assemble(kernel: Kernel) -> Parts:
     built with them; when a Docker engine is configured, the orphan report every
     5 minutes and the watcher of its containers' deaths."""
     config = kernel.config
-    providers = configured_providers(config.docker_host, config.node_image)
+    providers = configured_providers(config.docker_host, config.node_image, config.lab_systemd)
     nodes = Nodes(kernel.db, kernel.writer, kernel.vault, kernel.clock, providers)
     schedules: list[Schedule] = []
     background = []

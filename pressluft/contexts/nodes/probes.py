@@ -72,9 +72,9 @@ __all__ = [
 SSH_UP_SECONDS = 120
 
 
-def configured_providers(docker_host: str, node_image: str) -> Providers:
-    """The providers of the `docker_host` and `node_image` settings."""
-    return Providers(resolve_docker_host(docker_host), node_image or None)
+def configured_providers(docker_host: str, node_image: str, lab_systemd: bool) -> Providers:
+    """The providers of the `docker_host`, `node_image` and `lab_systemd` settings."""
+    return Providers(resolve_docker_host(docker_host), node_image or None, lab_systemd)
 
 
 def new_key_pair(node_name: str) -> KeyPair:

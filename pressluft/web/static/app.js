@@ -890,7 +890,7 @@ function setupNodes() {
     memory_mb: Number(form.elements["memory_mb"].value || 1024),
     cpus: Number(form.elements["cpus"].value || 1),
     pids: Number(form.elements["pids"].value || 1024),
-    init: form.elements["init"].value || "plain",
+    init: form.elements["init"] ? form.elements["init"].value : "plain",
   }), "Added. Its container is being created and checked.");
 }
 
