@@ -35,7 +35,8 @@ dev: $(STAMP) ## Run `pressluft dev` (dashboard on http://127.0.0.1:8080/)
 # OpenSSH's server (sshd test nodes), Docker's engine (a private dockerd for lab nodes),
 # busybox-static (an offline test image), debootstrap (the node image), php-cli (unit
 # tests of the PHP helper Pressluft ships to nodes), nodejs (the contract's name
-# pattern judged by a real ECMA-262 engine) and wrk (the HTTP load of bench/api.py).
+# pattern judged by a real ECMA-262 engine), wrk (the HTTP load of bench/api.py), systemd
+# (systemd-analyze verifies the service unit) and git (the upgrade test builds an old commit).
 system-deps: ## Install the Debian packages the tests need (when missing and root)
 	@missing=""; \
 	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
@@ -47,6 +48,8 @@ system-deps: ## Install the Debian packages the tests need (when missing and roo
 	command -v php >/dev/null || missing="$$missing php-cli"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v git >/dev/null || missing="$$missing git"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
