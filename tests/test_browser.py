@@ -465,7 +465,7 @@ def test_nodes_page_adds_checks_and_decommissions_a_real_ssh_node(
             def checks_ended() -> None:
                 # "ready" shows while the check's job is still recording its end.
                 for job in checks():
-                    _until_job_ends(daemon, str(job["id"]), within=60)
+                    daemon.job_ended(str(job["id"]), within=60)
 
             # Every answer to a check request, to count a double click's two.
             answers: list[Response] = []
@@ -529,16 +529,6 @@ def test_nodes_page_adds_checks_and_decommissions_a_real_ssh_node(
         sshd.stop()
 
 
-def _until_job_ends(daemon: Daemon, job_id: str, within: float) -> dict[str, object]:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{daemon.url}/api/jobs/{job_id}", headers=daemon.auth()).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return dict(job)
-        time.sleep(1)
-    raise AssertionError(f"job {job_id} did not end within {within} s")
-
-
 class LabDaemon(NamedTuple):
     daemon: Daemon
     node_id: str
@@ -563,11 +553,11 @@ def lab_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabDaemon]:
                 json={"provider": "docker", "name": "lab"},
                 headers=daemon.auth(),
             ).json()
-            assert _until_job_ends(daemon, node["job_id"], 300)["status"] == "succeeded"
+            assert daemon.job_ended(node["job_id"], 300)["status"] == "succeeded"
             provision = httpx.post(
                 f"{daemon.url}/api/nodes/{node['node_id']}/provision", headers=daemon.auth()
             ).json()
-            assert _until_job_ends(daemon, provision["job_id"], 900)["status"] == "succeeded"
+            assert daemon.job_ended(provision["job_id"], 900)["status"] == "succeeded"
             ports = httpx.get(
                 f"{daemon.url}/api/nodes/{node['node_id']}", headers=daemon.auth()
             ).json()["ports"]
@@ -663,7 +653,7 @@ def test_a_site_page_clones_and_deletes_an_environment(
         json={"name": "Beta Shop", "slug": "beta", "node_id": lab_daemon.node_id},
         headers=auth,
     ).json()
-    assert _until_job_ends(daemon, created["job_id"], 900)["status"] == "succeeded"
+    assert daemon.job_ended(created["job_id"], 900)["status"] == "succeeded"
     site_id, production = created["site_id"], created["environment_id"]
     site_url = f"{daemon.url}/sites/{site_id}"
 

@@ -10,7 +10,6 @@ own `pressluft node-image build`: its build files come from the wheel too.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -103,16 +102,12 @@ def lab(installed: Installed) -> Iterator[Lab]:
 
 
 def _until_job_ends(daemon: Daemon, job_id: str, within: float) -> dict[str, object]:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{daemon.url}/api/jobs/{job_id}", headers=daemon.auth()).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            if job["status"] != "succeeded":
-                log = httpx.get(f"{daemon.url}/api/jobs/{job_id}/log", headers=daemon.auth())
-                raise AssertionError(f"{job}\n{log.text[-4000:]}")
-            return dict(job)
-        time.sleep(1)
-    raise AssertionError(f"job {job_id} did not end within {within} s")
+    """The job once it has succeeded; its log in the failure when it ended otherwise."""
+    job = daemon.job_ended(job_id, within)
+    if job["status"] != "succeeded":
+        log = httpx.get(f"{daemon.url}/api/jobs/{job_id}/log", headers=daemon.auth())
+        raise AssertionError(f"{job}\n{log.text[-4000:]}")
+    return job
 
 
 @pytest.mark.spec("PKG-1")

@@ -122,6 +122,16 @@ class Daemon:
     def auth(self, scopes: tuple[str, ...] = ("admin",)) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(scopes)}"}
 
+    def job_ended(self, job_id: str, within: float) -> dict[str, object]:
+        """The job once it has ended (succeeded, failed or cancelled), asked each second."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            job = httpx.get(f"{self.url}/api/jobs/{job_id}", headers=self.auth()).json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return dict(job)
+            time.sleep(1)
+        raise AssertionError(f"job {job_id} did not end within {within} s")
+
     def start(self) -> Daemon:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
