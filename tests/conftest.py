@@ -21,6 +21,7 @@ from pressluft.runners.docker import DockerLab
 from pressluft.runtime import Runtime
 from tests.support.contract import ContractValidator
 from tests.support.dockerd import PrivateDockerd, node_image
+from tests.support.live import LiveSite, start_live_site, stop_live_site
 
 _VALIDATOR = ContractValidator()
 
@@ -185,6 +186,17 @@ def image_engine() -> Iterator[tuple[PrivateDockerd, str]]:
         yield dockerd, node_image(dockerd)
     finally:
         dockerd.stop()
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    """One provisioned lab node with one WordPress site, for the whole session
+    (tests/support/live.py): every module that needs a live site shares it."""
+    site = start_live_site(tmp_path_factory.mktemp("live"))
+    try:
+        yield site
+    finally:
+        stop_live_site(site)
 
 
 # -- no silent skips -------------------------------------------------------------
