@@ -128,6 +128,21 @@ async def port_address(ctx: WorkerPort, access: NodeAccess) -> NodeAddress:
     return NodeAddress(access.host, access.port, access.user, key.encode(), access.host_key)
 
 
+async def job_node_address(ctx: WorkerPort) -> NodeAddress:
+    """The job's node as a direct query reaches it (its key opened through the port);
+    JobFailure when it is gone or its host key is not pinned."""
+    if ctx.node_id is None:
+        raise JobFailure("HANDLER_ERROR", "a node query needs a node")
+    access = await ctx.load(NODE_ACCESS, ctx.node_id)
+    if access is None:
+        raise JobFailure("NODE_NOT_CHECKED", "the node is decommissioned")
+    if access.host_key is None:
+        raise JobFailure(
+            "NODE_NOT_CHECKED", "the node's host key is not pinned yet: check the node first"
+        )
+    return await port_address(ctx, access)
+
+
 async def run_node_playbook(
     ctx: WorkerPort,
     playbook: str,
