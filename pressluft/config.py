@@ -407,6 +407,13 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="DOMAIN",
     ),
     Setting(
+        "certificate_scan_seconds",
+        "600",
+        "How often the control plane looks for certificates due for renewal (seconds).",
+        _int_between(5, 86400),
+        metavar="SECONDS",
+    ),
+    Setting(
         "dns_resolver",
         "",
         "The DNS server (HOST:PORT) domain checks ask; empty: the system's resolver.",
@@ -458,6 +465,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     acme_ca_bundle: str
     acme_email: str
     acme_caa_identity: str
+    certificate_scan_seconds: int
     dns_resolver: str
     max_body_bytes: int
 

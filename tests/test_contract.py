@@ -217,8 +217,9 @@ async def test_every_operation_answers_as_the_contract_says(
         - {("POST", "/api/nodes/{node_id}/start"), ("POST", "/api/nodes/{node_id}/stop")}
         # Needs WordPress on a real node: tests/test_site_node.py (SIT-7).
         - {("POST", "/api/environments/{environment_id}/magic-login")}
-        # Needs a served (active) domain: tests/test_domains_node.py (DOM-42).
+        # Need a served (active) domain, an issued certificate: tests/test_domains_node.py.
         - {("POST", "/api/domains/{domain_id}/primary")}
+        - {("POST", "/api/certificates/{certificate_id}/renew")}
     )
     assert not missing, f"operations never answered successfully: {sorted(missing)}"
 

@@ -189,7 +189,7 @@ async def test_refused_domains_change_nothing(client: httpx.AsyncClient, runtime
     assert await _counts(runtime) == before
 
 
-@pytest.mark.spec("DOM-37", "DOM-38")
+@pytest.mark.spec("DOM-37", "DOM-38", "DOM-43")
 async def test_removal_needs_confirmation_and_primary_needs_an_active_domain(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -222,6 +222,9 @@ async def test_removal_needs_confirmation_and_primary_needs_an_active_domain(
     job_view = (await client.get(f"/api/jobs/{removal.json()['job_id']}")).json()
     assert job_view["job_type"] == "domain_remove"
     assert (await client.get(f"/api/domains/{new_id()}")).status_code == 404
+    # DOM-43: renewing what is not an issued certificate.
+    unknown = await client.post(f"/api/certificates/{new_id()}/renew")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
     assert (await client.get("/api/domains/nope")).status_code == 404
 
 

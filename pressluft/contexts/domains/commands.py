@@ -14,11 +14,13 @@ from __future__ import annotations
 import ipaddress
 import sqlite3
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated
 
 import idna
 import msgspec
 
+from pressluft.clock import format_ts, parse_ts
 from pressluft.contexts.domains.events import (
     DomainAdded,
     DomainRemovalRequested,
@@ -35,16 +37,20 @@ from pressluft.jobs.workers import JobWorker, NoArgs, enqueue_job
 
 __all__ = [
     "AddDomainRequest",
+    "CertificateNotFound",
     "DomainAccepted",
     "DomainNotActive",
     "DomainNotFound",
     "DomainTaken",
     "JobAccepted",
     "PrimaryArgs",
+    "RenewArgs",
     "add_domain_command",
     "normalize_hostname",
     "primary_domain_command",
+    "queue_due_renewals",
     "remove_domain_command",
+    "renew_certificate_command",
 ]
 
 
@@ -294,5 +300,88 @@ def primary_domain_command(
             node_id=node_id,
         )
         return JobAccepted(job_id=job_id)
+
+    return command
+
+
+class CertificateNotFound(NotFound):
+    pass
+
+
+class RenewArgs(msgspec.Struct, frozen=True, kw_only=True):
+    certificate_id: str
+
+
+def _queue_renewal(
+    tx: WriteTx, certificate_id: str, environment_id: str, node_id: str, meta: Meta,
+    worker: type[JobWorker[RenewArgs]],
+) -> str:  # fmt: skip
+    site = tx.conn.execute(
+        "SELECT site_id FROM environments WHERE id = ?", (environment_id,)
+    ).fetchone()
+    return enqueue_job(
+        tx,
+        worker,
+        RenewArgs(certificate_id=certificate_id),
+        meta,
+        site_id=None if site is None else site[0],
+        environment_id=environment_id,
+        node_id=node_id,
+        holds=("certificate", certificate_id, "active"),
+    )
+
+
+def renew_certificate_command(
+    certificate_id: str, meta: Meta, worker: type[JobWorker[RenewArgs]]
+) -> Callable[[WriteTx], JobAccepted]:
+    """Queue `certificate_renew` for an active certificate of a custom domain now."""
+
+    def command(tx: WriteTx) -> JobAccepted:
+        row = None
+        if is_uuid(certificate_id):
+            row = tx.conn.execute(
+                "SELECT status, kind, environment_id, node_id FROM certificates WHERE id = ?",
+                (certificate_id,),
+            ).fetchone()
+        if row is None:
+            raise CertificateNotFound(f"no certificate {certificate_id}")
+        status, kind, environment_id, node_id = row
+        if status != "active" or kind != "domain" or environment_id is None:
+            raise Conflict(
+                f"the certificate is {status} ({kind}): only an active certificate of a"
+                " custom domain is renewed here",
+                details={"status": status, "hint": "add the domain again to get a new one"},
+            )
+        job_id = _queue_renewal(tx, certificate_id, environment_id, node_id, meta, worker)
+        return JobAccepted(job_id=job_id)
+
+    return command
+
+
+#: After a failed renewal, the scan waits this long before the next attempt (a CA
+#: counts failed validations: Let's Encrypt allows 5 per account and name an hour).
+RETRY_FAILED_RENEWAL = timedelta(hours=1)
+
+
+def queue_due_renewals(
+    worker: type[JobWorker[RenewArgs]],
+) -> Callable[[WriteTx, Meta], list[str]]:
+    """The scan's command: `certificate_renew` for each active domain certificate past
+    its renewal time whose renewal is not queued or running, and did not fail within
+    `RETRY_FAILED_RENEWAL`."""
+
+    def command(tx: WriteTx, meta: Meta) -> list[str]:
+        retry_after = format_ts(parse_ts(tx.now_ts) - RETRY_FAILED_RENEWAL)
+        due = tx.conn.execute(
+            "SELECT c.id, c.environment_id, c.node_id FROM certificates c"
+            " JOIN environments e ON e.id = c.environment_id AND e.status = 'active'"
+            " WHERE c.status = 'active' AND c.kind = 'domain' AND c.renew_at <= ?"
+            " AND NOT (c.renewal_failed = 1 AND c.last_attempt_at > ?)"
+            " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.job_type = ? AND j.holds_kind ="
+            " 'certificate' AND j.holds_id = c.id AND j.status IN ('queued', 'running'))"
+            " ORDER BY c.renew_at",
+            (tx.now_ts, retry_after, worker.kind),
+        ).fetchall()
+        return [_queue_renewal(tx, cid, env, node, meta, worker) for cid, env, node in due]
 
     return command

@@ -20,8 +20,9 @@ from pressluft.contexts.domains.failures import CODES
 from pressluft.contexts.domains.projector import DOMAINS_PROJECTOR
 from pressluft.contexts.domains.routes import DOMAIN_ROUTES
 from pressluft.contexts.domains.service import Domains
-from pressluft.contexts.domains.workers import AcmeSettings, domain_workers
+from pressluft.contexts.domains.workers import AcmeSettings, CertificateScan, domain_workers
 from pressluft.feature import Feature, Kernel, Parts
+from pressluft.jobs.scheduler import Schedule
 
 __all__ = ["FEATURE"]
 
@@ -35,8 +36,17 @@ def _assemble(kernel: Kernel) -> Parts:
         config.acme_caa_identity,
         config.dns_resolver,
     )
+    scan = Schedule(
+        job_type=CertificateScan.kind,
+        every_seconds=config.certificate_scan_seconds,
+        first_after_seconds=60,
+        node_lock="shared",
+        max_attempts=CertificateScan.max_attempts,
+        timeout_seconds=CertificateScan.timeout_seconds,
+    )
     return Parts(
         workers=domain_workers(acme, kernel.vault),
+        schedules=[scan],
         services={"domains": Domains(kernel.db, kernel.writer, kernel.clock)},
     )
 

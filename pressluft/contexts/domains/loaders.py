@@ -10,7 +10,15 @@ import msgspec
 
 from pressluft.jobs.workers import Loader
 
-__all__ = ["ACME_ACCOUNT", "DOMAIN_JOB", "AcmeAccountRow", "DomainJob", "DomainRow"]
+__all__ = [
+    "ACME_ACCOUNT",
+    "CERTIFICATE_JOB",
+    "DOMAIN_JOB",
+    "AcmeAccountRow",
+    "CertificateJob",
+    "DomainJob",
+    "DomainRow",
+]
 
 
 class DomainRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,3 +114,38 @@ def _acme_account(conn: sqlite3.Connection, directory_url: str) -> AcmeAccountRo
 
 #: The control plane's account at an ACME directory (None: not registered yet).
 ACME_ACCOUNT: Loader[str, AcmeAccountRow | None] = Loader("acme_account", _acme_account)
+
+
+class CertificateJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A certificate a renewal works on."""
+
+    id: str
+    kind: str
+    status: str
+    names: list[str]
+    environment_id: str | None
+    node_id: str
+    key_secret_id: str | None
+
+
+def _certificate_job(conn: sqlite3.Connection, certificate_id: str) -> CertificateJob | None:
+    row = conn.execute(
+        "SELECT id, kind, status, names_json, environment_id, node_id, key_secret_id"
+        " FROM certificates WHERE id = ?",
+        (certificate_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return CertificateJob(
+        id=row[0],
+        kind=row[1],
+        status=row[2],
+        names=msgspec.json.decode(row[3], type=list[str]),
+        environment_id=row[4],
+        node_id=row[5],
+        key_secret_id=row[6],
+    )
+
+
+#: A certificate as its renewal sees it (None: gone).
+CERTIFICATE_JOB: Loader[str, CertificateJob | None] = Loader("certificate_job", _certificate_job)

@@ -6,8 +6,10 @@ serves it with its certificate, `removing` while `domain_remove` runs (the row
 goes when it succeeds). The job holds its domain (JOB-48): when it ends failed or
 cancelled, every domain it was working on (the rows naming the job) that still
 has the held status is `failed`, with the job's code and message — the DNS
-preflight's "create an A record" reaches the operator this way. Every UPDATE is
-guarded by the states it may apply to.
+preflight's "create an A record" reaches the operator this way. A renewal holds
+its (active) certificate: when it fails, the certificate — still served — gets
+`renewal_failed` and the job's error. Every UPDATE is guarded by the states it may
+apply to.
 """
 
 from __future__ import annotations
@@ -183,13 +185,23 @@ def _account(conn: sqlite3.Connection, e: AcmeAccountRegistered, env: Envelope) 
 
 def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
     """A domain job ended failed or cancelled: the domains it worked on that still
-    have the held status are `failed`, with the job's code and message."""
-    held = released_hold(conn, job_id, "domain")
-    if held is None:
-        return
+    have the held status are `failed`, with the job's code and message; a renewal's
+    certificate (still served) has `renewal_failed`."""
     (message,) = conn.execute(
         "SELECT coalesce(error_message, '') FROM jobs WHERE id = ?", (job_id,)
     ).fetchone()
+    renewal = released_hold(conn, job_id, "certificate")
+    if renewal is not None:
+        conn.execute(
+            "UPDATE certificates SET renewal_failed = 1, last_attempt_at = ?,"
+            " last_error_code = ?, last_error = ?, updated_at = ? WHERE id = ? AND status = ?",
+            (env.recorded_at, renewal.error_code, message, env.recorded_at, renewal.id,
+             renewal.status),
+        )  # fmt: skip
+        return
+    held = released_hold(conn, job_id, "domain")
+    if held is None:
+        return
     conn.execute(
         "UPDATE domains SET status = 'failed', tls_status = CASE WHEN status = 'pending'"
         " AND certificate_id IS NULL THEN 'failed' ELSE tls_status END,"

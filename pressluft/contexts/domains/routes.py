@@ -19,6 +19,7 @@ __all__ = ["DOMAIN_ROUTES"]
 
 EnvironmentIdParam = Annotated[str, PathParameter(name="environment_id")]  # not an id: 404
 DomainIdParam = Annotated[str, PathParameter(name="domain_id")]  # likewise
+CertificateIdParam = Annotated[str, PathParameter(name="certificate_id")]  # likewise
 Confirm = Annotated[str | None, QueryParameter(max_length=253)]
 
 
@@ -86,4 +87,28 @@ async def certificates(domains: NamedDependency[Domains]) -> list[CertificateVie
     return await domains.certificates()
 
 
-DOMAIN_ROUTES = [domains, add_domain, domain, remove_domain, make_primary, certificates]
+@post(
+    "/api/certificates/{certificate_id:str}/renew",
+    operation_id="renewCertificate",
+    status_code=202,
+    tags=["domains"],
+)
+async def renew_certificate(
+    request: Request[Any, Any, Any],
+    domains: NamedDependency[Domains],
+    ctx: NamedDependency[Context],
+    certificate_id: CertificateIdParam,
+) -> Response[JobAccepted]:
+    done = await domains.renew(certificate_id, ctx, await retry_of(request, ctx))
+    return answer(done, 202)
+
+
+DOMAIN_ROUTES = [
+    domains,
+    add_domain,
+    domain,
+    remove_domain,
+    make_primary,
+    certificates,
+    renew_certificate,
+]

@@ -15,6 +15,7 @@ from pressluft.contexts.domains.commands import (
     add_domain_command,
     primary_domain_command,
     remove_domain_command,
+    renew_certificate_command,
 )
 from pressluft.contexts.domains.queries import (
     CertificateView,
@@ -23,7 +24,12 @@ from pressluft.contexts.domains.queries import (
     list_certificates,
     list_domains,
 )
-from pressluft.contexts.domains.workers import DomainAdd, DomainPrimary, DomainRemove
+from pressluft.contexts.domains.workers import (
+    CertificateRenew,
+    DomainAdd,
+    DomainPrimary,
+    DomainRemove,
+)
 from pressluft.db import Database
 from pressluft.http.idempotency import Answered
 from pressluft.http.writes import Retry, Writer
@@ -70,4 +76,10 @@ class Domains:
         self, domain_id: str, ctx: Context, retry: Retry | None
     ) -> Answered[JobAccepted]:
         command = primary_domain_command(domain_id, ctx.meta(), DomainPrimary)
+        return await self._writer.run(command, JobAccepted, 202, retry)
+
+    async def renew(
+        self, certificate_id: str, ctx: Context, retry: Retry | None
+    ) -> Answered[JobAccepted]:
+        command = renew_certificate_command(certificate_id, ctx.meta(), CertificateRenew)
         return await self._writer.run(command, JobAccepted, 202, retry)

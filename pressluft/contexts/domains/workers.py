@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from pressluft.clock import format_ts
-from pressluft.contexts.domains.commands import PrimaryArgs
+from pressluft.contexts.domains.commands import PrimaryArgs, RenewArgs, queue_due_renewals
 from pressluft.contexts.domains.events import CertificateIssued
 from pressluft.contexts.domains.failures import (
     ACME_FAILED,
@@ -35,7 +35,13 @@ from pressluft.contexts.domains.failures import (
     DOMAIN_GONE,
     DOMAIN_INSTALL_FAILED,
 )
-from pressluft.contexts.domains.loaders import ACME_ACCOUNT, DOMAIN_JOB, DomainJob, DomainRow
+from pressluft.contexts.domains.loaders import (
+    ACME_ACCOUNT,
+    CERTIFICATE_JOB,
+    DOMAIN_JOB,
+    DomainJob,
+    DomainRow,
+)
 from pressluft.contexts.domains.probes import (
     Account,
     AcmeError,
@@ -60,7 +66,14 @@ from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
 from pressluft.vault import Vault
 
-__all__ = ["DomainAdd", "DomainPrimary", "DomainRemove", "domain_workers"]
+__all__ = [
+    "CertificateRenew",
+    "CertificateScan",
+    "DomainAdd",
+    "DomainPrimary",
+    "DomainRemove",
+    "domain_workers",
+]
 
 A = TypeVar("A", bound=msgspec.Struct)
 
@@ -168,19 +181,10 @@ class _DomainWorker(JobWorker[A]):
         return blocks
 
 
-class DomainAdd(_DomainWorker[NoArgs]):
-    """Check DNS, get the certificate, serve the domains (`domain-add.yml`)."""
+class _Issuing(_DomainWorker[A]):
+    """A job that gets a certificate for names of the environment and serves it."""
 
-    kind = "domain_add"
-    args = NoArgs
-
-    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
-        job = await self.job(ctx)
-        mine = [d for d in job.domains if d.id in job.job_domain_ids and d.status == "pending"]
-        if not mine:
-            ctx.log("no pending domain for this job: nothing to do")
-            return
-        hostnames = [d.hostname for d in mine]
+    async def preflight(self, ctx: WorkerPort, job: DomainJob, hostnames: list[str]) -> None:
         ctx.log(f"checking DNS and CAA of {', '.join(hostnames)}")
         problems = await check_dns(
             hostnames, job.public_address, self.acme.caa_identity, self.acme.resolver
@@ -198,6 +202,21 @@ class DomainAdd(_DomainWorker[NoArgs]):
             )
             raise JobFailure(code, "; ".join(p.message for p in problems))
         ctx.log("DNS and CAA allow issuing")
+
+    async def serve(
+        self,
+        ctx: WorkerPort,
+        job: DomainJob,
+        hostnames: list[str],
+        certificate_id: str,
+        *,
+        activated: list[DomainRow],
+        replaced_key: str | None,
+    ) -> None:
+        """Order a certificate for `hostnames` (HTTP-01 through the node's nginx),
+        install it as `certificate_id` with every server block of the environment,
+        check the node serves it, record it (and the domains it activates; the first
+        domain of an environment becomes primary)."""
         account = await self.account(ctx)
         node = await job_node_address(ctx)
         try:
@@ -206,16 +225,14 @@ class DomainAdd(_DomainWorker[NoArgs]):
             )
         except AcmeError as exc:
             raise JobFailure(_acme_code(exc), exc.message) from exc
-        certificate_id = new_id()
         current = _current_primary(job)
-        primary = current.hostname if current else mine[0].hostname
-        blocks = self.served_blocks(job, primary, {d.id: certificate_id for d in mine})
+        primary = current.hostname if current else (activated[0].hostname if activated else None)
+        blocks = self.served_blocks(job, primary, {d.id: certificate_id for d in activated})
         url_change = None
-        if current is None:
+        if current is None and primary is not None:
             url_change = {"from": _url(None, job), "to": _url(primary, job)}
-            ctx.log(
-                f"{primary} becomes the primary domain: {url_change['from']} → {url_change['to']}"
-            )
+            moves = f"{url_change['from']} → {url_change['to']}"
+            ctx.log(f"{primary} becomes the primary domain: {moves}")
         await self.playbook(
             ctx,
             DOMAIN_ADD_PLAYBOOK,
@@ -246,10 +263,15 @@ class DomainAdd(_DomainWorker[NoArgs]):
             chain_pem=issued.fullchain_pem.decode(),
             job_id=ctx.job_id,
         )
-        primary_change = None if current else (job.environment_id, mine[0].id)
+        primary_change = None if current or not activated else (job.environment_id, activated[0].id)
         await ctx.command(
             record_issued(
-                self.vault, event, issued.key_pem, [d.id for d in mine], primary_change, None
+                self.vault,
+                event,
+                issued.key_pem,
+                [d.id for d in activated],
+                primary_change,
+                replaced_key,
             )
         )
         ctx.log(f"{', '.join(hostnames)} served with certificate {issued.serial}")
@@ -296,6 +318,67 @@ class DomainAdd(_DomainWorker[NoArgs]):
                 )
             expires = f"{served.not_after:%Y-%m-%d}"
             ctx.log(f"served for {hostname}: serial {served.serial}, expires {expires}")
+
+
+class DomainAdd(_Issuing[NoArgs]):
+    """Check DNS, get the certificate, serve the domains (`domain-add.yml`)."""
+
+    kind = "domain_add"
+    args = NoArgs
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        job = await self.job(ctx)
+        mine = [d for d in job.domains if d.id in job.job_domain_ids and d.status == "pending"]
+        if not mine:
+            ctx.log("no pending domain for this job: nothing to do")
+            return
+        hostnames = [d.hostname for d in mine]
+        await self.preflight(ctx, job, hostnames)
+        await self.serve(ctx, job, hostnames, new_id(), activated=mine, replaced_key=None)
+
+
+class CertificateRenew(_Issuing[RenewArgs]):
+    """A new certificate for the same names, installed in place of the old one (its
+    files overwritten, nginx reloaded), the served serial checked. One attempt: the
+    scan asks again later (a CA counts failed validations)."""
+
+    kind = "certificate_renew"
+    args = RenewArgs
+    max_attempts = 1
+    #: One renewal per environment at a time (the scan asks again for the next).
+    unique = True
+
+    async def work(self, ctx: WorkerPort, args: RenewArgs) -> None:
+        certificate = await ctx.load(CERTIFICATE_JOB, args.certificate_id)
+        if certificate is None or certificate.status != "active":
+            raise JobFailure(DOMAIN_GONE, "the certificate is gone or was never issued")
+        job = await self.job(ctx)
+        serving = [d for d in job.domains if d.certificate_id == certificate.id]
+        if not serving:
+            raise JobFailure(DOMAIN_GONE, "no domain uses the certificate any more")
+        ctx.log(f"renewing the certificate of {', '.join(certificate.names)}")
+        await self.preflight(ctx, job, certificate.names)
+        await self.serve(
+            ctx,
+            job,
+            certificate.names,
+            certificate.id,
+            activated=[],
+            replaced_key=certificate.key_secret_id,
+        )
+
+
+class CertificateScan(JobWorker[NoArgs]):
+    """Queue `certificate_renew` for the certificates due (the scheduler runs it)."""
+
+    kind = "certificate_scan"
+    args = NoArgs
+    timeout_seconds = 60
+    node_lock = "shared"
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        queued = await ctx.command(queue_due_renewals(CertificateRenew))
+        ctx.log(f"{len(queued)} renewal(s) queued" if queued else "no certificate due")
 
 
 class DomainPrimary(_DomainWorker[PrimaryArgs]):
@@ -368,4 +451,10 @@ def _acme_code(exc: AcmeError) -> str:
 
 
 def domain_workers(acme: AcmeSettings, vault: Callable[[], Vault]) -> list[JobWorker[Any]]:
-    return [DomainAdd(acme, vault), DomainRemove(acme, vault), DomainPrimary(acme, vault)]
+    return [
+        DomainAdd(acme, vault),
+        DomainRemove(acme, vault),
+        DomainPrimary(acme, vault),
+        CertificateRenew(acme, vault),
+        CertificateScan(),
+    ]
