@@ -759,7 +759,7 @@ function pressluft_core_version(string $root): array
  */
 function pressluft_object_cache_check(): array
 {
-    $dropin = wp_using_ext_object_cache();
+    $dropin = (bool) wp_using_ext_object_cache(); // null when no drop-in was ever loaded
     $cache = $GLOBALS['wp_object_cache'] ?? null;
     $persistent = false;
     if ($dropin && is_object($cache) && method_exists($cache, 'is_connected') && $cache->is_connected()) {
