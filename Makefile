@@ -37,7 +37,8 @@ dev: $(STAMP) ## Run `pressluft dev` (dashboard on http://127.0.0.1:8080/)
 # tests of the PHP helper Pressluft ships to nodes), nodejs (the contract's name
 # pattern judged by a real ECMA-262 engine), wrk (the HTTP load of bench/api.py), systemd
 # (systemd-analyze verifies the service unit), git (the upgrade test builds an old commit),
-# pebble (the ACME CA of the certificate tests) and bind9 (their authoritative DNS, RFC 2136).
+# pebble (the ACME CA of the certificate tests), bind9 (their authoritative DNS, RFC 2136),
+# redis-server and php-redis (the object-cache drop-in's tests against a real Redis).
 system-deps: ## Install the Debian packages the tests need (when missing and root)
 	@missing=""; \
 	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
@@ -53,6 +54,8 @@ system-deps: ## Install the Debian packages the tests need (when missing and roo
 	command -v git >/dev/null || missing="$$missing git"; \
 	test -x /usr/bin/pebble || missing="$$missing pebble"; \
 	test -x /usr/sbin/named || missing="$$missing bind9"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	{ command -v php >/dev/null && php -m | grep -qx redis; } || missing="$$missing php-redis"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

@@ -72,6 +72,7 @@ const PRESSLUFT_COMMANDS = [
     'search-replace' => ['fields' => ['from' => [true, 'text'], 'to' => [true, 'string']], 'load' => 'core'],
     'login-token' => ['fields' => ['user_login' => [false, 'text'], 'ttl_seconds' => [false, 'int']], 'load' => 'core'],
     'user-password' => ['fields' => ['user_login' => [true, 'text'], 'password' => [true, 'text']], 'load' => 'core'],
+    'object-cache-check' => ['fields' => [], 'load' => 'core'],
 ];
 
 /** The administrator's public name (its nicename: author URLs, the REST API's user slug). */
@@ -751,6 +752,26 @@ function pressluft_core_version(string $root): array
     return ['version' => $version];
 }
 
+/**
+ * Whether WordPress's object cache is the drop-in (wp-content/object-cache.php) and whether
+ * a value set through wp_cache_set came back from Redis once the request's own copy was
+ * dropped (persistent). The key is deleted again.
+ */
+function pressluft_object_cache_check(): array
+{
+    $dropin = (bool) wp_using_ext_object_cache(); // null when no drop-in was ever loaded
+    $cache = $GLOBALS['wp_object_cache'] ?? null;
+    $persistent = false;
+    if ($dropin && is_object($cache) && method_exists($cache, 'is_connected') && $cache->is_connected()) {
+        $value = bin2hex(random_bytes(8));
+        wp_cache_set('object-cache-check', $value, 'pressluft', 60);
+        wp_cache_flush_runtime();
+        $persistent = wp_cache_get('object-cache-check', 'pressluft', true) === $value && $cache->is_connected();
+        wp_cache_delete('object-cache-check', 'pressluft');
+    }
+    return ['dropin' => $dropin, 'persistent' => $persistent];
+}
+
 /** @param array<string, mixed> $request */
 function pressluft_dispatch(string $root, string $command, array $request): array
 {
@@ -764,6 +785,7 @@ function pressluft_dispatch(string $root, string $command, array $request): arra
         'search-replace' => pressluft_search_replace($request),
         'login-token' => pressluft_login_token($request),
         'user-password' => pressluft_user_password($request),
+        'object-cache-check' => pressluft_object_cache_check(),
     };
 }
 
