@@ -3,14 +3,14 @@ nodes' machines on a Docker engine.
 
 Its `Feature` is in `feature.py`. Other contexts use only what this package
 exports: the errors a site command raises about its node, where a node is
-reached, and running a playbook on a node from a job worker.
+reached, and running a playbook or one command on a node from a job worker.
 """
 
 from __future__ import annotations
 
 from pressluft.contexts.nodes.errors import ConfirmationRequired, NodeNotReady, NodeUnreachable
 from pressluft.contexts.nodes.events import NodePorts
-from pressluft.contexts.nodes.probes import node_address, run_node_playbook
+from pressluft.contexts.nodes.probes import node_address, node_command, run_node_playbook
 
 __all__ = [
     "ConfirmationRequired",
@@ -18,5 +18,6 @@ __all__ = [
     "NodePorts",
     "NodeUnreachable",
     "node_address",
+    "node_command",
     "run_node_playbook",
 ]
