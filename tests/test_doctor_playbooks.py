@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from pressluft.cli import main
 from pressluft.contexts.nodes.workers import PROVISION_PLAYBOOK
 from pressluft.contexts.operations.doctor import DoctorResult, run_checks
+from pressluft.contexts.sites.cache_workers import TOGGLE_PLAYBOOK
 from pressluft.contexts.sites.workers import (
     ENV_CREATE_PLAYBOOK,
     SITE_CREATE_PLAYBOOK,
@@ -29,6 +30,7 @@ WORKERS_PLAYBOOKS = {
     SITE_CREATE_PLAYBOOK,
     ENV_CREATE_PLAYBOOK,
     SITE_DELETE_PLAYBOOK,
+    TOGGLE_PLAYBOOK,
 }
 HINT = "pip install --force-reinstall pressluft"
 
@@ -126,7 +128,7 @@ async def test_health_fails_without_pressluft_playbooks_and_keeps_the_path_priva
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     ok = (await client.get("/api/health")).json()["checks"]["playbooks"]
-    assert ok == {"status": "ok", "required": True, "detail": "4 playbooks"}
+    assert ok == {"status": "ok", "required": True, "detail": f"{len(WORKERS_PLAYBOOKS)} playbooks"}
     gone = PlaybooksCheck(tmp_path / "gone", problem="the directory is missing", hint="x")
     monkeypatch.setattr("pressluft.contexts.operations.health.probe_playbooks", lambda **_: gone)
     response = await client.get("/api/health")

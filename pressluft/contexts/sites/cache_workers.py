@@ -35,6 +35,7 @@ from pressluft.jobs.workers import JobWorker, WorkerPort
 
 __all__ = [
     "PURGE_COMMAND",
+    "TOGGLE_PLAYBOOK",
     "CachePurge",
     "CachePurgeArgs",
     "CacheToggleArgs",
