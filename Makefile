@@ -36,7 +36,8 @@ dev: $(STAMP) ## Run `pressluft dev` (dashboard on http://127.0.0.1:8080/)
 # busybox-static (an offline test image), debootstrap (the node image), php-cli (unit
 # tests of the PHP helper Pressluft ships to nodes), nodejs (the contract's name
 # pattern judged by a real ECMA-262 engine), wrk (the HTTP load of bench/api.py), systemd
-# (systemd-analyze verifies the service unit) and git (the upgrade test builds an old commit).
+# (systemd-analyze verifies the service unit), git (the upgrade test builds an old commit),
+# pebble (the ACME CA of the certificate tests) and bind9 (their authoritative DNS, RFC 2136).
 system-deps: ## Install the Debian packages the tests need (when missing and root)
 	@missing=""; \
 	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
@@ -50,6 +51,8 @@ system-deps: ## Install the Debian packages the tests need (when missing and roo
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v git >/dev/null || missing="$$missing git"; \
+	test -x /usr/bin/pebble || missing="$$missing pebble"; \
+	test -x /usr/sbin/named || missing="$$missing bind9"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

@@ -109,6 +109,37 @@ def _wordpress_source(raw: str) -> str:
     )
 
 
+def _https_url(raw: str) -> str:
+    value = raw.strip()
+    if value.startswith("https://") and all(c.isprintable() and not c.isspace() for c in value):
+        return value
+    raise ConfigError(f"expected an https:// URL, got {raw!r}")
+
+
+def _absolute_path_or_empty(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith("/"):
+        raise ConfigError(f"expected empty or an absolute path, got {raw!r}")
+    return value
+
+
+def _resolver(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        return value
+    host, _, port = value.rpartition(":")
+    if host and port.isdigit() and 0 < int(port) < 65536:
+        return value
+    raise ConfigError(f"expected empty or HOST:PORT of a DNS server, got {raw!r}")
+
+
+def _email(raw: str) -> str:
+    value = raw.strip()
+    if value and (value.count("@") != 1 or any(c.isspace() for c in value)):
+        raise ConfigError(f"expected empty or an e-mail address, got {raw!r}")
+    return value
+
+
 def _text(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -345,6 +376,51 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="URL|PATH",
     ),
     Setting(
+        "acme_directory",
+        "https://acme-v02.api.letsencrypt.org/directory",
+        "The ACME CA's directory URL the control plane gets certificates from (custom "
+        "domains, preview wildcards).",
+        _https_url,
+        metavar="URL",
+    ),
+    Setting(
+        "acme_ca_bundle",
+        "",
+        "CA certificates (PEM file) to trust for the ACME directory's own HTTPS; empty: "
+        "the system's. For a private or test CA.",
+        _absolute_path_or_empty,
+        metavar="PATH",
+    ),
+    Setting(
+        "acme_email",
+        "",
+        "Contact address of the control plane's ACME account (the CA's notices); empty: none.",
+        _email,
+        metavar="EMAIL",
+    ),
+    Setting(
+        "acme_caa_identity",
+        "letsencrypt.org",
+        "The CA's CAA issuer domain: a domain check fails when the name's CAA records "
+        "do not allow it.",
+        _text,
+        metavar="DOMAIN",
+    ),
+    Setting(
+        "certificate_scan_seconds",
+        "600",
+        "How often the control plane looks for certificates due for renewal (seconds).",
+        _int_between(5, 86400),
+        metavar="SECONDS",
+    ),
+    Setting(
+        "dns_resolver",
+        "",
+        "The DNS server (HOST:PORT) domain checks ask; empty: the system's resolver.",
+        _resolver,
+        metavar="HOST:PORT",
+    ),
+    Setting(
         "max_body_bytes",
         "1048576",
         "Largest request body accepted (bytes).",
@@ -385,6 +461,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     node_image: str
     lab_systemd: bool
     wordpress_source: str
+    acme_directory: str
+    acme_ca_bundle: str
+    acme_email: str
+    acme_caa_identity: str
+    certificate_scan_seconds: int
+    dns_resolver: str
     max_body_bytes: int
 
     @property

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pressluft.contexts.access import feature as access
+from pressluft.contexts.domains import feature as domains
 from pressluft.contexts.nodes import feature as nodes
 from pressluft.contexts.operations import feature as operations
 from pressluft.contexts.settings import feature as settings
@@ -43,6 +44,7 @@ FEATURES: tuple[Feature, ...] = (
     operations.FEATURE,
     nodes.FEATURE,
     sites.FEATURE,
+    domains.FEATURE,
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,9 +19,12 @@ from pressluft.contexts.access.users import create_user_command
 from pressluft.events import Meta
 from pressluft.runners.docker import DockerLab
 from pressluft.runtime import Runtime
+from tests.support.bind import BindServer
 from tests.support.contract import ContractValidator
 from tests.support.dockerd import PrivateDockerd, node_image
 from tests.support.live import LiveSite, start_live_site, stop_live_site
+from tests.support.pebble import Pebble
+from tests.support.sshd import free_port
 
 _VALIDATOR = ContractValidator()
 
@@ -189,14 +192,56 @@ def image_engine() -> Iterator[tuple[PrivateDockerd, str]]:
 
 
 @pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+def live(tmp_path_factory: pytest.TempPathFactory, bind_dns: BindServer) -> Iterator[LiveSite]:
     """One provisioned lab node with one WordPress site, for the whole session
-    (tests/support/live.py): every module that needs a live site shares it."""
-    site = start_live_site(tmp_path_factory.mktemp("live"))
+    (tests/support/live.py): every module that needs a live site shares it. Its
+    daemon gets certificates from its own pebble (HTTP-01 validated on the node's
+    published port) and checks DNS at `bind_dns`."""
+    site = start_live_site(tmp_path_factory.mktemp("live"), bind_dns)
     try:
         yield site
     finally:
         stop_live_site(site)
+
+
+# -- an ACME CA and an authoritative DNS server (real: pebble and BIND) ----------
+
+
+@pytest.fixture(scope="session")
+def bind_dns() -> Iterator[BindServer]:
+    """named on a loopback port, authoritative for `test.`, dynamic updates with its
+    TSIG key (`key_name`, `key_secret`, `key_algorithm`); `set`/`add`/`remove` records."""
+    server = BindServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def pebble_factory(bind_dns: BindServer) -> Iterator[Callable[..., Pebble]]:
+    """Starts pebbles resolving through `bind_dns`: `pebble_factory(http_port,
+    validity_seconds=None)` (http_port: where HTTP-01 is validated, e.g. a lab node's
+    published port); all are stopped at the end of the module."""
+    started: list[Pebble] = []
+
+    def start(http_port: int, validity_seconds: int | None = None) -> Pebble:
+        pebble = Pebble(bind_dns.address, http_port, validity_seconds=validity_seconds)
+        started.append(pebble)
+        return pebble.start()
+
+    try:
+        yield start
+    finally:
+        for pebble in started:
+            pebble.stop()
+
+
+@pytest.fixture(scope="module")
+def pebble_ca(pebble_factory: Callable[..., Pebble]) -> Pebble:
+    """A pebble validating HTTP-01 on a free loopback port (`http_port`) the test
+    serves tokens on; `directory_url` and `ca_bundle` for `AcmeDirectory`."""
+    return pebble_factory(free_port())
 
 
 # -- no silent skips -------------------------------------------------------------

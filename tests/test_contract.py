@@ -184,6 +184,17 @@ async def test_every_operation_answers_as_the_contract_says(
     assert (await client.post(f"/api/environments/{env_id}/reset")).status_code == 200
     await cancel(await client.delete(f"/api/sites/{site_id}", params={"confirm": "s"}))
     assert (await client.post(f"/api/sites/{site_id}/reset")).status_code == 200
+    # Domains: the job stays queued; cancelled, the domain is failed and can be removed.
+    added = await client.post(f"/api/environments/{env_id}/domains", json={"hostname": "s.example"})
+    await cancel(added)
+    domain_id = added.json()["domain_ids"][0]
+    for path in (
+        f"/api/environments/{env_id}/domains",
+        f"/api/domains/{domain_id}",
+        "/api/certificates",
+    ):
+        assert (await client.get(path)).status_code == 200
+    await cancel(await client.delete(f"/api/domains/{domain_id}", params={"confirm": "s.example"}))
     staging = await client.post(
         f"/api/sites/{site_id}/environments",
         json={"name": "St", "slug": "st", "type": "staging", "source_environment_id": env_id},
@@ -206,6 +217,9 @@ async def test_every_operation_answers_as_the_contract_says(
         - {("POST", "/api/nodes/{node_id}/start"), ("POST", "/api/nodes/{node_id}/stop")}
         # Needs WordPress on a real node: tests/test_site_node.py (SIT-7).
         - {("POST", "/api/environments/{environment_id}/magic-login")}
+        # Need a served (active) domain, an issued certificate: tests/test_domains_node.py.
+        - {("POST", "/api/domains/{domain_id}/primary")}
+        - {("POST", "/api/certificates/{certificate_id}/renew")}
     )
     assert not missing, f"operations never answered successfully: {sorted(missing)}"
 

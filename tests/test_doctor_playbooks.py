@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from pressluft.cli import main
+from pressluft.contexts.domains.workers import DOMAIN_ADD_PLAYBOOK, DOMAIN_REMOVE_PLAYBOOK
 from pressluft.contexts.nodes.workers import PROVISION_PLAYBOOK
 from pressluft.contexts.operations.doctor import DoctorResult, run_checks
 from pressluft.contexts.sites.cache_workers import TOGGLE_PLAYBOOK
@@ -30,6 +31,8 @@ WORKERS_PLAYBOOKS = {
     SITE_CREATE_PLAYBOOK,
     ENV_CREATE_PLAYBOOK,
     SITE_DELETE_PLAYBOOK,
+    DOMAIN_ADD_PLAYBOOK,
+    DOMAIN_REMOVE_PLAYBOOK,
     TOGGLE_PLAYBOOK,
 }
 HINT = "pip install --force-reinstall pressluft"

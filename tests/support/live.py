@@ -17,8 +17,10 @@ from typing import Any
 import httpx
 
 from pressluft.runners.docker import DockerLab
+from tests.support.bind import BindServer
 from tests.support.daemon import Daemon
 from tests.support.dockerd import PrivateDockerd, node_image
+from tests.support.pebble import Pebble
 
 SITE_TITLE = "Live Shop"
 
@@ -33,6 +35,10 @@ class LiveSite:
     site_id: str
     environment_id: str
     preview_url: str
+    #: The ACME CA the daemon uses (its HTTP-01 port: the node's published HTTP port)
+    #: and the DNS server it checks domains at.
+    pebble: Pebble
+    dns: BindServer
     lab: DockerLab = field(repr=False)
 
     @property
@@ -81,17 +87,27 @@ class LiveSite:
         )
 
 
-def start_live_site(workdir: Path) -> LiveSite:
-    """Start the daemon, create and provision a lab node, create the site."""
+def start_live_site(workdir: Path, dns: BindServer) -> LiveSite:
+    """Start the daemon, create and provision a lab node, create the site; start the
+    daemon's ACME CA once the node's HTTP port is known."""
     dockerd = PrivateDockerd().start()
     daemon: Daemon | None = None
     lab: DockerLab | None = None
+    # Its ports are chosen now (the daemon is told its directory); it starts below.
+    pebble = Pebble(dns.address, 0, root=workdir / "pebble")
     try:
         tag = node_image(dockerd)
+        host, port = dns.address
         daemon = Daemon(
             workdir / "daemon",
             mode="dev",
-            env={"PRESSLUFT_DOCKER_HOST": dockerd.url, "PRESSLUFT_NODE_IMAGE": tag},
+            env={
+                "PRESSLUFT_DOCKER_HOST": dockerd.url,
+                "PRESSLUFT_NODE_IMAGE": tag,
+                "PRESSLUFT_ACME_DIRECTORY": pebble.directory_url,
+                "PRESSLUFT_ACME_CA_BUNDLE": str(pebble.ca_bundle),
+                "PRESSLUFT_DNS_RESOLVER": f"{host}:{port}",
+            },
         ).start()
         daemon.wait_ready(60)
         lab = DockerLab(dockerd.url)
@@ -124,9 +140,12 @@ def start_live_site(workdir: Path) -> LiveSite:
             site_id=accepted["site_id"],
             environment_id=production["id"],
             preview_url=production["preview_url"],
+            pebble=pebble,
+            dns=dns,
             lab=lab,
         )
     except BaseException:
+        pebble.stop()
         if lab is not None:
             lab.close()
         if daemon is not None:
@@ -139,6 +158,7 @@ def stop_live_site(live: LiveSite) -> None:
     try:
         live.daemon.stop()
     finally:
+        live.pebble.stop()
         live.lab.close()
         live.dockerd.stop()
 

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from pressluft.contexts.nodes.errors import ConfirmationRequired, NodeNotReady, NodeUnreachable
 from pressluft.contexts.nodes.events import NodePorts
-from pressluft.contexts.nodes.probes import node_address, node_command, run_node_playbook
+from pressluft.contexts.nodes.probes import (
+    job_node_address,
+    node_address,
+    node_command,
+    run_node_playbook,
+)
 
 __all__ = [
     "ConfirmationRequired",
     "NodeNotReady",
     "NodePorts",
     "NodeUnreachable",
+    "job_node_address",
     "node_address",
     "node_command",
     "run_node_playbook",

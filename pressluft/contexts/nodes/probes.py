@@ -133,24 +133,29 @@ async def port_address(ctx: WorkerPort, access: NodeAccess) -> NodeAddress:
     return NodeAddress(access.host, access.port, access.user, key.encode(), access.host_key)
 
 
-async def node_command(
-    ctx: WorkerPort, argv: list[str], stdin: str | None = None, deadline: float = 30.0
-) -> CommandResult:
-    """Run one command as root on the job's node over SSH (no playbook: for a step that
-    is one command, e.g. a cache purge). JobFailure `NODE_NOT_CHECKED` without a pinned
-    host key, `HOST_KEY_MISMATCH`, `NODE_AUTH_FAILED` or `NODE_UNREACHABLE` as a readiness query
-    would say."""
-    node_id = ctx.node_id
-    if node_id is None:
-        raise JobFailure("HANDLER_ERROR", "a node command needs the job's node")
-    access = await ctx.load(NODE_ACCESS, node_id)
+async def job_node_address(ctx: WorkerPort) -> NodeAddress:
+    """The job's node as a direct query reaches it (its key opened through the port);
+    JobFailure when it is gone or its host key is not pinned."""
+    if ctx.node_id is None:
+        raise JobFailure("HANDLER_ERROR", "a node query needs a node")
+    access = await ctx.load(NODE_ACCESS, ctx.node_id)
     if access is None:
         raise JobFailure("NODE_NOT_CHECKED", "the node is decommissioned")
     if access.host_key is None:
         raise JobFailure(
             "NODE_NOT_CHECKED", "the node's host key is not pinned yet: check the node first"
         )
-    address = await port_address(ctx, access)
+    return await port_address(ctx, access)
+
+
+async def node_command(
+    ctx: WorkerPort, argv: list[str], stdin: str | None = None, deadline: float = 30.0
+) -> CommandResult:
+    """Run one command as root on the job's node over SSH (no playbook: for a step that
+    is one command, e.g. a cache purge). JobFailure `NODE_NOT_CHECKED` without a pinned
+    host key, `HOST_KEY_MISMATCH`, `NODE_AUTH_FAILED` or `NODE_UNREACHABLE` as a readiness
+    query would say."""
+    address = await job_node_address(ctx)
     try:
         return await run_privileged(address, argv, stdin, deadline)
     except HostKeyMismatch as exc:

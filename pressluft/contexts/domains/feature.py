@@ -1,0 +1,72 @@
+"""The domains capability's one record, as `pressluft.features` lists it."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from pressluft.contexts.domains.events import (
+    AcmeAccountRegistered,
+    CertificateIssued,
+    CertificateRenewalFailed,
+    DomainActivated,
+    DomainAdded,
+    DomainPrimaryChanged,
+    DomainRemovalRequested,
+    DomainRemoved,
+    DomainRetried,
+)
+from pressluft.contexts.domains.failures import CODES
+from pressluft.contexts.domains.projector import DOMAINS_PROJECTOR
+from pressluft.contexts.domains.routes import DOMAIN_ROUTES
+from pressluft.contexts.domains.service import Domains
+from pressluft.contexts.domains.workers import AcmeSettings, CertificateScan, domain_workers
+from pressluft.feature import Feature, Kernel, Parts
+from pressluft.jobs.scheduler import Schedule
+
+__all__ = ["FEATURE"]
+
+
+def _assemble(kernel: Kernel) -> Parts:
+    config = kernel.config
+    acme = AcmeSettings(
+        config.acme_directory,
+        config.acme_ca_bundle,
+        config.acme_email,
+        config.acme_caa_identity,
+        config.dns_resolver,
+    )
+    scan = Schedule(
+        job_type=CertificateScan.kind,
+        every_seconds=config.certificate_scan_seconds,
+        first_after_seconds=60,
+        node_lock="shared",
+        max_attempts=CertificateScan.max_attempts,
+        timeout_seconds=CertificateScan.timeout_seconds,
+    )
+    return Parts(
+        workers=domain_workers(acme, kernel.vault),
+        schedules=[scan],
+        services={"domains": Domains(kernel.db, kernel.writer, kernel.clock)},
+    )
+
+
+FEATURE = Feature(
+    name="domains",
+    events=(
+        DomainAdded,
+        DomainRetried,
+        DomainActivated,
+        DomainPrimaryChanged,
+        DomainRemovalRequested,
+        DomainRemoved,
+        CertificateIssued,
+        CertificateRenewalFailed,
+        AcmeAccountRegistered,
+    ),
+    projectors=(DOMAINS_PROJECTOR,),
+    failure_codes=CODES,
+    routes=tuple(DOMAIN_ROUTES),
+    migrations=Path(str(resources.files("pressluft.contexts.domains") / "migrations")),
+    assemble=_assemble,
+)
