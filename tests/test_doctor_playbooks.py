@@ -17,6 +17,7 @@ from pressluft.cli import main
 from pressluft.contexts.domains.workers import DOMAIN_ADD_PLAYBOOK, DOMAIN_REMOVE_PLAYBOOK
 from pressluft.contexts.nodes.workers import PROVISION_PLAYBOOK
 from pressluft.contexts.operations.doctor import DoctorResult, run_checks
+from pressluft.contexts.sites.cache_workers import TOGGLE_PLAYBOOK
 from pressluft.contexts.sites.workers import (
     ENV_CREATE_PLAYBOOK,
     SITE_CREATE_PLAYBOOK,
@@ -32,6 +33,7 @@ WORKERS_PLAYBOOKS = {
     SITE_DELETE_PLAYBOOK,
     DOMAIN_ADD_PLAYBOOK,
     DOMAIN_REMOVE_PLAYBOOK,
+    TOGGLE_PLAYBOOK,
 }
 HINT = "pip install --force-reinstall pressluft"
 

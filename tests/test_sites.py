@@ -643,7 +643,12 @@ async def _actions(client: httpx.AsyncClient, path: str) -> list[str]:
 @pytest.mark.spec("SIT-15", "SIT-16")
 async def test_views_say_what_may_be_done_now(client: httpx.AsyncClient, runtime: Runtime) -> None:
     site_id, production = await _active_site(client, runtime, "acme")
-    assert await _actions(client, f"/api/environments/{production}") == ["magic_login", "clone"]
+    assert await _actions(client, f"/api/environments/{production}") == [
+        "magic_login",
+        "clone",
+        "cache_toggle",
+        "cache_purge",
+    ]
     assert await _actions(client, f"/api/sites/{site_id}") == ["create_environment", "delete"]
     # A staging copy in flight: it offers nothing, its site (cloning) nothing, and
     # production no new copy while the site changes.
@@ -659,7 +664,11 @@ async def test_views_say_what_may_be_done_now(client: httpx.AsyncClient, runtime
     staging = reply.json()["environment_id"]
     assert await _actions(client, f"/api/environments/{staging}") == []
     assert await _actions(client, f"/api/sites/{site_id}") == []
-    assert await _actions(client, f"/api/environments/{production}") == ["magic_login"]
+    assert await _actions(client, f"/api/environments/{production}") == [
+        "magic_login",
+        "cache_toggle",
+        "cache_purge",
+    ]
     # The copy failed (its job cancelled): delete or reset it; the site is active
     # again but is not deleted while the staging environment lives.
     assert (await client.post(f"/api/jobs/{reply.json()['job_id']}/cancel")).status_code == 200
@@ -670,7 +679,7 @@ async def test_views_say_what_may_be_done_now(client: httpx.AsyncClient, runtime
     assert listed["actions"] == ["create_environment"]
     envs = (await client.get(f"/api/sites/{site_id}/environments")).json()
     assert {e["id"]: e["actions"] for e in envs} == {
-        production: ["magic_login", "clone"],
+        production: ["magic_login", "clone", "cache_toggle", "cache_purge"],
         staging: ["delete", "reset"],
     }
     assert {e["id"]: e["actions"] for e in listed["environments"]} == {

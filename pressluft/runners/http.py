@@ -1,10 +1,10 @@
 """HTTP requests to a node's web server, addressed by the host name a site answers
 to (a `Host` header to the node's endpoint: no DNS needed), with a hard timeout.
-Used by the site health checks."""
+Used by the site health checks and the cache purge's verification."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -21,6 +21,8 @@ class HttpAnswer:
     location: str | None
     #: The first 64 KiB of the body, decoded leniently.
     body: str
+    #: The answer's headers (names lower-case; a repeated header's values joined by ", ").
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 async def get(
@@ -42,6 +44,7 @@ async def get(
                 if size >= 65536:
                     break
             body = b"".join(chunks)[:65536].decode("utf-8", "replace")
-            return HttpAnswer(response.status_code, response.headers.get("location"), body)
+            headers = {k.lower(): ", ".join(response.headers.get_list(k)) for k in response.headers}
+            return HttpAnswer(response.status_code, response.headers.get("location"), body, headers)
     except httpx.HTTPError as exc:
         raise HttpUnreachable(f"{type(exc).__name__}: {exc}") from exc

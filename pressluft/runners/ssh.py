@@ -20,6 +20,7 @@ __all__ = [
     "SERVICES",
     "SUPPORTED_OS",
     "AuthFailed",
+    "CommandResult",
     "Facts",
     "HostKeyMismatch",
     "NodeAddress",
@@ -31,6 +32,7 @@ __all__ = [
     "parse_os_release",
     "probe",
     "run_as",
+    "run_privileged",
     "unsupported_os",
     "wait_for_banner",
 ]
@@ -208,10 +210,27 @@ async def offered_fingerprint(node: NodeAddress, deadline: float = 5.0) -> str |
     return None if key is None else str(key.get_fingerprint("sha256"))
 
 
+@dataclass(frozen=True)
+class CommandResult:
+    """How a command on a node ended: its exit status and output."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
 async def _query(
     node: NodeAddress, command: str, stdin: str | None, deadline: float
 ) -> tuple[asyncssh.SSHKey, str]:
-    """One connection, one command: the server's host key and the command's stdout.
+    """One connection, one command: the server's host key and the command's stdout."""
+    server_key, result = await _run(node, command, stdin, deadline)
+    return server_key, result.stdout
+
+
+async def _run(
+    node: NodeAddress, command: str, stdin: str | None, deadline: float
+) -> tuple[asyncssh.SSHKey, CommandResult]:
+    """One connection, one command: the server's host key and how the command ended.
     Every failure becomes the typed error its readiness reason names."""
     try:
         async with asyncio.timeout(deadline):
@@ -238,7 +257,12 @@ async def _query(
         raise AuthFailed(f"the node refused Pressluft's key for user {node.user}") from exc
     except (OSError, asyncssh.Error) as exc:
         raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
-    return server_key, str(result.stdout or "")
+    status = result.exit_status
+    return server_key, CommandResult(
+        exit_status=-1 if status is None else int(status),
+        stdout=str(result.stdout or ""),
+        stderr=str(result.stderr or ""),
+    )
 
 
 async def probe(node: NodeAddress, deadline: float = DEFAULT_DEADLINE_SECONDS) -> Probe:
@@ -369,3 +393,19 @@ async def run_as(
         command = ["sudo", "-n", *command]
     _, stdout = await _query(node, " ".join(shlex.quote(a) for a in command), stdin, deadline)
     return stdout
+
+
+async def run_privileged(
+    node: NodeAddress,
+    argv: list[str],
+    stdin: str | None = None,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
+) -> CommandResult:
+    """Run `argv` on the node as root (through passwordless sudo unless the node's SSH
+    user is root) with `stdin`: how it ended. Pinned host key required; arguments are
+    shell-quoted (secrets go on stdin)."""
+    if node.host_key is None:
+        raise HostKeyMismatch("the node's host key is not pinned yet: check the node first")
+    command = argv if node.user == "root" else ["sudo", "-n", *argv]
+    _, result = await _run(node, " ".join(shlex.quote(a) for a in command), stdin, deadline)
+    return result

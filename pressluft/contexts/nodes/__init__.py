@@ -3,14 +3,19 @@ nodes' machines on a Docker engine.
 
 Its `Feature` is in `feature.py`. Other contexts use only what this package
 exports: the errors a site command raises about its node, where a node is
-reached, and running a playbook on a node from a job worker.
+reached, and running a playbook or one command on a node from a job worker.
 """
 
 from __future__ import annotations
 
 from pressluft.contexts.nodes.errors import ConfirmationRequired, NodeNotReady, NodeUnreachable
 from pressluft.contexts.nodes.events import NodePorts
-from pressluft.contexts.nodes.probes import job_node_address, node_address, run_node_playbook
+from pressluft.contexts.nodes.probes import (
+    job_node_address,
+    node_address,
+    node_command,
+    run_node_playbook,
+)
 
 __all__ = [
     "ConfirmationRequired",
@@ -19,5 +24,6 @@ __all__ = [
     "NodeUnreachable",
     "job_node_address",
     "node_address",
+    "node_command",
     "run_node_playbook",
 ]

@@ -2,7 +2,8 @@
 adapters: a live node's facts over SSH (no job, no lock, 10 s deadline) and
 where it is reached; a new node's key pair; the machine providers the settings
 configure and their calls, classified as job failures; a playbook run on a job's
-node (`run_node_playbook`, the Ansible workers' common path, other contexts' too).
+node (`run_node_playbook`, the Ansible workers' common path, other contexts' too)
+and one command as root on a job's node (`node_command`).
 """
 
 from __future__ import annotations
@@ -43,11 +44,14 @@ from pressluft.runners.providers import (
     resolve_docker_host,
 )
 from pressluft.runners.ssh import (
+    AuthFailed,
+    CommandResult,
     Facts,
     HostKeyMismatch,
     NodeAddress,
     SSHQueryError,
     facts,
+    run_privileged,
     wait_for_banner,
 )
 from pressluft.vault import Vault
@@ -62,6 +66,7 @@ __all__ = [
     "machine_call",
     "new_key_pair",
     "node_address",
+    "node_command",
     "node_facts",
     "port_address",
     "run_node_playbook",
@@ -141,6 +146,24 @@ async def job_node_address(ctx: WorkerPort) -> NodeAddress:
             "NODE_NOT_CHECKED", "the node's host key is not pinned yet: check the node first"
         )
     return await port_address(ctx, access)
+
+
+async def node_command(
+    ctx: WorkerPort, argv: list[str], stdin: str | None = None, deadline: float = 30.0
+) -> CommandResult:
+    """Run one command as root on the job's node over SSH (no playbook: for a step that
+    is one command, e.g. a cache purge). JobFailure `NODE_NOT_CHECKED` without a pinned
+    host key, `HOST_KEY_MISMATCH`, `NODE_AUTH_FAILED` or `NODE_UNREACHABLE` as a readiness
+    query would say."""
+    address = await job_node_address(ctx)
+    try:
+        return await run_privileged(address, argv, stdin, deadline)
+    except HostKeyMismatch as exc:
+        raise JobFailure("HOST_KEY_MISMATCH", str(exc)) from exc
+    except AuthFailed as exc:
+        raise JobFailure("NODE_AUTH_FAILED", str(exc)) from exc
+    except SSHQueryError as exc:
+        raise JobFailure("NODE_UNREACHABLE", f"the node did not answer: {exc}") from exc
 
 
 async def run_node_playbook(

@@ -1,6 +1,6 @@
 """Events of sites (stream `site:<id>`) and their environments (stream
 `environment:<id>`): created, provisioned on their node (a release), failed,
-reset, deleted."""
+reset, deleted; their cache flags changed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Literal
 from pressluft.events.types.base import Event
 
 __all__ = [
+    "EnvironmentCacheChanged",
     "EnvironmentCreated",
     "EnvironmentDeleted",
     "EnvironmentDeletionRequested",
@@ -93,6 +94,16 @@ class EnvironmentDeleted(Event, frozen=True, tag="environment.deleted"):
 
     environment_id: str
     job_id: str
+
+
+class EnvironmentCacheChanged(Event, frozen=True, tag="environment.cache_changed"):
+    """Its `env_cache_toggle` job applied these cache flags on the node (None: a flag
+    the request left as it was)."""
+
+    environment_id: str
+    job_id: str
+    fastcgi_cache_enabled: bool | None = None
+    redis_cache_enabled: bool | None = None
 
 
 class EnvironmentReset(Event, frozen=True, tag="environment.reset"):

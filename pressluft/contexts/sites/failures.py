@@ -6,9 +6,13 @@ from __future__ import annotations
 from pressluft.jobs.failures import register_codes
 
 __all__ = [
+    "CACHE_PURGE_FAILED",
+    "CACHE_PURGE_UNVERIFIED",
     "CODES",
     "ENV_CLONE_FAILED",
+    "ENV_NOT_ACTIVE",
     "ENV_SOURCE_UNAVAILABLE",
+    "OBJECT_CACHE_UNAVAILABLE",
     "SITE_HEALTH_FAILED",
     "SITE_INSTALL_FAILED",
 ]
@@ -22,8 +26,21 @@ ENV_CLONE_FAILED = "ENV_CLONE_FAILED"
 #: A clone's source is no longer active with a release when its job runs.
 ENV_SOURCE_UNAVAILABLE = "ENV_SOURCE_UNAVAILABLE"
 
+#: The node's privileged purge command failed or did not answer.
+CACHE_PURGE_FAILED = "CACHE_PURGE_FAILED"
+#: After a purge, a purged URL did not answer `X-FastCGI-Cache: MISS`.
+CACHE_PURGE_UNVERIFIED = "CACHE_PURGE_UNVERIFIED"
+#: A cache job's environment is no longer active when the job runs.
+ENV_NOT_ACTIVE = "ENV_NOT_ACTIVE"
+#: A toggle asked for the object cache, which the node's role does not apply yet.
+OBJECT_CACHE_UNAVAILABLE = "OBJECT_CACHE_UNAVAILABLE"
+
 CODES = register_codes(
     {
+        CACHE_PURGE_FAILED: True,
+        CACHE_PURGE_UNVERIFIED: True,
+        ENV_NOT_ACTIVE: False,
+        OBJECT_CACHE_UNAVAILABLE: False,
         SITE_HEALTH_FAILED: True,
         SITE_INSTALL_FAILED: False,
         ENV_CLONE_FAILED: True,

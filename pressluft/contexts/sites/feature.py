@@ -5,7 +5,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from pressluft.contexts.sites.cache_workers import cache_workers
 from pressluft.contexts.sites.events import (
+    EnvironmentCacheChanged,
     EnvironmentCreated,
     EnvironmentDeleted,
     EnvironmentDeletionRequested,
@@ -29,7 +31,7 @@ __all__ = ["FEATURE"]
 
 def _assemble(kernel: Kernel) -> Parts:
     return Parts(
-        workers=site_workers(kernel.config.wordpress_source),
+        workers=[*site_workers(kernel.config.wordpress_source), *cache_workers()],
         services={"sites": Sites(kernel.db, kernel.writer, kernel.vault)},
     )
 
@@ -46,6 +48,7 @@ FEATURE = Feature(
         EnvironmentDeleted,
         EnvironmentReset,
         SiteReset,
+        EnvironmentCacheChanged,
     ),
     projectors=(SITES_PROJECTOR,),
     failure_codes=CODES,

@@ -69,11 +69,11 @@ def _site_jobs(conn: sqlite3.Connection, site: SiteView) -> dict[str, Any]:
 SITE_SECTIONS: tuple[SiteSection, ...] = (
     SiteSection(name="environments", title="Environments", follows=("site", "environment")),
     SiteSection(name="jobs", title="Jobs", follows=("job",), load=_site_jobs),
+    SiteSection(name="cache", title="Cache", follows=("environment",)),
     # Planned: each becomes a real section (a template and what it follows) with its
     # capability, without touching the others.
     SiteSection(name="backups", title="Backups", planned="Backups and restore: not yet."),
     SiteSection(name="domains", title="Domains", planned="Custom domains and TLS: not yet."),
-    SiteSection(name="cache", title="Cache", planned="FastCGI and Redis cache controls: not yet."),
     SiteSection(name="releases", title="Releases", planned="Deploys and rollbacks: not yet."),
 )
 _SECTIONS = {section.name: section for section in SITE_SECTIONS}

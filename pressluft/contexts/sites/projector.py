@@ -23,6 +23,7 @@ from __future__ import annotations
 import sqlite3
 
 from pressluft.contexts.sites.events import (
+    EnvironmentCacheChanged,
     EnvironmentCreated,
     EnvironmentDeleted,
     EnvironmentDeletionRequested,
@@ -217,6 +218,23 @@ def _environment_reset(conn: sqlite3.Connection, e: EnvironmentReset, env: Envel
         )
 
 
+def _cache_changed(conn: sqlite3.Connection, e: EnvironmentCacheChanged, env: Envelope) -> None:
+    """The flags its job applied (a flag not given keeps its value)."""
+    cursor = conn.execute(
+        "UPDATE environments SET fastcgi_cache_enabled = coalesce(?, fastcgi_cache_enabled),"
+        " redis_cache_enabled = coalesce(?, redis_cache_enabled), updated_at = ?,"
+        " state_version = ? WHERE id = ? AND status != 'deleted'",
+        (
+            e.fastcgi_cache_enabled,
+            e.redis_cache_enabled,
+            env.recorded_at,
+            env.stream_version,
+            e.environment_id,
+        ),
+    )
+    one_row(cursor, f"cache of {e.environment_id}")
+
+
 def _site_reset(conn: sqlite3.Connection, e: SiteReset, env: Envelope) -> None:
     cursor = conn.execute(
         "UPDATE sites SET status = 'active', updated_at = ?, state_version = ?"
@@ -237,6 +255,7 @@ SITES_PROJECTOR = Projector(
         EnvironmentDeletionRequested: _deletion_requested,
         EnvironmentDeleted: _deleted,
         EnvironmentReset: _environment_reset,
+        EnvironmentCacheChanged: _cache_changed,
         SiteReset: _site_reset,
         **on_job_end(_released),
     },

@@ -122,6 +122,7 @@ def environment_actions(environment_type: str, status: str, site_status: str) ->
         actions.append("magic_login")
         if site_status == "active":  # a site with a job changing it takes no new copy
             actions.append("clone")
+        actions += ["cache_toggle", "cache_purge"]  # specs/cache.md
     if environment_type != "production" and status in ("active", "failed"):
         actions.append("delete")  # production goes only with its site
     if status == "failed":

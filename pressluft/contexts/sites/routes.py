@@ -1,15 +1,16 @@
 """`/api/sites` and `/api/environments`: create, list, read and delete sites and
-their environments, reset them; magic login."""
+their environments, reset them; magic login; their cache (toggle, purge)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, Response, delete, get, post
+from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import Body, PathParameter, QueryParameter
 
 from pressluft.acting import Context
+from pressluft.contexts.sites.cache import CacheAccepted, CachePurgeRequest, CacheSettingsRequest
 from pressluft.contexts.sites.creation import CreateSiteRequest, SiteAccepted
 from pressluft.contexts.sites.environments import (
     CreateEnvironmentRequest,
@@ -181,6 +182,40 @@ async def reset_environment(
     return answer(done, 200)
 
 
+@patch(
+    "/api/environments/{environment_id:str}/cache",
+    operation_id="setEnvironmentCache",
+    status_code=202,
+    tags=["sites"],
+)
+async def set_cache(
+    request: Request[Any, Any, Any],
+    sites: NamedDependency[Sites],
+    ctx: NamedDependency[Context],
+    environment_id: EnvironmentIdParam,
+    data: Annotated[CacheSettingsRequest, Body()],
+) -> Response[CacheAccepted]:
+    done = await sites.set_cache(environment_id, data, ctx, await retry_of(request, ctx))
+    return answer(done, 202)
+
+
+@post(
+    "/api/environments/{environment_id:str}/cache/purge",
+    operation_id="purgeEnvironmentCache",
+    status_code=202,
+    tags=["sites"],
+)
+async def purge_cache(
+    request: Request[Any, Any, Any],
+    sites: NamedDependency[Sites],
+    ctx: NamedDependency[Context],
+    environment_id: EnvironmentIdParam,
+    data: Annotated[CachePurgeRequest | None, Body()] = None,
+) -> Response[CacheAccepted]:
+    done = await sites.purge_cache(environment_id, data, ctx, await retry_of(request, ctx))
+    return answer(done, 202)
+
+
 SITE_ROUTES = [
     sites,
     create_site,
@@ -193,4 +228,6 @@ SITE_ROUTES = [
     delete_environment,
     reset_environment,
     magic_login,
+    set_cache,
+    purge_cache,
 ]

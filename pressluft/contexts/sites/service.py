@@ -10,6 +10,13 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from pressluft.acting import Context
+from pressluft.contexts.sites.cache import (
+    CacheAccepted,
+    CachePurgeRequest,
+    CacheSettingsRequest,
+    purge_cache_command,
+    toggle_cache_command,
+)
 from pressluft.contexts.sites.creation import CreateSiteRequest, SiteAccepted, create_site_command
 from pressluft.contexts.sites.environments import (
     CreateEnvironmentRequest,
@@ -44,7 +51,8 @@ T = TypeVar("T")
 
 
 class Sites:
-    """Sites and their environments: read, create, delete, reset; magic login."""
+    """Sites and their environments: read, create, delete, reset; magic login; the
+    cache's toggle and purge."""
 
     def __init__(self, db: Database, writer: Writer, vault: Callable[[], Vault]) -> None:
         self._db = db
@@ -118,6 +126,26 @@ class Sites:
     ) -> Answered[ResetResult]:
         command = reset_environment_command(environment_id, ctx.meta())
         return await self._writer.run(command, ResetResult, 200, retry)
+
+    async def set_cache(
+        self,
+        environment_id: str,
+        request: CacheSettingsRequest,
+        ctx: Context,
+        retry: Retry | None,
+    ) -> Answered[CacheAccepted]:
+        command = toggle_cache_command(environment_id, request, ctx.meta())
+        return await self._writer.run(command, CacheAccepted, 202, retry)
+
+    async def purge_cache(
+        self,
+        environment_id: str,
+        request: CachePurgeRequest | None,
+        ctx: Context,
+        retry: Retry | None,
+    ) -> Answered[CacheAccepted]:
+        command = purge_cache_command(environment_id, request, ctx.meta())
+        return await self._writer.run(command, CacheAccepted, 202, retry)
 
     async def magic_login(self, environment_id: str, ctx: Context) -> MagicLogin:
         """A one-time wp-admin URL (a direct query to the node, audited)."""

@@ -5,7 +5,8 @@ user, pool, database, vhost, release, WordPress installed by the PHP helper,
 health checks); `env_create` builds a staging or clone environment as a copy of
 another environment of the site (`env-create.yml`: the same role, with the
 source's release, uploads and database copied and its URLs rewritten by the
-helper's serialization-safe search-replace); `env_delete` and `site_delete`
+helper's serialization-safe search-replace, its page cache purged at the end);
+`env_delete` and `site_delete`
 remove one environment from its node (`site-delete.yml`) and destroy its
 secrets — `site_delete` is the production environment's, and the site goes
 with it. After a build the control plane checks HTTP itself (10 s, one
@@ -29,6 +30,7 @@ import msgspec
 
 from pressluft.clock import parse_ts
 from pressluft.contexts.nodes import run_node_playbook
+from pressluft.contexts.sites.cache_workers import purge_environment_cache
 from pressluft.contexts.sites.events import EnvironmentProvisioned
 from pressluft.contexts.sites.failures import (
     ENV_CLONE_FAILED,
@@ -347,6 +349,8 @@ class EnvCreate(_EnvironmentWorker[EnvCreateArgs]):
             ctx.log(line, "stderr")
         title = str(summary.data.get("site_title", ""))
         await _check_http(ctx, env, title)
+        # What the build cached is gone before the copy serves (specs/cache.md).
+        await purge_environment_cache(ctx, environment_id, env, [])
         await self.provisioned(ctx, environment_id, summary, extra_vars, ("clone", source_id))
         ctx.log(f"environment active: a copy of {source_id} at {env.preview_url}")
 

@@ -650,7 +650,7 @@ async function runAction(spec) {
   return res;
 }
 
-// Buttons that declare their action (data-method, data-url; data-confirm,
+// Buttons that declare their action (data-method, data-url; data-body: JSON; data-confirm,
 // data-confirm-typed, data-done, data-opens, data-idempotent="no"), anywhere in the page and in parts
 // replaced later: their answer goes to the element named by the nearest
 // `data-result`, and an `action:done` event bubbles from the button with it.
@@ -671,6 +671,7 @@ function setupActions() {
         confirmTyped: d.confirmTyped,
         done: d.done,
         opens: d.opens,
+        body: d.body ? JSON.parse(d.body) : undefined,
         idempotent: d.idempotent !== "no",
         holder: button,
         result: scope ? document.getElementById(scope.dataset.result) : null,
