@@ -4,12 +4,17 @@ diagnostic job holding the node (a domain really served: tests/test_domains_node
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from pressluft.clock import FrozenClock, format_ts
 from pressluft.config import Config, resolve
+from pressluft.contexts.domains.commands import queue_due_renewals
+from pressluft.contexts.domains.events import CertificateIssued
+from pressluft.contexts.domains.workers import CertificateRenew
 from pressluft.contexts.sites.events import (
     EnvironmentCreated,
     EnvironmentProvisioned,
@@ -272,3 +277,54 @@ async def test_dns_pointing_elsewhere_fails_the_job_before_anything_changes(
     )
     assert again.status_code == 202, again.text
     assert again.json()["domain_ids"] == accepted["domain_ids"]
+
+
+@pytest.mark.spec("DOM-43", "DOM-44")
+async def test_the_scan_queues_renewals_that_are_due_once_and_waits_after_a_failure(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    node_id = await _blocked_node(runtime)
+    env_id = await active_environment(runtime, node_id)
+    now = clock.now()
+    due, later = new_id(), new_id()
+
+    def issued(certificate_id: str, renew_in: timedelta) -> CertificateIssued:
+        return CertificateIssued(
+            certificate_id=certificate_id,
+            node_id=node_id,
+            kind="domain",
+            environment_id=env_id,
+            names=[f"{certificate_id[:8]}.example"],
+            issuer="Pebble",
+            serial="0a",
+            not_before=format_ts(now - timedelta(days=60)),
+            not_after=format_ts(now + timedelta(days=10)),
+            renew_at=format_ts(now + renew_in),
+            key_secret_id="sec_key",
+            chain_pem="-----BEGIN CERTIFICATE-----\n",
+            job_id=new_id(),
+        )
+
+    def seed(tx: WriteTx) -> None:
+        for cid, renew_in in ((due, timedelta(minutes=-1)), (later, timedelta(days=1))):
+            append(tx, f"certificate:{cid}", NO_STREAM, [issued(cid, renew_in)], META)
+
+    await runtime.db.write(seed)
+    scan = queue_due_renewals(CertificateRenew)
+    first = await runtime.db.write(lambda tx: scan(tx, META))
+    assert len(first) == 1
+    assert await runtime.db.write(lambda tx: scan(tx, META)) == []  # queued already
+    listed = {c["id"]: c for c in (await client.get("/api/certificates")).json()}
+    assert listed[due]["expiring"] and not listed[due]["renewal_failed"]  # 10 days left
+    # The renewal fails (here: cancelled): still served, marked, and not tried again
+    # within the hour.
+    assert (await client.post(f"/api/jobs/{first[0]}/cancel")).is_success
+    marked = {c["id"]: c for c in (await client.get("/api/certificates")).json()}[due]
+    assert (marked["status"], marked["renewal_failed"]) == ("active", True)
+    assert marked["last_error"]["code"] == "CANCELLED"
+    assert await runtime.db.write(lambda tx: scan(tx, META)) == []
+    clock.advance(3660)
+    assert len(await runtime.db.write(lambda tx: scan(tx, META))) == 1
+    # Asked for: one renewal per environment at a time (the queued one is answered).
+    asked = await client.post(f"/api/certificates/{later}/renew")
+    assert asked.status_code == 202, asked.text

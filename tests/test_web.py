@@ -173,7 +173,7 @@ async def test_the_site_page_renders_buttons_from_the_actions(
     def buttons(fragment: str) -> set[str]:
         return set(re.findall(r'class="(?:secondary|danger) ([a-z-]+)"', fragment))
 
-    assert 'data-actions="magic_login clone"' in row(production)
+    assert 'data-actions="magic_login clone cache_toggle cache_purge"' in row(production)
     assert buttons(row(production)) == {"magic-login", "env-clone"}
     assert buttons(row(staging)) == {"env-reset", "env-delete"}
     assert 'data-confirm-typed="stage"' in row(staging)
@@ -189,7 +189,9 @@ async def test_the_site_page_renders_buttons_from_the_actions(
         if isinstance(op, dict) and "operationId" in op
     ]
     found = re.findall(r'<button [^>]*data-method="([A-Z]+)" data-url="([^"]+)"[^>]*>', html)
-    assert len(found) == 3, found  # magic login; reset and delete of the failed copy
+    # Magic login; reset and delete of the failed copy; production's cache buttons
+    # (page cache, object cache, purge).
+    assert len(found) == 6, found
     for method, url in found:
         tag = next(t for t in re.findall(r"<button [^>]*>", html) if f'data-url="{url}"' in t)
         (operation,) = [o for m, rx, o in operations if m == method.lower() and rx.match(url)]

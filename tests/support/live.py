@@ -107,6 +107,8 @@ def start_live_site(workdir: Path, dns: BindServer) -> LiveSite:
                 "PRESSLUFT_ACME_DIRECTORY": pebble.directory_url,
                 "PRESSLUFT_ACME_CA_BUNDLE": str(pebble.ca_bundle),
                 "PRESSLUFT_DNS_RESOLVER": f"{host}:{port}",
+                # Renewals of short-lived test certificates are found within seconds.
+                "PRESSLUFT_CERTIFICATE_SCAN_SECONDS": "5",
             },
         ).start()
         daemon.wait_ready(60)
@@ -133,6 +135,9 @@ def start_live_site(workdir: Path, dns: BindServer) -> LiveSite:
         production = next(
             e for e in site["environments"] if e["id"] == site["primary_environment_id"]
         )
+        # The CA validates HTTP-01 on the node's published HTTP port.
+        pebble.http_port = int(view["ports"]["http"])
+        pebble.start()
         return LiveSite(
             daemon=daemon,
             dockerd=dockerd,

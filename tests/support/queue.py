@@ -17,7 +17,7 @@ from pressluft.db import WriteTx, open_sync, write_now
 from pressluft.db.migrate import migrate
 from pressluft.events import Meta
 from pressluft.events.chain import verify_chain
-from pressluft.features import PROJECTORS, verify_replay
+from pressluft.features import MIGRATIONS, PROJECTORS, verify_replay
 from pressluft.jobs.queue import JobSpec, enqueue
 
 T = TypeVar("T")
@@ -31,7 +31,8 @@ class QueueDb:
         self.path = path
         self.now = START
         self.conn = open_sync(path, "writer")
-        migrate(self.conn, format_ts(self.now))
+        # Every feature's tables (a projector may touch any: a job's end reaches them all).
+        migrate(self.conn, format_ts(self.now), sources=MIGRATIONS)
         self.published: list[Any] = []
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ the node actually serves."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from pressluft.runners.acme import (
     issue,
     served_certificate,
 )
-from pressluft.runners.dns import Problem, preflight
+from pressluft.runners.dns import DnsLookupFailed, Problem, lookup, preflight
 from pressluft.runners.ssh import NodeAddress, SSHQueryError, run_as
 
 __all__ = [
@@ -57,15 +58,39 @@ def _resolver(setting: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+async def node_addresses(address: str | None, resolver: str) -> set[str]:
+    """The node's public addresses: its address when it is an IP, else what its DNS
+    name resolves to (A and AAAA)."""
+    if not address:
+        return set()
+    try:
+        return {str(ipaddress.ip_address(address))}
+    except ValueError:
+        pass
+    where = _resolver(resolver)
+    try:
+        found = await lookup(address + ".", "A", where) + await lookup(address + ".", "AAAA", where)
+    except DnsLookupFailed:
+        return set()
+    return set(found)
+
+
 async def check_dns(
     hostnames: list[str], address: str | None, caa_identity: str, resolver: str
 ) -> list[Problem]:
     """Why a certificate for these names would not be issued for this node now."""
+    expected = await node_addresses(address, resolver)
+    if address and not expected:
+        return [
+            Problem(
+                "dns_unavailable",
+                f"the node's own address {address} does not resolve; set the node's"
+                " public IP and retry",
+            )
+        ]
     problems: list[Problem] = []
     for hostname in hostnames:
-        problems += await preflight(
-            hostname, {address} if address else set(), {caa_identity}, _resolver(resolver)
-        )
+        problems += await preflight(hostname, expected, {caa_identity}, _resolver(resolver))
     return problems
 
 

@@ -60,7 +60,7 @@ from pressluft.contexts.domains.records import (
     record_removed,
 )
 from pressluft.contexts.nodes import job_node_address, run_node_playbook
-from pressluft.contexts.sites import env_names
+from pressluft.contexts.sites import ENVIRONMENT_JOB, env_names, purge_environment_cache
 from pressluft.ids import new_id
 from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
@@ -152,6 +152,13 @@ class _DomainWorker(JobWorker[A]):
             allowlist=frozenset({name}),
             task_codes=_task_code,
         )
+
+    async def purge(self, ctx: WorkerPort, job: DomainJob) -> None:
+        """WordPress's URL changed: every cached page of the environment goes (purged and
+        verified), so nothing cached under the old URL is served again."""
+        env = await ctx.load(ENVIRONMENT_JOB, job.environment_id)
+        if env is not None:
+            await purge_environment_cache(ctx, job.environment_id, env, [])
 
     def served_blocks(
         self, job: DomainJob, primary: str | None, certificate: dict[str, str]
@@ -248,6 +255,8 @@ class _Issuing(_DomainWorker[A]):
             },
         )
         await self.check_served(ctx, job, hostnames, issued.serial)
+        if url_change is not None:
+            await self.purge(ctx, job)
         event = CertificateIssued(
             certificate_id=certificate_id,
             node_id=job.node_id,
@@ -406,6 +415,7 @@ class DomainPrimary(_DomainWorker[PrimaryArgs]):
             job,
             {"domain_blocks": blocks, "domain_certificate": None, "domain_url_change": url_change},
         )
+        await self.purge(ctx, job)
         await ctx.command(record_primary(job.environment_id, target.id, ctx.job_id))
 
 
@@ -442,6 +452,8 @@ class DomainRemove(_DomainWorker[NoArgs]):
                 "domain_url_change": url_change,
             },
         )
+        if url_change is not None:
+            await self.purge(ctx, job)
         cleared = job.environment_id if url_change is not None else None
         await ctx.command(record_removed(gone.id, ctx.job_id, cleared))
 
