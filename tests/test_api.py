@@ -153,6 +153,10 @@ async def test_a_path_id_that_is_no_id_is_404_on_every_operation(
                     "type": "staging",
                     "source_environment_id": "00000000-0000-4000-8000-000000000001",
                 }
+            elif path.endswith("/cache") and method == "patch":
+                body = {"fastcgi_cache_enabled": True}
+            elif path.endswith("/domains") and method == "post":
+                body = {"hostname": "shop.example.com"}
             response = await client.request(method.upper(), url, json=body)
             assert response.status_code == 404, (method, path, response.text)
             assert response.json()["code"] == "not_found"

@@ -8,7 +8,6 @@ from pressluft.events.types.base import Event
 __all__ = [
     "AcmeAccountRegistered",
     "CertificateIssued",
-    "CertificateRenewalFailed",
     "DomainActivated",
     "DomainAdded",
     "DomainPrimaryChanged",
@@ -86,20 +85,6 @@ class CertificateIssued(Event, frozen=True, tag="certificate.issued"):
     renew_at: str
     key_secret_id: str
     chain_pem: str
-    job_id: str
-
-
-class CertificateRenewalFailed(Event, frozen=True, tag="certificate.renewal_failed"):
-    """An attempt to issue or renew failed for good (the old certificate, if any,
-    is still served until it expires)."""
-
-    certificate_id: str
-    node_id: str
-    kind: str
-    environment_id: str | None
-    names: list[str]
-    code: str
-    message: str
     job_id: str
 
 

@@ -21,7 +21,6 @@ import msgspec
 from pressluft.contexts.domains.events import (
     AcmeAccountRegistered,
     CertificateIssued,
-    CertificateRenewalFailed,
     DomainActivated,
     DomainAdded,
     DomainPrimaryChanged,
@@ -150,30 +149,6 @@ def _issued(conn: sqlite3.Connection, e: CertificateIssued, env: Envelope) -> No
     )
 
 
-def _renewal_failed(conn: sqlite3.Connection, e: CertificateRenewalFailed, env: Envelope) -> None:
-    conn.execute(
-        "INSERT INTO certificates (id, node_id, environment_id, kind, names_json, status,"
-        " last_attempt_at, last_error_code, last_error, renewal_failed, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, 'failed', ?, ?, ?, 0, ?, ?)"
-        " ON CONFLICT (id) DO UPDATE SET last_attempt_at = excluded.last_attempt_at,"
-        " last_error_code = excluded.last_error_code, last_error = excluded.last_error,"
-        " renewal_failed = CASE WHEN status = 'active' THEN 1 ELSE 0 END,"
-        " updated_at = excluded.updated_at",
-        (
-            e.certificate_id,
-            e.node_id,
-            e.environment_id,
-            e.kind,
-            msgspec.json.encode(e.names).decode(),
-            env.recorded_at,
-            e.code,
-            e.message,
-            env.recorded_at,
-            env.recorded_at,
-        ),
-    )
-
-
 def _account(conn: sqlite3.Connection, e: AcmeAccountRegistered, env: Envelope) -> None:
     conn.execute(
         "INSERT INTO acme_accounts (directory_url, account_uri, key_secret_id, created_at)"
@@ -222,7 +197,6 @@ DOMAINS_PROJECTOR = Projector(
         DomainRemovalRequested: _removal_requested,
         DomainRemoved: _removed,
         CertificateIssued: _issued,
-        CertificateRenewalFailed: _renewal_failed,
         AcmeAccountRegistered: _account,
         **on_job_end(_released),
     },
