@@ -89,6 +89,11 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
             "ctx": Provide(provide_context, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
             "watch": Provide(provide_credential_watch, sync_to_thread=False),
+            "site_sections": Provide(
+                _constant(tuple(s for parts in runtime.parts for s in parts.site_sections)),
+                use_cache=True,
+                sync_to_thread=False,
+            ),
             **{
                 name: Provide(_constant(service), use_cache=True, sync_to_thread=False)
                 for parts in runtime.parts

@@ -70,6 +70,9 @@ class Parts:
     services: Mapping[str, object] = field(default_factory=dict)
     #: Called when the daemon stops (close clients, pools).
     closers: Sequence[Callable[[], None]] = ()
+    #: Sections it adds to a site's dashboard page (the sites capability's
+    #: `SiteSection`s; one replaces a planned section of the same name).
+    site_sections: Sequence[Any] = ()
 
 
 @dataclass(frozen=True)

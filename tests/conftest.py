@@ -20,6 +20,7 @@ from pressluft.events import Meta
 from pressluft.runners.docker import DockerLab
 from pressluft.runtime import Runtime
 from tests.support.bind import BindServer
+from tests.support.browser import page, shots  # noqa: F401 - the browser tier's fixtures
 from tests.support.contract import ContractValidator
 from tests.support.dockerd import PrivateDockerd, node_image
 from tests.support.live import LiveSite, start_live_site, stop_live_site

@@ -8,7 +8,6 @@ from pathlib import Path
 from pressluft.contexts.domains.events import (
     AcmeAccountRegistered,
     CertificateIssued,
-    CertificateRenewalFailed,
     DomainActivated,
     DomainAdded,
     DomainPrimaryChanged,
@@ -17,6 +16,7 @@ from pressluft.contexts.domains.events import (
     DomainRetried,
 )
 from pressluft.contexts.domains.failures import CODES
+from pressluft.contexts.domains.pages import domains_section
 from pressluft.contexts.domains.projector import DOMAINS_PROJECTOR
 from pressluft.contexts.domains.routes import DOMAIN_ROUTES
 from pressluft.contexts.domains.service import Domains
@@ -48,6 +48,7 @@ def _assemble(kernel: Kernel) -> Parts:
         workers=domain_workers(acme, kernel.vault),
         schedules=[scan],
         services={"domains": Domains(kernel.db, kernel.writer, kernel.clock)},
+        site_sections=[domains_section(kernel.clock)],
     )
 
 
@@ -61,12 +62,12 @@ FEATURE = Feature(
         DomainRemovalRequested,
         DomainRemoved,
         CertificateIssued,
-        CertificateRenewalFailed,
         AcmeAccountRegistered,
     ),
     projectors=(DOMAINS_PROJECTOR,),
     failure_codes=CODES,
     routes=tuple(DOMAIN_ROUTES),
+    templates=Path(str(resources.files("pressluft.contexts.domains") / "templates")),
     migrations=Path(str(resources.files("pressluft.contexts.domains") / "migrations")),
     assemble=_assemble,
 )

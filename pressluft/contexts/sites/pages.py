@@ -38,7 +38,8 @@ class SiteSection:
     """One section of a site's page, also served alone as a fragment
     (`/sites/{id}/sections/{name}`) that the page refreshes when an event touches it.
 
-    A capability adds its section by adding one entry to `SITE_SECTIONS`: its template
+    This capability's sections are `SITE_SECTIONS`; another capability adds one
+    through its `Parts.site_sections` (replacing a planned one of its name). Its template
     (`templates/site/<name>.html`, rendered with `site`, `section`, `principal` and
     `data`: what `load` returns) and which events concern it (`follows`: the kinds
     of event streams — `site`, `environment`, `job` — of this site).
@@ -76,7 +77,14 @@ SITE_SECTIONS: tuple[SiteSection, ...] = (
     SiteSection(name="domains", title="Domains", planned="Custom domains and TLS: not yet."),
     SiteSection(name="releases", title="Releases", planned="Deploys and rollbacks: not yet."),
 )
-_SECTIONS = {section.name: section for section in SITE_SECTIONS}
+
+
+def _sections(added: tuple[SiteSection, ...]) -> tuple[SiteSection, ...]:
+    """The page's sections: this capability's, with the ones other capabilities add
+    (`Parts.site_sections`) in place of the planned ones of their name, else after."""
+    by_name = {s.name: s for s in added}
+    own = tuple(by_name.pop(s.name, s) for s in SITE_SECTIONS)
+    return own + tuple(by_name.values())
 
 
 def _site_not_found(principal: Principal) -> Template:
@@ -107,10 +115,12 @@ def _loads(
 async def site_page(
     sites: NamedDependency[Sites],
     principal: NamedDependency[Principal],
+    site_sections: NamedDependency[tuple[SiteSection, ...]],
     site_id: Annotated[str, PathParameter()],
 ) -> Template:
+    sections = _sections(site_sections)
     try:  # any text: what is not a site's id gets the page below, not an API error
-        site, loaded = await sites.read(site_id, _loads(SITE_SECTIONS))
+        site, loaded = await sites.read(site_id, _loads(sections))
     except NotFound:
         return _site_not_found(principal)
     return Template(
@@ -119,7 +129,7 @@ async def site_page(
             "page": "sites",
             "principal": principal,
             "site": site,
-            "sections": SITE_SECTIONS,
+            "sections": sections,
             "loaded": loaded,
         },
     )
@@ -134,11 +144,12 @@ async def site_page(
 async def site_section(
     sites: NamedDependency[Sites],
     principal: NamedDependency[Principal],
+    site_sections: NamedDependency[tuple[SiteSection, ...]],
     site_id: Annotated[str, PathParameter()],
     name: Annotated[str, PathParameter()],
 ) -> Template:
     """One section of a site's page, alone (an HTML fragment, no layout)."""
-    section = _SECTIONS.get(name)
+    section = next((s for s in _sections(site_sections) if s.name == name), None)
     try:
         if section is None:
             raise NotFound(f"no section {name}")

@@ -683,6 +683,63 @@ function setupActions() {
   });
 }
 
+// Forms that declare their action the same way (data-method, data-url, data-done): the
+// body is their fields (a checkbox is a boolean, other fields strings), the answer goes
+// where the nearest `data-result` says; the form is cleared when the request is taken.
+function setupActionForms() {
+  document.addEventListener("submit", async (ev) => {
+    const form = ev.target.closest("form[data-url][data-method]");
+    if (!form) return;
+    ev.preventDefault();
+    const submit = form.querySelector("button[type=submit]");
+    if (submit && submit.disabled) return;
+    if (submit) submit.disabled = true;
+    const body = {};
+    for (const field of form.elements) {
+      if (!field.name) continue;
+      body[field.name] = field.type === "checkbox" ? field.checked : field.value.trim();
+    }
+    const scope = form.closest("[data-result]");
+    try {
+      const res = await runAction({
+        method: form.dataset.method,
+        url: form.dataset.url,
+        body,
+        done: form.dataset.done,
+        holder: form,
+        result: scope ? document.getElementById(scope.dataset.result) : null,
+      });
+      if (res && res.ok) form.reset();
+      if (res) form.dispatchEvent(new CustomEvent("action:done", { bubbles: true, detail: res }));
+    } finally {
+      if (submit) submit.disabled = false;
+    }
+  });
+}
+
+// The banner every page shows while a certificate expires within 14 days or its last
+// renewal failed (Let's Encrypt sends no expiry mails any more: the control plane watches).
+async function setupCertificateBanner() {
+  const banner = document.getElementById("certificate-banner");
+  if (!banner) return;
+  const res = await api("GET", "/api/certificates");
+  if (!res.ok || !Array.isArray(res.data)) return;
+  const failed = res.data.filter((c) => c.renewal_failed);
+  const expiring = res.data.filter((c) => c.expiring && !c.renewal_failed);
+  const parts = [];
+  for (const c of failed) {
+    parts.push("Renewing the certificate of " + c.names.join(", ") + " failed"
+      + (c.last_error ? " (" + c.last_error.code + ": " + c.last_error.message + ")" : "")
+      + "; it expires " + (c.not_after || "?") + ".");
+  }
+  for (const c of expiring) {
+    parts.push("The certificate of " + c.names.join(", ") + " expires " + c.not_after + ".");
+  }
+  if (!parts.length) return;
+  banner.textContent = parts.join(" ");
+  banner.hidden = false;
+}
+
 const NODE_BUTTONS = [
   ["node-check", "check"], ["node-provision", "provision"], ["node-start", "start"],
   ["node-stop", "stop"], ["node-repin", "repin"], ["node-decommission", "decommission"],
@@ -897,6 +954,8 @@ function setupNodes() {
 
 document.addEventListener("DOMContentLoaded", () => {
   setupActions();
+  setupActionForms();
+  setupCertificateBanner();
   setupLogin();
   setupLogout();
   setupSettings();

@@ -26,15 +26,16 @@ function setupSitePage() {
     }));
   }
 
-  // What the page shows: the site, its environments and its jobs (their ids are in
-  // the rendered rows). An event concerns a section when its stream is one of these,
+  // What the page shows: the site and the rows of its sections (environments, jobs,
+  // domains, certificates: their ids are in the rendered rows). An event concerns a section when its stream is one of these,
   // or it names this site (a new environment, a new job of the site).
   function concerns(e) {
     const [kind, id] = e.stream.split(":");
     if (kind === "site") return id === siteId ? kind : null;
     if (e.data && e.data.site_id === siteId) return kind;
-    const shown = kind === "environment" ? "[data-environment-id='" + id + "']"
-      : kind === "job" ? "[data-job-id='" + id + "']" : null;
+    // A row of any kind names its id (data-environment-id, data-job-id, data-domain-id, …).
+    const shown = /^[a-z]+$/.test(kind) && /^[0-9a-f-]+$/.test(id || "")
+      ? "[data-" + kind + "-id='" + id + "']" : null;
     return shown && root.querySelector(shown) ? kind : null;
   }
   function refreshFor(kind) {
@@ -57,7 +58,7 @@ function setupSitePage() {
   function sources() {
     const keep = source.value;
     source.replaceChildren();
-    for (const row of root.querySelectorAll("tr[data-environment-id]")) {
+    for (const row of root.querySelectorAll("tr[data-environment-id][data-actions]")) {
       if (!row.dataset.actions.split(" ").includes("clone")) continue;
       source.appendChild(el("option", { value: row.dataset.environmentId }, row.dataset.name));
     }
