@@ -1,7 +1,8 @@
 """The page cache on a real lab node (specs/cache.md), on the session's live site:
 cached for anonymous visitors in the environment's own zone, bypassed for logged-in
 users, carts, credentials and the REST API, purged through the API and verified,
-purged by WordPress's own changes through the privileged path, turned off and on.
+purged by WordPress's own changes through the privileged path (CLI PHP through sudo,
+PHP-FPM through the node's purge socket), turned off and on.
 The site is left as it was found (page cache on, no post added).
 
 Measured on a lab node (2 shared cores): a `cache_purge` job of one URL — one SSH
@@ -17,6 +18,7 @@ import shlex
 import time
 import uuid
 
+import httpx
 import pytest
 
 from tests.support.live import LiveSite
@@ -24,6 +26,17 @@ from tests.support.live import LiveSite
 pytestmark = pytest.mark.daemon
 
 PURGE = "/usr/local/sbin/pressluft-cache-purge"
+SOCKET = "/run/pressluft/cache-purge.sock"
+#: A client of the purge socket, run on the node: stdin is the request, the answer is printed.
+ASK = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.settimeout(30)\n"
+    f"s.connect({SOCKET!r})\n"
+    "s.sendall(sys.stdin.buffer.read())\n"
+    "s.shutdown(socket.SHUT_WR)\n"
+    "print(s.makefile().readline().strip())\n"
+)
 
 
 def _cache(live: LiveSite, path: str, **headers: str) -> str | None:
@@ -48,6 +61,16 @@ def _php(live: LiveSite, code: str) -> str:
     rc, out = _as_user(live, f"cd {root} && php -r {shlex.quote(wp)}")
     assert rc == 0, out
     return out
+
+
+def _ask(live: LiveSite, user: str, request: str, feed: str = "") -> dict[str, object]:
+    """The purge socket's answer to a request sent by a Linux user of the node (the
+    request, or what the shell command `feed` prints)."""
+    feed = feed or f"printf '%s' {shlex.quote(request)}"
+    script = f"{feed} | python3 -c {shlex.quote(ASK)}"
+    rc, out = live.exec("runuser", "-u", user, "--", "sh", "-c", script)
+    assert rc == 0, out
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 def _unique(tag: str) -> str:
@@ -202,6 +225,102 @@ def test_purges_asked_for_under_php_fpm_are_run_by_the_cron_line(live: LiveSite)
     assert rc != 0  # handed over and gone
 
 
+@pytest.mark.spec("CCH-12")
+def test_a_post_published_under_php_fpm_shows_at_once(live: LiveSite) -> None:
+    """A post published by a PHP-FPM request (wp-admin's way, where the exec family is
+    disabled) purges through the node's purge socket before the request ends: the very
+    next anonymous GET of the home page shows it, no cron minute, no pending file."""
+    assert _cache(live, "/") in ("MISS", "HIT")
+    assert _cache(live, "/") == "HIT"
+    title = f"Fresh from FPM {uuid.uuid4().hex[:8]}"
+    assert title not in live.get("/").text
+    env_root = f"/var/www/sites/{live.site_id}/{live.environment_id}"
+    script = f"pressluft-publish-{uuid.uuid4().hex[:12]}.php"
+    code = (
+        "<?php\nrequire __DIR__ . '/wp-load.php';\n"
+        "$id = wp_insert_post(['post_title' => '" + title + "', 'post_status' => 'publish',"
+        " 'post_content' => 'published under FPM'], true);\n"
+        "echo PHP_SAPI, ' ', is_wp_error($id) ? $id->get_error_message() : $id;\n"
+    )
+    rc, out = _as_user(live, f"printf '%s' {shlex.quote(code)} > {env_root}/current/{script}")
+    assert rc == 0, out
+    post_id = "0"
+    try:
+        # POST: never cached (nor served from the cache); handled by the pool, as wp-admin is.
+        reply = httpx.post(
+            f"http://127.0.0.1:{live.http_port}/{script}",
+            headers={"Host": httpx.URL(live.preview_url).netloc.decode()},
+            timeout=60,
+        )
+        assert reply.status_code == 200, (reply.status_code, reply.text[:500])
+        sapi, post_id = reply.text.strip().split()[-2:]
+        assert sapi == "fpm-fcgi" and post_id.isdigit(), reply.text[:500]
+        home = live.get("/")
+        assert home.headers.get("x-fastcgi-cache") == "MISS", home.headers
+        assert title in home.text
+        # Purged by the socket, not queued for the cron line.
+        rc, _ = live.exec("test", "-s", f"{env_root}/tmp/cache-purge.pending")
+        assert rc != 0, "the purge was queued for cron instead of done at once"
+        rc, log = live.exec("tail", "-n", "20", "/var/log/pressluft-cache-purge.log")
+        assert rc == 0 and f"user={_env_user(live)} environment={live.environment_id}" in log, log
+    finally:
+        live.exec("rm", "-f", f"{env_root}/current/{script}")
+        if post_id.isdigit() and post_id != "0":  # the deletion purges the home page too
+            _php(live, f"wp_delete_post({int(post_id)}, true);")
+    assert title not in live.get("/").text
+
+
+@pytest.mark.spec("CCH-13")
+def test_the_purge_socket_serves_an_environments_user_for_its_own_cache_only(
+    live: LiveSite,
+) -> None:
+    path = _unique("socket")
+    assert [_cache(live, path) for _ in range(2)] == ["MISS", "HIT"]
+    url = live.preview_url.rstrip("/") + path
+    rc, mode = live.exec("stat", "-c", "%a %U", SOCKET)
+    assert (rc, mode.strip()) == (0, "666 root"), mode
+    # Not an environment's user (root, nginx's user): refused, whatever the request says.
+    for stranger in ("root", "www-data"):
+        answer = _ask(live, stranger, f"{url}\n*\n")
+        assert answer == {"ok": False, "error": "not an environment's user"}, (stranger, answer)
+    assert _cache(live, path) == "HIT"
+    # Another environment's user (its own map entry): the peer's uid names its environment,
+    # so this environment's URL and even `*` purge nothing here.
+    other_user, other_env = f"wp_{uuid.uuid4().hex[:12]}", str(uuid.uuid4())
+    entry = f"/etc/pressluft/cache-purge-users/{other_user}"
+    rc, out = live.exec(
+        "sh",
+        "-c",
+        f"useradd --system --no-create-home --shell /usr/sbin/nologin {other_user}"
+        f" && printf '%s\\n' {other_env} > {entry} && chmod 0600 {entry}",
+    )
+    assert rc == 0, out
+    try:
+        answer = _ask(live, other_user, f"{url}\n*\n")
+        assert answer["ok"] is True and answer["environment_id"] == other_env, answer
+        assert answer["files"] == 0, answer
+        assert _cache(live, path) == "HIT"
+        # Its map entry gone (its environment deleted): no environment's user any more.
+        assert live.exec("rm", "-f", entry)[0] == 0
+        assert _ask(live, other_user, url)["ok"] is False
+    finally:
+        live.exec("rm", "-f", entry)
+        live.exec("userdel", other_user)
+    # This environment's user: purged in its own cache; bounded requests.
+    answer = _ask(live, _env_user(live), url + "\n")
+    assert answer == {
+        "ok": True,
+        "environment_id": live.environment_id,
+        "files": 1,
+        "urls": 1,
+    }, answer
+    assert _cache(live, path) == "MISS"
+    assert _ask(live, _env_user(live), "") == {"ok": False, "error": "no URLs"}
+    assert _ask(live, _env_user(live), "rm -rf /\n")["ok"] is False
+    too_large = _ask(live, _env_user(live), "", feed=f"yes {shlex.quote(url)} | head -c 300000")
+    assert too_large == {"ok": False, "error": "request too large"}, too_large
+
+
 @pytest.mark.spec("CCH-4")
 def test_the_page_cache_turns_off_and_on(live: LiveSite) -> None:
     env = _set_cache(live, fastcgi_cache_enabled=False)
@@ -243,6 +362,7 @@ def test_a_clone_purges_its_cache_and_a_deletion_removes_it(live: LiveSite) -> N
         f"/etc/nginx/conf.d/pressluft-cache-{clone}.conf",
         f"/etc/nginx/pressluft/env-{clone}.conf",
         f"/etc/sudoers.d/pressluft-cache-{clone}",
+        "/etc/pressluft/cache-purge-users/wp_" + clone.replace("-", "")[:12],
     ]
     for path in paths:
         assert live.exec("test", "-e", path)[0] == 0, path
