@@ -33,8 +33,17 @@ from tests.support.jobs import job, log_lines, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-#: The stack's units on Debian 13 (PHP 8.4); nftables is a oneshot that stays active.
-UNITS = ("nginx", "php8.4-fpm", "mariadb", "redis-server", "fail2ban", "nftables")
+#: The stack's units on Debian 13 (PHP 8.4); nftables is a oneshot that stays active;
+#: pressluft-cache-purge is the page cache's purge socket (specs/cache.md).
+UNITS = (
+    "nginx",
+    "php8.4-fpm",
+    "mariadb",
+    "redis-server",
+    "fail2ban",
+    "nftables",
+    "pressluft-cache-purge",
+)
 
 
 @dataclass
