@@ -279,6 +279,9 @@ def test_the_purge_socket_serves_an_environments_user_for_its_own_cache_only(
     url = live.preview_url.rstrip("/") + path
     rc, mode = live.exec("stat", "-c", "%a %U", SOCKET)
     assert (rc, mode.strip()) == (0, "666 root"), mode
+    # Without systemd, node-init starts what runlevel 2 enables: the socket comes back at boot.
+    rc, links = live.exec("sh", "-c", "ls /etc/rc2.d/S*pressluft-cache-purge")
+    assert rc == 0, links
     # Not an environment's user (root, nginx's user): refused, whatever the request says.
     for stranger in ("root", "www-data"):
         answer = _ask(live, stranger, f"{url}\n*\n")
