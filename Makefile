@@ -93,10 +93,18 @@ ansible-lint: $(STAMP) ## ansible-lint on pressluft/ansible/ (the provisioning p
 
 static: lint typecheck contract traceability locks ansible-lint ## All static checks
 
+# Two pytest processes at once: the tests on the session's live lab site (marked `live`:
+# one node, one site, mostly waiting on its jobs) beside every other tier. Both must pass;
+# the live run's output follows the other's.
 test: system-deps $(STAMP) static ## Install what is needed, then run every test tier
 	@mkdir -p $(ARTIFACTS)
-	PRESSLUFT_ARTIFACTS=$(abspath $(ARTIFACTS)) $(PYTEST) tests -q \
-	  --junitxml=$(ARTIFACTS)/junit.xml
+	@PRESSLUFT_ARTIFACTS=$(abspath $(ARTIFACTS)) $(PYTEST) tests -q -m live \
+	  --junitxml=$(ARTIFACTS)/junit-live.xml > $(ARTIFACTS)/test-live.log 2>&1 & live=$$!; \
+	PRESSLUFT_ARTIFACTS=$(abspath $(ARTIFACTS)) $(PYTEST) tests -q -m "not live" \
+	  --junitxml=$(ARTIFACTS)/junit.xml; rest=$$?; \
+	wait $$live; live_rc=$$?; \
+	echo "== the live site's tests (exit $$live_rc) =="; cat $(ARTIFACTS)/test-live.log; \
+	test $$rest -eq 0 && test $$live_rc -eq 0
 
 test-unit: $(STAMP) ## Only the in-process tests (fast)
 	$(PYTEST) tests -q -m "not daemon and not contract and not browser"

@@ -245,6 +245,14 @@ def pebble_ca(pebble_factory: Callable[..., Pebble]) -> Pebble:
     return pebble_factory(free_port())
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the session's live site are marked `live` (by the fixture they use):
+    `make test` runs them in a second process beside the rest."""
+    for item in items:
+        if "live" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.live)
+
+
 # -- no silent skips -------------------------------------------------------------
 
 _SKIPPED: list[str] = []

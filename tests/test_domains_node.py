@@ -218,15 +218,21 @@ def test_certificates_renew_on_time_on_request_and_a_failed_renewal_is_shown(
         scanned = until(renewed_by_scan, within=150, every=2)
         assert _served_serial(live, host) == str(scanned["serial"]).lstrip("0")
 
-        # The CA unreachable: the next renewal fails, the old certificate is still served
-        # and the inventory says so (and that it expires soon).
+        # The CA unreachable: a renewal fails (asked for now, not waiting for the scan:
+        # the scan's path is the one above), the old certificate is still served and
+        # the inventory says so (and that it expires soon).
         live.pebble.stop()
+        with live.api() as api:
+            doomed = api.post(f"/api/certificates/{first['id']}/renew")
+        assert doomed.status_code == 202, doomed.text
+        ended = live.daemon.job_ended(doomed.json()["job_id"], 120)
+        assert (ended["status"], ended["error_code"]) == ("failed", "ACME_UNREACHABLE"), ended
 
         def failed() -> dict[str, object] | None:
             now = _certificate(live, first["id"])
             return now if now["renewal_failed"] else None
 
-        shown = until(failed, within=150, every=2)
+        shown = until(failed, within=30, every=1)
         assert shown["serial"] == scanned["serial"] and shown["expiring"] is True
         error = shown["last_error"]
         assert isinstance(error, dict) and error["code"] == "ACME_UNREACHABLE", shown
