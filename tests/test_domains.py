@@ -17,6 +17,7 @@ from pressluft.contexts.domains.events import CertificateIssued
 from pressluft.contexts.domains.workers import CertificateRenew
 from pressluft.contexts.sites.events import (
     EnvironmentCreated,
+    EnvironmentDeletionRequested,
     EnvironmentProvisioned,
     SiteCreated,
 )
@@ -186,7 +187,32 @@ async def test_refused_domains_change_nothing(client: httpx.AsyncClient, runtime
             f"/api/environments/{target}/domains", json={"hostname": "A.example."}
         )
         assert (reply.status_code, reply.json()["code"]) == (409, "domain_taken"), reply.text
-    # DOM-35: an environment that is not active; an unknown one.
+    assert await _counts(runtime) == before
+    # DOM-31: under the preview domain.
+    settings = await client.patch(
+        "/api/settings",
+        json={
+            "preview_domain": "preview.example",
+            "dns01_provider": "cloudflare",
+            "dns01_credentials": {"api_token": "t"},
+        },
+    )
+    assert settings.status_code == 200, settings.text
+    before = await _counts(runtime)
+    under = await client.post(
+        f"/api/environments/{other}/domains", json={"hostname": "x.preview.example"}
+    )
+    assert (under.status_code, under.json()["code"]) == (422, "validation_failed"), under.text
+    # DOM-35: an environment that is not active (its deletion asked for); an unknown one.
+    leaving = await active_environment(runtime, node_id)
+    gone = EnvironmentDeletionRequested(environment_id=leaving, job_id=new_id())
+    await runtime.db.write(lambda tx: append(tx, f"environment:{leaving}", None, [gone], META))
+    before = await _counts(runtime)
+    reply = await client.post(
+        f"/api/environments/{leaving}/domains", json={"hostname": "c.example"}
+    )
+    assert (reply.status_code, reply.json()["code"]) == (409, "environment_not_active"), reply.text
+    assert reply.json()["details"]["status"] == "deleting"
     reply = await client.post(
         f"/api/environments/{new_id()}/domains", json={"hostname": "c.example"}
     )
@@ -325,6 +351,9 @@ async def test_the_scan_queues_renewals_that_are_due_once_and_waits_after_a_fail
     assert await runtime.db.write(lambda tx: scan(tx, META)) == []
     clock.advance(3660)
     assert len(await runtime.db.write(lambda tx: scan(tx, META))) == 1
-    # Asked for: one renewal per environment at a time (the queued one is answered).
+    # Asked for: another certificate of the environment gets its own renewal.
     asked = await client.post(f"/api/certificates/{later}/renew")
     assert asked.status_code == 202, asked.text
+    assert asked.json()["job_id"] not in first
+    again = await client.post(f"/api/certificates/{later}/renew")  # that one answers
+    assert again.json()["job_id"] == asked.json()["job_id"]

@@ -38,7 +38,7 @@ def curl(
 ) -> subprocess.CompletedProcess[str]:
     """curl as the acceptance says: the CA's root, the name resolved to the node's port."""
     return subprocess.run(
-        ["curl", "-sS", "--cacert", str(root), "--resolve", f"{host}:{port}:127.0.0.1",
+        ["curl", "-sS", "-D", "-", "--cacert", str(root), "--resolve", f"{host}:{port}:127.0.0.1",
          "-o", "-", "-w", "\\n%{http_code} %{redirect_url}", url],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -62,7 +62,8 @@ def test_a_custom_domain_is_served_with_its_certificate_and_removed_again(
 
     with live.api() as api:
         reply = api.post(
-            f"/api/environments/{live.environment_id}/domains", json={"hostname": HOST}
+            f"/api/environments/{live.environment_id}/domains",
+            json={"hostname": HOST, "hsts": True},
         )
         assert reply.status_code == 202, reply.text
         accepted = reply.json()
@@ -76,6 +77,7 @@ def test_a_custom_domain_is_served_with_its_certificate_and_removed_again(
         "active",
         True,
     ), domain
+    assert domain["hsts"] is True
     certificate = domain["certificate"]
     assert certificate["names"] == [HOST] and certificate["serial"], certificate
     assert [c["id"] for c in certificates] == [certificate["id"]]
@@ -91,6 +93,9 @@ def test_a_custom_domain_is_served_with_its_certificate_and_removed_again(
     body, status = served.stdout.rsplit("\n", 1)
     assert status.startswith("200"), served.stdout[-2000:]
     assert SITE_TITLE in body
+    headers = body.lower()
+    assert "strict-transport-security: max-age=31536000" in headers  # asked for (hsts)
+    assert "x-content-type-options: nosniff" in headers
     plain = curl(live, root, f"http://{HOST}:{live.http_port}/about/", live.http_port)
     assert plain.stdout.rsplit("\n", 1)[1] == f"301 {new}/about/", plain.stdout[-500:]
 
@@ -135,6 +140,7 @@ def test_a_custom_domain_is_served_with_its_certificate_and_removed_again(
     assert back.stdout.rsplit("\n", 1)[1] == f"301 {alt_url}/y/", back.stdout[-500:]
     served = curl(live, root, f"{alt_url}/", live.https_port, alt)
     assert served.stdout.rsplit("\n", 1)[1].startswith("200"), served.stdout[-500:]
+    assert "strict-transport-security" not in served.stdout.lower()  # not asked for
 
     # DOM-41: removing the primary domain reverts to the preview URL; then the other.
     with live.api() as api:

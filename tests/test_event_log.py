@@ -18,7 +18,13 @@ from pressluft.events import NO_STREAM, Meta, append, decode_event, verify_chain
 from pressluft.events.chain import GENESIS_HASH, event_hash
 from pressluft.events.projection import Envelope, Projector, ProjectorSet
 from pressluft.events.upcast import UPCASTERS, UnknownEventType
-from pressluft.features import NON_PROJECTION_TABLES, PROJECTORS, rebuild_in_place, verify_replay
+from pressluft.features import (
+    MIGRATIONS,
+    NON_PROJECTION_TABLES,
+    PROJECTORS,
+    rebuild_in_place,
+    verify_replay,
+)
 from pressluft.runtime import Runtime
 
 META = Meta(actor="test:suite", correlation_id="req-1")
@@ -85,7 +91,7 @@ async def test_stale_expected_version_appends_nothing(runtime: Runtime) -> None:
 @pytest.mark.spec("EVT-3")
 def test_a_failing_projector_takes_the_event_with_it(tmp_path: Path) -> None:
     conn = open_sync(tmp_path / "x.db")
-    migrate(conn, NOW)
+    migrate(conn, NOW, sources=MIGRATIONS)
 
     def explode(conn: sqlite3.Connection, event: object, env: Envelope) -> None:
         conn.execute("UPDATE settings SET state_version = 1")
@@ -196,7 +202,7 @@ async def test_events_cannot_be_updated_or_deleted(runtime: Runtime) -> None:
 
 def _seed(path: Path, count: int) -> sqlite3.Connection:
     conn = open_sync(path)
-    migrate(conn, NOW)
+    migrate(conn, NOW, sources=MIGRATIONS)
     for i in range(count):
         conn.execute("BEGIN IMMEDIATE")
         tx = WriteTx(conn, datetime(2026, 1, 1, 0, 0, i % 60, tzinfo=UTC), projectors=PROJECTORS)
@@ -304,7 +310,7 @@ def test_replay_of_an_unknown_event_type_fails_loudly(tmp_path: Path) -> None:
 @pytest.mark.spec("EVT-1")
 def test_every_state_table_is_a_projection_or_explained(tmp_path: Path) -> None:
     conn = open_sync(tmp_path / "x.db")
-    migrate(conn, NOW)
+    migrate(conn, NOW, sources=MIGRATIONS)
     tables = {
         r[0]
         for r in conn.execute(

@@ -352,6 +352,13 @@ def renew_certificate_command(
                 " custom domain is renewed here",
                 details={"status": status, "hint": "add the domain again to get a new one"},
             )
+        active = tx.conn.execute(
+            "SELECT id FROM jobs WHERE job_type = ? AND holds_kind = 'certificate'"
+            " AND holds_id = ? AND status IN ('queued', 'running')",
+            (worker.kind, certificate_id),
+        ).fetchone()
+        if active is not None:  # one renewal of a certificate at a time: that one answers
+            return JobAccepted(job_id=str(active[0]))
         job_id = _queue_renewal(tx, certificate_id, environment_id, node_id, meta, worker)
         return JobAccepted(job_id=job_id)
 

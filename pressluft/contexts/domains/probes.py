@@ -7,6 +7,7 @@ the node actually serves."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,8 @@ __all__ = [
     "served_certificate",
 ]
 
+#: An ACME token (RFC 8555: base64url); anything else never becomes a path on the node.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 #: Where the node's nginx serves HTTP-01 tokens from (node_nginx: the default server
 #: and every domain's server block include the location).
 CHALLENGE_DIR = "/var/lib/pressluft/acme-challenge"
@@ -105,6 +108,8 @@ class HttpSolver:
         self._log = log
 
     async def present(self, challenge: Challenge) -> None:
+        if not _TOKEN.fullmatch(challenge.token):  # it becomes a file name as root
+            raise AcmeError("acme_rejected", f"the CA sent an unexpected token {challenge.token!r}")
         script = f'umask 022; mkdir -p {CHALLENGE_DIR} && cat > {CHALLENGE_DIR}/"$1"'
         try:
             await run_as(

@@ -28,6 +28,7 @@ from pressluft.contexts.domains.events import (
     DomainRemoved,
     DomainRetried,
 )
+from pressluft.contexts.sites import EnvironmentDeleted
 from pressluft.events.projection import Envelope, Projector, one_row
 from pressluft.jobs.projector import on_job_end, released_hold
 
@@ -158,6 +159,16 @@ def _account(conn: sqlite3.Connection, e: AcmeAccountRegistered, env: Envelope) 
     )
 
 
+def _environment_deleted(conn: sqlite3.Connection, e: EnvironmentDeleted, env: Envelope) -> None:
+    """Its deletion removed its domains' server blocks from the node (site_environment's
+    delete tasks): its domains and their certificates go too (the hostnames are free)."""
+    conn.execute("DELETE FROM domains WHERE environment_id = ?", (e.environment_id,))
+    conn.execute(
+        "DELETE FROM certificates WHERE environment_id = ? AND kind = 'domain'",
+        (e.environment_id,),
+    )
+
+
 def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
     """A domain job ended failed or cancelled: the domains it worked on that still
     have the held status are `failed`, with the job's code and message; a renewal's
@@ -198,6 +209,7 @@ DOMAINS_PROJECTOR = Projector(
         DomainRemoved: _removed,
         CertificateIssued: _issued,
         AcmeAccountRegistered: _account,
+        EnvironmentDeleted: _environment_deleted,
         **on_job_end(_released),
     },
 )

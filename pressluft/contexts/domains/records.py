@@ -47,11 +47,10 @@ def record_issued(
     issued: CertificateIssued,
     key_pem: bytes,
     activated: Sequence[str],
-    primary: tuple[str, str | None] | None,
     replaced_key: str | None,
 ) -> Callable[[WriteTx, Meta], None]:
     """A certificate the node serves now: its key sealed (the previous one destroyed),
-    `certificate.issued`, the domains it serves `active`, the primary moved."""
+    `certificate.issued`, the domains it serves `active`."""
 
     def command(tx: WriteTx, meta: Meta) -> None:
         secret_id = vault().seal(tx.conn, "certificate_key", key_pem, tx.now_ts)
@@ -62,11 +61,6 @@ def record_issued(
                 domain_id=domain_id, job_id=issued.job_id, certificate_id=issued.certificate_id
             )
             append(tx, f"domain:{domain_id}", None, [done], meta)
-        if primary is not None:
-            moved = DomainPrimaryChanged(
-                environment_id=primary[0], domain_id=primary[1], job_id=issued.job_id
-            )
-            append(tx, f"environment-domains:{primary[0]}", None, [moved], meta)
         if replaced_key is not None and replaced_key != secret_id:
             Vault.destroy(tx.conn, replaced_key)
 

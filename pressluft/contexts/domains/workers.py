@@ -155,10 +155,20 @@ class _DomainWorker(JobWorker[A]):
 
     async def purge(self, ctx: WorkerPort, job: DomainJob) -> None:
         """WordPress's URL changed: every cached page of the environment goes (purged and
-        verified), so nothing cached under the old URL is served again."""
+        verified), so nothing cached under the old URL is served again. A purge that
+        fails is a warning in the log, not the job's failure: the URL change is done
+        and recorded, and a purge may be asked for again (`POST …/cache/purge`)."""
         env = await ctx.load(ENVIRONMENT_JOB, job.environment_id)
-        if env is not None:
+        if env is None:
+            return
+        try:
             await purge_environment_cache(ctx, job.environment_id, env, [])
+        except JobFailure as exc:
+            ctx.log(
+                f"WARNING: the page cache was not purged ({exc.code}: {exc.message});"
+                " purge it: POST /api/environments/{id}/cache/purge",
+                "stderr",
+            )
 
     def served_blocks(
         self, job: DomainJob, primary: str | None, certificate: dict[str, str]
@@ -254,6 +264,10 @@ class _Issuing(_DomainWorker[A]):
                 "domain_url_change": url_change,
             },
         )
+        if url_change is not None and activated:
+            # WordPress's URL is the domain's now: recorded at once, whatever fails next
+            # (a removal of this domain, even failed, then reverts it).
+            await ctx.command(record_primary(job.environment_id, activated[0].id, ctx.job_id))
         await self.check_served(ctx, job, hostnames, issued.serial)
         if url_change is not None:
             await self.purge(ctx, job)
@@ -272,15 +286,9 @@ class _Issuing(_DomainWorker[A]):
             chain_pem=issued.fullchain_pem.decode(),
             job_id=ctx.job_id,
         )
-        primary_change = None if current or not activated else (job.environment_id, activated[0].id)
         await ctx.command(
             record_issued(
-                self.vault,
-                event,
-                issued.key_pem,
-                [d.id for d in activated],
-                primary_change,
-                replaced_key,
+                self.vault, event, issued.key_pem, [d.id for d in activated], replaced_key
             )
         )
         ctx.log(f"{', '.join(hostnames)} served with certificate {issued.serial}")
@@ -337,7 +345,9 @@ class DomainAdd(_Issuing[NoArgs]):
 
     async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
         job = await self.job(ctx)
-        mine = [d for d in job.domains if d.id in job.job_domain_ids and d.status == "pending"]
+        by_id = {d.id: d for d in job.domains}
+        # In the job's order: the name asked for first, its www twin after (it redirects).
+        mine = [by_id[i] for i in job.job_domain_ids if i in by_id and by_id[i].status == "pending"]
         if not mine:
             ctx.log("no pending domain for this job: nothing to do")
             return
@@ -354,23 +364,26 @@ class CertificateRenew(_Issuing[RenewArgs]):
     kind = "certificate_renew"
     args = RenewArgs
     max_attempts = 1
-    #: One renewal per environment at a time (the scan asks again for the next).
-    unique = True
 
     async def work(self, ctx: WorkerPort, args: RenewArgs) -> None:
         certificate = await ctx.load(CERTIFICATE_JOB, args.certificate_id)
         if certificate is None or certificate.status != "active":
             raise JobFailure(DOMAIN_GONE, "the certificate is gone or was never issued")
         job = await self.job(ctx)
-        serving = [d for d in job.domains if d.certificate_id == certificate.id]
-        if not serving:
-            raise JobFailure(DOMAIN_GONE, "no domain uses the certificate any more")
-        ctx.log(f"renewing the certificate of {', '.join(certificate.names)}")
-        await self.preflight(ctx, job, certificate.names)
+        # The names still served with it (a removed twin is not ordered again).
+        names = [
+            d.hostname
+            for d in job.domains
+            if d.certificate_id == certificate.id and d.status == "active"
+        ]
+        if not names:
+            raise JobFailure(DOMAIN_GONE, "no active domain uses the certificate any more")
+        ctx.log(f"renewing the certificate of {', '.join(names)}")
+        await self.preflight(ctx, job, names)
         await self.serve(
             ctx,
             job,
-            certificate.names,
+            names,
             certificate.id,
             activated=[],
             replaced_key=certificate.key_secret_id,
@@ -415,8 +428,8 @@ class DomainPrimary(_DomainWorker[PrimaryArgs]):
             job,
             {"domain_blocks": blocks, "domain_certificate": None, "domain_url_change": url_change},
         )
-        await self.purge(ctx, job)
         await ctx.command(record_primary(job.environment_id, target.id, ctx.job_id))
+        await self.purge(ctx, job)
 
 
 class DomainRemove(_DomainWorker[NoArgs]):
