@@ -184,6 +184,11 @@ async def test_every_operation_answers_as_the_contract_says(
     assert (await client.post(f"/api/environments/{env_id}/reset")).status_code == 200
     await cancel(await client.delete(f"/api/sites/{site_id}", params={"confirm": "s"}))
     assert (await client.post(f"/api/sites/{site_id}/reset")).status_code == 200
+    # Cache controls: each job stays queued and is cancelled.
+    await cancel(
+        await client.patch(f"/api/environments/{env_id}/cache", json={"redis_cache_enabled": False})
+    )
+    await cancel(await client.post(f"/api/environments/{env_id}/cache/purge", json={}))
     # Domains: the job stays queued; cancelled, the domain is failed and can be removed.
     added = await client.post(f"/api/environments/{env_id}/domains", json={"hostname": "s.example"})
     await cancel(added)

@@ -307,6 +307,9 @@ class LocalPort:
         plain = await self._db.read(lambda conn: vault.open(conn, secret_id))
         return plain.decode()
 
+    def sealer(self) -> Callable[[sqlite3.Connection, str, bytes, str], str]:
+        return self._vault().seal
+
     async def record(
         self, stream: str, events: Sequence[Event], expected_version: int | None = None
     ) -> None:

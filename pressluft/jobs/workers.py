@@ -76,6 +76,10 @@ class Loader(Generic[K, T_co]):
     query: Callable[[sqlite3.Connection, K], T_co]
 
 
+#: Seals a secret in the caller's transaction: (conn, purpose, plaintext, now) → its id.
+Sealer = Callable[["sqlite3.Connection", str, bytes, str], str]
+
+
 class WorkerPort(Protocol):
     """What a running worker may do and know (one attempt of one job)."""
 
@@ -123,6 +127,11 @@ class WorkerPort(Protocol):
 
     async def secret(self, secret_id: str) -> str:
         """Open a sealed secret (its plaintext, UTF-8)."""
+        ...
+
+    def sealer(self) -> Sealer:
+        """Seal a secret inside a `command`'s transaction: `(conn, purpose, plaintext,
+        now) → its id` (a worker never holds the vault)."""
         ...
 
     async def record(

@@ -45,7 +45,7 @@ def _assemble(kernel: Kernel) -> Parts:
         timeout_seconds=CertificateScan.timeout_seconds,
     )
     return Parts(
-        workers=domain_workers(acme, kernel.vault),
+        workers=domain_workers(acme),
         schedules=[scan],
         services={"domains": Domains(kernel.db, kernel.writer, kernel.clock)},
         site_sections=[domains_section(kernel.clock)],

@@ -18,13 +18,14 @@ from pressluft.contexts.domains.events import (
 from pressluft.db import WriteTx
 from pressluft.events import Meta, append
 from pressluft.events.types.base import Event
+from pressluft.jobs.workers import Sealer
 from pressluft.vault import Vault
 
 __all__ = ["record_account", "record_issued", "record_primary", "record_removed"]
 
 
 def record_account(
-    vault: Callable[[], Vault], directory_url: str, uri: str, key_pem: bytes, replaced: str | None
+    seal: Sealer, directory_url: str, uri: str, key_pem: bytes, replaced: str | None
 ) -> Callable[[WriteTx, Meta], str]:
     """The control plane's (new) ACME account: its key sealed (the one it replaces
     destroyed), `acme.account_registered`."""
@@ -32,7 +33,7 @@ def record_account(
     def command(tx: WriteTx, meta: Meta) -> str:
         if replaced is not None:
             Vault.destroy(tx.conn, replaced)
-        secret_id = vault().seal(tx.conn, "acme_account_key", key_pem, tx.now_ts)
+        secret_id = seal(tx.conn, "acme_account_key", key_pem, tx.now_ts)
         event = AcmeAccountRegistered(
             directory_url=directory_url, account_uri=uri, key_secret_id=secret_id
         )
@@ -43,7 +44,7 @@ def record_account(
 
 
 def record_issued(
-    vault: Callable[[], Vault],
+    seal: Sealer,
     issued: CertificateIssued,
     key_pem: bytes,
     activated: Sequence[str],
@@ -53,7 +54,7 @@ def record_issued(
     `certificate.issued`, the domains it serves `active`."""
 
     def command(tx: WriteTx, meta: Meta) -> None:
-        secret_id = vault().seal(tx.conn, "certificate_key", key_pem, tx.now_ts)
+        secret_id = seal(tx.conn, "certificate_key", key_pem, tx.now_ts)
         event = msgspec.structs.replace(issued, key_secret_id=secret_id)
         append(tx, f"certificate:{issued.certificate_id}", None, [event], meta)
         for domain_id in activated:

@@ -15,7 +15,6 @@ the primary. See specs/domains.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -64,7 +63,6 @@ from pressluft.contexts.sites import ENVIRONMENT_JOB, env_names, purge_environme
 from pressluft.ids import new_id
 from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
-from pressluft.vault import Vault
 
 __all__ = [
     "CertificateRenew",
@@ -122,9 +120,8 @@ class _DomainWorker(JobWorker[A]):
     #: A site's job locks its site; its node it shares with other site jobs.
     node_lock = "shared"
 
-    def __init__(self, acme: AcmeSettings, vault: Callable[[], Vault]) -> None:
+    def __init__(self, acme: AcmeSettings) -> None:
         self.acme = acme
-        self.vault = vault
 
     async def job(self, ctx: WorkerPort) -> DomainJob:
         job = await ctx.load(DOMAIN_JOB, ctx.job_id)
@@ -288,7 +285,7 @@ class _Issuing(_DomainWorker[A]):
         )
         await ctx.command(
             record_issued(
-                self.vault, event, issued.key_pem, [d.id for d in activated], replaced_key
+                ctx.sealer(), event, issued.key_pem, [d.id for d in activated], replaced_key
             )
         )
         ctx.log(f"{', '.join(hostnames)} served with certificate {issued.serial}")
@@ -309,7 +306,7 @@ class _Issuing(_DomainWorker[A]):
         if known is None or known.account_uri != account.uri:
             replaced = None if known is None else known.key_secret_id
             await ctx.command(
-                record_account(self.vault, url, account.uri, account.key_pem, replaced)
+                record_account(ctx.sealer(), url, account.uri, account.key_pem, replaced)
             )
         return account
 
@@ -475,11 +472,11 @@ def _acme_code(exc: AcmeError) -> str:
     return ACME_UNREACHABLE if exc.code == "acme_unreachable" else ACME_FAILED
 
 
-def domain_workers(acme: AcmeSettings, vault: Callable[[], Vault]) -> list[JobWorker[Any]]:
+def domain_workers(acme: AcmeSettings) -> list[JobWorker[Any]]:
     return [
-        DomainAdd(acme, vault),
-        DomainRemove(acme, vault),
-        DomainPrimary(acme, vault),
-        CertificateRenew(acme, vault),
+        DomainAdd(acme),
+        DomainRemove(acme),
+        DomainPrimary(acme),
+        CertificateRenew(acme),
         CertificateScan(),
     ]
