@@ -16,7 +16,8 @@ from pressluft.contexts.sites.cache_workers import CacheToggleArgs
 from pressluft.contexts.sites.events import EnvironmentCacheChanged
 from pressluft.events import Meta, append
 from pressluft.runtime import Runtime
-from tests.test_sites import _active_site, _counts, _node
+from tests.support.nodes import blocked_node, event_and_job_counts
+from tests.test_sites import _active_site
 
 META = Meta(actor="test:cache")
 
@@ -35,13 +36,13 @@ async def test_the_toggle_takes_one_flag_or_more_and_changes_only_those(
 ) -> None:
     _, env_id = await _active_site(client, runtime, "acme")
     url = f"/api/environments/{env_id}/cache"
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     for body in ({}, {"page_cache": True}, {"fastcgi_cache_enabled": None},
                  {"fastcgi_cache_enabled": "false"}):  # fmt: skip
         reply = await client.patch(url, json=body)
         assert reply.status_code == 400, (body, reply.text)
         assert reply.json()["code"] == "bad_request" and reply.json()["message"], reply.json()
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
     reply = await client.patch(url, json={"fastcgi_cache_enabled": False})
     assert reply.status_code == 202, reply.text
     job = await _job(client, reply.json()["job_id"])
@@ -76,10 +77,10 @@ async def test_the_toggle_takes_one_flag_or_more_and_changes_only_those(
 async def test_only_an_active_environment_takes_a_toggle_or_a_purge(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    node_id = await _node(runtime)
+    node_id = await blocked_node(runtime)
     reply = await client.post("/api/sites", json={"name": "New", "slug": "new", "node_id": node_id})
     creating = reply.json()["environment_id"]
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     for method, path, body in (
         ("PATCH", "cache", {"fastcgi_cache_enabled": False}),
         ("POST", "cache/purge", {}),
@@ -92,7 +93,7 @@ async def test_only_an_active_environment_takes_a_toggle_or_a_purge(
             method, "/api/environments/00000000-0000-4000-8000-000000000000/" + path, json=body
         )
         assert unknown.status_code == 404, unknown.text
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
 
 
 @pytest.mark.spec("CCH-3")
@@ -107,7 +108,7 @@ async def test_a_purge_takes_everything_or_urls_of_the_environment(
         assert reply.status_code == 202, (body, reply.text)
         job = await _job(client, reply.json()["job_id"])
         assert (job["job_type"], job["payload"]) == ("cache_purge", {"urls": []})
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     for bad in (
         "/hello-world/",
         "ftp://x.example/",
@@ -122,7 +123,7 @@ async def test_a_purge_takes_everything_or_urls_of_the_environment(
     assert (await client.post(url, json={"urls": "x"})).status_code == 400
     assert (await client.post(url, json={"urls": [preview] * 101})).status_code == 400
     assert (await client.post(url, json={"purge": True})).status_code == 400
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
     pages = [f"{preview}/hello-world/", f"{preview}/?p=1", f"{preview}/hello-world/"]
     reply = await client.post(url, json={"urls": pages})
     assert reply.status_code == 202, reply.text
@@ -151,7 +152,7 @@ async def test_the_site_page_has_the_cache_buttons(
     )
     assert reply.status_code == 202, reply.text
     # A site without an active environment offers no buttons.
-    node_id = await _node(runtime)
+    node_id = await blocked_node(runtime)
     other = await session.post("/api/sites", json={"name": "B", "slug": "b", "node_id": node_id})
     section = (await session.get(f"/sites/{other.json()['site_id']}/sections/cache")).text
     assert "data-method" not in section

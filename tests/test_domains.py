@@ -27,8 +27,8 @@ from pressluft.events.log import NO_STREAM
 from pressluft.ids import new_id
 from pressluft.runtime import Runtime
 from tests.support.bind import BindServer
-from tests.support.jobs import job, log_lines, submit, until, until_ended
-from tests.support.nodes import record_node
+from tests.support.jobs import log_lines, until_ended
+from tests.support.nodes import blocked_node, event_and_job_counts, record_node
 
 META = Meta(actor="test:domains")
 
@@ -91,31 +91,11 @@ async def active_environment(runtime: Runtime, node_id: str) -> str:
     return env_id
 
 
-async def _blocked_node(runtime: Runtime) -> str:
-    node_id = await record_node(runtime)
-    busy = await submit(runtime, job_type="sleep", node_id=node_id, seconds=600)
-
-    async def running() -> bool:
-        return (await job(runtime, busy)).status == "running"
-
-    await until(running)
-    return node_id
-
-
-async def _counts(runtime: Runtime) -> tuple[int, int]:
-    return await runtime.db.read(
-        lambda c: (
-            c.execute("SELECT count(*) FROM events").fetchone()[0],
-            c.execute("SELECT count(*) FROM jobs").fetchone()[0],
-        )
-    )
-
-
 @pytest.mark.spec("DOM-30", "DOM-32", "DOM-34", "DOM-39")
 async def test_adding_a_domain_records_it_pending_and_queues_its_job(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    env_id = await active_environment(runtime, await _blocked_node(runtime))
+    env_id = await active_environment(runtime, await blocked_node(runtime))
     reply = await client.post(
         f"/api/environments/{env_id}/domains", json={"hostname": "Shop.Example.COM", "www": True}
     )
@@ -142,7 +122,7 @@ async def test_adding_a_domain_records_it_pending_and_queues_its_job(
     one = (await client.get(f"/api/domains/{accepted['domain_ids'][0]}")).json()
     assert one["hostname"] == "shop.example.com"
     # DOM-32: an internationalised name is stored as punycode.
-    other = await active_environment(runtime, await _blocked_node(runtime))
+    other = await active_environment(runtime, await blocked_node(runtime))
     idn = await client.post(
         f"/api/environments/{other}/domains", json={"hostname": "Bücher.example"}
     )
@@ -158,12 +138,12 @@ async def test_adding_a_domain_records_it_pending_and_queues_its_job(
 
 @pytest.mark.spec("DOM-31", "DOM-33", "DOM-35")
 async def test_refused_domains_change_nothing(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    node_id = await _blocked_node(runtime)
+    node_id = await blocked_node(runtime)
     env_id = await active_environment(runtime, node_id)
     other = await active_environment(runtime, node_id)
     taken = await client.post(f"/api/environments/{env_id}/domains", json={"hostname": "a.example"})
     assert taken.status_code == 202
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     cases = [
         ({"hostname": "*.example.com"}, 422, "validation_failed"),
         ({"hostname": "10.0.0.1"}, 422, "validation_failed"),
@@ -187,7 +167,7 @@ async def test_refused_domains_change_nothing(client: httpx.AsyncClient, runtime
             f"/api/environments/{target}/domains", json={"hostname": "A.example."}
         )
         assert (reply.status_code, reply.json()["code"]) == (409, "domain_taken"), reply.text
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
     # DOM-31: under the preview domain.
     settings = await client.patch(
         "/api/settings",
@@ -198,7 +178,7 @@ async def test_refused_domains_change_nothing(client: httpx.AsyncClient, runtime
         },
     )
     assert settings.status_code == 200, settings.text
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     under = await client.post(
         f"/api/environments/{other}/domains", json={"hostname": "x.preview.example"}
     )
@@ -207,7 +187,7 @@ async def test_refused_domains_change_nothing(client: httpx.AsyncClient, runtime
     leaving = await active_environment(runtime, node_id)
     gone = EnvironmentDeletionRequested(environment_id=leaving, job_id=new_id())
     await runtime.db.write(lambda tx: append(tx, f"environment:{leaving}", None, [gone], META))
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     reply = await client.post(
         f"/api/environments/{leaving}/domains", json={"hostname": "c.example"}
     )
@@ -217,19 +197,19 @@ async def test_refused_domains_change_nothing(client: httpx.AsyncClient, runtime
         f"/api/environments/{new_id()}/domains", json={"hostname": "c.example"}
     )
     assert reply.status_code == 404
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
 
 
 @pytest.mark.spec("DOM-37", "DOM-38", "DOM-43")
 async def test_removal_needs_confirmation_and_primary_needs_an_active_domain(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    env_id = await active_environment(runtime, await _blocked_node(runtime))
+    env_id = await active_environment(runtime, await blocked_node(runtime))
     added = (
         await client.post(f"/api/environments/{env_id}/domains", json={"hostname": "a.example"})
     ).json()
     (domain_id,) = added["domain_ids"]
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     primary = await client.post(f"/api/domains/{domain_id}/primary")
     assert (primary.status_code, primary.json()["code"]) == (409, "domain_not_active")
     assert primary.json()["details"]["status"] == "pending"
@@ -239,7 +219,7 @@ async def test_removal_needs_confirmation_and_primary_needs_an_active_domain(
     # A pending domain's job is still running: no removal beside it.
     busy = await client.delete(f"/api/domains/{domain_id}", params={"confirm": "a.example"})
     assert (busy.status_code, busy.json()["code"]) == (409, "conflict")
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
     # Its job cancelled, the domain is failed; then it may be removed (or retried).
     cancelled = await client.post(f"/api/jobs/{added['job_id']}/cancel")
     assert cancelled.status_code in (200, 202), cancelled.text
@@ -309,7 +289,7 @@ async def test_dns_pointing_elsewhere_fails_the_job_before_anything_changes(
 async def test_the_scan_queues_renewals_that_are_due_once_and_waits_after_a_failure(
     client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
 ) -> None:
-    node_id = await _blocked_node(runtime)
+    node_id = await blocked_node(runtime)
     env_id = await active_environment(runtime, node_id)
     now = clock.now()
     due, later = new_id(), new_id()

@@ -32,40 +32,23 @@ from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.jobs.queue import Outcome, RescueScope, cancel, claim, finish, rescue
 from pressluft.runtime import Runtime
-from tests.support.jobs import job, submit, until, until_ended
-from tests.support.nodes import record_node, recorded_node_events
+from tests.support.jobs import submit, until_ended
+from tests.support.nodes import (
+    blocked_node,
+    event_and_job_counts,
+    record_node,
+    recorded_node_events,
+)
 from tests.support.queue import ACTOR, QueueDb
 
 META = Meta(actor="test:sites")
-
-
-async def _node(runtime: Runtime, *, provisioned: bool = True) -> str:
-    """A provisioned, ready node (recorded, not real) whose lock a long diagnostic
-    job holds: the site_create jobs these tests queue stay queued."""
-    node_id = await record_node(runtime, provisioned=provisioned)
-    busy = await submit(runtime, job_type="sleep", node_id=node_id, seconds=600)
-
-    async def running() -> bool:
-        return (await job(runtime, busy)).status == "running"
-
-    await until(running)
-    return node_id
-
-
-async def _counts(runtime: Runtime) -> tuple[int, int]:
-    return await runtime.db.read(
-        lambda c: (
-            c.execute("SELECT count(*) FROM events").fetchone()[0],
-            c.execute("SELECT count(*) FROM jobs").fetchone()[0],
-        )
-    )
 
 
 @pytest.mark.spec("SIT-1")
 async def test_creating_a_site_records_it_and_queues_its_job(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    node_id = await _node(runtime)
+    node_id = await blocked_node(runtime)
     reply = await client.post(
         "/api/sites", json={"name": "Acme Shop", "slug": "acme", "node_id": node_id}
     )
@@ -108,11 +91,11 @@ async def test_creating_a_site_records_it_and_queues_its_job(
 
 @pytest.mark.spec("SIT-2")
 async def test_refusals_change_nothing(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    ready = await _node(runtime)
-    unprovisioned = await _node(runtime, provisioned=False)
+    ready = await blocked_node(runtime)
+    unprovisioned = await blocked_node(runtime, provisioned=False)
     taken = await client.post("/api/sites", json={"name": "A", "slug": "a", "node_id": ready})
     assert taken.status_code == 202
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     cases = [
         ({"name": "B", "slug": "b", "node_id": ready, "color": "red"}, 400, "bad_request"),
         ({"name": "B", "slug": "B_", "node_id": ready}, 400, "bad_request"),
@@ -139,14 +122,14 @@ async def test_refusals_change_nothing(client: httpx.AsyncClient, runtime: Runti
         assert (reply.status_code, reply.json()["code"]) == (status, code), (body, reply.text)
         if code in ("node_not_ready", "conflict"):
             assert reply.json()["details"]["hint"]
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
 
 
 @pytest.mark.spec("SIT-6")
 async def test_sites_are_listed_filtered_and_paged(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    first, second = await _node(runtime), await _node(runtime)
+    first, second = await blocked_node(runtime), await blocked_node(runtime)
     made = []
     for slug, node in (("one", first), ("two", second), ("three", first)):
         reply = await client.post("/api/sites", json={"name": slug, "slug": slug, "node_id": node})
@@ -321,15 +304,15 @@ def test_a_deletion_that_ran_and_failed_cannot_be_reset(q: QueueDb, tmp_path: Pa
 async def test_a_node_with_sites_is_not_decommissioned_and_a_gone_node_hosts_none(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    node_id = await _node(runtime)
+    node_id = await blocked_node(runtime)
     site = await client.post("/api/sites", json={"name": "A", "slug": "a", "node_id": node_id})
     assert site.status_code == 202
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     name = (await client.get(f"/api/nodes/{node_id}")).json()["name"]
     gone = await client.delete(f"/api/nodes/{node_id}", params={"confirm": name})
     assert (gone.status_code, gone.json()["code"]) == (409, "node_has_sites")
     assert gone.json()["details"]["environments"] == 1
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
     # A decommissioned node is no node to create a site on (422).
     other = await record_node(runtime)
     other_name = (await client.get(f"/api/nodes/{other}")).json()["name"]
@@ -343,10 +326,10 @@ async def test_a_node_with_sites_is_not_decommissioned_and_a_gone_node_hosts_non
 async def test_magic_login_refusals_record_nothing(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    node_id = await _node(runtime)
+    node_id = await blocked_node(runtime)
     reply = await client.post("/api/sites", json={"name": "A", "slug": "a", "node_id": node_id})
     env_id = reply.json()["environment_id"]
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     creating = await client.post(f"/api/environments/{env_id}/magic-login")
     assert (creating.status_code, creating.json()["code"]) == (409, "environment_not_active")
     assert creating.json()["details"]["status"] == "creating"
@@ -362,11 +345,11 @@ async def test_magic_login_refusals_record_nothing(
     await runtime.db.write(
         lambda tx: append(tx, f"environment:{env_id}", None, [provisioned], META)
     )
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     gone = await client.post(f"/api/environments/{env_id}/magic-login")
     assert (gone.status_code, gone.json()["code"]) == (502, "node_unreachable")
     assert gone.json()["details"]["reason"] == "node_unreachable"
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
     missing = await client.post(f"/api/environments/{uuid.uuid4()}/magic-login")
     assert missing.status_code == 404
 
@@ -378,7 +361,7 @@ async def test_magic_login_refusals_record_nothing(
 async def _active_site(client: httpx.AsyncClient, runtime: Runtime, slug: str) -> tuple[str, str]:
     """A site whose production environment is recorded active (as its job would
     record it); the site_create job itself is cancelled, so no job is in flight."""
-    node_id = await _node(runtime)
+    node_id = await blocked_node(runtime)
     reply = await client.post("/api/sites", json={"name": slug, "slug": slug, "node_id": node_id})
     accepted = reply.json()
     env_id = accepted["environment_id"]
@@ -413,7 +396,7 @@ async def test_creating_an_environment_records_a_clone_and_refuses_what_cannot_b
         "type": "staging",
         "source_environment_id": production,
     }
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     for bad, status, code in [
         ({**body, "type": "production"}, 400, "bad_request"),
         ({**body, "type": "bogus"}, 400, "bad_request"),
@@ -428,7 +411,7 @@ async def test_creating_an_environment_records_a_clone_and_refuses_what_cannot_b
         assert (reply.status_code, reply.json()["code"]) == (status, code), (bad, reply.text)
     unknown = await client.post(f"/api/sites/{uuid.uuid4()}/environments", json=body)
     assert unknown.status_code == 404
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
 
     # SIT-10: accepted — cloning, on the source's node, its own preview URL, env_create.
     reply = await client.post(url, json={**body, "promotion_preset": "commerce-protect"})
@@ -451,17 +434,17 @@ async def test_creating_an_environment_records_a_clone_and_refuses_what_cannot_b
         source["node_id"],
     )
     # A mutation in flight (reference 20): 409 conflict, nothing recorded.
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     busy = await client.post(url, json={**body, "slug": "other"})
     assert (busy.status_code, busy.json()["code"]) == (409, "conflict")
     assert busy.json()["details"]["status"] == "cloning"
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
 
     # SIT-11: the clone's job ends without its handler — it is failed, its site active.
     assert (await client.post(f"/api/jobs/{job_id}/cancel")).status_code == 200
     assert await _status(client, f"/api/environments/{staging_id}") == "failed"
     assert await _status(client, f"/api/sites/{site_id}") == "active"
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     taken = await client.post(url, json=body)
     assert (taken.status_code, taken.json()["code"]) == (409, "conflict")
     assert taken.json()["details"]["environment_id"] == staging_id
@@ -472,7 +455,7 @@ async def test_creating_an_environment_records_a_clone_and_refuses_what_cannot_b
         409,
         "environment_not_active",
     )
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
 
 
 @pytest.mark.spec("SIT-13")
@@ -485,11 +468,11 @@ async def test_deleting_needs_confirmation_and_goes_production_last(
         json={"name": "S", "slug": "staging", "type": "clone", "source_environment_id": production},
     )
     staging_id = reply.json()["environment_id"]
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     cloning = await client.delete(f"/api/environments/{staging_id}", params={"confirm": "staging"})
     assert (cloning.status_code, cloning.json()["code"]) == (409, "conflict")
     assert (await client.post(f"/api/jobs/{reply.json()['job_id']}/cancel")).status_code == 200
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     cases = [
         (f"/api/environments/{staging_id}", None, 400, "confirmation_required"),
         (f"/api/environments/{staging_id}", "Staging", 400, "confirmation_required"),
@@ -505,7 +488,7 @@ async def test_deleting_needs_confirmation_and_goes_production_last(
         assert (answer.status_code, answer.json()["code"]) == (status, code), (path, answer.text)
         if code != "not_found":
             assert answer.json()["details"]["hint"]
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
 
     # A failed staging environment can be deleted; the production one then goes with its site.
     gone = await client.delete(f"/api/environments/{staging_id}", params={"confirm": "staging"})
@@ -544,12 +527,12 @@ async def test_reset_brings_back_only_what_can_serve(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     site_id, production = await _active_site(client, runtime, "acme")
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     for path in (f"/api/sites/{site_id}/reset", f"/api/environments/{production}/reset"):
         reply = await client.post(path)
         assert (reply.status_code, reply.json()["code"]) == (409, "resource_not_failed")
         assert reply.json()["details"]["status"] == "active"
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
 
     async def fail_by_cancelled_deletion() -> None:
         gone = await client.delete(f"/api/sites/{site_id}", params={"confirm": "acme"})
@@ -587,11 +570,11 @@ async def test_reset_brings_back_only_what_can_serve(
     await fail_by_cancelled_deletion()
     node_id = (await client.get(f"/api/sites/{site_id}")).json()["node_id"]
     queued = await submit(runtime, job_type="noop", site_id=site_id, node_id=node_id)
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     reply = await client.post(f"/api/sites/{site_id}/reset")
     assert (reply.status_code, reply.json()["code"]) == (409, "reset_validation_failed")
     assert queued in reply.json()["details"]["reason"]
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
     assert (await client.post(f"/api/jobs/{queued}/cancel")).status_code == 200
     assert (await client.post(f"/api/sites/{site_id}/reset")).status_code == 200
 
@@ -604,12 +587,12 @@ async def test_reset_brings_back_only_what_can_serve(
     building = await client.post(f"/api/environments/{staging_id}/reset")
     assert building.json()["code"] == "resource_not_failed"
     assert (await client.post(f"/api/jobs/{job_id}/cancel")).status_code == 200
-    before = await _counts(runtime)
+    before = await event_and_job_counts(runtime)
     never = await client.post(f"/api/environments/{staging_id}/reset")
     assert (never.status_code, never.json()["code"]) == (409, "reset_validation_failed")
     assert "never built" in never.json()["details"]["reason"]
     assert "delete it" in never.json()["details"]["hint"]
-    assert await _counts(runtime) == before
+    assert await event_and_job_counts(runtime) == before
 
 
 @pytest.mark.spec("SIT-9")

@@ -20,8 +20,9 @@ from pressluft.jobs.context import LocalPort
 from pressluft.jobs.logs import append_lines
 from pressluft.jobs.queue import JobSpec, enqueue
 from pressluft.runtime import Runtime
+from tests.support.nodes import blocked_node
 from tests.support.workers import fn_worker
-from tests.test_sites import _active_site, _node
+from tests.test_sites import _active_site
 
 
 @pytest.mark.spec("WEB-1")
@@ -239,7 +240,7 @@ async def test_site_sections_are_served_alone_as_fragments(
 async def test_a_page_of_sites_takes_the_same_statements_for_one_site_or_many(
     runtime: Runtime, session: httpx.AsyncClient
 ) -> None:
-    node_id = await _node(runtime)
+    node_id = await blocked_node(runtime)
     for n in range(6):
         reply = await session.post(
             "/api/sites", json={"name": f"s{n}", "slug": f"s{n}", "node_id": node_id}

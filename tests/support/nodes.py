@@ -17,6 +17,7 @@ from pressluft.events import Event, Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.runners.keys import generate_key_pair
 from pressluft.runtime import Runtime
+from tests.support.jobs import job, submit, until
 
 META = Meta(actor="test:nodes")
 
@@ -65,3 +66,26 @@ async def record_node(runtime: Runtime, *, provisioned: bool = True) -> str:
 
     await runtime.db.write(command)
     return node_id
+
+
+async def blocked_node(runtime: Runtime, *, provisioned: bool = True) -> str:
+    """A recorded ready node whose lock a long diagnostic job holds: the site jobs a
+    test queues on it stay queued."""
+    node_id = await record_node(runtime, provisioned=provisioned)
+    busy = await submit(runtime, job_type="sleep", node_id=node_id, seconds=600)
+
+    async def running() -> bool:
+        return (await job(runtime, busy)).status == "running"
+
+    await until(running)
+    return node_id
+
+
+async def event_and_job_counts(runtime: Runtime) -> tuple[int, int]:
+    """How many events and jobs there are (a refusal changes neither)."""
+    return await runtime.db.read(
+        lambda c: (
+            c.execute("SELECT count(*) FROM events").fetchone()[0],
+            c.execute("SELECT count(*) FROM jobs").fetchone()[0],
+        )
+    )
