@@ -65,7 +65,7 @@ def test_settings_form_and_live_event_feed(tmp_path: Path, page: Page, shots: Pa
         assert "cf-token-123" not in page.content()
 
         # A rule violation is shown with its hint, and changes nothing.
-        page.select_option("select[name=dns01_provider]", "route53")
+        page.select_option("select[name=dns01_provider]", "rfc2136")
         page.click("button[type=submit]")
         expect(page.locator("#settings-result")).to_contain_text("needs dns01_credentials")
         assert httpx.get(daemon.url + "/api/settings", headers=daemon.auth()).json()["version"] == 1

@@ -200,6 +200,14 @@ async def test_every_operation_answers_as_the_contract_says(
     ):
         assert (await client.get(path)).status_code == 200
     await cancel(await client.delete(f"/api/domains/{domain_id}", params={"confirm": "s.example"}))
+    # A node's preview wildcard: the job stays queued and is cancelled.
+    previews = {
+        "preview_domain": "p.example.com",
+        "dns01_provider": "cloudflare",
+        "dns01_credentials": {"api_token": "t"},
+    }
+    assert (await client.patch("/api/settings", json=previews)).status_code == 200
+    await cancel(await client.post(f"/api/nodes/{ready_node}/preview-certificate"))
     staging = await client.post(
         f"/api/sites/{site_id}/environments",
         json={"name": "St", "slug": "st", "type": "staging", "source_environment_id": env_id},

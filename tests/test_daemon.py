@@ -370,7 +370,7 @@ def test_a_missing_master_key_with_sealed_secrets_refuses_to_start(tmp_path: Pat
     with Daemon(tmp_path) as daemon:
         reply = httpx.patch(
             daemon.url + "/api/settings",
-            json={"dns01_provider": "hetzner", "dns01_credentials": {"api_token": "tok"}},
+            json={"dns01_provider": "cloudflare", "dns01_credentials": {"api_token": "tok"}},
             headers=daemon.auth(),
         )
         assert reply.status_code == 200

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from pressluft.cli import main
+from pressluft.contexts.domains.preview_worker import PREVIEW_PLAYBOOK
 from pressluft.contexts.domains.workers import DOMAIN_ADD_PLAYBOOK, DOMAIN_REMOVE_PLAYBOOK
 from pressluft.contexts.nodes.workers import PROVISION_PLAYBOOK
 from pressluft.contexts.operations.doctor import DoctorResult, run_checks
@@ -34,6 +35,7 @@ WORKERS_PLAYBOOKS = {
     DOMAIN_ADD_PLAYBOOK,
     DOMAIN_REMOVE_PLAYBOOK,
     TOGGLE_PLAYBOOK,
+    PREVIEW_PLAYBOOK,
 }
 HINT = "pip install --force-reinstall pressluft"
 

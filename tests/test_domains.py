@@ -47,8 +47,11 @@ def config(data_dir: Path, bind_dns: BindServer) -> Config:
     return resolve("serve", overrides, environ={})[0]
 
 
-async def active_environment(runtime: Runtime, node_id: str) -> str:
-    """A site with an active production environment on the node (recorded, not built)."""
+async def active_environment(
+    runtime: Runtime, node_id: str, preview_domain: str | None = None
+) -> str:
+    """A site with an active production environment on the node (recorded, not built);
+    its preview URL is under `preview_domain` when given."""
     site_id, env_id = new_id(), new_id()
 
     def seed(tx: WriteTx) -> None:
@@ -73,7 +76,9 @@ async def active_environment(runtime: Runtime, node_id: str) -> str:
             slug="production",
             environment_type="production",
             node_id=node_id,
-            preview_url=f"http://{env_id[:8]}.127-0-0-1.sslip.io",
+            preview_url=f"https://{env_id[:8]}.{preview_domain}"
+            if preview_domain
+            else f"http://{env_id[:8]}.127-0-0-1.sslip.io",
             db_secret_id="sec_db",
             admin_secret_id="sec_admin",
         )

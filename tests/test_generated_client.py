@@ -164,13 +164,13 @@ def test_a_generated_client_runs_the_readme_flow(
                 client=client,
                 body=models.SettingsPatch(
                     control_plane_domain="pressluft.example.com",
-                    dns01_provider=models.Dns01Provider.HETZNER,
+                    dns01_provider=models.Dns01Provider.CLOUDFLARE,
                 ),
                 idempotency_key="generated-settings-1",
             )
             assert isinstance(changed, models.Settings), changed
             assert changed.control_plane_domain == "pressluft.example.com"
-            assert changed.dns01_provider == models.Dns01Provider.HETZNER
+            assert changed.dns01_provider == models.Dns01Provider.CLOUDFLARE
 
             # A diagnostic job: only what the request sets is sent.
             accepted = api("jobs.create_diagnostic_job").sync(

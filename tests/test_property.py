@@ -33,14 +33,13 @@ from tests.conftest import make_token
 HOSTS = ["a.example.com", "b.example.org", "Mixed.Case.Example.NET", "x.y.z.example.io"]
 BAD_HOSTS = ["not a host", "10.0.0.1", "-bad.example.com", "localhost", ""]
 CREDENTIALS = {
-    "route53": {"access_key_id": "AKIA1", "secret_access_key": "s3cret"},
+    "rfc2136": {"server": "ns1.example.com", "tsig_key_name": "k", "tsig_secret": "czNjcmV0"},
     "cloudflare": {"api_token": "tok"},
-    "hetzner": {"api_token": "tok2"},
-    "digitalocean": {"token": "tok3"},
 }
 
 hostname = st.sampled_from(HOSTS) | st.sampled_from(BAD_HOSTS) | st.none()
-provider = st.sampled_from([*CREDENTIALS, "godaddy"]) | st.none()
+# A certbot plugin name without an adapter (refused like any unknown provider).
+provider = st.sampled_from([*CREDENTIALS, "godaddy", "hetzner"]) | st.none()
 credentials = st.sampled_from(list(CREDENTIALS.values())) | st.just({"wrong_key": "x"}) | st.none()
 patch_body = st.fixed_dictionaries(
     {},

@@ -9,7 +9,12 @@ import pytest
 
 from pressluft.runtime import Runtime
 
-ROUTE53 = {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "very-secret-value-123"}
+#: RFC 2136 credentials; the TSIG secret is base64 of b"very-secret-value-123".
+RFC2136 = {
+    "server": "ns1.example.com",
+    "tsig_key_name": "pressluft",
+    "tsig_secret": "dmVyeS1zZWNyZXQtdmFsdWUtMTIz",
+}
 
 
 async def _events(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -86,8 +91,8 @@ async def test_credentials_are_sealed_and_never_returned(
         "/api/settings",
         json={
             "preview_domain": "preview.example.com",
-            "dns01_provider": "route53",
-            "dns01_credentials": ROUTE53,
+            "dns01_provider": "rfc2136",
+            "dns01_credentials": RFC2136,
         },
     )
     assert response.status_code == 200
@@ -95,7 +100,7 @@ async def test_credentials_are_sealed_and_never_returned(
     [event] = await _events(client)
     ref = event["data"]["dns01_credentials_ref"]
     assert ref.startswith("sec_")
-    secret = ROUTE53["secret_access_key"]
+    secret = RFC2136["tsig_secret"]
     bodies = [
         response.text,
         (await client.get("/api/settings")).text,
@@ -108,7 +113,7 @@ async def test_credentials_are_sealed_and_never_returned(
     for path in data_dir.glob("pressluft.db*"):
         assert secret.encode() not in path.read_bytes(), path.name
     opened = await runtime.db.read(lambda c: runtime.vault.open(c, ref))
-    assert b"very-secret-value-123" in opened
+    assert secret.encode() in opened
 
 
 @pytest.mark.spec("SET-6")
@@ -116,7 +121,15 @@ async def test_credentials_are_sealed_and_never_returned(
     ("patch", "field"),
     [
         (
-            {"dns01_provider": "route53", "dns01_credentials": {"access_key_id": "x"}},
+            {"dns01_provider": "rfc2136", "dns01_credentials": {"server": "x"}},
+            "dns01_credentials",
+        ),
+        (
+            {"dns01_provider": "rfc2136", "dns01_credentials": {**RFC2136, "tsig_secret": "!!"}},
+            "dns01_credentials",
+        ),
+        (
+            {"dns01_provider": "cloudflare", "dns01_credentials": {"api_token": "t", "x": "y"}},
             "dns01_credentials",
         ),
         ({"dns01_credentials": {"api_token": "x"}}, "dns01_credentials"),
@@ -136,7 +149,7 @@ async def test_provider_change_needs_credentials_and_clearing_deletes_the_secret
     client: httpx.AsyncClient,
 ) -> None:
     await client.patch(
-        "/api/settings", json={"dns01_provider": "route53", "dns01_credentials": ROUTE53}
+        "/api/settings", json={"dns01_provider": "rfc2136", "dns01_credentials": RFC2136}
     )
     switch = await client.patch("/api/settings", json={"dns01_provider": "cloudflare"})
     assert switch.status_code == 422
@@ -157,7 +170,7 @@ async def test_provider_change_needs_credentials_and_clearing_deletes_the_secret
 
 @pytest.mark.spec("SET-6")
 async def test_identical_credentials_are_not_resealed(client: httpx.AsyncClient) -> None:
-    patch = {"dns01_provider": "route53", "dns01_credentials": ROUTE53}
+    patch = {"dns01_provider": "rfc2136", "dns01_credentials": RFC2136}
     await client.patch("/api/settings", json=patch)
     again = await client.patch("/api/settings", json=patch)
     assert again.status_code == 200 and again.json()["version"] == 1
@@ -223,12 +236,12 @@ async def test_schema_level_rejects(
 async def test_settings_change_field_by_field_over_several_requests(
     client: httpx.AsyncClient,
 ) -> None:
-    dns = {"dns01_provider": "hetzner", "dns01_credentials": {"api_token": "tok"}}
+    dns = {"dns01_provider": "cloudflare", "dns01_credentials": {"api_token": "tok"}}
     assert (await client.patch("/api/settings", json=dns)).status_code == 200
     first = await client.patch("/api/settings", json={"preview_domain": "preview.example.com"})
     assert first.status_code == 200, first.text
     again = await client.patch(
-        "/api/settings", json={"preview_domain": "p2.example.com", "dns01_provider": "hetzner"}
+        "/api/settings", json={"preview_domain": "p2.example.com", "dns01_provider": "cloudflare"}
     )
     assert again.status_code == 200, again.text
     assert again.json()["preview_domain"] == "p2.example.com"
@@ -243,7 +256,7 @@ async def test_unknown_credential_keys_are_rejected(client: httpx.AsyncClient) -
     reply = await client.patch(
         "/api/settings",
         json={
-            "dns01_provider": "hetzner",
+            "dns01_provider": "cloudflare",
             "dns01_credentials": {"api_token": "t", "extra_key": "x"},
         },
     )
@@ -256,7 +269,7 @@ async def test_unknown_credential_keys_are_rejected(client: httpx.AsyncClient) -
 async def test_the_control_plane_may_not_live_under_the_preview_wildcard(
     client: httpx.AsyncClient,
 ) -> None:
-    dns = {"dns01_provider": "hetzner", "dns01_credentials": {"api_token": "tok"}}
+    dns = {"dns01_provider": "cloudflare", "dns01_credentials": {"api_token": "tok"}}
     await client.patch("/api/settings", json={**dns, "preview_domain": "preview.example.com"})
     reply = await client.patch(
         "/api/settings", json={"control_plane_domain": "panel.preview.example.com"}
@@ -272,7 +285,7 @@ async def test_credentials_sealed_under_a_lost_key_can_be_replaced(
     from pressluft.vault import Vault
 
     runtime = _runtime(client)
-    patch = {"dns01_provider": "route53", "dns01_credentials": ROUTE53}
+    patch = {"dns01_provider": "rfc2136", "dns01_credentials": RFC2136}
     await client.patch("/api/settings", json=patch)
     runtime._vault = Vault(b"\x01" * 32)  # as if the key file had been replaced
     reply = await client.patch("/api/settings", json=patch)

@@ -34,6 +34,7 @@ from tests.test_sites import _active_site
         ("/events", "event-feed"),
         ("/tokens", "token-form"),
         ("/audit", "audit-table"),
+        ("/certificates", "certificates-empty"),
     ],
 )
 async def test_pages_render_without_inline_scripts(

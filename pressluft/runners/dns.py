@@ -51,6 +51,7 @@ __all__ = [
     "Resolver",
     "Rfc2136Credentials",
     "Rfc2136Provider",
+    "credential_fields",
     "dns01_provider",
     "lookup",
     "preflight",
@@ -602,6 +603,14 @@ def _rfc2136(credentials: Mapping[str, Any] | bytes, **options: Any) -> Dns01Pro
     port = int(creds.port)
     if not 0 < port < 65536:
         raise Dns01CredentialsInvalid("rfc2136 credentials: port must be 1-65535 - at `$.port`")
+    for field, value in (("tsig_key_name", creds.tsig_key_name), ("zone", creds.zone)):
+        try:
+            if value is not None:
+                dns.name.from_text(value)
+        except dns.exception.DNSException as exc:
+            raise Dns01CredentialsInvalid(
+                f"rfc2136 credentials: not a DNS name ({exc}) - at `$.{field}`"
+            ) from exc
     return Rfc2136Provider(
         creds.server,
         port,
@@ -624,6 +633,17 @@ DNS01_PROVIDERS: dict[str, Callable[..., Dns01Provider]] = {
     "rfc2136": _rfc2136,
     "cloudflare": _cloudflare,
 }
+
+
+_CREDENTIALS: dict[str, type[msgspec.Struct]] = {
+    "rfc2136": Rfc2136Credentials,
+    "cloudflare": CloudflareCredentials,
+}
+
+
+def credential_fields(name: str) -> list[tuple[str, bool]]:
+    """The keys of a provider's credentials, each with whether it is required."""
+    return [(f.name, f.required) for f in msgspec.structs.fields(_CREDENTIALS[name])]
 
 
 def dns01_provider(

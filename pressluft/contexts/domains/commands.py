@@ -22,6 +22,7 @@ import msgspec
 
 from pressluft.clock import format_ts, parse_ts
 from pressluft.contexts.domains.events import (
+    CertificateExpiryNoticed,
     DomainAdded,
     DomainRemovalRequested,
     DomainRetried,
@@ -46,6 +47,7 @@ __all__ = [
     "PrimaryArgs",
     "RenewArgs",
     "add_domain_command",
+    "announce_expiring",
     "normalize_hostname",
     "primary_domain_command",
     "queue_due_renewals",
@@ -390,5 +392,35 @@ def queue_due_renewals(
             (tx.now_ts, retry_after, worker.kind),
         ).fetchall()
         return [_queue_renewal(tx, cid, env, node, meta, worker) for cid, env, node in due]
+
+    return command
+
+
+#: A served certificate this close to its expiry is announced (and shown in the banner).
+EXPIRY_WARNING = timedelta(days=14)
+
+
+def announce_expiring() -> Callable[[WriteTx, Meta], list[str]]:
+    """The scan's command: `certificate.expiry_noticed` for each served certificate under
+    `EXPIRY_WARNING` from its expiry, once per certificate and expiry."""
+
+    def command(tx: WriteTx, meta: Meta) -> list[str]:
+        soon = format_ts(parse_ts(tx.now_ts) + EXPIRY_WARNING)
+        rows = tx.conn.execute(
+            "SELECT id, node_id, names_json, not_after, renewal_failed FROM certificates"
+            " WHERE status = 'active' AND not_after < ?"
+            " AND coalesce(expiring_announced_for, '') != not_after ORDER BY not_after",
+            (soon,),
+        ).fetchall()
+        for certificate_id, node_id, names, not_after, failed in rows:
+            event = CertificateExpiryNoticed(
+                certificate_id=certificate_id,
+                node_id=node_id,
+                names=msgspec.json.decode(names, type=list[str]),
+                not_after=not_after,
+                renewal_failed=bool(failed),
+            )
+            append(tx, f"certificate:{certificate_id}", None, [event], meta)
+        return [str(r[0]) for r in rows]
 
     return command

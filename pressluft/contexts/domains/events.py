@@ -7,7 +7,9 @@ from pressluft.events.types.base import Event
 
 __all__ = [
     "AcmeAccountRegistered",
+    "CertificateExpiryNoticed",
     "CertificateIssued",
+    "CertificateRequested",
     "DomainActivated",
     "DomainAdded",
     "DomainPrimaryChanged",
@@ -69,6 +71,18 @@ class DomainRemoved(Event, frozen=True, tag="domain.removed"):
     job_id: str
 
 
+class CertificateRequested(Event, frozen=True, tag="certificate.requested"):
+    """A node's preview wildcard was asked for (the scan, or an operator): its job
+    orders and installs it. A new row is `pending`, a failed one `pending` again; an
+    active one stays served until the job replaces it."""
+
+    certificate_id: str
+    node_id: str
+    kind: str  # preview
+    names: list[str]
+    job_id: str
+
+
 class CertificateIssued(Event, frozen=True, tag="certificate.issued"):
     """A certificate was issued (or renewed) and the node serves it: the key is a
     vault id, the chain is public."""
@@ -86,6 +100,18 @@ class CertificateIssued(Event, frozen=True, tag="certificate.issued"):
     key_secret_id: str
     chain_pem: str
     job_id: str
+
+
+class CertificateExpiryNoticed(Event, frozen=True, tag="certificate.expiry_noticed"):
+    """A served certificate is under 14 days from expiry (recorded once per
+    certificate and expiry by the scan): for the operator's feed and, later,
+    notifications; the dashboard's banner says it too."""
+
+    certificate_id: str
+    node_id: str
+    names: list[str]
+    not_after: str
+    renewal_failed: bool
 
 
 class AcmeAccountRegistered(Event, frozen=True, tag="acme.account_registered"):

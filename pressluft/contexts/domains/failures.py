@@ -12,10 +12,12 @@ __all__ = [
     "CAA_FORBIDS",
     "CERTIFICATE_NOT_SERVED",
     "CODES",
+    "DNS01_CREDENTIALS_INVALID",
     "DNS_MISMATCH",
     "DNS_UNAVAILABLE",
     "DOMAIN_GONE",
     "DOMAIN_INSTALL_FAILED",
+    "PREVIEW_NOT_CONFIGURED",
 ]
 
 #: A hostname's A/AAAA records do not point at the node (or there are none).
@@ -36,6 +38,10 @@ CERTIFICATE_NOT_SERVED = "CERTIFICATE_NOT_SERVED"
 DOMAIN_INSTALL_FAILED = "DOMAIN_INSTALL_FAILED"
 #: The domain or its environment is gone when the job runs.
 DOMAIN_GONE = "DOMAIN_GONE"
+#: The stored DNS-01 credentials do not fit the provider (or the provider has no adapter).
+DNS01_CREDENTIALS_INVALID = "DNS01_CREDENTIALS_INVALID"
+#: A preview wildcard was asked for without a preview domain and DNS-01 settings.
+PREVIEW_NOT_CONFIGURED = "PREVIEW_NOT_CONFIGURED"
 
 CODES = register_codes(
     {
@@ -48,5 +54,7 @@ CODES = register_codes(
         CERTIFICATE_NOT_SERVED: True,
         DOMAIN_INSTALL_FAILED: True,
         DOMAIN_GONE: False,
+        DNS01_CREDENTIALS_INVALID: False,
+        PREVIEW_NOT_CONFIGURED: False,
     }
 )

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from pressluft.contexts.domains.events import (
     AcmeAccountRegistered,
+    CertificateExpiryNoticed,
     CertificateIssued,
+    CertificateRequested,
     DomainActivated,
     DomainAdded,
     DomainPrimaryChanged,
@@ -16,11 +18,19 @@ from pressluft.contexts.domains.events import (
     DomainRetried,
 )
 from pressluft.contexts.domains.failures import CODES
-from pressluft.contexts.domains.pages import domains_section
+from pressluft.contexts.domains.pages import PAGES, domains_section
+from pressluft.contexts.domains.preview_worker import PreviewCertificate
 from pressluft.contexts.domains.projector import DOMAINS_PROJECTOR
 from pressluft.contexts.domains.routes import DOMAIN_ROUTES
+from pressluft.contexts.domains.scan import CertificateScan
 from pressluft.contexts.domains.service import Domains
-from pressluft.contexts.domains.workers import AcmeSettings, CertificateScan, domain_workers
+from pressluft.contexts.domains.workers import (
+    AcmeSettings,
+    CertificateRenew,
+    DomainAdd,
+    DomainPrimary,
+    DomainRemove,
+)
 from pressluft.feature import Feature, Kernel, Parts
 from pressluft.jobs.scheduler import Schedule
 
@@ -45,7 +55,14 @@ def _assemble(kernel: Kernel) -> Parts:
         timeout_seconds=CertificateScan.timeout_seconds,
     )
     return Parts(
-        workers=domain_workers(acme),
+        workers=[
+            DomainAdd(acme),
+            DomainRemove(acme),
+            DomainPrimary(acme),
+            CertificateRenew(acme),
+            PreviewCertificate(acme),
+            CertificateScan(),
+        ],
         schedules=[scan],
         services={"domains": Domains(kernel.db, kernel.writer, kernel.clock)},
         site_sections=[domains_section(kernel.clock)],
@@ -61,12 +78,15 @@ FEATURE = Feature(
         DomainPrimaryChanged,
         DomainRemovalRequested,
         DomainRemoved,
+        CertificateRequested,
         CertificateIssued,
+        CertificateExpiryNoticed,
         AcmeAccountRegistered,
     ),
     projectors=(DOMAINS_PROJECTOR,),
     failure_codes=CODES,
     routes=tuple(DOMAIN_ROUTES),
+    pages=tuple(PAGES),
     templates=Path(str(resources.files("pressluft.contexts.domains") / "templates")),
     migrations=Path(str(resources.files("pressluft.contexts.domains") / "migrations")),
     assemble=_assemble,

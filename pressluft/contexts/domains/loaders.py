@@ -14,10 +14,13 @@ __all__ = [
     "ACME_ACCOUNT",
     "CERTIFICATE_JOB",
     "DOMAIN_JOB",
+    "PREVIEW_JOB",
     "AcmeAccountRow",
     "CertificateJob",
     "DomainJob",
     "DomainRow",
+    "PreviewDonor",
+    "PreviewJob",
 ]
 
 
@@ -149,3 +152,102 @@ def _certificate_job(conn: sqlite3.Connection, certificate_id: str) -> Certifica
 
 #: A certificate as its renewal sees it (None: gone).
 CERTIFICATE_JOB: Loader[str, CertificateJob | None] = Loader("certificate_job", _certificate_job)
+
+
+class PreviewDonor(msgspec.Struct, frozen=True, kw_only=True):
+    """Another node's served preview wildcard (installed as it is when it covers the
+    same names and is not due: CAs limit duplicate certificates per week)."""
+
+    node_id: str
+    names: list[str]
+    issuer: str | None
+    serial: str
+    not_before: str
+    not_after: str
+    renew_at: str
+    key_secret_id: str
+    chain_pem: str
+
+
+class PreviewJob(msgspec.Struct, frozen=True, kw_only=True):
+    """What a node's `preview_certificate` job works with."""
+
+    node_id: str
+    #: A lab node's published ports (`http`, `https`), else None.
+    ports: dict[str, int] | None
+    #: Where the node serves HTTPS (lab nodes: loopback).
+    tls_host: str
+    preview_domain: str | None
+    dns01_provider: str | None
+    dns01_credentials_ref: str | None
+    #: The node's preview certificate row (it exists: the request recorded it).
+    certificate_id: str | None
+    certificate_status: str | None
+    key_secret_id: str | None
+    #: The node's active environments (each has a preview host under the wildcard):
+    #: id → its preview URL.
+    environments: dict[str, str]
+    donors: list[PreviewDonor]
+
+
+def _preview_job(conn: sqlite3.Connection, node_id: str) -> PreviewJob | None:
+    node = conn.execute(
+        "SELECT provider, public_ip, host, ports_json FROM nodes WHERE id = ?"
+        " AND status != 'decommissioned'",
+        (node_id,),
+    ).fetchone()
+    if node is None:
+        return None
+    provider, public_ip, host, ports = node
+    settings = conn.execute(
+        "SELECT preview_domain, dns01_provider, dns01_credentials_ref FROM settings WHERE id = 1"
+    ).fetchone() or (None, None, None)
+    cert = conn.execute(
+        "SELECT id, status, key_secret_id FROM certificates WHERE node_id = ? AND kind = 'preview'",
+        (node_id,),
+    ).fetchone() or (None, None, None)
+    environments = {
+        str(r[0]): str(r[1])
+        for r in conn.execute(
+            "SELECT id, preview_url FROM environments WHERE node_id = ? AND status = 'active'"
+            " ORDER BY id",
+            (node_id,),
+        )
+    }
+    donors = [
+        PreviewDonor(
+            node_id=r[0],
+            names=msgspec.json.decode(r[1], type=list[str]),
+            issuer=r[2],
+            serial=r[3],
+            not_before=r[4],
+            not_after=r[5],
+            renew_at=r[6],
+            key_secret_id=r[7],
+            chain_pem=r[8],
+        )
+        for r in conn.execute(
+            "SELECT node_id, names_json, issuer, serial, not_before, not_after, renew_at,"
+            " key_secret_id, chain_pem FROM certificates WHERE kind = 'preview'"
+            " AND status = 'active' AND node_id != ? ORDER BY not_after DESC",
+            (node_id,),
+        )
+    ]
+    lab = provider == "docker"
+    return PreviewJob(
+        node_id=node_id,
+        ports=None if ports is None else msgspec.json.decode(ports),
+        tls_host="127.0.0.1" if lab else (public_ip or host),
+        preview_domain=settings[0],
+        dns01_provider=settings[1],
+        dns01_credentials_ref=settings[2],
+        certificate_id=cert[0],
+        certificate_status=cert[1],
+        key_secret_id=cert[2],
+        environments=environments,
+        donors=donors,
+    )
+
+
+#: A node's preview wildcard job's inputs (None: the node is gone).
+PREVIEW_JOB: Loader[str, PreviewJob | None] = Loader("preview_job", _preview_job)

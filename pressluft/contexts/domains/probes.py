@@ -16,6 +16,7 @@ from pressluft.runners.acme import (
     AcmeDirectory,
     AcmeError,
     Challenge,
+    Dns01Solver,
     Issued,
     Served,
     TlsProbeFailed,
@@ -23,21 +24,35 @@ from pressluft.runners.acme import (
     issue,
     served_certificate,
 )
-from pressluft.runners.dns import DnsLookupFailed, Problem, lookup, preflight
+from pressluft.runners.dns import (
+    DNS01_PROVIDERS,
+    Dns01CredentialsInvalid,
+    DnsLookupFailed,
+    Problem,
+    credential_fields,
+    dns01_provider,
+    lookup,
+    preflight,
+)
 from pressluft.runners.ssh import NodeAddress, SSHQueryError, run_as
 
 __all__ = [
     "CHALLENGE_DIR",
+    "DNS01_PROVIDERS",
     "Account",
     "AcmeDirectory",
     "AcmeError",
+    "Dns01CredentialsInvalid",
+    "Dns01Solver",
     "HttpSolver",
     "Issued",
     "Problem",
     "Served",
     "TlsProbeFailed",
     "check_dns",
+    "credential_fields",
     "directory_of",
+    "dns01_provider",
     "ensure_account",
     "issue",
     "served_certificate",

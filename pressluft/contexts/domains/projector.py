@@ -20,7 +20,9 @@ import msgspec
 
 from pressluft.contexts.domains.events import (
     AcmeAccountRegistered,
+    CertificateExpiryNoticed,
     CertificateIssued,
+    CertificateRequested,
     DomainActivated,
     DomainAdded,
     DomainPrimaryChanged,
@@ -28,6 +30,7 @@ from pressluft.contexts.domains.events import (
     DomainRemoved,
     DomainRetried,
 )
+from pressluft.contexts.nodes import NodeDecommissioned
 from pressluft.contexts.sites import EnvironmentDeleted
 from pressluft.events.projection import Envelope, Projector, one_row
 from pressluft.jobs.projector import on_job_end, released_hold
@@ -150,6 +153,36 @@ def _issued(conn: sqlite3.Connection, e: CertificateIssued, env: Envelope) -> No
     )
 
 
+def _requested(conn: sqlite3.Connection, e: CertificateRequested, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO certificates (id, node_id, environment_id, kind, names_json, status,"
+        " renewal_failed, created_at, updated_at) VALUES (?, ?, NULL, ?, ?, 'pending', 0, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET status = CASE status WHEN 'failed' THEN 'pending'"
+        " ELSE status END, names_json = CASE status WHEN 'active' THEN names_json"
+        " ELSE excluded.names_json END, updated_at = excluded.updated_at",
+        (
+            e.certificate_id,
+            e.node_id,
+            e.kind,
+            msgspec.json.encode(e.names).decode(),
+            env.recorded_at,
+            env.recorded_at,
+        ),
+    )
+
+
+def _expiring(conn: sqlite3.Connection, e: CertificateExpiryNoticed, env: Envelope) -> None:
+    conn.execute(
+        "UPDATE certificates SET expiring_announced_for = ? WHERE id = ?",
+        (e.not_after, e.certificate_id),
+    )
+
+
+def _node_decommissioned(conn: sqlite3.Connection, e: NodeDecommissioned, env: Envelope) -> None:
+    """A decommissioned node serves nothing: its preview wildcard is no longer renewed."""
+    conn.execute("DELETE FROM certificates WHERE node_id = ? AND kind = 'preview'", (e.node_id,))
+
+
 def _account(conn: sqlite3.Connection, e: AcmeAccountRegistered, env: Envelope) -> None:
     conn.execute(
         "INSERT INTO acme_accounts (directory_url, account_uri, key_secret_id, created_at)"
@@ -172,15 +205,18 @@ def _environment_deleted(conn: sqlite3.Connection, e: EnvironmentDeleted, env: E
 def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
     """A domain job ended failed or cancelled: the domains it worked on that still
     have the held status are `failed`, with the job's code and message; a renewal's
-    certificate (still served) has `renewal_failed`."""
+    certificate (still served) has `renewal_failed`; a certificate never issued
+    (a preview wildcard's first order) is `failed`."""
     (message,) = conn.execute(
         "SELECT coalesce(error_message, '') FROM jobs WHERE id = ?", (job_id,)
     ).fetchone()
     renewal = released_hold(conn, job_id, "certificate")
     if renewal is not None:
         conn.execute(
-            "UPDATE certificates SET renewal_failed = 1, last_attempt_at = ?,"
-            " last_error_code = ?, last_error = ?, updated_at = ? WHERE id = ? AND status = ?",
+            "UPDATE certificates SET renewal_failed = (status = 'active'),"
+            " status = CASE status WHEN 'pending' THEN 'failed' ELSE status END,"
+            " last_attempt_at = ?, last_error_code = ?, last_error = ?, updated_at = ?"
+            " WHERE id = ? AND status = ?",
             (env.recorded_at, renewal.error_code, message, env.recorded_at, renewal.id,
              renewal.status),
         )  # fmt: skip
@@ -208,6 +244,9 @@ DOMAINS_PROJECTOR = Projector(
         DomainRemovalRequested: _removal_requested,
         DomainRemoved: _removed,
         CertificateIssued: _issued,
+        CertificateRequested: _requested,
+        CertificateExpiryNoticed: _expiring,
+        NodeDecommissioned: _node_decommissioned,
         AcmeAccountRegistered: _account,
         EnvironmentDeleted: _environment_deleted,
         **on_job_end(_released),

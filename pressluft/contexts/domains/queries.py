@@ -5,12 +5,11 @@ certificates with their renewal and expiry state."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
 
 import msgspec
 
 from pressluft.clock import parse_ts
-from pressluft.contexts.domains.commands import DomainNotFound
+from pressluft.contexts.domains.commands import EXPIRY_WARNING, DomainNotFound
 from pressluft.contexts.sites import get_environment
 from pressluft.ids import is_uuid
 
@@ -25,7 +24,6 @@ __all__ = [
 ]
 
 #: A certificate this close to its expiry is shown as expiring (banner, API).
-EXPIRY_WARNING = timedelta(days=14)
 
 
 class DomainError(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +33,7 @@ class DomainError(msgspec.Struct, frozen=True, kw_only=True):
 
 class CertificateView(msgspec.Struct, frozen=True, kw_only=True):
     id: str
+    kind: str
     names: list[str]
     issuer: str | None
     serial: str | None
@@ -72,13 +71,13 @@ class DomainView(msgspec.Struct, frozen=True, kw_only=True):
 _CERT_COLUMNS = (
     "c.id, c.names_json, c.issuer, c.serial, c.not_before, c.not_after, c.renew_at, c.status,"
     " c.renewal_failed, c.last_attempt_at, c.last_error_code, c.last_error, c.environment_id,"
-    " c.node_id"
+    " c.node_id, c.kind"
 )
 
 
 def _certificate(row: tuple[object, ...], now: str) -> CertificateView:
     (cid, names, issuer, serial, not_before, not_after, renew_at, status, renewal_failed,
-     attempted, error_code, error, environment_id, node_id) = row  # fmt: skip
+     attempted, error_code, error, environment_id, node_id, kind) = row  # fmt: skip
     expiring = (
         status == "active"
         and not_after is not None
@@ -86,6 +85,7 @@ def _certificate(row: tuple[object, ...], now: str) -> CertificateView:
     )
     return CertificateView(
         id=str(cid),
+        kind=str(kind),
         names=msgspec.json.decode(str(names), type=list[str]),
         issuer=None if issuer is None else str(issuer),
         serial=None if serial is None else str(serial),
@@ -178,3 +178,31 @@ def list_certificates(conn: sqlite3.Connection, now: str) -> list[CertificateVie
         " ORDER BY c.not_after IS NULL, c.not_after, c.id"
     ).fetchall()
     return [_certificate(r, now) for r in rows]
+
+
+class Inventory(msgspec.Struct, frozen=True, kw_only=True):
+    """The certificates page: every certificate, with the names of its node and
+    environment, and the preview domain set now."""
+
+    certificates: list[CertificateView]
+    nodes: dict[str, str]
+    environments: dict[str, str]
+    preview_domain: str | None
+
+
+def certificate_inventory(conn: sqlite3.Connection, now: str) -> Inventory:
+    environments = {
+        str(r[0]): f"{r[1]} · {r[2]}"
+        for r in conn.execute(
+            "SELECT e.id, s.name, e.name FROM environments e JOIN sites s ON s.id = e.site_id"
+        )
+    }
+    (preview,) = conn.execute(
+        "SELECT (SELECT preview_domain FROM settings WHERE id = 1)"
+    ).fetchone()
+    return Inventory(
+        certificates=list_certificates(conn, now),
+        nodes={str(r[0]): str(r[1]) for r in conn.execute("SELECT id, name FROM nodes")},
+        environments=environments,
+        preview_domain=preview,
+    )

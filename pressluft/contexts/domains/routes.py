@@ -1,5 +1,6 @@
-"""`/api/environments/{id}/domains`, `/api/domains` and `/api/certificates`:
-attach, list, read, remove domains, make one primary; the certificate inventory."""
+"""`/api/environments/{id}/domains`, `/api/domains`, `/api/certificates` and
+`/api/nodes/{id}/preview-certificate`: attach, list, read, remove domains, make one
+primary; the certificate inventory; a node's preview wildcard now."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ __all__ = ["DOMAIN_ROUTES"]
 
 EnvironmentIdParam = Annotated[str, PathParameter(name="environment_id")]  # not an id: 404
 DomainIdParam = Annotated[str, PathParameter(name="domain_id")]  # likewise
+NodeIdParam = Annotated[str, PathParameter(name="node_id")]  # likewise
 CertificateIdParam = Annotated[str, PathParameter(name="certificate_id")]  # likewise
 Confirm = Annotated[str | None, QueryParameter(max_length=253)]
 
@@ -103,6 +105,22 @@ async def renew_certificate(
     return answer(done, 202)
 
 
+@post(
+    "/api/nodes/{node_id:str}/preview-certificate",
+    operation_id="issuePreviewCertificate",
+    status_code=202,
+    tags=["domains"],
+)
+async def issue_preview_certificate(
+    request: Request[Any, Any, Any],
+    domains: NamedDependency[Domains],
+    ctx: NamedDependency[Context],
+    node_id: NodeIdParam,
+) -> Response[JobAccepted]:
+    done = await domains.issue_preview(node_id, ctx, await retry_of(request, ctx))
+    return answer(done, 202)
+
+
 DOMAIN_ROUTES = [
     domains,
     add_domain,
@@ -111,4 +129,5 @@ DOMAIN_ROUTES = [
     make_primary,
     certificates,
     renew_certificate,
+    issue_preview_certificate,
 ]

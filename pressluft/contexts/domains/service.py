@@ -17,9 +17,13 @@ from pressluft.contexts.domains.commands import (
     remove_domain_command,
     renew_certificate_command,
 )
+from pressluft.contexts.domains.preview_worker import PreviewCertificate
+from pressluft.contexts.domains.previews import request_preview_command
 from pressluft.contexts.domains.queries import (
     CertificateView,
     DomainView,
+    Inventory,
+    certificate_inventory,
     get_domain,
     list_certificates,
     list_domains,
@@ -60,6 +64,10 @@ class Domains:
         now = self._now()
         return await self._db.read(lambda conn: list_certificates(conn, now))
 
+    async def inventory(self) -> Inventory:
+        now = self._now()
+        return await self._db.read(lambda conn: certificate_inventory(conn, now))
+
     async def add(
         self, environment_id: str, request: AddDomainRequest, ctx: Context, retry: Retry | None
     ) -> Answered[DomainAccepted]:
@@ -82,4 +90,10 @@ class Domains:
         self, certificate_id: str, ctx: Context, retry: Retry | None
     ) -> Answered[JobAccepted]:
         command = renew_certificate_command(certificate_id, ctx.meta(), CertificateRenew)
+        return await self._writer.run(command, JobAccepted, 202, retry)
+
+    async def issue_preview(
+        self, node_id: str, ctx: Context, retry: Retry | None
+    ) -> Answered[JobAccepted]:
+        command = request_preview_command(node_id, ctx.meta(), PreviewCertificate)
         return await self._writer.run(command, JobAccepted, 202, retry)

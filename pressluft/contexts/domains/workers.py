@@ -16,13 +16,13 @@ the primary. See specs/domains.md.
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
 
 from pressluft.clock import format_ts
-from pressluft.contexts.domains.commands import PrimaryArgs, RenewArgs, queue_due_renewals
+from pressluft.contexts.domains.commands import PrimaryArgs, RenewArgs
 from pressluft.contexts.domains.events import CertificateIssued
 from pressluft.contexts.domains.failures import (
     ACME_FAILED,
@@ -65,12 +65,14 @@ from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
 
 __all__ = [
+    "AcmeSettings",
     "CertificateRenew",
-    "CertificateScan",
     "DomainAdd",
     "DomainPrimary",
     "DomainRemove",
-    "domain_workers",
+    "acme_account",
+    "acme_code",
+    "check_served",
 ]
 
 A = TypeVar("A", bound=msgspec.Struct)
@@ -112,6 +114,47 @@ def _url(hostname: str | None, job: DomainJob) -> str:
 
 def _current_primary(job: DomainJob) -> DomainRow | None:
     return next((d for d in job.domains if d.is_primary), None)
+
+
+async def acme_account(ctx: WorkerPort, acme: AcmeSettings) -> Account:
+    """The control plane's account at the directory: registered on first use (its
+    key sealed), looked up by its key afterwards (a CA that forgot it — a reset
+    test CA — registers the same key again)."""
+    url = acme.directory.url
+    known = await ctx.load(ACME_ACCOUNT, url)
+    key = None if known is None else (await ctx.secret(known.key_secret_id)).encode()
+    if known is None:
+        ctx.log(f"registering the control plane's ACME account at {url}")
+    try:
+        account = await ensure_account(acme.directory, key, acme.email)
+    except AcmeError as exc:
+        raise JobFailure(acme_code(exc), exc.message) from exc
+    if known is None or known.account_uri != account.uri:
+        replaced = None if known is None else known.key_secret_id
+        await ctx.command(record_account(ctx.sealer(), url, account.uri, account.key_pem, replaced))
+    return account
+
+
+async def check_served(
+    ctx: WorkerPort, host: str, port: int, hostnames: list[str], serial: str
+) -> None:
+    """A TLS handshake with SNI for each name at the node's `host:port` presents the
+    certificate `serial`, else `CERTIFICATE_NOT_SERVED`."""
+    for hostname in hostnames:
+        try:
+            served = await served_certificate(host, port, hostname)
+        except TlsProbeFailed as exc:
+            raise JobFailure(
+                CERTIFICATE_NOT_SERVED, f"no TLS handshake for {hostname}: {exc}"
+            ) from exc
+        if served.serial != serial:
+            raise JobFailure(
+                CERTIFICATE_NOT_SERVED,
+                f"{hostname} is served with certificate {served.serial}, not the new"
+                f" {serial} (nginx not reloaded?)",
+            )
+        expires = f"{served.not_after:%Y-%m-%d}"
+        ctx.log(f"served for {hostname}: serial {served.serial}, expires {expires}")
 
 
 class _DomainWorker(JobWorker[A]):
@@ -238,7 +281,7 @@ class _Issuing(_DomainWorker[A]):
                 self.acme.directory, account, hostnames, HttpSolver(node, ctx.log), log=ctx.log
             )
         except AcmeError as exc:
-            raise JobFailure(_acme_code(exc), exc.message) from exc
+            raise JobFailure(acme_code(exc), exc.message) from exc
         current = _current_primary(job)
         primary = current.hostname if current else (activated[0].hostname if activated else None)
         blocks = self.served_blocks(job, primary, {d.id: certificate_id for d in activated})
@@ -291,24 +334,7 @@ class _Issuing(_DomainWorker[A]):
         ctx.log(f"{', '.join(hostnames)} served with certificate {issued.serial}")
 
     async def account(self, ctx: WorkerPort) -> Account:
-        """The control plane's account at the directory: registered on first use (its
-        key sealed), looked up by its key afterwards (a CA that forgot it — a reset
-        test CA — registers the same key again)."""
-        url = self.acme.directory.url
-        known = await ctx.load(ACME_ACCOUNT, url)
-        key = None if known is None else (await ctx.secret(known.key_secret_id)).encode()
-        if known is None:
-            ctx.log(f"registering the control plane's ACME account at {url}")
-        try:
-            account = await ensure_account(self.acme.directory, key, self.acme.email)
-        except AcmeError as exc:
-            raise JobFailure(_acme_code(exc), exc.message) from exc
-        if known is None or known.account_uri != account.uri:
-            replaced = None if known is None else known.key_secret_id
-            await ctx.command(
-                record_account(ctx.sealer(), url, account.uri, account.key_pem, replaced)
-            )
-        return account
+        return await acme_account(ctx, self.acme)
 
     @staticmethod
     async def check_served(
@@ -317,21 +343,7 @@ class _Issuing(_DomainWorker[A]):
         """The node serves the certificate it was given, for every name (SNI)."""
         host = "127.0.0.1" if job.ports else str(job.public_address)
         port = int(job.ports["https"]) if job.ports else 443
-        for hostname in hostnames:
-            try:
-                served = await served_certificate(host, port, hostname)
-            except TlsProbeFailed as exc:
-                raise JobFailure(
-                    CERTIFICATE_NOT_SERVED, f"no TLS handshake for {hostname}: {exc}"
-                ) from exc
-            if served.serial != serial:
-                raise JobFailure(
-                    CERTIFICATE_NOT_SERVED,
-                    f"{hostname} is served with certificate {served.serial}, not the new"
-                    f" {serial} (nginx not reloaded?)",
-                )
-            expires = f"{served.not_after:%Y-%m-%d}"
-            ctx.log(f"served for {hostname}: serial {served.serial}, expires {expires}")
+        await check_served(ctx, host, port, hostnames, serial)
 
 
 class DomainAdd(_Issuing[NoArgs]):
@@ -385,19 +397,6 @@ class CertificateRenew(_Issuing[RenewArgs]):
             activated=[],
             replaced_key=certificate.key_secret_id,
         )
-
-
-class CertificateScan(JobWorker[NoArgs]):
-    """Queue `certificate_renew` for the certificates due (the scheduler runs it)."""
-
-    kind = "certificate_scan"
-    args = NoArgs
-    timeout_seconds = 60
-    node_lock = "shared"
-
-    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
-        queued = await ctx.command(queue_due_renewals(CertificateRenew))
-        ctx.log(f"{len(queued)} renewal(s) queued" if queued else "no certificate due")
 
 
 class DomainPrimary(_DomainWorker[PrimaryArgs]):
@@ -468,15 +467,6 @@ class DomainRemove(_DomainWorker[NoArgs]):
         await ctx.command(record_removed(gone.id, ctx.job_id, cleared))
 
 
-def _acme_code(exc: AcmeError) -> str:
+def acme_code(exc: AcmeError) -> str:
+    """The job code of an ACME failure (an unreachable CA is tried again)."""
     return ACME_UNREACHABLE if exc.code == "acme_unreachable" else ACME_FAILED
-
-
-def domain_workers(acme: AcmeSettings) -> list[JobWorker[Any]]:
-    return [
-        DomainAdd(acme),
-        DomainRemove(acme),
-        DomainPrimary(acme),
-        CertificateRenew(acme),
-        CertificateScan(),
-    ]

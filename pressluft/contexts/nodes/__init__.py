@@ -9,7 +9,7 @@ reached, and running a playbook or one command on a node from a job worker.
 from __future__ import annotations
 
 from pressluft.contexts.nodes.errors import ConfirmationRequired, NodeNotReady, NodeUnreachable
-from pressluft.contexts.nodes.events import NodePorts
+from pressluft.contexts.nodes.events import NodeDecommissioned, NodePorts
 from pressluft.contexts.nodes.probes import (
     job_node_address,
     node_address,
@@ -19,6 +19,7 @@ from pressluft.contexts.nodes.probes import (
 
 __all__ = [
     "ConfirmationRequired",
+    "NodeDecommissioned",
     "NodeNotReady",
     "NodePorts",
     "NodeUnreachable",

@@ -21,5 +21,8 @@ FEATURE = Feature(
     routes=tuple(SETTINGS_ROUTES),
     pages=tuple(PAGES),
     templates=Path(str(resources.files("pressluft.contexts.settings") / "templates")),
+    # The table is the core's (0002); changes after the capabilities got their own
+    # migrations live here, in the one numbering.
+    migrations=Path(str(resources.files("pressluft.contexts.settings") / "migrations")),
     assemble=lambda k: Parts(services={"settings": Settings(k.db, k.writer, k.vault)}),
 )

@@ -7,7 +7,8 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 
 from pressluft.contexts.access import Principal
-from pressluft.contexts.settings.service import DNS01_CREDENTIAL_KEYS, Settings
+from pressluft.contexts.domains import DNS01_PROVIDERS, credential_fields
+from pressluft.contexts.settings.service import Settings
 from pressluft.http.pages import PAGE
 
 __all__ = ["PAGES"]
@@ -23,7 +24,11 @@ async def settings_page(
             "page": "settings",
             "principal": principal,
             "settings": await settings.get(),
-            "providers": DNS01_CREDENTIAL_KEYS,
+            # provider → its credential keys, an optional one marked `?` (app.js)
+            "providers": {
+                name: [key if required else f"{key}?" for key, required in credential_fields(name)]
+                for name in DNS01_PROVIDERS
+            },
         },
     )
 

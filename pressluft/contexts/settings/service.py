@@ -6,7 +6,8 @@ Rules (from the reference's routing section, decided where it was silent):
 - A `preview_domain` needs DNS-01 (`dns01_provider` and `dns01_credentials`), because
   previews are served under a wildcard certificate.
 - `dns01_credentials` are write-only: sealed in the vault, never returned or logged;
-  the provider decides which keys are required and accepted.
+  the provider's adapter (`pressluft.runners.dns`) decides which keys are required
+  and accepted, and checks them.
   Changing the provider requires new credentials in the same request; clearing the
   provider clears the credentials. Credentials sealed under a lost key are replaced.
 - The control-plane domain may not lie under the preview wildcard.
@@ -23,6 +24,12 @@ from typing import Annotated
 import msgspec
 
 from pressluft.acting import Context
+from pressluft.contexts.domains import (
+    DNS01_PROVIDERS,
+    Dns01CredentialsInvalid,
+    credential_fields,
+    dns01_provider,
+)
 from pressluft.contexts.settings.events import SettingsChanged
 from pressluft.db import Database, WriteTx
 from pressluft.errors import BadRequest, StreamConflict, ValidationFailed
@@ -32,7 +39,6 @@ from pressluft.http.writes import Retry, Writer
 from pressluft.vault import Vault, VaultError
 
 __all__ = [
-    "DNS01_CREDENTIAL_KEYS",
     "HOSTNAME_PATTERN",
     "Settings",
     "SettingsPatch",
@@ -49,20 +55,19 @@ HOSTNAME_PATTERN = (
 )
 _HOSTNAME = re.compile(HOSTNAME_PATTERN)
 
-#: Keys each DNS-01 provider's certbot plugin needs.
-DNS01_CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
-    "cloudflare": ("api_token",),
-    "digitalocean": ("token",),
-    "hetzner": ("api_token",),
-    "route53": ("access_key_id", "secret_access_key"),
-}
-#: Keys a provider's plugin accepts in addition to the required ones.
-DNS01_OPTIONAL_KEYS: dict[str, tuple[str, ...]] = {"route53": ("session_token",)}
+
+def _keys(provider: str) -> str:
+    """A provider's credential keys, for a hint."""
+    if provider not in DNS01_PROVIDERS:
+        return "use one of " + ", ".join(DNS01_PROVIDERS)
+    fields = credential_fields(provider)
+    return ", ".join(k if required else f"{k} (optional)" for k, required in fields)
+
 
 Hostname = Annotated[str, msgspec.Meta(max_length=253, pattern=HOSTNAME_PATTERN)]
 CredentialValue = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 CredentialKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Provider = Annotated[str, msgspec.Meta(pattern=r"^(cloudflare|digitalocean|hetzner|route53)$")]
+Provider = Annotated[str, msgspec.Meta(pattern=r"^(rfc2136|cloudflare)$")]
 
 
 class SettingsView(msgspec.Struct, frozen=True, kw_only=True):
@@ -178,11 +183,11 @@ def _decide(
     provider = current.dns01_provider
     if patch.dns01_provider is not msgspec.UNSET:
         provider = patch.dns01_provider
-        if provider is not None and provider not in DNS01_CREDENTIAL_KEYS:
+        if provider is not None and provider not in DNS01_PROVIDERS:
             raise _invalid(
                 "dns01_provider",
                 f"unknown provider {provider!r}",
-                "use one of " + ", ".join(DNS01_CREDENTIAL_KEYS),
+                "use one of " + ", ".join(DNS01_PROVIDERS),
             )
         changes["dns01_provider"] = provider
 
@@ -196,8 +201,7 @@ def _decide(
             raise _invalid(
                 "dns01_credentials",
                 "a new provider needs its own credentials",
-                f"{provider} needs dns01_credentials with "
-                + ", ".join(DNS01_CREDENTIAL_KEYS[provider]),
+                f"{provider} needs dns01_credentials: {_keys(provider)}",
             )
     elif new_credentials is None:
         credentials_ref = None
@@ -208,19 +212,12 @@ def _decide(
                 "credentials need a dns01_provider",
                 "set dns01_provider in the same request",
             )
-        required = DNS01_CREDENTIAL_KEYS[provider]
-        accepted = (*required, *DNS01_OPTIONAL_KEYS.get(provider, ()))
-        missing = [k for k in required if k not in new_credentials]
-        unknown = sorted(k for k in new_credentials if k not in accepted)
-        if missing or unknown:
-            problem = (
-                f"{provider} needs {', '.join(missing)}"
-                if missing
-                else f"{provider} does not take {', '.join(unknown)}"
-            )
+        try:
+            dns01_provider(provider, new_credentials)
+        except Dns01CredentialsInvalid as exc:
             raise _invalid(
-                "dns01_credentials", problem, f"{provider} credentials take {', '.join(accepted)}"
-            )
+                "dns01_credentials", str(exc), f"{provider} takes {_keys(provider)}"
+            ) from exc
         plaintext = msgspec.json.encode(dict(sorted(new_credentials.items())))
         unchanged = (
             credentials_ref is not None
@@ -236,6 +233,12 @@ def _decide(
         changes["dns01_credentials_ref"] = credentials_ref
 
     preview = changes.get("preview_domain", current.preview_domain)
+    if preview is not None and provider is not None and provider not in DNS01_PROVIDERS:
+        raise _invalid(
+            "dns01_provider",
+            f"{provider} has no DNS-01 adapter any more",
+            "set dns01_provider to one of " + ", ".join(DNS01_PROVIDERS) + " with its credentials",
+        )
     if preview is not None and (provider is None or credentials_ref is None):
         raise _invalid(
             "preview_domain",

@@ -95,19 +95,21 @@ def preview_url(
     address: str | None,
     lab_http_port: int | None = None,
 ) -> str:
-    """The reference's rule: `{uuid8}.{preview_domain}`, else
-    `{uuid8}.{ip-dashed}.sslip.io`. HTTP for now: the reference's https for a preview
-    domain needs the wildcard certificate of DNS-01 provisioning, which nodes do not get
-    yet — an https URL nothing serves would be worse (changes/sites/tasks.md).
+    """The reference's rule: `https://{uuid8}.{preview_domain}` (served under the
+    node's wildcard certificate: the certificate scan orders it for every active node
+    once a preview domain is set, and the environment's build adds its TLS block when
+    the node has it), else `http://{uuid8}.{ip-dashed}.sslip.io`.
 
     A lab node (`lab_http_port`: its web server published on that loopback port of
     the operator's machine) gets `http://{uuid8}.localhost:{port}` instead: browsers
-    resolve `*.localhost` to loopback without DNS, and port 80 there is not the node."""
+    resolve `*.localhost` to loopback without DNS, and port 80 there is not the node.
+    With a preview domain it also answers at `https://{uuid8}.{preview_domain}` on its
+    published HTTPS port."""
     uuid8 = environment_id[:8]
     if lab_http_port is not None:
         return f"http://{uuid8}.localhost:{lab_http_port}"
     if preview_domain:
-        return f"http://{uuid8}.{preview_domain}"
+        return f"https://{uuid8}.{preview_domain}"
     if address is None:
         raise NodeNotReady(
             "the node has no IP address to build a preview URL from",

@@ -44,9 +44,14 @@ function setupSettings() {
     holder.replaceChildren();
     const option = select.options[select.selectedIndex];
     const keys = (option && option.dataset.keys) ? option.dataset.keys.split(",") : [];
-    for (const key of keys) {
+    for (const entry of keys) {
+      // A key ending in "?" is optional; only secrets are masked.
+      const key = entry.replace(/\?$/, "");
+      const secret = /secret|token|key$/.test(key) && key !== "tsig_key_name";
       const label = el("label", {}, key);
-      label.appendChild(el("input", { name: "cred:" + key, type: "password", autocomplete: "off" }));
+      const attrs = { name: "cred:" + key, type: secret ? "password" : "text", autocomplete: "off" };
+      if (entry.endsWith("?")) attrs.placeholder = "optional";
+      label.appendChild(el("input", attrs));
       holder.appendChild(label);
     }
   }
