@@ -1,9 +1,11 @@
 """The site page in a real headless Chromium against the live lab node's daemon
 (tests/support/live.py): a custom domain added from the page gets its certificate
-and shows its expiry; the page cache is switched off and on; the domain removed."""
+and shows its expiry; the page cache is switched off and on; the domain removed. And
+WordPress's own admin: a post published there shows on the cached home page at once."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,45 @@ def test_a_domain_and_the_page_cache_from_the_site_page(
     page.screenshot(path=str(shots / "domain-removed.png"), full_page=True)
     assert any("Type web.live.test" in a for a in answers), answers
     assert live.get("/").status_code == 200
+
+
+@pytest.mark.spec("CCH-21")
+def test_a_post_published_in_wp_admin_shows_on_the_cached_home_page_at_once(
+    live: LiveSite, page: Page, shots: Path
+) -> None:
+    """In wp-admin, in the browser: a draft saved with Quick Draft, then published with
+    Quick Edit (classic screens, stable across WordPress versions); the next anonymous
+    GET of the home page — a HIT before — is a MISS and shows the post."""
+    title = f"Published in wp-admin {uuid.uuid4().hex[:8]}"
+    live.get("/")
+    cached = live.get("/")
+    assert cached.headers.get("x-fastcgi-cache") == "HIT", cached.headers
+    assert title not in cached.text
+    with live.api() as api:
+        login = api.post(f"/api/environments/{live.environment_id}/magic-login")
+        assert login.status_code == 200, login.text
+    base = live.preview_url.rstrip("/")
+    page.goto(login.json()["login_url"])
+    expect(page.locator("#wpadminbar")).to_be_visible(timeout=60_000)
+    page.goto(f"{base}/wp-admin/index.php")
+    draft = page.locator("form#quick-press")
+    draft.locator("input[name=post_title]").fill(title)
+    draft.locator("textarea[name=content]").fill("Written in the browser.")
+    draft.locator("#save-post").click()
+    expect(page.locator(".drafts")).to_contain_text(title, timeout=30_000)
+    page.goto(f"{base}/wp-admin/edit.php?post_status=draft")
+    row = page.locator("#the-list tr", has_text=title)
+    row.hover()
+    row.locator("button.editinline").click()
+    editor = page.locator("#the-list tr.inline-editor")
+    editor.locator("select[name=_status]").select_option("publish")
+    page.screenshot(path=str(shots / "wp-admin-quick-edit.png"), full_page=True)
+    editor.locator("button.save").click()
+    expect(page.locator("#the-list tr.inline-editor")).to_have_count(0, timeout=30_000)
+    expect(page.locator("#the-list tr", has_text=title)).to_contain_text("Published")
+    home = live.get("/")
+    assert home.headers.get("x-fastcgi-cache") == "MISS", home.headers
+    assert title in home.text
+    page.goto(base + "/")
+    expect(page.locator("body")).to_contain_text(title)
+    page.screenshot(path=str(shots / "wp-admin-published-home.png"), full_page=True)
