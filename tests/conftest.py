@@ -205,6 +205,24 @@ def live(tmp_path_factory: pytest.TempPathFactory, bind_dns: BindServer) -> Iter
         stop_live_site(site)
 
 
+@pytest.fixture
+def live_sites(live: LiveSite) -> Iterator[list[str]]:
+    """The ids of sites a test makes on the live node (it appends them): deleted, with
+    their environments, once the test has ended — passed or failed."""
+    made: list[str] = []
+    yield made
+    live.delete_sites(*made)
+
+
+@pytest.fixture
+def live_environments(live: LiveSite) -> Iterator[list[str]]:
+    """The ids of environments a test makes on the live node's sites (it appends them),
+    e.g. a copy of the live site's: deleted once the test has ended — passed or failed."""
+    made: list[str] = []
+    yield made
+    live.delete_environments(*made)
+
+
 # -- an ACME CA and an authoritative DNS server (real: pebble and BIND) ----------
 
 

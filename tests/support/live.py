@@ -4,12 +4,18 @@ node provisioning and a site install take minutes, and CI has a time budget.
 
 The daemon is a real `pressluft dev` process on a private dockerd with the node
 image. Tests that change the site (a domain, the cache flags) leave it as they
-found it or say what they changed; tests that need a second environment clone it.
+found it or say what they changed; tests that need a second environment clone it,
+and tests that need sites of their own make them on the live node and delete them
+again (`create_site`, `delete_sites`; the `live_sites` and `live_environments`
+fixtures delete what a test made when it ends).
 """
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +23,7 @@ from typing import Any
 import httpx
 
 from pressluft.runners.docker import DockerLab
+from pressluft.vault import Vault
 from tests.support.bind import BindServer
 from tests.support.daemon import Daemon
 from tests.support.dockerd import PrivateDockerd, node_image
@@ -85,6 +92,88 @@ class LiveSite:
             timeout=30,
             **kwargs,
         )
+
+    # -- sites a test makes beside the live one ------------------------------------
+
+    def create_site(self, name: str, slug: str, **fields: str) -> dict[str, str]:
+        """A new site on the live node through the API, once its job has succeeded:
+        the 202's `{job_id, site_id, environment_id}`. Tests delete it again
+        (`delete_sites`, e.g. through the `live_sites` fixture)."""
+        with self.api() as api:
+            reply = api.post(
+                "/api/sites",
+                json={"name": name, "slug": slug, "node_id": self.node["id"], **fields},
+            )
+        assert reply.status_code == 202, reply.text
+        accepted: dict[str, str] = reply.json()
+        self.job_ok(accepted["job_id"], 900)
+        return accepted
+
+    def delete_environments(self, *environment_ids: str) -> None:
+        """Delete staging or clone environments a test made, side by side, and wait for
+        the jobs. The jobs of their sites still queued or running end first; one
+        already deleted is skipped."""
+        with self.api() as api:
+            envs = [api.get(f"/api/environments/{env_id}").json() for env_id in environment_ids]
+            self._settle(api, {str(env["site_id"]) for env in envs})
+            jobs = []
+            for env_id in environment_ids:
+                env = api.get(f"/api/environments/{env_id}").json()
+                if env["status"] == "deleted":
+                    continue
+                reply = api.delete(f"/api/environments/{env_id}", params={"confirm": env["slug"]})
+                assert reply.status_code == 202, reply.text
+                jobs.append(reply.json()["job_id"])
+        for job_id in jobs:
+            self.job_ok(job_id, 600)
+
+    def delete_sites(self, *site_ids: str) -> None:
+        """Delete sites a test made, each with its other environments first, side by
+        side, and wait for the jobs: the live node is left with the sites it had. The
+        sites' jobs still queued or running end first; a site already deleted is
+        skipped."""
+        with self.api() as api:
+            self._settle(api, set(site_ids))
+            sites = [api.get(f"/api/sites/{site_id}").json() for site_id in site_ids]
+            sites = [site for site in sites if site["status"] != "deleted"]
+        self.delete_environments(
+            *(
+                env["id"]
+                for site in sites
+                for env in site["environments"]
+                if env["id"] != site["primary_environment_id"] and env["status"] != "deleted"
+            )
+        )
+        with self.api() as api:
+            jobs = []
+            for site in sites:
+                reply = api.delete(f"/api/sites/{site['id']}", params={"confirm": site["slug"]})
+                assert reply.status_code == 202, reply.text
+                jobs.append(reply.json()["job_id"])
+        for job_id in jobs:
+            self.job_ok(job_id, 600)
+
+    def _settle(self, api: httpx.Client, site_ids: set[str]) -> None:
+        """Until the sites' queued and running jobs have ended."""
+        for site_id in site_ids:
+            for status in ("queued", "running"):
+                page = api.get("/api/jobs", params={"site_id": site_id, "status": status})
+                for job in page.json()["items"]:
+                    self.daemon.job_ended(str(job["id"]), 900)
+
+    # -- the daemon's database, read beside it ---------------------------------------
+
+    @contextlib.contextmanager
+    def db(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the daemon's database, for reading what the API does not
+        show (its events, its sealed secrets); the daemon keeps writing meanwhile."""
+        with contextlib.closing(sqlite3.connect(self.daemon.data_dir / "pressluft.db")) as conn:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            yield conn
+
+    def vault(self) -> Vault:
+        """The daemon's vault (its master key), to open a secret read with `db()`."""
+        return Vault((self.daemon.data_dir / "secrets" / "master.key").read_bytes())
 
 
 def start_live_site(workdir: Path, dns: BindServer) -> LiveSite:
