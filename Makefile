@@ -38,7 +38,8 @@ dev: $(STAMP) ## Run `pressluft dev` (dashboard on http://127.0.0.1:8080/)
 # pattern judged by a real ECMA-262 engine), wrk (the HTTP load of bench/api.py), systemd
 # (systemd-analyze verifies the service unit), git (the upgrade test builds an old commit),
 # pebble (the ACME CA of the certificate tests), bind9 (their authoritative DNS, RFC 2136),
-# redis-server and php-redis (the object-cache drop-in's tests against a real Redis).
+# redis-server and php-redis (the object-cache drop-in's tests against a real Redis),
+# restic (the backup engine: Pressluft runs it on the control plane; its tests too).
 system-deps: ## Install the Debian packages the tests need (when missing and root)
 	@missing=""; \
 	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
@@ -56,6 +57,7 @@ system-deps: ## Install the Debian packages the tests need (when missing and roo
 	test -x /usr/sbin/named || missing="$$missing bind9"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	{ command -v php >/dev/null && php -m | grep -qx redis; } || missing="$$missing php-redis"; \
+	command -v restic >/dev/null || missing="$$missing restic"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
