@@ -25,6 +25,7 @@ from tests.support.contract import ContractValidator
 from tests.support.dockerd import PrivateDockerd, node_image
 from tests.support.live import LiveSite, start_live_site, stop_live_site
 from tests.support.pebble import Pebble
+from tests.support.s3 import S3Server
 from tests.support.sshd import free_port
 
 _VALIDATOR = ContractValidator()
@@ -261,6 +262,21 @@ def pebble_ca(pebble_factory: Callable[..., Pebble]) -> Pebble:
     """A pebble validating HTTP-01 on a free loopback port (`http_port`) the test
     serves tokens on; `directory_url` and `ca_bundle` for `AcmeDirectory`."""
     return pebble_factory(free_port())
+
+
+# -- S3-compatible storage (real: moto_server) ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto_server on a loopback port, checking credentials like S3 (`access_key_id`,
+    `secret_access_key`); `create_bucket`, `target(bucket, prefix)`, `objects`,
+    `corrupt_one_object`."""
+    server = S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
