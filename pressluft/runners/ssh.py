@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from pressluft.runners.sshlib import asyncssh
@@ -31,10 +32,12 @@ __all__ = [
     "offered_fingerprint",
     "parse_os_release",
     "probe",
+    "read_privileged",
     "run_as",
     "run_privileged",
     "unsupported_os",
     "wait_for_banner",
+    "write_privileged",
 ]
 
 DEFAULT_DEADLINE_SECONDS = 10.0
@@ -409,3 +412,121 @@ async def run_privileged(
     command = argv if node.user == "root" else ["sudo", "-n", *argv]
     _, result = await _run(node, " ".join(shlex.quote(a) for a in command), stdin, deadline)
     return result
+
+
+# -- streams (backups): no overall deadline, an idle one --------------------------------------
+
+#: A stream that moves no byte for this long is cut (a hung node, a dead link).
+STREAM_IDLE_SECONDS = 300.0
+_CHUNK = 1 << 20
+
+
+class StreamFailed(SSHQueryError):
+    """The node's command of a stream exited non-zero (its last stderr lines say why)."""
+
+    reason = "stream_failed"
+
+    def __init__(self, message: str, exit_status: int, stderr: str) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+        self.stderr = stderr
+
+
+def _privileged_command(node: NodeAddress, argv: list[str]) -> str:
+    if node.host_key is None:
+        raise HostKeyMismatch("the node's host key is not pinned yet: check the node first")
+    command = argv if node.user == "root" else ["sudo", "-n", *argv]
+    return " ".join(shlex.quote(a) for a in command)
+
+
+async def _connect(node: NodeAddress) -> asyncssh.SSHClientConnection:
+    """One connection for one stream; failures typed as a query's are."""
+    try:
+        async with asyncio.timeout(DEFAULT_DEADLINE_SECONDS):
+            return await asyncssh.connect(node.host, **_options(node))
+    except TimeoutError as exc:
+        raise Unreachable(f"no answer within {DEFAULT_DEADLINE_SECONDS:.0f} s") from exc
+    except asyncssh.HostKeyNotVerifiable as exc:
+        offered = await offered_fingerprint(node)
+        raise HostKeyMismatch(
+            f"the node presented host key {offered or '(unreadable)'}, not the pinned one",
+            offered,
+        ) from exc
+    except asyncssh.PermissionDenied as exc:
+        raise AuthFailed(f"the node refused Pressluft's key for user {node.user}") from exc
+    except (OSError, asyncssh.Error) as exc:
+        raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _ended(argv: list[str], status: int | None, stderr: str) -> None:
+    if status != 0:
+        last = " / ".join(stderr.strip().splitlines()[-3:]) or "no output"
+        raise StreamFailed(
+            f"{argv[0]} {argv[1] if len(argv) > 1 else ''} exited {status}: {last}",
+            -1 if status is None else int(status),
+            stderr,
+        )
+
+
+async def read_privileged(node: NodeAddress, argv: list[str]) -> AsyncIterator[bytes]:
+    """Run `argv` as root on the node and yield its stdout in chunks as it comes
+    (nothing staged). After the last chunk, StreamFailed when the command exited
+    non-zero — a consumer that stores the stream must not keep a truncated one.
+    Cut after `STREAM_IDLE_SECONDS` without a byte."""
+    command = _privileged_command(node, argv)
+    conn = await _connect(node)
+    try:
+        async with conn.create_process(command, encoding=None) as process:
+            while True:
+                try:
+                    async with asyncio.timeout(STREAM_IDLE_SECONDS):
+                        chunk = await process.stdout.read(_CHUNK)
+                except TimeoutError as exc:
+                    raise Unreachable(
+                        f"the stream stalled for {STREAM_IDLE_SECONDS:.0f} s"
+                    ) from exc
+                if not chunk:
+                    break
+                yield chunk
+            stderr = await process.stderr.read()
+            await process.wait()
+            _ended(argv, process.exit_status, stderr.decode(errors="replace"))
+    except asyncssh.Error as exc:
+        raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+async def write_privileged(
+    node: NodeAddress, argv: list[str], chunks: AsyncIterator[bytes]
+) -> CommandResult:
+    """Run `argv` as root on the node with `chunks` as its stdin (flow-controlled);
+    how it ended. StreamFailed when it exited non-zero; an error of `chunks` closes
+    the channel without EOF (the command sees a broken stream) and is re-raised."""
+    command = _privileged_command(node, argv)
+    conn = await _connect(node)
+    try:
+        async with conn.create_process(command, encoding=None) as process:
+            try:
+                async for chunk in chunks:
+                    process.stdin.write(chunk)
+                    async with asyncio.timeout(STREAM_IDLE_SECONDS):
+                        await process.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the command ended early: its exit status and stderr say why
+            except BaseException:
+                process.close()  # no EOF: the command sees a broken stream
+                raise
+            else:
+                process.stdin.write_eof()
+            stdout, stderr = await asyncio.gather(process.stdout.read(), process.stderr.read())
+            await process.wait()
+            out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")
+            _ended(argv, process.exit_status, err)
+            return CommandResult(exit_status=0, stdout=out, stderr=err)
+    except TimeoutError as exc:
+        raise Unreachable(f"the stream stalled for {STREAM_IDLE_SECONDS:.0f} s") from exc
+    except asyncssh.Error as exc:
+        raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        conn.close()
