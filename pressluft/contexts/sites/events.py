@@ -1,6 +1,6 @@
 """Events of sites (stream `site:<id>`) and their environments (stream
 `environment:<id>`): created, provisioned on their node (a release), failed,
-reset, deleted; their cache flags changed."""
+reset, deleted; their cache flags changed; restored from a backup."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ __all__ = [
     "EnvironmentMagicLoginIssued",
     "EnvironmentProvisioned",
     "EnvironmentReset",
+    "EnvironmentRestoreRequested",
+    "EnvironmentRestoreReverted",
+    "EnvironmentRestored",
     "SiteCreated",
     "SiteReset",
 ]
@@ -116,3 +119,34 @@ class SiteReset(Event, frozen=True, tag="site.reset"):
     """An admin brought the failed site back to active after its checks."""
 
     site_id: str
+
+
+class EnvironmentRestoreRequested(Event, frozen=True, tag="environment.restore_requested"):
+    """Its `env_restore` job began to restore a backup into it (active → restoring)."""
+
+    environment_id: str
+    job_id: str
+    backup_id: str
+
+
+class EnvironmentRestored(Event, frozen=True, tag="environment.restored"):
+    """The backup is served and the health checks passed (restoring → active). A
+    restore of the files serves them in a new release; a database-only restore keeps
+    the release (release_id None)."""
+
+    environment_id: str
+    job_id: str
+    backup_id: str
+    release_id: str | None = None
+    release_path: str | None = None
+    wordpress_version: str | None = None
+
+
+class EnvironmentRestoreReverted(Event, frozen=True, tag="environment.restore_reverted"):
+    """The restore failed or was interrupted: the node serves what it served before
+    again (restoring → active, same release)."""
+
+    environment_id: str
+    job_id: str
+    backup_id: str
+    reason: str

@@ -30,6 +30,9 @@ from pressluft.contexts.sites.events import (
     EnvironmentFailed,
     EnvironmentProvisioned,
     EnvironmentReset,
+    EnvironmentRestored,
+    EnvironmentRestoreRequested,
+    EnvironmentRestoreReverted,
     SiteCreated,
     SiteReset,
 )
@@ -235,6 +238,46 @@ def _cache_changed(conn: sqlite3.Connection, e: EnvironmentCacheChanged, env: En
     one_row(cursor, f"cache of {e.environment_id}")
 
 
+def _restoring(conn: sqlite3.Connection, e: EnvironmentRestoreRequested, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE environments SET status = 'restoring', updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'active'",
+        (env.recorded_at, env.stream_version, e.environment_id),
+    )
+    one_row(cursor, f"restore of {e.environment_id}")
+
+
+def _restored(conn: sqlite3.Connection, e: EnvironmentRestored, env: Envelope) -> None:
+    """The backup is served: a files restore's release is the current one."""
+    if e.release_id is not None:
+        conn.execute(
+            "INSERT INTO releases (id, environment_id, source_type, source_ref, path,"
+            " health_status, created_at) VALUES (?, ?, 'backup', ?, ?, 'healthy', ?)",
+            (e.release_id, e.environment_id, e.backup_id, e.release_path, env.recorded_at),
+        )
+    cursor = conn.execute(
+        "UPDATE environments SET status = 'active',"
+        " current_release_id = coalesce(?, current_release_id),"
+        " wordpress_version = coalesce(?, wordpress_version), health_status = 'healthy',"
+        " health_checked_at = ?, updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'restoring'",
+        (e.release_id, e.wordpress_version, env.recorded_at, env.recorded_at,
+         env.stream_version, e.environment_id),
+    )  # fmt: skip
+    one_row(cursor, f"restored {e.environment_id}")
+
+
+def _restore_reverted(
+    conn: sqlite3.Connection, e: EnvironmentRestoreReverted, env: Envelope
+) -> None:
+    cursor = conn.execute(
+        "UPDATE environments SET status = 'active', updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'restoring'",
+        (env.recorded_at, env.stream_version, e.environment_id),
+    )
+    one_row(cursor, f"restore reverted {e.environment_id}")
+
+
 def _site_reset(conn: sqlite3.Connection, e: SiteReset, env: Envelope) -> None:
     cursor = conn.execute(
         "UPDATE sites SET status = 'active', updated_at = ?, state_version = ?"
@@ -257,6 +300,9 @@ SITES_PROJECTOR = Projector(
         EnvironmentReset: _environment_reset,
         EnvironmentCacheChanged: _cache_changed,
         SiteReset: _site_reset,
+        EnvironmentRestoreRequested: _restoring,
+        EnvironmentRestored: _restored,
+        EnvironmentRestoreReverted: _restore_reverted,
         **on_job_end(_released),
     },
 )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from datetime import UTC, datetime
 from html import unescape
 from typing import Any, TypeVar
@@ -59,8 +60,12 @@ __all__ = [
     "SiteCreate",
     "SiteCreateArgs",
     "SiteDelete",
+    "build_throwaway",
+    "check_http",
+    "remove_throwaway",
     "site_workers",
     "skipped_report",
+    "throwaway_url",
 ]
 
 A = TypeVar("A", bound=msgspec.Struct)
@@ -119,7 +124,7 @@ def _shows(page: str, title: str) -> bool:
     return _words(title) in _words(unescape(page))
 
 
-async def _check_http(ctx: WorkerPort, env: EnvironmentJob, title: str) -> None:
+async def check_http(ctx: WorkerPort, env: EnvironmentJob, title: str) -> None:
     """HTTP 200 with the site's title for its preview host at the node's endpoint
     (10 s, one retry)."""
     address, port = _endpoint(env)
@@ -312,7 +317,7 @@ class SiteCreate(_EnvironmentWorker[SiteCreateArgs]):
             "wordpress_source": source,
         }
         summary = await self.playbook(ctx, SITE_CREATE_PLAYBOOK, extra_vars)
-        await _check_http(ctx, env, args.title)
+        await check_http(ctx, env, args.title)
         version = await self.provisioned(
             ctx, environment_id, summary, extra_vars, ("wordpress", source)
         )
@@ -348,7 +353,7 @@ class EnvCreate(_EnvironmentWorker[EnvCreateArgs]):
         for line in skipped_report(summary.data.get("search_replace")):
             ctx.log(line, "stderr")
         title = str(summary.data.get("site_title", ""))
-        await _check_http(ctx, env, title)
+        await check_http(ctx, env, title)
         # What the build cached is gone before the copy serves (specs/cache.md).
         await purge_environment_cache(ctx, environment_id, env, [])
         await self.provisioned(ctx, environment_id, summary, extra_vars, ("clone", source_id))
@@ -377,6 +382,59 @@ class SiteDelete(EnvDelete):
     """The production environment's deletion: the site goes with it."""
 
     kind = "site_delete"
+
+
+# -- throwaway environments (a restore drill's) -------------------------------------------
+
+
+def throwaway_url(source: EnvironmentJob, environment_id: str) -> str:
+    """A throwaway environment's URL: its source's with the first label of the host
+    replaced by its own id's eight characters (the same node, scheme and port)."""
+    parts = urlsplit(source.preview_url)
+    host = str(parts.hostname)
+    label = environment_id[:8] + host[host.index(".") :] if "." in host else environment_id[:8]
+    netloc = label + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{netloc}"
+
+
+async def build_throwaway(
+    ctx: WorkerPort, source_id: str, source: EnvironmentJob, environment_id: str
+) -> EnvironmentJob:
+    """A clone of `source_id` on its node that no record holds (`env-create.yml`, its
+    health checks included): what a restore drill restores into, then removes with
+    `remove_throwaway`. Caches off; its passwords random and never stored."""
+    clone = await ctx.load(CLONE_SOURCE, source_id)
+    if clone is None:
+        raise JobFailure(ENV_SOURCE_UNAVAILABLE, f"{source_id} is not active with a release")
+    env = msgspec.structs.replace(
+        source,
+        environment_type="clone",
+        preview_url=throwaway_url(source, environment_id),
+        db_secret_id=None,
+        admin_secret_id=None,
+        fastcgi_cache_enabled=False,
+        redis_cache_enabled=False,
+        source_environment_id=source_id,
+    )
+    worker = EnvCreate()
+    extra_vars = {
+        **await worker.build_vars(ctx, environment_id, env),
+        "db_password": secrets.token_hex(16),
+        "admin_password": secrets.token_urlsafe(18),
+        **clone,
+    }
+    await worker.playbook(ctx, ENV_CREATE_PLAYBOOK, extra_vars)
+    return env
+
+
+async def remove_throwaway(ctx: WorkerPort, environment_id: str, site_id: str) -> None:
+    """Remove a throwaway environment from its node (`site-delete.yml`)."""
+    env_vars: dict[str, object] = {
+        "site_id": site_id,
+        "environment_id": environment_id,
+        **env_names(environment_id, site_id),
+    }
+    await EnvDelete.playbook(ctx, SITE_DELETE_PLAYBOOK, env_vars)
 
 
 def site_workers(wordpress_source: str) -> list[JobWorker[Any]]:
