@@ -2,7 +2,7 @@
 
 Reports ansible-playbook (found, version), the playbooks jobs will run (the
 package's `ansible/`: Pressluft's manifest and every playbook it names, each
-parsing and finding its roles), the ssh client, the Docker engine
+parsing and finding its roles), the ssh client, restic (backups), the Docker engine
 `pressluft dev` would use and its node image (only docker lab nodes need them),
 SQLite's version, the
 database (integrity, schema version, event chain) and free disk space.
@@ -63,6 +63,15 @@ def _ssh() -> DoctorResult:
     if path is None:
         return DoctorResult("ssh client", "fail", "not found; install openssh-client")
     return DoctorResult("ssh client", "ok", _first_line([path, "-V"]) or path)
+
+
+def _restic() -> DoctorResult:
+    path = shutil.which("restic")
+    if path is None:
+        return DoctorResult(
+            "restic", "warn", "not found: backups cannot run; install restic (Debian: restic)"
+        )
+    return DoctorResult("restic", "ok", _first_line([path, "version"]) or path)
 
 
 def _docker(setting: str) -> list[DoctorResult]:
@@ -187,5 +196,6 @@ def run_checks(
         _ansible(),
         _playbooks(ansible_dir or ANSIBLE_DIR),
         _ssh(),
+        _restic(),
         *_docker(docker_host),
     ]
