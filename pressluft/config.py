@@ -414,6 +414,14 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="SECONDS",
     ),
     Setting(
+        "restore_drill_hours",
+        "168",
+        "How often each production environment's latest backup is proven by a restore"
+        " drill (hours).",
+        _int_between(1, 8760),
+        metavar="HOURS",
+    ),
+    Setting(
         "dns_resolver",
         "",
         "The DNS server (HOST:PORT) domain checks ask; empty: the system's resolver.",
@@ -466,6 +474,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     acme_email: str
     acme_caa_identity: str
     certificate_scan_seconds: int
+    restore_drill_hours: int
     dns_resolver: str
     max_body_bytes: int
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pressluft.contexts.access import feature as access
+from pressluft.contexts.backups import feature as backups
 from pressluft.contexts.domains import feature as domains
 from pressluft.contexts.nodes import feature as nodes
 from pressluft.contexts.operations import feature as operations
@@ -45,6 +46,7 @@ FEATURES: tuple[Feature, ...] = (
     nodes.FEATURE,
     sites.FEATURE,
     domains.FEATURE,
+    backups.FEATURE,
 )
 
 

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.support.daemon import Daemon, pressluft_argv, run_cli
+from tests.support.s3 import S3Server
 
 pytestmark = pytest.mark.daemon
 
@@ -51,8 +52,11 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.spec("SEC-5")
-def test_secrets_appear_in_no_database_byte_log_line_or_response(tmp_path: Path) -> None:
+def test_secrets_appear_in_no_database_byte_log_line_or_response(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
     responses: list[str] = []
+    bucket = s3_server.create_bucket("redaction-backups")
     with Daemon(tmp_path, args=("--log-level", "debug")) as daemon:
         email, password = daemon.admin_credentials()
         dns_secret = "cf-dns-secret-value-7f3a9"
@@ -77,6 +81,17 @@ def test_secrets_appear_in_no_database_byte_log_line_or_response(tmp_path: Path)
                     headers=bearer,
                 ),
                 http.post("/api/login", json={"email": email, "password": "wrong " + password}),
+                http.put(
+                    "/api/backup-target",
+                    json={
+                        "endpoint": s3_server.endpoint,
+                        "region": s3_server.region,
+                        "bucket": bucket,
+                        "access_key_id": s3_server.access_key_id,
+                        "secret_access_key": s3_server.secret_access_key,
+                    },
+                    headers=bearer,
+                ),
             ):
                 responses.append(reply.text)
             for path in (
@@ -89,6 +104,7 @@ def test_secrets_appear_in_no_database_byte_log_line_or_response(tmp_path: Path)
                 "/api/metrics",
                 "/metrics",
                 "/api/health",
+                "/api/backup-target",
             ):
                 reply = http.get(path, headers=bearer)
                 assert reply.status_code == 200, path
@@ -103,6 +119,7 @@ def test_secrets_appear_in_no_database_byte_log_line_or_response(tmp_path: Path)
             "session": session_token,
             "token": api_token,
             "dns": dns_secret,
+            "storage": s3_server.secret_access_key,
         }
         assert daemon.stop() == 0
     # The one place a secret may appear: the token's creation response (asserted above by use).

@@ -30,7 +30,10 @@ from pressluft.runtime import Runtime
 from tests.support.contract import ContractValidator, ContractViolation
 from tests.support.jobs import until_ended
 from tests.support.nodes import record_node
+from tests.support.s3 import S3Server
 from tests.support.sshd import free_port
+from tests.test_backups import completed_backup
+from tests.test_domains import active_environment
 
 
 @pytest.mark.spec("API-1")
@@ -94,7 +97,10 @@ def test_an_operation_without_the_answers_it_owes_is_reported(
 
 @pytest.mark.spec("API-2")
 async def test_every_operation_answers_as_the_contract_says(
-    client: httpx.AsyncClient, session: httpx.AsyncClient, contract: ContractValidator
+    client: httpx.AsyncClient,
+    session: httpx.AsyncClient,
+    contract: ContractValidator,
+    s3_server: S3Server,
 ) -> None:
     # Every response is validated by the clients' hook; this test makes sure each
     # operation is exercised at least once, in one place.
@@ -216,6 +222,36 @@ async def test_every_operation_answers_as_the_contract_says(
     staging_id = staging.json()["environment_id"]
     gone = await client.delete(f"/api/environments/{staging_id}", params={"confirm": "st"})
     assert gone.status_code == 202, gone.text
+    # Backups: a real S3 server (the target's probe); the backup job stays queued
+    # and is cancelled; a restore of a backup recorded completed is queued, cancelled.
+    bucket = s3_server.create_bucket("contract-backups")
+    target = {
+        "endpoint": s3_server.endpoint,
+        "region": s3_server.region,
+        "bucket": bucket,
+        "access_key_id": s3_server.access_key_id,
+        "secret_access_key": s3_server.secret_access_key,
+    }
+    assert (await client.put("/api/backup-target", json=target)).status_code == 200
+    assert (await client.get("/api/backup-target")).status_code == 200
+    env_id2 = await active_environment(runtime, ready_node)
+    backup = await client.post(f"/api/environments/{env_id2}/backups", json={"scope": "db"})
+    await cancel(backup)
+    assert (await client.get(f"/api/backups/{backup.json()['backup_id']}")).status_code == 200
+    assert (await client.get(f"/api/environments/{env_id2}/backups")).status_code == 200
+    done = await completed_backup(runtime, env_id2)
+    await cancel(await client.post(f"/api/backups/{done}/verify"))
+    schedule = f"/api/environments/{env_id2}/backup-schedule"
+    assert (await client.put(schedule, json={"every_hours": 12})).status_code == 200
+    assert (await client.get(schedule)).status_code == 200
+    await cancel(
+        await client.post(
+            f"/api/environments/{env_id2}/restore",
+            params={"confirm": "production"},
+            json={"backup_id": done},
+        )
+    )
+    assert (await client.delete("/api/backup-target")).status_code == 204
     exercised = {(m, p) for m, p, s in contract.seen if 200 <= s < 300}
     missing = (
         {(m, p) for m, p, _, _ in contract_operations()}

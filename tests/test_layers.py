@@ -26,7 +26,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pressluft"
 COMPOSITION = {"runtime", "app", "server", "cli", "features", "contract_check", "__main__"}
 FACES = {"api", "web"}
 MECHANISMS = {"db", "events", "jobs", "runners"}
-#: Modules of a context that may use the adapters to real servers.
+#: Modules of a context that may use the adapters to real servers (and `<name>_worker`
+#: modules: one job worker of its own, e.g. a restore drill).
 ADAPTER_USERS = {"workers", "probes"}
 
 #: top-level package → what it must never import.
@@ -86,7 +87,12 @@ def violations(package: Path) -> list[str]:
             target = parts[0]
             if target in FORBIDDEN.get(top, set()):
                 problems.append(f"{where} imports {name}")
-            elif target == "runners" and top == "contexts" and path.stem not in ADAPTER_USERS:
+            elif (
+                target == "runners"
+                and top == "contexts"
+                and path.stem not in ADAPTER_USERS
+                and not path.stem.endswith("_worker")
+            ):
                 problems.append(f"{where} imports {name}: adapters only from workers and probes")
             elif (
                 target == "contexts"

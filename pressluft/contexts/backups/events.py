@@ -1,0 +1,137 @@
+"""Events of backups (stream `backup:<id>`), the storage target (stream
+`backup_target`) and each site's restic repository (stream `backup_repository:<site>`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pressluft.events.types.base import Event
+
+__all__ = [
+    "BackupCompleted",
+    "BackupExpired",
+    "BackupFailed",
+    "BackupOverdueNoticed",
+    "BackupRepositoryCreated",
+    "BackupRequested",
+    "BackupScheduleChanged",
+    "BackupStarted",
+    "BackupTargetConfigured",
+    "BackupTargetRemoved",
+    "BackupVerificationFailed",
+    "BackupVerified",
+]
+
+Scope = Literal["db", "files", "full"]
+Reason = Literal["manual", "scheduled", "pre_restore", "pre_update", "pre_promote", "pre_import"]
+
+
+class BackupTargetConfigured(Event, frozen=True, tag="backup_target.configured"):
+    """The S3-compatible target passed its probe (an object written, read back and
+    deleted) and is where backups go; its secret key is sealed in the vault."""
+
+    endpoint: str
+    region: str
+    bucket: str
+    prefix: str
+    access_key_id: str
+    secret_id: str
+
+
+class BackupTargetRemoved(Event, frozen=True, tag="backup_target.removed"):
+    """No target: no backup can be taken (the objects in the bucket stay)."""
+
+
+class BackupRepositoryCreated(Event, frozen=True, tag="backup_repository.created"):
+    """A site's restic repository was initialised; its password is sealed in the vault."""
+
+    site_id: str
+    url: str
+    secret_id: str
+
+
+class BackupRequested(Event, frozen=True, tag="backup.requested"):
+    """A backup of an environment was asked for; its `backup_create` job takes it
+    (pending). Kept until `retention_until` unless a newer rule keeps it longer."""
+
+    backup_id: str
+    site_id: str
+    environment_id: str
+    node_id: str
+    scope: Scope
+    reason: Reason
+    job_id: str
+    retention_until: str
+
+
+class BackupStarted(Event, frozen=True, tag="backup.started"):
+    """Its job began streaming it from the node (running)."""
+
+    backup_id: str
+    job_id: str
+    storage_path: str
+
+
+class BackupCompleted(Event, frozen=True, tag="backup.completed"):
+    """Every object is stored and its checksum recorded (completed)."""
+
+    backup_id: str
+    job_id: str
+    checksum: str
+    size_bytes: int
+    added_bytes: int
+    #: The manifest: objects (name, snapshot, sha256, bytes), tables and row counts,
+    #: file count and bytes, WordPress version, source URL.
+    manifest: dict[str, object]
+
+
+class BackupFailed(Event, frozen=True, tag="backup.failed"):
+    """A backup another job took for itself failed (a backup job's own failure is its
+    job's: the job ends failed and the backup with it)."""
+
+    backup_id: str
+    job_id: str
+    code: str
+    message: str
+
+
+class BackupExpired(Event, frozen=True, tag="backup.expired"):
+    """Its retention passed: the cleanup forgot its objects (expired)."""
+
+    backup_id: str
+    job_id: str
+
+
+class BackupVerificationFailed(Event, frozen=True, tag="backup.verification_failed"):
+    """A restore drill of it failed (its code and message): what an operator must see."""
+
+    backup_id: str
+    job_id: str
+    code: str
+    message: str
+
+
+class BackupVerified(Event, frozen=True, tag="backup.verified"):
+    """A restore drill restored it and compared it to its manifest."""
+
+    backup_id: str
+    job_id: str
+    restore_seconds: float
+
+
+class BackupScheduleChanged(Event, frozen=True, tag="backup_schedule.changed"):
+    """An environment's scheduled backups: every `every_hours` hours (0: none)."""
+
+    environment_id: str
+    every_hours: int
+
+
+class BackupOverdueNoticed(Event, frozen=True, tag="backup.overdue_noticed"):
+    """A production environment has no completed backup for over 26 hours (recorded
+    once until a backup completes): what an operator must see."""
+
+    environment_id: str
+    site_id: str
+    #: Its last completed backup (None: never).
+    last_backup_id: str | None
+    last_completed_at: str | None

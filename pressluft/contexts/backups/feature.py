@@ -1,0 +1,99 @@
+"""The backups capability's one record, as `pressluft.features` lists it."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from pressluft.contexts.backups.drill_worker import BackupVerify
+from pressluft.contexts.backups.events import (
+    BackupCompleted,
+    BackupExpired,
+    BackupFailed,
+    BackupOverdueNoticed,
+    BackupRepositoryCreated,
+    BackupRequested,
+    BackupScheduleChanged,
+    BackupStarted,
+    BackupTargetConfigured,
+    BackupTargetRemoved,
+    BackupVerificationFailed,
+    BackupVerified,
+)
+from pressluft.contexts.backups.failures import CODES
+from pressluft.contexts.backups.pages import PAGES, backups_section
+from pressluft.contexts.backups.projector import BACKUPS_PROJECTOR
+from pressluft.contexts.backups.routes import BACKUP_ROUTES
+from pressluft.contexts.backups.schedules import BackupScan
+from pressluft.contexts.backups.service import Backups
+from pressluft.contexts.backups.workers import (
+    BackupCleanup,
+    BackupCreate,
+    Storage,
+    backup_workers,
+)
+from pressluft.feature import Feature, Kernel, Parts
+from pressluft.jobs.scheduler import Schedule
+
+__all__ = ["FEATURE"]
+
+#: The cleanup's interval (reference: every 6 h) and the scheduled backups' scan's.
+CLEANUP_EVERY_SECONDS = 6 * 3600
+SCAN_EVERY_SECONDS = 15 * 60
+
+
+def _assemble(kernel: Kernel) -> Parts:
+    cleanup = Schedule(
+        job_type=BackupCleanup.kind,
+        every_seconds=CLEANUP_EVERY_SECONDS,
+        first_after_seconds=300,
+        node_lock="shared",
+        max_attempts=BackupCleanup.max_attempts,
+        timeout_seconds=BackupCleanup.timeout_seconds,
+    )
+    scan = Schedule(
+        job_type=BackupScan.kind,
+        every_seconds=SCAN_EVERY_SECONDS,
+        first_after_seconds=120,
+        node_lock="shared",
+        max_attempts=BackupScan.max_attempts,
+        timeout_seconds=BackupScan.timeout_seconds,
+    )
+    storage = Storage(kernel.config.data_dir / "cache" / "restic")
+    return Parts(
+        workers=[
+            *backup_workers(storage),
+            BackupVerify(storage),
+            BackupScan(BackupCreate, BackupVerify, kernel.config.restore_drill_hours),
+        ],
+        schedules=[cleanup, scan],
+        services={"backups": Backups(kernel.db, kernel.writer, kernel.vault)},
+        site_sections=[backups_section()],
+    )
+
+
+FEATURE = Feature(
+    name="backups",
+    events=(
+        BackupTargetConfigured,
+        BackupTargetRemoved,
+        BackupRepositoryCreated,
+        BackupRequested,
+        BackupStarted,
+        BackupCompleted,
+        BackupFailed,
+        BackupOverdueNoticed,
+        BackupExpired,
+        BackupVerified,
+        BackupVerificationFailed,
+        BackupScheduleChanged,
+        BackupOverdueNoticed,
+    ),
+    projectors=(BACKUPS_PROJECTOR,),
+    failure_codes=CODES,
+    routes=tuple(BACKUP_ROUTES),
+    pages=tuple(PAGES),
+    templates=Path(str(resources.files("pressluft.contexts.backups") / "templates")),
+    migrations=Path(str(resources.files("pressluft.contexts.backups") / "migrations")),
+    assemble=_assemble,
+)

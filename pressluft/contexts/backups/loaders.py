@@ -1,0 +1,156 @@
+"""What the backup jobs read through their worker port: a backup with its
+environment and repository (`BACKUP_JOB`), the storage target (`TARGET`), the
+backups a cleanup expires (`EXPIRED_BACKUPS`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from pressluft.jobs.workers import Loader
+
+__all__ = [
+    "BACKUP_JOB",
+    "EXPIRED_BACKUPS",
+    "SERVED_RELEASE",
+    "TARGET",
+    "BackupJob",
+    "ExpiredBackup",
+    "TargetRecord",
+]
+
+
+class TargetRecord(msgspec.Struct, frozen=True, kw_only=True):
+    endpoint: str
+    region: str
+    bucket: str
+    prefix: str
+    access_key_id: str
+    secret_id: str
+
+
+class BackupJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A backup as its jobs see it, with its environment and its site's repository."""
+
+    backup_id: str
+    site_id: str
+    environment_id: str
+    node_id: str
+    scope: str
+    reason: str
+    status: str
+    job_id: str
+    manifest: dict[str, Any] | None
+    #: The environment now (None once deleted).
+    environment_status: str | None
+    preview_url: str | None
+    #: The site's repository (None before its first backup).
+    repository_url: str | None
+    repository_secret_id: str | None
+
+
+def _target(conn: sqlite3.Connection, _key: None) -> TargetRecord | None:
+    row = conn.execute(
+        "SELECT endpoint, region, bucket, prefix, access_key_id, secret_id"
+        " FROM backup_target WHERE id = 1"
+    ).fetchone()
+    if row is None:
+        return None
+    endpoint, region, bucket, prefix, key_id, secret_id = row
+    return TargetRecord(
+        endpoint=endpoint,
+        region=region,
+        bucket=bucket,
+        prefix=prefix,
+        access_key_id=key_id,
+        secret_id=secret_id,
+    )
+
+
+#: The storage target (None: none configured).
+TARGET: Loader[None, TargetRecord | None] = Loader("backup_target", _target)
+
+
+def _backup_job(conn: sqlite3.Connection, backup_id: str) -> BackupJob | None:
+    row = conn.execute(
+        "SELECT b.site_id, b.environment_id, b.node_id, b.backup_scope, b.reason, b.status,"
+        " b.job_id, b.manifest_json, e.status, e.preview_url, r.url, r.secret_id"
+        " FROM backups b LEFT JOIN environments e ON e.id = b.environment_id"
+        " LEFT JOIN backup_repositories r ON r.site_id = b.site_id WHERE b.id = ?",
+        (backup_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    (site_id, environment_id, node_id, scope, reason, status, job_id, manifest, env_status,
+     url, repo_url, repo_secret) = row  # fmt: skip
+    return BackupJob(
+        backup_id=backup_id,
+        site_id=site_id,
+        environment_id=environment_id,
+        node_id=node_id,
+        scope=scope,
+        reason=reason,
+        status=status,
+        job_id=job_id,
+        manifest=None if manifest is None else msgspec.json.decode(manifest),
+        environment_status=env_status,
+        preview_url=url,
+        repository_url=repo_url,
+        repository_secret_id=repo_secret,
+    )
+
+
+#: A backup and what its jobs need (None: no such backup).
+BACKUP_JOB: Loader[str, BackupJob | None] = Loader("backup_job", _backup_job)
+
+
+class ExpiredBackup(msgspec.Struct, frozen=True, kw_only=True):
+    backup_id: str
+    site_id: str
+    snapshot_ids: list[str]
+    repository_url: str | None
+    repository_secret_id: str | None
+
+
+def _expired(conn: sqlite3.Connection, now: str) -> list[ExpiredBackup]:
+    """Completed backups past `retention_until`, and failed ones older than a day
+    (what an interrupted attempt stored is forgotten with them)."""
+    rows = conn.execute(
+        "SELECT b.id, b.site_id, b.manifest_json, r.url, r.secret_id FROM backups b"
+        " LEFT JOIN backup_repositories r ON r.site_id = b.site_id"
+        " WHERE b.status = 'completed' AND b.retention_until < ?"
+        " ORDER BY b.site_id, b.created_at",
+        (now,),
+    ).fetchall()
+    found = []
+    for backup_id, site_id, manifest, repo_url, repo_secret in rows:
+        objects = msgspec.json.decode(manifest).get("objects", []) if manifest else []
+        found.append(
+            ExpiredBackup(
+                backup_id=backup_id,
+                site_id=site_id,
+                snapshot_ids=[str(o["snapshot_id"]) for o in objects],
+                repository_url=repo_url,
+                repository_secret_id=repo_secret,
+            )
+        )
+    return found
+
+
+#: The completed backups whose retention has passed at a time.
+EXPIRED_BACKUPS: Loader[str, list[ExpiredBackup]] = Loader("expired_backups", _expired)
+
+
+def _served_release(conn: sqlite3.Connection, environment_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT r.path FROM environments e JOIN releases r ON r.id = e.current_release_id"
+        " WHERE e.id = ?",
+        (environment_id,),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+#: The path of the release the control plane records as served (None: none).
+SERVED_RELEASE: Loader[str, str | None] = Loader("served_release", _served_release)

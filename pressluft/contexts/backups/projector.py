@@ -1,0 +1,179 @@
+"""Projects backup events into `backup_target`, `backup_repositories` and `backups`.
+
+A backup job holds its backup (JOB-48): when it ends failed or cancelled, the
+backup — pending or running — is `failed` with the job's code. A `completed`
+backup is never touched by a job's end (reference scenario 25: completed only
+with its checksum and size, enforced by the table's CHECK).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from pressluft.contexts.backups.events import (
+    BackupCompleted,
+    BackupExpired,
+    BackupFailed,
+    BackupOverdueNoticed,
+    BackupRepositoryCreated,
+    BackupRequested,
+    BackupScheduleChanged,
+    BackupStarted,
+    BackupTargetConfigured,
+    BackupTargetRemoved,
+    BackupVerificationFailed,
+    BackupVerified,
+)
+from pressluft.events.projection import Envelope, Projector, one_row
+from pressluft.jobs.projector import on_job_end, released_hold
+
+__all__ = ["BACKUPS_PROJECTOR"]
+
+
+def _target(conn: sqlite3.Connection, e: BackupTargetConfigured, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO backup_target (id, endpoint, region, bucket, prefix, access_key_id,"
+        " secret_id, verified_at, updated_at, state_version) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET endpoint = excluded.endpoint, region = excluded.region,"
+        " bucket = excluded.bucket, prefix = excluded.prefix,"
+        " access_key_id = excluded.access_key_id, secret_id = excluded.secret_id,"
+        " verified_at = excluded.verified_at, updated_at = excluded.updated_at,"
+        " state_version = excluded.state_version",
+        (e.endpoint, e.region, e.bucket, e.prefix, e.access_key_id, e.secret_id,
+         env.recorded_at, env.recorded_at, env.stream_version),
+    )  # fmt: skip
+
+
+def _target_removed(conn: sqlite3.Connection, e: BackupTargetRemoved, env: Envelope) -> None:
+    conn.execute("DELETE FROM backup_target WHERE id = 1")
+
+
+def _repository(conn: sqlite3.Connection, e: BackupRepositoryCreated, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO backup_repositories (site_id, url, secret_id, created_at) VALUES (?, ?, ?, ?)",
+        (e.site_id, e.url, e.secret_id, env.recorded_at),
+    )
+
+
+def _requested(conn: sqlite3.Connection, e: BackupRequested, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO backups (id, site_id, environment_id, node_id, backup_scope, reason, status,"
+        " job_id, retention_until, created_at, updated_at, state_version)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+        (e.backup_id, e.site_id, e.environment_id, e.node_id, e.scope, e.reason, e.job_id,
+         e.retention_until, env.recorded_at, env.recorded_at, env.stream_version),
+    )  # fmt: skip
+
+
+def _started(conn: sqlite3.Connection, e: BackupStarted, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE backups SET status = 'running', storage_path = ?,"
+        " started_at = coalesce(started_at, ?), updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status IN ('pending', 'running')",
+        (e.storage_path, env.recorded_at, env.recorded_at, env.stream_version, e.backup_id),
+    )
+    one_row(cursor, f"start of backup {e.backup_id}")
+
+
+def _completed(conn: sqlite3.Connection, e: BackupCompleted, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE backups SET status = 'completed', checksum = ?, size_bytes = ?, added_bytes = ?,"
+        " manifest_json = ?, completed_at = ?, updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'running'",
+        (e.checksum, e.size_bytes, e.added_bytes, msgspec.json.encode(e.manifest).decode(),
+         env.recorded_at, env.recorded_at, env.stream_version, e.backup_id),
+    )  # fmt: skip
+    one_row(cursor, f"completion of backup {e.backup_id}")
+
+
+def _failed(conn: sqlite3.Connection, e: BackupFailed, env: Envelope) -> None:
+    conn.execute(
+        "UPDATE backups SET status = 'failed', error_code = ?, error = ?, updated_at = ?,"
+        " state_version = ? WHERE id = ? AND status IN ('pending', 'running')",
+        (e.code, e.message, env.recorded_at, env.stream_version, e.backup_id),
+    )
+
+
+def _expired(conn: sqlite3.Connection, e: BackupExpired, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE backups SET status = 'expired', expired_at = ?, updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'completed'",
+        (env.recorded_at, env.recorded_at, env.stream_version, e.backup_id),
+    )
+    one_row(cursor, f"expiry of backup {e.backup_id}")
+
+
+def _verified(conn: sqlite3.Connection, e: BackupVerified, env: Envelope) -> None:
+    conn.execute(
+        "UPDATE backups SET verified_at = ?, restore_seconds = ?, verify_error = NULL,"
+        " updated_at = ?,"
+        " state_version = ? WHERE id = ?",
+        (env.recorded_at, e.restore_seconds, env.recorded_at, env.stream_version, e.backup_id),
+    )
+
+
+def _verification_failed(
+    conn: sqlite3.Connection, e: BackupVerificationFailed, env: Envelope
+) -> None:
+    conn.execute(
+        "UPDATE backups SET verify_error = ?, updated_at = ?, state_version = ? WHERE id = ?",
+        (f"{e.code}: {e.message}", env.recorded_at, env.stream_version, e.backup_id),
+    )
+
+
+def _schedule(conn: sqlite3.Connection, e: BackupScheduleChanged, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO backup_schedules (environment_id, every_hours, updated_at, state_version)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (environment_id) DO UPDATE SET"
+        " every_hours = excluded.every_hours, updated_at = excluded.updated_at,"
+        " state_version = excluded.state_version",
+        (e.environment_id, e.every_hours, env.recorded_at, env.stream_version),
+    )
+
+
+def _overdue(conn: sqlite3.Connection, e: BackupOverdueNoticed, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO backup_alerts (environment_id, last_backup_id, noticed_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (environment_id) DO UPDATE SET last_backup_id = excluded.last_backup_id,"
+        " noticed_at = excluded.noticed_at",
+        (e.environment_id, e.last_backup_id or "", env.recorded_at),
+    )
+
+
+def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
+    """A backup job ended failed or cancelled: its backup, still pending or running,
+    is `failed` with the job's code and message."""
+    held = released_hold(conn, job_id, "backup")
+    if held is None:
+        return
+    (message,) = conn.execute(
+        "SELECT coalesce(error_message, '') FROM jobs WHERE id = ?", (job_id,)
+    ).fetchone()
+    conn.execute(
+        "UPDATE backups SET status = 'failed', error_code = ?, error = ?, updated_at = ?"
+        " WHERE id = ? AND status IN ('pending', 'running')",
+        (held.error_code, message, env.recorded_at, held.id),
+    )
+
+
+BACKUPS_PROJECTOR = Projector(
+    "backups",
+    ("backup_target", "backup_repositories", "backups", "backup_schedules", "backup_alerts"),
+    {
+        BackupTargetConfigured: _target,
+        BackupTargetRemoved: _target_removed,
+        BackupRepositoryCreated: _repository,
+        BackupRequested: _requested,
+        BackupStarted: _started,
+        BackupCompleted: _completed,
+        BackupFailed: _failed,
+        BackupExpired: _expired,
+        BackupVerified: _verified,
+        BackupVerificationFailed: _verification_failed,
+        BackupScheduleChanged: _schedule,
+        BackupOverdueNoticed: _overdue,
+        **on_job_end(_released),
+    },
+)

@@ -1,0 +1,167 @@
+"""Reads of backups and the storage target (one read transaction each)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from pressluft.contexts.backups.commands import BackupNotFound
+from pressluft.contexts.sites import get_environment
+
+__all__ = [
+    "BackupPage",
+    "BackupView",
+    "TargetView",
+    "get_backup",
+    "get_target",
+    "list_backups",
+    "site_backup_summary",
+]
+
+
+class BackupView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    site_id: str
+    environment_id: str
+    backup_scope: str
+    reason: str
+    status: str
+    storage_type: str
+    storage_path: str | None
+    job_id: str
+    retention_until: str
+    checksum: str | None
+    size_bytes: int | None
+    added_bytes: int | None
+    manifest: dict[str, Any] | None
+    error_code: str | None
+    error: str | None
+    verified_at: str | None
+    restore_seconds: float | None
+    #: The last restore drill's failure (cleared when one passes).
+    verify_error: str | None
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    expired_at: str | None
+
+
+class BackupPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[BackupView]
+    #: The cursor of the next page (`before`), None on the last.
+    next_before: str | None
+    has_more: bool
+
+
+class TargetView(msgspec.Struct, frozen=True, kw_only=True):
+    """The storage target as the API shows it (the secret key never)."""
+
+    endpoint: str
+    region: str
+    bucket: str
+    prefix: str
+    access_key_id: str
+    secret_access_key_configured: bool
+    verified_at: str
+    updated_at: str
+
+
+_COLUMNS = (
+    "id, site_id, environment_id, backup_scope, reason, status, storage_type, storage_path,"
+    " job_id, retention_until, checksum, size_bytes, added_bytes, manifest_json, error_code,"
+    " error, verified_at, restore_seconds, verify_error, created_at, started_at, completed_at,"
+    " expired_at"
+)
+
+
+def _view(row: tuple[Any, ...]) -> BackupView:
+    values = list(row)
+    manifest = values[13]
+    values[13] = None if manifest is None else msgspec.json.decode(manifest)
+    names = _COLUMNS.replace(" ", "").split(",")
+    names[13] = "manifest"
+    return BackupView(**dict(zip(names, values, strict=True)))
+
+
+def get_backup(conn: sqlite3.Connection, backup_id: str) -> BackupView:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM backups WHERE id = ?", (backup_id,)).fetchone()
+    if row is None:
+        raise BackupNotFound(f"no backup {backup_id}")
+    return _view(row)
+
+
+def list_backups(
+    conn: sqlite3.Connection,
+    environment_id: str,
+    limit: int,
+    before: str | None,
+    status: str | None,
+) -> BackupPage:
+    """An environment's backups, newest first; `before` is a backup id (the cursor)."""
+    get_environment(conn, environment_id)  # 404 for an unknown environment
+    where = ["environment_id = ?"]
+    params: list[Any] = [environment_id]
+    if before is not None:
+        anchor = conn.execute(
+            "SELECT created_at, id FROM backups WHERE id = ? AND environment_id = ?",
+            (before, environment_id),
+        ).fetchone()
+        if anchor is None:
+            raise BackupNotFound(f"no backup {before} of this environment (the cursor)")
+        where.append("(created_at, id) < (?, ?)")
+        params += list(anchor)
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM backups WHERE {' AND '.join(where)}"
+        " ORDER BY created_at DESC, id DESC LIMIT ?",
+        (*params, limit + 1),
+    ).fetchall()
+    items = [_view(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return BackupPage(items=items, next_before=items[-1].id if more else None, has_more=more)
+
+
+def get_target(conn: sqlite3.Connection) -> TargetView | None:
+    row = conn.execute(
+        "SELECT endpoint, region, bucket, prefix, access_key_id, verified_at, updated_at"
+        " FROM backup_target WHERE id = 1"
+    ).fetchone()
+    if row is None:
+        return None
+    endpoint, region, bucket, prefix, key_id, verified, updated = row
+    return TargetView(
+        endpoint=endpoint,
+        region=region,
+        bucket=bucket,
+        prefix=prefix,
+        access_key_id=key_id,
+        secret_access_key_configured=True,
+        verified_at=verified,
+        updated_at=updated,
+    )
+
+
+def site_backup_summary(conn: sqlite3.Connection, site_id: str) -> dict[str, Any]:
+    """What the site page shows: the last completed backup and the last proven restore."""
+    last = conn.execute(
+        "SELECT id, completed_at, size_bytes FROM backups WHERE site_id = ?"
+        " AND status = 'completed' ORDER BY completed_at DESC LIMIT 1",
+        (site_id,),
+    ).fetchone()
+    proven = conn.execute(
+        "SELECT id, verified_at, restore_seconds FROM backups WHERE site_id = ?"
+        " AND verified_at IS NOT NULL ORDER BY verified_at DESC LIMIT 1",
+        (site_id,),
+    ).fetchone()
+    return {
+        "last_backup": None
+        if last is None
+        else dict(zip(("id", "at", "bytes"), last, strict=True)),
+        "last_proven_restore": None
+        if proven is None
+        else dict(zip(("id", "at", "seconds"), proven, strict=True)),
+    }

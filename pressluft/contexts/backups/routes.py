@@ -1,0 +1,161 @@
+"""`/api/backup-target`, `/api/environments/{id}/backups`, `/api/backups/{id}` and
+`/api/environments/{id}/restore`: the storage target; backups of an environment
+(take, list, read); a restore."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import Body, PathParameter, QueryParameter
+
+from pressluft.acting import Context
+from pressluft.contexts.backups.commands import (
+    BackupAccepted,
+    CreateBackupRequest,
+    JobAccepted,
+    RestoreRequest,
+    TargetRequest,
+)
+from pressluft.contexts.backups.queries import BackupPage, BackupView, TargetView
+from pressluft.contexts.backups.schedules import ScheduleRequest, ScheduleView
+from pressluft.contexts.backups.service import Backups
+from pressluft.http.params import query_choice
+from pressluft.http.writes import answer, retry_of
+
+__all__ = ["BACKUP_ROUTES"]
+
+EnvironmentIdParam = Annotated[str, PathParameter(name="environment_id")]  # not an id: 404
+BackupIdParam = Annotated[str, PathParameter(name="backup_id")]  # likewise
+Raw = Annotated[str | None, QueryParameter(max_length=64)]
+Confirm = Annotated[str | None, QueryParameter(max_length=100)]
+STATUSES = ("pending", "running", "completed", "failed", "expired")
+
+
+@get("/api/backup-target", operation_id="getBackupTarget", tags=["backups"])
+async def backup_target(backups: NamedDependency[Backups]) -> TargetView:
+    return await backups.target()
+
+
+@put("/api/backup-target", operation_id="configureBackupTarget", tags=["backups"])
+async def configure_backup_target(
+    backups: NamedDependency[Backups],
+    ctx: NamedDependency[Context],
+    data: Annotated[TargetRequest, Body()],
+) -> TargetView:
+    return await backups.configure_target(data, ctx)
+
+
+@delete("/api/backup-target", operation_id="removeBackupTarget", tags=["backups"])
+async def remove_backup_target(
+    backups: NamedDependency[Backups], ctx: NamedDependency[Context]
+) -> None:
+    await backups.remove_target(ctx)
+
+
+@get("/api/environments/{environment_id:str}/backups", operation_id="listBackups", tags=["backups"])
+async def list_backups(
+    backups: NamedDependency[Backups],
+    environment_id: EnvironmentIdParam,
+    status: Raw = None,
+    before: Raw = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+) -> BackupPage:
+    chosen = query_choice("status", status, STATUSES)
+    return await backups.list(environment_id, limit, before, chosen)
+
+
+@post(
+    "/api/environments/{environment_id:str}/backups",
+    operation_id="createBackup",
+    status_code=202,
+    tags=["backups"],
+)
+async def create_backup(
+    request: Request[Any, Any, Any],
+    backups: NamedDependency[Backups],
+    ctx: NamedDependency[Context],
+    environment_id: EnvironmentIdParam,
+    data: Annotated[CreateBackupRequest, Body()],
+) -> Response[BackupAccepted]:
+    done = await backups.create(environment_id, data, ctx, await retry_of(request, ctx))
+    return answer(done, 202)
+
+
+@get("/api/backups/{backup_id:str}", operation_id="getBackup", tags=["backups"])
+async def backup(backups: NamedDependency[Backups], backup_id: BackupIdParam) -> BackupView:
+    return await backups.get(backup_id)
+
+
+@post(
+    "/api/backups/{backup_id:str}/verify",
+    operation_id="verifyBackup",
+    status_code=202,
+    tags=["backups"],
+)
+async def verify_backup(
+    request: Request[Any, Any, Any],
+    backups: NamedDependency[Backups],
+    ctx: NamedDependency[Context],
+    backup_id: BackupIdParam,
+) -> Response[JobAccepted]:
+    done = await backups.verify(backup_id, ctx, await retry_of(request, ctx))
+    return answer(done, 202)
+
+
+@post(
+    "/api/environments/{environment_id:str}/restore",
+    operation_id="restoreEnvironment",
+    status_code=202,
+    tags=["backups"],
+)
+async def restore_environment(
+    request: Request[Any, Any, Any],
+    backups: NamedDependency[Backups],
+    ctx: NamedDependency[Context],
+    environment_id: EnvironmentIdParam,
+    data: Annotated[RestoreRequest, Body()],
+    confirm: Confirm = None,
+) -> Response[BackupAccepted]:
+    done = await backups.restore(environment_id, data, confirm, ctx, await retry_of(request, ctx))
+    return answer(done, 202)
+
+
+@get(
+    "/api/environments/{environment_id:str}/backup-schedule",
+    operation_id="getBackupSchedule",
+    tags=["backups"],
+)
+async def backup_schedule(
+    backups: NamedDependency[Backups], environment_id: EnvironmentIdParam
+) -> ScheduleView:
+    return await backups.schedule(environment_id)
+
+
+@put(
+    "/api/environments/{environment_id:str}/backup-schedule",
+    operation_id="setBackupSchedule",
+    tags=["backups"],
+)
+async def set_backup_schedule(
+    backups: NamedDependency[Backups],
+    ctx: NamedDependency[Context],
+    environment_id: EnvironmentIdParam,
+    data: Annotated[ScheduleRequest, Body()],
+) -> ScheduleView:
+    return await backups.change_schedule(environment_id, data, ctx)
+
+
+BACKUP_ROUTES = [
+    backup_target,
+    configure_backup_target,
+    remove_backup_target,
+    list_backups,
+    create_backup,
+    backup,
+    verify_backup,
+    restore_environment,
+    backup_schedule,
+    set_backup_schedule,
+]

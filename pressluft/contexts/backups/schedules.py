@@ -1,0 +1,177 @@
+"""Scheduled backups: each environment's schedule (production every 24 h by default,
+other environments none), the scan that queues the backups due (`backup_scan`,
+every 15 minutes), and the alert when a production environment has had no
+completed backup for 26 hours (`backup.overdue_noticed`, once per silence).
+
+Rules (specs/backups.md): a backup is due when the environment is active, a target
+is configured, and no backup of it was asked for within its interval (pending,
+running or completed) nor failed within the last hour.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated
+
+import msgspec
+
+from pressluft.clock import format_ts
+from pressluft.contexts.backups.commands import BackupArgs, record_backup_request
+from pressluft.contexts.backups.drill_worker import queue_due_drills
+from pressluft.contexts.backups.events import BackupOverdueNoticed, BackupScheduleChanged
+from pressluft.contexts.sites import get_environment
+from pressluft.db import WriteTx
+from pressluft.events import Meta, append
+from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
+
+__all__ = [
+    "DEFAULT_PRODUCTION_HOURS",
+    "OVERDUE_HOURS",
+    "BackupScan",
+    "ScheduleRequest",
+    "ScheduleView",
+    "announce_overdue",
+    "change_schedule_command",
+    "get_schedule",
+    "queue_due_backups",
+]
+
+DEFAULT_PRODUCTION_HOURS = 24
+OVERDUE_HOURS = 26
+_EFFECTIVE = (
+    "coalesce(s.every_hours, CASE e.environment_type WHEN 'production' THEN "
+    f"{DEFAULT_PRODUCTION_HOURS} ELSE 0 END)"
+)
+
+
+class ScheduleRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: Hours between scheduled backups (1 … 168); 0: none.
+    every_hours: Annotated[int, msgspec.Meta(ge=0, le=168)]
+
+
+class ScheduleView(msgspec.Struct, frozen=True, kw_only=True):
+    environment_id: str
+    every_hours: int
+    #: Whether it is the default of its environment type (no schedule was set).
+    default: bool
+
+
+def get_schedule(conn: sqlite3.Connection, environment_id: str) -> ScheduleView:
+    get_environment(conn, environment_id)  # 404
+    row = conn.execute(
+        f"SELECT {_EFFECTIVE}, s.every_hours IS NULL FROM environments e"
+        " LEFT JOIN backup_schedules s ON s.environment_id = e.id WHERE e.id = ?",
+        (environment_id,),
+    ).fetchone()
+    return ScheduleView(environment_id=environment_id, every_hours=row[0], default=bool(row[1]))
+
+
+def change_schedule_command(
+    environment_id: str, request: ScheduleRequest, meta: Meta
+) -> Callable[[WriteTx], ScheduleView]:
+    def command(tx: WriteTx) -> ScheduleView:
+        get_environment(tx.conn, environment_id)
+        event = BackupScheduleChanged(
+            environment_id=environment_id, every_hours=request.every_hours
+        )
+        append(tx, f"backup_schedule:{environment_id}", None, [event], meta)
+        return get_schedule(tx.conn, environment_id)
+
+    return command
+
+
+def queue_due_backups(worker: type[JobWorker[BackupArgs]]) -> Callable[[WriteTx, Meta], list[str]]:
+    """A `scheduled` full backup of each environment due: the backup ids."""
+
+    def command(tx: WriteTx, meta: Meta) -> list[str]:
+        if tx.conn.execute("SELECT 1 FROM backup_target WHERE id = 1").fetchone() is None:
+            return []
+        now = tx.now
+        hour_ago = format_ts(now - timedelta(hours=1))
+        rows = tx.conn.execute(
+            f"SELECT e.id, {_EFFECTIVE} AS every FROM environments e"
+            " LEFT JOIN backup_schedules s ON s.environment_id = e.id"
+            f" WHERE e.status = 'active' AND {_EFFECTIVE} > 0"
+        ).fetchall()
+        queued = []
+        for environment_id, every in rows:
+            since = format_ts(now - timedelta(hours=int(every)))
+            recent = tx.conn.execute(
+                "SELECT 1 FROM backups WHERE environment_id = ? AND ((status IN"
+                " ('pending', 'running', 'completed') AND created_at > ?)"
+                " OR (status = 'failed' AND created_at > ?)) LIMIT 1",
+                (environment_id, since, hour_ago),
+            ).fetchone()
+            if recent is None:
+                accepted = record_backup_request(
+                    tx, environment_id, "full", "scheduled", meta, None, worker
+                )
+                queued.append(accepted.backup_id)
+        return queued
+
+    return command
+
+
+def announce_overdue() -> Callable[[WriteTx, Meta], list[str]]:
+    """`backup.overdue_noticed` for each active production environment older than 26 h
+    without a completed backup in 26 h (once per last completed backup)."""
+
+    def command(tx: WriteTx, meta: Meta) -> list[str]:
+        cutoff = format_ts(tx.now - timedelta(hours=OVERDUE_HOURS))
+        rows = tx.conn.execute(
+            "SELECT e.id, e.site_id, b.id, b.completed_at, a.last_backup_id FROM environments e"
+            " LEFT JOIN backups b ON b.id = (SELECT id FROM backups WHERE environment_id = e.id"
+            "   AND status IN ('completed', 'expired') ORDER BY completed_at DESC LIMIT 1)"
+            " LEFT JOIN backup_alerts a ON a.environment_id = e.id"
+            " WHERE e.status = 'active' AND e.environment_type = 'production'"
+            " AND e.created_at < ? AND (b.completed_at IS NULL OR b.completed_at < ?)",
+            (cutoff, cutoff),
+        ).fetchall()
+        noticed = []
+        for environment_id, site_id, backup_id, completed_at, alerted in rows:
+            if alerted is not None and alerted == (backup_id or ""):
+                continue
+            event = BackupOverdueNoticed(
+                environment_id=environment_id,
+                site_id=site_id,
+                last_backup_id=backup_id,
+                last_completed_at=completed_at,
+            )
+            append(tx, f"backup_schedule:{environment_id}", None, [event], meta)
+            noticed.append(environment_id)
+        return noticed
+
+    return command
+
+
+class BackupScan(JobWorker[NoArgs]):
+    """`backup_scan`: queue the scheduled backups and restore drills due; say which
+    environments are overdue."""
+
+    kind = "backup_scan"
+    args = NoArgs
+    timeout_seconds = 60
+    max_attempts = 1
+    node_lock = "shared"
+    unique = True
+
+    def __init__(
+        self,
+        worker: type[JobWorker[BackupArgs]],
+        drill: type[JobWorker[BackupArgs]],
+        drill_every_hours: int,
+    ) -> None:
+        self.worker = worker
+        self.drill = drill
+        self.drill_every_hours = drill_every_hours
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        queued = await ctx.command(queue_due_backups(self.worker))
+        drills = await ctx.command(queue_due_drills(self.drill_every_hours, self.drill))
+        if drills:
+            ctx.log(f"{len(drills)} restore drill(s) queued")
+        for environment_id in await ctx.command(announce_overdue()):
+            ctx.log(f"environment {environment_id}: no completed backup for 26 h", "stderr")
+        ctx.log(f"{len(queued)} scheduled backup(s) queued" if queued else "no backup due")

@@ -1,0 +1,123 @@
+"""The backups service routes and pages call: the storage target (probed before it
+is recorded), backups of an environment, restores; commands run at most once per
+`Idempotency-Key` through the `Writer`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pressluft.acting import Context
+from pressluft.contexts.backups.commands import (
+    BackupAccepted,
+    BackupNotConfigured,
+    CreateBackupRequest,
+    JobAccepted,
+    RestoreRequest,
+    TargetRequest,
+    configure_target_command,
+    remove_target_command,
+    request_backup_command,
+    restore_command,
+)
+from pressluft.contexts.backups.drill_worker import BackupVerify, verify_command
+from pressluft.contexts.backups.probes import probe_target
+from pressluft.contexts.backups.queries import (
+    BackupPage,
+    BackupView,
+    TargetView,
+    get_backup,
+    get_target,
+    list_backups,
+    site_backup_summary,
+)
+from pressluft.contexts.backups.schedules import (
+    ScheduleRequest,
+    ScheduleView,
+    change_schedule_command,
+    get_schedule,
+)
+from pressluft.contexts.backups.workers import BackupCreate, EnvRestore
+from pressluft.db import Database, WriteTx
+from pressluft.http.idempotency import Answered
+from pressluft.http.writes import Retry, Writer
+from pressluft.vault import Vault
+
+__all__ = ["Backups"]
+
+
+class Backups:
+    """Backups of environments into the operator's S3-compatible target."""
+
+    def __init__(self, db: Database, writer: Writer, vault: Callable[[], Vault]) -> None:
+        self._db = db
+        self._writer = writer
+        self._vault = vault
+
+    async def target(self) -> TargetView:
+        found = await self._db.read(get_target)
+        if found is None:
+            raise BackupNotConfigured(
+                "no backup target is configured",
+                details={"hint": "PUT /api/backup-target with an S3-compatible bucket"},
+            )
+        return found
+
+    async def configure_target(self, request: TargetRequest, ctx: Context) -> TargetView:
+        """Probe the target (an object written, read back, deleted), then record it."""
+        await probe_target(request)
+        await self._db.write(configure_target_command(self._vault(), request, ctx.meta()))
+        return await self.target()
+
+    async def remove_target(self, ctx: Context) -> None:
+        await self._db.write(remove_target_command(ctx.meta()))
+
+    async def list(
+        self, environment_id: str, limit: int, before: str | None, status: str | None
+    ) -> BackupPage:
+        return await self._db.read(
+            lambda conn: list_backups(conn, environment_id, limit, before, status)
+        )
+
+    async def get(self, backup_id: str) -> BackupView:
+        return await self._db.read(lambda conn: get_backup(conn, backup_id))
+
+    async def summary(self, site_id: str) -> dict[str, Any]:
+        return await self._db.read(lambda conn: site_backup_summary(conn, site_id))
+
+    async def create(
+        self, environment_id: str, request: CreateBackupRequest, ctx: Context, retry: Retry | None
+    ) -> Answered[BackupAccepted]:
+        command = request_backup_command(
+            environment_id, request.scope, "manual", ctx.meta(), BackupCreate
+        )
+        return await self._writer.run(command, BackupAccepted, 202, retry)
+
+    async def restore(
+        self,
+        environment_id: str,
+        request: RestoreRequest,
+        confirm: str | None,
+        ctx: Context,
+        retry: Retry | None,
+    ) -> Answered[BackupAccepted]:
+        command = restore_command(environment_id, request, confirm, ctx.meta(), EnvRestore)
+        return await self._writer.run(command, BackupAccepted, 202, retry)
+
+    async def verify(
+        self, backup_id: str, ctx: Context, retry: Retry | None
+    ) -> Answered[JobAccepted]:
+        command = verify_command(backup_id, ctx.meta(), BackupVerify)
+
+        def accepted(tx: WriteTx) -> JobAccepted:
+            return JobAccepted(job_id=command(tx))
+
+        return await self._writer.run(accepted, JobAccepted, 202, retry)
+
+    async def schedule(self, environment_id: str) -> ScheduleView:
+        return await self._db.read(lambda conn: get_schedule(conn, environment_id))
+
+    async def change_schedule(
+        self, environment_id: str, request: ScheduleRequest, ctx: Context
+    ) -> ScheduleView:
+        return await self._db.write(change_schedule_command(environment_id, request, ctx.meta()))

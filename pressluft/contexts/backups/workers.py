@@ -1,0 +1,641 @@
+"""The backup jobs: `backup_create`, `env_restore` and `backup_cleanup`, and the
+backup step other jobs take first (`take_backup`).
+
+A backup streams from the node over SSH (the node's `pressluft-backup` script,
+installed by the job when missing or changed) into restic on the control plane:
+the database dump as `db.sql`, the current release and the uploads as
+`files.tar`, each one snapshot of the site's repository tagged with the backup's
+id. The manifest (tables and row counts, files and bytes, counted from the
+streams themselves; SHA-256 and size of each object) is recorded with
+`backup.completed`. A restore verifies every object first (restic's MAC and our
+SHA-256), takes a pre-restore backup, stages the database and the release
+beside what is served, switches, checks the site and switches back when a check
+fails. See specs/backups.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+from pressluft.clock import parse_ts
+from pressluft.contexts.backups.commands import (
+    BackupArgs,
+    RestoreArgs,
+    create_repository_command,
+    request_pre_backup_command,
+)
+from pressluft.contexts.backups.events import (
+    BackupCompleted,
+    BackupExpired,
+    BackupFailed,
+    BackupStarted,
+)
+from pressluft.contexts.backups.failures import (
+    BACKUP_CORRUPT,
+    BACKUP_NOT_CONFIGURED,
+    BACKUP_NOT_RESTORABLE,
+    BACKUP_PRE_OPERATION_FAILED,
+    BACKUP_SOURCE_FAILED,
+    RESTORE_FAILED,
+    RESTORE_INTERRUPTED,
+)
+from pressluft.contexts.backups.loaders import (
+    BACKUP_JOB,
+    EXPIRED_BACKUPS,
+    SERVED_RELEASE,
+    TARGET,
+    BackupJob,
+)
+from pressluft.contexts.backups.streams import RowCounter, TarCounter
+from pressluft.contexts.nodes import job_node_address
+from pressluft.contexts.sites import (
+    ENVIRONMENT_JOB,
+    EnvironmentJob,
+    EnvironmentRestored,
+    EnvironmentRestoreReverted,
+    check_http,
+    env_names,
+    purge_environment_cache,
+)
+from pressluft.ids import new_id
+from pressluft.jobs.failures import JobFailure
+from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
+from pressluft.runners import restic
+from pressluft.runners.s3 import Target, restic_url
+from pressluft.runners.ssh import (
+    AuthFailed,
+    HostKeyMismatch,
+    NodeAddress,
+    SSHQueryError,
+    StreamFailed,
+    read_privileged,
+    run_as,
+    run_privileged,
+    write_privileged,
+)
+
+__all__ = [
+    "HELPER",
+    "SCRIPT",
+    "BackupCleanup",
+    "BackupCreate",
+    "EnvRestore",
+    "Storage",
+    "backup_workers",
+    "take_backup",
+]
+
+#: The node's half (root-owned; the job installs it when missing or changed).
+SCRIPT = "/usr/local/lib/pressluft/pressluft-backup"
+_SCRIPT_SOURCE = Path(__file__).parent / "files" / "pressluft-backup"
+HELPER = "/usr/local/lib/pressluft/pressluft-wp.php"
+BACKUP_TIMEOUT_SECONDS = 4 * 3600
+_COMMAND_DEADLINE = 120.0
+
+
+# -- plumbing ------------------------------------------------------------------------------
+
+
+async def _run(ctx: WorkerPort, node: NodeAddress, argv: list[str], stdin: str | None = None,
+               deadline: float = _COMMAND_DEADLINE) -> str:  # fmt: skip
+    """One root command on the node; its stdout. JobFailure as a node query says."""
+    try:
+        result = await run_privileged(node, argv, stdin, deadline)
+    except HostKeyMismatch as exc:
+        raise JobFailure("HOST_KEY_MISMATCH", str(exc)) from exc
+    except AuthFailed as exc:
+        raise JobFailure("NODE_AUTH_FAILED", str(exc)) from exc
+    except SSHQueryError as exc:
+        raise JobFailure("NODE_UNREACHABLE", f"the node did not answer: {exc}") from exc
+    if result.exit_status != 0:
+        for line in result.stderr.strip().splitlines()[-10:]:
+            ctx.log(line, "stderr")
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise JobFailure(BACKUP_SOURCE_FAILED, f"{' '.join(argv[:2])} exited "
+                         f"{result.exit_status}: {last}")  # fmt: skip
+    return result.stdout
+
+
+async def _install_script(ctx: WorkerPort, node: NodeAddress) -> None:
+    """The node's `pressluft-backup` as this control plane ships it."""
+    source = _SCRIPT_SOURCE.read_text()
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    found = await _run(ctx, node, ["sh", "-c", f"sha256sum {SCRIPT} 2>/dev/null || true"])
+    if found.split()[:1] == [digest]:
+        return
+    await _run(ctx, node, ["install", "-d", "-m", "0755", "-o", "root", "-g", "root",
+                           str(Path(SCRIPT).parent)])  # fmt: skip
+    await _run(ctx, node, ["install", "-m", "0755", "-o", "root", "-g", "root", "/dev/stdin",
+                           SCRIPT], stdin=source)  # fmt: skip
+    ctx.log(f"installed {SCRIPT} on the node")
+
+
+def _engine_failure(exc: restic.ResticError) -> JobFailure:
+    return JobFailure(exc.code, str(exc))
+
+
+async def _target(ctx: WorkerPort) -> Target:
+    record = await ctx.load(TARGET, None)
+    if record is None:
+        raise JobFailure(BACKUP_NOT_CONFIGURED, "no backup target is configured")
+    return Target(
+        endpoint=record.endpoint,
+        region=record.region,
+        bucket=record.bucket,
+        prefix=record.prefix,
+        access_key_id=record.access_key_id,
+        secret_access_key=await ctx.secret(record.secret_id),
+    )
+
+
+class Storage:
+    """Where the site's repositories live on the control plane's disk (restic's cache)."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+
+    async def repository(self, ctx: WorkerPort, backup: BackupJob) -> restic.Repository:
+        """The site's repository, created (password sealed first, then initialised) on
+        its first backup."""
+        target = await _target(ctx)
+        if backup.repository_url is None or backup.repository_secret_id is None:
+            password = secrets.token_urlsafe(32)
+            url = restic_url(target, f"sites/{backup.site_id}")
+            await ctx.command(create_repository_command(backup.site_id, url, password,
+                                                        ctx.sealer()))  # fmt: skip
+            reloaded = await ctx.load(BACKUP_JOB, backup.backup_id)
+            backup = backup if reloaded is None else reloaded
+        assert backup.repository_url is not None
+        assert backup.repository_secret_id is not None
+        password = await ctx.secret(backup.repository_secret_id)
+        repo = restic.Repository(
+            url=backup.repository_url, password=password, target=target, cache_dir=self.cache_dir
+        )
+        try:
+            if await restic.ensure_initialized(repo):
+                ctx.log(f"initialised the site's repository {backup.repository_url}")
+        except restic.ResticError as exc:
+            raise _engine_failure(exc) from exc
+        return repo
+
+
+async def _counted(source: AsyncIterator[bytes], feed: Callable[[bytes], None]
+                   ) -> AsyncIterator[bytes]:  # fmt: skip
+    async for chunk in source:
+        feed(chunk)
+        yield chunk
+
+
+async def _store(
+    ctx: WorkerPort,
+    repo: restic.Repository,
+    node: NodeAddress,
+    argv: list[str],
+    filename: str,
+    backup_id: str,
+    feed: Callable[[bytes], None],
+) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        stored = await restic.backup_stream(
+            repo, _counted(read_privileged(node, argv), feed), filename, [f"backup={backup_id}"]
+        )
+    except StreamFailed as exc:
+        for line in exc.stderr.strip().splitlines()[-10:]:
+            ctx.log(line, "stderr")
+        raise JobFailure(BACKUP_SOURCE_FAILED, str(exc)) from exc
+    except SSHQueryError as exc:
+        raise JobFailure("NODE_UNREACHABLE", f"the node did not answer: {exc}") from exc
+    except restic.ResticError as exc:
+        raise _engine_failure(exc) from exc
+    elapsed = time.monotonic() - started
+    ctx.log(
+        f"stored {filename}: {stored.size} bytes in {elapsed:.1f} s, {stored.added_bytes} new"
+        f" after deduplication and compression (snapshot {stored.snapshot_id[:8]})"
+    )
+    return {
+        "name": filename,
+        "snapshot_id": stored.snapshot_id,
+        "sha256": stored.sha256,
+        "bytes": stored.size,
+        "added_bytes": stored.added_bytes,
+    }
+
+
+def checksum(objects: list[dict[str, Any]]) -> str:
+    """The backup's checksum: SHA-256 over its objects' names, sizes and SHA-256s."""
+    lines = "".join(f"{o['name']} {o['bytes']} {o['sha256']}\n" for o in objects)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+async def take_backup(ctx: WorkerPort, storage: Storage, backup_id: str) -> BackupJob:
+    """Take the backup `backup_id` of its environment (pending or running: an earlier
+    attempt's snapshots are forgotten first) and record it completed."""
+    backup = await ctx.load(BACKUP_JOB, backup_id)
+    if backup is None:
+        raise JobFailure("HANDLER_ERROR", f"no backup {backup_id}")
+    env = await ctx.load(ENVIRONMENT_JOB, backup.environment_id)
+    if env is None:
+        raise JobFailure(BACKUP_NOT_RESTORABLE, "the environment is gone")
+    repo = await storage.repository(ctx, backup)
+    await ctx.record(f"backup:{backup_id}", [
+        BackupStarted(backup_id=backup_id, job_id=ctx.job_id, storage_path=repo.url)
+    ])  # fmt: skip
+    try:
+        await restic.unlock(repo)
+        earlier = await restic.snapshots(repo, f"backup={backup_id}")
+        if earlier:
+            await restic.forget(repo, [s.id for s in earlier])
+            ctx.log(f"forgot {len(earlier)} snapshot(s) of an interrupted attempt")
+    except restic.ResticError as exc:
+        raise _engine_failure(exc) from exc
+    node = await job_node_address(ctx)
+    await _install_script(ctx, node)
+    names = env_names(backup.environment_id, backup.site_id)
+    objects: list[dict[str, Any]] = []
+    manifest: dict[str, Any] = {
+        "format": 1,
+        "scope": backup.scope,
+        "site_id": backup.site_id,
+        "environment_id": backup.environment_id,
+        "source_url": env.preview_url,
+    }
+    if backup.scope in ("db", "full"):
+        rows = RowCounter()
+        argv = [SCRIPT, "dump-db", names["db_name"]]
+        objects.append(await _store(ctx, repo, node, argv, "db.sql", backup_id, rows.feed))
+        manifest["tables"] = rows.close()
+    if backup.scope in ("files", "full"):
+        files = TarCounter()
+        argv = [SCRIPT, "tar-files", names["env_root"]]
+        objects.append(await _store(ctx, repo, node, argv, "files.tar", backup_id, files.feed))
+        manifest["files"] = {"count": files.files, "bytes": files.bytes}
+    version = (await _run(ctx, node, [SCRIPT, "wp-version", names["env_root"]])).strip()
+    manifest["wordpress_version"] = version or None
+    manifest["objects"] = objects
+    size = sum(int(o["bytes"]) for o in objects)
+    added = sum(int(o["added_bytes"]) for o in objects)
+    event = BackupCompleted(
+        backup_id=backup_id,
+        job_id=ctx.job_id,
+        checksum=checksum(objects),
+        size_bytes=size,
+        added_bytes=added,
+        manifest=manifest,
+    )
+    await ctx.record(f"backup:{backup_id}", [event])
+    ctx.log(f"backup {backup_id} completed: {len(objects)} object(s), {size} bytes")
+    return backup
+
+
+class BackupCreate(JobWorker[BackupArgs]):
+    """`backup_create`: one backup of an environment into its site's repository."""
+
+    kind = "backup_create"
+    args = BackupArgs
+    timeout_seconds = BACKUP_TIMEOUT_SECONDS
+    max_attempts = 2
+    #: A backup holds its site; its node it shares.
+    node_lock = "shared"
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def work(self, ctx: WorkerPort, args: BackupArgs) -> None:
+        backup = await ctx.load(BACKUP_JOB, args.backup_id)
+        if backup is None or backup.status not in ("pending", "running"):
+            ctx.log("the backup is no longer pending: nothing to do")
+            return
+        await take_backup(ctx, self.storage, args.backup_id)
+
+
+# -- restore -------------------------------------------------------------------------------
+
+
+async def _verify(ctx: WorkerPort, repo: restic.Repository, backup: BackupJob) -> None:
+    """Every object of the backup reads back whole with its SHA-256 (BACKUP_CORRUPT)."""
+    assert backup.manifest is not None
+    for obj in backup.manifest["objects"]:
+        started = time.monotonic()
+        try:
+            await restic.verify(repo, obj["snapshot_id"], obj["name"], obj["sha256"],
+                                int(obj["bytes"]))  # fmt: skip
+        except restic.RepositoryCorrupt as exc:
+            raise JobFailure(BACKUP_CORRUPT, f"{obj['name']} of backup {backup.backup_id}"
+                             f" does not verify: {exc}") from exc  # fmt: skip
+        except restic.ResticError as exc:
+            raise _engine_failure(exc) from exc
+        ctx.log(f"verified {obj['name']} ({obj['bytes']} bytes, sha256 {obj['sha256'][:12]}…)"
+                f" in {time.monotonic() - started:.1f} s")  # fmt: skip
+
+
+async def _stage(
+    ctx: WorkerPort,
+    repo: restic.Repository,
+    node: NodeAddress,
+    obj: dict[str, Any],
+    argv: list[str],
+) -> None:
+    """Stream one object from the repository into the node's `argv` (staging)."""
+    started = time.monotonic()
+    try:
+        async with aclosing(restic.dump_stream(repo, obj["snapshot_id"], obj["name"])) as chunks:
+            await write_privileged(node, argv, chunks)
+    except StreamFailed as exc:
+        for line in exc.stderr.strip().splitlines()[-10:]:
+            ctx.log(line, "stderr")
+        raise JobFailure(RESTORE_FAILED, str(exc)) from exc
+    except restic.RepositoryCorrupt as exc:
+        raise JobFailure(BACKUP_CORRUPT, str(exc)) from exc
+    except restic.ResticError as exc:
+        raise _engine_failure(exc) from exc
+    except SSHQueryError as exc:
+        raise JobFailure("NODE_UNREACHABLE", f"the node did not answer: {exc}") from exc
+    ctx.log(f"staged {obj['name']} in {time.monotonic() - started:.1f} s")
+
+
+async def _health(ctx: WorkerPort, node: NodeAddress, env: EnvironmentJob, env_user: str,
+                  env_root: str) -> None:  # fmt: skip
+    """The restored site's checks: WordPress installed and its database answers (the
+    helper), and HTTP 200 with the title its database holds."""
+    argv = ["timeout", "--kill-after=2", "10", "php", HELPER, f"{env_root}/current"]
+    answers: dict[str, Any] = {}
+    for command in ("is-installed", "db-check"):
+        try:
+            out = await run_as(node, env_user, argv, json.dumps({"command": command}), 20.0)
+            answers[command] = json.loads(out)
+        except (SSHQueryError, ValueError) as exc:
+            raise JobFailure(RESTORE_FAILED, f"health check {command} failed: {exc}") from exc
+    if not answers["is-installed"].get("installed") or not answers["db-check"].get("db"):
+        raise JobFailure(RESTORE_FAILED, f"health check failed: {answers}")
+    try:
+        out = await run_as(
+            node, env_user, argv, json.dumps({"command": "option-get", "name": "blogname"}), 20.0
+        )
+        title = str(json.loads(out).get("value") or "")
+    except (SSHQueryError, ValueError) as exc:
+        raise JobFailure(RESTORE_FAILED, f"reading the title failed: {exc}") from exc
+    try:
+        await check_http(ctx, env, title)
+    except JobFailure as exc:
+        raise JobFailure(RESTORE_FAILED, exc.message) from exc
+    ctx.log("health: WordPress installed, database answers, http 200 with its title")
+
+
+class EnvRestore(JobWorker[RestoreArgs]):
+    """`env_restore`: a completed backup of the environment served again, or nothing
+    changed. A second attempt (the daemon stopped during the first) puts back what the
+    control plane says is served and fails `RESTORE_INTERRUPTED`."""
+
+    kind = "env_restore"
+    args = RestoreArgs
+    timeout_seconds = BACKUP_TIMEOUT_SECONDS
+    max_attempts = 2
+    node_lock = "shared"
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def work(self, ctx: WorkerPort, args: RestoreArgs) -> None:
+        environment_id = ctx.environment_id
+        assert environment_id is not None
+        env = await ctx.load(ENVIRONMENT_JOB, environment_id)
+        if env is None or env.status != "restoring":
+            ctx.log("the environment is not restoring: nothing to do")
+            return
+        names = env_names(environment_id, env.site_id)
+        node = await job_node_address(ctx)
+        if ctx.attempt > 1:
+            reason = "interrupted: the daemon stopped during the restore"
+            await self._revert(ctx, node, environment_id, names, None, args.backup_id, reason)
+            raise JobFailure(
+                RESTORE_INTERRUPTED,
+                "the restore was interrupted; the environment serves what it served before"
+                " (run the restore again)",
+            )
+        backup = await self._restorable(ctx, environment_id, args)
+        repo = await self.storage.repository(ctx, backup)
+        try:
+            await _verify(ctx, repo, backup)
+            await self._pre_backup(ctx, environment_id)
+        except JobFailure as failure:
+            await self._reverted(ctx, environment_id, args.backup_id, failure.message)
+            raise
+        await self._restore(ctx, node, repo, environment_id, env, names, backup, args)
+
+    @staticmethod
+    async def _restorable(ctx: WorkerPort, environment_id: str, args: RestoreArgs) -> BackupJob:
+        backup = await ctx.load(BACKUP_JOB, args.backup_id)
+        problem = None
+        if backup is None or backup.status != "completed" or backup.manifest is None:
+            problem = "the backup is not completed"
+        elif backup.environment_id != environment_id:
+            problem = "the backup is of another environment"
+        if problem is not None:
+            await EnvRestore._reverted(ctx, environment_id, args.backup_id, problem)
+            raise JobFailure(BACKUP_NOT_RESTORABLE, problem)
+        assert backup is not None
+        return backup
+
+    async def _pre_backup(self, ctx: WorkerPort, environment_id: str) -> None:
+        """A full backup first; if it fails, the restore does not start."""
+        pre_id = await ctx.command(
+            request_pre_backup_command(environment_id, "pre_restore", ctx.job_id)
+        )
+        try:
+            await take_backup(ctx, self.storage, pre_id)
+        except JobFailure as exc:
+            failed = BackupFailed(
+                backup_id=pre_id, job_id=ctx.job_id, code=exc.code, message=exc.message[:500]
+            )
+            await ctx.record(f"backup:{pre_id}", [failed])
+            raise JobFailure(
+                BACKUP_PRE_OPERATION_FAILED,
+                f"the pre-restore backup failed ({exc.code}): {exc.message}",
+            ) from exc
+        ctx.log(f"pre-restore backup {pre_id} completed")
+
+    @staticmethod
+    async def _reverted(ctx: WorkerPort, environment_id: str, backup_id: str, reason: str) -> None:
+        event = EnvironmentRestoreReverted(
+            environment_id=environment_id,
+            job_id=ctx.job_id,
+            backup_id=backup_id,
+            reason=reason[:500],
+        )
+        await ctx.record(f"environment:{environment_id}", [event])
+
+    async def _revert(
+        self,
+        ctx: WorkerPort,
+        node: NodeAddress,
+        environment_id: str,
+        names: dict[str, str],
+        old_release: str | None,
+        backup_id: str,
+        reason: str,
+    ) -> None:
+        """Serve what was served before — the previous release (`old_release`, else the
+        one the control plane records as current) and the previous database — then
+        record it."""
+        release = old_release
+        if release is None:
+            path = await ctx.load(SERVED_RELEASE, environment_id)
+            release = None if path is None else path.rstrip("/").rsplit("/", 1)[-1]
+        argv = [SCRIPT, "revert", names["env_root"], names["db_name"], release or "-"]
+        await _install_script(ctx, node)
+        await _run(ctx, node, argv)
+        await _run(ctx, node, [SCRIPT, "flush-object-cache", environment_id])
+        env = await ctx.load(ENVIRONMENT_JOB, environment_id)
+        if env is not None:
+            try:
+                await purge_environment_cache(ctx, environment_id, env, [])
+            except JobFailure as exc:
+                ctx.log(f"after switching back: {exc.message}", "stderr")
+        ctx.log(f"switched back: {reason}")
+        await self._reverted(ctx, environment_id, backup_id, reason)
+
+    async def _restore(
+        self,
+        ctx: WorkerPort,
+        node: NodeAddress,
+        repo: restic.Repository,
+        environment_id: str,
+        env: EnvironmentJob,
+        names: dict[str, str],
+        backup: BackupJob,
+        args: RestoreArgs,
+    ) -> None:
+        """Stage, switch, check; on any failure switch back (what was staged goes)."""
+        assert backup.manifest is not None
+        objects = {o["name"]: o for o in backup.manifest["objects"]}
+        with_db = args.scope in ("db", "full") and "db.sql" in objects
+        with_files = args.scope in ("files", "full") and "files.tar" in objects
+        release = parse_ts(ctx.claimed_at).strftime("%Y%m%dT%H%M%SZ") + "-restore"
+        stage_db = f"{names['db_name']}_rs"
+        started = time.monotonic()
+        previous: str | None = None
+        switching = False
+        try:
+            if with_db:
+                argv = [SCRIPT, "stage-db", names["db_name"], stage_db]
+                await _stage(ctx, repo, node, objects["db.sql"], argv)
+            if with_files:
+                argv = [SCRIPT, "stage-files", names["env_root"], names["env_user"], release]
+                await _stage(ctx, repo, node, objects["files.tar"], argv)
+            switching = True
+            argv = [
+                SCRIPT,
+                "switch",
+                names["env_root"],
+                names["db_name"],
+                release if with_files else "-",
+                stage_db if with_db else "-",
+            ]
+            out = await _run(ctx, node, argv)
+            for line in out.splitlines():
+                if line.startswith("previous="):
+                    previous = line.partition("=")[2].strip()
+            ctx.log("switched: the backup is served" + (f" (was {previous})" if previous else ""))
+            await _run(ctx, node, [SCRIPT, "flush-object-cache", environment_id])
+            await _health(ctx, node, env, names["env_user"], names["env_root"])
+        except JobFailure as failure:
+            ctx.log(f"restore: {failure.message}", "stderr")
+            if switching:
+                await self._revert(
+                    ctx,
+                    node,
+                    environment_id,
+                    names,
+                    previous,
+                    args.backup_id,
+                    f"the restore failed after the switch: {failure.message}",
+                )
+            else:
+                argv = [SCRIPT, "drop", names["env_root"], names["db_name"],
+                        release if with_files else "-"]  # fmt: skip
+                await _run(ctx, node, argv)
+                await self._reverted(ctx, environment_id, args.backup_id, failure.message)
+            if failure.code == BACKUP_CORRUPT:
+                raise
+            raise JobFailure(RESTORE_FAILED, failure.message) from failure
+        argv = [SCRIPT, "finish", names["env_root"], names["db_name"],
+                release if with_files else "-"]  # fmt: skip
+        await _run(ctx, node, argv)
+        seconds = time.monotonic() - started
+        try:
+            await purge_environment_cache(ctx, environment_id, env, [])
+        except JobFailure as exc:
+            ctx.log(f"after the restore: {exc.message}", "stderr")
+        version = backup.manifest.get("wordpress_version") if with_files else None
+        event = EnvironmentRestored(
+            environment_id=environment_id,
+            job_id=ctx.job_id,
+            backup_id=args.backup_id,
+            release_id=new_id() if with_files else None,
+            release_path=f"{names['env_root']}/releases/{release}" if with_files else None,
+            wordpress_version=None if version is None else str(version),
+        )
+        await ctx.record(f"environment:{environment_id}", [event])
+        ctx.log(f"restored backup {args.backup_id} ({args.scope}) in {seconds:.1f} s")
+
+
+# -- cleanup -------------------------------------------------------------------------------
+
+
+class BackupCleanup(JobWorker[NoArgs]):
+    """`backup_cleanup` (every 6 h): the completed backups past their retention are
+    forgotten in their repositories, pruned, and `expired` (reference scenario 27)."""
+
+    kind = "backup_cleanup"
+    args = NoArgs
+    timeout_seconds = 3600
+    max_attempts = 1
+    node_lock = "shared"
+    unique = True
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
+        due = await ctx.load(EXPIRED_BACKUPS, ctx.claimed_at)
+        if not due:
+            ctx.log("no backup past its retention")
+            return
+        target = await _target(ctx)
+        by_site: dict[str, list[Any]] = {}
+        for item in due:
+            by_site.setdefault(item.site_id, []).append(item)
+        for site_id, items in by_site.items():
+            first = items[0]
+            if first.repository_url is not None and first.repository_secret_id is not None:
+                repo = restic.Repository(
+                    url=first.repository_url,
+                    password=await ctx.secret(first.repository_secret_id),
+                    target=target,
+                    cache_dir=self.storage.cache_dir,
+                )
+                ids = [s for item in items for s in item.snapshot_ids]
+                try:
+                    await restic.unlock(repo)
+                    await restic.forget(repo, ids)
+                    await restic.prune(repo)
+                except restic.ResticError as exc:
+                    raise _engine_failure(exc) from exc
+            for item in items:
+                await ctx.record(
+                    f"backup:{item.backup_id}",
+                    [BackupExpired(backup_id=item.backup_id, job_id=ctx.job_id)],
+                )
+            ctx.log(f"site {site_id}: {len(items)} backup(s) expired, their objects pruned")
+
+
+def backup_workers(storage: Storage) -> list[JobWorker[Any]]:
+    return [BackupCreate(storage), EnvRestore(storage), BackupCleanup(storage)]

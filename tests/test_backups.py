@@ -1,0 +1,403 @@
+"""Backups in-process on real SQLite files with a real S3 server (moto) and real
+restic: the API's rules for taking and restoring backups, a backup job's end, the
+retention cleanup (backups really taken and restored on a node:
+tests/test_backup_node.py)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pressluft.clock import FrozenClock, format_ts
+from pressluft.contexts.backups.drill_worker import BackupVerify, queue_due_drills
+from pressluft.contexts.backups.events import (
+    BackupCompleted,
+    BackupRepositoryCreated,
+    BackupRequested,
+    BackupStarted,
+    BackupVerified,
+)
+from pressluft.contexts.backups.schedules import announce_overdue, queue_due_backups
+from pressluft.contexts.backups.workers import BackupCleanup, BackupCreate, checksum
+from pressluft.db import WriteTx
+from pressluft.events import Meta, append
+from pressluft.events.log import NO_STREAM
+from pressluft.ids import new_id
+from pressluft.jobs.workers import NoArgs, enqueue_job
+from pressluft.runners import restic
+from pressluft.runners.s3 import restic_url
+from pressluft.runtime import Runtime
+from tests.support.jobs import until_ended
+from tests.support.nodes import blocked_node, event_and_job_counts, record_node
+from tests.support.s3 import S3Server
+from tests.test_domains import active_environment
+
+META = Meta(actor="test:backups")
+
+
+async def _configure(client: httpx.AsyncClient, s3: S3Server, bucket: str) -> None:
+    s3.create_bucket(bucket)
+    reply = await client.put(
+        "/api/backup-target",
+        json={
+            "endpoint": s3.endpoint,
+            "region": s3.region,
+            "bucket": bucket,
+            "prefix": "pl",
+            "access_key_id": s3.access_key_id,
+            "secret_access_key": s3.secret_access_key,
+        },
+    )
+    assert reply.status_code == 200, reply.text
+
+
+def _bucket() -> str:
+    return f"b-{new_id()[:8]}"
+
+
+async def completed_backup(
+    runtime: Runtime,
+    env_id: str,
+    *,
+    retention_until: str | None = None,
+    objects: list[dict[str, Any]] | None = None,
+    scope: str = "full",
+) -> str:
+    """A backup recorded as its job records it (requested, started, completed)."""
+    row = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT site_id, node_id FROM environments WHERE id = ?", (env_id,)
+        ).fetchone()
+    )
+    backup_id = new_id()
+    objects = objects or [
+        {"name": "db.sql", "snapshot_id": "0" * 64, "sha256": "a" * 64, "bytes": 10}
+    ]
+
+    def seed(tx: WriteTx) -> None:
+        events = [
+            BackupRequested(
+                backup_id=backup_id,
+                site_id=row[0],
+                environment_id=env_id,
+                node_id=row[1],
+                scope=scope,  # type: ignore[arg-type]
+                reason="manual",
+                job_id=new_id(),
+                retention_until=retention_until or format_ts(tx.now + timedelta(days=30)),
+            ),
+            BackupStarted(backup_id=backup_id, job_id=new_id(), storage_path="s3:x"),
+            BackupCompleted(
+                backup_id=backup_id,
+                job_id=new_id(),
+                checksum=checksum(objects),
+                size_bytes=sum(o["bytes"] for o in objects),
+                added_bytes=0,
+                manifest={"objects": objects, "scope": scope},
+            ),
+        ]
+        append(tx, f"backup:{backup_id}", NO_STREAM, events, META)
+
+    await runtime.db.write(seed)
+    return backup_id
+
+
+@pytest.mark.spec("BAK-20", "BAK-21")
+async def test_a_backup_needs_a_scope_a_target_and_an_active_environment(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, clock: FrozenClock
+) -> None:
+    env_id = await active_environment(runtime, await blocked_node(runtime))
+    before = await event_and_job_counts(runtime)
+    unset = await client.post(f"/api/environments/{env_id}/backups", json={"scope": "full"})
+    assert unset.status_code == 409 and unset.json()["code"] == "backup_not_configured"
+    assert "hint" in unset.json()["details"]
+    assert await event_and_job_counts(runtime) == before
+    await _configure(client, s3_server, _bucket())
+    before = await event_and_job_counts(runtime)
+    for bad in ({"scope": "everything"}, {"scope": 1}, {"extra": True}):
+        reply = await client.post(f"/api/environments/{env_id}/backups", json=bad)
+        assert reply.status_code == 400, (bad, reply.text)
+    assert await event_and_job_counts(runtime) == before
+    gone = await client.post(f"/api/environments/{new_id()}/backups", json={})
+    assert gone.status_code == 404
+    accepted = await client.post(f"/api/environments/{env_id}/backups", json={"scope": "db"})
+    assert accepted.status_code == 202, accepted.text
+    backup = (await client.get(f"/api/backups/{accepted.json()['backup_id']}")).json()
+    assert backup["status"] == "pending" and backup["backup_scope"] == "db"
+    assert backup["job_id"] == accepted.json()["job_id"]
+    assert backup["retention_until"] == format_ts(clock.now() + timedelta(days=30))
+    assert backup["reason"] == "manual" and backup["checksum"] is None
+
+
+@pytest.mark.spec("BAK-22")
+async def test_a_backup_job_that_ends_without_completing_leaves_the_backup_failed(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server
+) -> None:
+    env_id = await active_environment(runtime, await blocked_node(runtime))
+    await _configure(client, s3_server, _bucket())
+    accepted = (await client.post(f"/api/environments/{env_id}/backups", json={})).json()
+    cancelled = await client.post(f"/api/jobs/{accepted['job_id']}/cancel")
+    assert cancelled.status_code == 200
+    backup = (await client.get(f"/api/backups/{accepted['backup_id']}")).json()
+    assert backup["status"] == "failed" and backup["error_code"] == "CANCELLED"
+    assert backup["completed_at"] is None and backup["checksum"] is None
+
+
+@pytest.mark.spec("BAK-26")
+async def test_backups_are_listed_newest_first_in_pages(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    ids = []
+    for _ in range(5):
+        ids.append(await completed_backup(runtime, env_id))
+        clock.advance(1)
+    first = (await client.get(f"/api/environments/{env_id}/backups", params={"limit": 2})).json()
+    assert [b["id"] for b in first["items"]] == ids[::-1][:2] and first["has_more"]
+    rest = (
+        await client.get(
+            f"/api/environments/{env_id}/backups",
+            params={"limit": 10, "before": first["next_before"]},
+        )
+    ).json()
+    assert [b["id"] for b in rest["items"]] == ids[::-1][2:] and not rest["has_more"]
+    assert rest["next_before"] is None
+    failed = await client.get(f"/api/environments/{env_id}/backups", params={"status": "failed"})
+    assert failed.json()["items"] == []
+    bad = await client.get(f"/api/environments/{env_id}/backups", params={"status": "lost"})
+    assert bad.status_code == 400
+    unknown = await client.get(f"/api/environments/{new_id()}/backups")
+    assert unknown.status_code == 404
+
+
+@pytest.mark.spec("BAK-40")
+async def test_a_restore_refuses_another_environments_backup_an_unfinished_one_and_no_confirm(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server
+) -> None:
+    node_id = await blocked_node(runtime)
+    env_id = await active_environment(runtime, node_id)
+    other_env = await active_environment(runtime, node_id)
+    await _configure(client, s3_server, _bucket())
+    mine = await completed_backup(runtime, env_id, scope="db")
+    theirs = await completed_backup(runtime, other_env)
+    pending = (await client.post(f"/api/environments/{env_id}/backups", json={})).json()
+    url = f"/api/environments/{env_id}/restore"
+    before = await event_and_job_counts(runtime)
+    cases = [
+        ({"backup_id": theirs}, "backup_not_restorable", 409),
+        ({"backup_id": pending["backup_id"]}, "backup_not_restorable", 409),
+        ({"backup_id": mine, "scope": "files"}, "backup_not_restorable", 409),
+        ({"backup_id": new_id()}, "not_found", 404),
+        ({"backup_id": mine, "scope": "all"}, "bad_request", 400),
+    ]
+    for body, code, status in cases:
+        reply = await client.post(url, params={"confirm": "production"}, json=body)
+        assert reply.status_code == status and reply.json()["code"] == code, (body, reply.text)
+    unconfirmed = await client.post(url, json={"backup_id": mine})
+    assert unconfirmed.status_code == 400
+    assert unconfirmed.json()["code"] == "confirmation_required"
+    assert "?confirm=production" in unconfirmed.json()["details"]["hint"]
+    assert await event_and_job_counts(runtime) == before
+    accepted = await client.post(url, params={"confirm": "production"}, json={"backup_id": mine})
+    assert accepted.status_code == 202, accepted.text
+    env = (await client.get(f"/api/environments/{env_id}")).json()
+    assert env["status"] == "restoring"
+    again = await client.post(url, params={"confirm": "production"}, json={"backup_id": mine})
+    assert again.status_code == 409  # not active while it restores
+    # The job cancelled before it ran: the environment it held is failed (JOB-48).
+    await client.post(f"/api/jobs/{accepted.json()['job_id']}/cancel")
+    assert (await client.get(f"/api/environments/{env_id}")).json()["status"] == "failed"
+
+
+async def _stream(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+@pytest.mark.spec("BAK-60")
+async def test_the_cleanup_expires_backups_past_their_retention_and_prunes_their_objects(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    s3_server: S3Server,
+    clock: FrozenClock,
+    tmp_path: Path,
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    bucket = _bucket()
+    await _configure(client, s3_server, bucket)
+    site_id = await runtime.db.read(
+        lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()[
+            0
+        ]
+    )
+    url = restic_url(s3_server.target(bucket, "pl"), f"sites/{site_id}")
+    password = "correct horse battery staple"
+
+    def repository(tx: WriteTx) -> None:
+        secret = runtime.vault.seal(tx.conn, "backup_repository", password.encode(), tx.now_ts)
+        event = BackupRepositoryCreated(site_id=site_id, url=url, secret_id=secret)
+        append(tx, f"backup_repository:{site_id}", NO_STREAM, [event], META)
+
+    await runtime.db.write(repository)
+    repo = restic.Repository(
+        url=url, password=password, target=s3_server.target(bucket, "pl"), cache_dir=tmp_path
+    )
+    assert await restic.ensure_initialized(repo)
+    stored = {}
+    for name in ("old", "new"):
+        data = name.encode() * 200_000 + new_id().encode()
+        s = await restic.backup_stream(repo, _stream(data), "db.sql", [f"t={name}"])
+        stored[name] = {"name": "db.sql", "snapshot_id": s.snapshot_id, "sha256": s.sha256,
+                        "bytes": s.size}  # fmt: skip
+    past = format_ts(clock.now() - timedelta(days=1))
+    old = await completed_backup(runtime, env_id, retention_until=past, objects=[stored["old"]])
+    new = await completed_backup(runtime, env_id, objects=[stored["new"]])
+    size_before = await restic.raw_size(repo)
+
+    def cleanup(tx: WriteTx) -> str:
+        return enqueue_job(tx, BackupCleanup, NoArgs(), META)
+
+    job_id = await runtime.db.write(cleanup)
+    job = await until_ended(runtime, job_id, within=120)
+    assert job.status == "succeeded", job
+    assert (await client.get(f"/api/backups/{old}")).json()["status"] == "expired"
+    assert (await client.get(f"/api/backups/{new}")).json()["status"] == "completed"
+    left = {s.id for s in await restic.snapshots(repo)}
+    assert left == {stored["new"]["snapshot_id"]}
+    assert await restic.raw_size(repo) < size_before
+    await restic.verify(repo, **{k: stored["new"][k] for k in ("snapshot_id",)},
+                        filename="db.sql", sha256=stored["new"]["sha256"],
+                        size=stored["new"]["bytes"])  # fmt: skip
+
+
+def _scan(runtime: Runtime) -> Any:
+    command = queue_due_backups(BackupCreate)
+    return runtime.db.write(lambda tx: command(tx, META))
+
+
+def _overdue(runtime: Runtime) -> Any:
+    command = announce_overdue()
+    return runtime.db.write(lambda tx: command(tx, META))
+
+
+@pytest.mark.spec("BAK-61", "BAK-62")
+async def test_production_is_backed_up_daily_by_default_and_schedules_can_change(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, clock: FrozenClock
+) -> None:
+    node_id = await blocked_node(runtime)
+    env_id = await active_environment(runtime, node_id)
+    schedule = (await client.get(f"/api/environments/{env_id}/backup-schedule")).json()
+    assert schedule == {"environment_id": env_id, "every_hours": 24, "default": True}
+    assert await _scan(runtime) == []  # no target: nothing queued
+    await _configure(client, s3_server, _bucket())
+    first = await _scan(runtime)
+    assert len(first) == 1
+    backup = (await client.get(f"/api/backups/{first[0]}")).json()
+    assert backup["reason"] == "scheduled" and backup["backup_scope"] == "full"
+    assert await _scan(runtime) == []  # pending: not twice
+    clock.advance(23 * 3600)
+    assert await _scan(runtime) == []
+    clock.advance(2 * 3600)
+    assert len(await _scan(runtime)) == 1  # a day after the last one asked for
+    off = await client.put(f"/api/environments/{env_id}/backup-schedule", json={"every_hours": 0})
+    assert off.json() == {"environment_id": env_id, "every_hours": 0, "default": False}
+    clock.advance(48 * 3600)
+    assert await _scan(runtime) == []
+    for bad in ({"every_hours": 169}, {"every_hours": -1}, {}, {"every_hours": "daily"}):
+        reply = await client.put(f"/api/environments/{env_id}/backup-schedule", json=bad)
+        assert reply.status_code == 400, bad
+    hourly = await client.put(
+        f"/api/environments/{env_id}/backup-schedule", json={"every_hours": 1}
+    )
+    assert hourly.status_code == 200
+    assert len(await _scan(runtime)) == 1
+
+
+@pytest.mark.spec("BAK-63")
+async def test_a_production_environment_without_a_backup_for_26_hours_is_noticed_once(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    assert env_id not in await _overdue(runtime)  # new: not yet
+    clock.advance(27 * 3600)
+    assert env_id in await _overdue(runtime)
+    assert env_id not in await _overdue(runtime)  # once
+    events = (await client.get("/api/events", params={"type": "backup.overdue_noticed"})).json()
+    assert any(e["data"]["environment_id"] == env_id for e in events["items"])
+    await completed_backup(runtime, env_id)
+    assert env_id not in await _overdue(runtime)  # a fresh backup
+    clock.advance(27 * 3600)
+    assert env_id in await _overdue(runtime)  # silent again
+
+
+@pytest.mark.spec("BAK-64")
+async def test_the_site_page_shows_backups_and_offers_back_up_now_and_restore(
+    session: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server
+) -> None:
+    env_id = await active_environment(runtime, await blocked_node(runtime))
+    site_id = await runtime.db.read(
+        lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()[
+            0
+        ]
+    )
+    section = (await session.get(f"/sites/{site_id}/sections/backups")).text
+    assert "No backup target is configured" in section and "Back up now" not in section
+    await _configure(session, s3_server, _bucket())
+    done = await completed_backup(runtime, env_id)
+    page = (await session.get(f"/sites/{site_id}")).text
+    assert '<section id="section-backups"' in page
+    section = (await session.get(f"/sites/{site_id}/sections/backups")).text
+    assert f'data-url="/api/environments/{env_id}/backups"' in section and "Back up now" in section
+    assert f'data-backup-id="{done}"' in section and "Last proven restore" in section
+    assert f'data-url="/api/environments/{env_id}/restore"' in section
+    assert 'data-confirm-typed="production"' in section
+    bodies = [json.loads(html.unescape(b)) for b in re.findall(r"data-body='([^']*)'", section)]
+    assert {"backup_id": done} in bodies and {"scope": "full"} in bodies
+
+
+def _drills(runtime: Runtime, every_hours: int = 168) -> Any:
+    command = queue_due_drills(every_hours, BackupVerify)
+    return runtime.db.write(lambda tx: command(tx, META))
+
+
+@pytest.mark.spec("BAK-65")
+async def test_the_scan_queues_a_restore_drill_of_each_production_environments_latest_backup(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    node_id = await blocked_node(runtime)
+    env_id = await active_environment(runtime, node_id)
+    assert await _drills(runtime) == []  # no completed backup
+    await completed_backup(runtime, env_id)
+    clock.advance(60)
+    latest = await completed_backup(runtime, env_id)
+    queued = await _drills(runtime)
+    assert len(queued) == 1
+    job = (await client.get(f"/api/jobs/{queued[0]}")).json()
+    assert job["job_type"] == "backup_verify" and job["payload"] == {"backup_id": latest}
+    assert await _drills(runtime) == []  # queued: not twice
+    await client.post(f"/api/jobs/{queued[0]}/cancel")
+
+    def verified(tx: WriteTx) -> None:
+        event = BackupVerified(backup_id=latest, job_id=queued[0], restore_seconds=12.5)
+        append(tx, f"backup:{latest}", None, [event], META)
+
+    await runtime.db.write(verified)
+    shown = (await client.get(f"/api/backups/{latest}")).json()
+    assert shown["verified_at"] and shown["restore_seconds"] == 12.5
+    clock.advance(3600)
+    newer = await completed_backup(runtime, env_id)
+    assert await _drills(runtime) == []  # proven within the interval
+    clock.advance(168 * 3600)
+    again = await _drills(runtime)
+    assert len(again) == 1
+    job = (await client.get(f"/api/jobs/{again[0]}")).json()
+    assert job["payload"] == {"backup_id": newer}
+    refused = await client.post(f"/api/backups/{new_id()}/verify")
+    assert refused.status_code == 404
