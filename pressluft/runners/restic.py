@@ -281,11 +281,22 @@ def _failure(repo: Repository, doing: str, stderr: bytes, returncode: int | None
 # -- running restic ---------------------------------------------------------------
 
 
+def _die_with_parent() -> list[str]:
+    """A prefix that has the kernel kill restic when the daemon dies (SIGKILL): a
+    restic whose stdin closes because its feeder died would otherwise take the end of
+    the pipe for the end of the stream and store a truncated snapshot. util-linux's
+    setpriv sets the parent-death signal before it executes restic (no preexec_fn in
+    a threaded daemon)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
 async def _spawn(
     repo: Repository, args: Sequence[str], *, stdin: int | None
 ) -> asyncio.subprocess.Process:
     repo.cache_dir.mkdir(parents=True, exist_ok=True)
     return await asyncio.create_subprocess_exec(
+        *_die_with_parent(),
         _restic(),
         *args,
         stdin=stdin,
