@@ -256,6 +256,10 @@ async def test_the_cleanup_expires_backups_past_their_retention_and_prunes_their
         s = await restic.backup_stream(repo, _stream(data), "db.sql", [f"t={name}"])
         stored[name] = {"name": "db.sql", "snapshot_id": s.snapshot_id, "sha256": s.sha256,
                         "bytes": s.size}  # fmt: skip
+    # A snapshot of no live backup (a killed attempt's): the cleanup forgets it too.
+    orphan = await restic.backup_stream(
+        repo, _stream(b"orphan" * 100_000), "db.sql", [f"backup={new_id()}"]
+    )
     past = format_ts(clock.now() - timedelta(days=1))
     old = await completed_backup(runtime, env_id, retention_until=past, objects=[stored["old"]])
     new = await completed_backup(runtime, env_id, objects=[stored["new"]])
@@ -271,6 +275,7 @@ async def test_the_cleanup_expires_backups_past_their_retention_and_prunes_their
     assert (await client.get(f"/api/backups/{new}")).json()["status"] == "completed"
     left = {s.id for s in await restic.snapshots(repo)}
     assert left == {stored["new"]["snapshot_id"]}
+    assert orphan.snapshot_id not in left
     assert await restic.raw_size(repo) < size_before
     await restic.verify(repo, **{k: stored["new"][k] for k in ("snapshot_id",)},
                         filename="db.sql", sha256=stored["new"]["sha256"],

@@ -14,6 +14,8 @@ from pressluft.jobs.workers import Loader
 __all__ = [
     "BACKUP_JOB",
     "EXPIRED_BACKUPS",
+    "LIVE_BACKUPS",
+    "REPOSITORIES",
     "SERVED_RELEASE",
     "TARGET",
     "BackupJob",
@@ -154,3 +156,33 @@ def _served_release(conn: sqlite3.Connection, environment_id: str) -> str | None
 
 #: The path of the release the control plane records as served (None: none).
 SERVED_RELEASE: Loader[str, str | None] = Loader("served_release", _served_release)
+
+
+class RepositoryRecord(msgspec.Struct, frozen=True, kw_only=True):
+    site_id: str
+    url: str
+    secret_id: str
+
+
+def _repositories(conn: sqlite3.Connection, _key: None) -> list[RepositoryRecord]:
+    rows = conn.execute(
+        "SELECT site_id, url, secret_id FROM backup_repositories ORDER BY site_id"
+    ).fetchall()
+    return [RepositoryRecord(site_id=a, url=b, secret_id=c) for a, b, c in rows]
+
+
+#: Every site's repository.
+REPOSITORIES: Loader[None, list[RepositoryRecord]] = Loader("backup_repositories", _repositories)
+
+
+def _live(conn: sqlite3.Connection, site_id: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT id FROM backups WHERE site_id = ?"
+        " AND status IN ('pending', 'running', 'completed')",
+        (site_id,),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+#: The backups of a site whose objects must stay (being taken, or completed).
+LIVE_BACKUPS: Loader[str, set[str]] = Loader("live_backups", _live)

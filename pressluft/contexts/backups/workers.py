@@ -19,7 +19,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,8 @@ from pressluft.contexts.backups.failures import (
 from pressluft.contexts.backups.loaders import (
     BACKUP_JOB,
     EXPIRED_BACKUPS,
+    LIVE_BACKUPS,
+    REPOSITORIES,
     SERVED_RELEASE,
     TARGET,
     BackupJob,
@@ -592,7 +594,9 @@ class EnvRestore(JobWorker[RestoreArgs]):
 
 class BackupCleanup(JobWorker[NoArgs]):
     """`backup_cleanup` (every 6 h): the completed backups past their retention are
-    forgotten in their repositories, pruned, and `expired` (reference scenario 27)."""
+    forgotten in their repositories and `expired` (reference scenario 27); so are the
+    snapshots of no live backup (an attempt killed with the daemon, a failed backup's
+    objects); each repository that lost snapshots is pruned."""
 
     kind = "backup_cleanup"
     args = NoArgs
@@ -606,35 +610,55 @@ class BackupCleanup(JobWorker[NoArgs]):
 
     async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
         due = await ctx.load(EXPIRED_BACKUPS, ctx.claimed_at)
-        if not due:
-            ctx.log("no backup past its retention")
+        repositories = await ctx.load(REPOSITORIES, None)
+        if not repositories:
+            ctx.log("no repository yet")
             return
         target = await _target(ctx)
         by_site: dict[str, list[Any]] = {}
         for item in due:
             by_site.setdefault(item.site_id, []).append(item)
-        for site_id, items in by_site.items():
-            first = items[0]
-            if first.repository_url is not None and first.repository_secret_id is not None:
-                repo = restic.Repository(
-                    url=first.repository_url,
-                    password=await ctx.secret(first.repository_secret_id),
-                    target=target,
-                    cache_dir=self.storage.cache_dir,
-                )
-                ids = [s for item in items for s in item.snapshot_ids]
-                try:
-                    await restic.unlock(repo)
-                    await restic.forget(repo, ids)
+        for record in repositories:
+            repo = restic.Repository(
+                url=record.url,
+                password=await ctx.secret(record.secret_id),
+                target=target,
+                cache_dir=self.storage.cache_dir,
+            )
+            expired = by_site.get(record.site_id, [])
+            try:
+                await restic.unlock(repo)
+                forgotten = [s for item in expired for s in item.snapshot_ids]
+                # Snapshots of no live backup: an attempt killed with the daemon, a
+                # failed backup's first object.
+                live = await ctx.load(LIVE_BACKUPS, record.site_id)
+                expiring = {item.backup_id for item in expired}
+                for snapshot in await restic.snapshots(repo):
+                    owner = _owner(snapshot.tags)
+                    stale = owner is not None and (owner not in live or owner in expiring)
+                    if stale and snapshot.id not in forgotten:
+                        forgotten.append(snapshot.id)
+                if forgotten:
+                    await restic.forget(repo, forgotten)
                     await restic.prune(repo)
-                except restic.ResticError as exc:
-                    raise _engine_failure(exc) from exc
-            for item in items:
+            except restic.ResticError as exc:
+                raise _engine_failure(exc) from exc
+            for item in expired:
                 await ctx.record(
                     f"backup:{item.backup_id}",
                     [BackupExpired(backup_id=item.backup_id, job_id=ctx.job_id)],
                 )
-            ctx.log(f"site {site_id}: {len(items)} backup(s) expired, their objects pruned")
+            if forgotten:
+                ctx.log(f"site {record.site_id}: {len(expired)} backup(s) expired,"
+                        f" {len(forgotten)} snapshot(s) forgotten and pruned")  # fmt: skip
+
+
+def _owner(tags: Sequence[str]) -> str | None:
+    """The backup a snapshot belongs to (its `backup=<id>` tag)."""
+    for tag in tags:
+        if tag.startswith("backup="):
+            return tag.partition("=")[2]
+    return None
 
 
 def backup_workers(storage: Storage) -> list[JobWorker[Any]]:
