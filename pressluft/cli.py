@@ -16,6 +16,7 @@ configuration; 3 the command could not run (data dir locked, no database, …).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -495,6 +496,105 @@ def admin_reset_password(
     click.echo(
         f"password changed for {email.strip().lower()}; {reset.sessions_ended} session(s) "
         f"ended, {reset.tokens_revoked} token(s) revoked"
+    )
+
+
+@main.group("recovery-kit")
+def recovery_kit() -> None:
+    """The key that restores this control plane on a new machine (specs/backups.md)."""
+
+
+@recovery_kit.command("export")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the kit to this new file (0600) instead of standard output.",
+)
+@data_dir_option
+def recovery_kit_export(out: Path | None, data_dir: str | None) -> None:
+    """Export the recovery kit: the recovery key (created on the first export) and the
+    backup target. Store it offline; the control plane backs itself up with it."""
+    from pressluft.acting import CLI_ACTOR
+    from pressluft.contexts.backups.recovery import export_kit_command
+    from pressluft.events import Meta
+
+    kit = _admin_write(
+        _tool_data_dir(data_dir), lambda vault: export_kit_command(vault, Meta(actor=CLI_ACTOR))
+    )
+    text = msgspec.json.format(msgspec.json.encode(kit), indent=2).decode() + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            _fail(f"{out} exists: choose a new file", EXIT_USAGE)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    click.echo(
+        "recovery kit exported. Store it OFFLINE (a password manager, a printed copy in a "
+        "safe): with the bucket it restores every node key and site. Restore with "
+        "`pressluft restore-control-plane --kit <file> --data-dir <empty dir>`.",
+        err=True,
+    )
+
+
+@main.command("restore-control-plane")
+@click.option(
+    "--kit",
+    "kit_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The recovery kit file.",
+)
+@click.option(
+    "--from",
+    "source",
+    default=None,
+    metavar="URL",
+    help="Where the backups are (https://host[:port]/bucket[/prefix]); default: the kit's.",
+)
+@click.option("--snapshot", default=None, help="A copy's id (default: the latest).")
+@data_dir_option
+def restore_control_plane_cmd(
+    kit_path: Path, source: str | None, snapshot: str | None, data_dir: str | None
+) -> None:
+    """Bring the control plane back from its backup into an empty data dir, then check
+    the event log's chain and the projections."""
+    from pressluft.contexts.backups.control_plane_worker import restore_control_plane
+    from pressluft.contexts.backups.recovery import parse_kit
+    from pressluft.db import open_sync
+    from pressluft.events import verify_chain
+    from pressluft.features import verify_replay
+    from pressluft.runners.restic import ResticError
+
+    path = _tool_data_dir(data_dir)
+    try:
+        kit = parse_kit(kit_path.read_bytes())
+        restored = asyncio.run(restore_control_plane(kit, path, source, snapshot))
+    except (ValueError, ResticError) as exc:
+        _fail(str(exc))
+    click.echo(f"restored copy {restored.snapshot_id[:8]} of {restored.taken_at} into {path}")
+    conn = open_sync(path / "pressluft.db", "reader")
+    try:
+        conn.execute("BEGIN")
+        chain = verify_chain(conn)
+        conn.execute("COMMIT")
+        replay = verify_replay(conn, format_ts(SystemClock().now()))
+        nodes = conn.execute("SELECT count(*) FROM nodes WHERE status != 'decommissioned'")
+        sites = conn.execute("SELECT count(*) FROM sites WHERE status != 'deleted'")
+        counts = (nodes.fetchone()[0], sites.fetchone()[0])
+    finally:
+        conn.close()
+    if not chain.ok:
+        _fail(f"event log broken at seq {chain.first_bad_seq}: {chain.reason}", EXIT_PROBLEM)
+    if not replay.ok:
+        differing = len(replay.differences)
+        _fail(f"replay differs from the copy's tables ({differing} rows)", EXIT_PROBLEM)
+    click.echo(
+        f"event log intact: {chain.checked} events; replay verified; {counts[0]} node(s),"
+        f" {counts[1]} site(s). Start the daemon on {path}."
     )
 
 

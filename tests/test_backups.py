@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from pressluft.clock import FrozenClock, format_ts
+from pressluft.contexts.backups.commands import BackupNotConfigured
 from pressluft.contexts.backups.drill_worker import BackupVerify, queue_due_drills
 from pressluft.contexts.backups.events import (
     BackupCompleted,
@@ -25,6 +27,8 @@ from pressluft.contexts.backups.events import (
     BackupStarted,
     BackupVerified,
 )
+from pressluft.contexts.backups.loaders import EXPIRED_BACKUPS
+from pressluft.contexts.backups.recovery import export_kit_command, parse_kit
 from pressluft.contexts.backups.schedules import announce_overdue, queue_due_backups
 from pressluft.contexts.backups.workers import BackupCleanup, BackupCreate, checksum
 from pressluft.db import WriteTx
@@ -262,7 +266,11 @@ async def test_the_cleanup_expires_backups_past_their_retention_and_prunes_their
     )
     past = format_ts(clock.now() - timedelta(days=1))
     old = await completed_backup(runtime, env_id, retention_until=past, objects=[stored["old"]])
+    clock.advance(60)
     new = await completed_backup(runtime, env_id, objects=[stored["new"]])
+    for _ in range(3):  # newer ones: the old one is not among the newest three
+        clock.advance(60)
+        await completed_backup(runtime, env_id)
     size_before = await restic.raw_size(repo)
 
     def cleanup(tx: WriteTx) -> str:
@@ -363,6 +371,7 @@ async def test_the_site_page_shows_backups_and_offers_back_up_now_and_restore(
     assert f'data-backup-id="{done}"' in section and "Last proven restore" in section
     assert f'data-url="/api/environments/{env_id}/restore"' in section
     assert 'data-confirm-typed="production"' in section
+    assert f'href="/api/backups/{done}/download?object=db.sql"' in section
     bodies = [json.loads(html.unescape(b)) for b in re.findall(r"data-body='([^']*)'", section)]
     assert {"backup_id": done} in bodies and {"scope": "full"} in bodies
 
@@ -406,3 +415,119 @@ async def test_the_scan_queues_a_restore_drill_of_each_production_environments_l
     assert job["payload"] == {"backup_id": newer}
     refused = await client.post(f"/api/backups/{new_id()}/verify")
     assert refused.status_code == 404
+
+
+@pytest.mark.spec("BAK-80")
+async def test_the_recovery_kit_holds_the_key_and_the_target_and_the_key_never_changes(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server
+) -> None:
+    def export(tx: WriteTx) -> Any:
+        return export_kit_command(runtime.vault, META)(tx)
+
+    with pytest.raises(BackupNotConfigured):
+        await runtime.db.write(export)
+    refused = await client.post("/api/control-plane/backups")
+    assert (
+        refused.status_code == 409 and "PUT /api/backup-target" in refused.json()["details"]["hint"]
+    )
+    bucket = _bucket()
+    await _configure(client, s3_server, bucket)
+    listed = (await client.get("/api/control-plane/backups")).json()
+    assert listed == {"recovery_kit_exported_at": None, "items": []}
+    no_kit = await client.post("/api/control-plane/backups")
+    assert no_kit.status_code == 409 and "recovery-kit export" in no_kit.json()["details"]["hint"]
+    first = await runtime.db.write(export)
+    second = await runtime.db.write(export)
+    assert first.recovery_key == second.recovery_key and len(first.recovery_key) >= 43
+    assert first.target.bucket == bucket and first.target.prefix == "pl"
+    assert first.target.secret_access_key == s3_server.secret_access_key
+    assert parse_kit(msgspec.json.encode(first)) == first
+    with pytest.raises(ValueError, match="not a recovery kit"):
+        parse_kit(b'{"format": "something else"}')
+    listed = (await client.get("/api/control-plane/backups")).json()
+    assert listed["recovery_kit_exported_at"] is not None
+    # The key is sealed: not in the database's bytes.
+    raw = b"".join(p.read_bytes() for p in runtime.config.data_dir.glob("pressluft.db*"))
+    assert first.recovery_key.encode() not in raw
+
+
+@pytest.mark.spec("BAK-67")
+async def test_an_object_of_a_completed_backup_downloads_decrypted(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    s3_server: S3Server,
+    tmp_path: Path,
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    bucket = _bucket()
+    await _configure(client, s3_server, bucket)
+    site_id = await runtime.db.read(
+        lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()[
+            0
+        ]
+    )
+    url = restic_url(s3_server.target(bucket, "pl"), f"sites/{site_id}")
+
+    def repository(tx: WriteTx) -> None:
+        secret = runtime.vault.seal(tx.conn, "backup_repository", b"pw-download", tx.now_ts)
+        event = BackupRepositoryCreated(site_id=site_id, url=url, secret_id=secret)
+        append(tx, f"backup_repository:{site_id}", NO_STREAM, [event], META)
+
+    await runtime.db.write(repository)
+    repo = restic.Repository(
+        url=url, password="pw-download", target=s3_server.target(bucket, "pl"), cache_dir=tmp_path
+    )
+    await restic.ensure_initialized(repo)
+    dump = b"-- MariaDB dump\nCREATE TABLE `wp_posts` (x int);\n" * 50_000
+    stored = await restic.backup_stream(repo, _stream(dump), "db.sql", ["t"])
+    obj = {"name": "db.sql", "snapshot_id": stored.snapshot_id, "sha256": stored.sha256,
+           "bytes": stored.size}  # fmt: skip
+    backup_id = await completed_backup(runtime, env_id, objects=[obj], scope="db")
+    reply = await client.get(f"/api/backups/{backup_id}/download", params={"object": "db.sql"})
+    assert reply.status_code == 200
+    assert reply.content == dump
+    assert reply.headers["content-type"] == "application/octet-stream"
+    assert reply.headers["content-disposition"].startswith("attachment; filename=")
+    assert reply.headers["content-disposition"].endswith('-db.sql"')
+    missing = await client.get(f"/api/backups/{backup_id}/download", params={"object": "files.tar"})
+    assert missing.status_code == 409 and missing.json()["code"] == "backup_not_restorable"
+    bad = await client.get(f"/api/backups/{backup_id}/download", params={"object": "x"})
+    assert bad.status_code == 400
+    none = await client.get(f"/api/backups/{backup_id}/download")
+    assert none.status_code == 400
+
+
+@pytest.mark.spec("BAK-68")
+async def test_retention_keeps_the_newest_three_and_one_a_month_for_a_year(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    past = format_ts(clock.now() - timedelta(days=1))
+    made = []
+    # One backup every 10 days for 500 days, all past their retention.
+    clock.advance(-500 * 86400)
+    for _ in range(50):
+        made.append((format_ts(clock.now()), await completed_backup(
+            runtime, env_id, retention_until=past)))  # fmt: skip
+        clock.advance(10 * 86400)
+    now = format_ts(clock.now())
+    expired = {e.backup_id for e in await runtime.db.read(lambda c: EXPIRED_BACKUPS.query(c, now))}
+    kept = [(at, b) for at, b in made if b not in expired]
+    newest = [b for _, b in made[-3:]]
+    assert all(b not in expired for b in newest)
+    months = {at[:7] for at, _ in kept}
+    year, month = int(now[:4]), int(now[5:7])
+    window = set()
+    for _ in range(12):  # this month and the eleven before
+        window.add(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    assert months == {at[:7] for at, _ in made if at[:7] in window}
+    per_month: dict[str, list[str]] = {}
+    for at, b in made:
+        per_month.setdefault(at[:7], []).append(b)
+    for month, ids in per_month.items():
+        if month in months:
+            assert ids[-1] not in expired  # the newest of a kept month
+    assert len(expired) == len(made) - len(kept) and len(kept) <= 15
+    oldest = min(at for at, _ in kept)
+    assert oldest >= format_ts(clock.now() - timedelta(days=366))

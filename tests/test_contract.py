@@ -20,6 +20,7 @@ from pressluft.api.contract import app_operations, contract_operations
 from pressluft.api.errors import STATUS_CODES
 from pressluft.app import create_app
 from pressluft.contexts.access.tokens import TokenCreateRequest, create_token_command
+from pressluft.contexts.backups.recovery import export_kit_command
 from pressluft.contexts.sites.creation import CreateSiteRequest, _check_site
 from pressluft.contexts.sites.environments import CreateEnvironmentRequest, _check_environment
 from pressluft.contexts.sites.events import EnvironmentProvisioned
@@ -251,6 +252,10 @@ async def test_every_operation_answers_as_the_contract_says(
             json={"backup_id": done},
         )
     )
+    # The control plane's own copy: needs the recovery kit (exported as the CLI does).
+    assert (await client.get("/api/control-plane/backups")).status_code == 200
+    await runtime.db.write(export_kit_command(runtime.vault, Meta(actor="test")))
+    await cancel(await client.post("/api/control-plane/backups"))
     assert (await client.delete("/api/backup-target")).status_code == 204
     exercised = {(m, p) for m, p, s in contract.seen if 200 <= s < 300}
     missing = (
@@ -269,6 +274,8 @@ async def test_every_operation_answers_as_the_contract_says(
         # Need a served (active) domain, an issued certificate: tests/test_domains_node.py.
         - {("POST", "/api/domains/{domain_id}/primary")}
         - {("POST", "/api/certificates/{certificate_id}/renew")}
+        # Needs a backup really stored: tests/test_backups.py (BAK-67) downloads one.
+        - {("GET", "/api/backups/{backup_id}/download")}
     )
     assert not missing, f"operations never answered successfully: {sorted(missing)}"
 

@@ -20,6 +20,8 @@ __all__ = [
     "BackupTargetRemoved",
     "BackupVerificationFailed",
     "BackupVerified",
+    "ControlPlaneCopyStored",
+    "RecoveryKitExported",
 ]
 
 Scope = Literal["db", "files", "full"]
@@ -135,3 +137,21 @@ class BackupOverdueNoticed(Event, frozen=True, tag="backup.overdue_noticed"):
     #: Its last completed backup (None: never).
     last_backup_id: str | None
     last_completed_at: str | None
+
+
+class RecoveryKitExported(Event, frozen=True, tag="recovery_kit.exported"):
+    """The recovery kit was exported (the key only as a vault id; the same key on
+    every export): the control plane may back itself up."""
+
+    secret_id: str
+
+
+class ControlPlaneCopyStored(Event, frozen=True, tag="control_plane.copy_stored"):
+    """The control plane's database and vault key are in its own repository."""
+
+    snapshot_id: str
+    job_id: str
+    sha256: str
+    size_bytes: int
+    #: The event log's head in the copy.
+    events: int

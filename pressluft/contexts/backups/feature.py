@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from pressluft.contexts.backups.control_plane_worker import ControlPlaneBackup
 from pressluft.contexts.backups.drill_worker import BackupVerify
 from pressluft.contexts.backups.events import (
     BackupCompleted,
@@ -19,6 +20,8 @@ from pressluft.contexts.backups.events import (
     BackupTargetRemoved,
     BackupVerificationFailed,
     BackupVerified,
+    ControlPlaneCopyStored,
+    RecoveryKitExported,
 )
 from pressluft.contexts.backups.failures import CODES
 from pressluft.contexts.backups.pages import PAGES, backups_section
@@ -40,6 +43,8 @@ __all__ = ["FEATURE"]
 #: The cleanup's interval (reference: every 6 h) and the scheduled backups' scan's.
 CLEANUP_EVERY_SECONDS = 6 * 3600
 SCAN_EVERY_SECONDS = 15 * 60
+#: The control plane's own backup: its database is small and deduplicates.
+CONTROL_PLANE_EVERY_SECONDS = 6 * 3600
 
 
 def _assemble(kernel: Kernel) -> Parts:
@@ -60,14 +65,23 @@ def _assemble(kernel: Kernel) -> Parts:
         timeout_seconds=BackupScan.timeout_seconds,
     )
     storage = Storage(kernel.config.data_dir / "cache" / "restic")
+    own = Schedule(
+        job_type=ControlPlaneBackup.kind,
+        every_seconds=CONTROL_PLANE_EVERY_SECONDS,
+        first_after_seconds=600,
+        node_lock="shared",
+        max_attempts=ControlPlaneBackup.max_attempts,
+        timeout_seconds=ControlPlaneBackup.timeout_seconds,
+    )
     return Parts(
         workers=[
             *backup_workers(storage),
             BackupVerify(storage),
+            ControlPlaneBackup(kernel.config.data_dir, storage.cache_dir),
             BackupScan(BackupCreate, BackupVerify, kernel.config.restore_drill_hours),
         ],
-        schedules=[cleanup, scan],
-        services={"backups": Backups(kernel.db, kernel.writer, kernel.vault)},
+        schedules=[cleanup, scan, own],
+        services={"backups": Backups(kernel.db, kernel.writer, kernel.vault, storage.cache_dir)},
         site_sections=[backups_section()],
     )
 
@@ -88,6 +102,8 @@ FEATURE = Feature(
         BackupVerificationFailed,
         BackupScheduleChanged,
         BackupOverdueNoticed,
+        RecoveryKitExported,
+        ControlPlaneCopyStored,
     ),
     projectors=(BACKUPS_PROJECTOR,),
     failure_codes=CODES,

@@ -15,6 +15,7 @@ __all__ = [
     "BACKUP_JOB",
     "EXPIRED_BACKUPS",
     "LIVE_BACKUPS",
+    "RECOVERY_KEY",
     "REPOSITORIES",
     "SERVED_RELEASE",
     "TARGET",
@@ -116,18 +117,53 @@ class ExpiredBackup(msgspec.Struct, frozen=True, kw_only=True):
     repository_secret_id: str | None
 
 
+#: Kept whatever their age: the newest completed backups of each environment.
+KEEP_NEWEST = 3
+#: Kept past `retention_until`: the newest completed backup of each month, this long.
+KEEP_MONTHLY = 12
+
+
+def _kept(rows: list[tuple[str, str]], now: str) -> set[str]:
+    """Of one environment's completed backups (id, created_at; newest first), those the
+    retention rules keep: the newest `KEEP_NEWEST`, and the newest of each of the last
+    `KEEP_MONTHLY` months."""
+    kept = {backup_id for backup_id, _ in rows[:KEEP_NEWEST]}
+    year, month = int(now[:4]), int(now[5:7])
+    recent = set()
+    for _ in range(KEEP_MONTHLY):
+        recent.add(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    seen: set[str] = set()
+    for backup_id, created in rows:
+        if created[:7] in recent and created[:7] not in seen:
+            seen.add(created[:7])
+            kept.add(backup_id)
+    return kept
+
+
 def _expired(conn: sqlite3.Connection, now: str) -> list[ExpiredBackup]:
-    """Completed backups past `retention_until`, and failed ones older than a day
-    (what an interrupted attempt stored is forgotten with them)."""
+    """Completed backups past `retention_until` that no retention rule keeps
+    (specs/backups.md: the newest three of an environment, the newest of each month for
+    a year)."""
     rows = conn.execute(
-        "SELECT b.id, b.site_id, b.manifest_json, r.url, r.secret_id FROM backups b"
-        " LEFT JOIN backup_repositories r ON r.site_id = b.site_id"
+        "SELECT b.id, b.site_id, b.environment_id, b.manifest_json, r.url, r.secret_id"
+        " FROM backups b LEFT JOIN backup_repositories r ON r.site_id = b.site_id"
         " WHERE b.status = 'completed' AND b.retention_until < ?"
         " ORDER BY b.site_id, b.created_at",
         (now,),
     ).fetchall()
+    kept: dict[str, set[str]] = {}
     found = []
-    for backup_id, site_id, manifest, repo_url, repo_secret in rows:
+    for backup_id, site_id, environment_id, manifest, repo_url, repo_secret in rows:
+        if environment_id not in kept:
+            completed = conn.execute(
+                "SELECT id, created_at FROM backups WHERE environment_id = ?"
+                " AND status = 'completed' ORDER BY created_at DESC, id DESC",
+                (environment_id,),
+            ).fetchall()
+            kept[environment_id] = _kept([(str(a), str(b)) for a, b in completed], now)
+        if backup_id in kept[environment_id]:
+            continue
         objects = msgspec.json.decode(manifest).get("objects", []) if manifest else []
         found.append(
             ExpiredBackup(
@@ -186,3 +222,12 @@ def _live(conn: sqlite3.Connection, site_id: str) -> set[str]:
 
 #: The backups of a site whose objects must stay (being taken, or completed).
 LIVE_BACKUPS: Loader[str, set[str]] = Loader("live_backups", _live)
+
+
+def _recovery_key(conn: sqlite3.Connection, _key: None) -> str | None:
+    row = conn.execute("SELECT secret_id FROM recovery_kit WHERE id = 1").fetchone()
+    return None if row is None else str(row[0])
+
+
+#: The recovery key's vault id (None: no kit exported yet).
+RECOVERY_KEY: Loader[None, str | None] = Loader("recovery_key", _recovery_key)

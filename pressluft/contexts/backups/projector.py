@@ -25,6 +25,8 @@ from pressluft.contexts.backups.events import (
     BackupTargetRemoved,
     BackupVerificationFailed,
     BackupVerified,
+    ControlPlaneCopyStored,
+    RecoveryKitExported,
 )
 from pressluft.events.projection import Envelope, Projector, one_row
 from pressluft.jobs.projector import on_job_end, released_hold
@@ -142,6 +144,23 @@ def _overdue(conn: sqlite3.Connection, e: BackupOverdueNoticed, env: Envelope) -
     )
 
 
+def _kit(conn: sqlite3.Connection, e: RecoveryKitExported, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO recovery_kit (id, secret_id, exported_at, exports) VALUES (1, ?, ?, 1)"
+        " ON CONFLICT (id) DO UPDATE SET secret_id = excluded.secret_id,"
+        " exported_at = excluded.exported_at, exports = exports + 1",
+        (e.secret_id, env.recorded_at),
+    )
+
+
+def _control_plane(conn: sqlite3.Connection, e: ControlPlaneCopyStored, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO control_plane_backups (snapshot_id, job_id, sha256, size_bytes, events,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (e.snapshot_id, e.job_id, e.sha256, e.size_bytes, e.events, env.recorded_at),
+    )
+
+
 def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
     """A backup job ended failed or cancelled: its backup, still pending or running,
     is `failed` with the job's code and message."""
@@ -160,7 +179,15 @@ def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
 
 BACKUPS_PROJECTOR = Projector(
     "backups",
-    ("backup_target", "backup_repositories", "backups", "backup_schedules", "backup_alerts"),
+    (
+        "backup_target",
+        "backup_repositories",
+        "backups",
+        "backup_schedules",
+        "backup_alerts",
+        "recovery_kit",
+        "control_plane_backups",
+    ),
     {
         BackupTargetConfigured: _target,
         BackupTargetRemoved: _target_removed,
@@ -174,6 +201,8 @@ BACKUPS_PROJECTOR = Projector(
         BackupVerificationFailed: _verification_failed,
         BackupScheduleChanged: _schedule,
         BackupOverdueNoticed: _overdue,
+        RecoveryKitExported: _kit,
+        ControlPlaneCopyStored: _control_plane,
         **on_job_end(_released),
     },
 )

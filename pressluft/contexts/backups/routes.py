@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from litestar import Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import Body, PathParameter, QueryParameter
+from litestar.response import Stream
 
 from pressluft.acting import Context
 from pressluft.contexts.backups.commands import (
@@ -18,7 +19,9 @@ from pressluft.contexts.backups.commands import (
     RestoreRequest,
     TargetRequest,
 )
+from pressluft.contexts.backups.probes import object_stream
 from pressluft.contexts.backups.queries import BackupPage, BackupView, TargetView
+from pressluft.contexts.backups.recovery import ControlPlaneBackups
 from pressluft.contexts.backups.schedules import ScheduleRequest, ScheduleView
 from pressluft.contexts.backups.service import Backups
 from pressluft.http.params import query_choice
@@ -31,6 +34,7 @@ BackupIdParam = Annotated[str, PathParameter(name="backup_id")]  # likewise
 Raw = Annotated[str | None, QueryParameter(max_length=64)]
 Confirm = Annotated[str | None, QueryParameter(max_length=100)]
 STATUSES = ("pending", "running", "completed", "failed", "expired")
+OBJECTS = ("db.sql", "files.tar")
 
 
 @get("/api/backup-target", operation_id="getBackupTarget", tags=["backups"])
@@ -86,6 +90,27 @@ async def create_backup(
 @get("/api/backups/{backup_id:str}", operation_id="getBackup", tags=["backups"])
 async def backup(backups: NamedDependency[Backups], backup_id: BackupIdParam) -> BackupView:
     return await backups.get(backup_id)
+
+
+@get(
+    "/api/backups/{backup_id:str}/download",
+    operation_id="downloadBackup",
+    tags=["backups"],
+    media_type="application/octet-stream",
+)
+async def download_backup(
+    backups: NamedDependency[Backups],
+    backup_id: BackupIdParam,
+    object: Annotated[str, QueryParameter(max_length=16)],
+) -> Stream:
+    name = query_choice("object", object, OBJECTS)
+    assert name is not None
+    filename, download = await backups.download(backup_id, name)
+    return Stream(
+        object_stream(download),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @post(
@@ -147,6 +172,26 @@ async def set_backup_schedule(
     return await backups.change_schedule(environment_id, data, ctx)
 
 
+@get("/api/control-plane/backups", operation_id="listControlPlaneBackups", tags=["backups"])
+async def control_plane_backups(backups: NamedDependency[Backups]) -> ControlPlaneBackups:
+    return await backups.control_plane_backups()
+
+
+@post(
+    "/api/control-plane/backups",
+    operation_id="backUpControlPlane",
+    status_code=202,
+    tags=["backups"],
+)
+async def back_up_control_plane(
+    request: Request[Any, Any, Any],
+    backups: NamedDependency[Backups],
+    ctx: NamedDependency[Context],
+) -> Response[JobAccepted]:
+    done = await backups.back_up_control_plane(ctx, await retry_of(request, ctx))
+    return answer(done, 202)
+
+
 BACKUP_ROUTES = [
     backup_target,
     configure_backup_target,
@@ -154,8 +199,11 @@ BACKUP_ROUTES = [
     list_backups,
     create_backup,
     backup,
+    download_backup,
     verify_backup,
     restore_environment,
     backup_schedule,
     set_backup_schedule,
+    control_plane_backups,
+    back_up_control_plane,
 ]

@@ -4,13 +4,16 @@ is recorded), backups of an environment, restores; commands run at most once per
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pressluft.acting import Context
 from pressluft.contexts.backups.commands import (
     BackupAccepted,
     BackupNotConfigured,
+    BackupNotRestorable,
     CreateBackupRequest,
     JobAccepted,
     RestoreRequest,
@@ -20,8 +23,9 @@ from pressluft.contexts.backups.commands import (
     request_backup_command,
     restore_command,
 )
+from pressluft.contexts.backups.control_plane_worker import ControlPlaneBackup
 from pressluft.contexts.backups.drill_worker import BackupVerify, verify_command
-from pressluft.contexts.backups.probes import probe_target
+from pressluft.contexts.backups.probes import Download, probe_target
 from pressluft.contexts.backups.queries import (
     BackupPage,
     BackupView,
@@ -30,6 +34,11 @@ from pressluft.contexts.backups.queries import (
     get_target,
     list_backups,
     site_backup_summary,
+)
+from pressluft.contexts.backups.recovery import (
+    ControlPlaneBackups,
+    control_plane_backups,
+    request_control_plane_backup,
 )
 from pressluft.contexts.backups.schedules import (
     ScheduleRequest,
@@ -49,10 +58,13 @@ __all__ = ["Backups"]
 class Backups:
     """Backups of environments into the operator's S3-compatible target."""
 
-    def __init__(self, db: Database, writer: Writer, vault: Callable[[], Vault]) -> None:
+    def __init__(
+        self, db: Database, writer: Writer, vault: Callable[[], Vault], cache_dir: Path
+    ) -> None:
         self._db = db
         self._writer = writer
         self._vault = vault
+        self._cache_dir = cache_dir
 
     async def target(self) -> TargetView:
         found = await self._db.read(get_target)
@@ -121,3 +133,57 @@ class Backups:
         self, environment_id: str, request: ScheduleRequest, ctx: Context
     ) -> ScheduleView:
         return await self._db.write(change_schedule_command(environment_id, request, ctx.meta()))
+
+    async def control_plane_backups(self) -> ControlPlaneBackups:
+        return await self._db.read(control_plane_backups)
+
+    async def back_up_control_plane(
+        self, ctx: Context, retry: Retry | None
+    ) -> Answered[JobAccepted]:
+        command = request_control_plane_backup(ctx.meta(), ControlPlaneBackup)
+        return await self._writer.run(command, JobAccepted, 202, retry)
+
+    async def download(self, backup_id: str, name: str) -> tuple[str, Download]:
+        """A completed backup's object (`db.sql`, `files.tar`): its file name for the
+        operator and what streams it (the secrets opened here)."""
+        vault = self._vault()
+
+        def read(conn: sqlite3.Connection) -> tuple[str, Download]:
+            backup = get_backup(conn, backup_id)
+            objects = {o["name"]: o for o in (backup.manifest or {}).get("objects", [])}
+            if backup.status != "completed" or name not in objects:
+                raise BackupNotRestorable(
+                    f"backup {backup_id} is {backup.status} and holds"
+                    f" {', '.join(objects) or 'nothing'}",
+                    details={"hint": "download db.sql or files.tar of a completed backup"},
+                )
+            repo = conn.execute(
+                "SELECT url, secret_id FROM backup_repositories WHERE site_id = ?",
+                (backup.site_id,),
+            ).fetchone()
+            target = conn.execute(
+                "SELECT endpoint, region, bucket, prefix, access_key_id, secret_id"
+                " FROM backup_target WHERE id = 1"
+            ).fetchone()
+            if repo is None or target is None:
+                raise BackupNotConfigured("the backup's repository or target is not configured")
+            endpoint, region, bucket, prefix, key_id, target_secret = target
+            stamp = backup.created_at[:19].replace(":", "").replace("-", "")
+            filename = f"pressluft-{backup.environment_id[:8]}-{stamp}-{name}"
+            return filename, Download(
+                url=repo[0],
+                password=vault.open(conn, repo[1]).decode(),
+                target=(
+                    endpoint,
+                    region,
+                    bucket,
+                    prefix,
+                    key_id,
+                    vault.open(conn, target_secret).decode(),
+                ),
+                cache_dir=self._cache_dir,
+                snapshot_id=str(objects[name]["snapshot_id"]),
+                name=name,
+            )
+
+        return await self._db.read(read)

@@ -83,3 +83,23 @@ CREATE TABLE backup_alerts (
     last_backup_id    TEXT NOT NULL,
     noticed_at        TEXT NOT NULL
 ) STRICT;
+
+-- The recovery key (sealed in the vault): the password of the control plane's own
+-- repository, exported once with the target as the recovery kit (id = 1).
+CREATE TABLE recovery_kit (
+    id                INTEGER PRIMARY KEY CHECK (id = 1),
+    secret_id         TEXT NOT NULL,
+    exported_at       TEXT NOT NULL,
+    exports           INTEGER NOT NULL CHECK (exports >= 1)
+) STRICT;
+
+-- The control plane's own backups (its database and the vault's key, in
+-- `{prefix}/control-plane`).
+CREATE TABLE control_plane_backups (
+    snapshot_id       TEXT PRIMARY KEY,
+    job_id            TEXT NOT NULL,
+    sha256            TEXT NOT NULL,
+    size_bytes        INTEGER NOT NULL CHECK (size_bytes >= 0),
+    events            INTEGER NOT NULL CHECK (events >= 0),
+    created_at        TEXT NOT NULL
+) STRICT;
