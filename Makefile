@@ -97,7 +97,8 @@ static: lint typecheck contract traceability locks ansible-lint ## All static ch
 
 # Two pytest processes at once: the tests on the session's live lab site (marked `live`:
 # one node, one site, mostly waiting on its jobs) beside every other tier. Both must pass;
-# the live run's output follows the other's.
+# the live run's output follows the other's. The backups' live tests run with the other
+# tiers, on a live site of their own (tests/conftest.py: SECOND_LIVE_SITE).
 test: system-deps $(STAMP) static ## Install what is needed, then run every test tier
 	@mkdir -p $(ARTIFACTS)
 	@PRESSLUFT_ARTIFACTS=$(abspath $(ARTIFACTS)) $(PYTEST) tests -q -m live \

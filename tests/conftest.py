@@ -279,11 +279,19 @@ def s3_server() -> Iterator[S3Server]:
         server.stop()
 
 
+#: Modules on a live site that run in the other process (`-m "not live"`), on a live
+#: site of its own: that process has time to spare, the `live` one has none (CI's
+#: 40 minutes). The backups' tests: restic, the S3 server and a drill's clone.
+SECOND_LIVE_SITE = {"test_backup_node", "test_recovery_node", "test_backup_crash"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests on the session's live site are marked `live` (by the fixture they use):
-    `make test` runs them in a second process beside the rest."""
+    `make test` runs them in a second process beside the rest — but for the modules of
+    `SECOND_LIVE_SITE`, which run with the rest on a live site of their own."""
     for item in items:
-        if "live" in getattr(item, "fixturenames", ()):
+        module = getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]
+        if "live" in getattr(item, "fixturenames", ()) and module not in SECOND_LIVE_SITE:
             item.add_marker(pytest.mark.live)
 
 
