@@ -271,7 +271,12 @@ def peer_backup(live: Any, ssh: SSH, s3: Any) -> Peer:
     short = live.environment_id.replace("-", "")[:12]
     root = f"/var/www/sites/{live.site_id}/{live.environment_id}"
     dump = f"mysqldump --single-transaction --hex-blob --routines --triggers wp_{short} | gzip"
-    tar = f'cd {root} && tar -c "$(readlink current)" shared/uploads | gzip'
+    # As the node's script: without the page cache's files, and a file changed while
+    # read (GNU tar's exit status 1) is no failure.
+    tar = (
+        f'cd {root} && {{ tar -c --exclude=shared/uploads/cache "$(readlink current)"'
+        " shared/uploads || [ $? -eq 1 ]; } | gzip"
+    )
     db_seconds, db_bytes = _piped(ssh, dump, s3, "bare/db.sql.gz")
     files_seconds, files_bytes = _piped(ssh, tar, s3, "bare/files.tar.gz")
     return Peer(db_seconds + files_seconds, db_seconds, files_seconds, db_bytes, files_bytes)
