@@ -126,11 +126,12 @@ test-browser: system-deps $(STAMP) ## Headless Chromium against a live daemon
 
 check: static test ## Everything CI checks: lint, types, contract, traceability, locks, tests
 
-bench: $(STAMP) ## Benchmarks (ratios against raw sqlite3, huey, bare ansible-playbook and a bare Litestar app, same run)
+bench: $(STAMP) ## Benchmarks (ratios against raw sqlite3, huey, bare ansible-playbook, a bare Litestar app and bare ssh | gzip | S3 uploads, same run)
 	@status=0; $(BIN)/python bench/events.py || status=1; \
 	$(BIN)/python bench/jobqueue.py || status=1; \
 	$(BIN)/python bench/provision.py || status=1; \
-	$(BIN)/python bench/api.py || status=1; exit $$status
+	$(BIN)/python bench/api.py || status=1; \
+	$(BIN)/python bench/backup.py || status=1; exit $$status
 
 clean: ## Remove caches and artifacts (keeps .venv and .pressluft)
 	rm -rf $(ARTIFACTS) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -189,3 +189,33 @@ def test_every_pressluft_import_of_the_benches_resolves(repo_root: Path) -> None
                     and importlib.util.find_spec(f"{node.module}.{alias.name}") is None
                 ]
     assert missing == []
+
+
+def _load_backup_bench(repo_root: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_backup", repo_root / "bench" / "backup.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("cold", "met"), [(19.5, True), (21.5, False)])
+def test_backup_bench_judges_the_cold_backup_against_the_peer(
+    repo_root: Path, capsys: pytest.CaptureFixture[str], cold: float, met: bool
+) -> None:
+    """The goal is the cold backup's (the peer has no deduplication); warm is reported."""
+    bench = _load_backup_bench(repo_root)
+    streams = {"db.sql": (4.0, 1), "files.tar": (9.0, 2)}
+    results = bench.Results(
+        cold=bench.Backup(cold, "b0", "j0", streams),
+        warm=[bench.Backup(s, f"b{i}", f"j{i}", streams) for i, s in enumerate((12, 13, 14))],
+        peers=[bench.Peer(16.0, 2.0, 14.0, 20, 200), bench.Peer(15.0, 2.0, 13.0, 20, 200)],
+        restore_seconds=30.0,
+        stored_bytes=2000,
+        backups=4,
+    )
+    assert bench.report(results) is met
+    out = capsys.readouterr().out
+    assert ("MISSED" in out) is not met
+    assert "0.84x" in out  # warm 13 / bare 15.5

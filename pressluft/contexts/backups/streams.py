@@ -14,7 +14,10 @@ __all__ = ["RowCounter", "TarCounter"]
 _CREATE = re.compile(rb"^CREATE TABLE `((?:[^`]|``)+)`")
 _INSERT = re.compile(rb"^INSERT INTO `((?:[^`]|``)+)`(?: \([^)]*\))? VALUES ?")
 # A quoted string of mysqldump (backslash escapes); hex blobs (--hex-blob) need none.
-_STRING = re.compile(rb"'(?:[^'\\]|\\.)*'", re.DOTALL)
+# Unrolled (runs of plain bytes, then one escape): the same strings as
+# '(?:[^'\\]|\\.)*', matched ~4x faster — it runs on the event loop over every byte of
+# the dump (bench/backup.py).
+_STRING = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'", re.DOTALL)
 
 
 class RowCounter:
