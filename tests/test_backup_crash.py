@@ -24,7 +24,8 @@ import httpx
 import pytest
 
 from pressluft.clock import SystemClock
-from pressluft.contexts.backups.workers import BackupCleanup
+from pressluft.contexts.backups.workers import SCRIPT, BackupCleanup
+from pressluft.contexts.sites.loaders import env_names
 from pressluft.datadir import DataDirLock
 from pressluft.db import WriteTx, open_sync, write_now
 from pressluft.events import Meta
@@ -465,3 +466,40 @@ def test_a_failed_pre_restore_backup_stops_the_restore_before_anything_changes(
     repo = _repository(live, target, tmp_path / "restic-cache")
     _assert_completed_backups_whole(live, repo)
     _php(live, "delete_option('pressluft_crash_probe');")
+
+
+@pytest.mark.spec("BAK-46")
+def test_a_files_stream_cut_between_two_members_leaves_no_release_after_the_revert(
+    live: LiveSite, target: S3Server
+) -> None:
+    """A restore's files stream cut by the daemon's death can end exactly between two
+    members of the archive, where tar (no end-of-archive marker needed) takes it for a
+    whole one and `stage-files` succeeds: what it staged must still be gone after the
+    second attempt's `revert`. Driven on the node with the script itself (installed by
+    a backup), the cut made with `head -c`."""
+    _settle(live)
+    _backup(live, "db")  # the script as this control plane ships it, on the node
+    root, user = _root(live), _env_user(live)
+    db_name = env_names(live.environment_id, live.site_id)["db_name"]
+    archive = "/tmp/pressluft-crash.tar"
+    rc, out = live.exec(
+        "sh", "-c", f"{SCRIPT} tar-files {root} > {archive} && tar -tvR -f {archive} | sed -n 200p"
+    )
+    assert rc == 0 and out.startswith("block "), out
+    cut = int(out.split()[1].rstrip(":")) * 512  # where the 200th member's header begins
+    served = _environment(live)["current_release_id"]
+    rc, current = live.exec("readlink", f"{root}/current")
+    assert rc == 0, current
+    rid = "20000101T000000Z-restore"
+    try:
+        stage = f"head -c {cut} {archive} | {SCRIPT} stage-files {root} {user} {rid}"
+        rc, out = live.exec("sh", "-c", stage)
+        assert rc == 0, out  # tar cannot tell
+        rc, out = live.exec(SCRIPT, "revert", root, db_name, current.strip().rsplit("/", 1)[-1])
+        assert rc == 0, out
+        assert _node_leftovers(live) == []
+        rc, _ = live.exec("test", "-e", f"{root}/releases/{rid}")
+        assert rc != 0, f"the cut stream is left as release {rid}"
+    finally:
+        live.exec("rm", "-rf", archive, f"{root}/releases/{rid}", f"{root}/shared/.uploads.{rid}")
+    _serves_as_before(live, served)
