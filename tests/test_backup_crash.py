@@ -142,9 +142,10 @@ def _assert_completed_backups_whole(
 # -- the daemon, killed and started again ------------------------------------------
 
 
-def _restics(url: str) -> list[int]:
-    """PIDs of restic processes working on the repository `url` (its environment)."""
-    found = []
+def _restics(url: str) -> dict[int, str]:
+    """Processes working on the repository `url` (restic's environment names it): pid →
+    the program (`restic`, or `setpriv` just before it becomes restic)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -153,19 +154,23 @@ def _restics(url: str) -> list[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if os.path.basename(argv[0]) == b"restic" and (
-            f"RESTIC_REPOSITORY={url}".encode() in environ
-        ):
-            found.append(int(entry.name))
+        if f"RESTIC_REPOSITORY={url}".encode() in environ:
+            found[int(entry.name)] = os.path.basename(argv[0]).decode(errors="replace")
     return found
 
 
 def _kill_and_restart(
-    live: LiveSite, repo_url: str, while_down: Callable[[], None] | None = None
+    live: LiveSite,
+    repo_url: str,
+    while_down: Callable[[], None] | None = None,
+    *,
+    streaming: bool = True,
 ) -> float:
-    """SIGKILL the daemon, check that no restic of it is left (and run `while_down`),
-    start it again; the seconds it took until it answered."""
-    assert _restics(repo_url), "no restic works on the repository at the kill"
+    """Once restic streams (when `streaming`), SIGKILL the daemon, check that nothing
+    of restic is left (and run `while_down`), start the daemon again; the seconds it
+    took until it answered."""
+    if streaming:
+        until(lambda: "restic" in _restics(repo_url).values(), within=30, every=0.02)
     killed = time.monotonic()
     live.daemon.send(signal.SIGKILL)
     live.daemon.wait()
@@ -254,10 +259,20 @@ def _run_cleanup(live: LiveSite) -> dict[str, object]:
     return live.job_ok(job_id, 600)
 
 
-def _node_leftovers(live: LiveSite) -> list[str]:
+def _ls(live: LiveSite, path: str) -> set[str]:
+    rc, out = live.exec("ls", "-1A", path)
+    assert rc == 0, out
+    return set(out.split())
+
+
+def _releases(live: LiveSite) -> set[str]:
+    return _ls(live, f"{_root(live)}/releases")
+
+
+def _node_leftovers(live: LiveSite, releases_before: set[str]) -> list[str]:
     """What a restore stages or replaces, left on the node: `*_rs`/`*_ro`/`*_rf`
-    databases, `releases/.*.restore`, `shared/.uploads.*`, a `*-restore` release
-    that is not served."""
+    databases, `releases/.*.restore`, `shared/.uploads.*`, and a release not there
+    before that is not served."""
     root = _root(live)
     rc, out = live.exec("mariadb", "-N", "-e", "SHOW DATABASES")
     assert rc == 0, out
@@ -265,12 +280,10 @@ def _node_leftovers(live: LiveSite) -> list[str]:
     rc, current = live.exec("readlink", f"{root}/current")
     assert rc == 0, current
     served = current.strip().rsplit("/", 1)[-1]
-    rc, out = live.exec("ls", "-1a", f"{root}/releases", f"{root}/shared")
-    assert rc == 0, out
-    for name in out.split():
-        staged = name.endswith(".restore") or name.startswith(".uploads.")
-        if staged or (name.endswith("-restore") and name != served):
-            left.append(name)
+    left += sorted(n for n in _ls(live, f"{root}/shared") if n.startswith(".uploads."))
+    releases = _releases(live)
+    left += sorted(n for n in releases if n.endswith(".restore"))
+    left += sorted(releases - releases_before - {served} - {n for n in left})
     return left
 
 
@@ -372,11 +385,18 @@ def test_a_restore_killed_while_it_stages_switches_back_to_what_was_served(
     backup = _backup(live)
     _php(live, "update_option('pressluft_crash_probe', 'before the restore');")
     before = _environment(live)["current_release_id"]
+    releases = _releases(live)
     job_id = _restore(live, backup["id"])
     # The database is staged; the files (~100 MB) are being staged beside what is served.
     _await_line(live, job_id, "staged db.sql", within=900)
     repo = _repository(live, target, tmp_path / "restic-cache")
-    restarted = _kill_and_restart(live, repo.url)
+    at_the_kill: list[str] = []
+    restarted = _kill_and_restart(
+        live, repo.url, lambda: at_the_kill.extend(_node_leftovers(live, releases))
+    )
+    print(f"staged on the node at the kill: {at_the_kill}")
+    assert any(name.endswith("_rs") for name in at_the_kill), at_the_kill
+    assert any(name.endswith(".restore") for name in at_the_kill), at_the_kill
     rescued = _second_attempt_after(live, job_id)
     print(f"restarted in {restarted:.1f} s; second attempt {rescued:.1f} s after that")
     job = live.daemon.job_ended(job_id, 600)
@@ -394,9 +414,59 @@ def test_a_restore_killed_while_it_stages_switches_back_to_what_was_served(
         _serves_as_before(live, before)
         assert _php(live, "echo get_option('pressluft_crash_probe');") == "before the restore"
     until(lambda: not _node_streams(live), within=30)
-    assert _node_leftovers(live) == []
+    assert _node_leftovers(live, releases) == []
     _assert_completed_backups_whole(live, repo)
     _php(live, "delete_option('pressluft_crash_probe');")
+
+
+@pytest.mark.spec("BAK-46")
+def test_a_restore_killed_after_its_switch_switches_back_to_what_was_served(
+    live: LiveSite, target: S3Server, bulky: None, tmp_path: Path
+) -> None:
+    """The kill right after the switch (the backup served, not yet checked): the second
+    attempt puts back the release, the database and the uploads the switch replaced.
+    The window is the health checks' seconds; a kill that comes after the restore
+    finished finds it succeeded (said, and accepted)."""
+    _settle(live)
+    _php(live, "update_option('pressluft_crash_probe', 'in the backup');")
+    backup = _backup(live)
+    _php(live, "update_option('pressluft_crash_probe', 'before the restore');")
+    # An upload the backup does not hold: back after the switch back, gone after a restore.
+    after = f"{_root(live)}/shared/uploads/pressluft-crash-after.txt"
+    rc, out = live.exec("runuser", "-u", _env_user(live), "--", "sh", "-c", f"echo x > {after}")
+    assert rc == 0, out
+    before = _environment(live)["current_release_id"]
+    releases = _releases(live)
+    job_id = _restore(live, backup["id"])
+    _await_line(live, job_id, "switched: the backup is served", within=900)
+    repo = _repository(live, target, tmp_path / "restic-cache")
+    at_the_kill: list[str] = []
+    restarted = _kill_and_restart(
+        live,
+        repo.url,
+        lambda: at_the_kill.extend(_node_leftovers(live, releases)),
+        streaming=False,
+    )
+    print(f"replaced on the node at the kill: {at_the_kill}")
+    job = live.daemon.job_ended(job_id, 600)
+    log = _lines(live, job_id)
+    print(f"restarted in {restarted:.1f} s; the restore's job: {job['status']} {job['error_code']}")
+    if job["status"] == "succeeded":  # the kill came after the restore had finished
+        assert _php(live, "echo get_option('pressluft_crash_probe');") == "in the backup"
+        env = _environment(live)
+        assert env["status"] == "active" and env["current_release_id"] != before
+        assert live.exec("test", "-e", after)[0] != 0
+    else:
+        assert any(name.endswith("_ro") for name in at_the_kill), at_the_kill
+        assert job["error_code"] == "RESTORE_INTERRUPTED", (job, log[-20:])
+        _serves_as_before(live, before)
+        assert _php(live, "echo get_option('pressluft_crash_probe');") == "before the restore"
+        assert live.exec("test", "-e", after)[0] == 0, "the uploads served before are not back"
+    until(lambda: not _node_streams(live), within=30)
+    assert _node_leftovers(live, releases) == []
+    _assert_completed_backups_whole(live, repo)
+    _php(live, "delete_option('pressluft_crash_probe');")
+    live.exec("rm", "-f", after)
 
 
 @pytest.mark.spec("BAK-46")
@@ -408,6 +478,7 @@ def test_a_restore_killed_during_its_pre_restore_backup_leaves_nothing_running(
     backup = _backup(live, "db")
     _php(live, "update_option('pressluft_crash_probe', 'before the restore');")
     before = _environment(live)["current_release_id"]
+    releases = _releases(live)
     job_id = _restore(live, backup["id"])
     # Verified; the pre-restore backup stored its database, its files stream in flight.
     _await_line(live, job_id, "stored db.sql", within=900)
@@ -423,7 +494,7 @@ def test_a_restore_killed_during_its_pre_restore_backup_leaves_nothing_running(
     assert len(pre) == 1, pre
     assert pre[0]["status"] == "failed", pre[0]
     until(lambda: not _node_streams(live), within=30)
-    assert _node_leftovers(live) == []
+    assert _node_leftovers(live, releases) == []
     _assert_completed_backups_whole(live, repo, only_live=False)
     # The killed pre-restore backup's snapshot goes with the next cleanup.
     _run_cleanup(live)
@@ -440,6 +511,7 @@ def test_a_failed_pre_restore_backup_stops_the_restore_before_anything_changes(
     backup = _backup(live, "db")
     _php(live, "update_option('pressluft_crash_probe', 'before the restore');")
     before = _environment(live)["current_release_id"]
+    releases = _releases(live)
     # A key that reads, lists, locks and deletes, but may not write data packs: the
     # restore verifies the backup, and its pre-restore backup cannot store anything.
     no_data = target.key_with_policy(
@@ -462,7 +534,7 @@ def test_a_failed_pre_restore_backup_stops_the_restore_before_anything_changes(
     assert len(pre) == 1 and pre[0]["status"] == "failed", pre
     _serves_as_before(live, before)
     assert _php(live, "echo get_option('pressluft_crash_probe');") == "before the restore"
-    assert _node_leftovers(live) == []
+    assert _node_leftovers(live, releases) == []
     repo = _repository(live, target, tmp_path / "restic-cache")
     _assert_completed_backups_whole(live, repo)
     _php(live, "delete_option('pressluft_crash_probe');")
@@ -488,6 +560,7 @@ def test_a_files_stream_cut_between_two_members_leaves_no_release_after_the_reve
     assert rc == 0 and out.startswith("block "), out
     cut = int(out.split()[1].rstrip(":")) * 512  # where the 200th member's header begins
     served = _environment(live)["current_release_id"]
+    releases = _releases(live)
     rc, current = live.exec("readlink", f"{root}/current")
     assert rc == 0, current
     rid = "20000101T000000Z-restore"
@@ -497,7 +570,7 @@ def test_a_files_stream_cut_between_two_members_leaves_no_release_after_the_reve
         assert rc == 0, out  # tar cannot tell
         rc, out = live.exec(SCRIPT, "revert", root, db_name, current.strip().rsplit("/", 1)[-1])
         assert rc == 0, out
-        assert _node_leftovers(live) == []
+        assert _node_leftovers(live, releases) == []
         rc, _ = live.exec("test", "-e", f"{root}/releases/{rid}")
         assert rc != 0, f"the cut stream is left as release {rid}"
     finally:
