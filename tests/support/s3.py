@@ -8,7 +8,9 @@ like S3 does.
   known key (`InvalidAccessKeyId`, `SignatureDoesNotMatch` otherwise) and is
   checked against the key's IAM policy (`AccessDenied`), the way a real bucket
   refuses a wrong secret. `key_allowed(*actions)` makes another key allowed only
-  those actions (e.g. `s3:PutObject` without `s3:GetObject`).
+  those actions (e.g. `s3:PutObject` without `s3:GetObject`); `key_with_policy(*statements)`
+  one under the IAM statements given (resources and `Deny` included, e.g. no
+  `s3:PutObject` on `arn:aws:s3:::*/data/*`).
 - `create_bucket(name)` (moto, like S3, wants at least 3 characters), `target(bucket,
   prefix)` → `pressluft.runners.s3.Target` with the good key (or another secret),
   `objects(bucket, prefix)` (every key and its bytes, for looking inside),
@@ -131,6 +133,14 @@ class S3Server:
         """A new access key (id, secret) allowed only `actions`."""
         self._users += 1
         return self._user(self._iam(self._admin), f"limited{self._users}", allow(*actions))
+
+    def key_with_policy(self, *statements: dict[str, Any]) -> tuple[str, str]:
+        """A new access key (id, secret) under an IAM policy of these statements (moto
+        checks each request's action and resource, `arn:aws:s3:::{bucket}/{key}`;
+        a matching `Deny` wins)."""
+        self._users += 1
+        policy = json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+        return self._user(self._iam(self._admin), f"limited{self._users}", policy)
 
     def client(self) -> Any:
         """A boto3 S3 client with the good key."""

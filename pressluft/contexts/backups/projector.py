@@ -1,9 +1,12 @@
 """Projects backup events into `backup_target`, `backup_repositories` and `backups`.
 
 A backup job holds its backup (JOB-48): when it ends failed or cancelled, the
-backup — pending or running — is `failed` with the job's code. A `completed`
-backup is never touched by a job's end (reference scenario 25: completed only
-with its checksum and size, enforced by the table's CHECK).
+backup — pending or running — is `failed` with the job's code. So is a backup a
+job takes itself before it changes an environment (the restore's `pre_restore`,
+its `job_id` that job's) when the job ends while it is still pending or running —
+a restore killed with the daemon during it fails its next attempt without it
+(BAK-46). A `completed` backup is never touched by a job's end (reference scenario
+25: completed only with its checksum and size, enforced by the table's CHECK).
 """
 
 from __future__ import annotations
@@ -162,18 +165,30 @@ def _control_plane(conn: sqlite3.Connection, e: ControlPlaneCopyStored, env: Env
 
 
 def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
-    """A backup job ended failed or cancelled: its backup, still pending or running,
-    is `failed` with the job's code and message."""
+    """A job ended failed or cancelled: the backup it held, and the backups it took
+    itself (pre-operation), still pending or running, are `failed` with the job's
+    code and message."""
     held = released_hold(conn, job_id, "backup")
-    if held is None:
-        return
-    (message,) = conn.execute(
-        "SELECT coalesce(error_message, '') FROM jobs WHERE id = ?", (job_id,)
-    ).fetchone()
+    if held is not None:
+        (message,) = conn.execute(
+            "SELECT coalesce(error_message, '') FROM jobs WHERE id = ?", (job_id,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE backups SET status = 'failed', error_code = ?, error = ?, updated_at = ?"
+            " WHERE id = ? AND status IN ('pending', 'running')",
+            (held.error_code, message, env.recorded_at, held.id),
+        )
+    # Its own backups, held by no job (a job holds a backup only when it was queued
+    # to take it): the attempt taking one was lost and the job has ended.
     conn.execute(
-        "UPDATE backups SET status = 'failed', error_code = ?, error = ?, updated_at = ?"
-        " WHERE id = ? AND status IN ('pending', 'running')",
-        (held.error_code, message, env.recorded_at, held.id),
+        "UPDATE backups SET status = 'failed',"
+        " error_code = (CASE j.status WHEN 'cancelled' THEN 'CANCELLED'"
+        "   ELSE coalesce(j.error_code, 'HANDLER_ERROR') END),"
+        " error = coalesce(j.error_message, ''), updated_at = ?"
+        " FROM jobs j WHERE j.id = ? AND j.status IN ('failed', 'cancelled')"
+        " AND backups.job_id = j.id AND backups.status IN ('pending', 'running')"
+        " AND j.holds_kind IS NOT 'backup'",
+        (env.recorded_at, job_id),
     )
 
 
