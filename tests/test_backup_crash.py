@@ -6,8 +6,12 @@ completed without all its objects, the environment serves, nothing is stuck.
 The site gets ~100 MB of random uploads first (incompressible, not deduplicated),
 so a backup, a restore's verification and its staging stream long enough to be
 killed in the middle; they are removed again when the module ends. The kills aim
-at log lines: the files stream of a backup in flight (`stored db.sql`), a restore's
-staging in flight (`staged db.sql`), its pre-restore backup in flight.
+at log lines and land once restic streams: the files stream of a backup in flight
+(after `stored db.sql`), a restore's staging in flight (after `staged db.sql`), its
+pre-restore backup in flight; one lands right after a restore's switch. A files
+stream cut between two archive members (which tar takes for a whole archive) is
+driven on the node with the script itself. `backup_cleanup` has no endpoint: it is
+queued with the queue's own command while the daemon is stopped (as the CLI writes).
 """
 
 from __future__ import annotations
@@ -34,11 +38,16 @@ from pressluft.jobs.workers import NoArgs, enqueue_job
 from pressluft.runners import restic
 from tests.support.live import SITE_TITLE, LiveSite, until
 from tests.support.s3 import S3Server
+from tests.test_backup_node import BUCKET as NODE_BUCKET
 from tests.test_backup_node import _env_user, _environment, _php, _restore, _root
 
 pytestmark = pytest.mark.daemon
 
-BUCKET = "pressluft-crash-backups"
+#: The bucket of tests/test_backup_node.py, not one of our own: a site's repository
+#: URL is fixed when its first backup creates it (`backup_repositories`), so whichever
+#: module backs the live site up first decides the bucket for the whole session, and
+#: the other module's checks of its bucket's objects would find none.
+BUCKET = NODE_BUCKET
 #: Random uploads that make every stream long enough to be killed in the middle.
 BULK_DIR = "pressluft-crash-bulk"
 BULK_FILES, BULK_MIB = 20, 5
@@ -65,7 +74,7 @@ def _configure(live: LiveSite, s3: S3Server, key: tuple[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def target(live: LiveSite, s3_server: S3Server) -> S3Server:
-    s3_server.create_bucket(BUCKET)
+    s3_server.create_bucket(BUCKET)  # or kept, made by tests/test_backup_node.py
     _configure(live, s3_server, (s3_server.access_key_id, s3_server.secret_access_key))
     return s3_server
 

@@ -11,8 +11,9 @@ like S3 does.
   those actions (e.g. `s3:PutObject` without `s3:GetObject`); `key_with_policy(*statements)`
   one under the IAM statements given (resources and `Deny` included, e.g. no
   `s3:PutObject` on `arn:aws:s3:::*/data/*`).
-- `create_bucket(name)` (moto, like S3, wants at least 3 characters), `target(bucket,
-  prefix)` → `pressluft.runners.s3.Target` with the good key (or another secret),
+- `create_bucket(name)` (moto, like S3, wants at least 3 characters; one the key owns
+  already is kept), `target(bucket, prefix)` → `pressluft.runners.s3.Target` with
+  the good key (or another secret),
   `objects(bucket, prefix)` (every key and its bytes, for looking inside),
   `corrupt_one_object(bucket, key_prefix)` (flips one byte in the middle of the
   largest object under the prefix: for a restic repository's `…/data/` that is a
@@ -24,6 +25,7 @@ like S3 does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -154,9 +156,13 @@ class S3Server:
         )
 
     def create_bucket(self, name: str) -> str:
-        self.client().create_bucket(
-            Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region}
-        )
+        """The bucket `name`, made unless the good key owns it already (test modules of
+        one session may share one: the live site's repository stays where it began)."""
+        client = self.client()
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(
+                Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region}
+            )
         return name
 
     def target(
