@@ -11,6 +11,7 @@ test changed it); its release is the restore's.
 from __future__ import annotations
 
 import shlex
+import shutil
 import time
 import uuid
 from typing import Any
@@ -239,17 +240,27 @@ def test_a_changed_byte_in_the_bucket_refuses_the_restore_before_anything_change
     added = sorted(set(target.objects(BUCKET, prefix)) - known)
     assert added, "the backup stored no new data object"
     client = target.client()
+    originals = {}
     for key in added:
-        body = bytearray(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        originals[key] = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        body = bytearray(originals[key])
         body[len(body) // 2] ^= 0x01
         client.put_object(Bucket=BUCKET, Key=key, Body=bytes(body))
-    _php(live, "update_option('pressluft_corrupt_probe', 'after');")
-    before = _environment(live)["current_release_id"]
-    job_id = _restore(live, backup["id"])
-    job = live.daemon.job_ended(job_id, 900)
-    assert job["status"] == "failed" and job["error_code"] == "BACKUP_CORRUPT", job
-    assert _php(live, "echo get_option('pressluft_corrupt_probe');") == "after"
-    env = _environment(live)
-    assert env["status"] == "active" and env["current_release_id"] == before
-    assert live.get("/").status_code == 200
-    _php(live, "delete_option('pressluft_corrupt_probe');")
+    try:
+        _php(live, "update_option('pressluft_corrupt_probe', 'after');")
+        before = _environment(live)["current_release_id"]
+        job_id = _restore(live, backup["id"])
+        job = live.daemon.job_ended(job_id, 900)
+        assert job["status"] == "failed" and job["error_code"] == "BACKUP_CORRUPT", job
+        assert _php(live, "echo get_option('pressluft_corrupt_probe');") == "after"
+        env = _environment(live)
+        assert env["status"] == "active" and env["current_release_id"] == before
+        assert live.get("/").status_code == 200
+    finally:
+        # The repository is the site's for the whole session: later backups would
+        # deduplicate against the damaged blobs.
+        for key, body in originals.items():
+            client.put_object(Bucket=BUCKET, Key=key, Body=body)
+        # restic keeps the tree packs it read in the daemon's cache: the damaged ones go.
+        shutil.rmtree(live.daemon.data_dir / "cache" / "restic", ignore_errors=True)
+        _php(live, "delete_option('pressluft_corrupt_probe');")
