@@ -531,3 +531,43 @@ async def test_retention_keeps_the_newest_three_and_one_a_month_for_a_year(
     assert len(expired) == len(made) - len(kept) and len(kept) <= 15
     oldest = min(at for at, _ in kept)
     assert oldest >= format_ts(clock.now() - timedelta(days=366))
+
+
+@pytest.mark.spec("BAK-47")
+async def test_a_restore_that_fails_before_changing_anything_ends_failed_and_active(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    bucket = _bucket()
+    await _configure(client, s3_server, bucket)
+    site_id = await runtime.db.read(
+        lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()[
+            0
+        ]
+    )
+    url = restic_url(s3_server.target(bucket, "pl"), f"sites/{site_id}")
+
+    def repository(tx: WriteTx) -> None:
+        secret = runtime.vault.seal(tx.conn, "backup_repository", b"pw-restore", tx.now_ts)
+        event = BackupRepositoryCreated(site_id=site_id, url=url, secret_id=secret)
+        append(tx, f"backup_repository:{site_id}", NO_STREAM, [event], META)
+
+    await runtime.db.write(repository)
+    # A completed backup whose snapshot is not in the repository: its verification fails
+    # (restic's error is retryable) before anything on the node is touched.
+    missing = await completed_backup(runtime, env_id, scope="db")
+    reply = await client.post(
+        f"/api/environments/{env_id}/restore",
+        params={"confirm": "production"},
+        json={"backup_id": missing},
+    )
+    assert reply.status_code == 202, reply.text
+    job = await until_ended(runtime, reply.json()["job_id"], within=120)
+    assert job.status == "failed" and job.error_code == "RESTORE_FAILED", job
+    assert job.attempt_count == 1  # not retried: nothing was left to finish
+    env = (await client.get(f"/api/environments/{env_id}")).json()
+    assert env["status"] == "active"
+    events = (
+        await client.get("/api/events", params={"type": "environment.restore_reverted"})
+    ).json()
+    assert any(e["data"]["environment_id"] == env_id for e in events["items"])

@@ -400,6 +400,15 @@ async def _health(ctx: WorkerPort, node: NodeAddress, env: EnvironmentJob, env_u
     ctx.log("health: WordPress installed, database answers, http 200 with its title")
 
 
+def _final(failure: JobFailure) -> JobFailure:
+    """A restore's failure after it put everything back is its end: a retryable code
+    (the target did not answer) would queue a second attempt, which finds the
+    environment active and would end as if it had restored."""
+    if not failure.retryable:
+        return failure
+    return JobFailure(RESTORE_FAILED, f"{failure.code}: {failure.message}")
+
+
 class EnvRestore(JobWorker[RestoreArgs]):
     """`env_restore`: a completed backup of the environment served again, or nothing
     changed. A second attempt (the daemon stopped during the first) puts back what the
@@ -422,8 +431,8 @@ class EnvRestore(JobWorker[RestoreArgs]):
             ctx.log("the environment is not restoring: nothing to do")
             return
         names = env_names(environment_id, env.site_id)
-        node = await job_node_address(ctx)
         if ctx.attempt > 1:
+            node = await job_node_address(ctx)
             reason = "interrupted: the daemon stopped during the restore"
             await self._revert(ctx, node, environment_id, names, None, args.backup_id, reason)
             raise JobFailure(
@@ -431,14 +440,17 @@ class EnvRestore(JobWorker[RestoreArgs]):
                 "the restore was interrupted; the environment serves what it served before"
                 " (run the restore again)",
             )
-        backup = await self._restorable(ctx, environment_id, args)
-        repo = await self.storage.repository(ctx, backup)
         try:
+            node = await job_node_address(ctx)
+            backup = await self._restorable(ctx, environment_id, args)
+            repo = await self.storage.repository(ctx, backup)
             await _verify(ctx, repo, backup)
             await self._pre_backup(ctx, environment_id)
         except JobFailure as failure:
+            # Nothing on the node changed: the environment is active again, and the
+            # job ends here (a second attempt is only for a daemon that died).
             await self._reverted(ctx, environment_id, args.backup_id, failure.message)
-            raise
+            raise _final(failure) from failure
         await self._restore(ctx, node, repo, environment_id, env, names, backup, args)
 
     @staticmethod
@@ -450,7 +462,6 @@ class EnvRestore(JobWorker[RestoreArgs]):
         elif backup.environment_id != environment_id:
             problem = "the backup is of another environment"
         if problem is not None:
-            await EnvRestore._reverted(ctx, environment_id, args.backup_id, problem)
             raise JobFailure(BACKUP_NOT_RESTORABLE, problem)
         assert backup is not None
         return backup
