@@ -157,7 +157,14 @@ async def test_a_path_id_that_is_no_id_is_404_on_every_operation(
                 body = {"fastcgi_cache_enabled": True}
             elif path.endswith("/domains") and method == "post":
                 body = {"hostname": "shop.example.com"}
-            response = await client.request(method.upper(), url, json=body)
+            elif path.endswith("/backups") and method == "post":
+                body = {"scope": "db"}
+            elif path.endswith("/restore") and method == "post":
+                body = {"backup_id": "00000000-0000-4000-8000-000000000001"}
+            elif path.endswith("/backup-schedule") and method == "put":
+                body = {"every_hours": 24}
+            params = {"object": "db.sql"} if path.endswith("/download") else None
+            response = await client.request(method.upper(), url, json=body, params=params)
             assert response.status_code == 404, (method, path, response.text)
             assert response.json()["code"] == "not_found"
             assert len(response.json()["message"]) <= 500  # the id is quoted, not all of it

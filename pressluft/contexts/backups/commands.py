@@ -222,8 +222,8 @@ def request_backup_command(
     """A backup of an active environment: `backup.requested` and its `backup_create` job."""
 
     def command(tx: WriteTx) -> BackupAccepted:
+        env = get_environment(tx.conn, environment_id)  # 404 first
         _require_target(tx.conn)
-        env = get_environment(tx.conn, environment_id)
         if env.status != "active":
             raise EnvironmentNotActive(
                 f"the environment is {env.status}, not active",
