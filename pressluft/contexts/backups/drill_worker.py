@@ -185,7 +185,10 @@ class BackupVerify(JobWorker[BackupArgs]):
             return seconds
         finally:
             ctx.log(f"removing the throwaway environment {throwaway_id}")
-            await _run(ctx, node, [SCRIPT, "finish", names["env_root"], names["db_name"], "-"])
+            try:  # its replaced database (a throwaway built half-way has none)
+                await _run(ctx, node, [SCRIPT, "finish", names["env_root"], names["db_name"], "-"])
+            except JobFailure as exc:
+                ctx.log(f"finish: {exc.message}", "stderr")
             await remove_throwaway(ctx, throwaway_id, backup.site_id)
 
 
