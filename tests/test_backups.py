@@ -67,6 +67,38 @@ def _bucket() -> str:
     return f"b-{new_id()[:8]}"
 
 
+async def _site_with_repository(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    s3: S3Server,
+    password: str,
+    cache_dir: Path,
+) -> tuple[str, restic.Repository]:
+    """An active environment on a recorded node, a configured target and its site's
+    repository recorded as the backup job records it (password sealed): the
+    environment's id and the repository (not initialised)."""
+    env_id = await active_environment(runtime, await record_node(runtime))
+    bucket = _bucket()
+    await _configure(client, s3, bucket)
+    site_id = await runtime.db.read(
+        lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()[
+            0
+        ]
+    )
+    url = restic_url(s3.target(bucket, "pl"), f"sites/{site_id}")
+
+    def repository(tx: WriteTx) -> None:
+        secret = runtime.vault.seal(tx.conn, "backup_repository", password.encode(), tx.now_ts)
+        event = BackupRepositoryCreated(site_id=site_id, url=url, secret_id=secret)
+        append(tx, f"backup_repository:{site_id}", NO_STREAM, [event], META)
+
+    await runtime.db.write(repository)
+    repo = restic.Repository(
+        url=url, password=password, target=s3.target(bucket, "pl"), cache_dir=cache_dir
+    )
+    return env_id, repo
+
+
 async def completed_backup(
     runtime: Runtime,
     env_id: str,
@@ -233,26 +265,8 @@ async def test_the_cleanup_expires_backups_past_their_retention_and_prunes_their
     clock: FrozenClock,
     tmp_path: Path,
 ) -> None:
-    env_id = await active_environment(runtime, await record_node(runtime))
-    bucket = _bucket()
-    await _configure(client, s3_server, bucket)
-    site_id = await runtime.db.read(
-        lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()[
-            0
-        ]
-    )
-    url = restic_url(s3_server.target(bucket, "pl"), f"sites/{site_id}")
     password = "correct horse battery staple"
-
-    def repository(tx: WriteTx) -> None:
-        secret = runtime.vault.seal(tx.conn, "backup_repository", password.encode(), tx.now_ts)
-        event = BackupRepositoryCreated(site_id=site_id, url=url, secret_id=secret)
-        append(tx, f"backup_repository:{site_id}", NO_STREAM, [event], META)
-
-    await runtime.db.write(repository)
-    repo = restic.Repository(
-        url=url, password=password, target=s3_server.target(bucket, "pl"), cache_dir=tmp_path
-    )
+    env_id, repo = await _site_with_repository(client, runtime, s3_server, password, tmp_path)
     assert await restic.ensure_initialized(repo)
     stored = {}
     for name in ("old", "new"):
@@ -458,25 +472,7 @@ async def test_an_object_of_a_completed_backup_downloads_decrypted(
     s3_server: S3Server,
     tmp_path: Path,
 ) -> None:
-    env_id = await active_environment(runtime, await record_node(runtime))
-    bucket = _bucket()
-    await _configure(client, s3_server, bucket)
-    site_id = await runtime.db.read(
-        lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()[
-            0
-        ]
-    )
-    url = restic_url(s3_server.target(bucket, "pl"), f"sites/{site_id}")
-
-    def repository(tx: WriteTx) -> None:
-        secret = runtime.vault.seal(tx.conn, "backup_repository", b"pw-download", tx.now_ts)
-        event = BackupRepositoryCreated(site_id=site_id, url=url, secret_id=secret)
-        append(tx, f"backup_repository:{site_id}", NO_STREAM, [event], META)
-
-    await runtime.db.write(repository)
-    repo = restic.Repository(
-        url=url, password="pw-download", target=s3_server.target(bucket, "pl"), cache_dir=tmp_path
-    )
+    env_id, repo = await _site_with_repository(client, runtime, s3_server, "pw-download", tmp_path)
     await restic.ensure_initialized(repo)
     dump = b"-- MariaDB dump\nCREATE TABLE `wp_posts` (x int);\n" * 50_000
     stored = await restic.backup_stream(repo, _stream(dump), "db.sql", ["t"])
@@ -537,22 +533,9 @@ async def test_retention_keeps_the_newest_three_and_one_a_month_for_a_year(
 async def test_a_restore_that_fails_before_changing_anything_ends_failed_and_active(
     client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server
 ) -> None:
-    env_id = await active_environment(runtime, await record_node(runtime))
-    bucket = _bucket()
-    await _configure(client, s3_server, bucket)
-    site_id = await runtime.db.read(
-        lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()[
-            0
-        ]
+    env_id, _ = await _site_with_repository(
+        client, runtime, s3_server, "pw-restore", runtime.config.data_dir / "restic-cache"
     )
-    url = restic_url(s3_server.target(bucket, "pl"), f"sites/{site_id}")
-
-    def repository(tx: WriteTx) -> None:
-        secret = runtime.vault.seal(tx.conn, "backup_repository", b"pw-restore", tx.now_ts)
-        event = BackupRepositoryCreated(site_id=site_id, url=url, secret_id=secret)
-        append(tx, f"backup_repository:{site_id}", NO_STREAM, [event], META)
-
-    await runtime.db.write(repository)
     # A completed backup whose snapshot is not in the repository: its verification fails
     # (restic's error is retryable) before anything on the node is touched.
     missing = await completed_backup(runtime, env_id, scope="db")
