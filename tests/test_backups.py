@@ -253,6 +253,54 @@ async def test_a_restore_refuses_another_environments_backup_an_unfinished_one_a
     assert (await client.get(f"/api/environments/{env_id}")).json()["status"] == "failed"
 
 
+@pytest.mark.spec("BAK-48")
+async def test_a_restore_into_a_new_environment_checks_the_backup_and_records_the_copy(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server
+) -> None:
+    node_id = await blocked_node(runtime)
+    env_id = await active_environment(runtime, node_id)
+    other_env = await active_environment(runtime, node_id)
+    site_id = (await client.get(f"/api/environments/{env_id}")).json()["site_id"]
+    mine = await completed_backup(runtime, env_id)
+    theirs = await completed_backup(runtime, other_env)
+    url = f"/api/sites/{site_id}/environments"
+    body = {"name": "Inspect", "slug": "inspect", "type": "clone"}
+    before = await event_and_job_counts(runtime)
+    unconfigured = await client.post(url, json={**body, "source_backup_id": mine})
+    assert unconfigured.status_code == 409, unconfigured.text
+    assert unconfigured.json()["code"] == "backup_not_configured"
+    await _configure(client, s3_server, _bucket())
+    pending = (await client.post(f"/api/environments/{env_id}/backups", json={})).json()
+    before = await event_and_job_counts(runtime)
+    cases = [
+        ({"source_backup_id": theirs}, "validation_failed", 422),
+        ({"source_backup_id": new_id()}, "validation_failed", 422),
+        ({"source_backup_id": pending["backup_id"]}, "backup_not_restorable", 409),
+        ({"source_backup_id": mine, "source_environment_id": env_id}, "bad_request", 400),
+        ({}, "bad_request", 400),
+        ({"source_backup_id": "not-an-id"}, "bad_request", 400),
+    ]
+    for extra, code, status in cases:
+        reply = await client.post(url, json={**body, **extra})
+        assert reply.status_code == status and reply.json()["code"] == code, (extra, reply.text)
+    assert await event_and_job_counts(runtime) == before
+    accepted = await client.post(url, json={**body, "source_backup_id": mine})
+    assert accepted.status_code == 202, accepted.text
+    env = (await client.get(f"/api/environments/{accepted.json()['environment_id']}")).json()
+    assert env["status"] == "cloning" and env["environment_type"] == "clone"
+    assert env["source_backup_id"] == mine and env["source_environment_id"] == env_id
+    job = (await client.get(f"/api/jobs/{accepted.json()['job_id']}")).json()
+    assert job["job_type"] == "env_create_from_backup" and job["status"] == "queued"
+    assert job["environment_id"] == env["id"] and job["node_id"] == node_id
+    # While the copy is built, the site takes no other.
+    plain = await client.post(url, json={**body, "slug": "plain", "source_environment_id": env_id})
+    assert plain.status_code == 409 and plain.json()["code"] == "conflict"
+    # The job cancelled before it ran: the environment it held is failed (JOB-48).
+    await client.post(f"/api/jobs/{accepted.json()['job_id']}/cancel")
+    failed = (await client.get(f"/api/environments/{env['id']}")).json()
+    assert failed["status"] == "failed"
+
+
 async def _stream(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
@@ -388,6 +436,10 @@ async def test_the_site_page_shows_backups_and_offers_back_up_now_and_restore(
     assert f'href="/api/backups/{done}/download?object=db.sql"' in section
     bodies = [json.loads(html.unescape(b)) for b in re.findall(r"data-body='([^']*)'", section)]
     assert {"backup_id": done} in bodies and {"scope": "full"} in bodies
+    assert f'data-url="/api/sites/{site_id}/environments"' in section
+    into_new = next(b for b in bodies if "source_backup_id" in b)
+    assert into_new["source_backup_id"] == done and into_new["slug"] == f"backup-{done[:8]}"
+    assert into_new["type"] == "clone" and into_new["name"].startswith("Backup of ")
 
 
 def _drills(runtime: Runtime, every_hours: int = 168) -> Any:
