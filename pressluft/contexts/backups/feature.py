@@ -10,6 +10,9 @@ from pressluft.contexts.backups.control_plane_worker import ControlPlaneBackup
 from pressluft.contexts.backups.drill_worker import BackupVerify
 from pressluft.contexts.backups.events import (
     BackupCompleted,
+    BackupDrillOverdueNoticed,
+    BackupDrillStarted,
+    BackupDrillThrowawayRemoved,
     BackupExpired,
     BackupFailed,
     BackupOverdueNoticed,
@@ -21,6 +24,7 @@ from pressluft.contexts.backups.events import (
     BackupTargetRemoved,
     BackupVerificationFailed,
     BackupVerified,
+    ControlPlaneCopyOverdueNoticed,
     ControlPlaneCopyStored,
     RecoveryKitExported,
 )
@@ -108,6 +112,10 @@ FEATURE = Feature(
         BackupOverdueNoticed,
         RecoveryKitExported,
         ControlPlaneCopyStored,
+        BackupDrillStarted,
+        BackupDrillThrowawayRemoved,
+        BackupDrillOverdueNoticed,
+        ControlPlaneCopyOverdueNoticed,
     ),
     projectors=(BACKUPS_PROJECTOR,),
     failure_codes=CODES,
