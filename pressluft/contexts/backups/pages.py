@@ -1,7 +1,7 @@
-"""The backups section of a site's page (`Parts.site_sections`): the last backup and
-the last proven restore of the site, each environment's backups with status,
-scope, reason, size and verification, "Back up now" and a restore with typed
-confirmation."""
+"""The backups section of a site's page (`Parts.site_sections`): the last backup,
+the last proven restore and the last restore drill of the site, an overdue drill,
+throwaways left by killed drills, each environment's backups with status, scope,
+reason, size and verification, "Back up now" and a restore with typed confirmation."""
 
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ def backups_section() -> SiteSection:
             "backups": {e.id: list_backups(conn, e.id, SHOWN, None, None) for e in live},
         }
 
+    # `backup_schedule` carries the overdue notices, `backup_drill` a drill's throwaway;
+    # both name the site.
     return SiteSection(
         name="backups",
         title="Backups",
-        follows=("backup", "job", "environment"),
+        follows=("backup", "job", "environment", "backup_schedule", "backup_drill"),
         load=load,
     )
 

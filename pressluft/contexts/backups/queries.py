@@ -1,4 +1,5 @@
-"""Reads of backups and the storage target (one read transaction each)."""
+"""Reads of backups and the storage target (one read transaction each), and a site's
+summary for its page (`site_backup_summary`)."""
 
 from __future__ import annotations
 
@@ -157,6 +158,27 @@ def site_backup_summary(conn: sqlite3.Connection, site_id: str) -> dict[str, Any
         " AND verified_at IS NOT NULL ORDER BY verified_at DESC LIMIT 1",
         (site_id,),
     ).fetchone()
+    drill = conn.execute(
+        "SELECT job_id, backup_id, environment_id, started_at, outcome, error, ended_at"
+        " FROM backup_drills WHERE site_id = ? ORDER BY started_at DESC, job_id DESC LIMIT 1",
+        (site_id,),
+    ).fetchone()
+    # An overdue notice stands until a drill proves a backup (its last proof changes).
+    overdue = conn.execute(
+        "SELECT a.environment_id, a.noticed_at, nullif(a.last_verified_at, '')"
+        " FROM backup_drill_alerts a JOIN environments e ON e.id = a.environment_id"
+        " WHERE e.site_id = ? AND e.status = 'active' AND a.last_verified_at ="
+        "   coalesce((SELECT max(verified_at) FROM backups"
+        "     WHERE environment_id = a.environment_id), '')"
+        " ORDER BY a.noticed_at",
+        (site_id,),
+    ).fetchall()
+    (leftovers,) = conn.execute(
+        "SELECT count(*) FROM backup_drills WHERE site_id = ? AND outcome IS NOT NULL"
+        " AND throwaway_removed_at IS NULL",
+        (site_id,),
+    ).fetchone()
+    drill_names = ("job_id", "backup_id", "environment_id", "at", "outcome", "error", "ended_at")
     return {
         "last_backup": None
         if last is None
@@ -164,4 +186,10 @@ def site_backup_summary(conn: sqlite3.Connection, site_id: str) -> dict[str, Any
         "last_proven_restore": None
         if proven is None
         else dict(zip(("id", "at", "seconds"), proven, strict=True)),
+        "last_drill": None if drill is None else dict(zip(drill_names, drill, strict=True)),
+        "drills_overdue": [
+            dict(zip(("environment_id", "noticed_at", "last_verified_at"), r, strict=True))
+            for r in overdue
+        ],
+        "drill_leftovers": int(leftovers),
     }
