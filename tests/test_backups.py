@@ -35,11 +35,13 @@ from pressluft.contexts.backups.events import (
     BackupStarted,
     BackupVerificationFailed,
     BackupVerified,
+    ControlPlaneCopyStored,
 )
 from pressluft.contexts.backups.loaders import DRILL_LEFTOVERS, EXPIRED_BACKUPS
 from pressluft.contexts.backups.recovery import export_kit_command, parse_kit
 from pressluft.contexts.backups.schedules import (
     BackupScan,
+    announce_copy_overdue,
     announce_drills_overdue,
     announce_overdue,
     queue_due_backups,
@@ -857,3 +859,92 @@ async def _has_drill(runtime: Runtime, job_id: str) -> bool:
         lambda c: c.execute("SELECT 1 FROM backup_drills WHERE job_id = ?", (job_id,)).fetchone()
     )
     return row is not None
+
+
+# -- the Backups page: the target, the recovery kit, the control plane's copies (B8b) ---
+
+
+def _copy_overdue(runtime: Runtime) -> Any:
+    command = announce_copy_overdue()
+    return runtime.db.write(lambda tx: command(tx, META))
+
+
+async def _copy_stored(runtime: Runtime) -> str:
+    """A copy of the control plane recorded as its job records it: its snapshot id."""
+    snapshot = new_id().replace("-", "") * 2
+    event = ControlPlaneCopyStored(
+        snapshot_id=snapshot, job_id=new_id(), sha256="c" * 64, size_bytes=3 << 20, events=42
+    )
+    await runtime.db.write(lambda tx: append(tx, "control_plane", None, [event], META))
+    return snapshot
+
+
+@pytest.mark.spec("BAK-83")
+async def test_the_backups_page_shows_the_target_the_recovery_kit_and_the_control_planes_copies(
+    session: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server
+) -> None:
+    page = (await session.get("/backups")).text
+    assert 'id="backup-target-missing"' in page and "PUT /api/backup-target" in page
+    assert "never exported" in page and "pressluft recovery-kit export" in page
+    assert 'id="control-plane-copies-empty"' in page and 'href="/backups"' in page
+    assert "Back up the control plane now" not in page
+    bucket = _bucket()
+    await _configure(session, s3_server, bucket)
+    await runtime.db.write(lambda tx: export_kit_command(runtime.vault, META)(tx))
+    await runtime.db.write(lambda tx: export_kit_command(runtime.vault, META)(tx))
+    snapshot = await _copy_stored(runtime)
+    page = (await session.get("/backups")).text
+    assert 'id="backup-target"' in page and f"<td>{bucket}</td>" in page
+    assert s3_server.access_key_id in page and s3_server.secret_access_key not in page
+    assert "(2 exports, the same key each time)" in page and "never exported" not in page
+    assert f'data-snapshot-id="{snapshot}"' in page and "3.0 MB" in page
+    assert 'data-url="/api/control-plane/backups"' in page
+    assert "control-plane-copy-overdue" not in page
+
+
+@pytest.mark.spec("BAK-84", "BAK-85")
+async def test_a_day_without_a_copy_of_the_control_plane_is_noticed_once_and_shown(
+    session: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    s3_server: S3Server,
+    clock: FrozenClock,
+) -> None:
+    clock.advance(48 * 3600)
+    assert await _copy_overdue(runtime) is False  # no target: nothing to copy to
+    await _configure(client, s3_server, _bucket())
+    clock.advance(23 * 3600)
+    assert await _copy_overdue(runtime) is False
+    clock.advance(2 * 3600)
+    assert await _copy_overdue(runtime) is True  # a day since the target, no copy
+    assert await _copy_overdue(runtime) is False  # once
+    feed = (
+        await client.get("/api/events", params={"type": "control_plane.copy_overdue_noticed"})
+    ).json()
+    (notice,) = [e["data"] for e in feed["items"]]
+    assert notice["recovery_kit_exported"] is False and notice.get("last_snapshot_id") is None
+    page = await _page(session, "/backups")
+    assert 'id="control-plane-copy-overdue"' in page and "was ever made" in page
+    assert "No recovery kit was exported" in page
+    # A copy clears it; a day without the next one is noticed again (by the scan).
+    await runtime.db.write(lambda tx: export_kit_command(runtime.vault, META)(tx))
+    snapshot = await _copy_stored(runtime)
+    page = await _page(session, "/backups")
+    assert "control-plane-copy-overdue" not in page
+    clock.advance(23 * 3600)
+    assert await _copy_overdue(runtime) is False
+    clock.advance(2 * 3600)
+    assert "the control plane: no copy of its own for 24 h" in await _run_scan(runtime)
+    feed = (
+        await client.get("/api/events", params={"type": "control_plane.copy_overdue_noticed"})
+    ).json()
+    latest = (
+        feed["items"][0]["data"]
+        if feed["items"][0]["data"].get("last_snapshot_id")
+        else (feed["items"][-1]["data"])
+    )
+    assert latest["last_snapshot_id"] == snapshot and latest["recovery_kit_exported"] is True
+    page = await _page(session, "/backups")
+    assert 'id="control-plane-copy-overdue"' in page and "No recovery kit" not in page
+    await _copy_stored(runtime)
+    assert "control-plane-copy-overdue" not in await _page(session, "/backups")

@@ -1,5 +1,6 @@
-"""Reads of backups and the storage target (one read transaction each), and a site's
-summary for its page (`site_backup_summary`)."""
+"""Reads of backups and the storage target (one read transaction each), and what the
+dashboard shows of them: a site's summary (`site_backup_summary`) and the Backups
+page (`backups_overview`: the target, the recovery kit, the control plane's copies)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from typing import Any
 import msgspec
 
 from pressluft.contexts.backups.commands import BackupNotFound
+from pressluft.contexts.backups.recovery import ControlPlaneCopy, control_plane_backups
 from pressluft.contexts.sites import get_environment
 
 __all__ = [
     "BackupPage",
     "BackupView",
+    "BackupsOverview",
     "TargetView",
+    "backups_overview",
     "get_backup",
     "get_target",
     "list_backups",
@@ -193,3 +197,52 @@ def site_backup_summary(conn: sqlite3.Connection, site_id: str) -> dict[str, Any
         ],
         "drill_leftovers": int(leftovers),
     }
+
+
+class KitView(msgspec.Struct, frozen=True, kw_only=True):
+    exported_at: str
+    exports: int
+
+
+class CopyOverdue(msgspec.Struct, frozen=True, kw_only=True):
+    noticed_at: str
+    #: The last copy when it was noticed (None: none ever).
+    last_copied_at: str | None
+
+
+class BackupsOverview(msgspec.Struct, frozen=True, kw_only=True):
+    """What the Backups page shows."""
+
+    target: TargetView | None
+    #: The recovery kit's exports (None: never exported — no copy can be made).
+    kit: KitView | None
+    #: The control plane's last copies, newest first.
+    copies: list[ControlPlaneCopy]
+    #: A missing copy noticed and not followed by one (BAK-85).
+    copy_overdue: CopyOverdue | None
+
+
+#: How many of the control plane's copies the Backups page lists.
+COPIES_SHOWN = 10
+
+
+def backups_overview(conn: sqlite3.Connection) -> BackupsOverview:
+    target = get_target(conn)
+    kit = conn.execute("SELECT exported_at, exports FROM recovery_kit WHERE id = 1").fetchone()
+    copies = control_plane_backups(conn).items[:COPIES_SHOWN]
+    overdue = None
+    if target is not None:  # the notice stands until a copy follows it
+        row = conn.execute(
+            "SELECT a.noticed_at, c.created_at FROM control_plane_alerts a"
+            " LEFT JOIN control_plane_backups c ON c.rowid = (SELECT rowid"
+            "   FROM control_plane_backups ORDER BY created_at DESC, rowid DESC LIMIT 1)"
+            " WHERE a.id = 1 AND a.last_snapshot_id = coalesce(c.snapshot_id, '')"
+        ).fetchone()
+        if row is not None:
+            overdue = CopyOverdue(noticed_at=row[0], last_copied_at=row[1])
+    return BackupsOverview(
+        target=target,
+        kit=None if kit is None else KitView(exported_at=kit[0], exports=kit[1]),
+        copies=copies,
+        copy_overdue=overdue,
+    )

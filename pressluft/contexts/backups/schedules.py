@@ -2,8 +2,12 @@
 other environments none), the scan that queues the backups and restore drills due
 (`backup_scan`, every 15 minutes), and its alerts, each recorded once per silence:
 a production environment without a completed backup for 26 hours
-(`backup.overdue_noticed`), and one without a backup proven by a restore drill for
-twice `restore_drill_hours` (`backup.drill_overdue_noticed`).
+(`backup.overdue_noticed`), one without a backup proven by a restore drill for
+twice `restore_drill_hours` (`backup.drill_overdue_noticed`), and the control plane
+without a copy of its own for 24 hours while a target is configured
+(`control_plane.copy_overdue_noticed`). The scan watches the control plane's copies
+rather than their own job: a job that cannot run, or runs without a kit, would never
+say it made none.
 
 Rules (specs/backups.md): a backup is due when the environment is active, a target
 is configured, and no backup of it was asked for within its interval (pending,
@@ -26,6 +30,7 @@ from pressluft.contexts.backups.events import (
     BackupDrillOverdueNoticed,
     BackupOverdueNoticed,
     BackupScheduleChanged,
+    ControlPlaneCopyOverdueNoticed,
 )
 from pressluft.contexts.sites import get_environment
 from pressluft.db import WriteTx
@@ -33,12 +38,14 @@ from pressluft.events import Meta, append
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
 
 __all__ = [
+    "COPY_OVERDUE_HOURS",
     "DEFAULT_PRODUCTION_HOURS",
     "DRILL_OVERDUE_FACTOR",
     "OVERDUE_HOURS",
     "BackupScan",
     "ScheduleRequest",
     "ScheduleView",
+    "announce_copy_overdue",
     "announce_drills_overdue",
     "announce_overdue",
     "change_schedule_command",
@@ -50,6 +57,8 @@ DEFAULT_PRODUCTION_HOURS = 24
 OVERDUE_HOURS = 26
 #: A drill is overdue after this many times `restore_drill_hours` without a proof.
 DRILL_OVERDUE_FACTOR = 2
+#: The control plane's copy is overdue after this long (it is taken every 6 h).
+COPY_OVERDUE_HOURS = 24
 _EFFECTIVE = (
     "coalesce(s.every_hours, CASE e.environment_type WHEN 'production' THEN "
     f"{DEFAULT_PRODUCTION_HOURS} ELSE 0 END)"
@@ -201,9 +210,40 @@ def announce_drills_overdue(drill_hours: int) -> Callable[[WriteTx, Meta], list[
     return command
 
 
+def announce_copy_overdue() -> Callable[[WriteTx, Meta], bool]:
+    """`control_plane.copy_overdue_noticed` when a target is configured and the control
+    plane's last copy — or, without one, the target's configuration — is older than
+    24 h; once per last copy. Whether it was recorded."""
+
+    def command(tx: WriteTx, meta: Meta) -> bool:
+        row = tx.conn.execute(
+            "SELECT t.verified_at, c.snapshot_id, c.created_at, k.id IS NOT NULL,"
+            " a.last_snapshot_id FROM backup_target t"
+            " LEFT JOIN control_plane_backups c ON c.rowid = (SELECT rowid"
+            "   FROM control_plane_backups ORDER BY created_at DESC, rowid DESC LIMIT 1)"
+            " LEFT JOIN recovery_kit k ON k.id = 1"
+            " LEFT JOIN control_plane_alerts a ON a.id = 1 WHERE t.id = 1"
+        ).fetchone()
+        if row is None:
+            return False
+        configured_at, snapshot_id, copied_at, kit, alerted = row
+        cutoff = format_ts(tx.now - timedelta(hours=COPY_OVERDUE_HOURS))
+        if (copied_at or configured_at) >= cutoff or alerted == (snapshot_id or ""):
+            return False
+        event = ControlPlaneCopyOverdueNoticed(
+            last_snapshot_id=snapshot_id,
+            last_copied_at=copied_at,
+            recovery_kit_exported=bool(kit),
+        )
+        append(tx, "control_plane", None, [event], meta)
+        return True
+
+    return command
+
+
 class BackupScan(JobWorker[NoArgs]):
     """`backup_scan`: queue the scheduled backups and restore drills due; say which
-    environments' backups or drills are overdue."""
+    environments' backups or drills are overdue, and whether the control plane's copy is."""
 
     kind = "backup_scan"
     args = NoArgs
@@ -235,4 +275,6 @@ class BackupScan(JobWorker[NoArgs]):
                 f"environment {environment_id}: no backup proven by a restore drill for {hours} h",
                 "stderr",
             )
+        if await ctx.command(announce_copy_overdue()):
+            ctx.log(f"the control plane: no copy of its own for {COPY_OVERDUE_HOURS} h", "stderr")
         ctx.log(f"{len(queued)} scheduled backup(s) queued" if queued else "no backup due")
