@@ -422,6 +422,14 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="HOURS",
     ),
     Setting(
+        "releases_keep",
+        "5",
+        "How many releases of an environment stay on its node (the newest; the one"
+        " served is always kept): older ones are pruned after a release change.",
+        _int_between(2, 100),
+        metavar="COUNT",
+    ),
+    Setting(
         "dns_resolver",
         "",
         "The DNS server (HOST:PORT) domain checks ask; empty: the system's resolver.",
@@ -475,6 +483,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     acme_caa_identity: str
     certificate_scan_seconds: int
     restore_drill_hours: int
+    releases_keep: int
     dns_resolver: str
     max_body_bytes: int
 

@@ -17,6 +17,7 @@ from pressluft.contexts.backups import feature as backups
 from pressluft.contexts.domains import feature as domains
 from pressluft.contexts.nodes import feature as nodes
 from pressluft.contexts.operations import feature as operations
+from pressluft.contexts.releases import feature as releases
 from pressluft.contexts.settings import feature as settings
 from pressluft.contexts.sites import feature as sites
 from pressluft.events.projection import NON_PROJECTION_TABLES as LOG_TABLES
@@ -47,6 +48,7 @@ FEATURES: tuple[Feature, ...] = (
     sites.FEATURE,
     domains.FEATURE,
     backups.FEATURE,
+    releases.FEATURE,
 )
 
 

@@ -282,7 +282,13 @@ def s3_server() -> Iterator[S3Server]:
 #: Modules on a live site that run in the other process (`-m "not live"`), on a live
 #: site of its own: that process has time to spare, the `live` one has none (CI's
 #: 40 minutes). The backups' tests: restic, the S3 server and a drill's clone.
-SECOND_LIVE_SITE = {"test_backup_node", "test_recovery_node", "test_backup_crash"}
+SECOND_LIVE_SITE = {
+    "test_backup_node",
+    "test_recovery_node",
+    "test_backup_crash",
+    # Its releases come from a restore (restic and the S3 server are here).
+    "test_releases_node",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -35,6 +35,7 @@ from tests.support.s3 import S3Server
 from tests.support.sshd import free_port
 from tests.test_backups import completed_backup
 from tests.test_domains import active_environment
+from tests.test_releases import second_release
 
 
 @pytest.mark.spec("API-1")
@@ -252,6 +253,13 @@ async def test_every_operation_answers_as_the_contract_says(
             json={"backup_id": done},
         )
     )
+    # Releases: a second release recorded as a restore records it; activating the
+    # first is queued, cancelled.
+    env_id3 = await active_environment(runtime, ready_node)
+    first = (await client.get(f"/api/environments/{env_id3}")).json()["current_release_id"]
+    await second_release(runtime, env_id3)
+    assert (await client.get(f"/api/environments/{env_id3}/releases")).status_code == 200
+    await cancel(await client.post(f"/api/environments/{env_id3}/releases/{first}/activate"))
     # The control plane's own copy: needs the recovery kit (exported as the CLI does).
     assert (await client.get("/api/control-plane/backups")).status_code == 200
     await runtime.db.write(export_kit_command(runtime.vault, Meta(actor="test")))

@@ -198,6 +198,8 @@ def start_live_site(workdir: Path, dns: BindServer) -> LiveSite:
                 "PRESSLUFT_DNS_RESOLVER": f"{host}:{port}",
                 # Renewals of short-lived test certificates are found within seconds.
                 "PRESSLUFT_CERTIFICATE_SCAN_SECONDS": "5",
+                # Pruning is seen without making six releases first (specs/releases.md).
+                "PRESSLUFT_RELEASES_KEEP": "2",
             },
         ).start()
         daemon.wait_ready(60)

@@ -11,6 +11,7 @@ like S3 does.
   those actions (e.g. `s3:PutObject` without `s3:GetObject`); `key_with_policy(*statements)`
   one under the IAM statements given (resources and `Deny` included, e.g. no
   `s3:PutObject` on `arn:aws:s3:::*/data/*`).
+- `configure_target(api, bucket, prefix)` makes it a daemon's backup target.
 - `create_bucket(name)` (moto, like S3, wants at least 3 characters; one the key owns
   already is kept), `target(bucket, prefix)` → `pressluft.runners.s3.Target` with
   the good key (or another secret),
@@ -184,6 +185,23 @@ class S3Server:
                 self.secret_access_key if secret_access_key is None else secret_access_key
             ),
         )
+
+    def configure_target(self, api: httpx.Client, bucket: str, prefix: str) -> None:
+        """A daemon's backup target (`PUT /api/backup-target` through `api`): this
+        server's bucket `bucket` (made when missing) under `prefix`, the good key."""
+        self.create_bucket(bucket)
+        reply = api.put(
+            "/api/backup-target",
+            json={
+                "endpoint": self.endpoint,
+                "region": self.region,
+                "bucket": bucket,
+                "prefix": prefix,
+                "access_key_id": self.access_key_id,
+                "secret_access_key": self.secret_access_key,
+            },
+        )
+        assert reply.status_code == 200, reply.text
 
     def objects(self, bucket: str, prefix: str = "") -> dict[str, bytes]:
         """Every object under `prefix`: key → its bytes."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import shlex
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -164,6 +166,44 @@ async def node_command(
         raise JobFailure("NODE_AUTH_FAILED", str(exc)) from exc
     except SSHQueryError as exc:
         raise JobFailure("NODE_UNREACHABLE", f"the node did not answer: {exc}") from exc
+
+
+async def node_script(
+    ctx: WorkerPort,
+    argv: list[str],
+    failure_code: str,
+    stdin: str | None = None,
+    deadline: float = 120.0,
+) -> str:
+    """`node_command`, its stdout: a non-zero exit is JobFailure `failure_code` naming
+    the command and its last stderr line (the last ten in the job's log)."""
+    result = await node_command(ctx, argv, stdin, deadline)
+    if result.exit_status != 0:
+        lines = result.stderr.strip().splitlines()
+        for line in lines[-10:]:
+            ctx.log(line, "stderr")
+        raise JobFailure(
+            failure_code,
+            f"{' '.join(argv[:2])} exited {result.exit_status}: {(lines or ['no output'])[-1]}",
+        )
+    return result.stdout
+
+
+async def install_node_script(ctx: WorkerPort, path: str, source: str) -> None:
+    """The root-owned script at `path` on the job's node as `source` says (0755),
+    written only when missing or changed (by SHA-256)."""
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    found = await node_script(
+        ctx, ["sh", "-c", f"sha256sum {shlex.quote(path)} 2>/dev/null || true"], "NODE_UNREACHABLE"
+    )
+    if found.split()[:1] == [digest]:
+        return
+    parent = path.rsplit("/", 1)[0]
+    await node_script(ctx, ["install", "-d", "-m", "0755", "-o", "root", "-g", "root", parent],
+                      "NODE_UNREACHABLE")  # fmt: skip
+    await node_script(ctx, ["install", "-m", "0755", "-o", "root", "-g", "root", "/dev/stdin",
+                            path], "NODE_UNREACHABLE", stdin=source)  # fmt: skip
+    ctx.log(f"installed {path} on the node")
 
 
 async def run_node_playbook(

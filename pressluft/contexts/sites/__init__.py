@@ -7,7 +7,8 @@ a command about an environment raises, and the page-cache purge a job runs after
 changing what an environment serves, the HTTP health check, a throwaway clone
 (built and removed on its node, never recorded: a restore drill's), the event of an
 environment's deletion (other projectors drop what they keep of it), the events of a
-restore (the backups capability records them; this one projects them); a section of a
+restore and of a release change (the backups and releases capabilities record them;
+this one projects them), the health checks of what an environment serves; a section of a
 site's page is a `SiteSection`. A restore into a new environment is a `BackupSource`
 (the plan a `FromBackup`) whose job builds the copy with `EnvCreate.build_copy` and
 records it built with `record_provisioned`."""
@@ -18,6 +19,10 @@ from pressluft.contexts.sites.cache_workers import purge_environment_cache
 from pressluft.contexts.sites.environments import BackupSource, FromBackup
 from pressluft.contexts.sites.events import (
     EnvironmentDeleted,
+    EnvironmentReleaseActivated,
+    EnvironmentReleaseChangeRequested,
+    EnvironmentReleaseChangeReverted,
+    EnvironmentReleasesPruned,
     EnvironmentRestored,
     EnvironmentRestoreRequested,
     EnvironmentRestoreReverted,
@@ -35,6 +40,7 @@ from pressluft.contexts.sites.workers import (
     EnvCreate,
     build_throwaway,
     built_release,
+    check_environment,
     check_http,
     record_provisioned,
     remove_throwaway,
@@ -48,6 +54,10 @@ __all__ = [
     "EnvironmentJob",
     "EnvironmentNotActive",
     "EnvironmentNotFound",
+    "EnvironmentReleaseActivated",
+    "EnvironmentReleaseChangeRequested",
+    "EnvironmentReleaseChangeReverted",
+    "EnvironmentReleasesPruned",
     "EnvironmentRestoreRequested",
     "EnvironmentRestoreReverted",
     "EnvironmentRestored",
@@ -57,6 +67,7 @@ __all__ = [
     "SiteView",
     "build_throwaway",
     "built_release",
+    "check_environment",
     "check_http",
     "env_names",
     "get_environment",

@@ -153,3 +153,48 @@ class EnvironmentRestoreReverted(Event, frozen=True, tag="environment.restore_re
     job_id: str
     backup_id: str
     reason: str
+
+
+# -- releases (the releases capability records them; this one projects them) -------------
+
+
+class EnvironmentReleaseChangeRequested(
+    Event, frozen=True, tag="environment.release_change_requested"
+):
+    """A job began to change what the environment serves: another release activated,
+    code deployed, an update (active → deploying)."""
+
+    environment_id: str
+    job_id: str
+    #: What the job does: `activate` (a kept release), `deploy`, `update`.
+    change: str
+
+
+class EnvironmentReleaseActivated(Event, frozen=True, tag="environment.release_activated"):
+    """The environment serves this kept release and passed its checks (deploying →
+    active)."""
+
+    environment_id: str
+    job_id: str
+    release_id: str
+    previous_release_id: str | None = None
+    wordpress_version: str | None = None
+
+
+class EnvironmentReleaseChangeReverted(
+    Event, frozen=True, tag="environment.release_change_reverted"
+):
+    """The change failed or was interrupted: the environment serves what it served
+    before (deploying → active, same release)."""
+
+    environment_id: str
+    job_id: str
+    reason: str
+
+
+class EnvironmentReleasesPruned(Event, frozen=True, tag="environment.releases_pruned"):
+    """These releases were removed from the node (never the current one)."""
+
+    environment_id: str
+    job_id: str
+    release_ids: list[str]

@@ -29,6 +29,10 @@ from pressluft.contexts.sites.events import (
     EnvironmentDeletionRequested,
     EnvironmentFailed,
     EnvironmentProvisioned,
+    EnvironmentReleaseActivated,
+    EnvironmentReleaseChangeRequested,
+    EnvironmentReleaseChangeReverted,
+    EnvironmentReleasesPruned,
     EnvironmentReset,
     EnvironmentRestored,
     EnvironmentRestoreRequested,
@@ -280,6 +284,55 @@ def _restore_reverted(
     one_row(cursor, f"restore reverted {e.environment_id}")
 
 
+def _release_change(
+    conn: sqlite3.Connection, e: EnvironmentReleaseChangeRequested, env: Envelope
+) -> None:
+    cursor = conn.execute(
+        "UPDATE environments SET status = 'deploying', updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'active'",
+        (env.recorded_at, env.stream_version, e.environment_id),
+    )
+    one_row(cursor, f"release change of {e.environment_id}")
+
+
+def _release_activated(
+    conn: sqlite3.Connection, e: EnvironmentReleaseActivated, env: Envelope
+) -> None:
+    cursor = conn.execute(
+        "UPDATE environments SET status = 'active', current_release_id = ?,"
+        " wordpress_version = coalesce(?, wordpress_version), health_status = 'healthy',"
+        " health_checked_at = ?, updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'deploying'"
+        " AND EXISTS (SELECT 1 FROM releases r WHERE r.id = ? AND r.environment_id = ?"
+        "   AND r.pruned_at IS NULL)",
+        (e.release_id, e.wordpress_version, env.recorded_at, env.recorded_at,
+         env.stream_version, e.environment_id, e.release_id, e.environment_id),
+    )  # fmt: skip
+    one_row(cursor, f"release {e.release_id} activated in {e.environment_id}")
+
+
+def _release_reverted(
+    conn: sqlite3.Connection, e: EnvironmentReleaseChangeReverted, env: Envelope
+) -> None:
+    cursor = conn.execute(
+        "UPDATE environments SET status = 'active', updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = 'deploying'",
+        (env.recorded_at, env.stream_version, e.environment_id),
+    )
+    one_row(cursor, f"release change reverted in {e.environment_id}")
+
+
+def _releases_pruned(conn: sqlite3.Connection, e: EnvironmentReleasesPruned, env: Envelope) -> None:
+    for release_id in e.release_ids:
+        cursor = conn.execute(
+            "UPDATE releases SET pruned_at = ? WHERE id = ? AND environment_id = ?"
+            " AND pruned_at IS NULL AND id IS NOT (SELECT current_release_id FROM environments"
+            "   WHERE id = ?)",
+            (env.recorded_at, release_id, e.environment_id, e.environment_id),
+        )
+        one_row(cursor, f"release {release_id} pruned")
+
+
 def _site_reset(conn: sqlite3.Connection, e: SiteReset, env: Envelope) -> None:
     cursor = conn.execute(
         "UPDATE sites SET status = 'active', updated_at = ?, state_version = ?"
@@ -305,6 +358,10 @@ SITES_PROJECTOR = Projector(
         EnvironmentRestoreRequested: _restoring,
         EnvironmentRestored: _restored,
         EnvironmentRestoreReverted: _restore_reverted,
+        EnvironmentReleaseChangeRequested: _release_change,
+        EnvironmentReleaseActivated: _release_activated,
+        EnvironmentReleaseChangeReverted: _release_reverted,
+        EnvironmentReleasesPruned: _releases_pruned,
         **on_job_end(_released),
     },
 )

@@ -20,6 +20,7 @@ handler records a failure of its own). See specs/sites.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
 from pressluft.runners.ansible import PlaybookSummary
 from pressluft.runners.http import HttpUnreachable, get
+from pressluft.runners.ssh import NodeAddress, SSHQueryError, run_as
 
 __all__ = [
     "EnvCreate",
@@ -62,6 +64,7 @@ __all__ = [
     "SiteDelete",
     "build_throwaway",
     "built_release",
+    "check_environment",
     "check_http",
     "record_provisioned",
     "remove_throwaway",
@@ -148,6 +151,38 @@ async def check_http(ctx: WorkerPort, env: EnvironmentJob, title: str) -> None:
         if attempt == 1:
             await asyncio.sleep(2)
     raise JobFailure(SITE_HEALTH_FAILED, f"the site does not answer: {problem}")
+
+
+#: The PHP helper on every node (site_environment role): WordPress without wp-cli.
+WP_HELPER = "/usr/local/lib/pressluft/pressluft-wp.php"
+
+
+async def check_environment(
+    ctx: WorkerPort, node: NodeAddress, env: EnvironmentJob, env_user: str, env_root: str
+) -> None:
+    """The reference's health checks of what the environment serves now: WordPress
+    installed and its database answering (the helper, as the environment's user,
+    10 s), and HTTP 200 with the title its database holds (`check_http`). JobFailure
+    `SITE_HEALTH_FAILED` naming the check."""
+    argv = ["timeout", "--kill-after=2", "10", "php", WP_HELPER, f"{env_root}/current"]
+    answers: dict[str, Any] = {}
+    for command in ("is-installed", "db-check"):
+        try:
+            out = await run_as(node, env_user, argv, json.dumps({"command": command}), 20.0)
+            answers[command] = json.loads(out)
+        except (SSHQueryError, ValueError) as exc:
+            raise JobFailure(SITE_HEALTH_FAILED, f"health check {command} failed: {exc}") from exc
+    if not answers["is-installed"].get("installed") or not answers["db-check"].get("db"):
+        raise JobFailure(SITE_HEALTH_FAILED, f"health check failed: {answers}")
+    try:
+        out = await run_as(
+            node, env_user, argv, json.dumps({"command": "option-get", "name": "blogname"}), 20.0
+        )
+        title = str(json.loads(out).get("value") or "")
+    except (SSHQueryError, ValueError) as exc:
+        raise JobFailure(SITE_HEALTH_FAILED, f"reading the title failed: {exc}") from exc
+    await check_http(ctx, env, title)
+    ctx.log("health: WordPress installed, database answers, http 200 with its title")
 
 
 class _EnvironmentWorker(JobWorker[A]):
