@@ -418,7 +418,7 @@ async def test_production_is_backed_up_daily_by_default_and_schedules_can_change
 
 @pytest.mark.spec("BAK-63")
 async def test_a_production_environment_without_a_backup_for_26_hours_is_noticed_once(
-    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+    client: httpx.AsyncClient, session: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
 ) -> None:
     env_id = await active_environment(runtime, await record_node(runtime))
     assert env_id not in await _overdue(runtime)  # new: not yet
@@ -427,7 +427,15 @@ async def test_a_production_environment_without_a_backup_for_26_hours_is_noticed
     assert env_id not in await _overdue(runtime)  # once
     events = (await client.get("/api/events", params={"type": "backup.overdue_noticed"})).json()
     assert any(e["data"]["environment_id"] == env_id for e in events["items"])
+    site_id = (await client.get(f"/api/environments/{env_id}")).json()["site_id"]
+    section = f"/sites/{site_id}/sections/backups"
+    # A day has passed: the dashboard's session ended; log in again.
+    login = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    assert (await session.post("/api/login", json=login)).status_code == 200
+    shown = (await session.get(section)).text
+    assert f'class="result-error backup-overdue" data-environment-id="{env_id}"' in shown
     await completed_backup(runtime, env_id)
+    assert "backup-overdue" not in (await session.get(section)).text  # a backup completed
     assert env_id not in await _overdue(runtime)  # a fresh backup
     clock.advance(27 * 3600)
     assert env_id in await _overdue(runtime)  # silent again

@@ -151,7 +151,8 @@ def get_target(conn: sqlite3.Connection) -> TargetView | None:
 
 
 def site_backup_summary(conn: sqlite3.Connection, site_id: str) -> dict[str, Any]:
-    """What the site page shows: the last completed backup and the last proven restore."""
+    """What the site page shows: the last completed backup, the last proven restore,
+    the last drill, the overdue notices that still stand, the drills' leftovers."""
     last = conn.execute(
         "SELECT id, completed_at, size_bytes FROM backups WHERE site_id = ?"
         " AND status = 'completed' ORDER BY completed_at DESC LIMIT 1",
@@ -177,6 +178,16 @@ def site_backup_summary(conn: sqlite3.Connection, site_id: str) -> dict[str, Any
         " ORDER BY a.noticed_at",
         (site_id,),
     ).fetchall()
+    # A missing backup stands until a backup completes (the latest one changes).
+    silent = conn.execute(
+        "SELECT a.environment_id, a.noticed_at FROM backup_alerts a"
+        " JOIN environments e ON e.id = a.environment_id"
+        " WHERE e.site_id = ? AND e.status = 'active' AND a.last_backup_id ="
+        "   coalesce((SELECT id FROM backups WHERE environment_id = a.environment_id"
+        "     AND status IN ('completed', 'expired') ORDER BY completed_at DESC LIMIT 1), '')"
+        " ORDER BY a.noticed_at",
+        (site_id,),
+    ).fetchall()
     (leftovers,) = conn.execute(
         "SELECT count(*) FROM backup_drills WHERE site_id = ? AND outcome IS NOT NULL"
         " AND throwaway_removed_at IS NULL",
@@ -196,6 +207,9 @@ def site_backup_summary(conn: sqlite3.Connection, site_id: str) -> dict[str, Any
             for r in overdue
         ],
         "drill_leftovers": int(leftovers),
+        "backups_overdue": [
+            dict(zip(("environment_id", "noticed_at"), r, strict=True)) for r in silent
+        ],
     }
 
 
