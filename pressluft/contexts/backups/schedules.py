@@ -3,9 +3,9 @@ other environments none), the scan that queues the backups due (`backup_scan`,
 every 15 minutes), and the alert when a production environment has had no
 completed backup for 26 hours (`backup.overdue_noticed`, once per silence).
 
-Rules (specs/backups.md): a backup is due when the environment is active, a target
-is configured, and no backup of it was asked for within its interval (pending,
-running or completed) nor failed within the last hour.
+Rules (specs/backups.md): a backup is due when the environment is active, its site
+has a target (its own or the default), and no backup of it was asked for within its
+interval (pending, running or completed) nor failed within the last hour.
 """
 
 from __future__ import annotations
@@ -86,14 +86,15 @@ def queue_due_backups(worker: type[JobWorker[BackupArgs]]) -> Callable[[WriteTx,
     """A `scheduled` full backup of each environment due: the backup ids."""
 
     def command(tx: WriteTx, meta: Meta) -> list[str]:
-        if tx.conn.execute("SELECT 1 FROM backup_target WHERE id = 1").fetchone() is None:
-            return []
         now = tx.now
         hour_ago = format_ts(now - timedelta(hours=1))
         rows = tx.conn.execute(
             f"SELECT e.id, {_EFFECTIVE} AS every FROM environments e"
             " LEFT JOIN backup_schedules s ON s.environment_id = e.id"
             f" WHERE e.status = 'active' AND {_EFFECTIVE} > 0"
+            # The site has a target: its own or the default (BAK-27).
+            " AND EXISTS (SELECT 1 FROM backup_targets t WHERE t.status = 'active'"
+            "   AND (t.site_id IS NULL OR t.site_id = e.site_id))"
         ).fetchall()
         queued = []
         for environment_id, every in rows:

@@ -67,6 +67,7 @@ class Backups:
         self._cache_dir = cache_dir
 
     async def target(self) -> TargetView:
+        """The default target."""
         found = await self._db.read(get_target)
         if found is None:
             raise BackupNotConfigured(
@@ -157,16 +158,23 @@ class Backups:
                     f" {', '.join(objects) or 'nothing'}",
                     details={"hint": "download db.sql or files.tar of a completed backup"},
                 )
+            # The repository it is stored in, with the key of the target it is in
+            # (retired or not: BAK-28).
             repo = conn.execute(
-                "SELECT url, secret_id FROM backup_repositories WHERE site_id = ?",
-                (backup.site_id,),
+                "SELECT url, secret_id, target_id FROM backup_repositories WHERE url = ?",
+                (backup.storage_path,),
             ).fetchone()
-            target = conn.execute(
-                "SELECT endpoint, region, bucket, prefix, access_key_id, secret_id"
-                " FROM backup_target WHERE id = 1"
-            ).fetchone()
+            target = None
+            if repo is not None:
+                target = conn.execute(
+                    "SELECT endpoint, region, bucket, prefix, access_key_id, secret_id"
+                    " FROM backup_targets WHERE id = ?",
+                    (repo[2],),
+                ).fetchone()
             if repo is None or target is None:
-                raise BackupNotConfigured("the backup's repository or target is not configured")
+                raise BackupNotConfigured(
+                    "the backup's repository or its target is not configured any more"
+                )
             endpoint, region, bucket, prefix, key_id, target_secret = target
             stamp = backup.created_at[:19].replace(":", "").replace("-", "")
             filename = f"pressluft-{backup.environment_id[:8]}-{stamp}-{name}"
