@@ -23,6 +23,7 @@ from pressluft.contexts.backups.commands import (
     TargetRequest,
     configure_target_command,
     record_backup_request,
+    start_backup_command,
 )
 from pressluft.contexts.backups.drill_worker import BackupVerify, queue_due_drills
 from pressluft.contexts.backups.events import (
@@ -327,6 +328,89 @@ def _bucket_only(s3: S3Server, bucket: str) -> tuple[str, str]:
                                             f"arn:aws:s3:::{bucket}/*"]})  # fmt: skip
 
 
+@pytest.mark.spec("BAK-15", "BAK-18", "BAK-27")
+async def test_a_site_can_have_its_own_target_which_overrides_the_default(
+    session: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, tmp_path: Path
+) -> None:
+    node_id = await blocked_node(runtime)  # the scheduled backup's job stays queued
+    env_id = await active_environment(runtime, node_id)
+    site_id = await _site_of(runtime, env_id)
+    other_env = await active_environment(runtime, node_id)
+    other_site = await _site_of(runtime, other_env)
+    path = f"/api/sites/{site_id}/backup-target"
+    unset = await session.get(path)
+    assert unset.status_code == 409 and unset.json()["code"] == "backup_not_configured"
+    assert path in unset.json()["details"]["hint"]
+    section = (await session.get(f"/sites/{site_id}/sections/backups")).text
+    assert path in section and "Back up now" not in section
+    # An unknown site is 404 before anything is probed (the endpoint answers nothing);
+    # a probe that fails is 422 and records nothing.
+    before = await event_and_job_counts(runtime)
+    nowhere = {"endpoint": "http://127.0.0.1:9", "bucket": "nothing", "access_key_id": "k",
+               "secret_access_key": "s"}  # fmt: skip
+    unknown = await session.put(f"/api/sites/{new_id()}/backup-target", json=nowhere)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+    assert (await session.get(f"/api/sites/{new_id()}/backup-target")).status_code == 404
+    assert (await session.delete(f"/api/sites/{new_id()}/backup-target")).status_code == 404
+    own_bucket = s3_server.create_bucket(_bucket())
+    wrong = {"endpoint": s3_server.endpoint, "region": s3_server.region, "bucket": own_bucket,
+             "access_key_id": s3_server.access_key_id, "secret_access_key": "wrong"}  # fmt: skip
+    refused = await session.put(path, json=wrong)
+    assert (
+        refused.status_code == 422 and refused.json()["details"]["reason"] == "TARGET_AUTH_FAILED"
+    )
+    assert await event_and_job_counts(runtime) == before
+    # Its own target, with no default target at all: the site backs up into it.
+    own = await _configure(session, s3_server, own_bucket, site_id=site_id)
+    shown = (await session.get(path)).json()
+    assert shown["id"] == own and shown["scope"] == "site" and shown["site_id"] == site_id
+    assert shown["bucket"] == own_bucket and "secret_access_key" not in shown
+    assert (await session.get("/api/backup-target")).status_code == 409  # no default
+    assert (await session.get(f"/api/sites/{other_site}/backup-target")).status_code == 409
+    section = (await session.get(f"/sites/{site_id}/sections/backups")).text
+    assert f'data-target-id="{own}"' in section and "this site's own" in section
+    assert "Back up now" in section
+    [scheduled] = await _scan(runtime)  # the site has a target; the other one none
+    scheduled_backup = (await session.get(f"/api/backups/{scheduled}")).json()
+    assert scheduled_backup["environment_id"] == env_id
+    await session.post(f"/api/jobs/{scheduled_backup['job_id']}/cancel")
+    storage = Storage(tmp_path / "restic-cache")
+    taken = await _take(runtime, env_id, storage)
+    assert (await _storage_path(session, taken)) == restic_url(
+        s3_server.target(own_bucket, "pl"), f"sites/{site_id}"
+    )
+    assert s3_server.objects(own_bucket, f"pl/sites/{site_id}/data/")
+    # The default target: the other site's; this one keeps its own.
+    default_bucket = _bucket()
+    default = await _configure(session, s3_server, default_bucket)
+    assert (await session.get("/api/backup-target")).json()["scope"] == "default"
+    assert (await session.get(path)).json()["id"] == own
+    assert (await session.get(f"/api/sites/{other_site}/backup-target")).json()["id"] == default
+    again = await _take(runtime, env_id, storage)
+    assert (await _storage_path(session, again)) == (await _storage_path(session, taken))
+    assert not s3_server.objects(default_bucket, f"pl/sites/{site_id}/")
+    # Back to the default: its own target holds backups, so it is retired, not removed.
+    assert (await session.delete(path)).status_code == 204
+    assert (await session.get(path)).json() == (await session.get("/api/backup-target")).json()
+    assert (await _target_rows(runtime))[own][:2] == (site_id, "retired")
+    moved = await _take(runtime, env_id, storage)
+    assert (await _storage_path(session, moved)) == restic_url(
+        s3_server.target(default_bucket, "pl"), f"sites/{site_id}"
+    )
+    none = await session.delete(path)
+    assert none.status_code == 409 and none.json()["code"] == "backup_not_configured"
+    assert "DELETE /api/backup-target" in none.json()["details"]["hint"]
+    # A site's own target without a backup in it is removed at once, its key destroyed.
+    other_path = f"/api/sites/{other_site}/backup-target"
+    short = await _configure(session, s3_server, _bucket(), site_id=other_site)
+    secret = (await _target_rows(runtime))[short][3]
+    assert (await session.delete(other_path)).status_code == 204
+    assert short not in await _target_rows(runtime)
+    assert not await _secret_exists(runtime, secret)
+    removed = await _events(session, "backup_target.removed")
+    assert any(e["data"].get("target_id") == short for e in removed)
+
+
 @pytest.mark.spec("BAK-16")
 async def test_the_same_place_again_is_the_same_target_with_a_new_key(
     client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, tmp_path: Path
@@ -459,6 +543,47 @@ async def test_the_cleanup_expires_backups_in_a_retired_target_then_removes_it(
     first_object = s3_server.objects(old_bucket, "pl/sites/")
     assert not [k for k in first_object if "/snapshots/" in k]
     assert [k for k in s3_server.objects(new_bucket, "pl/sites/") if "/snapshots/" in k]
+
+
+@pytest.mark.spec("BAK-19")
+async def test_a_backup_starts_in_its_sites_target_of_the_moment_and_repositories_are_taken_over(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, tmp_path: Path
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    site_id = await _site_of(runtime, env_id)
+    bucket = _bucket()
+    default = await _configure(client, s3_server, bucket)
+    storage = Storage(tmp_path / "cache")
+    taken = await _take(runtime, env_id, storage)
+    url = await _storage_path(client, taken)
+    # A target that changed since the job read it: nothing is recorded, the job reads
+    # the site's target again.
+    pending = await runtime.db.write(
+        lambda tx: record_backup_request(tx, env_id, "db", "manual", META, new_id(), None)
+    )
+    before = await event_and_job_counts(runtime)
+    stale = start_backup_command(pending.backup_id, pending.job_id, new_id(), url, "pw",
+                                 runtime.vault.seal)  # fmt: skip
+    assert await runtime.db.write(lambda tx: stale(tx, META)) is None
+    assert await event_and_job_counts(runtime) == before
+    # The site's own target at the default's place (another key): it takes the site's
+    # repository over — same URL, same password — and the old backup reads with its key.
+    own_key = _bucket_only(s3_server, bucket)
+    own = await _configure(client, s3_server, bucket, site_id=site_id, key=own_key)
+    assert own != default
+    later = await _take(runtime, env_id, storage)
+    assert (await _storage_path(client, later)) == url
+    held = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT count(*), max(target_id) FROM backup_repositories WHERE site_id = ?",
+            (site_id,),
+        ).fetchone()
+    )
+    assert held == (1, own)
+    adopted = await _events(client, "backup_repository.adopted")
+    assert any(e["data"] == {"site_id": site_id, "url": url, "target_id": own} for e in adopted)
+    reply = await client.get(f"/api/backups/{taken}/download", params={"object": "db.sql"})
+    assert reply.status_code == 200 and reply.content == _dump(taken)
 
 
 @pytest.mark.spec("BAK-30")

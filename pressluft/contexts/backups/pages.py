@@ -8,7 +8,11 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from pressluft.contexts.backups.queries import get_target, list_backups, site_backup_summary
+from pressluft.contexts.backups.queries import (
+    effective_target,
+    list_backups,
+    site_backup_summary,
+)
 from pressluft.contexts.sites import SiteSection, SiteView
 
 __all__ = ["PAGES", "backups_section"]
@@ -20,8 +24,10 @@ SHOWN = 10
 def backups_section() -> SiteSection:
     def load(conn: sqlite3.Connection, site: SiteView) -> dict[str, Any]:
         live = [e for e in site.environments if e.status != "deleted"]
+        target = effective_target(conn, site.id)  # the site's own, else the default
         return {
-            "configured": get_target(conn) is not None,
+            "configured": target is not None,
+            "target": target,
             "summary": site_backup_summary(conn, site.id),
             "backups": {e.id: list_backups(conn, e.id, SHOWN, None, None) for e in live},
         }
