@@ -94,6 +94,11 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> Litestar:
                 use_cache=True,
                 sync_to_thread=False,
             ),
+            "backup_sources": Provide(
+                _constant(tuple(s for parts in runtime.parts for s in parts.backup_sources)),
+                use_cache=True,
+                sync_to_thread=False,
+            ),
             **{
                 name: Provide(_constant(service), use_cache=True, sync_to_thread=False)
                 for parts in runtime.parts

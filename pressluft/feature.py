@@ -73,6 +73,9 @@ class Parts:
     #: Sections it adds to a site's dashboard page (the sites capability's
     #: `SiteSection`s; one replaces a planned section of the same name).
     site_sections: Sequence[Any] = ()
+    #: Restores into a new environment (the sites capability's `BackupSource`: a
+    #: request to create an environment from a backup is handed to the first).
+    backup_sources: Sequence[Any] = ()
 
 
 @dataclass(frozen=True)

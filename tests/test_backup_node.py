@@ -2,7 +2,8 @@
 S3-compatible server (moto) with real restic (specs/backups.md): a full backup with
 its manifest and nothing readable in the bucket; a restore that brings back a
 deleted post and a changed option; a restore whose site fails its checks switches
-back; a corrupted object is refused before anything changes.
+back; a corrupted object is refused before anything changes; a backup restored into
+a new environment.
 
 The live site is left serving its own content (restored to what it was before the
 test changed it); its release is the restore's.
@@ -34,11 +35,15 @@ def _root(live: LiveSite) -> str:
     return f"/var/www/sites/{live.site_id}/{live.environment_id}"
 
 
-def _php(live: LiveSite, code: str) -> str:
-    """PHP (CLI) as the environment's user with WordPress loaded: what it prints."""
-    wp = f"define('WP_USE_THEMES', false); require '{_root(live)}/current/wp-load.php'; {code}"
-    script = f"cd {_root(live)}/current && php -r {shlex.quote(wp)}"
-    rc, out = live.exec("runuser", "-u", _env_user(live), "--", "sh", "-c", script)
+def _php(live: LiveSite, code: str, environment_id: str | None = None) -> str:
+    """PHP (CLI) as the environment's user (default: the live site's production) with
+    WordPress loaded: what it prints."""
+    env_id = environment_id or live.environment_id
+    root = f"/var/www/sites/{live.site_id}/{env_id}"
+    wp = f"define('WP_USE_THEMES', false); require '{root}/current/wp-load.php'; {code}"
+    script = f"cd {root}/current && php -r {shlex.quote(wp)}"
+    user = "wp_" + env_id.replace("-", "")[:12]
+    rc, out = live.exec("runuser", "-u", user, "--", "sh", "-c", script)
     assert rc == 0, out
     return out.strip()
 
@@ -227,6 +232,75 @@ def test_a_restore_drill_proves_a_backup_and_leaves_nothing_behind(
     assert env["status"] == "active"
     page = live.get("/")
     assert page.status_code == 200 and SITE_TITLE in page.text
+
+
+@pytest.mark.spec("BAK-49")
+def test_a_backup_restored_into_a_new_environment_serves_it_and_production_is_untouched(
+    live: LiveSite, target: S3Server
+) -> None:
+    marker = f"Inspect marker {uuid.uuid4().hex[:8]}"
+    post_id = int(
+        _php(
+            live,
+            "echo wp_insert_post(['post_title' => "
+            f"{marker!r}, 'post_status' => 'publish', 'post_content' => 'kept']);",
+        )
+    )
+    backup = _backup(live)
+    _php(live, f"wp_delete_post({post_id}, true);")
+    before = _node_inventory(live)
+    with live.api() as api:
+        reply = api.post(
+            f"/api/sites/{live.site_id}/environments",
+            json={
+                "name": "Inspect the backup",
+                "slug": f"inspect-{uuid.uuid4().hex[:6]}",
+                "type": "clone",
+                "source_backup_id": backup["id"],
+            },
+        )
+        assert reply.status_code == 202, reply.text
+        env_id, job_id = reply.json()["environment_id"], reply.json()["job_id"]
+        assert api.get(f"/api/jobs/{job_id}").json()["job_type"] == "env_create_from_backup"
+        started = time.monotonic()
+        live.job_ok(job_id, 1200)
+        print(f"restore into a new environment: {time.monotonic() - started:.1f} s")
+        env = api.get(f"/api/environments/{env_id}").json()
+    try:
+        assert env["status"] == "active", env
+        assert env["source_backup_id"] == backup["id"]
+        assert env["source_environment_id"] == live.environment_id
+        # The backup's content, under the new environment's own URL and password.
+        assert _php(live, f"echo get_post_status({post_id});", env_id) == "publish"
+        assert _php(live, "echo get_option('siteurl');", env_id) == env["preview_url"].rstrip("/")
+        admin = _php(
+            live,
+            f"$u = get_user_by('login', {env['admin_user']!r});"
+            " echo $u ? $u->user_pass : 'missing';",
+            env_id,
+        )
+        source_hash = _php(
+            live, f"$u = get_user_by('login', {env['admin_user']!r}); echo $u->user_pass;"
+        )
+        assert admin not in ("missing", source_hash)
+        page = live.get("/", host=env["preview_url"].split("//", 1)[1].rstrip("/"))
+        assert page.status_code == 200 and SITE_TITLE in page.text
+        with live.db() as conn:
+            release = conn.execute(
+                "SELECT source_type, source_ref, path FROM releases WHERE id = ?",
+                (env["current_release_id"],),
+            ).fetchone()
+        assert release[:2] == ("backup", backup["id"])
+        rc, out = live.exec("ls", "-1", f"/var/www/sites/{live.site_id}/{env_id}/releases")
+        assert rc == 0 and out.split() == [release[2].rsplit("/", 1)[-1]]  # the copy's went
+        log = live.job_log(job_id)
+        assert "verified db.sql" in log and "the copy serves the backup" in log
+        # Production serves what it served: the post stays deleted there.
+        assert _php(live, f"echo get_post_status({post_id}) ?: 'gone';") == "gone"
+        assert _environment(live)["status"] == "active"
+    finally:
+        live.delete_environments(env_id)
+    assert _node_inventory(live) == before
 
 
 @pytest.mark.spec("BAK-43")

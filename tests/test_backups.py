@@ -5,9 +5,11 @@ tests/test_backup_node.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,18 +27,32 @@ from pressluft.contexts.backups.commands import (
     record_backup_request,
     start_backup_command,
 )
-from pressluft.contexts.backups.drill_worker import BackupVerify, queue_due_drills
+from pressluft.contexts.backups.drill_worker import (
+    BackupVerify,
+    queue_due_drills,
+    remove_leftovers,
+)
 from pressluft.contexts.backups.events import (
     BackupCompleted,
+    BackupDrillStarted,
+    BackupDrillThrowawayRemoved,
     BackupRepositoryCreated,
     BackupRequested,
     BackupStarted,
     BackupTargetConfigured,
+    BackupVerificationFailed,
     BackupVerified,
+    ControlPlaneCopyStored,
 )
-from pressluft.contexts.backups.loaders import BACKUP_JOB, EXPIRED_BACKUPS
+from pressluft.contexts.backups.loaders import BACKUP_JOB, DRILL_LEFTOVERS, EXPIRED_BACKUPS
 from pressluft.contexts.backups.recovery import export_kit_command, parse_kit
-from pressluft.contexts.backups.schedules import announce_overdue, queue_due_backups
+from pressluft.contexts.backups.schedules import (
+    BackupScan,
+    announce_copy_overdue,
+    announce_drills_overdue,
+    announce_overdue,
+    queue_due_backups,
+)
 from pressluft.contexts.backups.workers import BackupCleanup, BackupCreate, Storage, checksum
 from pressluft.db import WriteTx
 from pressluft.events import Meta, append
@@ -44,12 +60,14 @@ from pressluft.events.log import NO_STREAM
 from pressluft.features import PROJECTORS
 from pressluft.ids import new_id
 from pressluft.jobs.context import LocalPort
+from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.queue import JobSpec, enqueue
 from pressluft.jobs.workers import NoArgs, enqueue_job
 from pressluft.runners import restic
 from pressluft.runners.s3 import restic_url
 from pressluft.runtime import Runtime
-from tests.support.jobs import log_lines, until_ended
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support.jobs import log_lines, until, until_ended
 from tests.support.nodes import blocked_node, event_and_job_counts, record_node
 from tests.support.s3 import S3Server
 from tests.support.workers import fn_worker
@@ -103,7 +121,7 @@ async def _site_with_repository(
     env_id = await active_environment(runtime, await record_node(runtime))
     bucket = _bucket()
     target_id = await _configure(client, s3, bucket)
-    site_id = await _site_of(runtime, env_id)
+    site_id = await _site_id(runtime, env_id)
     url = restic_url(s3.target(bucket, "pl"), f"sites/{site_id}")
 
     def repository(tx: WriteTx) -> None:
@@ -120,7 +138,7 @@ async def _site_with_repository(
     return env_id, repo
 
 
-async def _site_of(runtime: Runtime, env_id: str) -> str:
+async def _site_id(runtime: Runtime, env_id: str) -> str:
     row = await runtime.db.read(
         lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()
     )
@@ -334,9 +352,9 @@ async def test_a_site_can_have_its_own_target_which_overrides_the_default(
 ) -> None:
     node_id = await blocked_node(runtime)  # the scheduled backup's job stays queued
     env_id = await active_environment(runtime, node_id)
-    site_id = await _site_of(runtime, env_id)
+    site_id = await _site_id(runtime, env_id)
     other_env = await active_environment(runtime, node_id)
-    other_site = await _site_of(runtime, other_env)
+    other_site = await _site_id(runtime, other_env)
     path = f"/api/sites/{site_id}/backup-target"
     unset = await session.get(path)
     assert unset.status_code == 409 and unset.json()["code"] == "backup_not_configured"
@@ -440,7 +458,7 @@ async def test_after_the_default_target_moves_old_backups_restore_and_new_ones_g
     client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, tmp_path: Path
 ) -> None:
     env_id = await active_environment(runtime, await record_node(runtime))
-    site_id = await _site_of(runtime, env_id)
+    site_id = await _site_id(runtime, env_id)
     old_bucket, new_bucket = _bucket(), _bucket()
     s3_server.create_bucket(new_bucket)
     old = await _configure(client, s3_server, old_bucket, key=_bucket_only(s3_server, old_bucket))
@@ -550,7 +568,7 @@ async def test_a_backup_starts_in_its_sites_target_of_the_moment_and_repositorie
     client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, tmp_path: Path
 ) -> None:
     env_id = await active_environment(runtime, await record_node(runtime))
-    site_id = await _site_of(runtime, env_id)
+    site_id = await _site_id(runtime, env_id)
     bucket = _bucket()
     default = await _configure(client, s3_server, bucket)
     storage = Storage(tmp_path / "cache")
@@ -713,6 +731,54 @@ async def test_a_restore_refuses_another_environments_backup_an_unfinished_one_a
     assert (await client.get(f"/api/environments/{env_id}")).json()["status"] == "failed"
 
 
+@pytest.mark.spec("BAK-48")
+async def test_a_restore_into_a_new_environment_checks_the_backup_and_records_the_copy(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server
+) -> None:
+    node_id = await blocked_node(runtime)
+    env_id = await active_environment(runtime, node_id)
+    other_env = await active_environment(runtime, node_id)
+    site_id = (await client.get(f"/api/environments/{env_id}")).json()["site_id"]
+    mine = await completed_backup(runtime, env_id)
+    theirs = await completed_backup(runtime, other_env)
+    url = f"/api/sites/{site_id}/environments"
+    body = {"name": "Inspect", "slug": "inspect", "type": "clone"}
+    before = await event_and_job_counts(runtime)
+    unconfigured = await client.post(url, json={**body, "source_backup_id": mine})
+    assert unconfigured.status_code == 409, unconfigured.text
+    assert unconfigured.json()["code"] == "backup_not_configured"
+    await _configure(client, s3_server, _bucket())
+    pending = (await client.post(f"/api/environments/{env_id}/backups", json={})).json()
+    before = await event_and_job_counts(runtime)
+    cases = [
+        ({"source_backup_id": theirs}, "validation_failed", 422),
+        ({"source_backup_id": new_id()}, "validation_failed", 422),
+        ({"source_backup_id": pending["backup_id"]}, "backup_not_restorable", 409),
+        ({"source_backup_id": mine, "source_environment_id": env_id}, "bad_request", 400),
+        ({}, "bad_request", 400),
+        ({"source_backup_id": "not-an-id"}, "bad_request", 400),
+    ]
+    for extra, code, status in cases:
+        reply = await client.post(url, json={**body, **extra})
+        assert reply.status_code == status and reply.json()["code"] == code, (extra, reply.text)
+    assert await event_and_job_counts(runtime) == before
+    accepted = await client.post(url, json={**body, "source_backup_id": mine})
+    assert accepted.status_code == 202, accepted.text
+    env = (await client.get(f"/api/environments/{accepted.json()['environment_id']}")).json()
+    assert env["status"] == "cloning" and env["environment_type"] == "clone"
+    assert env["source_backup_id"] == mine and env["source_environment_id"] == env_id
+    job = (await client.get(f"/api/jobs/{accepted.json()['job_id']}")).json()
+    assert job["job_type"] == "env_create_from_backup" and job["status"] == "queued"
+    assert job["environment_id"] == env["id"] and job["node_id"] == node_id
+    # While the copy is built, the site takes no other.
+    plain = await client.post(url, json={**body, "slug": "plain", "source_environment_id": env_id})
+    assert plain.status_code == 409 and plain.json()["code"] == "conflict"
+    # The job cancelled before it ran: the environment it held is failed (JOB-48).
+    await client.post(f"/api/jobs/{accepted.json()['job_id']}/cancel")
+    failed = (await client.get(f"/api/environments/{env['id']}")).json()
+    assert failed["status"] == "failed"
+
+
 async def _stream(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
@@ -848,6 +914,10 @@ async def test_the_site_page_shows_backups_and_offers_back_up_now_and_restore(
     assert f'href="/api/backups/{done}/download?object=db.sql"' in section
     bodies = [json.loads(html.unescape(b)) for b in re.findall(r"data-body='([^']*)'", section)]
     assert {"backup_id": done} in bodies and {"scope": "full"} in bodies
+    assert f'data-url="/api/sites/{site_id}/environments"' in section
+    into_new = next(b for b in bodies if "source_backup_id" in b)
+    assert into_new["source_backup_id"] == done and into_new["slug"] == f"backup-{done[:8]}"
+    assert into_new["type"] == "clone" and into_new["name"].startswith("Backup of ")
 
 
 def _drills(runtime: Runtime, every_hours: int = 168) -> Any:
@@ -1014,3 +1084,324 @@ async def test_a_restore_that_fails_before_changing_anything_ends_failed_and_act
         await client.get("/api/events", params={"type": "environment.restore_reverted"})
     ).json()
     assert any(e["data"]["environment_id"] == env_id for e in events["items"])
+
+
+# -- restore drills: the overdue notice, a killed drill's throwaway (B7b) ------------------
+
+
+def _drill_overdue(runtime: Runtime, drill_hours: int = 168) -> Any:
+    command = announce_drills_overdue(drill_hours)
+    return runtime.db.write(lambda tx: command(tx, META))
+
+
+async def _site_of(runtime: Runtime, env_id: str) -> tuple[str, str]:
+    """The environment's site and node."""
+    row = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT site_id, node_id FROM environments WHERE id = ?", (env_id,)
+        ).fetchone()
+    )
+    return str(row[0]), str(row[1])
+
+
+async def _drill(
+    runtime: Runtime, env_id: str, backup_id: str, outcome: str | None, *, removed: bool
+) -> tuple[str, str]:
+    """A drill of the backup recorded as its job records it: started, its throwaway
+    removed or not, then `verified` or `failed` (None: no result yet). Its job id
+    (no job row: a drill's outcome comes from its events) and its throwaway's id."""
+    site_id, node_id = await _site_of(runtime, env_id)
+    job_id, throwaway_id = new_id(), new_id()
+
+    def record(tx: WriteTx) -> None:
+        started = BackupDrillStarted(
+            job_id=job_id, backup_id=backup_id, site_id=site_id, environment_id=env_id,
+            node_id=node_id, throwaway_id=throwaway_id,
+        )  # fmt: skip
+        append(tx, f"backup_drill:{job_id}", NO_STREAM, [started], META)
+        if removed:
+            gone = BackupDrillThrowawayRemoved(
+                drill_job_id=job_id, job_id=job_id, site_id=site_id, throwaway_id=throwaway_id
+            )
+            append(tx, f"backup_drill:{job_id}", None, [gone], META)
+        if outcome == "verified":
+            event: Any = BackupVerified(backup_id=backup_id, job_id=job_id, restore_seconds=3.5)
+            append(tx, f"backup:{backup_id}", None, [event], META)
+        elif outcome == "failed":
+            event = BackupVerificationFailed(
+                backup_id=backup_id, job_id=job_id, code="RESTORE_DRILL_FAILED",
+                message="table wp_posts: 3 rows restored, 4 in the manifest",
+            )  # fmt: skip
+            append(tx, f"backup:{backup_id}", None, [event], META)
+
+    await runtime.db.write(record)
+    return job_id, throwaway_id
+
+
+async def _page(session: httpx.AsyncClient, path: str) -> str:
+    """A dashboard page, logged in again (the tests move the clock past a session's end)."""
+    reply = await session.post(
+        "/api/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    assert reply.status_code == 200, reply.text
+    page = await session.get(path)
+    assert page.status_code == 200, page.text
+    return page.text
+
+
+async def _run_scan(runtime: Runtime) -> list[str]:
+    """A `backup_scan` job run to its end: the lines it logged."""
+    job_id = await runtime.db.write(lambda tx: enqueue_job(tx, BackupScan, NoArgs(), META))
+    assert (await until_ended(runtime, job_id)).status == "succeeded"
+    return [text for _, _, text in await log_lines(runtime, job_id)]
+
+
+@pytest.mark.spec("BAK-69")
+async def test_a_production_environment_without_a_proven_backup_for_two_drill_intervals_is_noticed(
+    client: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    env_id = await active_environment(runtime, await blocked_node(runtime))
+    clock.advance(400 * 3600)
+    assert env_id not in await _drill_overdue(runtime)  # no backup: nothing to prove
+    first = await completed_backup(runtime, env_id)
+    clock.advance(335 * 3600)
+    assert env_id not in await _drill_overdue(runtime)  # twice 168 h: not over yet
+    clock.advance(2 * 3600)
+    assert env_id in await _drill_overdue(runtime)  # never proven since its first backup
+    assert env_id not in await _drill_overdue(runtime)  # once
+    feed = (await client.get("/api/events", params={"type": "backup.drill_overdue_noticed"})).json()
+    (notice,) = [e["data"] for e in feed["items"] if e["data"]["environment_id"] == env_id]
+    assert notice["overdue_hours"] == 336 and notice.get("last_verified_at") is None
+    # A drill proves the backup: a new silence begins; drills that keep failing after
+    # it do not end that silence, and the notice names the last failure.
+    await _drill(runtime, env_id, first, "verified", removed=True)
+    assert env_id not in await _drill_overdue(runtime)
+    clock.advance(200 * 3600)
+    latest = await completed_backup(runtime, env_id)
+    await _drill(runtime, env_id, latest, "failed", removed=True)
+    assert env_id not in await _drill_overdue(runtime)
+    clock.advance(137 * 3600)
+    await _drill(runtime, env_id, latest, "failed", removed=True)
+    lines = await _run_scan(runtime)
+    assert f"environment {env_id}: no backup proven by a restore drill for 336 h" in lines
+    feed = (await client.get("/api/events", params={"type": "backup.drill_overdue_noticed"})).json()
+    notices = [e["data"] for e in feed["items"] if e["data"]["environment_id"] == env_id]
+    assert len(notices) == 2
+    again = next(n for n in notices if n.get("last_verified_at"))
+    assert again["last_verified_backup_id"] == first
+    assert again["last_drill_error"].startswith("failed: RESTORE_DRILL_FAILED: table wp_posts")
+
+
+@pytest.mark.spec("BAK-70")
+async def test_the_site_page_shows_an_overdue_drill_and_the_last_failed_drill(
+    session: httpx.AsyncClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    env_id = await active_environment(runtime, await blocked_node(runtime))
+    site_id, _ = await _site_of(runtime, env_id)
+    backup_id = await completed_backup(runtime, env_id)
+    failed, _ = await _drill(runtime, env_id, backup_id, "failed", removed=True)
+    clock.advance(337 * 3600)
+    assert env_id in await _drill_overdue(runtime)
+    section = await _page(session, f"/sites/{site_id}/sections/backups")
+    assert 'class="backup-last-drill" data-outcome="failed"' in section
+    assert "RESTORE_DRILL_FAILED: table wp_posts: 3 rows restored" in section
+    assert f'href="/jobs/{failed}"' in section
+    assert "drill failed: RESTORE_DRILL_FAILED" in section  # the backup's row
+    assert "no backup of Production was proven by a restore drill yet" in section
+    # A passing drill clears the row's failure and the notice.
+    await _drill(runtime, env_id, backup_id, "verified", removed=True)
+    section = await _page(session, f"/sites/{site_id}/sections/backups")
+    assert 'data-outcome="verified"' in section and "passed" in section
+    assert "Restore drill overdue" not in section and "drill failed" not in section
+
+
+@pytest.mark.spec("BAK-71", "BAK-72")
+async def test_the_next_drill_removes_the_throwaways_of_drills_that_ended_without_removing_them(
+    session: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    site_id, node_id = await _site_of(runtime, env_id)
+    backup_id = await completed_backup(runtime, env_id)
+    # Drills that ended cleanly: nothing left.
+    await _drill(runtime, env_id, backup_id, "verified", removed=True)
+    await _drill(runtime, env_id, backup_id, "failed", removed=True)
+    # A drill that failed and could not remove its throwaway, and two killed ones (their
+    # jobs end without a result: `interrupted`), and one still running.
+    failed_job, failed_left = await _drill(runtime, env_id, backup_id, "failed", removed=False)
+    release = asyncio.Event()
+    throwaways: dict[str, str] = {}
+
+    async def killed(ctx: LocalPort) -> None:
+        throwaways[ctx.job_id] = new_id()
+        started = BackupDrillStarted(
+            job_id=ctx.job_id, backup_id=backup_id, site_id=site_id, environment_id=env_id,
+            node_id=node_id, throwaway_id=throwaways[ctx.job_id],
+        )  # fmt: skip
+        await ctx.record(f"backup_drill:{ctx.job_id}", [started])
+        if ctx.job_type == "test_drill_running":
+            await release.wait()
+        raise RuntimeError("the daemon died here")
+
+    runtime.jobs.register(fn_worker("test_drill_killed", killed, max_attempts=1))
+    runtime.jobs.register(fn_worker("test_drill_running", killed, max_attempts=1))
+
+    def queue(kind: str) -> Any:
+        spec = JobSpec(job_type=kind, max_attempts=1)
+        return runtime.db.write(lambda tx: enqueue(tx, spec, META))
+
+    killed_jobs = [await queue("test_drill_killed") for _ in range(2)]
+    for job_id in killed_jobs:
+        assert (await until_ended(runtime, job_id)).status == "failed"
+    running = await queue("test_drill_running")
+    await until(lambda: _has_drill(runtime, running))
+
+    def drills(c: sqlite3.Connection) -> dict[str, tuple[Any, ...]]:
+        rows = c.execute(
+            "SELECT job_id, outcome, error, throwaway_removed_at FROM backup_drills"
+        ).fetchall()
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    recorded = await runtime.db.read(drills)
+    assert recorded[killed_jobs[0]][0] == "interrupted"
+    assert recorded[killed_jobs[0]][1].startswith("HANDLER_ERROR: ")
+    assert recorded[failed_job][:1] == ("failed",) and recorded[running][0] is None
+
+    def leftovers() -> Any:
+        return runtime.db.read(lambda c: DRILL_LEFTOVERS.query(c, (env_id, node_id)))
+
+    expected = [failed_left, throwaways[killed_jobs[0]], throwaways[killed_jobs[1]]]
+    assert [left.throwaway_id for left in await leftovers()] == expected
+    assert await runtime.db.read(lambda c: DRILL_LEFTOVERS.query(c, (env_id, new_id()))) == []
+    section = (await session.get(f"/sites/{site_id}/sections/backups")).text
+    assert "3 throwaway environment(s) of interrupted restore drills" in section
+
+    # The next drill removes them first; one whose removal fails stays for the one after.
+    removals: list[str] = []
+
+    async def sweep(ctx: LocalPort) -> None:
+        async def remove(throwaway_id: str, site: str) -> None:
+            assert site == site_id
+            removals.append(throwaway_id)
+            if throwaway_id == failed_left and removals.count(failed_left) == 1:
+                raise JobFailure("RESTORE_DRILL_FAILED", "site-delete.yml failed")
+
+        ctx.log(f"removed {await remove_leftovers(ctx, env_id, node_id, remove)}")
+
+    runtime.jobs.register(fn_worker("test_drill_sweep", sweep, max_attempts=1))
+    first_sweep = await queue("test_drill_sweep")
+    assert (await until_ended(runtime, first_sweep)).status == "succeeded"
+    assert removals == expected
+    assert [left.throwaway_id for left in await leftovers()] == [failed_left]
+    lines = [text for _, _, text in await log_lines(runtime, first_sweep)]
+    assert "not removed: site-delete.yml failed (the next drill tries again)" in lines
+    assert "removed 2" in lines
+    feed = (
+        await session.get("/api/events", params={"type": "backup.drill_throwaway_removed"})
+    ).json()
+    by_sweep = [e for e in feed["items"] if e["data"]["job_id"] == first_sweep]
+    assert {e["stream"] for e in by_sweep} == {f"backup_drill:{j}" for j in killed_jobs}
+    second_sweep = await queue("test_drill_sweep")
+    assert (await until_ended(runtime, second_sweep)).status == "succeeded"
+    assert removals[-1] == failed_left and await leftovers() == []
+    section = (await session.get(f"/sites/{site_id}/sections/backups")).text
+    assert "throwaway environment(s)" not in section
+    # The running drill's throwaway was left alone; once its job ends, it is a leftover.
+    release.set()
+    assert (await until_ended(runtime, running)).status == "failed"
+    assert [left.throwaway_id for left in await leftovers()] == [throwaways[running]]
+
+
+async def _has_drill(runtime: Runtime, job_id: str) -> bool:
+    row = await runtime.db.read(
+        lambda c: c.execute("SELECT 1 FROM backup_drills WHERE job_id = ?", (job_id,)).fetchone()
+    )
+    return row is not None
+
+
+# -- the Backups page: the target, the recovery kit, the control plane's copies (B8b) ---
+
+
+def _copy_overdue(runtime: Runtime) -> Any:
+    command = announce_copy_overdue()
+    return runtime.db.write(lambda tx: command(tx, META))
+
+
+async def _copy_stored(runtime: Runtime) -> str:
+    """A copy of the control plane recorded as its job records it: its snapshot id."""
+    snapshot = new_id().replace("-", "") * 2
+    event = ControlPlaneCopyStored(
+        snapshot_id=snapshot, job_id=new_id(), sha256="c" * 64, size_bytes=3 << 20, events=42
+    )
+    await runtime.db.write(lambda tx: append(tx, "control_plane", None, [event], META))
+    return snapshot
+
+
+@pytest.mark.spec("BAK-83")
+async def test_the_backups_page_shows_the_target_the_recovery_kit_and_the_control_planes_copies(
+    session: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server
+) -> None:
+    page = (await session.get("/backups")).text
+    assert 'id="backup-target-missing"' in page and "PUT /api/backup-target" in page
+    assert "never exported" in page and "pressluft recovery-kit export" in page
+    assert 'id="control-plane-copies-empty"' in page and 'href="/backups"' in page
+    assert "Back up the control plane now" not in page
+    bucket = _bucket()
+    await _configure(session, s3_server, bucket)
+    await runtime.db.write(lambda tx: export_kit_command(runtime.vault, META)(tx))
+    await runtime.db.write(lambda tx: export_kit_command(runtime.vault, META)(tx))
+    snapshot = await _copy_stored(runtime)
+    page = (await session.get("/backups")).text
+    assert 'id="backup-target"' in page and f"<td>{bucket}</td>" in page
+    assert s3_server.access_key_id in page and s3_server.secret_access_key not in page
+    assert "(2 exports, the same key each time)" in page and "never exported" not in page
+    assert f'data-snapshot-id="{snapshot}"' in page and "3.0 MB" in page
+    assert 'data-url="/api/control-plane/backups"' in page
+    assert "control-plane-copy-overdue" not in page
+
+
+@pytest.mark.spec("BAK-84", "BAK-85")
+async def test_a_day_without_a_copy_of_the_control_plane_is_noticed_once_and_shown(
+    session: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    s3_server: S3Server,
+    clock: FrozenClock,
+) -> None:
+    clock.advance(48 * 3600)
+    assert await _copy_overdue(runtime) is False  # no target: nothing to copy to
+    await _configure(client, s3_server, _bucket())
+    clock.advance(23 * 3600)
+    assert await _copy_overdue(runtime) is False
+    clock.advance(2 * 3600)
+    assert await _copy_overdue(runtime) is True  # a day since the target, no copy
+    assert await _copy_overdue(runtime) is False  # once
+    feed = (
+        await client.get("/api/events", params={"type": "control_plane.copy_overdue_noticed"})
+    ).json()
+    (notice,) = [e["data"] for e in feed["items"]]
+    assert notice["recovery_kit_exported"] is False and notice.get("last_snapshot_id") is None
+    page = await _page(session, "/backups")
+    assert 'id="control-plane-copy-overdue"' in page and "was ever made" in page
+    assert "No recovery kit was exported" in page
+    # A copy clears it; a day without the next one is noticed again (by the scan).
+    await runtime.db.write(lambda tx: export_kit_command(runtime.vault, META)(tx))
+    snapshot = await _copy_stored(runtime)
+    page = await _page(session, "/backups")
+    assert "control-plane-copy-overdue" not in page
+    clock.advance(23 * 3600)
+    assert await _copy_overdue(runtime) is False
+    clock.advance(2 * 3600)
+    assert "the control plane: no copy of its own for 24 h" in await _run_scan(runtime)
+    feed = (
+        await client.get("/api/events", params={"type": "control_plane.copy_overdue_noticed"})
+    ).json()
+    latest = (
+        feed["items"][0]["data"]
+        if feed["items"][0]["data"].get("last_snapshot_id")
+        else (feed["items"][-1]["data"])
+    )
+    assert latest["last_snapshot_id"] == snapshot and latest["recovery_kit_exported"] is True
+    page = await _page(session, "/backups")
+    assert 'id="control-plane-copy-overdue"' in page and "No recovery kit" not in page
+    await _copy_stored(runtime)
+    assert "control-plane-copy-overdue" not in await _page(session, "/backups")

@@ -35,6 +35,7 @@ from tests.test_sites import _active_site
         ("/tokens", "token-form"),
         ("/audit", "audit-table"),
         ("/certificates", "certificates-empty"),
+        ("/backups", "backup-target-missing"),
     ],
 )
 async def test_pages_render_without_inline_scripts(

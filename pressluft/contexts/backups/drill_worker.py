@@ -1,13 +1,20 @@
 """The restore drill (`backup_verify`): a backup proven by restoring it.
 
 The job builds a throwaway clone of the backup's environment on the same node
-(never recorded), restores the backup into it the way `env_restore` does (verify,
-stage, switch), rewrites the backup's URL to the throwaway's, runs the health
-checks and compares the result with the manifest (every table's rows, the files and
-their bytes), records `backup.verified` with the measured restore time — or
-`backup.verification_failed` — and removes the throwaway whatever happened. The
-scan queues one for each active production environment whose latest completed
-backup is not verified and whose last drill is older than `restore_drill_hours`.
+(no environment is recorded for it), restores the backup into it the way
+`env_restore` does (verify, stage, switch), rewrites the backup's URL to the
+throwaway's, runs the health checks and compares the result with the manifest
+(every table's rows, the files and their bytes), records `backup.verified` with the
+measured restore time — or `backup.verification_failed` — and removes the
+throwaway whatever happened. The scan queues one for each active production
+environment whose latest completed backup is not verified and whose last drill is
+older than `restore_drill_hours`.
+
+A drill killed with the daemon (one attempt: it is not retried) cannot remove its
+throwaway. So the drill records `backup.drill_started` with the throwaway's id before
+anything on the node changes, and `backup.drill_throwaway_removed` once it is gone;
+the environment's next drill first removes the throwaways of ended drills that were
+not removed (`DRILL_LEFTOVERS`, BAK-72).
 """
 
 from __future__ import annotations
@@ -15,18 +22,23 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from pressluft.clock import format_ts, parse_ts
 from pressluft.contexts.backups.commands import BackupArgs, BackupNotFound, BackupNotRestorable
-from pressluft.contexts.backups.events import BackupVerificationFailed, BackupVerified
+from pressluft.contexts.backups.events import (
+    BackupDrillStarted,
+    BackupDrillThrowawayRemoved,
+    BackupVerificationFailed,
+    BackupVerified,
+)
 from pressluft.contexts.backups.failures import (
     BACKUP_NOT_RESTORABLE,
     RESTORE_DRILL_FAILED,
 )
-from pressluft.contexts.backups.loaders import BACKUP_JOB
+from pressluft.contexts.backups.loaders import BACKUP_JOB, DRILL_LEFTOVERS
 from pressluft.contexts.backups.workers import (
     HELPER,
     SCRIPT,
@@ -51,7 +63,13 @@ from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.workers import JobWorker, WorkerPort, enqueue_job
 from pressluft.runners.ssh import NodeAddress, SSHQueryError, run_as
 
-__all__ = ["BackupVerify", "compare_manifest", "queue_due_drills", "verify_command"]
+__all__ = [
+    "BackupVerify",
+    "compare_manifest",
+    "queue_due_drills",
+    "remove_leftovers",
+    "verify_command",
+]
 
 
 def compare_manifest(manifest: dict[str, Any], tables: dict[str, int],
@@ -88,6 +106,49 @@ async def _rewrite(ctx: WorkerPort, node: NodeAddress, user: str, root: str,
             raise JobFailure(RESTORE_DRILL_FAILED, f"rewriting the URL failed: {exc}") from exc
         if not answer.get("ok"):
             raise JobFailure(RESTORE_DRILL_FAILED, f"rewriting the URL failed: {answer}")
+
+
+async def _remove_throwaway(
+    ctx: WorkerPort, node: NodeAddress, throwaway_id: str, site_id: str
+) -> None:
+    """A throwaway gone from the node: the databases a restore into it replaced
+    (`finish`: `_ro`) or staged and never switched to (`drop`: `_rs`) — a throwaway
+    built half-way has neither —, then the environment (`site-delete.yml`, which
+    passes over what is already gone)."""
+    names = env_names(throwaway_id, site_id)
+    for step in ("finish", "drop"):
+        try:
+            await _run(ctx, node, [SCRIPT, step, names["env_root"], names["db_name"], "-"])
+        except JobFailure as exc:
+            ctx.log(f"{step}: {exc.message}", "stderr")
+    await remove_throwaway(ctx, throwaway_id, site_id)
+
+
+async def remove_leftovers(
+    ctx: WorkerPort,
+    environment_id: str,
+    node_id: str,
+    remove: Callable[[str, str], Awaitable[None]],
+) -> int:
+    """The throwaways the environment's ended drills left on its node, removed with
+    `remove(throwaway_id, site_id)` and recorded as removed by this job, oldest
+    first; one whose removal fails stays for the next drill. How many were removed."""
+    removed = 0
+    for left in await ctx.load(DRILL_LEFTOVERS, (environment_id, node_id)):
+        ctx.log(f"removing the throwaway environment {left.throwaway_id}"
+                f" left by the drill {left.job_id}")  # fmt: skip
+        try:
+            await remove(left.throwaway_id, left.site_id)
+        except JobFailure as exc:
+            ctx.log(f"not removed: {exc.message} (the next drill tries again)", "stderr")
+            continue
+        event = BackupDrillThrowawayRemoved(
+            drill_job_id=left.job_id, job_id=ctx.job_id, site_id=left.site_id,
+            throwaway_id=left.throwaway_id,
+        )  # fmt: skip
+        await ctx.record(f"backup_drill:{left.job_id}", [event])
+        removed += 1
+    return removed
 
 
 class BackupVerify(JobWorker[BackupArgs]):
@@ -131,12 +192,24 @@ class BackupVerify(JobWorker[BackupArgs]):
                      manifest: dict[str, Any], source: Any) -> float:  # fmt: skip
         backup = await ctx.load(BACKUP_JOB, backup_id)
         assert backup is not None
+        node = await job_node_address(ctx)
+        node_id = ctx.node_id
+        assert node_id is not None  # the node answered
+        await _install_script(ctx, node)
+
+        async def remove(throwaway_id: str, site_id: str) -> None:
+            await _remove_throwaway(ctx, node, throwaway_id, site_id)
+
+        await remove_leftovers(ctx, source_id, node_id, remove)
         repo = await self.storage.repository(ctx, backup)
         await _verify(ctx, repo, backup)
-        node = await job_node_address(ctx)
-        await _install_script(ctx, node)
         throwaway_id = new_id()
         names = env_names(throwaway_id, backup.site_id)
+        drill = BackupDrillStarted(
+            job_id=ctx.job_id, backup_id=backup_id, site_id=backup.site_id,
+            environment_id=source_id, node_id=node_id, throwaway_id=throwaway_id,
+        )  # fmt: skip
+        await ctx.record(f"backup_drill:{ctx.job_id}", [drill])
         ctx.log(f"building the throwaway environment {throwaway_id}")
         try:
             env = await build_throwaway(ctx, source_id, source, throwaway_id)
@@ -185,11 +258,12 @@ class BackupVerify(JobWorker[BackupArgs]):
             return seconds
         finally:
             ctx.log(f"removing the throwaway environment {throwaway_id}")
-            try:  # its replaced database (a throwaway built half-way has none)
-                await _run(ctx, node, [SCRIPT, "finish", names["env_root"], names["db_name"], "-"])
-            except JobFailure as exc:
-                ctx.log(f"finish: {exc.message}", "stderr")
-            await remove_throwaway(ctx, throwaway_id, backup.site_id)
+            await remove(throwaway_id, backup.site_id)
+            removed = BackupDrillThrowawayRemoved(
+                drill_job_id=ctx.job_id, job_id=ctx.job_id, site_id=backup.site_id,
+                throwaway_id=throwaway_id,
+            )  # fmt: skip
+            await ctx.record(f"backup_drill:{ctx.job_id}", [removed])
 
 
 def verify_command(

@@ -1,6 +1,8 @@
 """Events of backups (stream `backup:<id>`), the storage targets (stream
-`backup_target:<target id>`; the one target of before per-site targets: `backup_target`)
-and the sites' restic repositories (stream `backup_repository:<site>`)."""
+`backup_target:<target id>`; the one target of before per-site targets: `backup_target`),
+the sites' restic repositories (stream `backup_repository:<site>`), restore drills'
+throwaway environments (stream `backup_drill:<job id>`) and the control plane's own
+copies (stream `control_plane`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from pressluft.events.types.base import Event
 __all__ = [
     "LEGACY_TARGET_ID",
     "BackupCompleted",
+    "BackupDrillOverdueNoticed",
+    "BackupDrillStarted",
+    "BackupDrillThrowawayRemoved",
     "BackupExpired",
     "BackupFailed",
     "BackupOverdueNoticed",
@@ -24,6 +29,7 @@ __all__ = [
     "BackupTargetRetired",
     "BackupVerificationFailed",
     "BackupVerified",
+    "ControlPlaneCopyOverdueNoticed",
     "ControlPlaneCopyStored",
     "RecoveryKitExported",
 ]
@@ -171,6 +177,44 @@ class BackupOverdueNoticed(Event, frozen=True, tag="backup.overdue_noticed"):
     last_completed_at: str | None
 
 
+class BackupDrillOverdueNoticed(Event, frozen=True, tag="backup.drill_overdue_noticed"):
+    """A production environment with a completed backup has had no backup proven by a
+    restore drill for `overdue_hours` (twice `restore_drill_hours`) — the drills did not
+    run or kept failing (recorded once until a drill passes): what an operator must see."""
+
+    environment_id: str
+    site_id: str
+    overdue_hours: int
+    #: Its last proven backup and when (None: never).
+    last_verified_backup_id: str | None
+    last_verified_at: str | None
+    #: The last drill's failure (`outcome: CODE: message`; None when none failed).
+    last_drill_error: str | None
+
+
+class BackupDrillStarted(Event, frozen=True, tag="backup.drill_started"):
+    """A restore drill (`job_id`) is about to build its throwaway environment on the
+    node, recorded before anything there changes: until `backup.drill_throwaway_removed`
+    it may be there (a drill killed with the daemon leaves it to the next drill)."""
+
+    job_id: str
+    backup_id: str
+    site_id: str
+    environment_id: str
+    node_id: str
+    throwaway_id: str
+
+
+class BackupDrillThrowawayRemoved(Event, frozen=True, tag="backup.drill_throwaway_removed"):
+    """The throwaway environment of drill `drill_job_id` is gone from its node, removed
+    by job `job_id`: the drill itself, or the environment's next drill."""
+
+    drill_job_id: str
+    job_id: str
+    site_id: str
+    throwaway_id: str
+
+
 class RecoveryKitExported(Event, frozen=True, tag="recovery_kit.exported"):
     """The recovery kit was exported (the key only as a vault id; the same key on
     every export): the control plane may back itself up."""
@@ -187,3 +231,14 @@ class ControlPlaneCopyStored(Event, frozen=True, tag="control_plane.copy_stored"
     size_bytes: int
     #: The event log's head in the copy.
     events: int
+
+
+class ControlPlaneCopyOverdueNoticed(Event, frozen=True, tag="control_plane.copy_overdue_noticed"):
+    """A target is configured and the control plane has no copy for over 24 hours
+    (recorded once until a copy is stored): what an operator must see."""
+
+    #: Its last copy and when (None: never).
+    last_snapshot_id: str | None
+    last_copied_at: str | None
+    #: False: no recovery kit was exported, so no copy can be made.
+    recovery_kit_exported: bool

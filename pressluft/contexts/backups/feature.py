@@ -5,10 +5,14 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from pressluft.contexts.backups.clone_worker import EnvFromBackup
 from pressluft.contexts.backups.control_plane_worker import ControlPlaneBackup
 from pressluft.contexts.backups.drill_worker import BackupVerify
 from pressluft.contexts.backups.events import (
     BackupCompleted,
+    BackupDrillOverdueNoticed,
+    BackupDrillStarted,
+    BackupDrillThrowawayRemoved,
     BackupExpired,
     BackupFailed,
     BackupOverdueNoticed,
@@ -22,10 +26,12 @@ from pressluft.contexts.backups.events import (
     BackupTargetRetired,
     BackupVerificationFailed,
     BackupVerified,
+    ControlPlaneCopyOverdueNoticed,
     ControlPlaneCopyStored,
     RecoveryKitExported,
 )
 from pressluft.contexts.backups.failures import CODES
+from pressluft.contexts.backups.into_new import RestoreIntoNew
 from pressluft.contexts.backups.pages import PAGES, backups_section
 from pressluft.contexts.backups.projector import BACKUPS_PROJECTOR
 from pressluft.contexts.backups.routes import BACKUP_ROUTES
@@ -79,12 +85,14 @@ def _assemble(kernel: Kernel) -> Parts:
         workers=[
             *backup_workers(storage),
             BackupVerify(storage),
+            EnvFromBackup(storage),
             ControlPlaneBackup(kernel.config.data_dir, storage.cache_dir),
             BackupScan(BackupCreate, BackupVerify, kernel.config.restore_drill_hours),
         ],
         schedules=[cleanup, scan, own],
         services={"backups": Backups(kernel.db, kernel.writer, kernel.vault, storage.cache_dir)},
         site_sections=[backups_section()],
+        backup_sources=[RestoreIntoNew(EnvFromBackup)],
     )
 
 
@@ -108,6 +116,10 @@ FEATURE = Feature(
         BackupOverdueNoticed,
         RecoveryKitExported,
         ControlPlaneCopyStored,
+        BackupDrillStarted,
+        BackupDrillThrowawayRemoved,
+        BackupDrillOverdueNoticed,
+        ControlPlaneCopyOverdueNoticed,
     ),
     projectors=(BACKUPS_PROJECTOR,),
     failure_codes=CODES,

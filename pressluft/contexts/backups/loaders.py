@@ -1,7 +1,8 @@
 """What the backup jobs read through their worker port: a backup with its
 environment and repository (`BACKUP_JOB`), the default target (`TARGET`), a target
 by id (`TARGET_BY_ID`, retired ones too), the target a site's backups go to
-(`SITE_TARGET`), the repositories and the backups a cleanup expires."""
+(`SITE_TARGET`), the repositories and the backups a cleanup expires, the throwaways
+killed drills left (`DRILL_LEFTOVERS`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pressluft.jobs.workers import Loader
 
 __all__ = [
     "BACKUP_JOB",
+    "DRILL_LEFTOVERS",
     "EXPIRED_BACKUPS",
     "LIVE_BACKUPS",
     "RECOVERY_KEY",
@@ -23,6 +25,7 @@ __all__ = [
     "TARGET",
     "TARGET_BY_ID",
     "BackupJob",
+    "DrillLeftover",
     "ExpiredBackup",
     "TargetRecord",
 ]
@@ -276,3 +279,28 @@ def _recovery_key(conn: sqlite3.Connection, _key: None) -> str | None:
 
 #: The recovery key's vault id (None: no kit exported yet).
 RECOVERY_KEY: Loader[None, str | None] = Loader("recovery_key", _recovery_key)
+
+
+class DrillLeftover(msgspec.Struct, frozen=True, kw_only=True):
+    #: The drill that built it.
+    job_id: str
+    site_id: str
+    throwaway_id: str
+
+
+def _drill_leftovers(conn: sqlite3.Connection, key: tuple[str, str]) -> list[DrillLeftover]:
+    environment_id, node_id = key
+    rows = conn.execute(
+        "SELECT job_id, site_id, throwaway_id FROM backup_drills"
+        " WHERE environment_id = ? AND node_id = ? AND throwaway_removed_at IS NULL"
+        " AND outcome IS NOT NULL ORDER BY started_at, rowid",
+        (environment_id, node_id),
+    ).fetchall()
+    return [DrillLeftover(job_id=a, site_id=b, throwaway_id=c) for a, b, c in rows]
+
+
+#: The throwaways of an environment's ended drills still on its node, (environment id,
+#: node id) → oldest first: what the environment's next drill removes first (BAK-72).
+DRILL_LEFTOVERS: Loader[tuple[str, str], list[DrillLeftover]] = Loader(
+    "backup_drill_leftovers", _drill_leftovers
+)

@@ -1,4 +1,6 @@
-"""Projects backup events into `backup_targets`, `backup_repositories` and `backups`.
+"""Projects backup events into `backup_targets`, `backup_repositories`, `backups`,
+the schedules, the restore drills (`backup_drills`), the alerts and the control
+plane's copies.
 
 Targets (B11, B12): `backup_target.configured` makes its target the active one of its
 scope (the default, or a site's own) — a new row, or the same one with a new key;
@@ -13,6 +15,7 @@ its `job_id` that job's) when the job ends while it is still pending or running 
 a restore killed with the daemon during it fails its next attempt without it
 (BAK-46). A `completed` backup is never touched by a job's end (reference scenario
 25: completed only with its checksum and size, enforced by the table's CHECK).
+A restore drill whose job ends that way without a result is `interrupted` (BAK-71).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ import msgspec
 
 from pressluft.contexts.backups.events import (
     BackupCompleted,
+    BackupDrillOverdueNoticed,
+    BackupDrillStarted,
+    BackupDrillThrowawayRemoved,
     BackupExpired,
     BackupFailed,
     BackupOverdueNoticed,
@@ -36,6 +42,7 @@ from pressluft.contexts.backups.events import (
     BackupTargetRetired,
     BackupVerificationFailed,
     BackupVerified,
+    ControlPlaneCopyOverdueNoticed,
     ControlPlaneCopyStored,
     RecoveryKitExported,
 )
@@ -144,6 +151,11 @@ def _verified(conn: sqlite3.Connection, e: BackupVerified, env: Envelope) -> Non
         " state_version = ? WHERE id = ?",
         (env.recorded_at, e.restore_seconds, env.recorded_at, env.stream_version, e.backup_id),
     )
+    conn.execute(
+        "UPDATE backup_drills SET outcome = 'verified', ended_at = ?"
+        " WHERE job_id = ? AND outcome IS NULL",
+        (env.recorded_at, e.job_id),
+    )
 
 
 def _verification_failed(
@@ -153,6 +165,31 @@ def _verification_failed(
         "UPDATE backups SET verify_error = ?, updated_at = ?, state_version = ? WHERE id = ?",
         (f"{e.code}: {e.message}", env.recorded_at, env.stream_version, e.backup_id),
     )
+    conn.execute(
+        "UPDATE backup_drills SET outcome = 'failed', error = ?, ended_at = ?"
+        " WHERE job_id = ? AND outcome IS NULL",
+        (f"{e.code}: {e.message}", env.recorded_at, e.job_id),
+    )
+
+
+def _drill_started(conn: sqlite3.Connection, e: BackupDrillStarted, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO backup_drills (job_id, backup_id, site_id, environment_id, node_id,"
+        " throwaway_id, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (e.job_id, e.backup_id, e.site_id, e.environment_id, e.node_id, e.throwaway_id,
+         env.recorded_at),
+    )  # fmt: skip
+
+
+def _throwaway_removed(
+    conn: sqlite3.Connection, e: BackupDrillThrowawayRemoved, env: Envelope
+) -> None:
+    cursor = conn.execute(
+        "UPDATE backup_drills SET throwaway_removed_at = ?, removed_by_job_id = ?"
+        " WHERE job_id = ? AND throwaway_id = ? AND throwaway_removed_at IS NULL",
+        (env.recorded_at, e.job_id, e.drill_job_id, e.throwaway_id),
+    )
+    one_row(cursor, f"removal of drill {e.drill_job_id}'s throwaway {e.throwaway_id}")
 
 
 def _schedule(conn: sqlite3.Connection, e: BackupScheduleChanged, env: Envelope) -> None:
@@ -171,6 +208,26 @@ def _overdue(conn: sqlite3.Connection, e: BackupOverdueNoticed, env: Envelope) -
         " ON CONFLICT (environment_id) DO UPDATE SET last_backup_id = excluded.last_backup_id,"
         " noticed_at = excluded.noticed_at",
         (e.environment_id, e.last_backup_id or "", env.recorded_at),
+    )
+
+
+def _drill_overdue(conn: sqlite3.Connection, e: BackupDrillOverdueNoticed, env: Envelope) -> None:
+    conn.execute(
+        "INSERT INTO backup_drill_alerts (environment_id, last_verified_at, noticed_at)"
+        " VALUES (?, ?, ?) ON CONFLICT (environment_id) DO UPDATE SET"
+        " last_verified_at = excluded.last_verified_at, noticed_at = excluded.noticed_at",
+        (e.environment_id, e.last_verified_at or "", env.recorded_at),
+    )
+
+
+def _copy_overdue(
+    conn: sqlite3.Connection, e: ControlPlaneCopyOverdueNoticed, env: Envelope
+) -> None:
+    conn.execute(
+        "INSERT INTO control_plane_alerts (id, last_snapshot_id, noticed_at) VALUES (1, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET last_snapshot_id = excluded.last_snapshot_id,"
+        " noticed_at = excluded.noticed_at",
+        (e.last_snapshot_id or "", env.recorded_at),
     )
 
 
@@ -217,6 +274,16 @@ def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
         " AND j.holds_kind IS NOT 'backup'",
         (env.recorded_at, job_id),
     )
+    # A restore drill that ended without recording its result (BAK-71).
+    conn.execute(
+        "UPDATE backup_drills SET outcome = 'interrupted', ended_at = ?,"
+        " error = (CASE j.status WHEN 'cancelled' THEN 'CANCELLED'"
+        "   ELSE coalesce(j.error_code, 'HANDLER_ERROR') END)"
+        "   || ': ' || coalesce(j.error_message, '')"
+        " FROM jobs j WHERE j.id = ? AND j.status IN ('failed', 'cancelled')"
+        " AND backup_drills.job_id = j.id AND backup_drills.outcome IS NULL",
+        (env.recorded_at, job_id),
+    )
 
 
 BACKUPS_PROJECTOR = Projector(
@@ -229,6 +296,9 @@ BACKUPS_PROJECTOR = Projector(
         "backup_alerts",
         "recovery_kit",
         "control_plane_backups",
+        "backup_drills",
+        "backup_drill_alerts",
+        "control_plane_alerts",
     ),
     {
         BackupTargetConfigured: _target,
@@ -245,8 +315,12 @@ BACKUPS_PROJECTOR = Projector(
         BackupVerificationFailed: _verification_failed,
         BackupScheduleChanged: _schedule,
         BackupOverdueNoticed: _overdue,
+        BackupDrillStarted: _drill_started,
+        BackupDrillThrowawayRemoved: _throwaway_removed,
+        BackupDrillOverdueNoticed: _drill_overdue,
         RecoveryKitExported: _kit,
         ControlPlaneCopyStored: _control_plane,
+        ControlPlaneCopyOverdueNoticed: _copy_overdue,
         **on_job_end(_released),
     },
 )

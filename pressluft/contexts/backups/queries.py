@@ -1,4 +1,7 @@
-"""Reads of backups and the storage targets (one read transaction each)."""
+"""Reads of backups and the storage targets (one read transaction each), and what
+the dashboard shows of them: a site's summary (`site_backup_summary`) and the Backups
+page (`backups_overview`: the default target, the recovery kit, the control plane's
+copies)."""
 
 from __future__ import annotations
 
@@ -8,12 +11,15 @@ from typing import Any, Literal
 import msgspec
 
 from pressluft.contexts.backups.commands import BackupNotFound
+from pressluft.contexts.backups.recovery import ControlPlaneCopy, control_plane_backups
 from pressluft.contexts.sites import get_environment
 
 __all__ = [
     "BackupPage",
     "BackupView",
+    "BackupsOverview",
     "TargetView",
+    "backups_overview",
     "effective_target",
     "get_backup",
     "get_target",
@@ -178,6 +184,27 @@ def site_backup_summary(conn: sqlite3.Connection, site_id: str) -> dict[str, Any
         " AND verified_at IS NOT NULL ORDER BY verified_at DESC LIMIT 1",
         (site_id,),
     ).fetchone()
+    drill = conn.execute(
+        "SELECT job_id, backup_id, environment_id, started_at, outcome, error, ended_at"
+        " FROM backup_drills WHERE site_id = ? ORDER BY started_at DESC, job_id DESC LIMIT 1",
+        (site_id,),
+    ).fetchone()
+    # An overdue notice stands until a drill proves a backup (its last proof changes).
+    overdue = conn.execute(
+        "SELECT a.environment_id, a.noticed_at, nullif(a.last_verified_at, '')"
+        " FROM backup_drill_alerts a JOIN environments e ON e.id = a.environment_id"
+        " WHERE e.site_id = ? AND e.status = 'active' AND a.last_verified_at ="
+        "   coalesce((SELECT max(verified_at) FROM backups"
+        "     WHERE environment_id = a.environment_id), '')"
+        " ORDER BY a.noticed_at",
+        (site_id,),
+    ).fetchall()
+    (leftovers,) = conn.execute(
+        "SELECT count(*) FROM backup_drills WHERE site_id = ? AND outcome IS NOT NULL"
+        " AND throwaway_removed_at IS NULL",
+        (site_id,),
+    ).fetchone()
+    drill_names = ("job_id", "backup_id", "environment_id", "at", "outcome", "error", "ended_at")
     return {
         "last_backup": None
         if last is None
@@ -185,4 +212,59 @@ def site_backup_summary(conn: sqlite3.Connection, site_id: str) -> dict[str, Any
         "last_proven_restore": None
         if proven is None
         else dict(zip(("id", "at", "seconds"), proven, strict=True)),
+        "last_drill": None if drill is None else dict(zip(drill_names, drill, strict=True)),
+        "drills_overdue": [
+            dict(zip(("environment_id", "noticed_at", "last_verified_at"), r, strict=True))
+            for r in overdue
+        ],
+        "drill_leftovers": int(leftovers),
     }
+
+
+class KitView(msgspec.Struct, frozen=True, kw_only=True):
+    exported_at: str
+    exports: int
+
+
+class CopyOverdue(msgspec.Struct, frozen=True, kw_only=True):
+    noticed_at: str
+    #: The last copy when it was noticed (None: none ever).
+    last_copied_at: str | None
+
+
+class BackupsOverview(msgspec.Struct, frozen=True, kw_only=True):
+    """What the Backups page shows."""
+
+    target: TargetView | None
+    #: The recovery kit's exports (None: never exported — no copy can be made).
+    kit: KitView | None
+    #: The control plane's last copies, newest first.
+    copies: list[ControlPlaneCopy]
+    #: A missing copy noticed and not followed by one (BAK-85).
+    copy_overdue: CopyOverdue | None
+
+
+#: How many of the control plane's copies the Backups page lists.
+COPIES_SHOWN = 10
+
+
+def backups_overview(conn: sqlite3.Connection) -> BackupsOverview:
+    target = get_target(conn)
+    kit = conn.execute("SELECT exported_at, exports FROM recovery_kit WHERE id = 1").fetchone()
+    copies = control_plane_backups(conn).items[:COPIES_SHOWN]
+    overdue = None
+    if target is not None:  # the notice stands until a copy follows it
+        row = conn.execute(
+            "SELECT a.noticed_at, c.created_at FROM control_plane_alerts a"
+            " LEFT JOIN control_plane_backups c ON c.rowid = (SELECT rowid"
+            "   FROM control_plane_backups ORDER BY created_at DESC, rowid DESC LIMIT 1)"
+            " WHERE a.id = 1 AND a.last_snapshot_id = coalesce(c.snapshot_id, '')"
+        ).fetchone()
+        if row is not None:
+            overdue = CopyOverdue(noticed_at=row[0], last_copied_at=row[1])
+    return BackupsOverview(
+        target=target,
+        kit=None if kit is None else KitView(exported_at=kit[0], exports=kit[1]),
+        copies=copies,
+        copy_overdue=overdue,
+    )

@@ -29,8 +29,10 @@ from pressluft.contexts.backups.drill_worker import BackupVerify, verify_command
 from pressluft.contexts.backups.probes import Download, probe_target
 from pressluft.contexts.backups.queries import (
     BackupPage,
+    BackupsOverview,
     BackupView,
     TargetView,
+    backups_overview,
     effective_target,
     get_backup,
     get_target,
@@ -171,6 +173,10 @@ class Backups:
 
     async def control_plane_backups(self) -> ControlPlaneBackups:
         return await self._db.read(control_plane_backups)
+
+    async def overview(self) -> BackupsOverview:
+        """The Backups page: the target, the recovery kit, the control plane's copies."""
+        return await self._db.read(backups_overview)
 
     async def back_up_control_plane(
         self, ctx: Context, retry: Retry | None

@@ -8,11 +8,14 @@ changing what an environment serves, the HTTP health check, a throwaway clone
 (built and removed on its node, never recorded: a restore drill's), the event of an
 environment's deletion (other projectors drop what they keep of it), the events of a
 restore (the backups capability records them; this one projects them); a section of a
-site's page is a `SiteSection`."""
+site's page is a `SiteSection`. A restore into a new environment is a `BackupSource`
+(the plan a `FromBackup`) whose job builds the copy with `EnvCreate.build_copy` and
+records it built with `record_provisioned`."""
 
 from __future__ import annotations
 
 from pressluft.contexts.sites.cache_workers import purge_environment_cache
+from pressluft.contexts.sites.environments import BackupSource, FromBackup
 from pressluft.contexts.sites.events import (
     EnvironmentDeleted,
     EnvironmentRestored,
@@ -28,10 +31,19 @@ from pressluft.contexts.sites.queries import (
     SiteView,
     get_environment,
 )
-from pressluft.contexts.sites.workers import build_throwaway, check_http, remove_throwaway
+from pressluft.contexts.sites.workers import (
+    EnvCreate,
+    build_throwaway,
+    built_release,
+    check_http,
+    record_provisioned,
+    remove_throwaway,
+)
 
 __all__ = [
     "ENVIRONMENT_JOB",
+    "BackupSource",
+    "EnvCreate",
     "EnvironmentDeleted",
     "EnvironmentJob",
     "EnvironmentNotActive",
@@ -40,12 +52,15 @@ __all__ = [
     "EnvironmentRestoreReverted",
     "EnvironmentRestored",
     "EnvironmentView",
+    "FromBackup",
     "SiteSection",
     "SiteView",
     "build_throwaway",
+    "built_release",
     "check_http",
     "env_names",
     "get_environment",
     "purge_environment_cache",
+    "record_provisioned",
     "remove_throwaway",
 ]

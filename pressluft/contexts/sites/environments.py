@@ -2,7 +2,8 @@
 
 Creating an environment records `environment.created` (type `staging` or
 `clone`, a copy of an active environment of the same site, on its node) with
-fresh sealed secrets and queues `env_create`; deleting records
+fresh sealed secrets and queues `env_create` — or, for a copy filled from a backup,
+the job a `BackupSource` names (the backups capability's); deleting records
 `environment.deletion_requested` and queues `env_delete` (or `site_delete` for
 a site's production environment, which takes the site along) — each in one
 transaction. Reset is synchronous: `failed → active` after its checks. The
@@ -14,7 +15,8 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -44,14 +46,16 @@ from pressluft.errors import BadRequest, Conflict, ValidationFailed
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
 from pressluft.ids import is_uuid, new_id
-from pressluft.jobs.workers import NoArgs, enqueue_job
+from pressluft.jobs.workers import JobWorker, NoArgs, enqueue_job
 from pressluft.names import NAME_RULE, is_printable_name
 from pressluft.vault import Vault
 
 __all__ = [
+    "BackupSource",
     "CreateEnvironmentRequest",
     "DeletionAccepted",
     "EnvironmentAccepted",
+    "FromBackup",
     "ResetResult",
     "create_environment_command",
     "delete_environment_command",
@@ -81,8 +85,29 @@ class CreateEnvironmentRequest(
     name: str
     slug: str
     type: Literal["staging", "clone"]
-    source_environment_id: str
+    #: Exactly one source: an environment of the site, or a backup of one.
+    source_environment_id: str | None = None
+    source_backup_id: str | None = None
     promotion_preset: Literal["content-protect", "commerce-protect"] = "content-protect"
+
+
+@dataclass(frozen=True)
+class FromBackup:
+    """How a new environment is filled from a backup: the environment the backup is
+    of (the copy's base, on its node) and the job that builds and restores it."""
+
+    environment_id: str
+    worker: type[JobWorker[Any]]
+    args: msgspec.Struct
+
+
+@runtime_checkable
+class BackupSource(Protocol):
+    """Restores into a new environment (the backups capability's, through
+    `Parts.backup_sources`): checks a backup in the command's transaction — raising
+    the API error that refuses it — and names the job."""
+
+    def plan(self, conn: sqlite3.Connection, site_id: str, backup_id: str) -> FromBackup: ...
 
 
 class EnvironmentAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,8 +136,20 @@ def _check_environment(request: CreateEnvironmentRequest) -> None:
         errors.append(("slug", "1-40 lowercase letters, digits and dashes"))
     if request.slug == "production":
         errors.append(("slug", "production is the site's production environment"))
-    if not is_uuid(request.source_environment_id):
-        errors.append(("source_environment_id", "an environment id (UUID)"))
+    sources = [
+        (field, value)
+        for field, value in (
+            ("source_environment_id", request.source_environment_id),
+            ("source_backup_id", request.source_backup_id),
+        )
+        if value is not None
+    ]
+    if len(sources) != 1:
+        errors.append(("source_environment_id", "exactly one of source_environment_id and"
+                       " source_backup_id"))  # fmt: skip
+    for field, value in sources:
+        if not is_uuid(value):
+            errors.append((field, "an id (UUID)"))
     if errors:
         raise BadRequest(
             "invalid environment",
@@ -128,33 +165,44 @@ def _not_building(status: str, what: str) -> Conflict:
 
 
 def create_environment_command(
-    site_id: str, request: CreateEnvironmentRequest, vault: Vault, meta: Meta
+    site_id: str,
+    request: CreateEnvironmentRequest,
+    vault: Vault,
+    meta: Meta,
+    backups: BackupSource | None = None,
 ) -> Callable[[WriteTx], EnvironmentAccepted]:
-    """Record a staging or clone environment of the site; queue `env_create`."""
+    """Record a staging or clone environment of the site; queue `env_create` (a copy
+    of the source environment) or the job `backups` names (the copy filled from a
+    backup of it)."""
     _check_environment(request)
 
     def command(tx: WriteTx) -> EnvironmentAccepted:
         site = get_site(tx.conn, site_id)
-        source = next((e for e in site.environments if e.id == request.source_environment_id), None)
+        plan = None
+        source_id = request.source_environment_id
+        if request.source_backup_id is not None:
+            if backups is None:
+                raise ValidationFailed("this daemon cannot restore backups")
+            plan = backups.plan(tx.conn, site_id, request.source_backup_id)
+            source_id = plan.environment_id
+        source = next((e for e in site.environments if e.id == source_id), None)
         if source is None or source.status == "deleted":
+            field = "source_environment_id" if plan is None else "source_backup_id"
+            what = "a live environment of this site" if plan is None else (
+                "a backup of a live environment of this site")  # fmt: skip
             raise ValidationFailed(
                 "no such environment on this site",
-                details={
-                    "errors": [
-                        {
-                            "field": "source_environment_id",
-                            "message": "a live environment of this site",
-                            "in": "body",
-                        }
-                    ]
-                },
+                details={"errors": [{"field": field, "message": what, "in": "body"}]},
             )
         if site.status != "active":
             raise _not_building(site.status, f"site {site.slug}")
         if source.status != "active":
+            hint = "clone an active environment" if plan is None else (
+                "a backup is restored into a copy of the environment it was taken of:"
+                " that environment must be active")  # fmt: skip
             raise EnvironmentNotActive(
                 f"the source environment is {source.status}, not active",
-                details={"status": source.status, "hint": "clone an active environment"},
+                details={"status": source.status, "hint": hint},
             )
         taken = next(
             (e for e in site.environments if e.slug == request.slug and e.status != "deleted"),
@@ -201,12 +249,18 @@ def create_environment_command(
             redis_cache_enabled=source.redis_cache_enabled,
             # The copied database's administrator; its password is the clone's own.
             admin_user=source.admin_user,
+            source_backup_id=request.source_backup_id,
         )
         append(tx, f"environment:{environment_id}", NO_STREAM, [created], meta)
+        worker, args = (
+            (EnvCreate, EnvCreateArgs(source_environment_id=source.id))
+            if plan is None
+            else (plan.worker, plan.args)
+        )
         job_id = enqueue_job(
             tx,
-            EnvCreate,
-            EnvCreateArgs(source_environment_id=source.id),
+            worker,
+            args,
             meta,
             site_id=site_id,
             environment_id=environment_id,

@@ -54,6 +54,9 @@ class EnvironmentCreated(Event, frozen=True, tag="environment.created"):
     #: its source's (copied with the database). None in events from before sites had
     #: their own: `pressluft-admin`.
     admin_user: str | None = None
+    #: A copy of its source filled from this backup of it (the backups capability's
+    #: job restores the backup into it), not the source as it is now.
+    source_backup_id: str | None = None
 
 
 class EnvironmentProvisioned(Event, frozen=True, tag="environment.provisioned"):
@@ -63,7 +66,7 @@ class EnvironmentProvisioned(Event, frozen=True, tag="environment.provisioned"):
     job_id: str
     release_id: str
     release_path: str
-    source_type: Literal["wordpress", "clone"]
+    source_type: Literal["wordpress", "clone", "backup"]
     source_ref: str
     wordpress_version: str | None = None
 

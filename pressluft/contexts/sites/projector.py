@@ -71,7 +71,8 @@ def _environment_created(conn: sqlite3.Connection, e: EnvironmentCreated, env: E
         "INSERT INTO environments (id, site_id, name, slug, environment_type, status, node_id,"
         " source_environment_id, preview_url, db_secret_id, admin_secret_id,"
         " fastcgi_cache_enabled, redis_cache_enabled, promotion_preset, admin_user, created_at,"
-        " updated_at, state_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " updated_at, state_version, source_backup_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             e.environment_id,
             e.site_id,
@@ -91,6 +92,7 @@ def _environment_created(conn: sqlite3.Connection, e: EnvironmentCreated, env: E
             env.recorded_at,
             env.recorded_at,
             env.stream_version,
+            e.source_backup_id,
         ),
     )
     if e.environment_type != "production":

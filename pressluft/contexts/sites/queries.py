@@ -60,6 +60,8 @@ class EnvironmentView(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     node_id: str
     source_environment_id: str | None
+    #: The backup of its source it was filled from (restored into a new environment).
+    source_backup_id: str | None
     preview_url: str
     fastcgi_cache_enabled: bool
     redis_cache_enabled: bool
@@ -153,14 +155,15 @@ _ENV_COLUMNS = (
     " e.source_environment_id, e.preview_url, e.fastcgi_cache_enabled, e.redis_cache_enabled,"
     " e.current_release_id, e.wordpress_version, e.health_status, e.health_checked_at,"
     " e.promotion_preset, e.admin_user, e.created_at, e.updated_at, e.deleted_at,"
-    " e.state_version, (SELECT s.status FROM sites s WHERE s.id = e.site_id)"
+    " e.state_version, (SELECT s.status FROM sites s WHERE s.id = e.site_id),"
+    " e.source_backup_id"
 )
 
 
 def _env_view(row: tuple[Any, ...]) -> EnvironmentView:
     (env_id, site_id, name, slug, kind, status, node_id, source, preview, fastcgi, redis,
      release, version, health, checked, preset, admin, created, updated, deleted,
-     state, site_status) = row  # fmt: skip
+     state, site_status, backup) = row  # fmt: skip
     return EnvironmentView(
         id=env_id,
         site_id=site_id,
@@ -170,6 +173,7 @@ def _env_view(row: tuple[Any, ...]) -> EnvironmentView:
         status=status,
         node_id=node_id,
         source_environment_id=source,
+        source_backup_id=backup,
         preview_url=preview,
         fastcgi_cache_enabled=bool(fastcgi),
         redis_cache_enabled=bool(redis),

@@ -13,6 +13,7 @@ from pressluft.acting import Context
 from pressluft.contexts.sites.cache import CacheAccepted, CachePurgeRequest, CacheSettingsRequest
 from pressluft.contexts.sites.creation import CreateSiteRequest, SiteAccepted
 from pressluft.contexts.sites.environments import (
+    BackupSource,
     CreateEnvironmentRequest,
     DeletionAccepted,
     EnvironmentAccepted,
@@ -143,8 +144,11 @@ async def create_environment(
     ctx: NamedDependency[Context],
     site_id: SiteIdParam,
     data: Annotated[CreateEnvironmentRequest, Body()],
+    backup_sources: NamedDependency[tuple[BackupSource, ...]],
 ) -> Response[EnvironmentAccepted]:
-    done = await sites.create_environment(site_id, data, ctx, await retry_of(request, ctx))
+    retry = await retry_of(request, ctx)
+    backups = backup_sources[0] if backup_sources else None
+    done = await sites.create_environment(site_id, data, ctx, retry, backups)
     return answer(done, 202)
 
 

@@ -19,6 +19,7 @@ from pressluft.contexts.sites.cache import (
 )
 from pressluft.contexts.sites.creation import CreateSiteRequest, SiteAccepted, create_site_command
 from pressluft.contexts.sites.environments import (
+    BackupSource,
     CreateEnvironmentRequest,
     DeletionAccepted,
     EnvironmentAccepted,
@@ -101,8 +102,9 @@ class Sites:
         request: CreateEnvironmentRequest,
         ctx: Context,
         retry: Retry | None,
+        backups: BackupSource | None = None,
     ) -> Answered[EnvironmentAccepted]:
-        command = create_environment_command(site_id, request, self._vault(), ctx.meta())
+        command = create_environment_command(site_id, request, self._vault(), ctx.meta(), backups)
         return await self._writer.run(command, EnvironmentAccepted, 202, retry)
 
     async def delete(

@@ -24,7 +24,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 from html import unescape
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -61,7 +61,9 @@ __all__ = [
     "SiteCreateArgs",
     "SiteDelete",
     "build_throwaway",
+    "built_release",
     "check_http",
+    "record_provisioned",
     "remove_throwaway",
     "site_workers",
     "skipped_report",
@@ -221,23 +223,43 @@ class _EnvironmentWorker(JobWorker[A]):
         extra_vars: dict[str, object],
         source: tuple[str, str],
     ) -> str | None:
-        reported = summary.data
-        release_path = str(
-            reported.get("release_path")
-            or f"{extra_vars['env_root']}/releases/{extra_vars['release_id']}"
+        version = summary.data.get("wordpress_version")
+        await record_provisioned(
+            ctx,
+            environment_id,
+            built_release(summary, extra_vars),
+            ("wordpress" if source[0] == "wordpress" else "clone", source[1]),
+            None if version is None else str(version),
         )
-        version = reported.get("wordpress_version")
-        event = EnvironmentProvisioned(
-            environment_id=environment_id,
-            job_id=ctx.job_id,
-            release_id=new_id(),
-            release_path=release_path,
-            source_type="wordpress" if source[0] == "wordpress" else "clone",
-            source_ref=source[1],
-            wordpress_version=None if version is None else str(version),
-        )
-        await ctx.record(f"environment:{environment_id}", [event])
         return None if version is None else str(version)
+
+
+def built_release(summary: PlaybookSummary, extra_vars: dict[str, object]) -> str:
+    """The release directory a build made (the playbook's report, else its name)."""
+    return str(
+        summary.data.get("release_path")
+        or f"{extra_vars['env_root']}/releases/{extra_vars['release_id']}"
+    )
+
+
+async def record_provisioned(
+    ctx: WorkerPort,
+    environment_id: str,
+    release_path: str,
+    source: tuple[Literal["wordpress", "clone", "backup"], str],
+    wordpress_version: str | None,
+) -> None:
+    """`environment.provisioned`: the environment serves `release_path` (active)."""
+    event = EnvironmentProvisioned(
+        environment_id=environment_id,
+        job_id=ctx.job_id,
+        release_id=new_id(),
+        release_path=release_path,
+        source_type=source[0],
+        source_ref=source[1],
+        wordpress_version=wordpress_version,
+    )
+    await ctx.record(f"environment:{environment_id}", [event])
 
 
 def skipped_report(passes: object) -> list[str]:
@@ -340,6 +362,20 @@ class EnvCreate(_EnvironmentWorker[EnvCreateArgs]):
         if found is None:
             return
         environment_id, env = found
+        summary, extra_vars = await self.build_copy(ctx, environment_id, env)
+        title = str(summary.data.get("site_title", ""))
+        await check_http(ctx, env, title)
+        # What the build cached is gone before the copy serves (specs/cache.md).
+        await purge_environment_cache(ctx, environment_id, env, [])
+        source_id = str(env.source_environment_id)
+        await self.provisioned(ctx, environment_id, summary, extra_vars, ("clone", source_id))
+        ctx.log(f"environment active: a copy of {source_id} at {env.preview_url}")
+
+    async def build_copy(
+        self, ctx: WorkerPort, environment_id: str, env: EnvironmentJob
+    ) -> tuple[PlaybookSummary, dict[str, object]]:
+        """`env-create.yml` for the recorded environment: a copy of its source (its
+        summary and variables); the search-replace's skipped cells logged."""
         assert env.source_environment_id is not None
         source_id = env.source_environment_id
         source = await ctx.load(CLONE_SOURCE, source_id)
@@ -352,12 +388,7 @@ class EnvCreate(_EnvironmentWorker[EnvCreateArgs]):
         summary = await self.playbook(ctx, ENV_CREATE_PLAYBOOK, extra_vars)
         for line in skipped_report(summary.data.get("search_replace")):
             ctx.log(line, "stderr")
-        title = str(summary.data.get("site_title", ""))
-        await check_http(ctx, env, title)
-        # What the build cached is gone before the copy serves (specs/cache.md).
-        await purge_environment_cache(ctx, environment_id, env, [])
-        await self.provisioned(ctx, environment_id, summary, extra_vars, ("clone", source_id))
-        ctx.log(f"environment active: a copy of {source_id} at {env.preview_url}")
+        return summary, extra_vars
 
 
 class EnvDelete(_EnvironmentWorker[NoArgs]):
