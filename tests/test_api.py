@@ -163,6 +163,9 @@ async def test_a_path_id_that_is_no_id_is_404_on_every_operation(
                 body = {"backup_id": "00000000-0000-4000-8000-000000000001"}
             elif path.endswith("/backup-schedule") and method == "put":
                 body = {"every_hours": 24}
+            elif path.endswith("/backup-target") and method == "put":  # 404 before the probe
+                body = {"endpoint": "http://127.0.0.1:9", "bucket": "bucket",
+                        "access_key_id": "k", "secret_access_key": "s"}  # fmt: skip
             params = {"object": "db.sql"} if path.endswith("/download") else None
             response = await client.request(method.upper(), url, json=body, params=params)
             assert response.status_code == 404, (method, path, response.text)

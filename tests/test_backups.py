@@ -20,7 +20,13 @@ import msgspec
 import pytest
 
 from pressluft.clock import FrozenClock, format_ts
-from pressluft.contexts.backups.commands import BackupNotConfigured
+from pressluft.contexts.backups.commands import (
+    BackupNotConfigured,
+    TargetRequest,
+    configure_target_command,
+    record_backup_request,
+    start_backup_command,
+)
 from pressluft.contexts.backups.drill_worker import (
     BackupVerify,
     queue_due_drills,
@@ -33,11 +39,12 @@ from pressluft.contexts.backups.events import (
     BackupRepositoryCreated,
     BackupRequested,
     BackupStarted,
+    BackupTargetConfigured,
     BackupVerificationFailed,
     BackupVerified,
     ControlPlaneCopyStored,
 )
-from pressluft.contexts.backups.loaders import DRILL_LEFTOVERS, EXPIRED_BACKUPS
+from pressluft.contexts.backups.loaders import BACKUP_JOB, DRILL_LEFTOVERS, EXPIRED_BACKUPS
 from pressluft.contexts.backups.recovery import export_kit_command, parse_kit
 from pressluft.contexts.backups.schedules import (
     BackupScan,
@@ -46,10 +53,11 @@ from pressluft.contexts.backups.schedules import (
     announce_overdue,
     queue_due_backups,
 )
-from pressluft.contexts.backups.workers import BackupCleanup, BackupCreate, checksum
+from pressluft.contexts.backups.workers import BackupCleanup, BackupCreate, Storage, checksum
 from pressluft.db import WriteTx
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
+from pressluft.features import PROJECTORS
 from pressluft.ids import new_id
 from pressluft.jobs.context import LocalPort
 from pressluft.jobs.failures import JobFailure
@@ -68,20 +76,32 @@ from tests.test_domains import active_environment
 META = Meta(actor="test:backups")
 
 
-async def _configure(client: httpx.AsyncClient, s3: S3Server, bucket: str) -> None:
+async def _configure(
+    client: httpx.AsyncClient,
+    s3: S3Server,
+    bucket: str,
+    *,
+    site_id: str | None = None,
+    prefix: str = "pl",
+    key: tuple[str, str] | None = None,
+) -> str:
+    """The default target (or the site's own) in `bucket`: its id."""
     s3.create_bucket(bucket)
+    key_id, secret = key or (s3.access_key_id, s3.secret_access_key)
+    path = "/api/backup-target" if site_id is None else f"/api/sites/{site_id}/backup-target"
     reply = await client.put(
-        "/api/backup-target",
+        path,
         json={
             "endpoint": s3.endpoint,
             "region": s3.region,
             "bucket": bucket,
-            "prefix": "pl",
-            "access_key_id": s3.access_key_id,
-            "secret_access_key": s3.secret_access_key,
+            "prefix": prefix,
+            "access_key_id": key_id,
+            "secret_access_key": secret,
         },
     )
     assert reply.status_code == 200, reply.text
+    return str(reply.json()["id"])
 
 
 def _bucket() -> str:
@@ -100,24 +120,29 @@ async def _site_with_repository(
     environment's id and the repository (not initialised)."""
     env_id = await active_environment(runtime, await record_node(runtime))
     bucket = _bucket()
-    await _configure(client, s3, bucket)
-    site_id = await runtime.db.read(
-        lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()[
-            0
-        ]
-    )
+    target_id = await _configure(client, s3, bucket)
+    site_id = await _site_id(runtime, env_id)
     url = restic_url(s3.target(bucket, "pl"), f"sites/{site_id}")
 
     def repository(tx: WriteTx) -> None:
         secret = runtime.vault.seal(tx.conn, "backup_repository", password.encode(), tx.now_ts)
-        event = BackupRepositoryCreated(site_id=site_id, url=url, secret_id=secret)
-        append(tx, f"backup_repository:{site_id}", NO_STREAM, [event], META)
+        event = BackupRepositoryCreated(
+            site_id=site_id, url=url, secret_id=secret, target_id=target_id
+        )
+        append(tx, f"backup_repository:{site_id}", None, [event], META)
 
     await runtime.db.write(repository)
     repo = restic.Repository(
         url=url, password=password, target=s3.target(bucket, "pl"), cache_dir=cache_dir
     )
     return env_id, repo
+
+
+async def _site_id(runtime: Runtime, env_id: str) -> str:
+    row = await runtime.db.read(
+        lambda c: c.execute("SELECT site_id FROM environments WHERE id = ?", (env_id,)).fetchone()
+    )
+    return str(row[0])
 
 
 async def completed_backup(
@@ -127,13 +152,19 @@ async def completed_backup(
     retention_until: str | None = None,
     objects: list[dict[str, Any]] | None = None,
     scope: str = "full",
+    storage_path: str | None = None,
 ) -> str:
-    """A backup recorded as its job records it (requested, started, completed)."""
+    """A backup recorded as its job records it (requested, started, completed): in
+    `storage_path`, else in the site's newest repository (a placeholder without one)."""
     row = await runtime.db.read(
         lambda c: c.execute(
-            "SELECT site_id, node_id FROM environments WHERE id = ?", (env_id,)
+            "SELECT e.site_id, e.node_id, (SELECT url FROM backup_repositories r"
+            " WHERE r.site_id = e.site_id ORDER BY created_at DESC, rowid DESC LIMIT 1)"
+            " FROM environments e WHERE e.id = ?",
+            (env_id,),
         ).fetchone()
     )
+    storage_path = storage_path or row[2] or "s3:x"
     backup_id = new_id()
     objects = objects or [
         {"name": "db.sql", "snapshot_id": "0" * 64, "sha256": "a" * 64, "bytes": 10}
@@ -151,7 +182,7 @@ async def completed_backup(
                 job_id=new_id(),
                 retention_until=retention_until or format_ts(tx.now + timedelta(days=30)),
             ),
-            BackupStarted(backup_id=backup_id, job_id=new_id(), storage_path="s3:x"),
+            BackupStarted(backup_id=backup_id, job_id=new_id(), storage_path=storage_path),
             BackupCompleted(
                 backup_id=backup_id,
                 job_id=new_id(),
@@ -233,6 +264,432 @@ async def test_backups_are_listed_newest_first_in_pages(
     assert bad.status_code == 400
     unknown = await client.get(f"/api/environments/{new_id()}/backups")
     assert unknown.status_code == 404
+
+
+# -- targets: the default and a site's own; a target change strands nothing (B11, B12) --
+
+
+def _dump(backup_id: str) -> bytes:
+    """The `db.sql` a test backup stores (its own bytes: a download proves which)."""
+    return f"-- MariaDB dump of {backup_id}\nINSERT INTO wp_posts VALUES (1);\n".encode() * 5000
+
+
+async def _take(runtime: Runtime, env_id: str, storage: Storage) -> str:
+    """A backup of the environment taken as `backup_create` takes one — started in its
+    site's repository in the site's target by `Storage.start`, stored by restic,
+    recorded completed — with `_dump(id)` for the node's stream (this tier has no
+    node): its id."""
+    kind = f"test_backup_{new_id()[:8]}"
+
+    async def take(ctx: LocalPort) -> None:
+        backup_id = await runtime.db.read(
+            lambda c: c.execute("SELECT id FROM backups WHERE job_id = ?", (ctx.job_id,))
+            .fetchone()[0]
+        )  # fmt: skip
+        backup = await ctx.load(BACKUP_JOB, backup_id)
+        assert backup is not None
+        repo = await storage.start(ctx, backup)
+        data = _dump(backup_id)
+        s = await restic.backup_stream(repo, _stream(data), "db.sql", [f"backup={backup_id}"])
+        objects = [{"name": "db.sql", "snapshot_id": s.snapshot_id, "sha256": s.sha256,
+                    "bytes": s.size}]  # fmt: skip
+        done = BackupCompleted(backup_id=backup_id, job_id=ctx.job_id, checksum=checksum(objects),
+                               size_bytes=s.size, added_bytes=s.added_bytes,
+                               manifest={"objects": objects, "scope": "db"})  # fmt: skip
+        await ctx.record(f"backup:{backup_id}", [done])
+
+    runtime.jobs.register(fn_worker(kind, take, max_attempts=1))
+
+    def request(tx: WriteTx) -> str:
+        job_id = enqueue(tx, JobSpec(job_type=kind, max_attempts=1), META)
+        record_backup_request(tx, env_id, "db", "manual", META, job_id, None)
+        return job_id
+
+    job_id = await runtime.db.write(request)
+    job = await until_ended(runtime, job_id, within=120)
+    assert job.status == "succeeded", job
+    return await runtime.db.read(
+        lambda c: str(c.execute("SELECT id FROM backups WHERE job_id = ?", (job_id,)).fetchone()[0])
+    )
+
+
+async def _storage_path(client: httpx.AsyncClient, backup_id: str) -> str:
+    return str((await client.get(f"/api/backups/{backup_id}")).json()["storage_path"])
+
+
+async def _target_rows(runtime: Runtime) -> dict[str, tuple[Any, ...]]:
+    """Every target: id → (site_id, status, bucket, secret_id)."""
+    rows = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT id, site_id, status, bucket, secret_id FROM backup_targets"
+        ).fetchall()
+    )
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+async def _secret_exists(runtime: Runtime, secret_id: str) -> bool:
+    row = await runtime.db.read(
+        lambda c: c.execute("SELECT 1 FROM secrets WHERE id = ?", (secret_id,)).fetchone()
+    )
+    return row is not None
+
+
+async def _events(client: httpx.AsyncClient, type_: str) -> list[dict[str, Any]]:
+    reply = await client.get("/api/events", params={"type": type_})
+    return list(reply.json()["items"])
+
+
+def _bucket_only(s3: S3Server, bucket: str) -> tuple[str, str]:
+    """A key allowed everything in `bucket` and nothing elsewhere."""
+    return s3.key_with_policy({"Effect": "Allow", "Action": "s3:*",
+                               "Resource": [f"arn:aws:s3:::{bucket}",
+                                            f"arn:aws:s3:::{bucket}/*"]})  # fmt: skip
+
+
+@pytest.mark.spec("BAK-15", "BAK-18", "BAK-27")
+async def test_a_site_can_have_its_own_target_which_overrides_the_default(
+    session: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, tmp_path: Path
+) -> None:
+    node_id = await blocked_node(runtime)  # the scheduled backup's job stays queued
+    env_id = await active_environment(runtime, node_id)
+    site_id = await _site_id(runtime, env_id)
+    other_env = await active_environment(runtime, node_id)
+    other_site = await _site_id(runtime, other_env)
+    path = f"/api/sites/{site_id}/backup-target"
+    unset = await session.get(path)
+    assert unset.status_code == 409 and unset.json()["code"] == "backup_not_configured"
+    assert path in unset.json()["details"]["hint"]
+    section = (await session.get(f"/sites/{site_id}/sections/backups")).text
+    assert path in section and "Back up now" not in section
+    # An unknown site is 404 before anything is probed (the endpoint answers nothing);
+    # a probe that fails is 422 and records nothing.
+    before = await event_and_job_counts(runtime)
+    nowhere = {"endpoint": "http://127.0.0.1:9", "bucket": "nothing", "access_key_id": "k",
+               "secret_access_key": "s"}  # fmt: skip
+    unknown = await session.put(f"/api/sites/{new_id()}/backup-target", json=nowhere)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+    assert (await session.get(f"/api/sites/{new_id()}/backup-target")).status_code == 404
+    assert (await session.delete(f"/api/sites/{new_id()}/backup-target")).status_code == 404
+    own_bucket = s3_server.create_bucket(_bucket())
+    wrong = {"endpoint": s3_server.endpoint, "region": s3_server.region, "bucket": own_bucket,
+             "access_key_id": s3_server.access_key_id, "secret_access_key": "wrong"}  # fmt: skip
+    refused = await session.put(path, json=wrong)
+    assert (
+        refused.status_code == 422 and refused.json()["details"]["reason"] == "TARGET_AUTH_FAILED"
+    )
+    assert await event_and_job_counts(runtime) == before
+    # Its own target, with no default target at all: the site backs up into it.
+    own = await _configure(session, s3_server, own_bucket, site_id=site_id)
+    shown = (await session.get(path)).json()
+    assert shown["id"] == own and shown["scope"] == "site" and shown["site_id"] == site_id
+    assert shown["bucket"] == own_bucket and "secret_access_key" not in shown
+    assert (await session.get("/api/backup-target")).status_code == 409  # no default
+    assert (await session.get(f"/api/sites/{other_site}/backup-target")).status_code == 409
+    section = (await session.get(f"/sites/{site_id}/sections/backups")).text
+    assert f'data-target-id="{own}"' in section and "this site's own" in section
+    assert "Back up now" in section
+    [scheduled] = await _scan(runtime)  # the site has a target; the other one none
+    scheduled_backup = (await session.get(f"/api/backups/{scheduled}")).json()
+    assert scheduled_backup["environment_id"] == env_id
+    await session.post(f"/api/jobs/{scheduled_backup['job_id']}/cancel")
+    storage = Storage(tmp_path / "restic-cache")
+    taken = await _take(runtime, env_id, storage)
+    assert (await _storage_path(session, taken)) == restic_url(
+        s3_server.target(own_bucket, "pl"), f"sites/{site_id}"
+    )
+    assert s3_server.objects(own_bucket, f"pl/sites/{site_id}/data/")
+    # The default target: the other site's; this one keeps its own.
+    default_bucket = _bucket()
+    default = await _configure(session, s3_server, default_bucket)
+    assert (await session.get("/api/backup-target")).json()["scope"] == "default"
+    assert (await session.get(path)).json()["id"] == own
+    assert (await session.get(f"/api/sites/{other_site}/backup-target")).json()["id"] == default
+    again = await _take(runtime, env_id, storage)
+    assert (await _storage_path(session, again)) == (await _storage_path(session, taken))
+    assert not s3_server.objects(default_bucket, f"pl/sites/{site_id}/")
+    # Back to the default: its own target holds backups, so it is retired, not removed.
+    assert (await session.delete(path)).status_code == 204
+    assert (await session.get(path)).json() == (await session.get("/api/backup-target")).json()
+    assert (await _target_rows(runtime))[own][:2] == (site_id, "retired")
+    moved = await _take(runtime, env_id, storage)
+    assert (await _storage_path(session, moved)) == restic_url(
+        s3_server.target(default_bucket, "pl"), f"sites/{site_id}"
+    )
+    none = await session.delete(path)
+    assert none.status_code == 409 and none.json()["code"] == "backup_not_configured"
+    assert "DELETE /api/backup-target" in none.json()["details"]["hint"]
+    # A site's own target without a backup in it is removed at once, its key destroyed.
+    other_path = f"/api/sites/{other_site}/backup-target"
+    short = await _configure(session, s3_server, _bucket(), site_id=other_site)
+    secret = (await _target_rows(runtime))[short][3]
+    assert (await session.delete(other_path)).status_code == 204
+    assert short not in await _target_rows(runtime)
+    assert not await _secret_exists(runtime, secret)
+    removed = await _events(session, "backup_target.removed")
+    assert any(e["data"].get("target_id") == short for e in removed)
+
+
+@pytest.mark.spec("BAK-16")
+async def test_the_same_place_again_is_the_same_target_with_a_new_key(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, tmp_path: Path
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    bucket = _bucket()
+    first_key = s3_server.key_allowed("s3:*")
+    target_id = await _configure(client, s3_server, bucket, key=first_key)
+    old_secret = (await _target_rows(runtime))[target_id][3]
+    taken = await _take(runtime, env_id, Storage(tmp_path / "cache"))
+    second_key = s3_server.key_allowed("s3:*")
+    assert await _configure(client, s3_server, bucket, key=second_key) == target_id
+    rows = await _target_rows(runtime)
+    assert list(rows) == [target_id] and rows[target_id][1] == "active"
+    assert not await _secret_exists(runtime, old_secret)
+    assert (await client.get("/api/backup-target")).json()["access_key_id"] == second_key[0]
+    # The old key is revoked: the backup taken with it reads with the new one.
+    s3_server.revoke(first_key[0])
+    reply = await client.get(f"/api/backups/{taken}/download", params={"object": "db.sql"})
+    assert reply.status_code == 200 and reply.content == _dump(taken)
+    later = await _take(runtime, env_id, Storage(tmp_path / "cache"))
+    assert (await _storage_path(client, later)) == (await _storage_path(client, taken))
+
+
+@pytest.mark.spec("BAK-17", "BAK-28")
+async def test_after_the_default_target_moves_old_backups_restore_and_new_ones_go_to_it(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, tmp_path: Path
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    site_id = await _site_id(runtime, env_id)
+    old_bucket, new_bucket = _bucket(), _bucket()
+    s3_server.create_bucket(new_bucket)
+    old = await _configure(client, s3_server, old_bucket, key=_bucket_only(s3_server, old_bucket))
+    storage = Storage(tmp_path / "cache")
+    taken = await _take(runtime, env_id, storage)
+    old_path = await _storage_path(client, taken)
+    # Each key may use only its own bucket: whatever reads the old backup must use the
+    # old target's key.
+    new = await _configure(client, s3_server, new_bucket, key=_bucket_only(s3_server, new_bucket))
+    assert new != old
+    rows = await _target_rows(runtime)
+    assert rows[old][1] == "retired" and rows[new][1] == "active"
+    assert await _secret_exists(runtime, rows[old][3])
+    assert any(
+        e["data"]["target_id"] == old for e in await _events(client, "backup_target.retired")
+    )
+    assert (await client.get("/api/backup-target")).json()["id"] == new
+    reply = await client.get(f"/api/backups/{taken}/download", params={"object": "db.sql"})
+    assert reply.status_code == 200 and reply.content == _dump(taken)
+    # A restore verifies the old backup (with the old key), then its pre-restore backup
+    # starts a new repository in the new target; the node (nothing listens) ends it.
+    accepted = await client.post(
+        f"/api/environments/{env_id}/restore",
+        params={"confirm": "production"},
+        json={"backup_id": taken},
+    )
+    assert accepted.status_code == 202, accepted.text
+    job = await until_ended(runtime, accepted.json()["job_id"], within=120)
+    assert job.status == "failed" and job.error_code == "BACKUP_PRE_OPERATION_FAILED", job
+    log = " ".join(line for _, _, line in await log_lines(runtime, job.id))
+    assert "verified db.sql" in log
+    pre = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT storage_path FROM backups WHERE reason = 'pre_restore' AND environment_id = ?",
+            (env_id,),
+        ).fetchone()[0]
+    )
+    new_path = restic_url(s3_server.target(new_bucket, "pl"), f"sites/{site_id}")
+    assert pre == new_path != old_path
+    repositories = await runtime.db.read(
+        lambda c: dict(c.execute(
+            "SELECT url, target_id FROM backup_repositories WHERE site_id = ?", (site_id,)
+        ).fetchall())
+    )  # fmt: skip
+    assert repositories == {old_path: old, new_path: new}
+    later = await _take(runtime, env_id, storage)
+    assert (await _storage_path(client, later)) == new_path
+    # The two repositories have their own passwords.
+    secrets_ = await runtime.db.read(
+        lambda c: {r[0] for r in c.execute("SELECT secret_id FROM backup_repositories")}
+    )
+    assert len(secrets_) == 2
+    # Moving back to the old place makes the retired target active again (new key).
+    back = await _configure(client, s3_server, old_bucket)
+    assert back == old and (await _target_rows(runtime))[old][1] == "active"
+    again = await _take(runtime, env_id, storage)
+    assert (await _storage_path(client, again)) == old_path
+
+
+@pytest.mark.spec("BAK-29")
+async def test_the_cleanup_expires_backups_in_a_retired_target_then_removes_it(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    s3_server: S3Server,
+    clock: FrozenClock,
+    tmp_path: Path,
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    old_bucket, new_bucket = _bucket(), _bucket()
+    s3_server.create_bucket(new_bucket)
+    old = await _configure(client, s3_server, old_bucket, key=_bucket_only(s3_server, old_bucket))
+    storage = Storage(tmp_path / "cache")
+    first = await _take(runtime, env_id, storage)
+    old_secret = (await _target_rows(runtime))[old][3]
+    await _configure(client, s3_server, new_bucket, key=_bucket_only(s3_server, new_bucket))
+    newer = []
+    for _ in range(3):  # the first is no longer among the newest three
+        clock.advance(60)
+        newer.append(await _take(runtime, env_id, storage))
+
+    async def cleanup() -> None:
+        job_id = await runtime.db.write(lambda tx: enqueue_job(tx, BackupCleanup, NoArgs(), META))
+        job = await until_ended(runtime, job_id, within=180)
+        assert job.status == "succeeded", job
+
+    await cleanup()  # nothing past its retention: the retired target stays
+    assert (await _target_rows(runtime))[old][1] == "retired"
+    assert (await client.get(f"/api/backups/{first}")).json()["status"] == "completed"
+    clock.advance(31 * 86400)
+    await cleanup()
+    assert (await client.get(f"/api/backups/{first}")).json()["status"] == "expired"
+    for backup_id in newer:  # the newest three are kept
+        assert (await client.get(f"/api/backups/{backup_id}")).json()["status"] == "completed"
+    assert old not in await _target_rows(runtime)
+    assert not await _secret_exists(runtime, old_secret)
+    assert any(
+        e["data"].get("target_id") == old for e in await _events(client, "backup_target.removed")
+    )
+    # Forgotten and pruned in the old bucket, with the old key.
+    first_object = s3_server.objects(old_bucket, "pl/sites/")
+    assert not [k for k in first_object if "/snapshots/" in k]
+    assert [k for k in s3_server.objects(new_bucket, "pl/sites/") if "/snapshots/" in k]
+
+
+@pytest.mark.spec("BAK-19")
+async def test_a_backup_starts_in_its_sites_target_of_the_moment_and_repositories_are_taken_over(
+    client: httpx.AsyncClient, runtime: Runtime, s3_server: S3Server, tmp_path: Path
+) -> None:
+    env_id = await active_environment(runtime, await record_node(runtime))
+    site_id = await _site_id(runtime, env_id)
+    bucket = _bucket()
+    default = await _configure(client, s3_server, bucket)
+    storage = Storage(tmp_path / "cache")
+    taken = await _take(runtime, env_id, storage)
+    url = await _storage_path(client, taken)
+    # A target that changed since the job read it: nothing is recorded, the job reads
+    # the site's target again.
+    pending = await runtime.db.write(
+        lambda tx: record_backup_request(tx, env_id, "db", "manual", META, new_id(), None)
+    )
+    before = await event_and_job_counts(runtime)
+    stale = start_backup_command(pending.backup_id, pending.job_id, new_id(), url, "pw",
+                                 runtime.vault.seal)  # fmt: skip
+    assert await runtime.db.write(lambda tx: stale(tx, META)) is None
+    assert await event_and_job_counts(runtime) == before
+    # The site's own target at the default's place (another key): it takes the site's
+    # repository over — same URL, same password — and the old backup reads with its key.
+    own_key = _bucket_only(s3_server, bucket)
+    own = await _configure(client, s3_server, bucket, site_id=site_id, key=own_key)
+    assert own != default
+    later = await _take(runtime, env_id, storage)
+    assert (await _storage_path(client, later)) == url
+    held = await runtime.db.read(
+        lambda c: c.execute(
+            "SELECT count(*), max(target_id) FROM backup_repositories WHERE site_id = ?",
+            (site_id,),
+        ).fetchone()
+    )
+    assert held == (1, own)
+    adopted = await _events(client, "backup_repository.adopted")
+    assert any(e["data"] == {"site_id": site_id, "url": url, "target_id": own} for e in adopted)
+    reply = await client.get(f"/api/backups/{taken}/download", params={"object": "db.sql"})
+    assert reply.status_code == 200 and reply.content == _dump(taken)
+
+
+@pytest.mark.spec("BAK-30")
+def test_targets_and_repositories_of_before_per_site_targets_migrate_as_they_replay(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from pressluft.contexts.backups.projector import BACKUPS_PROJECTOR
+    from pressluft.db import migrate
+    from pressluft.db.connection import open_sync
+    from pressluft.db.migrate import load_migrations
+    from pressluft.events.projection import Envelope, Projector, ProjectorSet
+    from pressluft.features import MIGRATIONS, verify_replay
+    from pressluft.vault import Vault
+
+    def old_target(conn: Any, e: BackupTargetConfigured, env: Envelope) -> None:
+        conn.execute(  # the projector of before 0024
+            "INSERT INTO backup_target (id, endpoint, region, bucket, prefix, access_key_id,"
+            " secret_id, verified_at, updated_at, state_version)"
+            " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " endpoint = excluded.endpoint, region = excluded.region, bucket = excluded.bucket,"
+            " prefix = excluded.prefix, access_key_id = excluded.access_key_id,"
+            " secret_id = excluded.secret_id, verified_at = excluded.verified_at,"
+            " updated_at = excluded.updated_at, state_version = excluded.state_version",
+            (e.endpoint, e.region, e.bucket, e.prefix, e.access_key_id, e.secret_id,
+             env.recorded_at, env.recorded_at, env.stream_version),
+        )  # fmt: skip
+
+    def old_repository(conn: Any, e: BackupRepositoryCreated, env: Envelope) -> None:
+        conn.execute(
+            "INSERT INTO backup_repositories (site_id, url, secret_id, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (e.site_id, e.url, e.secret_id, env.recorded_at),
+        )
+
+    backups = {cls: BACKUPS_PROJECTOR.handlers[cls]
+               for cls in (BackupRequested, BackupStarted, BackupCompleted)}  # fmt: skip
+    before = ProjectorSet((Projector("before", ("backup_target", "backup_repositories",
+                                                "backups"),
+                                     {BackupTargetConfigured: old_target,
+                                      BackupRepositoryCreated: old_repository, **backups}),))  # fmt: skip
+    [ours] = [m for m in load_migrations(MIGRATIONS) if m.name == "backup_targets"]
+    conn = open_sync(tmp_path / "x.db")
+    now = "2026-01-01T00:00:00.000000Z"
+    migrate(conn, now, target=ours.version - 1, sources=MIGRATIONS)
+    site_id, backup_id, url = new_id(), new_id(), "s3:http://127.0.0.1:9/b-old/pl/sites/x"
+
+    def write(events: list[tuple[str, Any]], projectors: ProjectorSet) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        tx = WriteTx(conn, datetime(2026, 1, 1, tzinfo=UTC), projectors=projectors)
+        for stream, event in events:
+            append(tx, stream, None, [event], META)
+        conn.execute("COMMIT")
+
+    place = {"endpoint": "http://127.0.0.1:9", "region": "eu-central-1", "prefix": "pl",
+             "access_key_id": "k"}  # fmt: skip
+    objects = [{"name": "db.sql", "snapshot_id": "0" * 64, "sha256": "a" * 64, "bytes": 10}]
+    write([
+        ("backup_target", BackupTargetConfigured(bucket="b-first", secret_id="sec_1", **place)),
+        ("backup_target", BackupTargetConfigured(bucket="b-old", secret_id="sec_2", **place)),
+        (f"backup_repository:{site_id}",
+         BackupRepositoryCreated(site_id=site_id, url=url, secret_id="sec_r")),
+        (f"backup:{backup_id}",
+         BackupRequested(backup_id=backup_id, site_id=site_id, environment_id=new_id(),
+                         node_id=new_id(), scope="db", reason="manual", job_id="j",
+                         retention_until="2026-02-01T00:00:00.000000Z")),
+        (f"backup:{backup_id}", BackupStarted(backup_id=backup_id, job_id="j", storage_path=url)),
+        (f"backup:{backup_id}",
+         BackupCompleted(backup_id=backup_id, job_id="j", checksum=checksum(objects),
+                         size_bytes=10, added_bytes=10, manifest={"objects": objects})),
+    ], before)  # fmt: skip
+    migrate(conn, now, sources=MIGRATIONS)
+    assert verify_replay(conn, now).ok  # the migration made what the replay makes
+    targets = conn.execute("SELECT id, site_id, status, bucket, secret_id FROM backup_targets")
+    assert targets.fetchall() == [("legacy", None, "active", "b-old", "sec_2")]
+    job = BACKUP_JOB.query(conn, backup_id)
+    assert job is not None and (job.repository_url, job.target_id) == (url, "legacy")
+    # A new default target elsewhere: the old one holds a backup and is retired.
+    request = TargetRequest(endpoint="http://127.0.0.1:9", bucket="b-new", access_key_id="k",
+                            secret_access_key="s", prefix="pl")  # fmt: skip
+    conn.execute("BEGIN IMMEDIATE")
+    tx = WriteTx(conn, datetime(2026, 1, 2, tzinfo=UTC), projectors=PROJECTORS)
+    configure_target_command(Vault(b"k" * 32), request, META)(tx)
+    conn.execute("COMMIT")
+    assert verify_replay(conn, now).ok
+    statuses = dict(conn.execute("SELECT bucket, status FROM backup_targets").fetchall())
+    assert statuses == {"b-old": "retired", "b-new": "active"}
 
 
 @pytest.mark.spec("BAK-40")

@@ -237,6 +237,11 @@ async def test_every_operation_answers_as_the_contract_says(
     assert (await client.put("/api/backup-target", json=target)).status_code == 200
     assert (await client.get("/api/backup-target")).status_code == 200
     env_id2 = await active_environment(runtime, ready_node)
+    # A site's own target (the same bucket under another prefix), then the default again.
+    site_target = f"/api/sites/{site_id}/backup-target"
+    assert (await client.put(site_target, json={**target, "prefix": "own"})).status_code == 200
+    assert (await client.get(site_target)).status_code == 200
+    assert (await client.delete(site_target)).status_code == 204
     backup = await client.post(f"/api/environments/{env_id2}/backups", json={"scope": "db"})
     await cancel(backup)
     assert (await client.get(f"/api/backups/{backup.json()['backup_id']}")).status_code == 200

@@ -26,10 +26,17 @@ MAX_EXAMPLES = os.environ.get("PRESSLUFT_FUZZ_EXAMPLES", "100")
 # node's check job connects to the node's host: random hosts would send traffic off
 # this machine (tests/test_nodes.py covers registration against real sshd nodes on
 # loopback). revokeToken is fuzzed, but never on the run's own token
-# (tests/support/fuzz_hooks.py). Setting the backup target probes the endpoint it names
-# (an object written, read, deleted): random endpoints would too (tests/test_backups.py
-# and tests/test_access_daemon.py set it against a real S3 server on loopback).
-EXCLUDED = ("streamEvents", "streamJobLog", "registerNode", "configureBackupTarget")
+# (tests/support/fuzz_hooks.py). Setting a backup target (the default, or a site's own:
+# the fuzzer learns site ids from its links) probes the endpoint it names (an object
+# written, read, deleted): random endpoints would too (tests/test_backups.py and
+# tests/test_access_daemon.py set it against a real S3 server on loopback).
+EXCLUDED = (
+    "streamEvents",
+    "streamJobLog",
+    "registerNode",
+    "configureBackupTarget",
+    "configureSiteBackupTarget",
+)
 # Operations that answer a bearer token 401 whatever it sends: logout ends a
 # dashboard session and takes no token.
 SESSION_ONLY = ("logout",)

@@ -10,7 +10,8 @@ like S3 does.
   refuses a wrong secret. `key_allowed(*actions)` makes another key allowed only
   those actions (e.g. `s3:PutObject` without `s3:GetObject`); `key_with_policy(*statements)`
   one under the IAM statements given (resources and `Deny` included, e.g. no
-  `s3:PutObject` on `arn:aws:s3:::*/data/*`).
+  `s3:PutObject` on `arn:aws:s3:::*/data/*`); `revoke(key_id)` deletes such a key
+  (a rotated-out key: S3 refuses it from then on).
 - `configure_target(api, bucket, prefix)` makes it a daemon's backup target.
 - `create_bucket(name)` (moto, like S3, wants at least 3 characters; one the key owns
   already is kept), `target(bucket, prefix)` → `pressluft.runners.s3.Target` with
@@ -72,6 +73,7 @@ class S3Server:
         self.secret_access_key = ""
         self._admin = ("", "")
         self._users = 0
+        self._owners: dict[str, str] = {}  # access key id → its IAM user
 
     @property
     def endpoint(self) -> str:
@@ -122,6 +124,7 @@ class S3Server:
         iam.create_user(UserName=name)
         iam.put_user_policy(UserName=name, PolicyName="allow", PolicyDocument=policy)
         key = iam.create_access_key(UserName=name)["AccessKey"]
+        self._owners[key["AccessKeyId"]] = name
         return key["AccessKeyId"], key["SecretAccessKey"]
 
     def _enforce_credentials(self) -> None:
@@ -144,6 +147,11 @@ class S3Server:
         self._users += 1
         policy = json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
         return self._user(self._iam(self._admin), f"limited{self._users}", policy)
+
+    def revoke(self, access_key_id: str) -> None:
+        """Delete an access key made by `key_allowed` or `key_with_policy`."""
+        owner = self._owners.pop(access_key_id)
+        self._iam(self._admin).delete_access_key(UserName=owner, AccessKeyId=access_key_id)
 
     def client(self) -> Any:
         """A boto3 S3 client with the good key."""

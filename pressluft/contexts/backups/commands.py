@@ -1,10 +1,14 @@
-"""Backups: the commands (configure the target, back up, restore) and what the
-jobs record through their port (a pre-operation backup, a site's repository).
+"""Backups: the commands (configure a target, back up, restore) and what the
+jobs record through their port (a pre-operation backup, a backup's start in its
+site's repository, a spent target's removal).
 
 Each command is one transaction: its event(s) and its job. Rules (specs/backups.md):
-a backup needs a configured target and an active environment; a restore takes a
-completed backup of the same environment, whose scope covers the one asked for,
-confirmed with the environment's slug, and holds the environment `restoring`.
+a backup needs a target for its site (its own, else the default) and an active
+environment; a restore takes a completed backup of the same environment, whose
+scope covers the one asked for, confirmed with the environment's slug, and holds
+the environment `restoring`. A target is its place (endpoint, bucket, prefix) in its
+scope: set again there it gets a new key; replaced or removed while backups are in
+it, it is retired, not forgotten (BAK-15 … 19).
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ import msgspec
 
 from pressluft.clock import format_ts, parse_ts
 from pressluft.contexts.backups.events import (
+    LEGACY_TARGET_ID,
+    BackupRepositoryAdopted,
     BackupRepositoryCreated,
     BackupRequested,
+    BackupStarted,
     BackupTargetConfigured,
     BackupTargetRemoved,
+    BackupTargetRetired,
     Reason,
     Scope,
 )
@@ -35,7 +43,7 @@ from pressluft.db import WriteTx
 from pressluft.errors import Conflict, NotFound
 from pressluft.events import Meta, append
 from pressluft.events.log import NO_STREAM
-from pressluft.ids import new_id
+from pressluft.ids import is_uuid, new_id
 from pressluft.jobs.workers import JobWorker, Sealer, enqueue_job
 from pressluft.vault import Vault
 
@@ -52,13 +60,16 @@ __all__ = [
     "RestoreRequest",
     "TargetRequest",
     "configure_target_command",
-    "create_repository_command",
     "record_backup_request",
+    "remove_spent_targets_command",
     "remove_target_command",
     "request_backup_command",
     "request_pre_backup_command",
+    "require_site",
     "restore_command",
     "retention_until",
+    "start_backup_command",
+    "target_in_effect",
 ]
 
 #: How long a backup is kept (reference: 30 days; a pre-operation backup as long).
@@ -122,17 +133,95 @@ def retention_until(now: str, days: int = RETENTION_DAYS) -> str:
     return format_ts(parse_ts(now) + timedelta(days=days))
 
 
-# -- the target ----------------------------------------------------------------------------
+# -- targets -------------------------------------------------------------------------------
+
+
+def _target_stream(target_id: str) -> str:
+    """The stream of a target's events (the one of before per-site targets: `backup_target`)."""
+    return TARGET_STREAM if target_id == LEGACY_TARGET_ID else f"{TARGET_STREAM}:{target_id}"
+
+
+def require_site(conn: sqlite3.Connection, site_id: str) -> str:
+    """The site's status (404 for no such site)."""
+    row = None
+    if is_uuid(site_id):
+        row = conn.execute("SELECT status FROM sites WHERE id = ?", (site_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no site {site_id}")
+    return str(row[0])
+
+
+def _require_live_site(conn: sqlite3.Connection, site_id: str) -> None:
+    if require_site(conn, site_id) == "deleted":
+        raise Conflict(
+            "the site is deleted: it takes no backup any more",
+            details={"status": "deleted", "hint": "give a target to a site that is not deleted"},
+        )
+
+
+def target_in_effect(conn: sqlite3.Connection, site_id: str | None) -> tuple[str, str] | None:
+    """The target a site's backups go to — its own, else the default (`site_id` None:
+    the default only) — as (id, secret id); None without one."""
+    row = conn.execute(
+        "SELECT id, secret_id FROM backup_targets WHERE status = 'active'"
+        " AND (site_id IS NULL OR site_id = ?) ORDER BY site_id IS NULL LIMIT 1",
+        (site_id,),
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def _own_target(conn: sqlite3.Connection, site_id: str | None) -> tuple[str, str] | None:
+    """The active target of one scope (a site's own, or the default): (id, secret id)."""
+    row = conn.execute(
+        "SELECT id, secret_id FROM backup_targets WHERE status = 'active' AND site_id IS ?",
+        (site_id,),
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def _holds_backups(conn: sqlite3.Connection, target_id: str) -> bool:
+    """Whether a backup being stored (running) or kept (completed) is in a repository
+    of the target: what keeps a retired target and its key."""
+    row = conn.execute(
+        "SELECT 1 FROM backup_repositories r JOIN backups b ON b.storage_path = r.url"
+        " WHERE r.target_id = ? AND b.status IN ('running', 'completed') LIMIT 1",
+        (target_id,),
+    ).fetchone()
+    return row is not None
+
+
+def _let_go(tx: WriteTx, target_id: str, secret_id: str, meta: Meta) -> None:
+    """A target no longer in effect: retired while backups are in it (its key kept
+    for them), else removed with its key (BAK-17)."""
+    if _holds_backups(tx.conn, target_id):
+        append(tx, _target_stream(target_id), None, [BackupTargetRetired(target_id=target_id)],
+               meta)  # fmt: skip
+        return
+    append(tx, _target_stream(target_id), None, [BackupTargetRemoved(target_id=target_id)], meta)
+    Vault.destroy(tx.conn, secret_id)
 
 
 def configure_target_command(
-    vault: Vault, request: TargetRequest, meta: Meta
-) -> Callable[[WriteTx], None]:
-    """Record a target that passed its probe (the caller probed it): its secret key
-    sealed, the previous one's destroyed."""
+    vault: Vault, request: TargetRequest, meta: Meta, site_id: str | None = None
+) -> Callable[[WriteTx], str]:
+    """Record a target that passed its probe (the caller probed it) as the one in
+    effect for its scope — the default, or the site's own: the same place as a target
+    of the scope has (active or retired) is that target with a new key (its old key
+    destroyed); another place is a new target, and the one it replaces is let go.
+    Its id."""
 
-    def command(tx: WriteTx) -> None:
-        old = tx.conn.execute("SELECT secret_id FROM backup_target WHERE id = 1").fetchone()
+    def command(tx: WriteTx) -> str:
+        if site_id is not None:
+            _require_live_site(tx.conn, site_id)
+        current = _own_target(tx.conn, site_id)
+        same = tx.conn.execute(
+            "SELECT id, secret_id FROM backup_targets WHERE site_id IS ? AND endpoint = ?"
+            " AND bucket = ? AND prefix = ?",
+            (site_id, request.endpoint, request.bucket, request.prefix),
+        ).fetchone()
+        target_id = new_id() if same is None else str(same[0])
+        if current is not None and current[0] != target_id:
+            _let_go(tx, current[0], current[1], meta)
         secret_id = vault.seal(
             tx.conn, "backup_target", request.secret_access_key.encode(), tx.now_ts
         )
@@ -143,31 +232,67 @@ def configure_target_command(
             prefix=request.prefix,
             access_key_id=request.access_key_id,
             secret_id=secret_id,
+            target_id=target_id,
+            site_id=site_id,
         )
-        append(tx, TARGET_STREAM, None, [event], meta)
-        if old is not None:
-            Vault.destroy(tx.conn, old[0])
+        append(tx, _target_stream(target_id), None, [event], meta)
+        if same is not None:
+            Vault.destroy(tx.conn, str(same[1]))
+        return target_id
 
     return command
 
 
-def remove_target_command(meta: Meta) -> Callable[[WriteTx], None]:
+def remove_target_command(meta: Meta, site_id: str | None = None) -> Callable[[WriteTx], None]:
+    """No target of this scope any more (the site's: the default applies again); the
+    one there was is let go (retired while backups are in it)."""
+
     def command(tx: WriteTx) -> None:
-        old = tx.conn.execute("SELECT secret_id FROM backup_target WHERE id = 1").fetchone()
-        if old is None:
-            raise BackupNotConfigured("no backup target is configured")
-        append(tx, TARGET_STREAM, None, [BackupTargetRemoved()], meta)
-        Vault.destroy(tx.conn, old[0])
+        if site_id is not None:
+            require_site(tx.conn, site_id)
+        current = _own_target(tx.conn, site_id)
+        if current is None:
+            if site_id is None:
+                raise BackupNotConfigured("no default backup target is configured")
+            raise BackupNotConfigured(
+                "the site has no backup target of its own",
+                details={"hint": "the default target applies: DELETE /api/backup-target"},
+            )
+        _let_go(tx, current[0], current[1], meta)
 
     return command
 
 
-def _require_target(conn: sqlite3.Connection) -> None:
-    if conn.execute("SELECT 1 FROM backup_target WHERE id = 1").fetchone() is None:
+def _require_target(conn: sqlite3.Connection, site_id: str) -> None:
+    if target_in_effect(conn, site_id) is None:
         raise BackupNotConfigured(
             "no backup target is configured",
-            details={"hint": "configure an S3-compatible target: PUT /api/backup-target"},
+            details={
+                "hint": "configure an S3-compatible target: PUT /api/backup-target (every"
+                f" site) or PUT /api/sites/{site_id}/backup-target (this site)"
+            },
         )
+
+
+def remove_spent_targets_command() -> Callable[[WriteTx, Meta], list[str]]:
+    """Remove the retired targets no backup being stored or kept is in any more
+    (`backup_target.removed`, their keys destroyed): their ids (BAK-29)."""
+
+    def command(tx: WriteTx, meta: Meta) -> list[str]:
+        rows = tx.conn.execute(
+            "SELECT id, secret_id FROM backup_targets WHERE status = 'retired' ORDER BY id"
+        ).fetchall()
+        removed = []
+        for target_id, secret_id in rows:
+            if _holds_backups(tx.conn, target_id):
+                continue
+            event = BackupTargetRemoved(target_id=target_id)
+            append(tx, _target_stream(target_id), None, [event], meta)
+            Vault.destroy(tx.conn, secret_id)
+            removed.append(str(target_id))
+        return removed
+
+    return command
 
 
 # -- backups -------------------------------------------------------------------------------
@@ -223,7 +348,7 @@ def request_backup_command(
 
     def command(tx: WriteTx) -> BackupAccepted:
         env = get_environment(tx.conn, environment_id)  # 404 first
-        _require_target(tx.conn)
+        _require_target(tx.conn, env.site_id)
         if env.status != "active":
             raise EnvironmentNotActive(
                 f"the environment is {env.status}, not active",
@@ -241,7 +366,7 @@ def request_pre_backup_command(
     job, not queued): `backup.requested`; its id."""
 
     def command(tx: WriteTx, meta: Meta) -> str:
-        _require_target(tx.conn)
+        _require_target(tx.conn, get_environment(tx.conn, environment_id).site_id)
         return record_backup_request(
             tx, environment_id, "full", reason, meta, job_id, None
         ).backup_id
@@ -249,22 +374,43 @@ def request_pre_backup_command(
     return command
 
 
-def create_repository_command(
-    site_id: str, url: str, password: str, sealer: Sealer
-) -> Callable[[WriteTx, Meta], str]:
-    """A site's repository, its password sealed (once: a repository that exists is kept);
-    the URL it has."""
+def start_backup_command(
+    backup_id: str, job_id: str, target_id: str, url: str, password: str, sealer: Sealer
+) -> Callable[[WriteTx, Meta], str | None]:
+    """Start a backup in its site's repository `url` in the target `target_id` (BAK-19):
+    that repository if it is recorded (taken over when another target held it: the same
+    place), else a new one with `password` sealed; then `backup.started`. The repository
+    password's vault id — or None when `target_id` is no longer the site's target (it
+    changed since the job read it: read it again)."""
 
-    def command(tx: WriteTx, meta: Meta) -> str:
-        row = tx.conn.execute(
-            "SELECT url FROM backup_repositories WHERE site_id = ?", (site_id,)
+    def command(tx: WriteTx, meta: Meta) -> str | None:
+        row = tx.conn.execute("SELECT site_id FROM backups WHERE id = ?", (backup_id,)).fetchone()
+        if row is None:
+            raise BackupNotFound(f"no backup {backup_id}")
+        site_id = str(row[0])
+        current = target_in_effect(tx.conn, site_id)
+        if current is None or current[0] != target_id:
+            return None
+        stream = f"backup_repository:{site_id}"
+        repo = tx.conn.execute(
+            "SELECT site_id, target_id, secret_id FROM backup_repositories WHERE url = ?", (url,)
         ).fetchone()
-        if row is not None:
-            return str(row[0])
-        secret_id = sealer(tx.conn, "backup_repository", password.encode(), tx.now_ts)
-        event = BackupRepositoryCreated(site_id=site_id, url=url, secret_id=secret_id)
-        append(tx, f"backup_repository:{site_id}", NO_STREAM, [event], meta)
-        return url
+        if repo is None:
+            secret_id = sealer(tx.conn, "backup_repository", password.encode(), tx.now_ts)
+            created = BackupRepositoryCreated(
+                site_id=site_id, url=url, secret_id=secret_id, target_id=target_id
+            )
+            append(tx, stream, None, [created], meta)
+        else:
+            owner, held_by, secret_id = repo
+            if owner != site_id:
+                raise Conflict(f"the repository {url} is another site's")
+            if held_by != target_id:
+                adopted = BackupRepositoryAdopted(site_id=site_id, url=url, target_id=target_id)
+                append(tx, stream, None, [adopted], meta)
+        started = BackupStarted(backup_id=backup_id, job_id=job_id, storage_path=url)
+        append(tx, f"backup:{backup_id}", None, [started], meta)
+        return str(secret_id)
 
     return command
 
@@ -324,7 +470,7 @@ def restore_command(
                 f"restoring into {env.slug} replaces what it serves and needs confirmation",
                 details={"hint": f"repeat the environment's slug: ?confirm={env.slug}"},
             )
-        _require_target(tx.conn)
+        _require_target(tx.conn, env.site_id)
         job_id = enqueue_job(
             tx,
             worker,

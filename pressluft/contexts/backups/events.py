@@ -1,7 +1,8 @@
-"""Events of backups (stream `backup:<id>`), the storage target (stream
-`backup_target`), each site's restic repository (stream `backup_repository:<site>`),
-restore drills' throwaway environments (stream `backup_drill:<job id>`) and the
-control plane's own copies (stream `control_plane`)."""
+"""Events of backups (stream `backup:<id>`), the storage targets (stream
+`backup_target:<target id>`; the one target of before per-site targets: `backup_target`),
+the sites' restic repositories (stream `backup_repository:<site>`), restore drills'
+throwaway environments (stream `backup_drill:<job id>`) and the control plane's own
+copies (stream `control_plane`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Literal
 from pressluft.events.types.base import Event
 
 __all__ = [
+    "LEGACY_TARGET_ID",
     "BackupCompleted",
     "BackupDrillOverdueNoticed",
     "BackupDrillStarted",
@@ -17,12 +19,14 @@ __all__ = [
     "BackupExpired",
     "BackupFailed",
     "BackupOverdueNoticed",
+    "BackupRepositoryAdopted",
     "BackupRepositoryCreated",
     "BackupRequested",
     "BackupScheduleChanged",
     "BackupStarted",
     "BackupTargetConfigured",
     "BackupTargetRemoved",
+    "BackupTargetRetired",
     "BackupVerificationFailed",
     "BackupVerified",
     "ControlPlaneCopyOverdueNoticed",
@@ -33,10 +37,14 @@ __all__ = [
 Scope = Literal["db", "files", "full"]
 Reason = Literal["manual", "scheduled", "pre_restore", "pre_update", "pre_promote", "pre_import"]
 
+#: The target of the events of before per-site targets (no target id): the default one.
+LEGACY_TARGET_ID = "legacy"
+
 
 class BackupTargetConfigured(Event, frozen=True, tag="backup_target.configured"):
     """The S3-compatible target passed its probe (an object written, read back and
-    deleted) and is where backups go; its secret key is sealed in the vault."""
+    deleted) and is where the backups of its scope go (active); its secret key is
+    sealed in the vault. The same target again (same place and scope): a new key."""
 
     endpoint: str
     region: str
@@ -44,18 +52,42 @@ class BackupTargetConfigured(Event, frozen=True, tag="backup_target.configured")
     prefix: str
     access_key_id: str
     secret_id: str
+    target_id: str = LEGACY_TARGET_ID
+    #: The site whose own target it is; None: the default target.
+    site_id: str | None = None
+
+
+class BackupTargetRetired(Event, frozen=True, tag="backup_target.retired"):
+    """The target was replaced or removed while backups are in it: none goes there
+    any more; its secret stays sealed so they restore, download and expire."""
+
+    target_id: str
 
 
 class BackupTargetRemoved(Event, frozen=True, tag="backup_target.removed"):
-    """No target: no backup can be taken (the objects in the bucket stay)."""
+    """The target is gone, its secret destroyed (the objects in the bucket stay):
+    removed with no backup in it, or retired and its last backup expired."""
+
+    target_id: str = LEGACY_TARGET_ID
 
 
 class BackupRepositoryCreated(Event, frozen=True, tag="backup_repository.created"):
-    """A site's restic repository was initialised; its password is sealed in the vault."""
+    """A site's restic repository in a target (its URL); its password is sealed in
+    the vault."""
 
     site_id: str
     url: str
     secret_id: str
+    target_id: str = LEGACY_TARGET_ID
+
+
+class BackupRepositoryAdopted(Event, frozen=True, tag="backup_repository.adopted"):
+    """A target of another scope at the repository's place took it over: its key opens
+    the repository from now on (the site's new backups go on in it)."""
+
+    site_id: str
+    url: str
+    target_id: str
 
 
 class BackupRequested(Event, frozen=True, tag="backup.requested"):

@@ -39,7 +39,7 @@ class RestoreIntoNew:
                 f"the backup is {status}, not completed",
                 details={"status": status, "hint": "choose a completed backup"},
             )
-        _require_target(conn)
+        _require_target(conn, site_id)
         return FromBackup(
             environment_id=environment_id, worker=self.worker, args=BackupArgs(backup_id=backup_id)
         )

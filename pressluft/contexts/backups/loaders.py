@@ -1,7 +1,8 @@
 """What the backup jobs read through their worker port: a backup with its
-environment and repository (`BACKUP_JOB`), the storage target (`TARGET`), the
-backups a cleanup expires (`EXPIRED_BACKUPS`), the throwaways killed drills left
-(`DRILL_LEFTOVERS`)."""
+environment and repository (`BACKUP_JOB`), the default target (`TARGET`), a target
+by id (`TARGET_BY_ID`, retired ones too), the target a site's backups go to
+(`SITE_TARGET`), the repositories and the backups a cleanup expires, the throwaways
+killed drills left (`DRILL_LEFTOVERS`)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ __all__ = [
     "RECOVERY_KEY",
     "REPOSITORIES",
     "SERVED_RELEASE",
+    "SITE_TARGET",
     "TARGET",
+    "TARGET_BY_ID",
     "BackupJob",
     "DrillLeftover",
     "ExpiredBackup",
@@ -29,6 +32,7 @@ __all__ = [
 
 
 class TargetRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
     endpoint: str
     region: str
     bucket: str
@@ -52,20 +56,22 @@ class BackupJob(msgspec.Struct, frozen=True, kw_only=True):
     #: The environment now (None once deleted).
     environment_status: str | None
     preview_url: str | None
-    #: The site's repository (None before its first backup).
+    #: The repository it is stored in (None before it started).
     repository_url: str | None
     repository_secret_id: str | None
+    #: The target whose key opens that repository (None: it was removed).
+    target_id: str | None
 
 
-def _target(conn: sqlite3.Connection, _key: None) -> TargetRecord | None:
-    row = conn.execute(
-        "SELECT endpoint, region, bucket, prefix, access_key_id, secret_id"
-        " FROM backup_target WHERE id = 1"
-    ).fetchone()
+_TARGET_COLUMNS = "id, endpoint, region, bucket, prefix, access_key_id, secret_id"
+
+
+def _record(row: tuple[Any, ...] | None) -> TargetRecord | None:
     if row is None:
         return None
-    endpoint, region, bucket, prefix, key_id, secret_id = row
+    target_id, endpoint, region, bucket, prefix, key_id, secret_id = row
     return TargetRecord(
+        id=target_id,
         endpoint=endpoint,
         region=region,
         bucket=bucket,
@@ -75,22 +81,58 @@ def _target(conn: sqlite3.Connection, _key: None) -> TargetRecord | None:
     )
 
 
-#: The storage target (None: none configured).
+def _target(conn: sqlite3.Connection, _key: None) -> TargetRecord | None:
+    return _record(
+        conn.execute(
+            f"SELECT {_TARGET_COLUMNS} FROM backup_targets"
+            " WHERE site_id IS NULL AND status = 'active'"
+        ).fetchone()
+    )
+
+
+#: The default target (None: none configured): the control plane's own copy's.
 TARGET: Loader[None, TargetRecord | None] = Loader("backup_target", _target)
+
+
+def _target_by_id(conn: sqlite3.Connection, target_id: str) -> TargetRecord | None:
+    return _record(
+        conn.execute(
+            f"SELECT {_TARGET_COLUMNS} FROM backup_targets WHERE id = ?", (target_id,)
+        ).fetchone()
+    )
+
+
+#: A target, active or retired (None: removed).
+TARGET_BY_ID: Loader[str, TargetRecord | None] = Loader("backup_target_by_id", _target_by_id)
+
+
+def _site_target(conn: sqlite3.Connection, site_id: str) -> TargetRecord | None:
+    return _record(
+        conn.execute(
+            f"SELECT {_TARGET_COLUMNS} FROM backup_targets WHERE status = 'active'"
+            " AND (site_id IS NULL OR site_id = ?) ORDER BY site_id IS NULL LIMIT 1",
+            (site_id,),
+        ).fetchone()
+    )
+
+
+#: The target a site's new backups go to: its own, else the default (None: neither).
+SITE_TARGET: Loader[str, TargetRecord | None] = Loader("site_backup_target", _site_target)
 
 
 def _backup_job(conn: sqlite3.Connection, backup_id: str) -> BackupJob | None:
     row = conn.execute(
         "SELECT b.site_id, b.environment_id, b.node_id, b.backup_scope, b.reason, b.status,"
-        " b.job_id, b.manifest_json, e.status, e.preview_url, r.url, r.secret_id"
+        " b.job_id, b.manifest_json, e.status, e.preview_url, r.url, r.secret_id, t.id"
         " FROM backups b LEFT JOIN environments e ON e.id = b.environment_id"
-        " LEFT JOIN backup_repositories r ON r.site_id = b.site_id WHERE b.id = ?",
+        " LEFT JOIN backup_repositories r ON r.url = b.storage_path"
+        " LEFT JOIN backup_targets t ON t.id = r.target_id WHERE b.id = ?",
         (backup_id,),
     ).fetchone()
     if row is None:
         return None
     (site_id, environment_id, node_id, scope, reason, status, job_id, manifest, env_status,
-     url, repo_url, repo_secret) = row  # fmt: skip
+     url, repo_url, repo_secret, target_id) = row  # fmt: skip
     return BackupJob(
         backup_id=backup_id,
         site_id=site_id,
@@ -105,6 +147,7 @@ def _backup_job(conn: sqlite3.Connection, backup_id: str) -> BackupJob | None:
         preview_url=url,
         repository_url=repo_url,
         repository_secret_id=repo_secret,
+        target_id=target_id,
     )
 
 
@@ -116,8 +159,8 @@ class ExpiredBackup(msgspec.Struct, frozen=True, kw_only=True):
     backup_id: str
     site_id: str
     snapshot_ids: list[str]
+    #: The repository it is stored in.
     repository_url: str | None
-    repository_secret_id: str | None
 
 
 #: Kept whatever their age: the newest completed backups of each environment.
@@ -149,15 +192,14 @@ def _expired(conn: sqlite3.Connection, now: str) -> list[ExpiredBackup]:
     (specs/backups.md: the newest three of an environment, the newest of each month for
     a year)."""
     rows = conn.execute(
-        "SELECT b.id, b.site_id, b.environment_id, b.manifest_json, r.url, r.secret_id"
-        " FROM backups b LEFT JOIN backup_repositories r ON r.site_id = b.site_id"
-        " WHERE b.status = 'completed' AND b.retention_until < ?"
+        "SELECT b.id, b.site_id, b.environment_id, b.manifest_json, b.storage_path"
+        " FROM backups b WHERE b.status = 'completed' AND b.retention_until < ?"
         " ORDER BY b.site_id, b.created_at",
         (now,),
     ).fetchall()
     kept: dict[str, set[str]] = {}
     found = []
-    for backup_id, site_id, environment_id, manifest, repo_url, repo_secret in rows:
+    for backup_id, site_id, environment_id, manifest, repo_url in rows:
         if environment_id not in kept:
             completed = conn.execute(
                 "SELECT id, created_at FROM backups WHERE environment_id = ?"
@@ -174,7 +216,6 @@ def _expired(conn: sqlite3.Connection, now: str) -> list[ExpiredBackup]:
                 site_id=site_id,
                 snapshot_ids=[str(o["snapshot_id"]) for o in objects],
                 repository_url=repo_url,
-                repository_secret_id=repo_secret,
             )
         )
     return found
@@ -201,16 +242,20 @@ class RepositoryRecord(msgspec.Struct, frozen=True, kw_only=True):
     site_id: str
     url: str
     secret_id: str
+    #: The target whose key opens it (active or retired).
+    target_id: str
 
 
 def _repositories(conn: sqlite3.Connection, _key: None) -> list[RepositoryRecord]:
     rows = conn.execute(
-        "SELECT site_id, url, secret_id FROM backup_repositories ORDER BY site_id"
+        "SELECT r.site_id, r.url, r.secret_id, r.target_id FROM backup_repositories r"
+        " JOIN backup_targets t ON t.id = r.target_id ORDER BY r.site_id, r.url"
     ).fetchall()
-    return [RepositoryRecord(site_id=a, url=b, secret_id=c) for a, b, c in rows]
+    return [RepositoryRecord(site_id=a, url=b, secret_id=c, target_id=d) for a, b, c, d in rows]
 
 
-#: Every site's repository.
+#: Every repository whose target is there (active or retired; a removed target's key is
+#: gone).
 REPOSITORIES: Loader[None, list[RepositoryRecord]] = Loader("backup_repositories", _repositories)
 
 

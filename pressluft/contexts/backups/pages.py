@@ -2,8 +2,8 @@
 the last proven restore and the last restore drill of the site, an overdue drill,
 throwaways left by killed drills, each environment's backups with status, scope,
 reason, size and verification, "Back up now" and a restore with typed confirmation.
-The Backups page (`/backups`): the storage target, the recovery kit and the control
-plane's own copies, and a missing copy."""
+The Backups page (`/backups`): the default storage target, the recovery kit and the
+control plane's own copies, and a missing copy."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 
 from pressluft.contexts.access import Principal
-from pressluft.contexts.backups.queries import get_target, list_backups, site_backup_summary
+from pressluft.contexts.backups.queries import (
+    effective_target,
+    list_backups,
+    site_backup_summary,
+)
 from pressluft.contexts.backups.service import Backups
 from pressluft.contexts.sites import SiteSection, SiteView
 from pressluft.http.pages import PAGE
@@ -29,8 +33,10 @@ SHOWN = 10
 def backups_section() -> SiteSection:
     def load(conn: sqlite3.Connection, site: SiteView) -> dict[str, Any]:
         live = [e for e in site.environments if e.status != "deleted"]
+        target = effective_target(conn, site.id)  # the site's own, else the default
         return {
-            "configured": get_target(conn) is not None,
+            "configured": target is not None,
+            "target": target,
             "summary": site_backup_summary(conn, site.id),
             "backups": {e.id: list_backups(conn, e.id, SHOWN, None, None) for e in live},
         }

@@ -1,6 +1,12 @@
-"""Projects backup events into `backup_target`, `backup_repositories`, `backups`,
+"""Projects backup events into `backup_targets`, `backup_repositories`, `backups`,
 the schedules, the restore drills (`backup_drills`), the alerts and the control
 plane's copies.
+
+Targets (B11, B12): `backup_target.configured` makes its target the active one of its
+scope (the default, or a site's own) — a new row, or the same one with a new key;
+`backup_target.retired` keeps it for the backups in it; `backup_target.removed` drops
+it. The events of before per-site targets carry no target id: they are the default
+target `legacy` (what migration 0024 made of the one row of before).
 
 A backup job holds its backup (JOB-48): when it ends failed or cancelled, the
 backup — pending or running — is `failed` with the job's code. So is a backup a
@@ -26,12 +32,14 @@ from pressluft.contexts.backups.events import (
     BackupExpired,
     BackupFailed,
     BackupOverdueNoticed,
+    BackupRepositoryAdopted,
     BackupRepositoryCreated,
     BackupRequested,
     BackupScheduleChanged,
     BackupStarted,
     BackupTargetConfigured,
     BackupTargetRemoved,
+    BackupTargetRetired,
     BackupVerificationFailed,
     BackupVerified,
     ControlPlaneCopyOverdueNoticed,
@@ -46,27 +54,46 @@ __all__ = ["BACKUPS_PROJECTOR"]
 
 def _target(conn: sqlite3.Connection, e: BackupTargetConfigured, env: Envelope) -> None:
     conn.execute(
-        "INSERT INTO backup_target (id, endpoint, region, bucket, prefix, access_key_id,"
-        " secret_id, verified_at, updated_at, state_version) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (id) DO UPDATE SET endpoint = excluded.endpoint, region = excluded.region,"
-        " bucket = excluded.bucket, prefix = excluded.prefix,"
+        "INSERT INTO backup_targets (id, site_id, status, endpoint, region, bucket, prefix,"
+        " access_key_id, secret_id, verified_at, updated_at, retired_at, state_version)"
+        " VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)"
+        " ON CONFLICT (id) DO UPDATE SET status = 'active', endpoint = excluded.endpoint,"
+        " region = excluded.region, bucket = excluded.bucket, prefix = excluded.prefix,"
         " access_key_id = excluded.access_key_id, secret_id = excluded.secret_id,"
         " verified_at = excluded.verified_at, updated_at = excluded.updated_at,"
-        " state_version = excluded.state_version",
-        (e.endpoint, e.region, e.bucket, e.prefix, e.access_key_id, e.secret_id,
-         env.recorded_at, env.recorded_at, env.stream_version),
+        " retired_at = NULL, state_version = excluded.state_version",
+        (e.target_id, e.site_id, e.endpoint, e.region, e.bucket, e.prefix, e.access_key_id,
+         e.secret_id, env.recorded_at, env.recorded_at, env.stream_version),
     )  # fmt: skip
 
 
+def _target_retired(conn: sqlite3.Connection, e: BackupTargetRetired, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE backup_targets SET status = 'retired', retired_at = ?, updated_at = ?,"
+        " state_version = ? WHERE id = ? AND status = 'active'",
+        (env.recorded_at, env.recorded_at, env.stream_version, e.target_id),
+    )
+    one_row(cursor, f"retirement of backup target {e.target_id}")
+
+
 def _target_removed(conn: sqlite3.Connection, e: BackupTargetRemoved, env: Envelope) -> None:
-    conn.execute("DELETE FROM backup_target WHERE id = 1")
+    conn.execute("DELETE FROM backup_targets WHERE id = ?", (e.target_id,))
 
 
 def _repository(conn: sqlite3.Connection, e: BackupRepositoryCreated, env: Envelope) -> None:
     conn.execute(
-        "INSERT INTO backup_repositories (site_id, url, secret_id, created_at) VALUES (?, ?, ?, ?)",
-        (e.site_id, e.url, e.secret_id, env.recorded_at),
+        "INSERT INTO backup_repositories (url, site_id, target_id, secret_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (e.url, e.site_id, e.target_id, e.secret_id, env.recorded_at),
     )
+
+
+def _adopted(conn: sqlite3.Connection, e: BackupRepositoryAdopted, env: Envelope) -> None:
+    cursor = conn.execute(
+        "UPDATE backup_repositories SET target_id = ? WHERE url = ? AND site_id = ?",
+        (e.target_id, e.url, e.site_id),
+    )
+    one_row(cursor, f"adoption of repository {e.url}")
 
 
 def _requested(conn: sqlite3.Connection, e: BackupRequested, env: Envelope) -> None:
@@ -262,7 +289,7 @@ def _released(conn: sqlite3.Connection, job_id: str, env: Envelope) -> None:
 BACKUPS_PROJECTOR = Projector(
     "backups",
     (
-        "backup_target",
+        "backup_targets",
         "backup_repositories",
         "backups",
         "backup_schedules",
@@ -275,8 +302,10 @@ BACKUPS_PROJECTOR = Projector(
     ),
     {
         BackupTargetConfigured: _target,
+        BackupTargetRetired: _target_retired,
         BackupTargetRemoved: _target_removed,
         BackupRepositoryCreated: _repository,
+        BackupRepositoryAdopted: _adopted,
         BackupRequested: _requested,
         BackupStarted: _started,
         BackupCompleted: _completed,

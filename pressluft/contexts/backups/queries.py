@@ -1,11 +1,12 @@
-"""Reads of backups and the storage target (one read transaction each), and what the
-dashboard shows of them: a site's summary (`site_backup_summary`) and the Backups
-page (`backups_overview`: the target, the recovery kit, the control plane's copies)."""
+"""Reads of backups and the storage targets (one read transaction each), and what
+the dashboard shows of them: a site's summary (`site_backup_summary`) and the Backups
+page (`backups_overview`: the default target, the recovery kit, the control plane's
+copies)."""
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -19,6 +20,7 @@ __all__ = [
     "BackupsOverview",
     "TargetView",
     "backups_overview",
+    "effective_target",
     "get_backup",
     "get_target",
     "list_backups",
@@ -61,8 +63,12 @@ class BackupPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TargetView(msgspec.Struct, frozen=True, kw_only=True):
-    """The storage target as the API shows it (the secret key never)."""
+    """A storage target as the API shows it (the secret key never)."""
 
+    id: str
+    #: The default target, or a site's own.
+    scope: Literal["default", "site"]
+    site_id: str | None
     endpoint: str
     region: str
     bucket: str
@@ -130,15 +136,17 @@ def list_backups(
     return BackupPage(items=items, next_before=items[-1].id if more else None, has_more=more)
 
 
-def get_target(conn: sqlite3.Connection) -> TargetView | None:
-    row = conn.execute(
-        "SELECT endpoint, region, bucket, prefix, access_key_id, verified_at, updated_at"
-        " FROM backup_target WHERE id = 1"
-    ).fetchone()
-    if row is None:
-        return None
-    endpoint, region, bucket, prefix, key_id, verified, updated = row
+_TARGET_COLUMNS = (
+    "id, site_id, endpoint, region, bucket, prefix, access_key_id, verified_at, updated_at"
+)
+
+
+def _target_view(row: tuple[Any, ...]) -> TargetView:
+    target_id, site_id, endpoint, region, bucket, prefix, key_id, verified, updated = row
     return TargetView(
+        id=target_id,
+        scope="default" if site_id is None else "site",
+        site_id=site_id,
         endpoint=endpoint,
         region=region,
         bucket=bucket,
@@ -148,6 +156,20 @@ def get_target(conn: sqlite3.Connection) -> TargetView | None:
         verified_at=verified,
         updated_at=updated,
     )
+
+
+def get_target(conn: sqlite3.Connection, site_id: str | None = None) -> TargetView | None:
+    """The active target of one scope: the default (`site_id` None) or a site's own."""
+    row = conn.execute(
+        f"SELECT {_TARGET_COLUMNS} FROM backup_targets WHERE status = 'active' AND site_id IS ?",
+        (site_id,),
+    ).fetchone()
+    return None if row is None else _target_view(row)
+
+
+def effective_target(conn: sqlite3.Connection, site_id: str) -> TargetView | None:
+    """The target a site's backups go to: its own, else the default (None: neither)."""
+    return get_target(conn, site_id) or get_target(conn, None)
 
 
 def site_backup_summary(conn: sqlite3.Connection, site_id: str) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 `pressluft recovery-kit export` creates the recovery key once (32 random bytes,
 sealed in the vault; the password of the control plane's own repository
-`{prefix}/control-plane` in the backup target) and writes the kit: the key and the
-target with its secret key. Store it offline: with the bucket it restores every
+`{prefix}/control-plane` in the default backup target) and writes the kit: the key
+and the default target with its secret key. Store it offline: with the bucket it restores every
 node's key and every site's repository password. Exporting again gives the same key.
 """
 
@@ -16,7 +16,11 @@ from collections.abc import Callable
 
 import msgspec
 
-from pressluft.contexts.backups.commands import BackupNotConfigured, JobAccepted
+from pressluft.contexts.backups.commands import (
+    BackupNotConfigured,
+    JobAccepted,
+    target_in_effect,
+)
 from pressluft.contexts.backups.events import RecoveryKitExported
 from pressluft.db import WriteTx
 from pressluft.events import Meta, append
@@ -77,7 +81,7 @@ def export_kit_command(vault: Vault, meta: Meta) -> Callable[[WriteTx], Recovery
     def command(tx: WriteTx) -> RecoveryKit:
         target = tx.conn.execute(
             "SELECT endpoint, region, bucket, prefix, access_key_id, secret_id"
-            " FROM backup_target WHERE id = 1"
+            " FROM backup_targets WHERE site_id IS NULL AND status = 'active'"
         ).fetchone()
         if target is None:
             raise BackupNotConfigured(
@@ -145,7 +149,7 @@ def request_control_plane_backup(
     """A copy of the control plane now (409 without a target or an exported kit)."""
 
     def command(tx: WriteTx) -> JobAccepted:
-        if tx.conn.execute("SELECT 1 FROM backup_target WHERE id = 1").fetchone() is None:
+        if target_in_effect(tx.conn, None) is None:
             raise BackupNotConfigured(
                 "no backup target is configured",
                 details={"hint": "configure one first: PUT /api/backup-target"},

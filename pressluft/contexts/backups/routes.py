@@ -1,6 +1,7 @@
-"""`/api/backup-target`, `/api/environments/{id}/backups`, `/api/backups/{id}` and
-`/api/environments/{id}/restore`: the storage target; backups of an environment
-(take, list, read); a restore."""
+"""`/api/backup-target`, `/api/sites/{id}/backup-target`,
+`/api/environments/{id}/backups`, `/api/backups/{id}` and
+`/api/environments/{id}/restore`: the default storage target and a site's own;
+backups of an environment (take, list, read); a restore."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ __all__ = ["BACKUP_ROUTES"]
 
 EnvironmentIdParam = Annotated[str, PathParameter(name="environment_id")]  # not an id: 404
 BackupIdParam = Annotated[str, PathParameter(name="backup_id")]  # likewise
+SiteIdParam = Annotated[str, PathParameter(name="site_id")]  # likewise
 Raw = Annotated[str | None, QueryParameter(max_length=64)]
 Confirm = Annotated[str | None, QueryParameter(max_length=100)]
 STATUSES = ("pending", "running", "completed", "failed", "expired")
@@ -56,6 +58,36 @@ async def remove_backup_target(
     backups: NamedDependency[Backups], ctx: NamedDependency[Context]
 ) -> None:
     await backups.remove_target(ctx)
+
+
+@get("/api/sites/{site_id:str}/backup-target", operation_id="getSiteBackupTarget", tags=["backups"])
+async def site_backup_target(backups: NamedDependency[Backups], site_id: SiteIdParam) -> TargetView:
+    return await backups.site_target(site_id)
+
+
+@put(
+    "/api/sites/{site_id:str}/backup-target",
+    operation_id="configureSiteBackupTarget",
+    tags=["backups"],
+)
+async def configure_site_backup_target(
+    backups: NamedDependency[Backups],
+    ctx: NamedDependency[Context],
+    site_id: SiteIdParam,
+    data: Annotated[TargetRequest, Body()],
+) -> TargetView:
+    return await backups.configure_target(data, ctx, site_id)
+
+
+@delete(
+    "/api/sites/{site_id:str}/backup-target",
+    operation_id="removeSiteBackupTarget",
+    tags=["backups"],
+)
+async def remove_site_backup_target(
+    backups: NamedDependency[Backups], ctx: NamedDependency[Context], site_id: SiteIdParam
+) -> None:
+    await backups.remove_target(ctx, site_id)
 
 
 @get("/api/environments/{environment_id:str}/backups", operation_id="listBackups", tags=["backups"])
@@ -196,6 +228,9 @@ BACKUP_ROUTES = [
     backup_target,
     configure_backup_target,
     remove_backup_target,
+    site_backup_target,
+    configure_site_backup_target,
+    remove_site_backup_target,
     list_backups,
     create_backup,
     backup,

@@ -9,9 +9,9 @@ without a copy of its own for 24 hours while a target is configured
 rather than their own job: a job that cannot run, or runs without a kit, would never
 say it made none.
 
-Rules (specs/backups.md): a backup is due when the environment is active, a target
-is configured, and no backup of it was asked for within its interval (pending,
-running or completed) nor failed within the last hour.
+Rules (specs/backups.md): a backup is due when the environment is active, its site
+has a target (its own or the default), and no backup of it was asked for within its
+interval (pending, running or completed) nor failed within the last hour.
 """
 
 from __future__ import annotations
@@ -105,14 +105,15 @@ def queue_due_backups(worker: type[JobWorker[BackupArgs]]) -> Callable[[WriteTx,
     """A `scheduled` full backup of each environment due: the backup ids."""
 
     def command(tx: WriteTx, meta: Meta) -> list[str]:
-        if tx.conn.execute("SELECT 1 FROM backup_target WHERE id = 1").fetchone() is None:
-            return []
         now = tx.now
         hour_ago = format_ts(now - timedelta(hours=1))
         rows = tx.conn.execute(
             f"SELECT e.id, {_EFFECTIVE} AS every FROM environments e"
             " LEFT JOIN backup_schedules s ON s.environment_id = e.id"
             f" WHERE e.status = 'active' AND {_EFFECTIVE} > 0"
+            # The site has a target: its own or the default (BAK-27).
+            " AND EXISTS (SELECT 1 FROM backup_targets t WHERE t.status = 'active'"
+            "   AND (t.site_id IS NULL OR t.site_id = e.site_id))"
         ).fetchall()
         queued = []
         for environment_id, every in rows:
@@ -218,11 +219,13 @@ def announce_copy_overdue() -> Callable[[WriteTx, Meta], bool]:
     def command(tx: WriteTx, meta: Meta) -> bool:
         row = tx.conn.execute(
             "SELECT t.verified_at, c.snapshot_id, c.created_at, k.id IS NOT NULL,"
-            " a.last_snapshot_id FROM backup_target t"
+            " a.last_snapshot_id FROM backup_targets t"
             " LEFT JOIN control_plane_backups c ON c.rowid = (SELECT rowid"
             "   FROM control_plane_backups ORDER BY created_at DESC, rowid DESC LIMIT 1)"
             " LEFT JOIN recovery_kit k ON k.id = 1"
-            " LEFT JOIN control_plane_alerts a ON a.id = 1 WHERE t.id = 1"
+            " LEFT JOIN control_plane_alerts a ON a.id = 1"
+            # The default target: the control plane's copy goes there.
+            " WHERE t.site_id IS NULL AND t.status = 'active'"
         ).fetchone()
         if row is None:
             return False

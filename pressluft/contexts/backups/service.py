@@ -1,6 +1,6 @@
-"""The backups service routes and pages call: the storage target (probed before it
-is recorded), backups of an environment, restores; commands run at most once per
-`Idempotency-Key` through the `Writer`."""
+"""The backups service routes and pages call: the storage targets — the default and
+a site's own — (probed before they are recorded), backups of an environment,
+restores; commands run at most once per `Idempotency-Key` through the `Writer`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pressluft.contexts.backups.commands import (
     configure_target_command,
     remove_target_command,
     request_backup_command,
+    require_site,
     restore_command,
 )
 from pressluft.contexts.backups.control_plane_worker import ControlPlaneBackup
@@ -32,6 +33,7 @@ from pressluft.contexts.backups.queries import (
     BackupView,
     TargetView,
     backups_overview,
+    effective_target,
     get_backup,
     get_target,
     list_backups,
@@ -50,6 +52,7 @@ from pressluft.contexts.backups.schedules import (
 )
 from pressluft.contexts.backups.workers import BackupCreate, EnvRestore
 from pressluft.db import Database, WriteTx
+from pressluft.errors import Conflict
 from pressluft.http.idempotency import Answered
 from pressluft.http.writes import Retry, Writer
 from pressluft.vault import Vault
@@ -69,6 +72,7 @@ class Backups:
         self._cache_dir = cache_dir
 
     async def target(self) -> TargetView:
+        """The default target."""
         found = await self._db.read(get_target)
         if found is None:
             raise BackupNotConfigured(
@@ -77,14 +81,45 @@ class Backups:
             )
         return found
 
-    async def configure_target(self, request: TargetRequest, ctx: Context) -> TargetView:
-        """Probe the target (an object written, read back, deleted), then record it."""
-        await probe_target(request)
-        await self._db.write(configure_target_command(self._vault(), request, ctx.meta()))
-        return await self.target()
+    async def site_target(self, site_id: str) -> TargetView:
+        """The target the site's backups go to: its own, else the default."""
 
-    async def remove_target(self, ctx: Context) -> None:
-        await self._db.write(remove_target_command(ctx.meta()))
+        def read(conn: sqlite3.Connection) -> TargetView | None:
+            require_site(conn, site_id)
+            return effective_target(conn, site_id)
+
+        found = await self._db.read(read)
+        if found is None:
+            raise BackupNotConfigured(
+                "no backup target is configured for the site, nor a default one",
+                details={
+                    "hint": f"PUT /api/sites/{site_id}/backup-target (this site) or"
+                    " PUT /api/backup-target (every site) with an S3-compatible bucket"
+                },
+            )
+        return found
+
+    async def configure_target(
+        self, request: TargetRequest, ctx: Context, site_id: str | None = None
+    ) -> TargetView:
+        """Probe the target (an object written, read back, deleted), then record it as
+        the default, or as the site's own (the site is checked before the probe)."""
+        if site_id is not None:
+            status = await self._db.read(lambda conn: require_site(conn, site_id))
+            if status == "deleted":
+                raise Conflict(
+                    "the site is deleted: it takes no backup any more",
+                    details={"status": status},
+                )
+        await probe_target(request)
+        command = configure_target_command(self._vault(), request, ctx.meta(), site_id)
+        await self._db.write(command)
+        found = await self._db.read(lambda conn: get_target(conn, site_id))
+        assert found is not None
+        return found
+
+    async def remove_target(self, ctx: Context, site_id: str | None = None) -> None:
+        await self._db.write(remove_target_command(ctx.meta(), site_id))
 
     async def list(
         self, environment_id: str, limit: int, before: str | None, status: str | None
@@ -163,16 +198,23 @@ class Backups:
                     f" {', '.join(objects) or 'nothing'}",
                     details={"hint": "download db.sql or files.tar of a completed backup"},
                 )
+            # The repository it is stored in, with the key of the target it is in
+            # (retired or not: BAK-28).
             repo = conn.execute(
-                "SELECT url, secret_id FROM backup_repositories WHERE site_id = ?",
-                (backup.site_id,),
+                "SELECT url, secret_id, target_id FROM backup_repositories WHERE url = ?",
+                (backup.storage_path,),
             ).fetchone()
-            target = conn.execute(
-                "SELECT endpoint, region, bucket, prefix, access_key_id, secret_id"
-                " FROM backup_target WHERE id = 1"
-            ).fetchone()
+            target = None
+            if repo is not None:
+                target = conn.execute(
+                    "SELECT endpoint, region, bucket, prefix, access_key_id, secret_id"
+                    " FROM backup_targets WHERE id = ?",
+                    (repo[2],),
+                ).fetchone()
             if repo is None or target is None:
-                raise BackupNotConfigured("the backup's repository or target is not configured")
+                raise BackupNotConfigured(
+                    "the backup's repository or its target is not configured any more"
+                )
             endpoint, region, bucket, prefix, key_id, target_secret = target
             stamp = backup.created_at[:19].replace(":", "").replace("-", "")
             filename = f"pressluft-{backup.environment_id[:8]}-{stamp}-{name}"

@@ -7,10 +7,13 @@ the database dump as `db.sql`, the current release and the uploads as
 `files.tar`, each one snapshot of the site's repository tagged with the backup's
 id. The manifest (tables and row counts, files and bytes, counted from the
 streams themselves; SHA-256 and size of each object) is recorded with
-`backup.completed`. A restore verifies every object first (restic's MAC and our
-SHA-256), takes a pre-restore backup, stages the database and the release
-beside what is served, switches, checks the site and switches back when a check
-fails. See specs/backups.md.
+`backup.completed`. A backup starts in its site's repository in the site's target
+(its own, else the default) and stays in that repository: restores, drills and the
+cleanup open it with the key of the target it is in, retired or not (BAK-19). A
+restore verifies every object first (restic's MAC and our SHA-256), takes a
+pre-restore backup, stages the database and the release beside what is served,
+switches, checks the site and switches back when a check fails. See
+specs/backups.md.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from pressluft.clock import parse_ts
 from pressluft.contexts.backups.commands import (
     BackupArgs,
     RestoreArgs,
-    create_repository_command,
+    remove_spent_targets_command,
     request_pre_backup_command,
+    start_backup_command,
 )
 from pressluft.contexts.backups.events import (
     BackupCompleted,
@@ -52,8 +56,11 @@ from pressluft.contexts.backups.loaders import (
     LIVE_BACKUPS,
     REPOSITORIES,
     SERVED_RELEASE,
+    SITE_TARGET,
     TARGET,
+    TARGET_BY_ID,
     BackupJob,
+    TargetRecord,
 )
 from pressluft.contexts.backups.streams import RowCounter, TarCounter
 from pressluft.contexts.nodes import job_node_address
@@ -143,10 +150,8 @@ def _engine_failure(exc: restic.ResticError) -> JobFailure:
     return JobFailure(exc.code, str(exc))
 
 
-async def _target(ctx: WorkerPort) -> Target:
-    record = await ctx.load(TARGET, None)
-    if record is None:
-        raise JobFailure(BACKUP_NOT_CONFIGURED, "no backup target is configured")
+async def _opened(ctx: WorkerPort, record: TargetRecord) -> Target:
+    """The target with its secret key."""
     return Target(
         endpoint=record.endpoint,
         region=record.region,
@@ -157,9 +162,21 @@ async def _target(ctx: WorkerPort) -> Target:
     )
 
 
+async def _target(ctx: WorkerPort) -> Target:
+    """The default target (the control plane's own copy goes there)."""
+    record = await ctx.load(TARGET, None)
+    if record is None:
+        raise JobFailure(BACKUP_NOT_CONFIGURED, "no backup target is configured")
+    return await _opened(ctx, record)
+
+
+#: How often a backup's start reads the site's target again when it changed meanwhile.
+_START_TRIES = 3
+
+
 class Storage:
-    """Where the site's repositories live on the control plane's disk (restic's cache),
-    and which of them this daemon has found initialised (each restic run that opens a
+    """Where the repositories live on the control plane's disk (restic's cache), and
+    which of them this daemon has found initialised (each restic run that opens a
     repository costs ~0.5 s of key derivation: asked once per repository and run)."""
 
     def __init__(self, cache_dir: Path) -> None:
@@ -167,27 +184,59 @@ class Storage:
         self._initialised: set[str] = set()
 
     async def repository(self, ctx: WorkerPort, backup: BackupJob) -> restic.Repository:
-        """The site's repository, created (password sealed first, then initialised) on
-        its first backup."""
-        target = await _target(ctx)
-        if backup.repository_url is None or backup.repository_secret_id is None:
-            password = secrets.token_urlsafe(32)
+        """The repository the backup is stored in, opened with the key of the target it
+        is in — retired or not, never simply the one in effect now (BAK-19)."""
+        url, secret_id = backup.repository_url, backup.repository_secret_id
+        if url is None or secret_id is None:
+            raise JobFailure(BACKUP_NOT_RESTORABLE, f"backup {backup.backup_id} was never stored")
+        record = None
+        if backup.target_id is not None:
+            record = await ctx.load(TARGET_BY_ID, backup.target_id)
+        if record is None:
+            raise JobFailure(
+                BACKUP_NOT_CONFIGURED,
+                f"the target of the repository {url} was removed: its key is gone",
+            )
+        return await self._open(ctx, url, secret_id, await _opened(ctx, record))
+
+    async def start(self, ctx: WorkerPort, backup: BackupJob) -> restic.Repository:
+        """Start taking the backup (`backup.started`) and its repository: a running one's
+        own (an earlier attempt's); else the site's repository in the site's target,
+        made on its first backup there (password sealed first, then initialised)."""
+        if backup.status == "running" and backup.repository_url is not None:
+            repo = await self.repository(ctx, backup)
+            await ctx.record(f"backup:{backup.backup_id}", [
+                BackupStarted(backup_id=backup.backup_id, job_id=ctx.job_id, storage_path=repo.url)
+            ])  # fmt: skip
+            return repo
+        for _ in range(_START_TRIES):
+            record = await ctx.load(SITE_TARGET, backup.site_id)
+            if record is None:
+                raise JobFailure(
+                    BACKUP_NOT_CONFIGURED,
+                    "no backup target is configured for the site (its own or the default)",
+                )
+            target = await _opened(ctx, record)
             url = restic_url(target, f"sites/{backup.site_id}")
-            await ctx.command(create_repository_command(backup.site_id, url, password,
-                                                        ctx.sealer()))  # fmt: skip
-            reloaded = await ctx.load(BACKUP_JOB, backup.backup_id)
-            backup = backup if reloaded is None else reloaded
-        assert backup.repository_url is not None
-        assert backup.repository_secret_id is not None
-        password = await ctx.secret(backup.repository_secret_id)
+            command = start_backup_command(backup.backup_id, ctx.job_id, record.id, url,
+                                           secrets.token_urlsafe(32), ctx.sealer())  # fmt: skip
+            secret_id = await ctx.command(command)
+            if secret_id is not None:
+                return await self._open(ctx, url, secret_id, target)
+            ctx.log("the site's backup target changed meanwhile: reading it again")
+        raise JobFailure(BACKUP_NOT_CONFIGURED, "the site's backup target kept changing")
+
+    async def _open(
+        self, ctx: WorkerPort, url: str, secret_id: str, target: Target
+    ) -> restic.Repository:
         repo = restic.Repository(
-            url=backup.repository_url, password=password, target=target, cache_dir=self.cache_dir
+            url=url, password=await ctx.secret(secret_id), target=target, cache_dir=self.cache_dir
         )
         if repo.url in self._initialised:
             return repo
         try:
             if await restic.ensure_initialized(repo):
-                ctx.log(f"initialised the site's repository {backup.repository_url}")
+                ctx.log(f"initialised the site's repository {url}")
         except restic.ResticError as exc:
             raise _engine_failure(exc) from exc
         self._initialised.add(repo.url)
@@ -252,10 +301,7 @@ async def take_backup(ctx: WorkerPort, storage: Storage, backup_id: str) -> Back
     env = await ctx.load(ENVIRONMENT_JOB, backup.environment_id)
     if env is None:
         raise JobFailure(BACKUP_NOT_RESTORABLE, "the environment is gone")
-    repo = await storage.repository(ctx, backup)
-    await ctx.record(f"backup:{backup_id}", [
-        BackupStarted(backup_id=backup_id, job_id=ctx.job_id, storage_path=repo.url)
-    ])  # fmt: skip
+    repo = await storage.start(ctx, backup)
     # A pending backup was never started, so no snapshot has its tag: only a running
     # one (an attempt that died) is looked for (each restic run costs ~0.5 s).
     if backup.status != "pending":
@@ -616,7 +662,9 @@ class BackupCleanup(JobWorker[NoArgs]):
     """`backup_cleanup` (every 6 h): the completed backups past their retention are
     forgotten in their repositories and `expired` (reference scenario 27); so are the
     snapshots of no live backup (an attempt killed with the daemon, a failed backup's
-    objects); each repository that lost snapshots is pruned."""
+    objects); each repository that lost snapshots is pruned. Each repository is opened
+    with the key of its own target, retired ones too; a retired target no backup is in
+    any more is removed (its key destroyed)."""
 
     kind = "backup_cleanup"
     args = NoArgs
@@ -631,21 +679,24 @@ class BackupCleanup(JobWorker[NoArgs]):
     async def work(self, ctx: WorkerPort, args: NoArgs) -> None:
         due = await ctx.load(EXPIRED_BACKUPS, ctx.claimed_at)
         repositories = await ctx.load(REPOSITORIES, None)
-        if not repositories:
-            ctx.log("no repository yet")
-            return
-        target = await _target(ctx)
-        by_site: dict[str, list[Any]] = {}
+        by_repository: dict[str | None, list[Any]] = {}
         for item in due:
-            by_site.setdefault(item.site_id, []).append(item)
+            by_repository.setdefault(item.repository_url, []).append(item)
+        targets: dict[str, Target] = {}
         for record in repositories:
+            if record.target_id not in targets:
+                found = await ctx.load(TARGET_BY_ID, record.target_id)
+                if found is None:
+                    continue
+                targets[record.target_id] = await _opened(ctx, found)
+            # Each repository with the key of the target it is in (a retired one's too).
             repo = restic.Repository(
                 url=record.url,
                 password=await ctx.secret(record.secret_id),
-                target=target,
+                target=targets[record.target_id],
                 cache_dir=self.storage.cache_dir,
             )
-            expired = by_site.get(record.site_id, [])
+            expired = by_repository.get(record.url, [])
             try:
                 await restic.unlock(repo)
                 forgotten = [s for item in expired for s in item.snapshot_ids]
@@ -670,7 +721,13 @@ class BackupCleanup(JobWorker[NoArgs]):
                 )
             if forgotten:
                 ctx.log(f"site {record.site_id}: {len(expired)} backup(s) expired,"
-                        f" {len(forgotten)} snapshot(s) forgotten and pruned")  # fmt: skip
+                        f" {len(forgotten)} snapshot(s) forgotten and pruned"
+                        f" in {record.url}")  # fmt: skip
+        if not repositories:
+            ctx.log("no repository yet")
+        # A retired target no backup is in any more: its key goes (BAK-29).
+        for target_id in await ctx.command(remove_spent_targets_command()):
+            ctx.log(f"removed the retired target {target_id}: no backup is in it any more")
 
 
 def _owner(tags: Sequence[str]) -> str | None:
