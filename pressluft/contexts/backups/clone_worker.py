@@ -82,7 +82,7 @@ class EnvFromBackup(JobWorker[BackupArgs]):
         repo = await self.storage.repository(ctx, backup)
         await _verify(ctx, repo, backup)
         node = await job_node_address(ctx)
-        await _install_script(ctx, node)
+        await _install_script(ctx)
         ctx.log(f"building the copy of {env.source_environment_id} to restore into")
         summary, extra_vars = await EnvCreate().build_copy(ctx, environment_id, env)
         built = built_release(summary, extra_vars)
@@ -131,12 +131,12 @@ class EnvFromBackup(JobWorker[BackupArgs]):
         if with_files:
             argv = [SCRIPT, "stage-files", root, names["env_user"], release]
             await _stage(ctx, repo, node, objects["files.tar"], argv)
-        await _run(ctx, node, [SCRIPT, "switch", root, database, release if with_files else "-",
+        await _run(ctx, [SCRIPT, "switch", root, database, release if with_files else "-",
                                f"{database}_rs" if with_db else "-"])  # fmt: skip
-        await _run(ctx, node, [SCRIPT, "finish", root, database, release if with_files else "-"])
+        await _run(ctx, [SCRIPT, "finish", root, database, release if with_files else "-"])
         if with_files:  # the copy's own release: never served again
             own = built.rstrip("/").rsplit("/", 1)[-1]
-            await _run(ctx, node, [SCRIPT, "drop", root, database, own])
+            await _run(ctx, [SCRIPT, "drop", root, database, own])
         ctx.log("switched: the copy serves the backup")
         if with_db:
             source_url = backup.manifest.get("source_url")
@@ -147,7 +147,7 @@ class EnvFromBackup(JobWorker[BackupArgs]):
                 except JobFailure as exc:
                     raise JobFailure(RESTORE_FAILED, exc.message) from exc
             await _admin_password(ctx, node, env, names["env_user"], root)
-        await _run(ctx, node, [SCRIPT, "flush-object-cache", environment_id])
+        await _run(ctx, [SCRIPT, "flush-object-cache", environment_id])
         await _health(ctx, node, env, names["env_user"], root)
         return f"{root}/releases/{release}" if with_files else built
 

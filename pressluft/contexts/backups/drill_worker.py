@@ -118,7 +118,7 @@ async def _remove_throwaway(
     names = env_names(throwaway_id, site_id)
     for step in ("finish", "drop"):
         try:
-            await _run(ctx, node, [SCRIPT, step, names["env_root"], names["db_name"], "-"])
+            await _run(ctx, [SCRIPT, step, names["env_root"], names["db_name"], "-"])
         except JobFailure as exc:
             ctx.log(f"{step}: {exc.message}", "stderr")
     await remove_throwaway(ctx, throwaway_id, site_id)
@@ -195,7 +195,7 @@ class BackupVerify(JobWorker[BackupArgs]):
         node = await job_node_address(ctx)
         node_id = ctx.node_id
         assert node_id is not None  # the node answered
-        await _install_script(ctx, node)
+        await _install_script(ctx)
 
         async def remove(throwaway_id: str, site_id: str) -> None:
             await _remove_throwaway(ctx, node, throwaway_id, site_id)
@@ -222,7 +222,7 @@ class BackupVerify(JobWorker[BackupArgs]):
             if "files.tar" in objects:
                 argv = [SCRIPT, "stage-files", names["env_root"], names["env_user"], release]
                 await _stage(ctx, repo, node, objects["files.tar"], argv)
-            await _run(ctx, node, [
+            await _run(ctx, [
                 SCRIPT, "switch", names["env_root"], names["db_name"],
                 release if "files.tar" in objects else "-",
                 f"{names['db_name']}_rs" if "db.sql" in objects else "-",
@@ -231,13 +231,13 @@ class BackupVerify(JobWorker[BackupArgs]):
             # transients and cron state as it answers).
             tables: dict[str, int] = {}
             if "db.sql" in objects:
-                out = await _run(ctx, node, [SCRIPT, "counts", names["db_name"]])
+                out = await _run(ctx, [SCRIPT, "counts", names["db_name"]])
                 for line in out.splitlines():
                     name, _, rows = line.rpartition("\t")
                     tables[name] = int(rows)
             files = None
             if "files.tar" in objects:
-                count, size = (await _run(ctx, node, [SCRIPT, "files", names["env_root"]])).split()
+                count, size = (await _run(ctx, [SCRIPT, "files", names["env_root"]])).split()
                 files = (int(count), int(size))
             if "db.sql" in objects and manifest.get("source_url"):
                 await _rewrite(ctx, node, names["env_user"], names["env_root"],

@@ -19,7 +19,6 @@ specs/backups.md.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -63,13 +62,13 @@ from pressluft.contexts.backups.loaders import (
     TargetRecord,
 )
 from pressluft.contexts.backups.streams import RowCounter, TarCounter
-from pressluft.contexts.nodes import job_node_address
+from pressluft.contexts.nodes import install_node_script, job_node_address, node_script
 from pressluft.contexts.sites import (
     ENVIRONMENT_JOB,
     EnvironmentJob,
     EnvironmentRestored,
     EnvironmentRestoreReverted,
-    check_http,
+    check_environment,
     env_names,
     purge_environment_cache,
 )
@@ -79,14 +78,10 @@ from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
 from pressluft.runners import restic
 from pressluft.runners.s3 import Target, restic_url
 from pressluft.runners.ssh import (
-    AuthFailed,
-    HostKeyMismatch,
     NodeAddress,
     SSHQueryError,
     StreamFailed,
     read_privileged,
-    run_as,
-    run_privileged,
     write_privileged,
 )
 
@@ -112,38 +107,16 @@ _COMMAND_DEADLINE = 120.0
 # -- plumbing ------------------------------------------------------------------------------
 
 
-async def _run(ctx: WorkerPort, node: NodeAddress, argv: list[str], stdin: str | None = None,
+async def _run(ctx: WorkerPort, argv: list[str], stdin: str | None = None,
                deadline: float = _COMMAND_DEADLINE) -> str:  # fmt: skip
-    """One root command on the node; its stdout. JobFailure as a node query says."""
-    try:
-        result = await run_privileged(node, argv, stdin, deadline)
-    except HostKeyMismatch as exc:
-        raise JobFailure("HOST_KEY_MISMATCH", str(exc)) from exc
-    except AuthFailed as exc:
-        raise JobFailure("NODE_AUTH_FAILED", str(exc)) from exc
-    except SSHQueryError as exc:
-        raise JobFailure("NODE_UNREACHABLE", f"the node did not answer: {exc}") from exc
-    if result.exit_status != 0:
-        for line in result.stderr.strip().splitlines()[-10:]:
-            ctx.log(line, "stderr")
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise JobFailure(BACKUP_SOURCE_FAILED, f"{' '.join(argv[:2])} exited "
-                         f"{result.exit_status}: {last}")  # fmt: skip
-    return result.stdout
+    """One root command on the job's node; its stdout. JobFailure as a node query
+    says, `BACKUP_SOURCE_FAILED` when it exits non-zero."""
+    return await node_script(ctx, argv, BACKUP_SOURCE_FAILED, stdin, deadline)
 
 
-async def _install_script(ctx: WorkerPort, node: NodeAddress) -> None:
+async def _install_script(ctx: WorkerPort) -> None:
     """The node's `pressluft-backup` as this control plane ships it."""
-    source = _SCRIPT_SOURCE.read_text()
-    digest = hashlib.sha256(source.encode()).hexdigest()
-    found = await _run(ctx, node, ["sh", "-c", f"sha256sum {SCRIPT} 2>/dev/null || true"])
-    if found.split()[:1] == [digest]:
-        return
-    await _run(ctx, node, ["install", "-d", "-m", "0755", "-o", "root", "-g", "root",
-                           str(Path(SCRIPT).parent)])  # fmt: skip
-    await _run(ctx, node, ["install", "-m", "0755", "-o", "root", "-g", "root", "/dev/stdin",
-                           SCRIPT], stdin=source)  # fmt: skip
-    ctx.log(f"installed {SCRIPT} on the node")
+    await install_node_script(ctx, SCRIPT, _SCRIPT_SOURCE.read_text())
 
 
 def _engine_failure(exc: restic.ResticError) -> JobFailure:
@@ -314,7 +287,7 @@ async def take_backup(ctx: WorkerPort, storage: Storage, backup_id: str) -> Back
         except restic.ResticError as exc:
             raise _engine_failure(exc) from exc
     node = await job_node_address(ctx)
-    await _install_script(ctx, node)
+    await _install_script(ctx)
     names = env_names(backup.environment_id, backup.site_id)
     objects: list[dict[str, Any]] = []
     manifest: dict[str, Any] = {
@@ -334,7 +307,7 @@ async def take_backup(ctx: WorkerPort, storage: Storage, backup_id: str) -> Back
         argv = [SCRIPT, "tar-files", names["env_root"]]
         objects.append(await _store(ctx, repo, node, argv, "files.tar", backup_id, files.feed))
         manifest["files"] = {"count": files.files, "bytes": files.bytes}
-    version = (await _run(ctx, node, [SCRIPT, "wp-version", names["env_root"]])).strip()
+    version = (await _run(ctx, [SCRIPT, "wp-version", names["env_root"]])).strip()
     manifest["wordpress_version"] = version or None
     manifest["objects"] = objects
     size = sum(int(o["bytes"]) for o in objects)
@@ -420,30 +393,11 @@ async def _stage(
 
 async def _health(ctx: WorkerPort, node: NodeAddress, env: EnvironmentJob, env_user: str,
                   env_root: str) -> None:  # fmt: skip
-    """The restored site's checks: WordPress installed and its database answers (the
-    helper), and HTTP 200 with the title its database holds."""
-    argv = ["timeout", "--kill-after=2", "10", "php", HELPER, f"{env_root}/current"]
-    answers: dict[str, Any] = {}
-    for command in ("is-installed", "db-check"):
-        try:
-            out = await run_as(node, env_user, argv, json.dumps({"command": command}), 20.0)
-            answers[command] = json.loads(out)
-        except (SSHQueryError, ValueError) as exc:
-            raise JobFailure(RESTORE_FAILED, f"health check {command} failed: {exc}") from exc
-    if not answers["is-installed"].get("installed") or not answers["db-check"].get("db"):
-        raise JobFailure(RESTORE_FAILED, f"health check failed: {answers}")
+    """The restored site's checks (`check_environment`): RESTORE_FAILED naming the check."""
     try:
-        out = await run_as(
-            node, env_user, argv, json.dumps({"command": "option-get", "name": "blogname"}), 20.0
-        )
-        title = str(json.loads(out).get("value") or "")
-    except (SSHQueryError, ValueError) as exc:
-        raise JobFailure(RESTORE_FAILED, f"reading the title failed: {exc}") from exc
-    try:
-        await check_http(ctx, env, title)
+        await check_environment(ctx, node, env, env_user, env_root)
     except JobFailure as exc:
         raise JobFailure(RESTORE_FAILED, exc.message) from exc
-    ctx.log("health: WordPress installed, database answers, http 200 with its title")
 
 
 def _final(failure: JobFailure) -> JobFailure:
@@ -558,9 +512,9 @@ class EnvRestore(JobWorker[RestoreArgs]):
             path = await ctx.load(SERVED_RELEASE, environment_id)
             release = None if path is None else path.rstrip("/").rsplit("/", 1)[-1]
         argv = [SCRIPT, "revert", names["env_root"], names["db_name"], release or "-"]
-        await _install_script(ctx, node)
-        await _run(ctx, node, argv)
-        await _run(ctx, node, [SCRIPT, "flush-object-cache", environment_id])
+        await _install_script(ctx)
+        await _run(ctx, argv)
+        await _run(ctx, [SCRIPT, "flush-object-cache", environment_id])
         env = await ctx.load(ENVIRONMENT_JOB, environment_id)
         if env is not None:
             try:
@@ -607,12 +561,12 @@ class EnvRestore(JobWorker[RestoreArgs]):
                 release if with_files else "-",
                 stage_db if with_db else "-",
             ]
-            out = await _run(ctx, node, argv)
+            out = await _run(ctx, argv)
             for line in out.splitlines():
                 if line.startswith("previous="):
                     previous = line.partition("=")[2].strip()
             ctx.log("switched: the backup is served" + (f" (was {previous})" if previous else ""))
-            await _run(ctx, node, [SCRIPT, "flush-object-cache", environment_id])
+            await _run(ctx, [SCRIPT, "flush-object-cache", environment_id])
             await _health(ctx, node, env, names["env_user"], names["env_root"])
         except JobFailure as failure:
             ctx.log(f"restore: {failure.message}", "stderr")
@@ -629,14 +583,14 @@ class EnvRestore(JobWorker[RestoreArgs]):
             else:
                 argv = [SCRIPT, "drop", names["env_root"], names["db_name"],
                         release if with_files else "-"]  # fmt: skip
-                await _run(ctx, node, argv)
+                await _run(ctx, argv)
                 await self._reverted(ctx, environment_id, args.backup_id, failure.message)
             if failure.code == BACKUP_CORRUPT:
                 raise
             raise JobFailure(RESTORE_FAILED, failure.message) from failure
         argv = [SCRIPT, "finish", names["env_root"], names["db_name"],
                 release if with_files else "-"]  # fmt: skip
-        await _run(ctx, node, argv)
+        await _run(ctx, argv)
         seconds = time.monotonic() - started
         try:
             await purge_environment_cache(ctx, environment_id, env, [])
