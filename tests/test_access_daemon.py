@@ -109,8 +109,27 @@ def test_secrets_appear_in_no_database_byte_log_line_or_response(
                 reply = http.get(path, headers=bearer)
                 assert reply.status_code == 200, path
                 responses.append(reply.text)
+        # The recovery kit exported (as an operator does) and a copy of the control plane
+        # taken with its key: the key must show nowhere but in the kit.
+        kit = tmp_path.parent / f"{tmp_path.name}-kit.json"
+        env = {k: v for k, v in daemon.env.items() if not k.startswith("PRESSLUFT_DATA_DIR")}
+        exported = run_cli(
+            "recovery-kit", "export", "--out", str(kit), "--data-dir", str(daemon.data_dir),
+            env=env,
+        )  # fmt: skip
+        assert exported.returncode == 0, exported.stderr
+        responses.append(exported.stderr)
+        recovery_key = json.loads(kit.read_text())["recovery_key"]
+        kit.unlink()
+        with httpx.Client(base_url=daemon.url, timeout=30, headers=bearer) as http:
+            copy = http.post("/api/control-plane/backups")
+            assert copy.status_code == 202, copy.text
+            job = daemon.job_ended(copy.json()["job_id"], 300)
+            assert job["status"] == "succeeded", job
+            for path in (f"/api/jobs/{job['id']}/log", "/api/control-plane/backups"):
+                responses.append(http.get(path).text)
         with httpx.Client(base_url=daemon.url, cookies={"session_token": session_token}) as pages:
-            for page in ("/", "/settings", "/tokens", "/audit", "/events"):
+            for page in ("/", "/settings", "/tokens", "/audit", "/events", "/backups"):
                 reply = pages.get(page)
                 assert reply.status_code == 200, page
                 responses.append(reply.text)
@@ -120,6 +139,7 @@ def test_secrets_appear_in_no_database_byte_log_line_or_response(
             "token": api_token,
             "dns": dns_secret,
             "storage": s3_server.secret_access_key,
+            "recovery key": recovery_key,
         }
         assert daemon.stop() == 0
     # The one place a secret may appear: the token's creation response (asserted above by use).
