@@ -9,17 +9,19 @@ so a switch takes effect for the next request and opcache never mixes releases.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from pressluft.contexts.nodes import install_node_script, job_node_address, node_script
 from pressluft.contexts.releases.commands import ActivateArgs
 from pressluft.contexts.releases.failures import (
+    RELEASE_FAILED,
     RELEASE_GONE,
     RELEASE_INTERRUPTED,
     RELEASE_UNHEALTHY,
 )
-from pressluft.contexts.releases.loaders import RELEASES, EnvironmentReleases
+from pressluft.contexts.releases.loaders import RELEASES, EnvironmentReleases, RecordedRelease
 from pressluft.contexts.sites import (
     ENVIRONMENT_JOB,
     EnvironmentJob,
@@ -38,8 +40,17 @@ __all__ = ["SCRIPT", "ReleaseActivate", "release_workers", "releases_to_prune"]
 #: The node's half (root-owned; the job installs it when missing or changed).
 SCRIPT = "/usr/local/lib/pressluft/pressluft-release"
 _SCRIPT_SOURCE = Path(__file__).parent / "files" / "pressluft-release"
-#: A step of the script that fails: tried again (the node, not the release).
-_NODE_FAILED = "NODE_UNREACHABLE"
+#: A step of the script that fails (its stderr in the message; a node that does not
+#: answer is NODE_UNREACHABLE, tried again).
+_NODE_FAILED = RELEASE_FAILED
+
+
+def _final(failure: JobFailure) -> JobFailure:
+    """A failure before the switch ends the job: a retryable one (the node did not
+    answer) would queue a second attempt, which is the crash recovery."""
+    if not failure.retryable:
+        return failure
+    return JobFailure(RELEASE_FAILED, f"{failure.code}: {failure.message}")
 
 
 def releases_to_prune(recorded: EnvironmentReleases, keep: int) -> list[str]:
@@ -49,8 +60,9 @@ def releases_to_prune(recorded: EnvironmentReleases, keep: int) -> list[str]:
     return [r.release_id for r in kept[keep:] if r.release_id != recorded.current_release_id]
 
 
-async def _switch(ctx: WorkerPort, root: str, name: str) -> None:
-    await node_script(ctx, [SCRIPT, "activate", root, name], _NODE_FAILED)
+async def _switch(ctx: WorkerPort, names: dict[str, str], release: str) -> None:
+    argv = [SCRIPT, "activate", names["env_root"], names["env_user"], release]
+    await node_script(ctx, argv, _NODE_FAILED)
 
 
 async def prune(ctx: WorkerPort, environment_id: str, env: EnvironmentJob, keep: int) -> None:
@@ -60,8 +72,9 @@ async def prune(ctx: WorkerPort, environment_id: str, env: EnvironmentJob, keep:
     if not gone:
         return
     names = [r.name for r in recorded.releases if r.release_id in gone]
-    root = env_names(environment_id, env.site_id)["env_root"]
-    await node_script(ctx, [SCRIPT, "prune", root, *names], _NODE_FAILED)
+    where = env_names(environment_id, env.site_id)
+    await node_script(ctx, [SCRIPT, "prune", where["env_root"], where["env_user"], *names],
+                      _NODE_FAILED)  # fmt: skip
     event = EnvironmentReleasesPruned(environment_id=environment_id, job_id=ctx.job_id,
                                       release_ids=gone)  # fmt: skip
     await ctx.record(f"environment:{environment_id}", [event])
@@ -90,36 +103,45 @@ class ReleaseActivate(JobWorker[ActivateArgs]):
             ctx.log("the environment is not deploying: nothing to do")
             return
         names = env_names(environment_id, env.site_id)
-        root = names["env_root"]
-        await install_node_script(ctx, SCRIPT, _SCRIPT_SOURCE.read_text())
         recorded = await ctx.load(RELEASES, environment_id)
         served = recorded.get(recorded.current_release_id)
         if ctx.attempt > 1:
             if served is not None:
-                await _switch(ctx, root, served.name)
+                await _switch(ctx, names, served.name)
+            await self._purge(ctx, environment_id, env)
             await self._reverted(ctx, environment_id, "interrupted: the daemon stopped")
             raise JobFailure(RELEASE_INTERRUPTED, "the change was interrupted; the environment"
                              " serves what it served before (activate it again)")  # fmt: skip
         wanted = recorded.get(args.release_id)
-        listed = await node_script(ctx, [SCRIPT, "list", root], _NODE_FAILED)
-        if wanted is None or wanted.pruned or wanted.name not in listed.split()[1:]:
-            await self._reverted(ctx, environment_id, "the release is not on the node")
-            raise JobFailure(RELEASE_GONE, f"release {args.release_id} is not on the node")
-        await _switch(ctx, root, wanted.name)
+        try:
+            await install_node_script(ctx, SCRIPT, _SCRIPT_SOURCE.read_text())
+            argv = [SCRIPT, "list", names["env_root"], names["env_user"]]
+            listed = await node_script(ctx, argv, _NODE_FAILED)
+            if wanted is None or wanted.pruned or wanted.name not in listed.split()[1:]:
+                raise JobFailure(RELEASE_GONE, f"release {args.release_id} is not on the node")
+        except JobFailure as failure:
+            # Nothing was switched: the job ends here (a second attempt is only for a
+            # daemon that died after the switch).
+            await self._reverted(ctx, environment_id, failure.message)
+            raise _final(failure) from failure
+        assert wanted is not None
+        await _switch(ctx, names, wanted.name)
         ctx.log(f"switched: serving release {wanted.name}"
                 + (f" (was {served.name})" if served else ""))  # fmt: skip
         try:
             await self._settle(ctx, environment_id, env, names)
+            version = await self._version(ctx, names, wanted.name)
         except JobFailure as failure:
             ctx.log(f"release: {failure.message}", "stderr")
-            if served is not None:
-                await _switch(ctx, root, served.name)
-                ctx.log(f"switched back to {served.name}")
-            await self._purge(ctx, environment_id, env)
-            await self._reverted(ctx, environment_id, f"the release failed: {failure.message}")
+            await self._switch_back(ctx, environment_id, env, names, served, failure.message)
             raise JobFailure(RELEASE_UNHEALTHY, failure.message) from failure
-        version = (await node_script(ctx, [SCRIPT, "wp-version", root, wanted.name],
-                                     _NODE_FAILED)).strip()  # fmt: skip
+        except BaseException:
+            # Cancelled, timed out or broken after the switch: what was served is
+            # served again before the job ends (shielded from the cancellation).
+            reason = "the change was cancelled or broke after the switch"
+            undo = self._switch_back(ctx, environment_id, env, names, served, reason)
+            await asyncio.shield(undo)
+            raise
         event = EnvironmentReleaseActivated(
             environment_id=environment_id, job_id=ctx.job_id, release_id=args.release_id,
             previous_release_id=recorded.current_release_id, wordpress_version=version or None,
@@ -130,6 +152,33 @@ class ReleaseActivate(JobWorker[ActivateArgs]):
             await prune(ctx, environment_id, env, self.keep)
         except JobFailure as exc:  # the change is done; the next one prunes
             ctx.log(f"pruning: {exc.message}", "stderr")
+
+    async def _switch_back(
+        self,
+        ctx: WorkerPort,
+        environment_id: str,
+        env: EnvironmentJob,
+        names: dict[str, str],
+        served: RecordedRelease | None,
+        reason: str,
+    ) -> None:
+        """Serve the recorded release again, purge, record the change reverted."""
+        if served is not None:
+            await _switch(ctx, names, served.name)
+            ctx.log(f"switched back to {served.name}")
+        await self._purge(ctx, environment_id, env)
+        await self._reverted(ctx, environment_id, f"the release failed: {reason}")
+
+    @staticmethod
+    async def _version(ctx: WorkerPort, names: dict[str, str], release: str) -> str:
+        """The release's WordPress version ('' when the node cannot say: not a failure)."""
+        argv = [SCRIPT, "wp-version", names["env_root"], names["env_user"], release]
+        try:
+            out = await node_script(ctx, argv, _NODE_FAILED)
+            return out.strip()
+        except JobFailure as exc:
+            ctx.log(f"reading the WordPress version: {exc.message}", "stderr")
+            return ""
 
     @staticmethod
     async def _purge(ctx: WorkerPort, environment_id: str, env: EnvironmentJob) -> None:
