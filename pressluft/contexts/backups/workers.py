@@ -72,6 +72,7 @@ from pressluft.contexts.sites import (
     env_names,
     purge_environment_cache,
 )
+from pressluft.errors import PressluftError
 from pressluft.ids import new_id
 from pressluft.jobs.failures import JobFailure
 from pressluft.jobs.workers import JobWorker, NoArgs, WorkerPort
@@ -468,9 +469,14 @@ class EnvRestore(JobWorker[RestoreArgs]):
 
     async def _pre_backup(self, ctx: WorkerPort, environment_id: str) -> None:
         """A full backup first; if it fails, the restore does not start."""
-        pre_id = await ctx.command(
-            request_pre_backup_command(environment_id, "pre_restore", ctx.job_id)
-        )
+        try:
+            pre_id = await ctx.command(
+                request_pre_backup_command(environment_id, "pre_restore", ctx.job_id)
+            )
+        except PressluftError as exc:  # e.g. the site's target was removed meanwhile
+            raise JobFailure(
+                BACKUP_PRE_OPERATION_FAILED, f"the pre-restore backup cannot start: {exc}"
+            ) from exc
         try:
             await take_backup(ctx, self.storage, pre_id)
         except JobFailure as exc:
