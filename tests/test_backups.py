@@ -757,6 +757,7 @@ async def test_a_restore_into_a_new_environment_checks_the_backup_and_records_th
         ({"source_backup_id": mine, "source_environment_id": env_id}, "bad_request", 400),
         ({}, "bad_request", 400),
         ({"source_backup_id": "not-an-id"}, "bad_request", 400),
+        ({"source_backup_id": mine, "source_environment_id": None}, "bad_request", 400),
     ]
     for extra, code, status in cases:
         reply = await client.post(url, json={**body, **extra})

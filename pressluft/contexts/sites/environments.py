@@ -85,9 +85,10 @@ class CreateEnvironmentRequest(
     name: str
     slug: str
     type: Literal["staging", "clone"]
-    #: Exactly one source: an environment of the site, or a backup of one.
-    source_environment_id: str | None = None
-    source_backup_id: str | None = None
+    #: Exactly one source: an environment of the site, or a backup of one (absent, not
+    #: null, when not given: the contract's strings are not nullable).
+    source_environment_id: str | msgspec.UnsetType = msgspec.UNSET
+    source_backup_id: str | msgspec.UnsetType = msgspec.UNSET
     promotion_preset: Literal["content-protect", "commerce-protect"] = "content-protect"
 
 
@@ -142,7 +143,7 @@ def _check_environment(request: CreateEnvironmentRequest) -> None:
             ("source_environment_id", request.source_environment_id),
             ("source_backup_id", request.source_backup_id),
         )
-        if value is not None
+        if not isinstance(value, msgspec.UnsetType)
     ]
     if len(sources) != 1:
         errors.append(("source_environment_id", "exactly one of source_environment_id and"
@@ -179,11 +180,12 @@ def create_environment_command(
     def command(tx: WriteTx) -> EnvironmentAccepted:
         site = get_site(tx.conn, site_id)
         plan = None
+        backup_id = request.source_backup_id if isinstance(request.source_backup_id, str) else None
         source_id = request.source_environment_id
-        if request.source_backup_id is not None:
+        if backup_id is not None:
             if backups is None:
                 raise ValidationFailed("this daemon cannot restore backups")
-            plan = backups.plan(tx.conn, site_id, request.source_backup_id)
+            plan = backups.plan(tx.conn, site_id, backup_id)
             source_id = plan.environment_id
         source = next((e for e in site.environments if e.id == source_id), None)
         if source is None or source.status == "deleted":
@@ -249,7 +251,7 @@ def create_environment_command(
             redis_cache_enabled=source.redis_cache_enabled,
             # The copied database's administrator; its password is the clone's own.
             admin_user=source.admin_user,
-            source_backup_id=request.source_backup_id,
+            source_backup_id=backup_id,
         )
         append(tx, f"environment:{environment_id}", NO_STREAM, [created], meta)
         worker, args = (
