@@ -65,6 +65,7 @@ from pressluft.contexts.backups.streams import RowCounter, TarCounter
 from pressluft.contexts.nodes import install_node_script, job_node_address, node_script
 from pressluft.contexts.sites import (
     ENVIRONMENT_JOB,
+    WP_HELPER,
     EnvironmentJob,
     EnvironmentRestored,
     EnvironmentRestoreReverted,
@@ -100,7 +101,7 @@ __all__ = [
 #: The node's half (root-owned; the job installs it when missing or changed).
 SCRIPT = "/usr/local/lib/pressluft/pressluft-backup"
 _SCRIPT_SOURCE = Path(__file__).parent / "files" / "pressluft-backup"
-HELPER = "/usr/local/lib/pressluft/pressluft-wp.php"
+HELPER = WP_HELPER
 BACKUP_TIMEOUT_SECONDS = 4 * 3600
 _COMMAND_DEADLINE = 120.0
 

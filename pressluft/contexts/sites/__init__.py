@@ -37,6 +37,7 @@ from pressluft.contexts.sites.queries import (
     get_environment,
 )
 from pressluft.contexts.sites.workers import (
+    WP_HELPER,
     EnvCreate,
     build_throwaway,
     built_release,
@@ -48,6 +49,7 @@ from pressluft.contexts.sites.workers import (
 
 __all__ = [
     "ENVIRONMENT_JOB",
+    "WP_HELPER",
     "BackupSource",
     "EnvCreate",
     "EnvironmentDeleted",

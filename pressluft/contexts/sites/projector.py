@@ -244,13 +244,19 @@ def _cache_changed(conn: sqlite3.Connection, e: EnvironmentCacheChanged, env: En
     one_row(cursor, f"cache of {e.environment_id}")
 
 
-def _restoring(conn: sqlite3.Connection, e: EnvironmentRestoreRequested, env: Envelope) -> None:
+def _move(conn: sqlite3.Connection, environment_id: str, env: Envelope, frm: str, to: str,
+          what: str) -> None:  # fmt: skip
+    """A job's hold on the environment taken or given back (`frm` → `to`), guarded."""
     cursor = conn.execute(
-        "UPDATE environments SET status = 'restoring', updated_at = ?, state_version = ?"
-        " WHERE id = ? AND status = 'active'",
-        (env.recorded_at, env.stream_version, e.environment_id),
+        "UPDATE environments SET status = ?, updated_at = ?, state_version = ?"
+        " WHERE id = ? AND status = ?",
+        (to, env.recorded_at, env.stream_version, environment_id, frm),
     )
-    one_row(cursor, f"restore of {e.environment_id}")
+    one_row(cursor, f"{what} {environment_id}")
+
+
+def _restoring(conn: sqlite3.Connection, e: EnvironmentRestoreRequested, env: Envelope) -> None:
+    _move(conn, e.environment_id, env, "active", "restoring", "restore of")
 
 
 def _restored(conn: sqlite3.Connection, e: EnvironmentRestored, env: Envelope) -> None:
@@ -276,23 +282,13 @@ def _restored(conn: sqlite3.Connection, e: EnvironmentRestored, env: Envelope) -
 def _restore_reverted(
     conn: sqlite3.Connection, e: EnvironmentRestoreReverted, env: Envelope
 ) -> None:
-    cursor = conn.execute(
-        "UPDATE environments SET status = 'active', updated_at = ?, state_version = ?"
-        " WHERE id = ? AND status = 'restoring'",
-        (env.recorded_at, env.stream_version, e.environment_id),
-    )
-    one_row(cursor, f"restore reverted {e.environment_id}")
+    _move(conn, e.environment_id, env, "restoring", "active", "restore reverted")
 
 
 def _release_change(
     conn: sqlite3.Connection, e: EnvironmentReleaseChangeRequested, env: Envelope
 ) -> None:
-    cursor = conn.execute(
-        "UPDATE environments SET status = 'deploying', updated_at = ?, state_version = ?"
-        " WHERE id = ? AND status = 'active'",
-        (env.recorded_at, env.stream_version, e.environment_id),
-    )
-    one_row(cursor, f"release change of {e.environment_id}")
+    _move(conn, e.environment_id, env, "active", "deploying", "release change of")
 
 
 def _release_activated(
@@ -314,12 +310,7 @@ def _release_activated(
 def _release_reverted(
     conn: sqlite3.Connection, e: EnvironmentReleaseChangeReverted, env: Envelope
 ) -> None:
-    cursor = conn.execute(
-        "UPDATE environments SET status = 'active', updated_at = ?, state_version = ?"
-        " WHERE id = ? AND status = 'deploying'",
-        (env.recorded_at, env.stream_version, e.environment_id),
-    )
-    one_row(cursor, f"release change reverted in {e.environment_id}")
+    _move(conn, e.environment_id, env, "deploying", "active", "release change reverted in")
 
 
 def _releases_pruned(conn: sqlite3.Connection, e: EnvironmentReleasesPruned, env: Envelope) -> None:
